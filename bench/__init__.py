@@ -1,0 +1,1 @@
+"""Latency/throughput benchmarks (trtexec method) across dtk's backends."""

@@ -1,0 +1,247 @@
+"""Frame trees: discover, pair, read (RGB uint8), resize to 256x448, write PNGs atomically.
+
+Layouts: REDS (`root/<sequence>/<frame>.png|jpg`) or flat (`root/<frame>.png`); deeper
+trees work too, and every frame keeps its path relative to the root so outputs mirror it.
+
+Conversions on read (documented in README): grayscale -> RGB by repeating the channel;
+RGBA/LA/palette -> RGB with alpha dropped; 16-bit -> 8-bit by round(x / 257).
+Resize: Pillow's bilinear filter with antialiasing (triangle filter widened when
+downscaling), the same family as DALI's `fn.resize(interp_type=INTERP_LINEAR, antialias=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from toolkit import FRAME_SIZE
+from toolkit.errors import DtkError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+class FrameReadError(DtkError):
+    """A frame file that cannot be decoded (missing, truncated, not an image)."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"cannot read frame {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame file: its tree root and its path relative to that root."""
+
+    root: Path
+    rel: PurePosixPath
+
+    @property
+    def path(self) -> Path:
+        return self.root / Path(self.rel)
+
+    @property
+    def sequence(self) -> str:
+        """The first directory of the relative path ('' for a flat folder)."""
+        return self.rel.parts[0] if len(self.rel.parts) > 1 else ""
+
+    @property
+    def key(self) -> str:
+        """Relative path without extension: how trees are paired."""
+        return str(self.rel.with_suffix(""))
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders 'f2' before 'f10'."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _rel_sort_key(rel: PurePosixPath) -> list:
+    return [natural_key(p) for p in rel.parts]
+
+
+def discover_frames(root: Path | str) -> list[Frame]:
+    """All image files under `root` (any depth), in natural order of their relative paths."""
+    root = Path(root)
+    if not root.exists():
+        raise DtkError(f"frame directory not found: {root}")
+    if not root.is_dir():
+        raise DtkError(f"not a directory: {root} (give a folder of frames)")
+    rels = [
+        PurePosixPath(p.relative_to(root).as_posix())
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    if not rels:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise DtkError(f"no frames in {root}: expected image files ({exts}) in it or its subfolders")
+    rels.sort(key=_rel_sort_key)
+    frames = [Frame(root, r) for r in rels]
+    keys: dict[str, Frame] = {}
+    for f in frames:
+        if f.key in keys:
+            raise DtkError(
+                f"two frames share a name apart from the extension: {keys[f.key].rel} and {f.rel}; "
+                "outputs would collide, rename one"
+            )
+        keys[f.key] = f
+    return frames
+
+
+def pair_frames(reference_root: Path | str, other_root: Path | str) -> list[tuple[Frame, Frame]]:
+    """Pair two trees by relative path (extension ignored: a.jpg pairs with a.png).
+
+    Raises DtkError listing the unmatched frames of either side.
+    """
+    ref = {f.key: f for f in discover_frames(reference_root)}
+    other = {f.key: f for f in discover_frames(other_root)}
+    missing = sorted(set(ref) - set(other), key=natural_key)
+    extra = sorted(set(other) - set(ref), key=natural_key)
+    if missing or extra:
+        lines = []
+        if missing:
+            lines.append(f"{len(missing)} frame(s) of {reference_root} have no match in {other_root}: "
+                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+        if extra:
+            lines.append(f"{len(extra)} frame(s) of {other_root} have no match in {reference_root}: "
+                         + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
+        raise DtkError("unmatched frames; " + "; ".join(lines))
+    return [(ref[k], other[k]) for k in ref]
+
+
+def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
+    """Grayscale/RGBA/16-bit array -> HxWx3 uint8 (the documented conversions)."""
+    a = np.asarray(array)
+    if a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.dtype.itemsize > 1):
+        a = np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 2:  # gray + alpha
+        a = np.repeat(a[:, :, :1], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:  # RGBA: alpha dropped
+        a = a[:, :, :3]
+    elif not (a.ndim == 3 and a.shape[2] == 3):
+        raise ValueError(f"unsupported image shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def read_frame(path: Path | str) -> np.ndarray:
+    """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                arr = np.asarray(im).astype(np.uint16 if mode != "I" else np.int64)
+                if mode == "I":
+                    arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            elif mode == "RGB":
+                arr = np.asarray(im)
+            elif mode in ("RGBA", "LA", "L", "1"):
+                arr = np.asarray(im.convert("RGBA" if "A" in mode else "L"))
+            elif mode == "F":
+                raise FrameReadError(path, "32-bit float images are not supported; save as 8/16-bit")
+            else:  # P, CMYK, YCbCr, LAB, HSV, ...
+                arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise FrameReadError(path, "file not found") from None
+    except UnidentifiedImageError:
+        raise FrameReadError(path, "not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
+    return to_rgb_uint8(arr)
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+    """Resize HxWx3 uint8 to `size` (H, W) with antialiased bilinear; no-op when equal."""
+    from PIL import Image
+
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
+    """PNG bytes of an HxWx3 RGB uint8 image (deterministic for the same input)."""
+    import cv2
+
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    )
+    if not ok:
+        raise DtkError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
+    """Write an RGB uint8 PNG via a temporary file in the same folder and an atomic rename.
+
+    A reader never sees a half-written file: either the old file (or none) or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = encode_png(image)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class SkipLog:
+    """Frames skipped because they could not be read: (path, reason)."""
+
+    skipped: list[tuple[str, str]]
+
+    def __init__(self) -> None:
+        self.skipped = []
+
+    def __len__(self) -> int:
+        return len(self.skipped)
+
+
+def iter_images(
+    frames: Iterable[Frame],
+    *,
+    strict: bool = False,
+    skips: SkipLog | None = None,
+    on_skip: Callable[[FrameReadError], None] | None = None,
+) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Yield (frame, RGB uint8 image); unreadable frames are skipped and logged (or raise if strict)."""
+    for frame in frames:
+        try:
+            image = read_frame(frame.path)
+        except FrameReadError as exc:
+            if strict:
+                raise
+            if skips is not None:
+                skips.skipped.append((exc.path, exc.reason))
+            if on_skip is not None:
+                on_skip(exc)
+            continue
+        yield frame, image

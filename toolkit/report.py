@@ -1,0 +1,77 @@
+"""Rendering: rich tables on the terminal, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from toolkit.metrics import format_db
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console that keeps tables readable when output is piped (no terminal: 140 columns)."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, width=None if probe.is_terminal else 140)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """JSON text; non-finite floats become null."""
+    return json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+
+
+def write_json(path: Path | str, obj: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(obj) + "\n")
+    return path
+
+
+def key_value_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    for k, v in rows.items():
+        table.add_row(k, "—" if v is None else str(v))
+    return table
+
+
+def eval_table(result) -> Table:
+    """The seed's section 8-9 table: per kernel and method, PSNR/SSIM and gain over blurred."""
+    table = Table(title=f"PSNR / SSIM vs sharp — {result.root}")
+    for col in ("kernel", "method", "frames", "mean PSNR", "median", "worst", "identical",
+                "gain dB", "worse", "SSIM"):
+        table.add_column(col, justify="left" if col in ("kernel", "method") else "right")
+    last = None
+    for s in result.summaries():
+        if last is not None and s.kernel != last:
+            table.add_section()
+        last = s.kernel
+        table.add_row(
+            s.kernel, s.method, str(s.frames), format_db(s.mean_psnr), format_db(s.median_psnr),
+            format_db(s.worst_psnr), str(s.identical),
+            "" if s.gain_db is None else f"{s.gain_db:+.2f}",
+            "" if s.worse_share is None else f"{100 * s.worse_share:.0f}%",
+            f"{s.mean_ssim:.4f}" if math.isfinite(s.mean_ssim) else "n/a",
+        )
+    return table

@@ -1,0 +1,1 @@
+"""Training the seed U-Net in PyTorch and exporting it to ONNX."""
