@@ -1,0 +1,44 @@
+"""Shared fixtures: real demo frames from scikit-image's photos, GPU skip logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA; none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The built-in demo tree (5 sequences x 2 frames of 256x448, real photos)."""
+    from toolkit.demo import write_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root, frames_per_sequence=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real RGB photo, cropped to 256x448."""
+    from toolkit.demo import skimage_photo_path
+    from toolkit.frames import read_frame
+
+    return read_frame(skimage_photo_path("astronaut"))[100:356, 32:480].copy()
