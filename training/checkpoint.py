@@ -1,0 +1,175 @@
+"""Checkpoints as safetensors (weights) + a small JSON sidecar (config and metadata). Never pickle.
+
+`run/best.safetensors` holds the weights, `run/best.json` the UNetConfig under "config" plus
+meta (kernels, data, step, metrics, dtk version). Optimizer state for resume goes into a
+third file, `run/best.optim.safetensors`, with Adam's per-parameter tensors flattened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from toolkit.errors import DtkError
+from training.unet import SeedUNet, UNetConfig
+
+FORMAT = "dtk-unet-checkpoint/1"
+
+
+def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
+    """(weights .safetensors, sidecar .json, optimizer .optim.safetensors) for any of the three paths."""
+    p = Path(path)
+    name = p.name
+    for suffix in (".optim.safetensors", ".safetensors", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    base = p.with_name(name)
+    return (base.with_name(name + ".safetensors"), base.with_name(name + ".json"),
+            base.with_name(name + ".optim.safetensors"))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)  # unwrap DDP
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write weights (.safetensors), sidecar (.json) and, if given, optimizer state; returns the weights."""
+    from safetensors.torch import save
+
+    import toolkit
+
+    weights, sidecar, optim_path = checkpoint_paths(path)
+    inner = getattr(model, "module", model)
+    config: UNetConfig = inner.config
+    doc = {"format": FORMAT, "config": config.to_dict(), "dtk_version": toolkit.__version__}
+    doc.update(meta or {})
+    _atomic_write_bytes(weights, save(_state_dict(model), metadata={"format": FORMAT}))
+    if optimizer is not None:
+        _atomic_write_bytes(optim_path, save(flatten_optimizer(optimizer)))
+        doc["optimizer_file"] = optim_path.name
+    _atomic_write_bytes(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
+    return weights
+
+
+def _json_default(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_sidecar(path: Path | str) -> dict:
+    """The JSON sidecar of a checkpoint (DtkError when missing or corrupt)."""
+    _, sidecar, _ = checkpoint_paths(path)
+    if not sidecar.exists():
+        raise DtkError(f"checkpoint sidecar not found: {sidecar} (a checkpoint is X.safetensors + X.json)")
+    try:
+        doc = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DtkError(f"corrupt checkpoint sidecar {sidecar}: {exc}") from None
+    if not isinstance(doc, dict) or "config" not in doc:
+        raise DtkError(f"{sidecar} is not a dtk checkpoint sidecar (no 'config')")
+    return doc
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise DtkError(f"checkpoint weights not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DtkError(f"corrupt checkpoint weights {path}: {exc}") from None
+
+
+def load_model(path: Path | str, device: str = "cpu") -> SeedUNet:
+    """Rebuild the U-Net from a checkpoint (the .safetensors or .json path), in eval mode."""
+    weights, _, _ = checkpoint_paths(path)
+    doc = read_sidecar(path)
+    try:
+        config = UNetConfig.from_dict(doc["config"])
+    except (TypeError, ValueError) as exc:
+        raise DtkError(f"bad architecture config in {path}: {exc}") from None
+    model = SeedUNet(config)
+    state = _load_tensors(weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DtkError(f"checkpoint {weights} does not match its config {config}: "
+                       f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def flatten_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Optimizer state as flat named tensors: 'state.<param>.<key>' and 'group.<i>.<hyper>'."""
+    sd = optimizer.state_dict()
+    flat: dict[str, torch.Tensor] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value, dtype=torch.float64)
+            flat[f"state.{pid}.{key}"] = t.detach().cpu().contiguous()
+    for gi, group in enumerate(sd["param_groups"]):
+        for key, value in group.items():
+            if key == "params":
+                flat[f"group.{gi}.params"] = torch.tensor(value, dtype=torch.int64)
+            elif isinstance(value, bool) or value is None:
+                continue  # structural flags come from the optimizer's constructor
+            elif isinstance(value, (int, float)):
+                flat[f"group.{gi}.{key}"] = torch.tensor(float(value), dtype=torch.float64)
+            elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+                flat[f"group.{gi}.{key}"] = torch.tensor([float(v) for v in value], dtype=torch.float64)
+    return flat
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path | str) -> None:
+    """Restore optimizer state saved by `save_checkpoint(..., optimizer=...)` (exact resume)."""
+    _, _, optim_path = checkpoint_paths(path)
+    flat = _load_tensors(optim_path)
+    sd = optimizer.state_dict()
+    state: dict[int, dict] = {}
+    for name, t in flat.items():
+        kind, idx, key = name.split(".", 2)
+        if kind == "state":
+            state.setdefault(int(idx), {})[key] = t
+    groups = []
+    for gi, group in enumerate(sd["param_groups"]):
+        g = dict(group)
+        for key, value in group.items():
+            name = f"group.{gi}.{key}"
+            if key == "params" or name not in flat:
+                continue
+            t = flat[name]
+            if isinstance(value, tuple):
+                g[key] = tuple(t.tolist())
+            elif isinstance(value, int) and not isinstance(value, bool):
+                g[key] = int(t.item())
+            else:
+                g[key] = float(t.item())
+        groups.append(g)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as exc:
+        raise DtkError(f"optimizer state {optim_path} does not match the model: {exc}") from None
