@@ -1,0 +1,62 @@
+"""ONNX export: names, dynamic batch, metadata, parity with torch; fp16 graph error bounded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolkit.errors import DtkError
+from training.export import check_parity, export_onnx, fp16_error
+from training.unet import SeedUNet, UNetConfig
+
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return SeedUNet(UNetConfig(width=8, tail_convs=2, residual=True)).eval()
+
+
+def test_fp32_parity_names_batch_metadata(tiny, tmp_path):
+    import onnx
+
+    path = export_onnx(tiny, tmp_path / "m.onnx", height=H, width=W, metadata={"kernels": "k3,k7,k11"})
+    model = onnx.load(str(path))
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert [o.name for o in model.graph.output] == ["output"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, H, W]
+    assert model.opset_import[0].version >= 17
+    props = {p.key: p.value for p in model.metadata_props}
+    assert '"width": 8' in props["architecture"] and props["kernels"] == "k3,k7,k11"
+    result = check_parity(tiny, path, H, W)
+    assert result["random_max_abs"] <= 1e-4 and result["real_max_abs"] <= 1e-4
+
+
+def test_fp16_graph_error_bounded(tiny, tmp_path, astronaut):
+    import onnx
+
+    frames = [astronaut[:H, :W], astronaut[100:100 + H, 200:200 + W]]
+    for fp16_io, elem in ((False, onnx.TensorProto.FLOAT), (True, onnx.TensorProto.FLOAT16)):
+        path = export_onnx(tiny, tmp_path / f"h{fp16_io}.onnx", height=H, width=W, fp16=True, fp16_io=fp16_io)
+        assert onnx.load(str(path)).graph.input[0].type.tensor_type.elem_type == elem
+        err = fp16_error(tiny, frames, path, fp16_io=fp16_io)
+        assert err["max_abs"] < 5e-3
+        assert abs(err["psnr_drop_mean_db"]) < 0.5
+
+
+def test_parity_failure_is_loud(tiny, tmp_path):
+    path = export_onnx(tiny, tmp_path / "m.onnx", height=H, width=W)
+    other = SeedUNet(tiny.config).eval()
+    with pytest.raises(DtkError, match="differs from PyTorch"):
+        check_parity(other, path, H, W)
+
+
+def test_fp16_overflow_refused(tmp_path):
+    torch.manual_seed(0)
+    model = SeedUNet(UNetConfig(width=8, tail_convs=1)).eval()
+    with torch.no_grad():
+        model.out.bias.fill_(1e5)
+    with pytest.raises(DtkError, match="refusing the fp16 export"):
+        export_onnx(model, tmp_path / "m.onnx", height=H, width=W, fp16=True)

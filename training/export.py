@@ -1,0 +1,195 @@
+"""Export the U-Net to ONNX (fp32, or an fp16 graph) and check it against PyTorch through ONNX Runtime.
+
+Input "input" and output "output": N x 3 x H x W float, values on the 0..1 scale, dynamic batch
+axis, fixed H x W (256 x 448 by default). The fp16 graph has fp16 weights and compute; its I/O is
+fp32 (Cast nodes at the edges) unless `fp16_io=True`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.errors import DtkError
+
+FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
+FP16_MAX = 65504.0
+
+
+def real_frame(height: int, width: int) -> np.ndarray:
+    """A real RGB photo (scikit-image's astronaut) resized to HxW, as 1x3xHxW float32 on 0..1."""
+    from toolkit.demo import skimage_photo_path
+    from toolkit.frames import read_frame, resize_frame
+
+    image = read_frame(skimage_photo_path("astronaut"))
+    image = resize_frame(image, (height, width))
+    return (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+
+
+def max_abs_activation(model: nn.Module, x: torch.Tensor) -> float:
+    """Largest |value| of any conv output or the network output for input x (fp32)."""
+    peak = [0.0]
+
+    def hook(_m, _i, out):
+        peak[0] = max(peak[0], float(out.detach().abs().max()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        with torch.no_grad():
+            out = model(x)
+        peak[0] = max(peak[0], float(out.abs().max()))
+    finally:
+        for h in handles:
+            h.remove()
+    return peak[0]
+
+
+class _CastIO(nn.Module):
+    """fp32 in -> fp16 network -> fp32 out (the Cast nodes of the fp16 graph with fp32 I/O)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()
+
+
+def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (example,), str(path), input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            opset_version=opset, dynamo=False, do_constant_folding=True,
+        )
+
+
+def _set_metadata(path: Path, metadata: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = str(key)
+        entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    model.producer_name = "dtk"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def ort_session(path: Path | str):
+    from toolkit.lazy import optional_import
+
+    ort = optional_import("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16: bool = False,
+                 fp16_io: bool = False, tolerance: float | None = None) -> dict:
+    """Compare ORT CPU vs torch fp32 on a random batch and a real photo; DtkError beyond tolerance.
+
+    Returns {"random_max_abs": ..., "real_max_abs": ..., "real_psnr_drop_db": ...}.
+    """
+    from toolkit.metrics import psnr
+
+    tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
+    sess = ort_session(path)
+    rng = np.random.default_rng(0)
+    inputs = {"random": rng.random((2, 3, height, width), dtype=np.float32),
+              "real": real_frame(height, width)}
+    result: dict = {}
+    for name, x in inputs.items():
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        feed = x.astype(np.float16) if fp16_io else x
+        got = sess.run(["output"], {"input": feed})[0].astype(np.float32)
+        if not np.all(np.isfinite(got)):
+            raise DtkError(f"ONNX export check failed: {path} gives non-finite outputs on the {name} input")
+        err = float(np.max(np.abs(got - ref)))
+        result[f"{name}_max_abs"] = err
+        if name == "real":
+            sharp = np.clip(ref[0].transpose(1, 2, 0), 0, 1) * 255
+            result["real_psnr_vs_fp32_db"] = psnr(np.clip(got[0].transpose(1, 2, 0), 0, 1) * 255, sharp)
+        if err > tol:
+            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
+                           f"on the {name} input (tolerance {tol:g}); the file was not trusted")
+    return result
+
+
+def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width: int = 448, opset: int = 18,
+                fp16: bool = False, fp16_io: bool = False, metadata: dict | None = None,
+                check: bool = True) -> Path:
+    """Write `model` as ONNX; with `check`, raise DtkError unless ORT matches torch (see module doc)."""
+    import copy
+
+    if opset < 17:
+        raise DtkError(f"opset {opset} is too old: dtk exports opset 17 or newer")
+    if height % 8 or width % 8:
+        raise DtkError(f"frame size {height}x{width}: height and width must be multiples of 8")
+    if fp16_io and not fp16:
+        raise DtkError("--fp16-io needs --fp16 (an fp16 graph)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(getattr(model, "module", model)).float().eval()
+    meta = {"producer": "dtk", "input_layout": "NCHW RGB float 0..1", "fp16": str(fp16).lower(),
+            "fp16_io": str(fp16_io).lower()}
+    config = getattr(model, "config", None)
+    if config is not None:
+        meta["architecture"] = json.dumps({"name": "SeedUNet", **config.to_dict()}, sort_keys=True)
+    meta.update(metadata or {})
+
+    example = torch.from_numpy(real_frame(height, width))
+    if fp16:
+        peak = max_abs_activation(model, example)
+        peak = max(peak, max_abs_activation(model, torch.rand(1, 3, height, width)))
+        if peak > FP16_MAX / 4:
+            raise DtkError(f"refusing the fp16 export: an activation reaches {peak:.4g}, too close to "
+                           f"fp16's max {FP16_MAX:g}; export fp32")
+        meta["fp32_peak_activation"] = f"{peak:.6g}"
+        half = copy.deepcopy(model).half()
+        module: nn.Module = half if fp16_io else _CastIO(half)
+        example_in = example.half() if fp16_io else example
+    else:
+        module, example_in = model, example
+    _torch_export(module, example_in, path, opset)
+    _set_metadata(path, meta)
+    if check:
+        check_parity(model, path, height, width, fp16=fp16, fp16_io=fp16_io)
+    return path
+
+
+def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str,
+               fp16_io: bool = False) -> dict:
+    """Error of an fp16 ONNX graph vs torch fp32 on real HxWx3 uint8 frames.
+
+    Returns max abs error (0..1 scale) and the mean/max PSNR drop (dB) vs the sharp frames.
+    """
+    from toolkit.metrics import psnr
+
+    sess = ort_session(fp16_path)
+    max_abs, drops = 0.0, []
+    for img in frames:
+        x = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = sess.run(["output"], {"input": x.astype(np.float16) if fp16_io else x})[0].astype(np.float32)
+        max_abs = max(max_abs, float(np.max(np.abs(got - ref))))
+
+        def to_img(a):
+            return np.clip(a[0].transpose(1, 2, 0), 0, 1) * 255
+
+        drops.append(min(psnr(to_img(ref), img), 100.0) - min(psnr(to_img(got), img), 100.0))
+    return {"max_abs": max_abs, "psnr_drop_mean_db": float(np.mean(drops)),
+            "psnr_drop_max_db": float(np.max(drops))}
