@@ -17,13 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
-from toolkit.frames import SkipLog, discover_frames, iter_images, resize_frame
+from toolkit.frames import (
+    Frame,
+    SkipLog,
+    discover_frames,
+    iter_images,
+    pair_frames,
+    read_frame,
+    resize_frame,
+)
 from toolkit.kernels import BlurKernel, blur
 from toolkit.metrics import json_number, psnr, ssim
 
 PSNR_CAP = 100.0
-# A method maps (blurred RGB uint8 HxWx3, kernel) -> restored RGB uint8 HxWx3.
-Method = Callable[[np.ndarray, BlurKernel], np.ndarray]
+# A method restores one frame's blurred copies: (frame, [blurred RGB uint8 HxWx3 per kernel],
+# kernels) -> [restored RGB uint8 HxWx3 per kernel]. One call per frame lets a model batch them.
+Method = Callable[[Frame, list[np.ndarray], list[BlurKernel]], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -132,19 +141,71 @@ def evaluate_tree(
     methods = dict(methods or {})
     result = EvalResult(str(root), [k.name for k in kernels], ["blurred", *methods])
     skips = SkipLog()
-    for done, (frame, image) in enumerate(iter_images(frames, strict=strict, skips=skips), 1):
+    done = 0
+
+    def tick(_exc=None) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(frames))
+
+    for frame, image in iter_images(frames, strict=strict, skips=skips, on_skip=tick):
         sharp = resize_frame(image, FRAME_SIZE)
-        for k in kernels:
-            blurred = blur(sharp, k)
-            candidates = {"blurred": blurred}
-            candidates.update({name: fn(blurred, k) for name, fn in methods.items()})
-            for name, estimate in candidates.items():
+        blurred = [blur(sharp, k) for k in kernels]
+        estimates = {"blurred": blurred}
+        estimates.update({name: fn(frame, blurred, list(kernels)) for name, fn in methods.items()})
+        for name, images in estimates.items():
+            for k, estimate in zip(kernels, images, strict=True):
                 result.scores.append(FrameScore(
                     rel=str(frame.rel), sequence=frame.sequence, kernel=k.name, method=name,
                     psnr=psnr(estimate, sharp),
                     ssim=ssim(estimate, sharp) if with_ssim else float("nan"),
                 ))
-        if progress:
-            progress(done, len(frames))
+        tick()
     result.skipped = skips.skipped
     return result
+
+
+def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Method:
+    """A per-image deconvolution (toolkit.baselines) as a Method."""
+    def method(_frame: Frame, blurred: list[np.ndarray], kernels: list[BlurKernel]) -> list[np.ndarray]:
+        return [fn(b, k) for b, k in zip(blurred, kernels, strict=True)]
+
+    return method
+
+
+def runner_method(runner) -> Method:
+    """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch."""
+    from toolkit.pipeline.fallback import from_nchw, to_nchw
+
+    def method(_frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
+        return from_nchw(runner.infer(to_nchw(blurred)))
+
+    return method
+
+
+def predictions_method(pred_root: Path | str, sharp_root: Path | str,
+                       kernels: Sequence[BlurKernel]) -> Method:
+    """Outputs made elsewhere (e.g. `dtk run --blur k7`), paired with sharp frames by relative path.
+
+    Layout: `pred_root/<kernel>/<rel path>` when `pred_root` has a folder per kernel, else
+    `pred_root/<rel path>` for a single kernel. Any image extension; resized to 256x448.
+    """
+    from toolkit.errors import DtkError
+
+    root = Path(pred_root)
+    names = [k.name for k in kernels]
+    per_kernel = all((root / n).is_dir() for n in names)
+    if not per_kernel and len(names) != 1:
+        raise DtkError(f"{root} has no folder per kernel ({', '.join(names)}); give one kernel "
+                       "with --kernels, or lay predictions out as DIR/<kernel>/<frame path>")
+    index = {n: {sharp.key: pred for sharp, pred in pair_frames(sharp_root, root / n if per_kernel else root)}
+             for n in names}  # pair_frames lists unmatched frames of either side
+
+    def method(frame: Frame, _blurred: list[np.ndarray], ks: list[BlurKernel]) -> list[np.ndarray]:
+        out = []
+        for k in ks:
+            out.append(resize_frame(read_frame(index[k.name][frame.key].path), FRAME_SIZE))
+        return out
+
+    return method

@@ -29,6 +29,14 @@ def to_nchw(images: Sequence[np.ndarray], dtype: str = "float32") -> np.ndarray:
     return np.ascontiguousarray(batch.astype(dtype, copy=False))
 
 
+def from_nchw(batch) -> list[np.ndarray]:
+    """N x 3 x H x W in [0, 1] (NumPy or torch) -> list of HxWx3 uint8 (clipped, rounded)."""
+    if hasattr(batch, "detach"):  # torch tensor, possibly on the GPU
+        batch = batch.detach().float().cpu().numpy()
+    hwc = np.clip(np.asarray(batch, dtype=np.float32).transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255)
+    return list(hwc.astype(np.uint8))
+
+
 def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterator[FrameBatch]:
     """Yield batches in frame order with `prefetch` batches of decoding in flight."""
     window = max(1, config.prefetch) * config.batch_size
