@@ -121,39 +121,174 @@ def data_demo(
 @handle_errors
 def eval_cmd(
     sharp_dir: Annotated[Path, typer.Argument(help="Tree of sharp frames (REDS layout or flat).")],
+    model: Annotated[str | None, typer.Option(
+        help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
+    engine: Annotated[Path | None, typer.Option(help="A TensorRT engine to score instead of --model.")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Score outputs made elsewhere (dtk run): DIR/<kernel>/<frame> or DIR/<frame> for one kernel.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Backend for --model: auto|onnxruntime|torch.")] = "auto",
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels: k3,k7,k11.")] = "k3,k7,k11",
+    baselines: Annotated[str, typer.Option(
+        help="Known-kernel deconvolution baselines: wiener, rl (Richardson-Lucy), none.")] = "wiener",
+    by_sequence: Annotated[bool, typer.Option(help="Also print a table per sequence.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
     no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
+    csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write a PSNR box plot to this PNG, and a strip of worst/median frames beside it.")] = None,
     json_out: JsonOut = None,
 ) -> None:
-    """PSNR/SSIM per kernel over a whole frame tree: blurred vs sharp (the baseline column).
+    """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
 
-    Every frame is resized to 256x448 and blurred with each seed kernel. Means count an
-    identical frame (PSNR inf) as 100 dB; the 'identical' column counts them.
+    Every sharp frame is resized to 256x448 and blurred with each seed kernel; the model (or the
+    predictions) and each baseline restore it. Means count an identical frame (PSNR inf) as
+    100 dB; 'identical' counts them; 'gain' is the mean dB over blurred; 'worse' the share of
+    frames the method made worse than the blurred input.
     """
-    from toolkit.evaluate import evaluate_tree
+    from toolkit import evaluate as ev
+    from toolkit.baselines import BASELINES
     from toolkit.frames import discover_frames
     from toolkit.kernels import parse_kernels
     from toolkit.progress import make_progress
     from toolkit.report import eval_table
 
     ks = parse_kernels(kernels)
+    if sum(x is not None for x in (model, engine, predictions)) > 1:
+        raise DtkError("give at most one of --model, --engine, --predictions")
+    methods: dict = {}
+    runner = None
+    if predictions is not None:
+        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
+    elif model is not None or engine is not None:
+        from engines.loaders import load_runner
+
+        runner = (load_runner("tensorrt", engine) if engine is not None
+                  else load_runner(backend, None if model == "default" else model))
+        methods["model"] = ev.runner_method(runner)
+    names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
+    for name in names:
+        if name not in BASELINES:
+            raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")
+        methods[name] = ev.baseline_method(BASELINES[name])
     total = len(discover_frames(sharp_dir))
-    with make_progress(transient=True) as bar:
-        task = bar.add_task("evaluating", total=total)
-        result = evaluate_tree(sharp_dir, ks, strict=strict, with_ssim=not no_ssim,
-                               progress=lambda done, _n: bar.update(task, completed=done))
+    try:
+        with make_progress(transient=True) as bar:
+            task = bar.add_task("evaluating", total=total)
+            result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
+                                      progress=lambda done, _n: bar.update(task, completed=done))
+        primary = next((m for m in ("model", "predictions") if m in methods), None)
+        if plot is not None:
+            from toolkit.plots import example_strip, psnr_boxplot
+
+            psnr_boxplot(result, plot)
+            strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
+            if primary:
+                example_strip(ev.examples(result, methods, ks, primary), strip)
+            err_console.print(f"wrote {plot}" + (f" and {strip}" if primary else ""))
+    finally:
+        if runner is not None:
+            runner.close()
     if str(json_out) != "-":
+        if runner is not None:
+            err_console.print(f"model: {runner.describe()}")
         console.print(eval_table(result))
+        if by_sequence:
+            console.print(eval_table(result, by_sequence=True))
         if result.skipped:
             err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable frame(s):[/]")
             for path, reason in result.skipped:
                 err_console.print(f"  {path}: {reason}")
-    emit_json(json_out, result.to_json())
+    if csv is not None:
+        ev.write_csv(result, csv)
+        err_console.print(f"wrote {csv}")
+    report = result.to_json()
+    if runner is not None:
+        report["model"] = runner.describe()
+    emit_json(json_out, report)
 
 
-app.command("train", help=not_built("train", 3).__doc__)(not_built("train", 3))
-app.command("export", help=not_built("export", 3).__doc__)(not_built("export", 3))
+@data_app.command("photos")
+@handle_errors
+def data_photos(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the training photo tree in.")],
+    wallpapers: Annotated[Path | None, typer.Option(
+        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (real photos only are taken).")] = None,
+) -> None:
+    """Write a REDS-like tree of the photos dtk may train on (never the demo photos)."""
+    from training.data import write_training_photos
+
+    records = write_training_photos(out_dir, wallpapers)
+    for r in records:
+        console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
+    console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="Sharp frame tree (REDS layout or flat), e.g. from `dtk data photos`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, curves).")] = Path("runs/train"),
+    preset: Annotated[str | None, typer.Option(help="seed (the seed report's recipe) or cpu; "
+                                               "explicit options override it.")] = None,
+    width: Annotated[int | None, typer.Option(help="Base width (seed: 64).")] = None,
+    tail_convs: Annotated[int | None, typer.Option(help="64->64 tail convs (seed rows: 6).")] = None,
+    residual: Annotated[bool | None, typer.Option("--residual/--no-residual", help="Output = input + f(input).")] = None,
+    crop: Annotated[int | None, typer.Option(help="Square random crop side (default: full frames).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (seed: 10).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (seed: 40).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps per epoch (seed: 64).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (seed: 1e-3).")] = None,
+    cosine: Annotated[bool | None, typer.Option("--cosine/--no-cosine", help="Cosine LR decay to 0.")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse (seed) or psnr (per-image PSNR, capped at 60 dB).")] = None,
+    sharp_prob: Annotated[float | None, typer.Option(help="Probability of an unblurred input.")] = None,
+    kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels.")] = "k3,k7,k11",
+    frames: Annotated[str | None, typer.Option(help="Keep only these frame positions per sequence, e.g. 1,40,80.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of sequences held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="Resume from a last.safetensors checkpoint.")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
+    from dataclasses import replace
+
+    from training.train import TrainConfig, apply_preset, train
+
+    config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
+    overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "crop": crop, "batch": batch,
+                 "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
+                 "sharp_prob": sharp_prob}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        frame_list = [int(s) for s in frames.split(",")] if frames else None
+    except ValueError:
+        raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
+    config = replace(config, kernels=kernels, frames=frame_list, val_fraction=val_fraction, seed=seed,
+                     resume=str(resume) if resume else None, time_limit=time_limit, threads=threads)
+    train(config, log=err_console.print)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors or its .json).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
+    fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
+    fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output too (default fp32 I/O).")] = False,
+    height: Annotated[int, typer.Option(help="Frame height.")] = 256,
+    width: Annotated[int, typer.Option(help="Frame width.")] = 448,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
+) -> None:
+    """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    from training.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
+                               fp16_io=fp16_io)
+    console.print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); parity vs PyTorch: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in result["parity"].items()))
+
+
 app.command("run", help=not_built("run", 5).__doc__)(not_built("run", 5))
 app.command("bench", help=not_built("bench", 7).__doc__)(not_built("bench", 7))
 app.command("build-engine", help=not_built("build-engine", 6).__doc__)(not_built("build-engine", 6))

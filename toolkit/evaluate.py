@@ -98,6 +98,7 @@ class EvalResult:
             "methods": self.methods,
             "psnr_cap_db": PSNR_CAP,
             "summary": [clean(asdict(s)) for s in self.summaries()],
+            "per_sequence": [clean(asdict(s)) for s in self.summaries(by_sequence=True)],
             "frames": [clean(asdict(s)) for s in self.scores],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
         }
@@ -209,3 +210,49 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
         return out
 
     return method
+
+
+def write_csv(result: EvalResult, path: Path | str) -> Path:
+    """One row per frame x kernel x method: rel, sequence, kernel, method, psnr, ssim (inf kept)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rel", "sequence", "kernel", "method", "psnr", "ssim"])
+        for s in result.scores:
+            writer.writerow([s.rel, s.sequence, s.kernel, s.method, f"{s.psnr:.4f}", f"{s.ssim:.6f}"])
+    return path
+
+
+def worst_and_median(result: EvalResult, method: str, kernel: str) -> list[tuple[str, FrameScore]]:
+    """The worst and the median frame of `method` under `kernel`, by PSNR."""
+    rows = sorted((s for s in result.scores if s.method == method and s.kernel == kernel),
+                  key=lambda s: s.psnr)
+    if not rows:
+        return []
+    return [("worst", rows[0]), ("median", rows[len(rows) // 2])]
+
+
+def examples(result: EvalResult, methods: dict[str, Method], kernels: Sequence[BlurKernel],
+             primary: str) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Images for the strip: sharp / blurred / `primary` / best baseline, worst and median frames."""
+    root = Path(result.root)
+    baselines = [m for m in result.methods if m not in ("blurred", primary)]
+    rows = []
+    for k in kernels:
+        for label, score in worst_and_median(result, primary, k.name):
+            frame = next(f for f in discover_frames(root) if str(f.rel) == score.rel)
+            sharp = resize_frame(read_frame(frame.path), FRAME_SIZE)
+            blurred = blur(sharp, k)
+            images = {"sharp": sharp, f"blurred {psnr(blurred, sharp):.2f} dB": blurred}
+            pred = methods[primary](frame, [blurred], [k])[0] if primary in methods else blurred
+            images[f"{primary} {psnr(pred, sharp):.2f} dB"] = pred
+            if baselines:
+                best = max(baselines, key=lambda m: next(
+                    s.psnr for s in result.scores if s.rel == score.rel and s.kernel == k.name and s.method == m))
+                est = methods[best](frame, [blurred], [k])[0]
+                images[f"{best} {psnr(est, sharp):.2f} dB"] = est
+            rows.append((f"{k.name} {label}: {score.rel}", images))
+    return rows

@@ -56,14 +56,15 @@ def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
-def eval_table(result) -> Table:
+def eval_table(result, by_sequence: bool = False) -> Table:
     """The seed's section 8-9 table: per kernel and method, PSNR/SSIM and gain over blurred."""
-    table = Table(title=f"PSNR / SSIM vs sharp — {result.root}")
+    title = "per sequence" if by_sequence else "all frames"
+    table = Table(title=f"PSNR / SSIM vs sharp — {result.root} ({title})")
     for col in ("kernel", "method", "frames", "mean PSNR", "median", "worst", "identical",
                 "gain dB", "worse", "SSIM"):
         table.add_column(col, justify="left" if col in ("kernel", "method") else "right")
     last = None
-    for s in result.summaries():
+    for s in result.summaries(by_sequence=by_sequence):
         if last is not None and s.kernel != last:
             table.add_section()
         last = s.kernel
