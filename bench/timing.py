@@ -1,0 +1,112 @@
+"""Timers and latency statistics (trtexec's figures: min/mean/median/p90/p95/p99/max).
+
+CPU: `time.perf_counter_ns` around a call that has returned its result (host arrays, so the
+work is finished); an optional `sync` callable runs inside the timed span. GPU: a pair of
+CUDA events recorded on the current stream (`torch.cuda.Event(enable_timing=True)`), read
+after `end.synchronize()`: device time in ms. torch is imported only when a CUDA timer is made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+class Timer(Protocol):
+    """Times one call of `fn`; returns milliseconds."""
+
+    kind: str
+
+    def time(self, fn: Callable[[], Any]) -> float: ...
+
+
+class HostTimer:
+    """Wall time on the host with `perf_counter_ns`; `sync` (if any) is called before stopping."""
+
+    kind = "host"
+
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self.sync = sync
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        start = time.perf_counter_ns()
+        fn()
+        if self.sync is not None:
+            self.sync()
+        return (time.perf_counter_ns() - start) / 1e6
+
+
+class CudaEventTimer:
+    """Device time between two CUDA events on the current stream (torch.cuda.Event API)."""
+
+    kind = "cuda-event"
+
+    def __init__(self, device: int | str | None = None):
+        import torch
+
+        self._torch = torch
+        self.device = device
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        stream = self._torch.cuda.current_stream(self.device)
+        self.start.record(stream)
+        fn()
+        self.end.record(stream)
+        self.end.synchronize()
+        return float(self.start.elapsed_time(self.end))
+
+
+def make_timer(device: str) -> Timer:
+    """CUDA events for a device starting with 'cuda', host perf_counter_ns otherwise."""
+    if device.startswith("cuda"):
+        return CudaEventTimer(device)
+    return HostTimer()
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one call (one batch) in ms; percentiles by NumPy's linear interpolation."""
+
+    count: int
+    min: float
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    std: float
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
+    """Summary of per-call latencies (ms). Raises ValueError on an empty sequence."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no latency samples")
+    p = np.percentile(a, PERCENTILES)
+    return LatencyStats(count=int(a.size), min=float(a.min()), mean=float(a.mean()),
+                        p50=float(p[0]), p90=float(p[1]), p95=float(p[2]), p99=float(p[3]),
+                        max=float(a.max()), std=float(a.std()))
+
+
+def throughput(images: int, wall_s: float) -> float:
+    """Images per second over a wall-clock span (trtexec: queries / total host walltime)."""
+    return images / wall_s if wall_s > 0 else float("nan")
+
+
+def gflops(gflop_per_image: float | None, images_per_s: float) -> float | None:
+    """Effective GFLOP/s: counted FLOPs per image x images per second."""
+    if gflop_per_image is None:
+        return None
+    return gflop_per_image * images_per_s
