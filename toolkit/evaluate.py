@@ -250,8 +250,9 @@ def examples(result: EvalResult, methods: dict[str, Method], kernels: Sequence[B
             pred = methods[primary](frame, [blurred], [k])[0] if primary in methods else blurred
             images[f"{primary} {psnr(pred, sharp):.2f} dB"] = pred
             if baselines:
-                best = max(baselines, key=lambda m: next(
-                    s.psnr for s in result.scores if s.rel == score.rel and s.kernel == k.name and s.method == m))
+                scored = {s.method: s.psnr for s in result.scores
+                          if s.rel == score.rel and s.kernel == k.name}
+                best = max(baselines, key=scored.__getitem__)
                 est = methods[best](frame, [blurred], [k])[0]
                 images[f"{best} {psnr(est, sharp):.2f} dB"] = est
             rows.append((f"{k.name} {label}: {score.rel}", images))
