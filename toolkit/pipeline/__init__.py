@@ -2,8 +2,9 @@
 
 Two implementations share one interface (`open_pipeline`): DALI (`dali.py`, GPU or CPU
 operators) and a no-DALI fallback (`fallback.py`: threads + Pillow + the reference blur).
-Both hand out `FrameBatch`es in the order of the frame list; the last batch may be smaller
-(never padded, never dropped); frames that cannot be decoded are reported in `failed`.
+Both hand out `FrameBatch`es in the order of the frame list, one per span of `batch_size`
+consecutive frames: the last one may be smaller (never padded, never dropped), and frames that
+cannot be decoded are left out of their span's batch and reported in its `failed`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def from_nchw(batch) -> list[np.ndarray]:
 
 
 def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterator[FrameBatch]:
-    """Yield batches in frame order with `prefetch` batches of decoding in flight."""
+    """Yield one batch per `batch_size` consecutive frames (minus failed ones), `prefetch` batches ahead."""
     window = max(1, config.prefetch) * config.batch_size
     with ThreadPoolExecutor(max_workers=max(1, config.workers),
                             thread_name_prefix="dtk-decode") as pool:
@@ -55,7 +55,7 @@ def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterato
         fill()
         while pending:
             done, images, sizes, failed = [], [], [], []
-            while pending and len(done) < config.batch_size:
+            while pending and len(done) + len(failed) < config.batch_size:  # one span per batch
                 frame, fut = pending.popleft()
                 try:
                     image, size = fut.result()
