@@ -213,7 +213,8 @@ def eval_cmd(
 def data_photos(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the training photo tree in.")],
     wallpapers: Annotated[Path | None, typer.Option(
-        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (real photos only are taken).")] = None,
+        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos)."
+    )] = None,
 ) -> None:
     """Write a REDS-like tree of the photos dtk may train on (never the demo photos)."""
     from training.data import write_training_photos
@@ -227,23 +228,25 @@ def data_photos(
 @app.command("train")
 @handle_errors
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="Sharp frame tree (REDS layout or flat), e.g. from `dtk data photos`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, curves).")] = Path("runs/train"),
+    data: Annotated[Path, typer.Argument(help="Sharp frame tree (REDS or flat), e.g. `dtk data photos`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, curves).")] = Path(
+        "runs/train"),
     preset: Annotated[str | None, typer.Option(help="seed (the seed report's recipe) or cpu; "
                                                "explicit options override it.")] = None,
     width: Annotated[int | None, typer.Option(help="Base width (seed: 64).")] = None,
     tail_convs: Annotated[int | None, typer.Option(help="64->64 tail convs (seed rows: 6).")] = None,
-    residual: Annotated[bool | None, typer.Option("--residual/--no-residual", help="Output = input + f(input).")] = None,
+    residual: Annotated[bool | None, typer.Option("--residual/--no-residual",
+                                                  help="Output = input + f(input).")] = None,
     crop: Annotated[int | None, typer.Option(help="Square random crop side (default: full frames).")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size (seed: 10).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (seed: 40).")] = None,
     steps: Annotated[int | None, typer.Option(help="Steps per epoch (seed: 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (seed: 1e-3).")] = None,
     cosine: Annotated[bool | None, typer.Option("--cosine/--no-cosine", help="Cosine LR decay to 0.")] = None,
-    loss: Annotated[str | None, typer.Option(help="mse (seed) or psnr (per-image PSNR, capped at 60 dB).")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse (seed) or psnr (per-image, 60 dB cap).")] = None,
     sharp_prob: Annotated[float | None, typer.Option(help="Probability of an unblurred input.")] = None,
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels.")] = "k3,k7,k11",
-    frames: Annotated[str | None, typer.Option(help="Keep only these frame positions per sequence, e.g. 1,40,80.")] = None,
+    frames: Annotated[str | None, typer.Option(help="Frame positions to keep: 1,40,80.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of sequences held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[Path | None, typer.Option(help="Resume from a last.safetensors checkpoint.")] = None,
@@ -275,7 +278,7 @@ def export_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors or its .json).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
-    fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output too (default fp32 I/O).")] = False,
+    fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output (default fp32 I/O).")] = False,
     height: Annotated[int, typer.Option(help="Frame height.")] = 256,
     width: Annotated[int, typer.Option(help="Frame width.")] = 448,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,

@@ -193,3 +193,17 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
         drops.append(min(psnr(to_img(ref), img), 100.0) - min(psnr(to_img(got), img), 100.0))
     return {"max_abs": max_abs, "psnr_drop_mean_db": float(np.mean(drops)),
             "psnr_drop_max_db": float(np.max(drops))}
+
+
+def export_checkpoint(checkpoint: Path | str, output: Path | str, **kwargs) -> dict:
+    """Load a checkpoint, export it (metadata from its sidecar) and return path, size and parity."""
+    from training.checkpoint import load_model, read_sidecar
+
+    doc = read_sidecar(checkpoint)
+    model = load_model(checkpoint)
+    meta = {"kernels": ",".join(doc.get("kernels", [])), "training_data_sha256": doc.get("data_sha256", ""),
+            "training_step": str(doc.get("step", "")), "dtk_version": str(doc.get("dtk_version", ""))}
+    path = export_onnx(model, output, metadata=meta, check=False, **kwargs)
+    parity = check_parity(model, path, kwargs.get("height", 256), kwargs.get("width", 448),
+                          fp16=kwargs.get("fp16", False), fp16_io=kwargs.get("fp16_io", False))
+    return {"path": str(path), "bytes": path.stat().st_size, "parity": parity}

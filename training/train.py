@@ -1,0 +1,325 @@
+"""Train the seed U-Net on blurred-on-the-fly sharp frames: `dtk train` calls `train(TrainConfig)`.
+
+Run folder: best.* and last.* checkpoints (safetensors + JSON, last.* also with optimizer state),
+history.csv and curves.png (loss and validation PSNR per kernel), config.json.
+DDP: under `torchrun` (WORLD_SIZE > 1) each rank samples its own seeded batches; rank 0 validates,
+checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.errors import DtkError
+
+LOSSES = ("mse", "psnr")
+PSNR_LOSS_EPS = 1e-6  # per-image MSE floor on the 0..1 scale: caps the PSNR loss at 60 dB
+SCORE_CAP_DB = 60.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything `dtk train` needs. The defaults are the seed's (Adam, MSE, batch 10, 40 x 64)."""
+
+    data: str = "data/photos"
+    out: str = "runs/train"
+    width: int = 64
+    tail_convs: int = 6
+    residual: bool = False
+    crop: int | None = None  # square crop side; None = full 256x448 frames
+    batch: int = 10
+    epochs: int = 40
+    steps: int = 64
+    lr: float = 1e-3
+    cosine: bool = False
+    loss: str = "mse"
+    sharp_prob: float = 0.0
+    kernels: str = "k3,k7,k11"
+    frames: list[int] | None = None
+    val_fraction: float = 0.2
+    val_sequences: list[str] | None = None
+    val_max_frames: int = 12
+    seed: int = 0
+    resume: str | None = None
+    time_limit: float | None = None  # minutes
+    checkpoint_minutes: float = 5.0
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "seed": {"width": 64, "tail_convs": 6, "residual": False, "crop": None, "batch": 10, "epochs": 40,
+             "steps": 64, "lr": 1e-3, "cosine": False, "loss": "mse", "sharp_prob": 0.0},
+    "cpu": {"width": 16, "tail_convs": 6, "residual": True, "crop": 128, "batch": 16, "epochs": 60,
+            "steps": 64, "lr": 1e-3, "cosine": True, "loss": "psnr", "sharp_prob": 0.1},
+}
+
+
+def apply_preset(config: TrainConfig, name: str | None) -> TrainConfig:
+    if name is None:
+        return config
+    if name not in PRESETS:
+        raise DtkError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return replace(config, **PRESETS[name])
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """'mse': plain MSE. 'psnr': mean of 10 log10(MSE_i + 1e-6) over images: minus a PSNR capped at 60 dB.
+
+    The PSNR loss weighs equal *relative* errors equally, so nearly-unchanged (k3, sharp) frames
+    count as much as heavily blurred ones, and an exactly-unchanged frame cannot dominate (the cap).
+    """
+    if kind == "mse":
+        return torch.mean((pred - target) ** 2)
+    if kind == "psnr":
+        per_image = torch.mean((pred - target) ** 2, dim=(1, 2, 3))
+        return torch.mean(10.0 * torch.log10(per_image + PSNR_LOSS_EPS))
+    raise DtkError(f"unknown loss {kind!r}: choose one of {', '.join(LOSSES)}")
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W float 0..1 -> N x H x W x 3 uint8 (clip and round, as a written PNG)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB with identical images counted as 100 dB (as `dtk eval` does)."""
+    from toolkit.metrics import psnr
+
+    return min(psnr(a, b), 100.0)
+
+
+def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:
+    """(kernel or 'sharp', input, target) uint8 full frames for every held-out frame and kernel."""
+    from toolkit.kernels import blur
+    from training.data import SHARP
+
+    items = frames.all_frames()
+    if max_frames and len(items) > max_frames:
+        idx = np.linspace(0, len(items) - 1, max_frames).round().astype(int)
+        items = [items[i] for i in idx]
+    pairs = []
+    for _, sharp in items:
+        for k in kernels:
+            pairs.append((k.name, blur(sharp, k), sharp))
+        pairs.append((SHARP, sharp, sharp))
+    return pairs
+
+
+@torch.no_grad()
+def evaluate_pairs(model, pairs, device="cpu") -> dict[str, dict[str, float]]:
+    """Mean PSNR per label: {'k7': {'input': dB, 'output': dB, 'identical_in': n}, ...}."""
+    model.eval()
+    acc: dict[str, dict[str, list]] = {}
+    for label, inp, target in pairs:
+        x = torch.tensor(inp).permute(2, 0, 1)[None].float().div(255).to(device)
+        out = to_uint8(model(x))[0]
+        a = acc.setdefault(label, {"input": [], "output": []})
+        a["input"].append(psnr_capped(inp, target))
+        a["output"].append(psnr_capped(out, target))
+    return {k: {"input": float(np.mean(v["input"])), "output": float(np.mean(v["output"])),
+                "frames": len(v["output"])} for k, v in acc.items()}
+
+
+def val_score(metrics: dict) -> float:
+    """Mean over labels of the output PSNR capped at 60 dB: what 'best' means."""
+    return float(np.mean([min(m["output"], SCORE_CAP_DB) for m in metrics.values()]))
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _lr_at(config: TrainConfig, step: int, total: int, elapsed: float) -> float:
+    if not config.cosine:
+        return config.lr
+    progress = step / max(1, total)
+    if config.time_limit:
+        progress = max(progress, elapsed / (config.time_limit * 60.0))
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def write_curves(history: list[dict], out: Path) -> None:
+    """history.csv and curves.png (training loss; validation PSNR per label)."""
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(out / "history.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in history]
+    a1.plot(steps, [r["train_loss"] for r in history])
+    a1.set_xlabel("step")
+    a1.set_ylabel("training loss")
+    for k in [k for k in keys if k.startswith("val_") and k.endswith("_out")]:
+        a2.plot(steps, [r.get(k) for r in history], label=k[4:-4])
+    a2.set_xlabel("step")
+    a2.set_ylabel("validation PSNR (dB, output)")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig, *, log=print) -> dict:
+    """Run training; returns {'best': path, 'best_metrics': ..., 'steps': n, 'minutes': m}."""
+    from toolkit.kernels import parse_kernels
+    from training.checkpoint import load_optimizer, read_sidecar, save_checkpoint
+    from training.data import BlurSampler, data_hash, load_frames, split_by_sequence
+    from training.unet import SeedUNet, UNetConfig, count_parameters
+
+    if config.loss not in LOSSES:
+        raise DtkError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
+    if not 0.0 <= config.sharp_prob < 1.0:
+        raise DtkError("--sharp-prob must be in [0, 1)")
+    world, rank, local_rank = _dist_info()
+    if world > 1:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    main = rank == 0
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    kernels = parse_kernels(config.kernels)
+    frames = load_frames(config.data, config.frames)
+    train_names, val_names = split_by_sequence(frames.names, config.val_fraction, config.seed,
+                                               config.val_sequences)
+    train_set, val_set = frames.subset(train_names), frames.subset(val_names)
+    crop = (config.crop, config.crop) if config.crop else None
+    sampler = BlurSampler(train_set, kernels, crop=crop, sharp_prob=config.sharp_prob,
+                          seed=config.seed * 1000 + rank)
+    val_pairs = validation_pairs(val_set, kernels, config.val_max_frames) if main else []
+
+    model_cfg = UNetConfig(width=config.width, tail_convs=config.tail_convs, residual=config.residual)
+    model = SeedUNet(model_cfg).to(device)
+    if config.residual:  # start from the identity: y = x + 0
+        torch.nn.init.zeros_(model.out.weight)
+        torch.nn.init.zeros_(model.out.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, history, best_score, elapsed_before = 0, [], -math.inf, 0.0
+    if config.resume:
+        doc = read_sidecar(config.resume)
+        from training.checkpoint import load_model
+
+        model.load_state_dict(load_model(config.resume).state_dict())
+        load_optimizer(opt, config.resume)
+        step = int(doc.get("step", 0))
+        elapsed_before = float(doc.get("elapsed_s", 0.0))
+        best_score = float(doc.get("best_score", -math.inf))
+        history = doc.get("history", [])
+        if doc.get("sampler_state") and world == 1:
+            sampler.set_state(doc["sampler_state"])
+    net = model
+    if world > 1:
+        ids = [local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    total = config.epochs * config.steps
+    meta_base = {
+        "kernels": [k.name for k in kernels], "data": str(config.data), "data_sha256": data_hash(frames),
+        "train_sequences": train_names, "val_sequences": val_names, "params": count_parameters(model),
+        "train_config": asdict(config),
+    }
+    if main:
+        (out / "config.json").write_text(json.dumps(meta_base, indent=2) + "\n")
+        log(f"model: width {config.width}, {meta_base['params']:,} params; train {len(train_set)} frames in "
+            f"{len(train_names)} sequences, val {len(val_set)} frames in {len(val_names)} "
+            f"({', '.join(val_names)})")
+
+    def checkpoint(name: str, metrics: dict | None, with_opt: bool) -> None:
+        meta = dict(meta_base, step=step, elapsed_s=elapsed_before + time.monotonic() - t0,
+                    best_score=best_score, metrics=metrics, history=history,
+                    sampler_state=sampler.state())
+        save_checkpoint(out / name, model, meta, optimizer=opt if with_opt else None)
+
+    from toolkit.progress import make_progress
+
+    t0 = time.monotonic()
+    last_ckpt = t0
+    stop = False
+    losses: list[float] = []
+    best_metrics = None
+    progress = make_progress(unit="steps", transient=False) if main else None
+    if progress:
+        progress.start()
+        task = progress.add_task("training", total=total, completed=step)
+    try:
+        while step < total and not stop:
+            net.train()
+            x, y, _ = sampler.batch(config.batch)
+            x, y = x.to(device), y.to(device)
+            lr = _lr_at(config, step, total, elapsed_before + time.monotonic() - t0)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss = image_loss(net(x), y, config.loss)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            elapsed = elapsed_before + time.monotonic() - t0
+            if config.time_limit and elapsed > config.time_limit * 60.0:
+                stop = True
+            if progress:
+                desc = f"training loss {np.mean(losses[-20:]):.4g}"
+                progress.update(task, completed=step, description=desc)
+            if not main:
+                continue
+            if step % config.steps == 0 or step == total or stop:
+                metrics = evaluate_pairs(model, val_pairs, device)
+                score = val_score(metrics)
+                row = {"epoch": math.ceil(step / config.steps), "step": step,
+                       "minutes": round(elapsed / 60, 2),
+                       "lr": lr, "train_loss": float(np.mean(losses)), "val_score": score}
+                for k, m in metrics.items():
+                    row[f"val_{k}_in"], row[f"val_{k}_out"] = round(m["input"], 3), round(m["output"], 3)
+                history.append(row)
+                losses = []
+                if score > best_score:
+                    best_score, best_metrics = score, metrics
+                    checkpoint("best", metrics, with_opt=False)
+                checkpoint("last", metrics, with_opt=True)
+                last_ckpt = time.monotonic()
+                write_curves(history, out)
+                log("epoch {epoch} step {step} {minutes} min loss {train_loss:.4g} ".format(**row)
+                    + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in metrics.items())
+                    + (" *best*" if best_metrics is metrics else ""))
+            elif time.monotonic() - last_ckpt > config.checkpoint_minutes * 60:
+                checkpoint("last", None, with_opt=True)
+                last_ckpt = time.monotonic()
+    finally:
+        if progress:
+            progress.stop()
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    minutes = (elapsed_before + time.monotonic() - t0) / 60
+    result = {"best": str(out / "best.safetensors"), "best_score": best_score, "best_metrics": best_metrics,
+              "steps": step, "minutes": round(minutes, 2), "stopped_by_time_limit": stop}
+    if main:
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        log(f"done: {step} steps in {minutes:.1f} min; best checkpoint {out / 'best.safetensors'}")
+    return result
