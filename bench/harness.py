@@ -82,6 +82,7 @@ class BenchRow:
     peak_rss_mb: float | None = None
     peak_device_mb: float | None = None
     model: str = ""
+    host_latency_ms: dict[str, float] | None = None  # host clock, when the timer is CUDA events
     runner: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
 
@@ -197,7 +198,9 @@ def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device:
                     timer=timer.kind, iterations=len(samples), wall_s=wall,
                     images_per_s=throughput(batch * len(samples), wall), latency_ms=latency_stats(samples),
                     peak_rss_mb=mem.peak_rss_mb, peak_device_mb=mem.peak_device_mb, runner=info,
-                    samples_ms=[round(s, 4) for s in samples])
+                    samples_ms=[round(s, 4) for s in samples],
+                    host_latency_ms=latency_stats(timer.host_ms[-len(samples):]).to_json()
+                    if getattr(timer, "host_ms", None) else None)
 
 
 def add_flops(row: BenchRow, gflop_per_image: float | None, ceiling_gflops: float | None) -> BenchRow:

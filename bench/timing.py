@@ -43,7 +43,11 @@ class HostTimer:
 
 
 class CudaEventTimer:
-    """Device time between two CUDA events on the current stream (torch.cuda.Event API)."""
+    """Device time between two CUDA events on the current stream (torch.cuda.Event API).
+
+    Host wall time of the same calls is kept in `host_ms` (a runner on its own stream that
+    returns host arrays is bracketed exactly by the host clock).
+    """
 
     kind = "cuda-event"
 
@@ -51,16 +55,19 @@ class CudaEventTimer:
         import torch
 
         self._torch = torch
-        self.device = device
+        self.device = torch.device(device) if isinstance(device, str) else device
         self.start = torch.cuda.Event(enable_timing=True)
         self.end = torch.cuda.Event(enable_timing=True)
+        self.host_ms: list[float] = []
 
     def time(self, fn: Callable[[], Any]) -> float:
         stream = self._torch.cuda.current_stream(self.device)
+        t0 = time.perf_counter_ns()
         self.start.record(stream)
         fn()
         self.end.record(stream)
         self.end.synchronize()
+        self.host_ms.append((time.perf_counter_ns() - t0) / 1e6)
         return float(self.start.elapsed_time(self.end))
 
 

@@ -1,0 +1,142 @@
+"""`dtk bench` as one library call: models x backends x variants x batch sizes -> a BenchReport."""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import BenchConfig, BenchReport, sweep
+from bench.variants import (
+    ModelSource,
+    cuda_available,
+    file_model,
+    random_model,
+    runner_specs,
+    select_variants,
+)
+from toolkit.errors import DtkError
+
+
+@dataclass
+class BenchRequest:
+    """Everything `dtk bench` was asked for (CLI flags map one to one)."""
+
+    config: BenchConfig = field(default_factory=BenchConfig)
+    models: list[Path] = field(default_factory=list)  # empty: the shipped model (unless width/engine)
+    engine: Path | None = None
+    width: int | None = None  # random-init seed U-Net of this width
+    backends: str = "onnxruntime,torch"
+    variants: str | None = None
+    threads: int | None = None
+    e2e: bool = False
+    frames_dir: Path | None = None  # --e2e input; default: demo frames in a temp dir
+    pipeline_kind: str = "auto"
+    compute: bool = True  # compute-only rows (off with --e2e-only)
+    roofline: bool = False  # measure the matmul ceiling(s)
+    ceiling_gflops: float | None = None  # or give the CPU ceiling
+    pipeline_bench: bool = False  # also run bench/pipeline.py (DALI vs fallback)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["config"] = self.config.to_json()
+        return d
+
+
+def model_sources(req: BenchRequest) -> list[ModelSource]:
+    size = req.config.size
+    sources: list[ModelSource] = []
+    if req.width is not None:
+        sources.append(random_model(req.width, size))
+    for path in req.models:
+        sources.append(file_model(path, size))
+    if req.engine is not None:
+        sources.append(file_model(req.engine, size, engine=True))
+    if not sources:
+        sources.append(file_model(None, size))
+    return sources
+
+
+def measure_ceilings(req: BenchRequest, gpu: bool,
+                     progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    from bench.roofline import measure_ceiling
+
+    out: list[dict[str, Any]] = []
+    if req.ceiling_gflops:
+        out.append({"device": "cpu", "dtype": "float32", "best_gflops": req.ceiling_gflops, "given": True})
+    elif req.roofline:
+        if progress:
+            progress("roofline: fp32 matmul on cpu")
+        out.append(measure_ceiling("cpu").to_json())
+    if req.roofline and gpu:
+        for dtype in ("float32", "float16", "bfloat16"):
+            if progress:
+                progress(f"roofline: {dtype} matmul on cuda")
+            out.append(measure_ceiling("cuda", dtype).to_json())
+    return out
+
+
+def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
+    from toolkit.frames import discover_frames
+
+    if req.frames_dir is not None:
+        return list(discover_frames(req.frames_dir)), str(req.frames_dir)
+    from toolkit.demo import write_demo
+
+    root = Path(tempfile.mkdtemp(prefix="dtk-bench-frames-"))
+    write_demo(root, 4)
+    return list(discover_frames(root)), f"{root} (demo frames)"
+
+
+def run_pipeline_bench(req: BenchRequest) -> dict[str, Any]:
+    """bench/pipeline.py's DALI vs fallback benchmark when that module is present."""
+    try:
+        mod = importlib.import_module("bench.pipeline")
+    except ImportError:
+        return {"skipped": "bench/pipeline.py is not in this version of dtk"}
+    fn = getattr(mod, "bench_pipelines", None) or getattr(mod, "run", None)
+    if fn is None:
+        return {"skipped": "bench.pipeline has no bench_pipelines() function"}
+    result = fn()
+    return result.to_json() if hasattr(result, "to_json") else result
+
+
+def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Build the runners, sweep them, attach environment, FLOPs and ceilings."""
+    from toolkit.doctor import collect
+
+    if not req.compute and not req.e2e:
+        raise DtkError("nothing to measure: --e2e-only needs --e2e")
+    gpu = cuda_available()
+    sources = model_sources(req)
+    backends = "tensorrt" if req.engine is not None and not req.models and req.width is None \
+        else req.backends
+    pairs = select_variants(backends, req.variants, gpu)
+    if req.engine is not None and ("tensorrt", "engine") not in pairs:
+        pairs.append(("tensorrt", "engine"))
+    specs, skipped = runner_specs(sources, pairs, threads=req.threads)
+    if not specs:
+        raise DtkError("no runner to benchmark: " + "; ".join(
+            f"{s['backend']}/{s['variant']}: {s['reason']}" for s in skipped))
+    ceilings = measure_ceilings(req, gpu, progress)
+    by_device: dict[str, float] = {}
+    for c in ceilings:
+        if c["dtype"] == "float32":
+            by_device["cuda" if c["device"].startswith("cuda") else "cpu"] = c["best_gflops"]
+    modes = (["compute"] if req.compute else []) + (["e2e"] if req.e2e else [])
+    frames, frames_where = _e2e_frames(req) if req.e2e else ([], None)
+    rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
+                              ceilings=by_device, progress=progress)
+    extra: dict[str, Any] = {}
+    if frames_where:
+        extra["e2e_frames"] = {"where": frames_where, "count": len(frames)}
+    if req.pipeline_bench:
+        extra["pipeline"] = run_pipeline_bench(req)
+    model = {"label": ", ".join(s.label for s in sources),
+             "sources": [{"label": s.label, "files": {k: str(v) for k, v in s.files.items()},
+                          "gflop_per_image": s.gflop_per_image, **s.info} for s in sources]}
+    return BenchReport(rows=rows, config=req.to_json(), environment=collect(), model=model,
+                       ceilings=ceilings, skipped=skipped + skipped_run, extra=extra)

@@ -1,0 +1,191 @@
+"""What to benchmark: model sources (shipped, --model files, --engine, a random-init --width) and the
+backend variants, each variant a set of runner options (`engines.loaders.open_runner`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.flops import count_onnx_macs, count_torch_macs, gflop_per_image
+from bench.harness import RunnerSpec
+from toolkit.errors import DtkError
+
+# (backend, variant) -> runner options. Devices: "cpu" or "cuda".
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "torch": {
+        "eager": {"device": "cpu"},
+        "channels_last": {"device": "cpu", "channels_last": True},
+        "bf16": {"device": "cpu", "channels_last": True, "precision": "bf16"},
+        "compile": {"device": "cpu", "channels_last": True, "compile": True},
+        "cuda-fp32": {"device": "cuda", "channels_last": True},
+        "cuda-fp16": {"device": "cuda", "channels_last": True, "precision": "fp16"},
+        "cuda-bf16": {"device": "cuda", "channels_last": True, "precision": "bf16"},
+    },
+    "onnxruntime": {
+        "cpu-fp32": {"device": "cpu"},
+        "gpu": {"device": "cuda"},
+        "gpu-trt-fp16": {"device": "cuda", "precision": "fp16"},
+    },
+    "tensorrt": {"engine": {"device": "cuda"}},
+}
+DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ()}
+DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp16"), "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
+
+
+@dataclass
+class ModelSource:
+    """One model to benchmark: the file each backend loads (None: that backend cannot run it)."""
+
+    label: str
+    files: dict[str, Path]
+    gflop_per_image: float | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise DtkError(f"{what}: give at least one comma-separated value")
+    return items
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(t) for t in parse_list(text, "--batch"))
+    except ValueError:
+        raise DtkError(f"--batch takes comma-separated integers like 1,4,8, got {text!r}") from None
+    if min(batches) < 1:
+        raise DtkError(f"batch sizes must be >= 1, got {text!r}")
+    return batches
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def select_variants(backends: str, variants: str | None, gpu: bool) -> list[tuple[str, str]]:
+    """(backend, variant) pairs: --variants names (any backend that has them) or each backend's defaults."""
+    names = list(VARIANTS) if backends == "all" else parse_list(backends, "--backend")
+    for b in names:
+        if b not in VARIANTS:
+            raise DtkError(f"unknown backend {b!r}: choose from {', '.join(VARIANTS)} or all")
+    if variants:
+        wanted = parse_list(variants, "--variants")
+        pairs = [(b, v) for b in names for v in wanted if v in VARIANTS[b]]
+        unknown = [v for v in wanted if not any(v in VARIANTS[b] for b in names)]
+        if unknown:
+            known = sorted({v for b in names for v in VARIANTS[b]})
+            raise DtkError(f"unknown variant(s) {', '.join(unknown)} for backend(s) {', '.join(names)}: "
+                           f"choose from {', '.join(known)}")
+        return pairs
+    pairs = [(b, v) for b in names for v in DEFAULT_CPU[b]]
+    if gpu:
+        pairs += [(b, v) for b in names for v in DEFAULT_GPU[b]]
+    return pairs
+
+
+def random_model(width: int, size: tuple[int, int], workdir: Path | None = None) -> ModelSource:
+    """A random-init seed U-Net of `width`: checkpoint + ONNX (exported at `size`) in a temp folder."""
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.export import export_onnx
+    from training.unet import SeedUNet, UNetConfig
+
+    if width < 1:
+        raise DtkError(f"--width must be >= 1, got {width}")
+    folder = Path(workdir or tempfile.mkdtemp(prefix="dtk-bench-"))
+    stem = folder / f"random-w{width}"
+    torch.manual_seed(0)
+    model = SeedUNet(UNetConfig(width=width)).eval()
+    save_checkpoint(stem.with_suffix(".safetensors"), model, meta={"note": "random init (dtk bench)"})
+    export_onnx(model, stem.with_suffix(".onnx"), height=size[0], width=size[1], check=False)
+    macs = count_torch_macs(model, (1, 3, *size))
+    files = {"torch": stem.with_suffix(".safetensors"), "onnxruntime": stem.with_suffix(".onnx")}
+    return ModelSource(f"random-w{width}", files, gflop_per_image(macs),
+                       {"kind": "random-init", "width": width, "folder": str(folder)})
+
+
+def file_model(path: Path | str | None, size: tuple[int, int], engine: bool = False) -> ModelSource:
+    """A model file (or the shipped default when None) and its siblings for each backend."""
+    from engines.models import resolve_model
+
+    files: dict[str, Path] = {}
+    reasons: dict[str, str] = {}
+    backends = ("tensorrt",) if engine else ("torch", "onnxruntime", "tensorrt")
+    for backend in backends:
+        try:
+            files[backend] = resolve_model(path, backend)
+        except DtkError as exc:
+            reasons[backend] = str(exc)
+    if engine and "tensorrt" not in files:
+        raise DtkError(reasons["tensorrt"])
+    if not files:
+        where = "the shipped model" if path is None else str(path)
+        raise DtkError(f"no backend can load {where}: {'; '.join(reasons.values())}. "
+                       "For a speed test without a trained model use --width 64 (random weights).")
+    label = Path(path).stem if path is not None else "shipped"
+    return ModelSource(label, files, _count_file_gflop(files, size),
+                       {"kind": "engine" if engine else "file", "path": str(path) if path else "shipped",
+                        "not_runnable": reasons})
+
+
+def _count_file_gflop(files: dict[str, Path], size: tuple[int, int]) -> float | None:
+    """Counted GFLOP/image: from the ONNX graph (a sibling .onnx of an engine too), else the checkpoint."""
+    onnx = files.get("onnxruntime")
+    if onnx is None:
+        for p in files.values():
+            sibling = p.with_suffix(".onnx")
+            if sibling.is_file():
+                onnx = sibling
+    if onnx is not None:
+        return gflop_per_image(count_onnx_macs(onnx, (1, 3, *size)))
+    weights = files.get("torch")
+    if weights is not None:
+        import torch
+
+        from training.checkpoint import read_sidecar
+        from training.unet import SeedUNet, UNetConfig
+
+        with torch.device("meta"):
+            model = SeedUNet(UNetConfig.from_dict(read_sidecar(weights)["config"]))
+        return gflop_per_image(count_torch_macs(model, (1, 3, *size)))
+    return None
+
+
+def runner_specs(sources: list[ModelSource], pairs: list[tuple[str, str]],
+                 threads: int | None = None) -> tuple[list[RunnerSpec], list[dict[str, str]]]:
+    """A RunnerSpec per source x (backend, variant) the source has a file for; the rest are skipped."""
+    specs: list[RunnerSpec] = []
+    skipped: list[dict[str, str]] = []
+    for src in sources:
+        for backend, variant in pairs:
+            if backend not in src.files:
+                reason = src.info.get("not_runnable", {}).get(backend, f"{src.label} has no {backend} file")
+                skipped.append({"model": src.label, "backend": backend, "variant": variant, "reason": reason})
+                continue
+            opts = dict(VARIANTS[backend][variant])
+            specs.append(RunnerSpec(backend=backend, variant=variant, device=opts["device"],
+                                    factory=_factory(backend, src.files[backend], opts, threads),
+                                    options=opts, model=src.label, gflop_per_image=src.gflop_per_image))
+    return specs, skipped
+
+
+def _factory(backend: str, path: Path, opts: dict[str, Any], threads: int | None):
+    def make():
+        from engines.loaders import choose_backend, open_runner
+
+        precision = opts.get("precision", "fp32")
+        choice = choose_backend(backend, path, precision)  # DtkError when this backend cannot run it
+        return open_runner(choice, precision=precision,
+                           compile=opts.get("compile", False), channels_last=opts.get("channels_last", False),
+                           threads=threads, device=opts["device"])
+
+    return make
