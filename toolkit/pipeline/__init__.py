@@ -59,6 +59,8 @@ def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
     """Batches of `frames`; kind 'auto' picks DALI on a GPU when installed, else the fallback."""
     if kind not in PIPELINES:
         raise DtkError(f"unknown pipeline {kind!r}: choose one of {', '.join(PIPELINES)}")
+    if not frames:
+        raise DtkError("no frames to read: the frame list is empty (is the folder empty?)")
     if kind == "auto":
         kind = "dali" if device == "gpu" and _dali_available() else "fallback"
     if kind == "dali":

@@ -153,6 +153,8 @@ def dali_batches(frames: Sequence[Frame], config: PipelineConfig,
     """Batches of `frames` in order: spans of `batch_size` frames, minus those that failed (reported)."""
     if device not in DEVICES:
         raise DtkError(f"unknown pipeline device {device!r}: choose cpu or gpu")
+    if not frames:
+        raise DtkError("no frames to read: the frame list is empty (is the folder empty?)")
     optional_import("nvidia.dali")
     if device == "gpu":
         torch = optional_import("torch")
