@@ -1,0 +1,244 @@
+"""Build a TensorRT engine from an ONNX model: one batch profile, timing cache, plan + sidecar.
+
+Precision comes from the ONNX graph, because TensorRT 11 builds strongly typed networks
+only: `BuilderFlag.FP16`/`INT8`/`BF16`, `EXPLICIT_BATCH`, `platform_has_fast_fp16` and the
+INT8 calibrators are removed, and `NetworkDefinitionCreationFlag.STRONGLY_TYPED` is kept but
+ignored. Sources: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/
+tensorrt-10x-to-11x-python-api-reference.html ("Removed Python APIs and Replacements") and
+https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x.html
+("Strongly Typed Networks Are Now Required").
+So an FP16 engine comes from the FP16 ONNX export and an INT8 engine from a Q/DQ ONNX
+(`dtk quantize`); TensorRT 10.x builds the same graphs with the STRONGLY_TYPED flag, and only
+10.x can still turn an fp32 graph into an FP16 engine with `BuilderFlag.FP16` (deprecated
+since 10.12).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engines.tensorrt.sidecar import (
+    BatchProfile,
+    EngineSidecar,
+    GpuFacts,
+    file_sha256,
+    save_sidecar,
+    sidecar_path,
+)
+from toolkit.errors import DtkError
+from toolkit.lazy import optional_import
+
+PRECISIONS = ("fp16", "fp32", "int8")
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def graph_precision(onnx_path: Path) -> str:
+    """The precision an ONNX graph carries: int8 (has Q/DQ nodes), fp16 (fp16 tensors), else fp32."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    graph = model.graph
+    if any(node.op_type in QDQ_OPS for node in graph.node):
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    typed = [*graph.input, *graph.output, *graph.value_info]
+    casts_to_fp16 = any(n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute)
+                        for n in graph.node)
+    if casts_to_fp16 or any(t.data_type == fp16 for t in graph.initializer) or any(
+        v.type.tensor_type.elem_type == fp16 for v in typed
+    ):
+        return "fp16"
+    return "fp32"
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How to reach the requested precision with this TensorRT version."""
+
+    precision: str
+    strongly_typed: bool  # pass NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.x only)
+    builder_fp16: bool  # set BuilderFlag.FP16 (10.x fallback for an fp32 graph)
+
+
+def trt_major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError as exc:
+        raise DtkError(f"cannot read the TensorRT version {version!r}") from exc
+
+
+def plan_precision(trt_version: str, graph: str, requested: str | None) -> PrecisionPlan:
+    """Pure decision table: graph precision x requested precision x TensorRT major version."""
+    if requested not in (None, *PRECISIONS):
+        raise DtkError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    want = requested or graph
+    major = trt_major(trt_version)
+    if want == graph:
+        # 11.x: strongly typed always, no flag needed; 10.x: ask for it on reduced-precision graphs.
+        return PrecisionPlan(graph, strongly_typed=major < 11 and graph != "fp32", builder_fp16=False)
+    if graph == "fp32" and want == "fp16":
+        if major >= 11:
+            raise DtkError("TensorRT 11 builds FP16 engines only from an FP16 ONNX graph "
+                           "(BuilderFlag.FP16 is removed); export one with `dtk export --fp16` "
+                           "and build from it")
+        return PrecisionPlan("fp16", strongly_typed=False, builder_fp16=True)
+    raise DtkError(f"this ONNX graph is {graph}, so the engine is {graph}: TensorRT follows the graph's "
+                   f"types; export or quantize a {want} ONNX to get a {want} engine")
+
+
+def network_flags(trt, plan: PrecisionPlan) -> int:
+    """Flags for `Builder.create_network`: 0, or the STRONGLY_TYPED bit on 10.x."""
+    if not plan.strongly_typed:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def default_timing_cache(trt_version: str, gpu: GpuFacts) -> Path:
+    """One timing cache per TensorRT version and compute capability, reused by every build."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dtk" / "tensorrt"
+    return root / f"timing-trt{trt_version}-sm{gpu.compute_capability.replace('.', '')}.cache"
+
+
+def format_parser_errors(parser) -> list[str]:
+    """One line per ONNX parser error, naming the node (index, name, operator) it came from."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = f"node {err.node()}"
+        name = err.node_name() if hasattr(err, "node_name") else ""
+        op = err.node_operator() if hasattr(err, "node_operator") else ""
+        if name or op:
+            where += f" {name!r} ({op})" if op else f" {name!r}"
+        lines.append(f"{where}: {err.desc()} [{err.code()}]")
+    return lines
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
+    if network.num_inputs != 1:
+        raise DtkError(f"expected an ONNX model with one input (N x 3 x H x W); it has {network.num_inputs}")
+    tensor = network.get_input(0)
+    shape = tuple(tensor.shape)
+    if len(shape) != 4 or shape[1] not in (3, -1):
+        raise DtkError(f"expected the input {tensor.name!r} to be N x 3 x H x W; it is {shape}")
+    h = shape[2] if shape[2] > 0 else height
+    w = shape[3] if shape[3] > 0 else width
+    return tensor.name, BatchProfile(height=h, width=w)
+
+
+def build_engine(
+    onnx_path: Path,
+    out_path: Path,
+    *,
+    precision: str | None = None,
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    height: int = 256,
+    width: int = 448,
+    workspace_gb: float = 4.0,
+    timing_cache: Path | None = None,
+    overwrite: bool = False,
+    gpu: GpuFacts | None = None,
+    log: Callable[[str], None] = print,
+) -> EngineSidecar:
+    """ONNX -> serialized engine at `out_path` plus `<out_path>.json`; returns the sidecar.
+
+    `precision` None follows the graph (fp16 graph -> fp16 engine, Q/DQ graph -> int8).
+    `height`/`width` apply only when the ONNX input's H/W are dynamic.
+    """
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if not onnx_path.is_file():
+        raise DtkError(f"ONNX model not found: {onnx_path}")
+    if out_path.exists() and not overwrite:
+        raise DtkError(f"{out_path} exists; pass --overwrite to replace it")
+    wanted = BatchProfile(min_batch, opt_batch, max_batch, height, width)  # validates the numbers
+    if workspace_gb <= 0:
+        raise DtkError(f"--workspace must be > 0 GB; got {workspace_gb}")
+    graph = graph_precision(onnx_path)
+
+    trt = optional_import("tensorrt")
+    if gpu is None:
+        from engines.tensorrt import sidecar as _sidecar
+
+        gpu = _sidecar.cuda_gpu_facts()
+    plan = plan_precision(trt.__version__, graph, precision)
+    started = time.perf_counter()
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, plan))
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file keeps the model's directory, so external weights (.onnx.data) are found.
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = format_parser_errors(parser)
+        details = "\n  ".join(errors or ["(no details)"])
+        raise DtkError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  {details}")
+
+    input_name, geometry = _input_geometry(network, height, width)
+    profile_dims = BatchProfile(wanted.min, wanted.opt, wanted.max, geometry.height, geometry.width)
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *profile_dims.shapes())
+    config.add_optimization_profile(profile)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    flags = []
+    if plan.builder_fp16:
+        # 10.x only (removed in 11, see the module docstring); guarded so 11.x never touches it.
+        fp16_flag = getattr(trt.BuilderFlag, "FP16", None)
+        if fp16_flag is None:
+            raise DtkError("this TensorRT has no BuilderFlag.FP16; build from an FP16 ONNX graph instead")
+        config.set_flag(fp16_flag)
+        flags.append("FP16")
+
+    cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)
+    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another device is refused
+    log(f"building {plan.precision} engine from {onnx_path} (TensorRT {trt.__version__}, {gpu.name}); "
+        f"batch {profile_dims.min}/{profile_dims.opt}/{profile_dims.max} at "
+        f"{profile_dims.height}x{profile_dims.width}; timing cache "
+        f"{cache_path} ({'reused' if cache_bytes else 'new'})")
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise DtkError(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
+                       "a larger --workspace or a smaller --max-batch may help")
+
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_path, bytes(memoryview(serialized)))
+
+    from toolkit import __version__ as dtk_version
+
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    sidecar = EngineSidecar(
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        precision=plan.precision,
+        profile=profile_dims,
+        onnx_sha256=file_sha256(onnx_path),
+        onnx_path=str(onnx_path),
+        input_name=input_name,
+        output_name=outputs[0] if outputs else "",
+        build_seconds=round(time.perf_counter() - started, 3),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        dtk_version=dtk_version,
+        strongly_typed=plan.strongly_typed or trt_major(trt.__version__) >= 11,
+        builder_flags=flags,
+    )
+    save_sidecar(out_path, sidecar)
+    log(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out_path).name}")
+    return sidecar

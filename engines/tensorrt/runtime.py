@@ -1,0 +1,299 @@
+"""`TrtRunner`: run a serialized TensorRT engine through the 10.x/11.x named-tensor API.
+
+CUDA binding: torch. torch is already a hard dependency of dtk, its CUDA tensors give
+device buffers (`data_ptr()`), pinned host memory, streams (`Stream.cuda_stream` is the
+raw handle `execute_async_v3` takes) and CUDA-graph capture (`torch.cuda.graph`) in one
+library, and DALI / the GPU blur hand us torch CUDA tensors already. cuda-python or cupy
+would add a second CUDA runtime wrapper for no gain.
+
+Per batch size n: `set_input_shape` -> `set_tensor_address` for every I/O tensor ->
+`execute_async_v3(stream)` (or replay of a CUDA graph captured for n). Buffers are
+allocated once for the profile's max batch, so tensor addresses never change and a
+captured graph stays valid. TensorRT's docs ask for one `execute_async_v3` call after an
+input-shape change before capturing a graph (developer guide, "CUDA Graphs":
+https://docs.nvidia.com/deeplearning/tensorrt/latest/performance/best-practices.html);
+the runner does that warm-up run. Batches above the profile's max are split into chunks;
+a remainder below its min is zero-padded.
+
+Device memory goes through a small `Device` object (`TorchCudaDevice` in production), so
+tests can swap in a CPU one; the call protocol into TensorRT is the same either way.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
+from toolkit.errors import DtkError
+from toolkit.lazy import optional_import
+
+
+class Device(Protocol):
+    """Where the engine's buffers live; `TorchCudaDevice` is the real one."""
+
+    name: str
+    compute_capability: str
+    supports_graphs: bool
+
+    @property
+    def stream_handle(self) -> int: ...
+
+    def empty(self, shape: tuple[int, ...], dtype) -> Any: ...  # a torch tensor on the device
+
+    def pinned(self, shape: tuple[int, ...], dtype) -> Any: ...  # a torch tensor in (pinned) host memory
+
+    def on_stream(self) -> AbstractContextManager: ...
+
+    def wait_for_current_stream(self) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def capture(self, launch) -> Any: ...  # returns a callable that replays `launch`
+
+
+class TorchCudaDevice:
+    """CUDA memory, one non-default stream and graph capture through torch.cuda."""
+
+    supports_graphs = True
+
+    def __init__(self, device_index: int = 0):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DtkError("the TensorRT backend needs an NVIDIA GPU with CUDA; torch sees none here "
+                           "(use --backend onnxruntime or torch)")
+        self._torch = torch
+        self.device = torch.device("cuda", device_index)
+        major, minor = torch.cuda.get_device_capability(self.device)
+        self.name = torch.cuda.get_device_name(self.device)
+        self.compute_capability = f"{major}.{minor}"
+        self.stream = torch.cuda.Stream(self.device)  # graph capture needs a non-default stream
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream.cuda_stream)
+
+    def empty(self, shape, dtype):
+        return self._torch.empty(shape, dtype=dtype, device=self.device)
+
+    def pinned(self, shape, dtype):
+        return self._torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    def on_stream(self):
+        return self._torch.cuda.stream(self.stream)
+
+    def wait_for_current_stream(self) -> None:
+        """Order our stream after the producer's (DALI / GPU blur wrote the input on it)."""
+        self.stream.wait_stream(self._torch.cuda.current_stream(self.device))
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def capture(self, launch):
+        graph = self._torch.cuda.CUDAGraph()
+        with self._torch.cuda.graph(graph, stream=self.stream):
+            launch()
+        return graph.replay
+
+
+def _dtypes(trt) -> dict:
+    import torch
+
+    return {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+
+
+class TrtRunner:
+    """A deserialized engine with one input and one output (N x 3 x H x W), Runner protocol."""
+
+    name = "tensorrt"
+
+    def __init__(self, engine_path: Path, *, cuda_graphs: bool = False, device: Device | None = None,
+                 device_index: int = 0, check_sidecar: bool = True):
+        self.engine_path = Path(engine_path)
+        if not self.engine_path.is_file():
+            raise DtkError(f"TensorRT engine not found: {self.engine_path}; "
+                           f"build one with: dtk build-engine MODEL.onnx -o {self.engine_path}")
+        trt = optional_import("tensorrt")
+        self._trt = trt
+        self.device = device if device is not None else TorchCudaDevice(device_index)
+        self.sidecar: EngineSidecar | None = None
+        if check_sidecar:
+            self.sidecar = load_sidecar(self.engine_path)
+            check_compatible(self.sidecar, tensorrt_version=trt.__version__,
+                             compute_capability=self.device.compute_capability, engine_path=self.engine_path)
+        if cuda_graphs and not self.device.supports_graphs:
+            raise DtkError("CUDA graphs need a CUDA device")
+        self.cuda_graphs = cuda_graphs
+
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self._engine is None:
+            raise DtkError(f"TensorRT could not deserialize {self.engine_path} (see its log above); "
+                           "rebuild it here: dtk build-engine MODEL.onnx -o ENGINE --overwrite")
+        self._context = self._engine.create_execution_context()
+        self.input_name, self.output_name = self._io_names()
+        dtypes = _dtypes(trt)
+        try:
+            self.input_dtype = dtypes[self._engine.get_tensor_dtype(self.input_name)]
+            self.output_dtype = dtypes[self._engine.get_tensor_dtype(self.output_name)]
+        except KeyError as exc:
+            raise DtkError(f"engine I/O must be fp32 or fp16; got {exc.args[0]}") from exc
+        self.profile = self._profile()
+        out_shape = tuple(self._engine.get_tensor_shape(self.output_name))
+        if len(out_shape) != 4:
+            raise DtkError(f"expected an N x C x H x W output; the engine's is {out_shape}")
+        in_tail = self.profile.shape(1)[1:]
+        self._out_tail = tuple(d if d > 0 else s for d, s in zip(out_shape[1:], in_tail, strict=True))
+
+        max_in = self.profile.shape(self.profile.max)
+        max_out = (self.profile.max, *self._out_tail)
+        self._d_in = self.device.empty(max_in, self.input_dtype)
+        self._d_out = self.device.empty(max_out, self.output_dtype)
+        self._h_in = self.device.pinned(max_in, self.input_dtype)
+        self._h_out = self.device.pinned(max_out, self.output_dtype)
+        self._bound: int | None = None
+        self._graphs: dict[int, Any] = {}
+
+    # -- engine facts --------------------------------------------------------------------------
+    def _io_names(self) -> tuple[str, str]:
+        trt, engine = self._trt, self._engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise DtkError(f"expected an engine with one input and one output; it has inputs {inputs}, "
+                           f"outputs {outputs}")
+        return inputs[0], outputs[0]
+
+    def _profile(self) -> BatchProfile:
+        lo, opt, hi = (tuple(s) for s in self._engine.get_tensor_profile_shape(self.input_name, 0))
+        if len(lo) != 4 or lo[1:] != hi[1:]:
+            raise DtkError(f"expected a profile over the batch only (N x C x H x W fixed); got {lo} .. {hi}")
+        return BatchProfile(lo[0], opt[0], hi[0], height=lo[2], width=lo[3], channels=lo[1])
+
+    # -- execution ------------------------------------------------------------------------------
+    def _bind(self, n: int) -> None:
+        """Input shape first, then the address of every I/O tensor (same buffers for every n)."""
+        if self._bound == n:
+            return
+        ctx = self._context
+        if not ctx.set_input_shape(self.input_name, self.profile.shape(n)):
+            raise DtkError(f"TensorRT refused input shape {self.profile.shape(n)} (profile {self.profile})")
+        expected = (n, *self._out_tail)
+        if tuple(ctx.get_tensor_shape(self.output_name)) != expected:
+            raise DtkError(f"engine output shape {tuple(ctx.get_tensor_shape(self.output_name))}, "
+                           f"expected {expected}")
+        for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
+            if not ctx.set_tensor_address(name, int(buf.data_ptr())):
+                raise DtkError(f"TensorRT refused the address of tensor {name!r}")
+        self._bound = n
+
+    def _launch(self) -> None:
+        if not self._context.execute_async_v3(self.device.stream_handle):
+            raise DtkError("TensorRT execute_async_v3 failed (see its log above)")
+
+    def _execute(self, n: int) -> None:
+        self._bind(n)
+        if not self.cuda_graphs:
+            self._launch()
+            return
+        replay = self._graphs.get(n)
+        if replay is None:
+            self._launch()  # one run after the shape change, before capture (see module docstring)
+            self.device.synchronize()
+            replay = self._graphs[n] = self.device.capture(self._launch)
+        replay()
+
+    def _check_batch(self, batch) -> int:
+        shape = tuple(batch.shape)
+        want = self.profile.shape(1)[1:]
+        if len(shape) != 4 or shape[1:] != want:
+            raise DtkError(f"engine {self.engine_path.name} takes N x {want[0]} x {want[1]} x {want[2]} "
+                           f"(NCHW); got {shape}")
+        return shape[0]
+
+    def infer(self, batch):
+        """N x 3 x H x W in [0, 1] -> same shape, float32.
+
+        NumPy in -> NumPy out (through pinned host buffers). A torch CUDA tensor in -> a torch
+        CUDA tensor out: the input is copied device-to-device, never through the host.
+        """
+        import torch
+
+        n = self._check_batch(batch)
+        on_gpu = isinstance(batch, torch.Tensor) and batch.device.type != "cpu"
+        if on_gpu:
+            self.device.wait_for_current_stream()
+            result = torch.empty((n, *self._out_tail), dtype=torch.float32, device=batch.device)
+        else:
+            src = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+            result_np = np.empty((n, *self._out_tail), dtype=np.float32)
+        with self.device.on_stream():
+            for start, stop, size in self.profile.chunks(n):
+                rows = stop - start
+                if on_gpu:
+                    self._d_in[:rows].copy_(batch[start:stop], non_blocking=True)
+                else:
+                    self._h_in[:rows].copy_(src[start:stop])  # host-side cast into pinned memory
+                    self._d_in[:rows].copy_(self._h_in[:rows], non_blocking=True)
+                if size > rows:
+                    self._d_in[rows:size].zero_()
+                self._execute(size)
+                if on_gpu:
+                    result[start:stop].copy_(self._d_out[:rows], non_blocking=True)
+                else:
+                    self._h_out[:rows].copy_(self._d_out[:rows], non_blocking=True)
+                    self.device.synchronize()
+                    result_np[start:stop] = self._h_out[:rows].numpy()
+        if on_gpu:
+            torch.cuda.current_stream(batch.device).wait_stream(self.device.stream)
+            return result
+        return result_np
+
+    def describe(self) -> dict[str, Any]:
+        sc = self.sidecar
+        precision = sc.precision if sc else ("fp16" if str(self.input_dtype).endswith("16") else "unknown")
+        return {
+            "backend": self.name,
+            "engine": str(self.engine_path),
+            "device": self.device.name,
+            "compute_capability": self.device.compute_capability,
+            "tensorrt": self._trt.__version__,
+            "precision": precision,
+            "io_dtype": {"input": str(self.input_dtype).removeprefix("torch."),
+                         "output": str(self.output_dtype).removeprefix("torch.")},
+            "profile": {"min": self.profile.min, "opt": self.profile.opt, "max": self.profile.max,
+                        "height": self.profile.height, "width": self.profile.width},
+            "cuda_graphs": self.cuda_graphs,
+            "graphs_captured": sorted(self._graphs),
+            "onnx_sha256": sc.onnx_sha256 if sc else None,
+        }
+
+    def close(self) -> None:
+        """Drop graphs, context, engine and buffers (in that order: graphs reference the context)."""
+        self._graphs.clear()
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._d_in = self._d_out = self._h_in = self._h_out = None
+        self._bound = None
+
+    def __enter__(self) -> TrtRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_trt_runner(engine_path: Path, **options) -> TrtRunner:
+    """Loader for `engines.loaders.load_runner("tensorrt", ...)`.
+
+    Options: cuda_graphs (bool, default False), device_index (int, 0), check_sidecar (bool, True).
+    """
+    return TrtRunner(Path(engine_path), **options)
+
