@@ -54,13 +54,13 @@ def bench_table(report: dict) -> Table:
     title = "dtk bench"
     if report.get("model", {}).get("label"):
         title += f" — {report['model']['label']}"
-    size = report.get("config", {}).get("size")
+    size = report.get("config", {}).get("config", {}).get("size")
     if size:
         title += f" ({size[0]}x{size[1]})"
     table = Table(title=title)
     cols = (["model"] if len(models) > 1 else []) + [
-        "backend/variant", "batch", "images/s", "ms/image", "min", "mean", "median", "p90", "p95", "p99",
-        "max", "GFLOP/s", "% ceiling", "peak MiB"]
+        "backend/variant", "batch", "images/s", "ms/img", "min", "mean", "median", "p90", "p95", "p99",
+        "max", "GFLOP/s", "%ceil", "MiB"]
     for c in cols:
         left = c in ("model", "backend/variant")
         table.add_column(c, justify="left" if left else "right", no_wrap=left)
@@ -81,7 +81,8 @@ def bench_table(report: dict) -> Table:
             *(_f(lat[k], ".1f") for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
             _f(r.get("gflops"), ".1f"), _f(r.get("ceiling_pct"), ".0f"), _f(peak, ".0f")]
         table.add_row(*cells)
-    table.caption = ("latency per call (one batch) in ms; warm-up excluded; "
+    table.caption = ("latency per call (one batch) in ms; warm-up excluded; MiB: peak RSS (CPU) or "
+                     "device memory (GPU); "
                      + ", ".join(f"ceiling {c['device']} {c['dtype']} {c['best_gflops']:.0f} GFLOP/s"
                                  for c in report.get("ceilings", [])))
     return table

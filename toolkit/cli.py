@@ -292,8 +292,191 @@ def export_cmd(
                   + ", ".join(f"{k} {v:.3g}" for k, v in result["parity"].items()))
 
 
-app.command("run", help=not_built("run", 5).__doc__)(not_built("run", 5))
-app.command("bench", help=not_built("bench", 7).__doc__)(not_built("bench", 7))
+@app.command("run")
+@handle_errors
+def run_cmd(
+    input_dir: Annotated[Path, typer.Argument(help="Tree of (blurred) frames: REDS layout or flat.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (mirrors INPUT, .png).")],
+    model: Annotated[Path | None, typer.Option(
+        help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
+             "Default: the shipped model.")] = None,
+    backend: Annotated[str, typer.Option(help="auto|tensorrt|onnxruntime|torch.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Frames per batch.")] = 8,
+    blur: Annotated[str | None, typer.Option(
+        help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
+    ] = None,
+    keep_size: Annotated[bool, typer.Option(
+        "--keep-size", help="Keep outputs at 256x448 (default: resized back to each input's size).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Redo frames whose output already exists (default: resume, skip them).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP).")
+                         ] = "fp32",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
+                             ] = False,
+    threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
+    pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
+    json_out: JsonOut = None,
+) -> None:
+    """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
+
+    Frames are resized to 256x448 for the network; outputs are resized back to each input's
+    size with Pillow's bilinear filter unless --keep-size. OUTPUT must not be INPUT, inside it,
+    or contain it. A rerun skips frames whose output is already a valid PNG.
+    """
+    from engines.loaders import choose_backend, open_runner
+    from toolkit.frames import discover_frames
+    from toolkit.progress import make_progress
+    from toolkit.report import key_value_table
+    from toolkit.run import check_output_dir, run_frames
+
+    check_output_dir(input_dir, output)
+    total = len(discover_frames(input_dir))
+    choice = choose_backend(backend, model, precision)
+    err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
+    runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
+                         threads=threads)
+    try:
+        with make_progress() as bar:
+            task = bar.add_task("deblurring", total=total)
+            summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
+                                 overwrite=overwrite, strict=strict, pipeline=pipeline,
+                                 progress=lambda done, _n: bar.update(task, completed=done))
+    finally:
+        runner.close()
+    if str(json_out) != "-":
+        shares = summary.shares()
+        ratio = summary.to_json()["end_to_end_vs_compute"]
+        rows = {
+            "backend": ", ".join(f"{k}={v}" for k, v in summary.backend.items() if v not in (None, "")),
+            "frames": f"{summary.frames_total} found: {summary.written} written, "
+                      f"{summary.skipped_done} already done, {len(summary.failed)} failed",
+            "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
+            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
+                            + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
+            "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
+                           f"{100 * shares['compute']:.0f}%, waiting for writes "
+                           f"{100 * shares['write_wait']:.0f}%, other {100 * shares['other']:.0f}%",
+            "output": str(output),
+        }
+        console.print(key_value_table("dtk run", rows))
+        for path, reason in summary.failed:
+            err_console.print(f"[yellow]skipped unreadable frame[/] {path}: {reason}")
+    emit_json(json_out, summary.to_json())
+    if summary.interrupted:
+        err_console.print("[yellow]interrupted:[/] every PNG written is complete; run the same command "
+                          "again to resume")
+        raise typer.Exit(130)
+
+
+bench_app = typer.Typer(
+    help="Latency and throughput per backend x variant x batch size (trtexec method).\n\n"
+         "Warm-up is excluded; each call gets one of several pre-made input batches in turn; "
+         "latency is per call (one batch): min/mean/median/p90/p95/p99/max in ms (CUDA events on "
+         "GPU, perf_counter_ns on CPU); throughput = images / wall time of the timed calls. "
+         "GFLOP/s = counted conv FLOPs per image x images/s; --roofline adds its share of a "
+         "measured fp32 matmul ceiling. Example: dtk bench --width 64 --batch 1,4 --roofline",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+@handle_errors
+def bench(
+    ctx: typer.Context,
+    model: Annotated[list[Path] | None, typer.Option(
+        help="Model file (X.onnx and/or X.safetensors+X.json); repeat to put models side by side "
+             "(e.g. fp32 and int8). Default: the shipped model.")] = None,
+    engine: Annotated[Path | None, typer.Option(help="A built TensorRT engine (backend tensorrt).")] = None,
+    width: Annotated[int | None, typer.Option(
+        help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
+             "not a trained model.")] = None,
+    backend: Annotated[str, typer.Option(
+        help="Comma-separated backends: onnxruntime,torch,tensorrt or all.")] = "onnxruntime,torch",
+    variants: Annotated[str | None, typer.Option(
+        help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
+             "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
+             "tensorrt: engine.")] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
+    height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
+    frame_width: Annotated[int, typer.Option("--frame-width", help="Input width (multiple of 8).")] = 448,
+    warmup: Annotated[float, typer.Option(
+        help="Warm-up seconds per row, excluded (at least one call).")] = 1.0,
+    duration: Annotated[float | None, typer.Option(
+        help="Measure at least this many seconds per row (neither this nor --iterations: "
+             "3 s and 3 calls).")] = None,
+    iterations: Annotated[int | None, typer.Option(
+        help="Measure at least this many calls per row (alone: exactly this many).")] = None,
+    buffers: Annotated[int, typer.Option(help="Distinct input batches rotated call by call.")] = 4,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads per runner (default: the backend's).")] = None,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end: frame files through the real "
+                                                    "pipeline (decode, resize) into the runner.")] = False,
+    e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
+    frames: Annotated[Path | None, typer.Option(
+        help="Frame tree for --e2e (default: demo frames written to a temp dir).")] = None,
+    e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
+    roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
+                                                              "when present) and show % of it.")] = False,
+    ceiling: Annotated[float | None, typer.Option(
+        help="CPU ceiling in GFLOP/s to use instead of measuring it.")] = None,
+    pipeline_bench: Annotated[bool, typer.Option(
+        "--pipeline", help="Also run the DALI vs fallback pipeline benchmark (bench/pipeline.py).")] = False,
+    json_out: JsonOut = None,
+    csv: Annotated[Path | None, typer.Option(help="Write one CSV row per table row.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG: throughput vs batch, latency CDF.")] = None,
+) -> None:
+    """Benchmark every backend x variant x batch size; `dtk bench compare A.json B.json` compares two runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bench.harness import BenchConfig
+    from bench.report import bench_table, write_csv, write_plot
+    from bench.suite import BenchRequest, run_bench
+    from bench.variants import parse_batches
+    from toolkit.report import key_value_table
+
+    config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
+                         duration_s=duration, iterations=iterations, buffers=buffers)
+    req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
+                       backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
+                       frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
+                       ceiling_gflops=ceiling, pipeline_bench=pipeline_bench)
+    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {msg}[/]")).to_json()
+    if str(json_out) != "-":
+        console.print(bench_table(report))
+        for s in report["skipped"]:
+            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {s['reason']}")
+        if report["extra"].get("pipeline"):
+            console.print(key_value_table("pipeline benchmark", report["extra"]["pipeline"]))
+    emit_json(json_out, report)
+    if csv is not None:
+        err_console.print(f"wrote {write_csv(report, csv)}")
+    if plot is not None:
+        err_console.print(f"wrote {write_plot(report, plot)}")
+
+
+@bench_app.command("compare")
+@handle_errors
+def bench_compare(
+    a: Annotated[Path, typer.Argument(help="Baseline report (dtk bench --json A.json).")],
+    b: Annotated[Path, typer.Argument(help="Report to compare with it.")],
+    json_out: JsonOut = None,
+) -> None:
+    """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99."""
+    from bench.compare import compare_reports, compare_table
+    from bench.report import load_report
+
+    result = compare_reports(load_report(a), load_report(b))
+    if str(json_out) != "-":
+        console.print(compare_table(result, str(a), str(b)))
+    emit_json(json_out, result)
+
+
 app.command("build-engine", help=not_built("build-engine", 6).__doc__)(not_built("build-engine", 6))
 app.command("quantize", help=not_built("quantize", 11).__doc__)(not_built("quantize", 11))
 
