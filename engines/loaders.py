@@ -1,0 +1,115 @@
+"""Loaders: backend name + model file + options -> a ready Runner (Polygraphy's loader/runner split).
+
+Every backend module is imported here lazily, so `import engines.loaders` pulls in neither
+torch, onnxruntime nor tensorrt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.base import Runner
+from engines.models import resolve_model
+from engines.select import BACKENDS
+from toolkit.errors import DtkError
+
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend a run uses, the model file it loads and why it was chosen."""
+
+    backend: str
+    model: Path
+    reason: str
+
+
+def _ort_gpu_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return [p for p in ort.get_available_providers() if p in ("TensorrtExecutionProvider",
+                                                                "CUDAExecutionProvider")]
+
+
+def _precision_problem(backend: str, precision: str) -> str | None:
+    """Why `backend` cannot run `precision` here, or None."""
+    if backend == "onnxruntime" and precision == "bf16":
+        return "ONNX Runtime runs the graph's own types; bf16 is a torch option (--backend torch)"
+    if backend == "onnxruntime" and precision == "fp16" and \
+            "TensorrtExecutionProvider" not in _ort_gpu_providers():
+        return ("ONNX Runtime without its TensorRT EP runs the graph's own types: pass an fp16 graph "
+                "(`dtk export --fp16`) with --model and --precision fp32, or use --backend torch")
+    return None
+
+
+def choose_backend(backend: str, model: Path | str | None, precision: str = "fp32",
+                   info: dict | None = None) -> BackendChoice:
+    """Resolve `backend` ('auto' included) and its model file; DtkError with a hint when impossible."""
+    if backend not in BACKEND_CHOICES:
+        raise DtkError(f"unknown backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+    if backend != "auto":
+        problem = _precision_problem(backend, precision)
+        if problem:
+            raise DtkError(f"--precision {precision} with --backend {backend}: {problem}")
+        return BackendChoice(backend, resolve_model(model, backend), "asked for")
+    from engines.select import default_backend
+    from toolkit.doctor import collect
+
+    info = collect() if info is None else info
+    first = default_backend(info)
+    order = [first] + [b for b in ("onnxruntime", "torch") if b != first]
+    notes: list[str] = []
+    for name in order:
+        problem = _precision_problem(name, precision)
+        if problem is None:
+            try:
+                path = resolve_model(model, name)
+            except DtkError as exc:
+                problem = str(exc)
+        if problem is None:
+            why = "fastest available on this machine" if name == first else \
+                f"auto: {first} not usable ({notes[0]})"
+            return BackendChoice(name, path, why)
+        notes.append(f"{name}: {problem}")
+    raise DtkError("no backend can run this model here; " + "; ".join(notes))
+
+
+def load_runner(backend: str, model: Path | str | None = None, *, precision: str = "fp32",
+                compile: bool = False, channels_last: bool = False, threads: int | None = None,
+                device: str | None = None) -> Runner:
+    """A loaded Runner for `backend` (auto|tensorrt|onnxruntime|torch) and `model` (None: shipped)."""
+    choice = choose_backend(backend, model, precision)
+    return open_runner(choice, precision=precision, compile=compile, channels_last=channels_last,
+                       threads=threads, device=device)
+
+
+def open_runner(choice: BackendChoice, *, precision: str = "fp32", compile: bool = False,
+                channels_last: bool = False, threads: int | None = None,
+                device: str | None = None) -> Runner:
+    """Load the runner of an already made BackendChoice."""
+    if choice.backend == "onnxruntime":
+        from engines.onnxruntime import OrtRunner
+
+        return OrtRunner(choice.model, device=device or "auto", threads=threads,
+                         trt_fp16=precision == "fp16")
+    if choice.backend == "torch":
+        import torch
+
+        from engines.torch import TorchRunner
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return TorchRunner(choice.model, device=dev, precision=precision, compile=compile,
+                           channels_last=channels_last, threads=threads)
+    if choice.backend == "tensorrt":
+        try:
+            from engines.tensorrt.runtime import load_trt_runner
+        except ImportError as exc:
+            raise DtkError(f"the tensorrt backend is unavailable here ({exc}): install TensorRT with "
+                           "pip install .[gpu] on an NVIDIA GPU machine, "
+                           "or use --backend onnxruntime") from None
+        return load_trt_runner(choice.model)
+    raise DtkError(f"unknown backend {choice.backend!r}")

@@ -1,0 +1,82 @@
+"""Which model file a backend loads: the shipped default or the user's, with its siblings.
+
+A dtk model is one stem with up to four files: `X.onnx` (ONNX Runtime, TensorRT builds),
+`X.safetensors` + `X.json` (torch checkpoint), `X.engine` / `X.plan` (a built TensorRT engine).
+Given any one of them, a backend finds the one it needs next to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.errors import DtkError
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "toolkit" / "assets"
+DEFAULT_STEM = "dtk-unet"
+_CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+_ENGINE_SUFFIXES = (".engine", ".plan")
+_KNOWN = (".onnx", *_CHECKPOINT_SUFFIXES, *_ENGINE_SUFFIXES)
+
+
+def default_model_path(backend: str) -> Path:
+    """The shipped model file for `backend` (it may not exist in a source checkout)."""
+    suffix = ".safetensors" if backend == "torch" else ".onnx"
+    return ASSETS_DIR / (DEFAULT_STEM + suffix)
+
+
+def _stem_path(path: Path) -> Path:
+    """`run/best.safetensors` -> `run/best` (handles the two-part `.optim.safetensors`)."""
+    name = path.name
+    for suffix in (".optim.safetensors", *_KNOWN):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)])
+    return path
+
+
+def resolve_model(path: Path | str | None, backend: str) -> Path:
+    """The file `backend` loads for model `path` (None: the shipped default); DtkError when absent.
+
+    onnxruntime: X.onnx. torch: X.safetensors (X.json must sit next to it). tensorrt: a built
+    X.engine / X.plan.
+    """
+    shipped = path is None
+    given = default_model_path(backend) if shipped else Path(path)
+    if not shipped and not given.exists():
+        raise DtkError(f"model not found: {given}")
+    if not shipped and given.is_dir():
+        raise DtkError(f"--model takes a file (X.onnx or X.safetensors), got the folder {given}")
+    if not shipped and given.suffix not in _KNOWN:
+        raise DtkError(f"unknown model type {given.name}: expected .onnx, .safetensors(+.json) "
+                       "or a TensorRT .engine/.plan")
+    stem = _stem_path(given)
+    where = "the shipped model" if shipped else str(given)
+    if backend == "onnxruntime":
+        onnx = stem.with_name(stem.name + ".onnx")
+        if not onnx.is_file():
+            raise DtkError(f"ONNX Runtime needs an .onnx model and {where} has none ({onnx} missing): "
+                           + ("reinstall dtk or pass --model X.onnx" if shipped else
+                              f"export it with `dtk export {stem}.safetensors -o {onnx}`, "
+                              "or use --backend torch"))
+        return onnx
+    if backend == "torch":
+        weights = stem.with_name(stem.name + ".safetensors")
+        sidecar = stem.with_name(stem.name + ".json")
+        missing = [p for p in (weights, sidecar) if not p.is_file()]
+        if missing:
+            raise DtkError(f"the torch backend needs the checkpoint X.safetensors + X.json and {where} "
+                           f"lacks {', '.join(str(p) for p in missing)}: "
+                           + ("reinstall dtk or pass --model X.safetensors" if shipped else
+                              "pass the training checkpoint with --model, or use --backend onnxruntime "
+                              "for an ONNX-only model"))
+        return weights
+    if backend == "tensorrt":
+        for suffix in _ENGINE_SUFFIXES:
+            engine = stem.with_name(stem.name + suffix)
+            if engine.is_file():
+                return engine
+        onnx = stem.with_name(stem.name + ".onnx")
+        raise DtkError(f"the tensorrt backend needs a built engine and {where} has none "
+                       f"({stem}.engine missing): build one with "
+                       f"`dtk build-engine {onnx} -o {stem}.engine`, or use --backend onnxruntime "
+                       "(its TensorRT EP builds and caches engines itself)")
+    raise DtkError(f"unknown backend {backend!r}")

@@ -1,0 +1,154 @@
+"""ONNX Runtime runner: TensorRT EP / CUDA EP when the install offers them, CPU otherwise.
+
+Runs fp32 graphs, fp16 graphs (fp16 or fp32 I/O: the input is cast to what the graph declares,
+the output returned as float32) and Q/DQ (INT8) graphs. On a GPU provider the input and output
+are bound with IO binding: a torch CUDA tensor is bound in place (no host copy) and its result
+comes back as a torch CUDA tensor; a NumPy batch is copied to the device once and back once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import DtkError
+from toolkit.lazy import optional_import
+
+TRT_EP = "TensorrtExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+_NP_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def default_trt_cache_dir() -> Path:
+    """Where the TensorRT EP keeps built engines and its timing cache (reused across runs)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dtk" / "ort-trt"
+
+
+def choose_providers(available: list[str], device: str = "auto", *, trt_fp16: bool = False,
+                     trt_cache_dir: Path | str | None = None, device_id: int = 0) -> list:
+    """ORT provider list (names or (name, options)) in preference order for `device`.
+
+    auto: TensorRT EP, then CUDA EP, then CPU, whichever the install has; cpu: CPU only;
+    cuda: GPU providers, DtkError when the install has none.
+    """
+    if device not in DEVICES:
+        raise DtkError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    chosen: list = []
+    if device in ("auto", "cuda"):
+        if TRT_EP in available:
+            cache = str(trt_cache_dir or default_trt_cache_dir())
+            chosen.append((TRT_EP, {
+                "device_id": device_id,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": cache,
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": cache,
+                "trt_fp16_enable": bool(trt_fp16),
+            }))
+        if CUDA_EP in available:
+            chosen.append((CUDA_EP, {"device_id": device_id}))
+        if device == "cuda" and not chosen:
+            raise DtkError("ONNX Runtime has no GPU provider here (providers: "
+                           f"{', '.join(available)}); install onnxruntime-gpu (pip install .[gpu]) "
+                           "or use --device cpu")
+    chosen.append(CPU_EP)
+    return chosen
+
+
+class OrtRunner:
+    """An ONNX Runtime session over an NCHW [0, 1] batch model (input and output one tensor each)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: Path | str, *, device: str = "auto", threads: int | None = None,
+                 trt_fp16: bool = False, trt_cache_dir: Path | str | None = None, device_id: int = 0):
+        ort = optional_import("onnxruntime")
+        self.model = Path(model)
+        if not self.model.is_file():
+            raise DtkError(f"ONNX model not found: {self.model}")
+        self.threads = threads
+        self.trt_fp16 = trt_fp16
+        self.device_id = device_id
+        providers = choose_providers(list(ort.get_available_providers()), device, trt_fp16=trt_fp16,
+                                     trt_cache_dir=trt_cache_dir, device_id=device_id)
+        if any(isinstance(p, tuple) and p[0] == TRT_EP for p in providers):
+            Path(dict(providers[0][1])["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            if threads < 1:
+                raise DtkError(f"--threads must be at least 1, got {threads}")
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.model), sess_options=opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for bad/foreign files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DtkError(f"ONNX Runtime cannot load {self.model}: {first} "
+                           "(export one with `dtk export`)") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise DtkError(f"{self.model} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                           "dtk runs models with one image input and one image output")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_dtype = _NP_DTYPES.get(inputs[0].type)
+        self.output_dtype = _NP_DTYPES.get(outputs[0].type)
+        if self.input_dtype is None or self.output_dtype is None:
+            raise DtkError(f"{self.model}: input/output types {inputs[0].type}/{outputs[0].type} "
+                           "are not float32 or float16")
+        self.providers = list(self.session.get_providers())
+        self.on_gpu = self.providers[0] in (TRT_EP, CUDA_EP)
+        self.accepts_cuda_tensors = self.on_gpu
+
+    def infer(self, batch: Any) -> Any:
+        """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out; torch CUDA in, torch CUDA out)."""
+        if self.on_gpu:
+            return self._infer_bound(batch)
+        x = np.ascontiguousarray(np.asarray(batch), dtype=self.input_dtype)
+        y = self.session.run([self.output_name], {self.input_name: x})[0]
+        return y.astype(np.float32, copy=False)
+
+    def _infer_bound(self, batch: Any) -> Any:
+        """IO binding: device buffers in and out, one synchronisation per batch."""
+        binding = self.session.io_binding()
+        if type(batch).__module__.startswith("torch") and getattr(batch, "is_cuda", False):
+            import torch
+
+            tdtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
+            x = batch.to(dtype=tdtype).contiguous()
+            out = torch.empty(tuple(x.shape), dtype=torch.float16 if self.output_dtype == np.float16
+                              else torch.float32, device=x.device)
+            binding.bind_input(self.input_name, "cuda", x.device.index or 0, self.input_dtype,
+                               tuple(x.shape), x.data_ptr())
+            binding.bind_output(self.output_name, "cuda", out.device.index or 0, self.output_dtype,
+                                tuple(out.shape), out.data_ptr())
+            torch.cuda.current_stream(x.device).synchronize()  # x is ready before ORT reads it
+            self.session.run_with_iobinding(binding)
+            return out.float()
+        ort = optional_import("onnxruntime")
+        x = np.ascontiguousarray(np.asarray(batch), dtype=self.input_dtype)
+        binding.bind_ortvalue_input(self.input_name,
+                                    ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id))
+        binding.bind_output(self.output_name, "cuda", self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "device": f"cuda:{self.device_id}" if self.on_gpu else "cpu",
+            "model": str(self.model),
+            "providers": self.providers,
+            "io_dtype": f"{np.dtype(self.input_dtype).name}/{np.dtype(self.output_dtype).name}",
+            "io_binding": self.on_gpu,
+            "threads": self.threads,
+            "trt_fp16": self.trt_fp16 if TRT_EP in self.providers else None,
+        }
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,101 @@
+"""PyTorch runner: the safetensors checkpoint (never a pickle), eager by default.
+
+Precision: fp32; fp16/bf16 run under CPU autocast on CPU (weights stay fp32, convs compute in
+the low precision) and as a .half()/.bfloat16() model on CUDA. Output is always float32.
+Input: a NumPy batch (result returned as NumPy) or a torch tensor (result returned as a tensor on
+the runner's device; a CUDA tensor on a CUDA runner is used without a host copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import DtkError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("cpu", "cuda")
+
+
+class TorchRunner:
+    """A SeedUNet loaded from `X.safetensors` + `X.json`, in inference mode."""
+
+    name = "torch"
+
+    def __init__(self, checkpoint: Path | str, *, device: str = "cpu", precision: str = "fp32",
+                 compile: bool = False, channels_last: bool = False, threads: int | None = None):
+        import torch
+
+        from training.checkpoint import load_model
+
+        if precision not in PRECISIONS:
+            raise DtkError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if device.split(":")[0] not in DEVICES:
+            raise DtkError(f"unknown device {device!r}: choose cpu or cuda")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise DtkError("torch has no CUDA device here: use --backend onnxruntime or device cpu")
+        if threads is not None:
+            if threads < 1:
+                raise DtkError(f"--threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.checkpoint = Path(checkpoint)
+        self.device = torch.device(device)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.compiled = compile
+        self.threads = threads
+        self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self._cuda = self.device.type == "cuda"
+        model = load_model(self.checkpoint, device=str(self.device))
+        if self._cuda and precision != "fp32":
+            model = model.to(self._dtype)  # CUDA: true fp16/bf16 weights and compute
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.config = model.config
+        self.model = torch.compile(model) if compile else model
+        self.accepts_cuda_tensors = self._cuda
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32" or self._cuda:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=self._dtype)
+
+    def infer(self, batch: Any) -> Any:
+        """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input)."""
+        import torch
+
+        numpy_in = not torch.is_tensor(batch)
+        x = torch.from_numpy(np.ascontiguousarray(batch)) if numpy_in else batch
+        x = x.to(self.device, non_blocking=True)
+        x = x.to(self._dtype if self._cuda else torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            y = self.model(x)
+        y = y.float().contiguous()
+        return y.cpu().numpy() if numpy_in else y
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "model": str(self.checkpoint),
+            "precision": self.precision + (" (CPU autocast)" if self.precision != "fp32" and not self._cuda
+                                           else ""),
+            "compile": self.compiled,
+            "channels_last": self.channels_last,
+            "threads": self.threads or torch.get_num_threads(),
+            "torch": torch.__version__,
+            "width": self.config.width,
+        }
+
+    def close(self) -> None:
+        self.model = None
