@@ -1,0 +1,363 @@
+"""A fake `tensorrt` module that enforces the 10.x/11.x named-tensor call protocol on CPU.
+
+`make_fake_trt("11.4.0")` has none of the APIs TensorRT 11 removed (BuilderFlag.FP16/INT8,
+EXPLICIT_BATCH, platform_has_fast_fp16, execute_async_v2, get_binding_*, calibrators), so
+touching one raises AttributeError; "10.14.1" still has the deprecated 10.x flags. The
+"plan" is JSON naming the ONNX file; the execution context reads its input from the raw
+address it was given, runs the ONNX model with ONNX Runtime, and writes the output to the
+output address, so the runner's buffers are checked end to end. `HostDevice` is the
+CPU stand-in for `TorchCudaDevice` (torch CPU tensors; `data_ptr()` is a real address).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import types
+from contextlib import nullcontext
+from enum import Enum
+
+import numpy as np
+import onnx
+
+
+class ProtocolError(AssertionError):
+    """The code under test broke the TensorRT call protocol."""
+
+
+class DataType(Enum):
+    FLOAT = "float32"
+    HALF = "float16"
+    INT8 = "int8"
+    INT32 = "int32"
+
+
+class TensorIOMode(Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class MemoryPoolType(Enum):
+    WORKSPACE = 0
+
+
+_ONNX_TO_TRT = {onnx.TensorProto.FLOAT: DataType.FLOAT, onnx.TensorProto.FLOAT16: DataType.HALF}
+
+
+def _dims(value_info) -> tuple[int, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+
+
+def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("DtkUnsupportedOp",)):
+    """A fresh fake module; `mod.calls` records every protocol-relevant call in order."""
+    major = int(version.split(".")[0])
+    mod = types.ModuleType("tensorrt")
+    mod.__version__ = version
+    mod.calls = []
+    mod.builds = []
+    mod.DataType, mod.TensorIOMode, mod.MemoryPoolType = DataType, TensorIOMode, MemoryPoolType
+
+    def record(*call):
+        mod.calls.append(call)
+
+    class Logger:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self, severity=WARNING):
+            self.severity = severity
+
+    flag_names = ["STRONGLY_TYPED"] + (["EXPLICIT_BATCH"] if major < 11 else [])
+    mod.NetworkDefinitionCreationFlag = types.SimpleNamespace(**{n: i for i, n in enumerate(flag_names)})
+    builder_flags = ["DEBUG", "REFIT", "GPU_FALLBACK"] + (["FP16", "INT8", "BF16"] if major < 11 else [])
+    mod.BuilderFlag = types.SimpleNamespace(**{n: n for n in builder_flags})
+
+    class Tensor:
+        def __init__(self, name, shape, dtype):
+            self.name, self.shape, self.dtype = name, shape, dtype
+
+    class Network:
+        def __init__(self, flags):
+            self.flags = flags
+            self.inputs, self.outputs, self.onnx_path = [], [], None
+
+        @property
+        def num_inputs(self):
+            return len(self.inputs)
+
+        @property
+        def num_outputs(self):
+            return len(self.outputs)
+
+        def get_input(self, i):
+            return self.inputs[i]
+
+        def get_output(self, i):
+            return self.outputs[i]
+
+    class ParserError:
+        def __init__(self, index, node):
+            self._index, self._node = index, node
+
+        def node(self):
+            return self._index
+
+        def node_name(self):
+            return self._node.name
+
+        def node_operator(self):
+            return self._node.op_type
+
+        def desc(self):
+            return f"no importer registered for op: {self._node.op_type}"
+
+        def code(self):
+            return "UNSUPPORTED_NODE"
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.errors = network, []
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return self.errors[i]
+
+        def parse_from_file(self, path):
+            record("parse_from_file", path)
+            model = onnx.load(path)
+            nodes = enumerate(model.graph.node)
+            self.errors = [ParserError(i, n) for i, n in nodes if n.op_type in unsupported_ops]
+            if self.errors:
+                return False
+            g = model.graph
+            self.network.onnx_path = path
+            self.network.inputs = [Tensor(v.name, _dims(v), _ONNX_TO_TRT[v.type.tensor_type.elem_type])
+                                   for v in g.input]
+            self.network.outputs = [Tensor(v.name, _dims(v), _ONNX_TO_TRT[v.type.tensor_type.elem_type])
+                                    for v in g.output]
+            return True
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            if not all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
+                raise ProtocolError(f"profile needs min <= opt <= max: {lo} {opt} {hi}")
+            self.shapes[name] = [list(lo), list(opt), list(hi)]
+
+    class TimingCache:
+        def __init__(self, data: bytes):
+            self.entries = [ln for ln in bytes(data).decode().splitlines() if ln]
+
+        def serialize(self):
+            return "\n".join(self.entries).encode() + b"\n"
+
+    class Config:
+        def __init__(self):
+            self.profiles, self.flags, self.pools, self.cache = [], [], {}, None
+
+        def add_optimization_profile(self, p):
+            self.profiles.append(p)
+
+        def set_memory_pool_limit(self, pool, size):
+            if pool is not MemoryPoolType.WORKSPACE or not isinstance(size, int):
+                raise ProtocolError(f"set_memory_pool_limit({pool}, {size!r})")
+            self.pools[pool] = size
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+
+        def create_timing_cache(self, data):
+            record("create_timing_cache", len(data))
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags=0):
+            record("create_network", flags)
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            if len(config.profiles) != 1 or network.inputs[0].name not in config.profiles[0].shapes:
+                raise ProtocolError("the input has no optimization profile")
+            if config.cache is None:
+                raise ProtocolError("no timing cache set")
+            config.cache.entries.append(f"tactics for {network.onnx_path}")
+            typed_bit = 1 << mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+            strongly = major >= 11 or bool(network.flags & typed_bit)
+            io = (("INPUT", network.inputs), ("OUTPUT", network.outputs))
+            build = {"onnx": network.onnx_path, "version": version, "flags": network.flags,
+                     "strongly_typed": strongly, "builder_flags": list(config.flags),
+                     "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
+                     "profile": config.profiles[0].shapes,
+                     "io": {t.name: [mode, t.dtype.name, list(t.shape)]
+                            for mode, ts in io for t in ts}}
+            mod.builds.append(build)
+            return json.dumps(build).encode()
+
+    if major < 11:
+        Builder.platform_has_fast_fp16 = property(lambda self: True)
+
+    class Context:
+        def __init__(self, engine):
+            self.engine = engine
+            self.shapes, self.addresses = {}, {}
+            self.executions = 0
+
+        def set_input_shape(self, name, shape):
+            record("set_input_shape", name, tuple(shape))
+            lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
+            if not all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True)):
+                return False
+            self.shapes[name] = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name):
+            if self.engine.get_tensor_mode(name) is TensorIOMode.INPUT:
+                return self.shapes.get(name, self.engine.get_tensor_shape(name))
+            n = self.shapes[self.engine.input_name][0]
+            return (n, *self.engine.get_tensor_shape(name)[1:])
+
+        def set_tensor_address(self, name, ptr):
+            record("set_tensor_address", name, ptr)
+            if self.engine.input_name not in self.shapes:
+                raise ProtocolError(f"set_tensor_address({name!r}) before set_input_shape")
+            if not isinstance(ptr, int) or ptr == 0:
+                raise ProtocolError(f"bad address for {name!r}: {ptr!r}")
+            self.addresses[name] = ptr
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            record("execute_async_v3", stream_handle)
+            if not isinstance(stream_handle, int) or isinstance(stream_handle, bool):
+                raise ProtocolError(f"execute_async_v3 needs an int stream handle, got {stream_handle!r}")
+            missing = [n for n in self.engine.names if n not in self.addresses]
+            if missing:
+                raise ProtocolError(f"execute_async_v3 with unbound tensors {missing}")
+            self.executions += 1
+            x = self._view(self.engine.input_name, self.shapes[self.engine.input_name])
+            y = self.engine.session.run(None, {self.engine.input_name: x.copy()})[0]
+            out = self._view(self.engine.output_name, self.get_tensor_shape(self.engine.output_name))
+            out[...] = y.astype(out.dtype)
+            return True
+
+        def _view(self, name, shape):
+            dtype = np.dtype(self.engine.get_tensor_dtype(name).value)
+            count = int(np.prod(shape))
+            raw = (ctypes.c_byte * (count * dtype.itemsize)).from_address(self.addresses[name])
+            return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+
+    class Engine:
+        def __init__(self, plan):
+            import onnxruntime as ort
+
+            self.plan = plan
+            self.io = plan["io"]
+            self.names = list(self.io)
+            self.input_name = next(n for n, v in self.io.items() if v[0] == "INPUT")
+            self.output_name = next(n for n, v in self.io.items() if v[0] == "OUTPUT")
+            self.session = ort.InferenceSession(plan["onnx"], providers=["CPUExecutionProvider"])
+
+        @property
+        def num_io_tensors(self):
+            return len(self.names)
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, name):
+            return TensorIOMode[self.io[name][0]]
+
+        def get_tensor_dtype(self, name):
+            return DataType[self.io[name][1]]
+
+        def get_tensor_shape(self, name):
+            return tuple(self.io[name][2])
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            return tuple(tuple(s) for s in self.plan["profile"][name])
+
+        def create_execution_context(self):
+            ctx = Context(self)
+            mod.contexts.append(ctx)
+            return ctx
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            try:
+                plan = json.loads(bytes(data))
+            except ValueError:
+                return None
+            if plan.get("version") != version:
+                return None
+            return Engine(plan)
+
+    mod.contexts = []
+    mod.Logger, mod.Builder, mod.OnnxParser, mod.Runtime = Logger, Builder, OnnxParser, Runtime
+    return mod
+
+
+class HostDevice:
+    """CPU stand-in for TorchCudaDevice (test only): torch CPU tensors, a fake stream handle."""
+
+    supports_graphs = True
+
+    def __init__(self, name="Fake H200", compute_capability="9.0", stream_handle=0x5EED):
+        self.name, self.compute_capability = name, compute_capability
+        self._handle = stream_handle
+        self.captures = 0
+        self.replays = 0
+
+    @property
+    def stream_handle(self) -> int:
+        return self._handle
+
+    def empty(self, shape, dtype):
+        import torch
+
+        return torch.full(shape, float("nan"), dtype=dtype)  # NaN: stale rows would show
+
+    def pinned(self, shape, dtype):
+        return self.empty(shape, dtype)
+
+    def on_stream(self):
+        return nullcontext()
+
+    def wait_for_current_stream(self):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def capture(self, launch):
+        """Like a CUDA graph: the launch is recorded once and replayed; replay re-runs it here."""
+        self.captures += 1
+        launch()
+
+        def replay():
+            self.replays += 1
+            launch()
+
+        return replay
