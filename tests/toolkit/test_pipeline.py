@@ -183,3 +183,14 @@ def test_dali_gpu_reports_corrupt_file(tmp_path, demo_dir):
                                  device="gpu"))
     assert [p for b in batches for p, _ in b.failed] == [str(bad)]
     assert sum(len(b) for b in batches) == 2 and batches[0].images.is_cuda
+
+
+def test_pipeline_benchmark_measures_each_pair(demo_dir):
+    from bench.pipeline import pipeline_benchmark, render_table
+
+    kinds = ("dali", "fallback") if _dali_available() else ("fallback",)
+    result = pipeline_benchmark(demo_dir, repeats=1, batch_size=4, blurs=(None, "k7"), kinds=kinds)
+    pairs = [(r["pipeline"], r["blur"]) for r in result["rows"]]
+    assert pairs == [(k, b) for b in ("none", "k7") for k in kinds]
+    assert all(r["frames"] == 10 and r["best_fps"] > 0 for r in result["rows"])
+    assert render_table(result).row_count == len(result["rows"])

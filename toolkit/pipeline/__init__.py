@@ -61,7 +61,7 @@ def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
         raise DtkError(f"unknown pipeline {kind!r}: choose one of {', '.join(PIPELINES)}")
     if not frames:
         raise DtkError("no frames to read: the frame list is empty (is the folder empty?)")
-    if kind == "auto":
+    if kind == "auto":  # on CPU the fallback measured faster with a blur (bench/pipeline.py)
         kind = "dali" if device == "gpu" and _dali_available() else "fallback"
     if kind == "dali":
         from toolkit.pipeline.dali import dali_batches
