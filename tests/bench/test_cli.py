@@ -1,0 +1,116 @@
+"""`dtk bench` end to end on a tiny random-init model: table, JSON schema, CSV, PNG; compare; errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.compare import compare_reports
+from bench.harness import SCHEMA
+from bench.report import CSV_FIELDS, load_report
+from bench.roofline import measure_ceiling
+from toolkit.cli import app
+from toolkit.errors import DtkError
+
+runner = CliRunner()
+TINY = ["bench", "--width", "8", "--height", "64", "--frame-width", "64", "--warmup", "0",
+        "--iterations", "3", "--ceiling", "100"]
+
+LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p95", "p99", "max", "std"}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    res = runner.invoke(app, [*TINY, "--batch", "1,2", "--json", str(out / "a.json"), "--csv",
+                              str(out / "a.csv"), "--plot", str(out / "a.png")])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_tiny_bench_writes_table_json_csv_png(tiny_report):
+    out, output = tiny_report
+    assert "onnxruntime/cpu-fp32" in output and "torch/channels_last" in output
+    doc = json.loads((out / "a.json").read_text())
+    assert doc["schema"] == SCHEMA
+    for key in ("created", "model", "config", "environment", "ceilings", "rows", "skipped", "extra"):
+        assert key in doc
+    assert doc["environment"]["torch"] and "cpu_count" in doc["environment"]
+    rows = doc["rows"]
+    got = {(r["backend"], r["variant"], r["batch"]) for r in rows}
+    assert got == {(b, v, n) for b, v in [("onnxruntime", "cpu-fp32"), ("torch", "eager"),
+                                          ("torch", "channels_last")] for n in (1, 2)}
+    for r in rows:
+        assert r["mode"] == "compute" and r["iterations"] == 3 and len(r["samples_ms"]) == 3
+        assert set(r["latency_ms"]) == LATENCY_KEYS
+        assert r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"]
+        assert isinstance(r["images_per_s"], float) and r["images_per_s"] > 0
+        assert r["gflop_per_image"] == pytest.approx(0.13860864)  # width 8 at 64x64, counted
+        assert r["gflops"] == pytest.approx(r["gflop_per_image"] * r["images_per_s"])
+        assert r["ceiling_pct"] == pytest.approx(r["gflops"])  # ceiling given as 100 GFLOP/s
+        assert r["peak_rss_mb"] > 0 and r["runner"]["backend"] == r["backend"]
+    with (out / "a.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(rows) and set(table[0]) == set(CSV_FIELDS)
+    png = (out / "a.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_compare_cli_same_report_is_ratio_one(tiny_report):
+    out, _ = tiny_report
+    res = runner.invoke(app, ["bench", "compare", str(out / "a.json"), str(out / "a.json"),
+                              "--json", str(out / "c.json")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "c.json").read_text())
+    assert len(result["ratios"]) == 6
+    assert all(r["throughput_ratio"] == pytest.approx(1.0) for r in result["ratios"])
+
+
+def test_compare_ratios(tiny_report):
+    out, _ = tiny_report
+    a = load_report(out / "a.json")
+    b = json.loads(json.dumps(a))
+    b["rows"] = b["rows"][1:]  # one row only in A
+    for r in b["rows"]:
+        r["images_per_s"] *= 2.0
+        r["latency_ms"]["p50"] /= 2.0
+    b["environment"]["torch"] = "9.9"
+    result = compare_reports(a, b)
+    assert len(result["ratios"]) == len(a["rows"]) - 1 and len(result["only_in_a"]) == 1
+    for r in result["ratios"]:
+        assert r["throughput_ratio"] == pytest.approx(2.0) and r["p50_ratio"] == pytest.approx(0.5)
+    assert result["environment_diff"]["torch"][1] == "9.9"
+
+
+def test_e2e_rows_through_the_pipeline(demo_dir, tmp_path):
+    res = runner.invoke(app, [*TINY, "--backend", "onnxruntime", "--batch", "2", "--e2e-only",
+                              "--frames", str(demo_dir), "--e2e-pipeline", "fallback", "--json",
+                              str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [(r["mode"], r["batch"], r["iterations"]) for r in rows] == [("e2e", 2, 3)]
+    assert rows[0]["images_per_s"] > 0
+
+
+def test_user_errors_exit_2(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    assert runner.invoke(app, ["bench", "compare", str(bad), str(bad)]).exit_code == 2
+    assert runner.invoke(app, [*TINY, "--batch", "one"]).exit_code == 2
+    assert runner.invoke(app, [*TINY, "--variants", "warp-drive"]).exit_code == 2
+    with pytest.raises(DtkError):
+        load_report(tmp_path / "missing.json")
+
+
+def test_help_explains_the_method():
+    res = runner.invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0
+    assert "Warm-up is excluded" in res.output and "compare" in res.output
+
+
+def test_roofline_measures_a_positive_ceiling():
+    c = measure_ceiling("cpu", n=256, duration_s=0.05)
+    assert c.repeats >= 3 and c.best_gflops >= c.median_gflops > 0
