@@ -438,7 +438,6 @@ def bench(
     from bench.report import bench_table, write_csv, write_plot
     from bench.suite import BenchRequest, run_bench
     from bench.variants import parse_batches
-    from toolkit.report import key_value_table
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers)
@@ -451,8 +450,13 @@ def bench(
         console.print(bench_table(report))
         for s in report["skipped"]:
             err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {s['reason']}")
-        if report["extra"].get("pipeline"):
-            console.print(key_value_table("pipeline benchmark", report["extra"]["pipeline"]))
+        pipe = report["extra"].get("pipeline")
+        if pipe and pipe.get("rows"):
+            from bench.pipeline import render_table
+
+            console.print(render_table(pipe))
+        elif pipe:
+            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {pipe.get('skipped')}")
     emit_json(json_out, report)
     if csv is not None:
         err_console.print(f"wrote {write_csv(report, csv)}")
@@ -477,7 +481,36 @@ def bench_compare(
     emit_json(json_out, result)
 
 
-app.command("build-engine", help=not_built("build-engine", 6).__doc__)(not_built("build-engine", 6))
+@app.command("build-engine")
+@handle_errors
+def build_engine_cmd(
+    onnx_model: Annotated[Path, typer.Argument(
+        metavar="MODEL.onnx", help="The ONNX model (fp16 export, fp32, or Q/DQ int8).")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", metavar="ENGINE", help="Engine file to write (+ ENGINE.json sidecar).")],
+    fp16: Annotated[bool | None, typer.Option(
+        "--fp16/--fp32", help="Engine precision; default: the graph's own (TensorRT 11 builds FP16 only "
+                              "from an FP16 ONNX, INT8 from a Q/DQ ONNX).")] = None,
+    min_batch: Annotated[int, typer.Option(help="Smallest batch of the optimization profile.")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="Batch TensorRT tunes for.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="Largest batch (the runner splits bigger ones).")] = 32,
+    workspace: Annotated[float, typer.Option(help="Builder workspace limit in GB.")] = 4.0,
+    timing_cache: Annotated[Path | None, typer.Option(
+        help="Timing cache file, loaded and updated (default: one per TensorRT version and GPU "
+             "under ~/.cache/dtk/tensorrt).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing engine.")] = False,
+    json_out: JsonOut = None,
+) -> None:
+    """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
+    from engines.tensorrt.build import build_engine
+
+    precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
+    sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
+                           max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
+                           overwrite=overwrite, log=err_console.print)
+    emit_json(json_out, sidecar.to_json())
+
+
 app.command("quantize", help=not_built("quantize", 11).__doc__)(not_built("quantize", 11))
 
 

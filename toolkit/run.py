@@ -1,0 +1,314 @@
+"""The `dtk run` job: deblur a frame tree into a mirrored tree of PNGs, overlapped and resumable.
+
+Data flow: discover -> drop frames already done -> pipeline (decode/resize/blur, `prefetch`
+batches ahead on its own threads) -> runner.infer -> writer threads (to uint8, resize back,
+atomic PNG). While batch i computes, batch i+1 is being decoded and batch i-1 written.
+
+Sizes: every frame goes through the network at 256x448; the output is resized back to the
+frame's own size with Pillow's bilinear filter (antialiased when shrinking), unless
+`keep_size=True` keeps 256x448.
+
+Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
+file and renamed, so an interrupted run leaves whole files only. Resume: a frame whose output
+exists and is a valid PNG of the expected size is skipped (`overwrite=True` redoes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from toolkit import FRAME_SIZE
+from toolkit.errors import DtkError
+from toolkit.frames import Frame, discover_frames, resize_frame, write_png_atomic
+
+
+def output_path_for(frame: Frame, out_root: Path | str) -> Path:
+    """Where a frame's result goes: `<out_root>/<relative path with a .png suffix>`."""
+    return Path(out_root) / Path(PurePosixPath(frame.rel).with_suffix(".png"))
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """(H, W) from an image file's header (no full decode), or None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
+    """True when `path` is a complete, valid PNG of `size` (H, W) (any size when None).
+
+    Checks the header and every chunk's CRC through the end marker (Pillow's verify), which
+    catches truncated or foreign files without decompressing the pixels.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG" or (size is not None and (im.size[1], im.size[0]) != tuple(size)):
+                return False
+            im.verify()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+def expected_output_size(frame: Frame, keep_size: bool) -> tuple[int, int] | None:
+    """The size a finished output has: 256x448 with keep_size, else the input's (None: unreadable)."""
+    return FRAME_SIZE if keep_size else image_size(frame.path)
+
+
+def split_done(frames: Sequence[Frame], out_root: Path | str, *, keep_size: bool = False,
+               overwrite: bool = False) -> tuple[list[Frame], list[Frame]]:
+    """(frames still to do, frames whose output is already done) under the resume rule."""
+    if overwrite:
+        return list(frames), []
+    todo, done = [], []
+    for f in frames:
+        size = expected_output_size(f, keep_size)
+        (done if size is not None and is_done(output_path_for(f, out_root), size) else todo).append(f)
+    return todo, done
+
+
+def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
+    """Refuse an OUTPUT equal to INPUT, inside it, or containing it (inputs could be overwritten
+    or outputs read back as inputs)."""
+    src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
+    if dst == src:
+        raise DtkError(f"OUTPUT is the input folder ({dst}): choose another folder; dtk never "
+                       "overwrites its inputs")
+    if src in dst.parents:
+        raise DtkError(f"OUTPUT {dst} is inside INPUT {src}: its PNGs would be read as frames next "
+                       "time; choose a folder outside the input")
+    if dst in src.parents:
+        raise DtkError(f"INPUT {src} is inside OUTPUT {dst}: outputs could overwrite input frames; "
+                       "choose an output folder that does not contain the input")
+    if dst.exists() and not dst.is_dir():
+        raise DtkError(f"OUTPUT {dst} exists and is not a folder")
+
+
+def to_uint8_hwc(chw: np.ndarray) -> np.ndarray:
+    """3 x H x W float on the 0..1 scale -> H x W x 3 uint8 (clipped, rounded to nearest)."""
+    x = np.clip(np.asarray(chw, dtype=np.float32), 0.0, 1.0) * 255.0
+    return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(1, 2, 0))
+
+
+def write_output(path: Path, chw: np.ndarray, size: tuple[int, int] | None) -> float:
+    """Convert, resize back to `size` (None: keep), write atomically; returns seconds spent."""
+    t0 = time.perf_counter()
+    image = to_uint8_hwc(chw)
+    if size is not None:
+        image = resize_frame(image, size)
+    write_png_atomic(path, image)
+    return time.perf_counter() - t0
+
+
+@dataclass
+class RunSummary:
+    """What a run did and where its time went (seconds; shares are of wall time)."""
+
+    input_dir: str
+    output_dir: str
+    frames_total: int
+    written: int = 0
+    skipped_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0  # first batch requested -> last PNG on disk
+    plan_s: float = 0.0  # listing frames and checking existing outputs (resume)
+    data_wait_s: float = 0.0  # main thread waiting for the pipeline's next batch
+    compute_s: float = 0.0  # runner.infer, including host<->device copies
+    write_wait_s: float = 0.0  # main thread waiting for the writer threads
+    write_s: float = 0.0  # writer threads' own time (convert, resize, encode, fsync), summed
+    batch: int = 8
+    blur: str | None = None
+    keep_size: bool = False
+    pipeline: str = "auto"
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        """End to end: frames written per second of wall time."""
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def compute_frames_per_s(self) -> float:
+        """Compute only: frames written per second inside runner.infer."""
+        return self.written / self.compute_s if self.compute_s > 0 else 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Share of wall time waiting for data / computing / waiting for writes / other."""
+        if self.wall_s <= 0:
+            return {"data_wait": 0.0, "compute": 0.0, "write_wait": 0.0, "other": 0.0}
+        d, c, w = (t / self.wall_s for t in (self.data_wait_s, self.compute_s, self.write_wait_s))
+        return {"data_wait": d, "compute": c, "write_wait": w, "other": max(0.0, 1.0 - d - c - w)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_dir": self.input_dir, "output_dir": self.output_dir,
+            "frames_total": self.frames_total, "written": self.written,
+            "skipped_done": self.skipped_done, "failed": len(self.failed),
+            "failures": [{"path": p, "reason": r} for p, r in self.failed],
+            "interrupted": self.interrupted,
+            "wall_s": self.wall_s, "plan_s": self.plan_s, "data_wait_s": self.data_wait_s,
+            "compute_s": self.compute_s, "write_wait_s": self.write_wait_s, "write_thread_s": self.write_s,
+            "frames_per_s": self.frames_per_s, "compute_frames_per_s": self.compute_frames_per_s,
+            "end_to_end_vs_compute": (self.frames_per_s / self.compute_frames_per_s
+                                      if self.compute_frames_per_s else None),
+            "time_shares": self.shares(),
+            "batch": self.batch, "blur": self.blur, "keep_size": self.keep_size,
+            "pipeline": self.pipeline, "backend": self.backend,
+        }
+
+
+@contextlib.contextmanager
+def _sigint_sets(stop: threading.Event):
+    """First Ctrl-C sets `stop` (the run ends after the current batch); a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _to_host(out: Any) -> np.ndarray:
+    if isinstance(out, np.ndarray):
+        return out
+    return out.detach().float().cpu().numpy()  # torch tensor (CUDA runners)
+
+
+def run_frames(
+    input_dir: Path | str,
+    output_dir: Path | str,
+    runner: Any,
+    *,
+    batch: int = 8,
+    blur: str | None = None,
+    keep_size: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    pipeline: str = "auto",
+    writers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
+
+    progress(finished, total) is called from this thread after each batch's PNGs are on disk
+    (finished counts written, failed and already-done frames). Setting `stop` (or Ctrl-C) ends the
+    run after the current batch; everything written by then is complete.
+    """
+    from toolkit.kernels import get_kernel
+    from toolkit.pipeline import PipelineConfig, open_pipeline
+
+    if blur is not None:
+        get_kernel(blur)
+    if writers < 1:
+        raise DtkError(f"writers must be at least 1, got {writers}")
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_output_dir(input_dir, output_dir)
+    t_plan = time.perf_counter()
+    frames = discover_frames(input_dir)
+    todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
+    summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
+                         batch=batch, blur=blur, keep_size=keep_size, pipeline=pipeline,
+                         backend=runner.describe())
+    summary.plan_s = time.perf_counter() - t_plan
+    stop = stop or threading.Event()
+    finished = len(done)
+    if progress:
+        progress(finished, len(frames))
+    if not todo:
+        return summary
+
+    config = PipelineConfig(batch_size=batch, blur=blur)
+    device = "gpu" if getattr(runner, "accepts_cuda_tensors", False) else "cpu"
+    in_flight: list[tuple[Path, Future]] = []
+    write_errors: list[str] = []
+
+    def drain() -> None:
+        """Wait for the previous batch's PNGs; count them."""
+        nonlocal finished
+        t0 = time.perf_counter()
+        for path, fut in in_flight:
+            try:
+                summary.write_s += fut.result()
+                summary.written += 1
+            except OSError as exc:
+                write_errors.append(f"{path}: {exc}")
+            finished += 1
+        in_flight.clear()
+        summary.write_wait_s += time.perf_counter() - t0
+
+    t_start = time.perf_counter()
+    batches = open_pipeline(todo, config, kind=pipeline, device=device)
+    pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="dtk-write")
+    try:
+        with _sigint_sets(stop):
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                fb = next(batches, None)
+                summary.data_wait_s += time.perf_counter() - t0
+                if fb is None:
+                    break
+                if fb.failed:
+                    if strict:
+                        path, reason = fb.failed[0]
+                        raise DtkError(f"cannot read frame {path}: {reason} (--strict; without it "
+                                       "unreadable frames are skipped and listed)")
+                    summary.failed.extend(fb.failed)
+                    finished += len(fb.failed)
+                if len(fb) == 0:
+                    continue
+                t0 = time.perf_counter()
+                out = _to_host(runner.infer(fb.images))
+                summary.compute_s += time.perf_counter() - t0
+                drain()  # batch i-1 was written while batch i computed
+                if write_errors:
+                    break
+                if progress:
+                    progress(finished, len(frames))
+                for i, frame in enumerate(fb.frames):
+                    path = output_path_for(frame, output_dir)
+                    size = None if keep_size else fb.sizes[i]
+                    in_flight.append((path, pool.submit(write_output, path, out[i], size)))
+            summary.interrupted = stop.is_set()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        with contextlib.suppress(Exception):
+            batches.close()
+        drain()
+        pool.shutdown(wait=True)
+        summary.wall_s = time.perf_counter() - t_start
+    if write_errors:
+        raise DtkError(f"cannot write {len(write_errors)} output(s), first: {write_errors[0]} "
+                       "(check free space and permissions; rerun to resume)")
+    if progress:
+        progress(finished, len(frames))
+    return summary
