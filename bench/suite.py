@@ -91,17 +91,13 @@ def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
     return list(discover_frames(root)), f"{root} (demo frames)"
 
 
-def run_pipeline_bench(req: BenchRequest) -> dict[str, Any]:
-    """bench/pipeline.py's DALI vs fallback benchmark when that module is present."""
+def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
+    """bench/pipeline.py's DALI vs fallback frames/s (over --frames, else demo frames)."""
     try:
         mod = importlib.import_module("bench.pipeline")
     except ImportError:
         return {"skipped": "bench/pipeline.py is not in this version of dtk"}
-    fn = getattr(mod, "bench_pipelines", None) or getattr(mod, "run", None)
-    if fn is None:
-        return {"skipped": "bench.pipeline has no bench_pipelines() function"}
-    result = fn()
-    return result.to_json() if hasattr(result, "to_json") else result
+    return mod.pipeline_benchmark(req.frames_dir, device="gpu" if gpu else "cpu")
 
 
 def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
@@ -134,7 +130,7 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     if frames_where:
         extra["e2e_frames"] = {"where": frames_where, "count": len(frames)}
     if req.pipeline_bench:
-        extra["pipeline"] = run_pipeline_bench(req)
+        extra["pipeline"] = run_pipeline_bench(req, gpu)
     model = {"label": ", ".join(s.label for s in sources),
              "sources": [{"label": s.label, "files": {k: str(v) for k, v in s.files.items()},
                           "gflop_per_image": s.gflop_per_image, **s.info} for s in sources]}
