@@ -41,7 +41,10 @@ def graph_precision(onnx_path: Path) -> str:
     """The precision an ONNX graph carries: int8 (has Q/DQ nodes), fp16 (fp16 tensors), else fp32."""
     import onnx
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a corrupt file
+        raise DtkError(f"{onnx_path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     graph = model.graph
     if any(node.op_type in QDQ_OPS for node in graph.node):
         return "int8"
