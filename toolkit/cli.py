@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from toolkit.errors import DtkError
 from toolkit.report import console, dumps, err_console, write_json
@@ -35,7 +36,7 @@ def handle_errors(fn):
         except DtkError as exc:
             if _state["debug"]:
                 err_console.print(traceback.format_exc())
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -123,7 +124,8 @@ def eval_cmd(
     sharp_dir: Annotated[Path, typer.Argument(help="Tree of sharp frames (REDS layout or flat).")],
     model: Annotated[str | None, typer.Option(
         help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
-    engine: Annotated[Path | None, typer.Option(help="A TensorRT engine to score instead of --model.")] = None,
+    engine: Annotated[Path | None, typer.Option(
+        help="A TensorRT engine to score instead of --model.")] = None,
     predictions: Annotated[Path | None, typer.Option(
         help="Score outputs made elsewhere (dtk run): DIR/<kernel>/<frame> or DIR/<frame> for one kernel.")
     ] = None,
