@@ -219,9 +219,9 @@ def run_frames(
 ) -> RunSummary:
     """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
 
-    progress(finished, total) is called from this thread after each batch's PNGs are on disk
-    (finished counts written, failed and already-done frames). Setting `stop` (or Ctrl-C) ends the
-    run after the current batch; everything written by then is complete.
+    progress(finished, total) is called as each PNG lands on disk, from the writer threads, one
+    call at a time (finished counts written, failed and already-done frames). Setting `stop`
+    (or Ctrl-C) ends the run after the current batch; everything written by then is complete.
     """
     from toolkit.kernels import get_kernel
     from toolkit.pipeline import PipelineConfig, open_pipeline
@@ -241,8 +241,16 @@ def run_frames(
     summary.plan_s = time.perf_counter() - t_plan
     stop = stop or threading.Event()
     finished = len(done)
-    if progress:
-        progress(finished, len(frames))
+    tick_lock = threading.Lock()
+
+    def tick(n: int = 1) -> None:
+        nonlocal finished
+        with tick_lock:
+            finished += n
+            if progress:
+                progress(finished, len(frames))
+
+    tick(0)
     if not todo:
         return summary
 
@@ -253,7 +261,6 @@ def run_frames(
 
     def drain() -> None:
         """Wait for the previous batch's PNGs; count them."""
-        nonlocal finished
         t0 = time.perf_counter()
         for path, fut in in_flight:
             try:
@@ -261,7 +268,6 @@ def run_frames(
                 summary.written += 1
             except OSError as exc:
                 write_errors.append(f"{path}: {exc}")
-            finished += 1
         in_flight.clear()
         summary.write_wait_s += time.perf_counter() - t0
 
@@ -282,7 +288,7 @@ def run_frames(
                         raise DtkError(f"cannot read frame {path}: {reason} (--strict; without it "
                                        "unreadable frames are skipped and listed)")
                     summary.failed.extend(fb.failed)
-                    finished += len(fb.failed)
+                    tick(len(fb.failed))
                 if len(fb) == 0:
                     continue
                 t0 = time.perf_counter()
@@ -291,12 +297,12 @@ def run_frames(
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:
                     break
-                if progress:
-                    progress(finished, len(frames))
                 for i, frame in enumerate(fb.frames):
                     path = output_path_for(frame, output_dir)
                     size = None if keep_size else fb.sizes[i]
-                    in_flight.append((path, pool.submit(write_output, path, out[i], size)))
+                    fut = pool.submit(write_output, path, out[i], size)
+                    fut.add_done_callback(lambda _f: tick())
+                    in_flight.append((path, fut))
             summary.interrupted = stop.is_set()
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -309,6 +315,4 @@ def run_frames(
     if write_errors:
         raise DtkError(f"cannot write {len(write_errors)} output(s), first: {write_errors[0]} "
                        "(check free space and permissions; rerun to resume)")
-    if progress:
-        progress(finished, len(frames))
     return summary

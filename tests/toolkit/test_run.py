@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 
 import numpy as np
@@ -193,3 +195,22 @@ def test_cli_torch_backend_from_the_onnx_sibling(demo_dir, onnx_model, tmp_path)
                                       "--backend", "torch", "--batch", "5", "--channels-last"])
     assert result.exit_code == 0, result.output
     assert outputs(out) == expected_names(demo_dir)
+
+
+class SigintAt(Faulty):
+    """Sends this process SIGINT (a real Ctrl-C) during call number `at`."""
+
+    def infer(self, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner.infer(batch)
+
+
+def test_sigint_finishes_the_current_batch_then_stops(demo_dir, runner, tmp_path):
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGINT)
+    s = run_frames(demo_dir, out, SigintAt(runner, 2), batch=3)
+    assert s.interrupted and s.written == 6 and len(outputs(out)) == 6
+    assert all(is_done(p, (256, 448)) for p in out.rglob("*.png"))
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
