@@ -320,6 +320,14 @@ def run_cmd(
                              ] = False,
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
     pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
+    executor: Annotated[str, typer.Option(
+        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .[ray]).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray).")] = None,
+    workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once (--executor ray).")
+                       ] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray actor (0 on CPU-only clusters).")
+                               ] = 0.0,
     json_out: JsonOut = None,
 ) -> None:
     """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
@@ -334,20 +342,31 @@ def run_cmd(
     from toolkit.report import key_value_table
     from toolkit.run import check_output_dir, run_frames
 
+    if executor not in ("local", "ray"):
+        raise DtkError(f"unknown executor {executor!r}: choose local or ray")
     check_output_dir(input_dir, output)
     total = len(discover_frames(input_dir))
-    choice = choose_backend(backend, model, precision)
-    err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
-    runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
-                         threads=threads)
-    try:
-        with make_progress() as bar:
-            task = bar.add_task("deblurring", total=total)
-            summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
-                                 overwrite=overwrite, strict=strict, pipeline=pipeline,
-                                 progress=lambda done, _n: bar.update(task, completed=done))
-    finally:
-        runner.close()
+    if executor == "ray":
+        from toolkit.ray_executor import run_frames_ray
+
+        with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
+            summary = run_frames_ray(input_dir, output, backend=backend, model=model, precision=precision,
+                                     batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite,
+                                     strict=strict, workers=workers, gpus_per_worker=gpus_per_worker,
+                                     ray_address=ray_address)
+    else:
+        choice = choose_backend(backend, model, precision)
+        err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
+        runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
+                             threads=threads)
+        try:
+            with make_progress() as bar:
+                task = bar.add_task("deblurring", total=total)
+                summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
+                                     overwrite=overwrite, strict=strict, pipeline=pipeline,
+                                     progress=lambda done, _n: bar.update(task, completed=done))
+        finally:
+            runner.close()
     if str(json_out) != "-":
         shares = summary.shares()
         ratio = summary.to_json()["end_to_end_vs_compute"]
@@ -513,7 +532,58 @@ def build_engine_cmd(
     emit_json(json_out, sidecar.to_json())
 
 
-app.command("quantize", help=not_built("quantize", 11).__doc__)(not_built("quantize", 11))
+@app.command("quantize")
+@handle_errors
+def quantize_cmd(
+    model: Annotated[Path | None, typer.Argument(help="fp32 ONNX model (default: the shipped one).")] = None,
+    calib: Annotated[Path, typer.Option("--calib", help="Sharp real frames to calibrate on (REDS or flat).")
+                     ] = ...,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Q/DQ INT8 ONNX file to write.")] = ...,
+    calib_frames: Annotated[int, typer.Option(help="Calibration frames (each blurred k3, k7, k11).")] = 16,
+    guard_frames: Annotated[int, typer.Option(help="Guard frames (disjoint from calibration).")] = 16,
+    method: Annotated[str, typer.Option(help="Calibration: minmax|entropy|percentile.")] = "minmax",
+    max_drop: Annotated[float, typer.Option(help="Largest PSNR drop (dB) allowed per kernel.")] = 0.1,
+    guard: Annotated[Path | None, typer.Option(
+        help="Guard frames folder (default: every other sequence of --calib).")] = None,
+    conv_transpose: Annotated[str, typer.Option(help="ConvTranspose: per-tensor int8 or float.")
+                              ] = "per-tensor",
+    max_float_layers: Annotated[int, typer.Option(help="Most layers kept in float to pass the guard.")] = 4,
+    json_out: JsonOut = None,
+) -> None:
+    """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
+
+    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The guard runs
+    fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
+    sensitive layers in float, and if that is not enough the command exits 2 without writing.
+    """
+    from engines.models import resolve_model
+    from engines.quantize import quantize_model
+    from toolkit.metrics import format_db
+    from toolkit.report import key_value_table
+
+    source = resolve_model(model, "onnxruntime")
+    try:
+        report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
+                                method=method, max_drop_db=max_drop, guard_dir=guard,
+                                conv_transpose=conv_transpose, max_float_layers=max_float_layers,
+                                log=err_console.print)
+    except DtkError as exc:
+        failed = getattr(exc, "report", None)
+        if failed is not None:
+            emit_json(json_out, failed.to_json())
+        raise
+    if str(json_out) != "-":
+        rows = {f"{g.kernel} PSNR fp32 / int8": f"{format_db(g.fp32_psnr_db)} / {format_db(g.int8_psnr_db)} "
+                f"dB (drop {g.drop_db:+.3f} dB; int8 vs fp32 {format_db(g.int8_vs_fp32_psnr_db)} dB)"
+                for g in report.guard}
+        rows.update({"method": report.method,
+                     "layers kept in float": ", ".join(report.float_layers) or "none",
+                     "calibration": f"{len(report.calibration_frames)} frames x 3 kernels, sha256 "
+                                    f"{report.calibration_sha256[:16]}",
+                     "guard frames": str(len(report.guard_frames)), "time": f"{report.seconds:.1f} s",
+                     "output": str(report.output)})
+        console.print(key_value_table("dtk quantize", rows))
+    emit_json(json_out, report.to_json())
 
 
 def main() -> None:

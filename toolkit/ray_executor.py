@@ -1,0 +1,197 @@
+"""`dtk run --executor ray`: the same job as `toolkit.run`, spread over a Ray cluster by Ray Data.
+
+Ray schedules; dtk does not. The driver lists the frames and drops those already done (the
+local resume rule, `toolkit.run.split_done`); only relative paths travel through Ray
+(`ray.data.from_items`), never pixels. Each actor of an `ActorPoolStrategy` pool loads the
+runner once and, per batch, reads, blurs when asked, infers and writes its own PNGs with the
+local executor's naming (`output_path_for`) and atomic writer (`write_output`). Ray Data's
+`write_images` cannot name files per row (ray-project/ray#64032), so it is not used.
+
+Every node must see INPUT, OUTPUT and the model at the same paths (a shared file system);
+fsspec URLs are not supported: paths are local file paths on every node.
+
+Faults: Ray restarts a dead actor and reruns its task (actor pool defaults: max_restarts=-1,
+max_task_retries=-1). Writes are atomic and names deterministic, so a rerun batch replaces
+whole files with identical ones and never leaves half a file. A frame that cannot be decoded
+is returned as failed (path, reason), not raised, so it is never retried forever. The summary
+counts a frame as written only if its PNG is on disk and valid after the job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import DtkError
+from toolkit.frames import Frame, FrameReadError, discover_frames
+from toolkit.lazy import optional_import
+from toolkit.run import (
+    RunSummary,
+    check_output_dir,
+    expected_output_size,
+    is_done,
+    output_path_for,
+    split_done,
+)
+
+FAULT_ENV = "DTK_RAY_FAULT_MARKER"  # test hook: the first actor to see no marker file dies mid-batch
+
+
+class DeblurActor:
+    """One per Ray actor: loads the runner once, then reads -> infers -> writes PNGs per batch."""
+
+    def __init__(self, input_dir: str, output_dir: str, backend: str, model: str, *, blur: str | None,
+                 keep_size: bool, precision: str, threads: int | None, device: str | None,
+                 fault_marker: str | None = None):
+        from engines.loaders import BackendChoice, open_runner
+
+        self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
+        self.blur, self.keep_size = blur, keep_size
+        self.runner = open_runner(BackendChoice(backend, Path(model), "ray worker"), precision=precision,
+                                  threads=threads, device=device)
+        self.fault_marker = fault_marker
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from toolkit.pipeline import PipelineConfig
+        from toolkit.pipeline.fallback import load_frame, to_nchw
+        from toolkit.run import write_output
+
+        config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur)
+        rels = [str(r) for r in batch["rel"]]
+        status, reasons, images, sizes, ok = [], [], [], [], []
+        for rel in rels:
+            frame = Frame(self.input_dir, PurePosixPath(rel))
+            try:
+                image, size = load_frame(frame, config)
+            except FrameReadError as exc:
+                status.append("failed")
+                reasons.append(exc.reason)
+                continue
+            status.append("written")
+            reasons.append("")
+            images.append(image)
+            sizes.append(size)
+            ok.append(frame)
+        if self.fault_marker and not os.path.exists(self.fault_marker):
+            Path(self.fault_marker).write_text(self.worker)
+            os._exit(1)  # injected fault: the process dies mid-batch, before writing anything
+        if images:
+            t0 = time.perf_counter()
+            out = self.runner.infer(to_nchw(images))
+            if not isinstance(out, np.ndarray):
+                out = out.detach().float().cpu().numpy()
+            compute_s = time.perf_counter() - t0
+            for i, frame in enumerate(ok):
+                write_output(output_path_for(frame, self.output_dir), out[i],
+                             None if self.keep_size else sizes[i])
+        else:
+            compute_s = 0.0
+        share = compute_s / max(1, len(ok))
+        return {"rel": rels, "status": status, "reason": reasons, "worker": [self.worker] * len(rels),
+                "compute_s": [share if s == "written" else 0.0 for s in status]}
+
+
+def actor_resources(cluster_cpus: float, workers: int, gpus_per_worker: float) -> float:
+    """CPUs per actor: at most 1, and one whole CPU left free for Ray Data's own tasks.
+
+    Actors holding every CPU starve the dataset's other tasks and it hangs (ray#44687).
+    """
+    if workers < 1:
+        raise DtkError(f"--workers must be at least 1, got {workers}")
+    spare = max(cluster_cpus - 1.0, 0.0)
+    per = min(1.0, spare / workers)
+    if per < 0.1 and gpus_per_worker <= 0:
+        raise DtkError(f"the Ray cluster has {cluster_cpus:g} CPU(s): too few for {workers} worker(s) "
+                       "plus Ray's own tasks; use fewer --workers or a bigger cluster")
+    return math.floor(max(per, 0.1) * 100) / 100
+
+
+def run_frames_ray(
+    input_dir: Path | str,
+    output_dir: Path | str,
+    *,
+    backend: str = "auto",
+    model: Path | str | None = None,
+    precision: str = "fp32",
+    batch: int = 8,
+    blur: str | None = None,
+    keep_size: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    workers: int = 2,
+    gpus_per_worker: float = 0.0,
+    ray_address: str | None = None,
+) -> RunSummary:
+    """Deblur `input_dir` into `output_dir` on Ray; the output tree equals `toolkit.run.run_frames`'s."""
+    ray = optional_import("ray")
+    from engines.loaders import choose_backend
+    from toolkit.kernels import get_kernel
+
+    if blur is not None:
+        get_kernel(blur)
+    if batch < 1:
+        raise DtkError(f"batch size must be at least 1, got {batch}")
+    input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
+    check_output_dir(input_dir, output_dir)
+    choice = choose_backend(backend, model, precision)
+    t_plan = time.perf_counter()
+    frames = discover_frames(input_dir)
+    todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
+    summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
+                         batch=batch, blur=blur, keep_size=keep_size, pipeline="ray",
+                         backend={"backend": choice.backend, "model": str(choice.model),
+                                  "executor": "ray", "workers": workers})
+    summary.plan_s = time.perf_counter() - t_plan
+    if not todo:
+        return summary
+    if not ray.is_initialized():
+        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+    from ray.data import ActorPoolStrategy
+
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    num_cpus = actor_resources(cpus, workers, gpus_per_worker)
+    device = "cuda" if gpus_per_worker > 0 else "cpu"
+    items = [{"rel": str(f.rel)} for f in todo]
+    blocks = max(1, min(len(items), workers * 4))  # several blocks per worker: nobody idles
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    map_kwargs: dict[str, Any] = dict(
+        fn_constructor_kwargs=dict(
+            input_dir=str(input_dir), output_dir=str(output_dir), backend=choice.backend,
+            model=str(choice.model), blur=blur, keep_size=keep_size, precision=precision,
+            threads=max(1, int(num_cpus)), device=device, fault_marker=os.environ.get(FAULT_ENV)),
+        compute=ActorPoolStrategy(size=workers),
+        batch_size=batch,
+        num_cpus=num_cpus,
+    )
+    if gpus_per_worker > 0:
+        map_kwargs["num_gpus"] = gpus_per_worker
+    t0 = time.perf_counter()
+    rows = ds.map_batches(DeblurActor, **map_kwargs).take_all()
+    summary.wall_s = time.perf_counter() - t0
+    latest: dict[str, dict] = {r["rel"]: r for r in rows}  # a retried batch reports once per frame
+    per_worker: Counter[str] = Counter()
+    for f in todo:
+        row = latest.get(str(f.rel))
+        if row is not None and row["status"] == "failed":
+            summary.failed.append((str(f.path), row["reason"]))
+            continue
+        size = expected_output_size(f, keep_size)
+        if size is not None and is_done(output_path_for(f, output_dir), size):
+            summary.written += 1
+            summary.compute_s += float(row["compute_s"]) if row else 0.0
+            per_worker[row["worker"] if row else "?"] += 1
+        else:
+            summary.failed.append((str(f.path), "no valid output on disk after the Ray job"))
+    summary.backend["frames_per_worker"] = dict(per_worker)
+    if strict and summary.failed:
+        path, reason = summary.failed[0]
+        raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
+    return summary
