@@ -47,6 +47,11 @@ def _f(value: Any, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _ms(value: float) -> str:
+    """Latency in ms: one decimal below 1 s, whole ms above (keeps columns narrow)."""
+    return format(value, ".1f" if value < 1000 else ".0f")
+
+
 def bench_table(report: dict) -> Table:
     """One row per model x backend x variant x batch (x mode)."""
     rows = report["rows"]
@@ -59,7 +64,7 @@ def bench_table(report: dict) -> Table:
         title += f" ({size[0]}x{size[1]})"
     table = Table(title=title)
     cols = (["model"] if len(models) > 1 else []) + [
-        "backend/variant", "batch", "images/s", "ms/img", "min", "mean", "median", "p90", "p95", "p99",
+        "backend/variant", "batch", "img/s", "ms/img", "min", "mean", "median", "p90", "p95", "p99",
         "max", "GFLOP/s", "%ceil", "MiB"]
     for c in cols:
         left = c in ("model", "backend/variant")
@@ -77,8 +82,8 @@ def bench_table(report: dict) -> Table:
         lat = r["latency_ms"]
         peak = r.get("peak_device_mb") if r.get("peak_device_mb") is not None else r.get("peak_rss_mb")
         cells = ([r.get("model", "")] if len(models) > 1 else []) + [
-            row_label(r), str(r["batch"]), _f(r["images_per_s"], ".2f"), _f(r.get("ms_per_image"), ".1f"),
-            *(_f(lat[k], ".1f") for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
+            row_label(r), str(r["batch"]), _f(r["images_per_s"], ".2f"), _ms(r["ms_per_image"]),
+            *(_ms(lat[k]) for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
             _f(r.get("gflops"), ".1f"), _f(r.get("ceiling_pct"), ".0f"), _f(peak, ".0f")]
         table.add_row(*cells)
     table.caption = ("latency per call (one batch) in ms; warm-up excluded; MiB: peak RSS (CPU) or "
@@ -132,6 +137,8 @@ def write_plot(report: dict, path: Path | str) -> Path:
             if s.size:
                 ax2.step(s, np.arange(1, s.size + 1) / s.size, where="post", label=f"{name} b{r['batch']}")
     ax1.set_xscale("log", base=2)
+    batches = sorted({r["batch"] for r in report["rows"]})
+    ax1.set_xticks(batches, [str(b) for b in batches])
     ax1.set_xlabel("batch size")
     ax1.set_ylabel("throughput (images/s)")
     ax1.set_title("Throughput vs batch")
