@@ -556,11 +556,14 @@ def quantize_cmd(
     fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
     sensitive layers in float, and if that is not enough the command exits 2 without writing.
     """
-    from engines.models import resolve_model
+    from engines.models import default_model_path, resolve_model
     from engines.quantize import quantize_model
     from toolkit.metrics import format_db
     from toolkit.report import key_value_table
 
+    if model is None and not default_model_path("onnxruntime").is_file():
+        raise DtkError(f"no shipped model here ({default_model_path('onnxruntime')} missing): "
+                       "pass an fp32 ONNX model: `dtk quantize model.onnx --calib FRAMES -o model-int8.onnx`")
     source = resolve_model(model, "onnxruntime")
     try:
         report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
