@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import toolkit
 from toolkit.errors import DtkError
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "toolkit" / "assets"
+ASSETS_DIR = Path(toolkit.__file__).resolve().parent / "assets"  # shipped as package data
 DEFAULT_STEM = "dtk-unet"
 _CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 _ENGINE_SUFFIXES = (".engine", ".plan")

@@ -75,10 +75,11 @@ class OrtRunner:
         self.threads = threads
         self.trt_fp16 = trt_fp16
         self.device_id = device_id
+        self.trt_cache_dir = Path(trt_cache_dir or default_trt_cache_dir())
         providers = choose_providers(list(ort.get_available_providers()), device, trt_fp16=trt_fp16,
-                                     trt_cache_dir=trt_cache_dir, device_id=device_id)
-        if any(isinstance(p, tuple) and p[0] == TRT_EP for p in providers):
-            Path(dict(providers[0][1])["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+                                     trt_cache_dir=self.trt_cache_dir, device_id=device_id)
+        if isinstance(providers[0], tuple) and providers[0][0] == TRT_EP:
+            self.trt_cache_dir.mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -148,6 +149,7 @@ class OrtRunner:
             "io_binding": self.on_gpu,
             "threads": self.threads,
             "trt_fp16": self.trt_fp16 if TRT_EP in self.providers else None,
+            "trt_cache": str(self.trt_cache_dir) if TRT_EP in self.providers else None,
         }
 
     def close(self) -> None:

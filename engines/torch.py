@@ -20,7 +20,10 @@ DEVICES = ("cpu", "cuda")
 
 
 class TorchRunner:
-    """A SeedUNet loaded from `X.safetensors` + `X.json`, in inference mode."""
+    """A SeedUNet loaded from `X.safetensors` + `X.json`, in inference mode.
+
+    `threads` sets torch's intra-op threads for the whole process (torch.set_num_threads).
+    """
 
     name = "torch"
 
