@@ -345,6 +345,10 @@ def run_cmd(
     if executor not in ("local", "ray"):
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
     check_output_dir(input_dir, output)
+    if blur is not None:
+        from toolkit.kernels import get_kernel
+
+        get_kernel(blur)  # a typo fails before the model loads
     total = len(discover_frames(input_dir))
     if executor == "ray":
         from toolkit.ray_executor import run_frames_ray

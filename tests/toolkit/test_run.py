@@ -214,3 +214,17 @@ def test_sigint_finishes_the_current_batch_then_stops(demo_dir, runner, tmp_path
     assert s.interrupted and s.written == 6 and len(outputs(out)) == 6
     assert all(is_done(p, (256, 448)) for p in out.rglob("*.png"))
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+def test_cli_auto_backend_says_which_and_bad_combinations_exit_2(demo_dir, onnx_model, tmp_path):
+    cli = CliRunner()
+    result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "a"), "--model", str(onnx_model),
+                              "--batch", "10"])
+    assert result.exit_code == 0, result.output
+    assert "backend: onnxruntime (fastest available" in result.output  # no GPU here
+    result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "b"), "--model", str(onnx_model),
+                              "--backend", "onnxruntime", "--precision", "bf16"])
+    assert result.exit_code == 2 and "bf16" in result.output and "Traceback" not in result.output
+    result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "c"), "--model", str(onnx_model),
+                              "--blur", "k5"])
+    assert result.exit_code == 2 and "unknown blur kernel" in result.output
