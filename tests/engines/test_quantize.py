@@ -1,4 +1,4 @@
-"""dtk quantize: Q/DQ structure, int8-vs-fp32 bound, the PSNR guard, metadata, frame split, TensorRT contract."""
+"""dtk quantize: Q/DQ structure, int8 vs fp32 bound, PSNR guard, metadata, frame split, TensorRT contract."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def test_every_conv_sits_between_qdq_with_zero_points_0(quantized):
             assert w_scale.size == 1, node.name
         if len(node.input) > 2:  # bias stays float: TensorRT rejects int32 DequantizeLinear
             assert node.input[2] in inits and inits[node.input[2]].dtype == np.float32
+    add = next(n for n in model.graph.node if n.op_type == "Add")  # residual: the float input, not int8
+    assert "input" in add.input
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             zero = inits[node.input[2]]
@@ -95,7 +97,8 @@ def test_metadata_records_calibration_and_drops(quantized):
     report, out = quantized
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert props["precision"] == "int8"
-    assert props["int8_calibration_sha256"] == report.calibration_sha256 and len(report.calibration_sha256) == 64
+    assert props["int8_calibration_sha256"] == report.calibration_sha256
+    assert len(report.calibration_sha256) == 64
     assert props["int8_calibration_method"] == "minmax"
     assert json.loads(props["int8_float_layers"]) == report.float_layers
     drops = json.loads(props["int8_psnr_drop_db"])
