@@ -67,12 +67,14 @@ class OrtRunner:
     name = "onnxruntime"
 
     def __init__(self, model: Path | str, *, device: str = "auto", threads: int | None = None,
-                 trt_fp16: bool = False, trt_cache_dir: Path | str | None = None, device_id: int = 0):
+                 trt_fp16: bool = False, trt_cache_dir: Path | str | None = None, device_id: int = 0,
+                 spin: bool = False):
         ort = optional_import("onnxruntime")
         self.model = Path(model)
         if not self.model.is_file():
             raise DtkError(f"ONNX model not found: {self.model}")
         self.threads = threads
+        self.spin = spin
         self.trt_fp16 = trt_fp16
         self.device_id = device_id
         self.trt_cache_dir = Path(trt_cache_dir or default_trt_cache_dir())
@@ -82,6 +84,9 @@ class OrtRunner:
             self.trt_cache_dir.mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:  # idle intra-op threads sleep instead of spinning: they leave the cores to the
+            # decode/write threads that overlap compute (on a shared 2-core CPU: ~10% more frames/s)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             if threads < 1:
                 raise DtkError(f"--threads must be at least 1, got {threads}")
@@ -148,6 +153,7 @@ class OrtRunner:
             "io_dtype": f"{np.dtype(self.input_dtype).name}/{np.dtype(self.output_dtype).name}",
             "io_binding": self.on_gpu,
             "threads": self.threads,
+            "spin": self.spin,
             "trt_fp16": self.trt_fp16 if TRT_EP in self.providers else None,
             "trt_cache": str(self.trt_cache_dir) if TRT_EP in self.providers else None,
         }
