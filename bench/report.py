@@ -115,14 +115,11 @@ def write_csv(report: dict, path: Path | str) -> Path:
 
 def write_plot(report: dict, path: Path | str) -> Path:
     """Left: throughput (images/s) vs batch per backend/variant. Right: latency CDF of every row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from toolkit.plots import pyplot, save_figure
+
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     groups: dict[str, list[dict]] = {}
     for r in report["rows"]:
@@ -150,7 +147,4 @@ def write_plot(report: dict, path: Path | str) -> Path:
     ax2.set_title("Latency CDF")
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

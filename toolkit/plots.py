@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,11 +17,22 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
+    """Tight layout, write the PNG (parent folders made), close the figure."""
+    plt = pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def psnr_boxplot(result, path: Path | str) -> Path:
     """PSNR per kernel, one box per method (identical frames drawn at the 100 dB cap)."""
     from toolkit.evaluate import capped
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(result.kernels) * len(result.methods) / 2, 4.5))
     positions, data, labels, colors = [], [], [], []
     palette = plt.get_cmap("tab10")
@@ -41,17 +53,12 @@ def psnr_boxplot(result, path: Path | str) -> Path:
     ax.set_title(f"PSNR per kernel — {Path(result.root).name}")
     ax.legend([boxes["boxes"][i] for i in range(len(result.methods))], result.methods, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def example_strip(examples: list[tuple[str, dict[str, np.ndarray]]], path: Path | str) -> Path:
     """Rows of side-by-side images: each row is (title, {column name: RGB uint8 image})."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = max(len(images) for _, images in examples)
     fig, axes = plt.subplots(len(examples), cols, figsize=(3.6 * cols, 2.3 * len(examples)), squeeze=False)
     for row, (title, images) in enumerate(examples):
@@ -62,9 +69,4 @@ def example_strip(examples: list[tuple[str, dict[str, np.ndarray]]], path: Path 
             ax.axis("off")
         for col in range(len(images), cols):
             axes[row][col].axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
