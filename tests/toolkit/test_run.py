@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -228,3 +229,28 @@ def test_cli_auto_backend_says_which_and_bad_combinations_exit_2(demo_dir, onnx_
     result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "c"), "--model", str(onnx_model),
                               "--blur", "k5"])
     assert result.exit_code == 2 and "unknown blur kernel" in result.output
+
+
+class Sleepy:
+    """An identity 'model' that takes `seconds` per batch without using the CPU."""
+
+    name = "sleepy"
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def infer(self, batch):
+        time.sleep(self.seconds)
+        return batch
+
+    def describe(self):
+        return {"backend": self.name}
+
+
+def test_decoding_and_writing_overlap_compute(demo_dir, tmp_path):
+    s = run_frames(demo_dir, tmp_path / "out", Sleepy(0.2), batch=1)  # 10 batches
+    assert s.written == 10
+    # the next batch was decoded and the previous one written while the runner slept
+    assert s.write_s > 0 and s.write_wait_s < 0.5 * s.write_s
+    assert s.data_wait_s + s.write_wait_s < 0.25 * s.compute_s
+    assert s.shares()["compute"] > 0.7
