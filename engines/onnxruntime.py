@@ -87,7 +87,7 @@ class OrtRunner:
         if not spin:  # idle intra-op threads sleep instead of spinning: they leave the cores to the
             # decode/write threads that overlap compute (on a shared 2-core CPU: ~10% more frames/s)
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
+        if threads is not None:
             if threads < 1:
                 raise DtkError(f"--threads must be at least 1, got {threads}")
             opts.intra_op_num_threads = threads
