@@ -254,3 +254,17 @@ def test_decoding_and_writing_overlap_compute(demo_dir, tmp_path):
     assert s.write_s > 0 and s.write_wait_s < 0.5 * s.write_s
     assert s.data_wait_s + s.write_wait_s < 0.25 * s.compute_s
     assert s.shares()["compute"] > 0.7
+
+
+@pytest.mark.gpu
+def test_torch_cuda_run_matches_cpu_run(demo_dir, onnx_model, tmp_path):
+    from engines.torch import TorchRunner
+
+    ckpt = onnx_model.with_suffix(".safetensors")
+    run_frames(demo_dir, tmp_path / "cpu", TorchRunner(ckpt), batch=4)
+    s = run_frames(demo_dir, tmp_path / "gpu", TorchRunner(ckpt, device="cuda"), batch=4)
+    assert s.written == len(discover_frames(demo_dir)) and s.backend["device"].startswith("cuda")
+    for f in discover_frames(demo_dir):
+        a = read_frame(output_path_for(f, tmp_path / "cpu")).astype(int)
+        b = read_frame(output_path_for(f, tmp_path / "gpu")).astype(int)
+        assert np.abs(a - b).max() <= 2  # TF32/cuDNN vs CPU kernels, DALI vs Pillow resize
