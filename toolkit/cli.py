@@ -247,6 +247,7 @@ def train_cmd(
     cosine: Annotated[bool | None, typer.Option("--cosine/--no-cosine", help="Cosine LR decay to 0.")] = None,
     loss: Annotated[str | None, typer.Option(help="mse (seed) or psnr (per-image, 60 dB cap).")] = None,
     sharp_prob: Annotated[float | None, typer.Option(help="Probability of an unblurred input.")] = None,
+    psnr_cap: Annotated[float, typer.Option(help="Cap (dB) of the psnr loss.")] = 60.0,
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels.")] = "k3,k7,k11",
     frames: Annotated[str | None, typer.Option(help="Frame positions to keep: 1,40,80.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of sequences held out.")] = 0.2,
@@ -269,7 +270,7 @@ def train_cmd(
         frame_list = [int(s) for s in frames.split(",")] if frames else None
     except ValueError:
         raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
-    config = replace(config, kernels=kernels, frames=frame_list, val_fraction=val_fraction, seed=seed,
+    config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list, val_fraction=val_fraction, seed=seed,
                      resume=str(resume) if resume else None, time_limit=time_limit, threads=threads)
     train(config, log=err_console.print)
 

@@ -125,6 +125,7 @@ class BlurSampler:
             y = int(rng.integers(sharp.shape[0] - ch + 1))
             x = int(rng.integers(sharp.shape[1] - cw + 1))
             sharp, blurred = sharp[y:y + ch, x:x + cw], blurred[y:y + ch, x:x + cw]
+            self.last_origin = (y, x)
         return blurred, sharp, label
 
     def batch(self, size: int):

@@ -207,3 +207,21 @@ def export_checkpoint(checkpoint: Path | str, output: Path | str, **kwargs) -> d
     parity = check_parity(model, path, kwargs.get("height", 256), kwargs.get("width", 448),
                           fp16=kwargs.get("fp16", False), fp16_io=kwargs.get("fp16_io", False))
     return {"path": str(path), "bytes": path.stat().st_size, "parity": parity}
+
+
+def ship_assets(checkpoint: Path | str, assets: Path | str | None = None, fp16: bool = True) -> dict:
+    """Copy a checkpoint to `toolkit/assets/dtk-unet.{safetensors,json}` and export `dtk-unet.onnx`
+    (+ `dtk-unet-fp16.onnx`, fp32 I/O), each parity-checked; returns {file: bytes}."""
+    import shutil
+
+    from training.checkpoint import checkpoint_paths
+
+    dest = Path(assets) if assets else Path(__file__).resolve().parent.parent / "toolkit" / "assets"
+    dest.mkdir(parents=True, exist_ok=True)
+    weights, sidecar, _ = checkpoint_paths(checkpoint)
+    shutil.copyfile(weights, dest / "dtk-unet.safetensors")
+    shutil.copyfile(sidecar, dest / "dtk-unet.json")
+    export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet.onnx")
+    if fp16:
+        export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet-fp16.onnx", fp16=True)
+    return {p.name: p.stat().st_size for p in sorted(dest.glob("dtk-unet*"))}

@@ -22,7 +22,7 @@ import torch
 from toolkit.errors import DtkError
 
 LOSSES = ("mse", "psnr")
-PSNR_LOSS_EPS = 1e-6  # per-image MSE floor on the 0..1 scale: caps the PSNR loss at 60 dB
+PSNR_CAP_DB = 60.0  # the PSNR loss adds 10^(-cap/10) to each image's MSE (0..1 scale): no gain above the cap
 SCORE_CAP_DB = 60.0
 
 
@@ -42,6 +42,7 @@ class TrainConfig:
     lr: float = 1e-3
     cosine: bool = False
     loss: str = "mse"
+    psnr_cap_db: float = PSNR_CAP_DB
     sharp_prob: float = 0.0
     kernels: str = "k3,k7,k11"
     frames: list[int] | None = None
@@ -72,8 +73,9 @@ def apply_preset(config: TrainConfig, name: str | None) -> TrainConfig:
     return replace(config, **PRESETS[name])
 
 
-def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """'mse': plain MSE. 'psnr': mean of 10 log10(MSE_i + 1e-6) over images: minus a PSNR capped at 60 dB.
+def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
+               cap_db: float = PSNR_CAP_DB) -> torch.Tensor:
+    """'mse': plain MSE. 'psnr': mean of 10 log10(MSE_i + 10^(-cap/10)) over images: minus a capped PSNR.
 
     The PSNR loss weighs equal *relative* errors equally, so nearly-unchanged (k3, sharp) frames
     count as much as heavily blurred ones, and an exactly-unchanged frame cannot dominate (the cap).
@@ -82,7 +84,7 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Ten
         return torch.mean((pred - target) ** 2)
     if kind == "psnr":
         per_image = torch.mean((pred - target) ** 2, dim=(1, 2, 3))
-        return torch.mean(10.0 * torch.log10(per_image + PSNR_LOSS_EPS))
+        return torch.mean(10.0 * torch.log10(per_image + 10.0 ** (-cap_db / 10.0)))
     raise DtkError(f"unknown loss {kind!r}: choose one of {', '.join(LOSSES)}")
 
 
@@ -274,7 +276,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
-            loss = image_loss(net(x), y, config.loss)
+            loss = image_loss(net(x), y, config.loss, config.psnr_cap_db)
             loss.backward()
             opt.step()
             step += 1

@@ -1,0 +1,57 @@
+"""A tiny training run lowers the loss; the PSNR loss weighs equal relative errors equally."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from training.checkpoint import load_model
+from training.train import TrainConfig, image_loss, train
+
+
+def test_psnr_loss_is_kernel_fair():
+    target = torch.full((2, 3, 8, 8), 0.5)
+    # image 0: tiny error (a k3-like frame); image 1: 100x its MSE (a k11-like frame)
+    pred = target.clone()
+    pred[0] += 1e-2
+    pred[1] += 1e-1
+    base = image_loss(pred, target, "psnr")
+    # halving the MSE of either image lowers the loss by the same 3.01 dB (minus the 60 dB cap's share)
+    for i in (0, 1):
+        better = pred.clone()
+        better[i] = target[i] + (pred[i] - target[i]) / 2 ** 0.5
+        drop = (base - image_loss(better, target, "psnr")).item()
+        mse = ((pred[i] - target[i]) ** 2).mean().item()
+        expected = 10 * torch.log10(torch.tensor((mse + 1e-6) / (mse / 2 + 1e-6))).item() / 2
+        assert abs(drop - expected) < 1e-4
+    # an exactly-unchanged image is capped at 60 dB (loss -60), not -inf
+    assert abs(image_loss(target, target, "psnr").item() + 60.0) < 1e-4
+    # MSE, by contrast, weighs the same relative improvement 100x more on the big error
+    mse_gain = [(image_loss(pred, target, "mse") - image_loss(
+        torch.stack([target[j] + (pred[j] - target[j]) / 2 ** 0.5 if j == i else pred[j] for j in range(2)]),
+        target, "mse")).item() for i in (0, 1)]
+    assert mse_gain[1] > 50 * mse_gain[0]
+
+
+def test_tiny_training_lowers_loss(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    config = TrainConfig(data=str(demo_dir), out=str(out), width=8, tail_convs=1, residual=False, crop=64,
+                         batch=4, epochs=3, steps=8, lr=3e-3, loss="mse", val_fraction=0.2, val_max_frames=2,
+                         seed=1)
+    result = train(config, log=lambda *_: None)
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert len(rows) == 3
+    assert float(rows[-1]["train_loss"]) < 0.5 * float(rows[0]["train_loss"])
+    assert (out / "curves.png").stat().st_size > 0
+    doc = json.loads((out / "best.json").read_text())
+    assert doc["config"]["width"] == 8 and doc["kernels"] == ["k3", "k7", "k11"]
+    assert set(doc["val_sequences"]).isdisjoint(doc["train_sequences"])
+    assert load_model(result["best"]).config.width == 8
+
+    # resume from last.* continues the step count and history
+    resumed = train(TrainConfig(**{**config.__dict__, "epochs": 4, "resume": str(out / "last.safetensors")}),
+                    log=lambda *_: None)
+    assert resumed["steps"] == 32
+    assert len(list(csv.DictReader((out / "history.csv").open()))) == 4
