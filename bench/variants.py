@@ -23,6 +23,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "cuda-fp32": {"device": "cuda", "channels_last": True},
         "cuda-fp16": {"device": "cuda", "channels_last": True, "precision": "fp16"},
         "cuda-bf16": {"device": "cuda", "channels_last": True, "precision": "bf16"},
+        # the cuda-* variants above capture CUDA graphs (the runner's default); these run eager
+        "cuda-fp32-nographs": {"device": "cuda", "channels_last": True, "cuda_graphs": False},
+        "cuda-fp16-nographs": {"device": "cuda", "channels_last": True, "precision": "fp16",
+                               "cuda_graphs": False},
+        "cuda-bf16-nographs": {"device": "cuda", "channels_last": True, "precision": "bf16",
+                               "cuda_graphs": False},
     },
     "onnxruntime": {
         "cpu-fp32": {"device": "cpu"},
@@ -32,7 +38,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "tensorrt": {"engine": {"device": "cuda"}},
 }
 DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ()}
-DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp16"), "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
+DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16"),
+               "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
 
 
 @dataclass
@@ -186,6 +193,6 @@ def _factory(backend: str, path: Path, opts: dict[str, Any], threads: int | None
         choice = choose_backend(backend, path, precision)  # DtkError when this backend cannot run it
         return open_runner(choice, precision=precision,
                            compile=opts.get("compile", False), channels_last=opts.get("channels_last", False),
-                           threads=threads, device=opts["device"])
+                           threads=threads, device=opts["device"], cuda_graphs=opts.get("cuda_graphs"))
 
     return make

@@ -80,17 +80,17 @@ def choose_backend(backend: str, model: Path | str | None, precision: str = "fp3
 
 def load_runner(backend: str, model: Path | str | None = None, *, precision: str = "fp32",
                 compile: bool = False, channels_last: bool = False, threads: int | None = None,
-                device: str | None = None) -> Runner:
+                device: str | None = None, cuda_graphs: bool | None = None) -> Runner:
     """A loaded Runner for `backend` (auto|tensorrt|onnxruntime|torch) and `model` (None: shipped)."""
     choice = choose_backend(backend, model, precision)
     return open_runner(choice, precision=precision, compile=compile, channels_last=channels_last,
-                       threads=threads, device=device)
+                       threads=threads, device=device, cuda_graphs=cuda_graphs)
 
 
 def open_runner(choice: BackendChoice, *, precision: str = "fp32", compile: bool = False,
                 channels_last: bool = False, threads: int | None = None,
-                device: str | None = None) -> Runner:
-    """Load the runner of an already made BackendChoice."""
+                device: str | None = None, cuda_graphs: bool | None = None) -> Runner:
+    """Load the runner of an already made BackendChoice (`cuda_graphs`: torch only; None = auto)."""
     if choice.backend == "onnxruntime":
         from engines.onnxruntime import OrtRunner
 
@@ -103,7 +103,7 @@ def open_runner(choice: BackendChoice, *, precision: str = "fp32", compile: bool
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return TorchRunner(choice.model, device=dev, precision=precision, compile=compile,
-                           channels_last=channels_last, threads=threads)
+                           channels_last=channels_last, threads=threads, cuda_graphs=cuda_graphs)
     if choice.backend == "tensorrt":
         try:
             from engines.tensorrt.runtime import load_trt_runner

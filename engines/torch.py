@@ -4,6 +4,8 @@ Precision: fp32; fp16/bf16 run under CPU autocast on CPU (weights stay fp32, con
 the low precision) and as a .half()/.bfloat16() model on CUDA. Output is always float32.
 Input: a NumPy batch (result returned as NumPy) or a torch tensor (result returned as a tensor on
 the runner's device; a CUDA tensor on a CUDA runner is used without a host copy).
+CUDA: cuDNN autotuning, CUDA graphs per batch size (default on unless compiling), pinned host
+buffers and a copy stream for NumPy I/O; all of it lives in `engines.torch_cuda`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ class TorchRunner:
     """A SeedUNet loaded from `X.safetensors` + `X.json`, in inference mode.
 
     `threads` sets torch's intra-op threads for the whole process (torch.set_num_threads).
+    `cuda_graphs`: None = on for CUDA without compile; True on CPU (or with compile) is a DtkError.
     """
 
     name = "torch"
 
     def __init__(self, checkpoint: Path | str, *, device: str = "cpu", precision: str = "fp32",
-                 compile: bool = False, channels_last: bool = False, threads: int | None = None):
+                 compile: bool = False, channels_last: bool = False, threads: int | None = None,
+                 cuda_graphs: bool | None = None):
         import torch
 
         from training.checkpoint import load_model
@@ -39,6 +43,13 @@ class TorchRunner:
             raise DtkError(f"unknown device {device!r}: choose cpu or cuda")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise DtkError("torch has no CUDA device here: use --backend onnxruntime or device cpu")
+        cuda = device.startswith("cuda")
+        if cuda_graphs and not cuda:
+            raise DtkError("CUDA graphs need a CUDA device (graph capture guarded by device): "
+                           "drop --cuda-graphs or run on cuda")
+        if cuda_graphs and compile:
+            raise DtkError("--cuda-graphs with --compile: torch.compile manages its own graphs; "
+                           "choose one of them")
         if threads is not None:
             if threads < 1:
                 raise DtkError(f"--threads must be at least 1, got {threads}")
@@ -59,6 +70,14 @@ class TorchRunner:
         self.config = model.config
         self.model = torch.compile(model) if compile else model
         self.accepts_cuda_tensors = self._cuda
+        self.cuda_graphs = bool(self._cuda and not compile and cuda_graphs is not False)
+        self._executor = None
+        if self._cuda:
+            from engines.torch_cuda import CudaExecutor
+
+            torch.backends.cudnn.benchmark = True
+            self._executor = CudaExecutor(self.model, self.device, self._dtype,
+                                          channels_last=channels_last, graphs=self.cuda_graphs)
 
     def _autocast(self):
         import contextlib
@@ -74,15 +93,16 @@ class TorchRunner:
         import torch
 
         numpy_in = not torch.is_tensor(batch)
+        if self._executor is not None:
+            return self._executor.run_numpy(batch) if numpy_in else self._executor.run_tensor(batch)
         x = torch.from_numpy(np.ascontiguousarray(batch)) if numpy_in else batch
-        x = x.to(self.device, non_blocking=True)
-        x = x.to(self._dtype if self._cuda else torch.float32)
+        x = x.to(self.device).float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
             y = self.model(x)
         y = y.float().contiguous()
-        return y.cpu().numpy() if numpy_in else y
+        return y.numpy() if numpy_in else y
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -98,7 +118,13 @@ class TorchRunner:
             "threads": self.threads or torch.get_num_threads(),
             "torch": torch.__version__,
             "width": self.config.width,
+            "cuda_graphs": self.cuda_graphs,
+            **(self._executor.describe() if self._executor is not None
+               else {"pinned_host_buffers": 0, "streams": "none (CPU)"}),
         }
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         self.model = None
