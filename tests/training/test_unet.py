@@ -19,3 +19,10 @@ def test_forward_shapes():
     with torch.no_grad():
         for shape in ((1, 3, 32, 56), (3, 3, 64, 64)):
             assert model(torch.rand(shape)).shape == shape
+
+
+def test_flops_per_frame_counted_with_hooks():
+    from training.card import count_flops
+
+    # 2 x MACs of the convs for one 3 x 256 x 448 frame at width 16 (MODEL.md)
+    assert count_flops(SeedUNet(UNetConfig(width=16, residual=True))) == 15_204_876_288
