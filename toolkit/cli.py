@@ -319,6 +319,9 @@ def run_cmd(
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
                              ] = False,
+    cuda_graphs: Annotated[bool | None, typer.Option(
+        "--cuda-graphs/--no-cuda-graphs", help="Capture a CUDA graph per batch size (torch on CUDA; "
+                                               "default: on unless --compile).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
     pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
     executor: Annotated[str, typer.Option(
@@ -362,8 +365,16 @@ def run_cmd(
     else:
         choice = choose_backend(backend, model, precision)
         err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
+        if precision == "fp16" and choice.backend == "torch":
+            from training.export import check_fp16_checkpoint
+
+            check = check_fp16_checkpoint(choice.model)
+            if check.status == "overflow":
+                raise DtkError(f"refusing --precision fp16: {check.message()}; use fp32 or bf16")
+            if check.status == "warn":
+                err_console.print(f"[yellow]fp16 warning:[/] {check.message()} (less than 4x headroom)")
         runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
-                             threads=threads)
+                             threads=threads, cuda_graphs=cuda_graphs)
         try:
             with make_progress() as bar:
                 task = bar.add_task("deblurring", total=total)

@@ -118,10 +118,11 @@ def check_fp16_range(model: nn.Module, frames: np.ndarray | None = None, batch: 
     return Fp16Check(peaks, len(frames))
 
 
-def check_fp16_checkpoint(checkpoint: Path | str, device: str = "cpu") -> Fp16Check:
-    """`check_fp16_range` of a safetensors checkpoint (loaded in fp32 on `device`)."""
+def check_fp16_checkpoint(checkpoint: Path | str, device: str | None = None) -> Fp16Check:
+    """`check_fp16_range` of a safetensors checkpoint, in fp32 on `device` (None: cuda when present)."""
     from training.checkpoint import load_model
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return check_fp16_range(load_model(checkpoint, device=device).float().eval())
 
 
