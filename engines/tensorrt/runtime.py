@@ -120,6 +120,8 @@ class TrtRunner:
         trt = optional_import("tensorrt")
         self._trt = trt
         self.device = device if device is not None else TorchCudaDevice(device_index)
+        # dtk run hands a CUDA runner GPU batches (DALI GPU pipeline) without a host copy
+        self.accepts_cuda_tensors = isinstance(self.device, TorchCudaDevice)
         self.sidecar: EngineSidecar | None = None
         if check_sidecar:
             self.sidecar = load_sidecar(self.engine_path)
