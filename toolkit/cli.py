@@ -270,8 +270,9 @@ def train_cmd(
         frame_list = [int(s) for s in frames.split(",")] if frames else None
     except ValueError:
         raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
-    config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list, val_fraction=val_fraction, seed=seed,
-                     resume=str(resume) if resume else None, time_limit=time_limit, threads=threads)
+    config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list,
+                     val_fraction=val_fraction, seed=seed, resume=str(resume) if resume else None,
+                     time_limit=time_limit, threads=threads)
     train(config, log=err_console.print)
 
 
