@@ -42,3 +42,20 @@ def astronaut() -> np.ndarray:
     from toolkit.frames import read_frame
 
     return read_frame(skimage_photo_path("astronaut"))[100:356, 32:480].copy()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A width-8 residual seed U-Net (seed 0) as m.safetensors + m.json + m.onnx (fp32)."""
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.export import export_onnx
+    from training.unet import SeedUNet, UNetConfig
+
+    torch.manual_seed(0)
+    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    root = tmp_path_factory.mktemp("tiny-model")
+    save_checkpoint(root / "m.safetensors", model)
+    export_onnx(model, root / "m.onnx", check=False)
+    return root

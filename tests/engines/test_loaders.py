@@ -5,27 +5,18 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 
 import engines.models as models
 from engines.loaders import choose_backend, load_runner
 from toolkit.errors import DtkError
-from training.checkpoint import save_checkpoint
-from training.export import export_onnx
-from training.unet import SeedUNet, UNetConfig
 
 CPU_INFO = {"cuda_available": False, "torch": "2", "onnxruntime": "1", "tensorrt": None}
 GPU_TRT_INFO = {"cuda_available": True, "torch": "2", "onnxruntime": "1", "tensorrt": "10"}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
-    root = tmp_path_factory.mktemp("tiny")
-    save_checkpoint(root / "m.safetensors", model)
-    export_onnx(model, root / "m.onnx", check=False)
-    return root
+def tiny(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_siblings_are_found_from_any_file(tiny):

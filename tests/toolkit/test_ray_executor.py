@@ -4,16 +4,12 @@ import shutil
 import sys
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames
 from toolkit.ray_executor import FAULT_ENV, actor_resources
-from training.checkpoint import save_checkpoint
-from training.export import export_onnx
-from training.unet import SeedUNet, UNetConfig
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
@@ -26,12 +22,8 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
-    root = tmp_path_factory.mktemp("tiny-ray")
-    save_checkpoint(root / "tiny.safetensors", model)
-    return export_onnx(model, root / "tiny.onnx", check=False)
+def onnx_model(tiny_model_dir):
+    return tiny_model_dir / "m.onnx"
 
 
 @pytest.fixture

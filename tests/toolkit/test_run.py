@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,18 +20,11 @@ from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, write_png_atomic
 from toolkit.pipeline.fallback import to_nchw
 from toolkit.run import check_output_dir, is_done, output_path_for, run_frames
-from training.checkpoint import save_checkpoint
-from training.export import export_onnx
-from training.unet import SeedUNet, UNetConfig
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
-    root = tmp_path_factory.mktemp("tiny")
-    save_checkpoint(root / "tiny.safetensors", model)
-    return export_onnx(model, root / "tiny.onnx", check=False)
+def onnx_model(tiny_model_dir):
+    return tiny_model_dir / "m.onnx"
 
 
 @pytest.fixture(scope="module")
