@@ -61,7 +61,7 @@ class DeblurActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from toolkit.pipeline import PipelineConfig
-        from toolkit.pipeline.fallback import load_frame, to_nchw
+        from toolkit.pipeline.fallback import load_frame, to_host, to_nchw
         from toolkit.run import write_output
 
         config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur)
@@ -85,9 +85,7 @@ class DeblurActor:
             os._exit(1)  # injected fault: the process dies mid-batch, before writing anything
         if images:
             t0 = time.perf_counter()
-            out = self.runner.infer(to_nchw(images))
-            if not isinstance(out, np.ndarray):
-                out = out.detach().float().cpu().numpy()
+            out = to_host(self.runner.infer(to_nchw(images)))
             compute_s = time.perf_counter() - t0
             for i, frame in enumerate(ok):
                 write_output(output_path_for(frame, self.output_dir), out[i],

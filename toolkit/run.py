@@ -30,6 +30,7 @@ import numpy as np
 from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
 from toolkit.frames import Frame, discover_frames, resize_frame, write_png_atomic
+from toolkit.pipeline.fallback import to_host, to_uint8_hwc
 
 
 def output_path_for(frame: Frame, out_root: Path | str) -> Path:
@@ -101,12 +102,6 @@ def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
                        "choose an output folder that does not contain the input")
     if dst.exists() and not dst.is_dir():
         raise DtkError(f"OUTPUT {dst} exists and is not a folder")
-
-
-def to_uint8_hwc(chw: np.ndarray) -> np.ndarray:
-    """3 x H x W float on the 0..1 scale -> H x W x 3 uint8 (clipped, rounded to nearest)."""
-    x = np.clip(np.asarray(chw, dtype=np.float32), 0.0, 1.0) * 255.0
-    return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(1, 2, 0))
 
 
 def write_output(path: Path, chw: np.ndarray, size: tuple[int, int] | None) -> float:
@@ -194,12 +189,6 @@ def _sigint_sets(stop: threading.Event):
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _to_host(out: Any) -> np.ndarray:
-    if isinstance(out, np.ndarray):
-        return out
-    return out.detach().float().cpu().numpy()  # torch tensor (CUDA runners)
 
 
 def run_frames(
@@ -292,7 +281,7 @@ def run_frames(
                 if len(fb) == 0:
                     continue
                 t0 = time.perf_counter()
-                out = _to_host(runner.infer(fb.images))
+                out = to_host(runner.infer(fb.images))
                 summary.compute_s += time.perf_counter() - t0
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:

@@ -29,12 +29,22 @@ def to_nchw(images: Sequence[np.ndarray], dtype: str = "float32") -> np.ndarray:
     return np.ascontiguousarray(batch.astype(dtype, copy=False))
 
 
+def to_host(batch) -> np.ndarray:
+    """A runner's output as a NumPy array (torch tensors, CUDA ones too, copied to the host as float32)."""
+    if isinstance(batch, np.ndarray):
+        return batch
+    return batch.detach().float().cpu().numpy()
+
+
+def to_uint8_hwc(chw: np.ndarray) -> np.ndarray:
+    """3 x H x W float on the 0..1 scale -> H x W x 3 uint8 (clipped, rounded to nearest)."""
+    x = np.clip(np.asarray(chw, dtype=np.float32), 0.0, 1.0) * 255.0
+    return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(1, 2, 0))
+
+
 def from_nchw(batch) -> list[np.ndarray]:
     """N x 3 x H x W in [0, 1] (NumPy or torch) -> list of HxWx3 uint8 (clipped, rounded)."""
-    if hasattr(batch, "detach"):  # torch tensor, possibly on the GPU
-        batch = batch.detach().float().cpu().numpy()
-    hwc = np.clip(np.asarray(batch, dtype=np.float32).transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255)
-    return list(hwc.astype(np.uint8))
+    return [to_uint8_hwc(chw) for chw in to_host(batch)]
 
 
 def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterator[FrameBatch]:
