@@ -10,6 +10,7 @@ from engines.torch import TorchRunner
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
+from toolkit.pipeline.fallback import from_nchw, to_nchw
 from training.checkpoint import save_checkpoint
 from training.unet import SeedUNet, UNetConfig
 
@@ -24,11 +25,11 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def batch(demo_dir) -> np.ndarray:
     images = [resize_frame(read_frame(f.path)) for f in discover_frames(demo_dir)[:2]]
-    return np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    return to_nchw(images)
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    return np.stack(from_nchw(x))
 
 
 def test_numpy_in_numpy_out_and_tensor_in_tensor_out(ckpt, batch):

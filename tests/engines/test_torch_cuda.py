@@ -19,6 +19,7 @@ from toolkit.cli import app
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
+from toolkit.pipeline.fallback import from_nchw, to_nchw
 from training.checkpoint import save_checkpoint
 from training.export import FP16_MAX, blurred_demo_frames, check_fp16_range
 from training.unet import SeedUNet, UNetConfig
@@ -49,11 +50,11 @@ def one_frame(demo_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def batch(demo_dir) -> np.ndarray:
     images = [resize_frame(read_frame(f.path)) for f in discover_frames(demo_dir)[:3]]
-    return np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    return to_nchw(images)
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    return np.stack(from_nchw(x))
 
 
 def invoke(*args):
