@@ -83,6 +83,7 @@ class BenchRow:
     peak_device_mb: float | None = None
     model: str = ""
     host_latency_ms: dict[str, float] | None = None  # host clock, when the timer is CUDA events
+    phases_ms: dict[str, float] | None = None  # mean H2D / compute / D2H per call (CUDA runners)
     runner: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
 
@@ -148,9 +149,26 @@ def bench_compute(runner: Any, batch: int, config: BenchConfig, *, backend: str,
     """Compute-only row: pre-made host batches rotated through `runner.infer`."""
     inputs = make_inputs(batch, config)
     timer = timer or make_timer(device)
+    phases: list[dict[str, float]] = []
+
+    def call(i: int) -> None:
+        runner.infer(inputs[i % len(inputs)])
+        split = getattr(runner, "phases_ms", None)  # CUDA runners time their own copies and compute
+        if split:
+            phases.append(dict(split))
+
     with PeakMemory(device) as mem:
-        samples, wall = timed_loop(lambda i: runner.infer(inputs[i % len(inputs)]), config, timer)
-    return _row(runner, backend, variant, batch, "compute", device, timer, samples, wall, mem)
+        samples, wall = timed_loop(call, config, timer)
+    row = _row(runner, backend, variant, batch, "compute", device, timer, samples, wall, mem)
+    row.phases_ms = mean_phases(phases[-len(samples):])
+    return row
+
+
+def mean_phases(phases: list[dict[str, float]]) -> dict[str, float] | None:
+    """Per-phase means (ms) over the timed calls, or None when the runner reported none."""
+    if not phases:
+        return None
+    return {k: float(np.mean([p[k] for p in phases if k in p])) for k in phases[0]}
 
 
 def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any], *, backend: str,

@@ -19,7 +19,7 @@ from toolkit.errors import DtkError
 CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "iterations", "images_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
               "lat_p99_ms", "lat_max_ms", "gflop_per_image", "gflops", "ceiling_gflops", "ceiling_pct",
-              "peak_rss_mb", "peak_device_mb", "timer")
+              "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer")
 
 
 def load_report(path: Path | str) -> dict:
@@ -63,9 +63,10 @@ def bench_table(report: dict) -> Table:
     if size:
         title += f" ({size[0]}x{size[1]})"
     table = Table(title=title)
+    split = any(r.get("phases_ms") for r in rows)  # CUDA runners: H2D / compute / D2H per call
     cols = (["model"] if len(models) > 1 else []) + [
         "backend/variant", "batch", "img/s", "ms/img", "min", "mean", "median", "p90", "p95", "p99",
-        "max", "GFLOP/s", "%ceil", "MiB"]
+        "max"] + (["H2D/compute/D2H"] if split else []) + ["GFLOP/s", "%ceil", "MiB"]
     for c in cols:
         left = c in ("model", "backend/variant")
         table.add_column(c, justify="left" if left else "right", no_wrap=left)
@@ -84,6 +85,7 @@ def bench_table(report: dict) -> Table:
         cells = ([r.get("model", "")] if len(models) > 1 else []) + [
             row_label(r), str(r["batch"]), _f(r["images_per_s"], ".2f"), _ms(r["ms_per_image"]),
             *(_ms(lat[k]) for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
+            *([phase_cell(r.get("phases_ms"))] if split else []),
             _f(r.get("gflops"), ".1f"), _f(r.get("ceiling_pct"), ".0f"), _f(peak, ".0f")]
         table.add_row(*cells)
     table.caption = ("latency per call (one batch) in ms; warm-up excluded; MiB: peak RSS (CPU) or "
@@ -93,12 +95,20 @@ def bench_table(report: dict) -> Table:
     return table
 
 
+def phase_cell(phases: dict[str, float] | None) -> str:
+    """'0.4/12.1/0.3': mean ms of the H2D copy, compute and D2H copy of one call ('-' when unknown)."""
+    if not phases:
+        return "-"
+    return "/".join(_ms(phases.get(k, float("nan"))) for k in ("h2d", "compute", "d2h"))
+
+
 def csv_rows(report: dict) -> list[dict[str, Any]]:
     out = []
     for r in report["rows"]:
         lat = r["latency_ms"]
         flat = {k: r.get(k) for k in CSV_FIELDS if k in r}
         flat.update({f"lat_{k}_ms": lat[k] for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")})
+        flat.update({f"{k}_ms": v for k, v in (r.get("phases_ms") or {}).items()})
         out.append({k: flat.get(k) for k in CSV_FIELDS})
     return out
 

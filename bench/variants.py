@@ -38,7 +38,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "tensorrt": {"engine": {"device": "cuda"}},
 }
 DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ()}
-DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16"),
+DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16",
+                         "cuda-bf16-nographs"),
                "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
 
 
@@ -159,10 +160,10 @@ def _count_file_gflop(files: dict[str, Path], size: tuple[int, int]) -> float | 
         import torch
 
         from training.checkpoint import read_sidecar
-        from training.unet import SeedUNet, UNetConfig
+        from training.unet import UNetConfig, build_model
 
         with torch.device("meta"):
-            model = SeedUNet(UNetConfig.from_dict(read_sidecar(weights)["config"]))
+            model = build_model(UNetConfig.from_dict(read_sidecar(weights)["config"]))
         return gflop_per_image(count_torch_macs(model, (1, 3, *size)))
     return None
 

@@ -104,6 +104,11 @@ class TorchRunner:
         y = y.float().contiguous()
         return y.numpy() if numpy_in else y
 
+    @property
+    def phases_ms(self) -> dict[str, float] | None:
+        """CUDA-event times (ms) of the last NumPy call's H2D copy, compute and D2H copy; None on CPU."""
+        return self._executor.last_phases_ms if self._executor is not None else None
+
     def describe(self) -> dict[str, Any]:
         import torch
 

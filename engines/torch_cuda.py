@@ -43,9 +43,10 @@ class CudaExecutor:
         self._graphs: dict[tuple, tuple[Any, torch.Tensor, torch.Tensor]] = {}  # shape -> graph, in, out
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
         self._staging: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self._h2d = torch.cuda.Event()
-        self._done = torch.cuda.Event()
-        self._d2h = torch.cuda.Event()
+        # timing events bracket each phase of run_numpy: H2D (copy stream), compute, D2H (copy stream)
+        self._t0, self._h2d, self._c0, self._done, self._d0, self._d2h = (
+            torch.cuda.Event(enable_timing=True) for _ in range(6))
+        self.last_phases_ms: dict[str, float] | None = None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).float().contiguous()
@@ -102,17 +103,23 @@ class CudaExecutor:
         compute = torch.cuda.current_stream(self.device)
         self.copy_stream.wait_stream(compute)  # dev_in may still be read by the previous compute
         with torch.cuda.stream(self.copy_stream):
+            self._t0.record(self.copy_stream)
             dev_in.copy_(pinned_in, non_blocking=True)
             self._h2d.record(self.copy_stream)
         compute.wait_event(self._h2d)
+        self._c0.record(compute)
         y = self._compute(dev_in)
         self._done.record(compute)
         with torch.cuda.stream(self.copy_stream):
             self.copy_stream.wait_event(self._done)
+            self._d0.record(self.copy_stream)
             y.record_stream(self.copy_stream)  # y is freed by the compute stream's allocator
             pinned_out.copy_(y, non_blocking=True)
             self._d2h.record(self.copy_stream)
         self._d2h.synchronize()
+        self.last_phases_ms = {"h2d": self._t0.elapsed_time(self._h2d),
+                               "compute": self._c0.elapsed_time(self._done),
+                               "d2h": self._d0.elapsed_time(self._d2h)}
         return pinned_out.numpy().copy()
 
     def describe(self) -> dict[str, Any]:

@@ -239,6 +239,12 @@ def train_cmd(
     tail_convs: Annotated[int | None, typer.Option(help="64->64 tail convs (seed rows: 6).")] = None,
     residual: Annotated[bool | None, typer.Option("--residual/--no-residual",
                                                   help="Output = input + f(input).")] = None,
+    wiener: Annotated[bool | None, typer.Option(
+        "--wiener/--no-wiener", help="Blind gated Wiener model: fixed Wiener inverse filters of the seed "
+        "kernels, a head that estimates the frame's kernel, a U-Net refining the mix.")] = None,
+    head_width: Annotated[int | None, typer.Option(help="Kernel-head channels (--wiener).")] = None,
+    kernel_loss_weight: Annotated[float | None, typer.Option(
+        help="Weight of the kernel-head cross-entropy (--wiener).")] = None,
     crop: Annotated[int | None, typer.Option(help="Square random crop side (default: full frames).")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size (seed: 10).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (seed: 40).")] = None,
@@ -262,8 +268,9 @@ def train_cmd(
     from training.train import TrainConfig, apply_preset, train
 
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
-    overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "crop": crop, "batch": batch,
-                 "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
+    overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "wiener": wiener,
+                 "head_width": head_width, "kernel_loss_weight": kernel_loss_weight, "crop": crop,
+                 "batch": batch, "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
                  "sharp_prob": sharp_prob}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     try:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from toolkit.errors import DtkError
-from training.unet import SeedUNet, UNetConfig
+from training.unet import UNetConfig, build_model
 
 FORMAT = "dtk-unet-checkpoint/1"
 
@@ -105,7 +105,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise DtkError(f"corrupt checkpoint weights {path}: {exc}") from None
 
 
-def load_model(path: Path | str, device: str = "cpu") -> SeedUNet:
+def load_model(path: Path | str, device: str = "cpu") -> nn.Module:
     """Rebuild the U-Net from a checkpoint (the .safetensors or .json path), in eval mode."""
     weights, _, _ = checkpoint_paths(path)
     doc = read_sidecar(path)
@@ -113,7 +113,7 @@ def load_model(path: Path | str, device: str = "cpu") -> SeedUNet:
         config = UNetConfig.from_dict(doc["config"])
     except (TypeError, ValueError) as exc:
         raise DtkError(f"bad architecture config in {path}: {exc}") from None
-    model = SeedUNet(config)
+    model = build_model(config)
     state = _load_tensors(weights)
     try:
         model.load_state_dict(state, strict=True)

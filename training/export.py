@@ -224,7 +224,7 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
             "fp16_io": str(fp16_io).lower()}
     config = getattr(model, "config", None)
     if config is not None:
-        meta["architecture"] = json.dumps({"name": "SeedUNet", **config.to_dict()}, sort_keys=True)
+        meta["architecture"] = json.dumps({"name": type(model).__name__, **config.to_dict()}, sort_keys=True)
     meta.update(metadata or {})
 
     example = torch.from_numpy(real_frame(height, width))

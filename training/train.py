@@ -35,6 +35,9 @@ class TrainConfig:
     width: int = 64
     tail_convs: int = 6
     residual: bool = False
+    wiener: bool = False  # blind gated Wiener bank + kernel head (training.wiener)
+    head_width: int = 32
+    kernel_loss_weight: float = 0.3  # weight of the head's kernel cross-entropy (wiener models)
     crop: int | None = None  # square crop side; None = full 256x448 frames
     batch: int = 10
     epochs: int = 40
@@ -185,7 +188,8 @@ def train(config: TrainConfig, *, log=print) -> dict:
     from toolkit.kernels import parse_kernels
     from training.checkpoint import load_optimizer, read_sidecar, save_checkpoint
     from training.data import BlurSampler, data_hash, load_frames, split_by_sequence
-    from training.unet import SeedUNet, UNetConfig, count_parameters
+    from training.unet import SeedUNet, UNetConfig, build_model, count_parameters
+    from training.wiener import class_index, kernel_loss
 
     if config.loss not in LOSSES:
         raise DtkError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
@@ -215,9 +219,10 @@ def train(config: TrainConfig, *, log=print) -> dict:
                           seed=config.seed * 1000 + rank)
     val_pairs = validation_pairs(val_set, kernels, config.val_max_frames) if main else []
 
-    model_cfg = UNetConfig(width=config.width, tail_convs=config.tail_convs, residual=config.residual)
-    model = SeedUNet(model_cfg).to(device)
-    if config.residual:  # start from the identity: y = x + 0
+    model_cfg = UNetConfig(width=config.width, tail_convs=config.tail_convs, residual=config.residual,
+                           wiener=config.wiener, head_width=config.head_width)
+    model = build_model(model_cfg).to(device)
+    if config.residual and isinstance(model, SeedUNet):  # start from the identity: y = x + 0
         torch.nn.init.zeros_(model.out.weight)
         torch.nn.init.zeros_(model.out.bias)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -270,13 +275,18 @@ def train(config: TrainConfig, *, log=print) -> dict:
     try:
         while step < total and not stop:
             net.train()
-            x, y, _ = sampler.batch(config.batch)
+            x, y, labels = sampler.batch(config.batch)
             x, y = x.to(device), y.to(device)
             lr = _lr_at(config, step, total, elapsed_before + time.monotonic() - t0)
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
-            loss = image_loss(net(x), y, config.loss, config.psnr_cap_db)
+            if config.wiener:
+                pred, logits = net(x, True)
+                loss = image_loss(pred, y, config.loss, config.psnr_cap_db)
+                loss = loss + config.kernel_loss_weight * kernel_loss(logits, class_index(labels).to(device))
+            else:
+                loss = image_loss(net(x), y, config.loss, config.psnr_cap_db)
             loss.backward()
             opt.step()
             step += 1

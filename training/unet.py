@@ -23,6 +23,8 @@ class UNetConfig:
     residual: bool = False  # output = input + f(input) instead of f(input)
     in_channels: int = 3
     out_channels: int = 3
+    wiener: bool = False  # blind gated Wiener bank + kernel head in front (training.wiener.WienerUNet)
+    head_width: int = 32  # channels of the kernel head (wiener models only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +81,16 @@ class SeedUNet(nn.Module):
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
         y = self.out(self.head(torch.cat([d1, x], dim=1)))
         return x + y if self.config.residual else y
+
+
+def build_model(config: UNetConfig | None = None) -> nn.Module:
+    """The network a config describes: the seed U-Net, or the gated Wiener U-Net around one."""
+    config = config or UNetConfig()
+    if config.wiener:
+        from training.wiener import WienerUNet
+
+        return WienerUNet(config)
+    return SeedUNet(config)
 
 
 def count_parameters(model: nn.Module) -> int:

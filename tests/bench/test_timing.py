@@ -100,3 +100,33 @@ def test_bad_config_is_a_user_error():
         BenchConfig(size=(250, 448))
     with pytest.raises(DtkError):
         BenchConfig(iterations=0)
+
+
+class SplitRunner(CountingRunner):
+    """Reports an H2D / compute / D2H split per call, as the CUDA torch runner does."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def infer(self, batch):
+        self.calls += 1
+        return super().infer(batch)
+
+    @property
+    def phases_ms(self):
+        return {"h2d": 1.0, "compute": float(self.calls), "d2h": 0.5}
+
+
+def test_phase_split_is_averaged_over_timed_calls():
+    from bench.report import bench_table, csv_rows
+
+    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=4, buffers=2)
+    row = bench_compute(SplitRunner(), 1, cfg, backend="fake", variant="v")
+    # call 1 is the warm-up; the timed calls 2..5 report compute 2..5 ms
+    assert row.phases_ms == {"h2d": 1.0, "compute": 3.5, "d2h": 0.5}
+    plain = bench_compute(CountingRunner(), 1, cfg, backend="fake", variant="v")
+    assert plain.phases_ms is None
+    report = {"rows": [row.to_json(), plain.to_json()], "config": {}}
+    assert [c.header for c in bench_table(report).columns].count("H2D/compute/D2H") == 1
+    assert csv_rows(report)[0]["compute_ms"] == 3.5 and csv_rows(report)[1]["compute_ms"] is None

@@ -215,6 +215,10 @@ def test_numpy_input_uses_pinned_buffers_and_copy_stream(ckpt, batch):
     np.testing.assert_allclose(y, runner.infer(torch.from_numpy(batch).cuda()).cpu().numpy(), atol=1e-5)
     ref = TorchRunner(ckpt).infer(batch)
     assert psnr(to_uint8(ref), to_uint8(y)) >= 45.0  # CUDA fp32 (TF32 convs allowed) vs CPU fp32
+    runner.infer(batch)
+    phases = runner.phases_ms  # CUDA events around H2D, compute, D2H of the last NumPy call
+    assert set(phases) == {"h2d", "compute", "d2h"} and all(v > 0 for v in phases.values())
+    assert TorchRunner(ckpt).phases_ms is None
 
 
 @pytest.mark.gpu
