@@ -35,8 +35,23 @@ def count_flops(model: nn.Module, height: int = 256, width: int = 448) -> int:
     return total[0]
 
 
+def wiener_means(pairs) -> dict[str, float]:
+    """Mean PSNR of known-kernel Wiener (toolkit.baselines, tuned balance) per kernel label."""
+    import numpy as np
+
+    from toolkit.baselines import wiener
+    from toolkit.kernels import KERNELS
+    from training.train import psnr_capped
+
+    acc: dict[str, list[float]] = {}
+    for label, inp, target in pairs:
+        if label in KERNELS:
+            acc.setdefault(label, []).append(psnr_capped(wiener(inp, KERNELS[label]), target))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
 def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str, dict]:
-    """Markdown table of mean PSNR (input -> output) per kernel, and the raw numbers."""
+    """Markdown table of mean PSNR per kernel: blurred, known-kernel Wiener, model; and the raw numbers."""
     from toolkit.kernels import parse_kernels
     from training.checkpoint import load_model, read_sidecar
     from training.data import load_frames
@@ -50,13 +65,20 @@ def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str
         sets["validation (held-out sequences)"] = load_frames(data).subset(doc["val_sequences"])
     if demo:
         sets["demo frames"] = load_frames(demo)
-    rows, raw = ["| frames | n | kernel | blurred dB | model dB | gain dB |", "|---|---|---|---|---|---|"], {}
+    rows = ["| frames | n | kernel | blurred dB | Wiener dB | model dB | model - blurred | model - Wiener |",
+            "|---|---|---|---|---|---|---|---|"]
+    raw = {}
     for name, frames in sets.items():
-        metrics = evaluate_pairs(model, validation_pairs(frames, kernels))
+        pairs = validation_pairs(frames, kernels)
+        metrics = evaluate_pairs(model, pairs)
+        for label, value in wiener_means(pairs).items():
+            metrics[label]["wiener"] = value
         raw[name] = metrics
         for label, m in metrics.items():
-            rows.append(f"| {name} | {m['frames']} | {label} | {m['input']:.2f} | {m['output']:.2f} | "
-                        f"{m['output'] - m['input']:+.2f} |")
+            w, out = m.get("wiener"), m["output"]
+            wiener_cells = ("-", "-") if w is None else (f"{w:.2f}", f"{out - w:+.2f}")
+            rows.append(f"| {name} | {m['frames']} | {label} | {m['input']:.2f} | {wiener_cells[0]} | "
+                        f"{out:.2f} | {out - m['input']:+.2f} | {wiener_cells[1]} |")
     return "\n".join(rows), raw
 
 

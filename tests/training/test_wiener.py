@@ -113,3 +113,17 @@ def test_checkpoint_and_onnx_parity(tmp_path):
     path = export_onnx(model, tmp_path / "w.onnx", height=64, width=96)
     result = check_parity(model, path, 64, 96)
     assert result["random_max_abs"] <= 1e-4 and result["real_max_abs"] <= 1e-4
+
+
+def test_card_table_has_wiener_beside_the_model(demo_dir, tmp_path):
+    from training.card import card_table
+    from training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(UNetConfig(width=8, tail_convs=1, wiener=True)).eval()
+    save_checkpoint(tmp_path / "w.safetensors", model, {"kernels": ["k7"]})
+    table, raw = card_table(str(tmp_path / "w.safetensors"), None, str(demo_dir))
+    k7 = raw["demo frames"]["k7"]
+    assert k7["frames"] == 10 and k7["wiener"] > k7["input"] + 3.0  # Wiener really deblurs the demo
+    assert "sharp" in raw["demo frames"] and "wiener" not in raw["demo frames"]["sharp"]
+    assert "| demo frames | 10 | k7 |" in table and "Wiener dB" in table.splitlines()[0]
