@@ -66,20 +66,20 @@ def precision_quality() -> dict[str, float]:
     from engines.models import resolve_model
     from engines.torch import TorchRunner
     from toolkit.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
+    from toolkit.evaluate import capped
     from toolkit.frames import read_frame
     from toolkit.kernels import blur
     from toolkit.metrics import psnr
-    from toolkit.pipeline.fallback import to_uint8_hwc
+    from toolkit.pipeline.fallback import from_nchw, to_nchw
 
     frames = [blur(w, "k7") for n in DEMO_PHOTOS for w in pan_windows(read_frame(skimage_photo_path(n)), 2)]
-    batch = np.stack([f.transpose(2, 0, 1) for f in frames]).astype(np.float32) / 255.0
+    batch = to_nchw(frames)
     ckpt = resolve_model(None, backend="torch")
-    ref = TorchRunner(ckpt, device="cuda").infer(batch)
+    ref = from_nchw(TorchRunner(ckpt, device="cuda").infer(batch))
     out = {}
     for precision in ("fp16", "bf16"):
-        y = TorchRunner(ckpt, device="cuda", precision=precision, channels_last=True).infer(batch)
-        out[precision] = float(np.mean([min(psnr(to_uint8_hwc(a), to_uint8_hwc(b)), 100.0)
-                                        for a, b in zip(ref, y, strict=True)]))
+        y = from_nchw(TorchRunner(ckpt, device="cuda", precision=precision, channels_last=True).infer(batch))
+        out[precision] = float(np.mean([capped(psnr(a, b)) for a, b in zip(ref, y, strict=True)]))
     return out
 
 

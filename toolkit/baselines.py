@@ -22,7 +22,7 @@ BALANCE = {"k3": 1e-4, "k7": 3e-3, "k11": 3e-3}
 RL_ITERATIONS = {"k3": 5, "k7": 30, "k11": 30}
 
 
-def _otf(kernel: BlurKernel, shape: tuple[int, int]) -> np.ndarray:
+def otf(kernel: BlurKernel, shape: tuple[int, int]) -> np.ndarray:
     """Optical transfer function of the centred 2-D kernel for an FFT of `shape`."""
     psf = np.zeros(shape, dtype=np.float64)
     k = kernel.taps_2d()
@@ -45,8 +45,8 @@ def wiener(blurred: np.ndarray, kernel: BlurKernel, balance: float | None = None
     bal = BALANCE[kernel.name] if balance is None else balance
     padded = _pad(blurred)
     h, w = padded.shape[:2]
-    otf = _otf(kernel, (h, w))
-    gain = np.conj(otf) / (np.abs(otf) ** 2 + bal)
+    transfer = otf(kernel, (h, w))
+    gain = np.conj(transfer) / (np.abs(transfer) ** 2 + bal)
     out = np.empty_like(padded)
     for c in range(padded.shape[2]):
         out[:, :, c] = np.fft.irfft2(np.fft.rfft2(padded[:, :, c]) * gain, s=(h, w))
@@ -58,15 +58,15 @@ def richardson_lucy(blurred: np.ndarray, kernel: BlurKernel, iterations: int | N
     n = RL_ITERATIONS[kernel.name] if iterations is None else iterations
     padded = _pad(blurred) / 255.0 + 1e-6
     h, w = padded.shape[:2]
-    otf = _otf(kernel, (h, w))
+    transfer = otf(kernel, (h, w))
     out = np.empty_like(padded)
     for c in range(padded.shape[2]):
         y = padded[:, :, c]
         x = y.copy()
         for _ in range(n):
-            est = np.fft.irfft2(np.fft.rfft2(x) * otf, s=(h, w))
+            est = np.fft.irfft2(np.fft.rfft2(x) * transfer, s=(h, w))
             ratio = y / np.maximum(est, 1e-12)
-            x = x * np.fft.irfft2(np.fft.rfft2(ratio) * np.conj(otf), s=(h, w))
+            x = x * np.fft.irfft2(np.fft.rfft2(ratio) * np.conj(transfer), s=(h, w))
         out[:, :, c] = x
     return _to_uint8(out[PAD:-PAD, PAD:-PAD] * 255.0)
 

@@ -98,9 +98,10 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB with identical images counted as 100 dB (as `dtk eval` does)."""
+    from toolkit.evaluate import capped
     from toolkit.metrics import psnr
 
-    return min(psnr(a, b), 100.0)
+    return capped(psnr(a, b))
 
 
 def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:

@@ -11,6 +11,8 @@ estimated probability of a k7/k11 blur, so sharp and k3 frames pass through (nea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,11 +33,10 @@ def wiener_taps(kernel: BlurKernel, balance: float, size: int = FILTER_SIZE, gri
     Sampled on a `grid`-point DFT, so it is the filter the FFT Wiener applies, truncated to `size`
     and scaled to unit DC gain (truncation alone shifts brightness: -2.7 % for k11 at 3e-3).
     """
-    psf = np.zeros((grid, grid))
-    r = kernel.size // 2
-    psf[: kernel.size, : kernel.size] = kernel.taps_2d()
-    otf = np.fft.fft2(np.roll(psf, (-r, -r), axis=(0, 1)))
-    inverse = np.real(np.fft.ifft2(np.conj(otf) / (np.abs(otf) ** 2 + balance)))
+    from toolkit.baselines import otf
+
+    transfer = otf(kernel, (grid, grid))
+    inverse = np.fft.irfft2(np.conj(transfer) / (np.abs(transfer) ** 2 + balance), s=(grid, grid))
     h = size // 2
     taps = np.roll(inverse, (h, h), axis=(0, 1))[:size, :size]
     return taps / taps.sum()
@@ -103,7 +104,7 @@ class WienerUNet(nn.Module):
         self.bank = WienerBank()
         n = 3 + 3 * len(self.bank.bank)
         self.head = KernelHead(n, width=config.head_width)
-        self.refine = SeedUNet(replace_config(config, in_channels=n + len(CLASSES), residual=False))
+        self.refine = SeedUNet(replace(config, wiener=False, in_channels=n + len(CLASSES), residual=False))
         nn.init.zeros_(self.refine.out.weight)  # start as the gated Wiener mix
         nn.init.zeros_(self.refine.out.bias)
 
@@ -121,12 +122,6 @@ class WienerUNet(nn.Module):
         gate = (p[:, 2:3] + p[:, 3:4])[:, :, None, None]
         y = mix + gate * self.refine(torch.cat([z, maps], dim=1))
         return (y, logits) if return_logits else y
-
-
-def replace_config(config, **changes):
-    from dataclasses import replace
-
-    return replace(config, wiener=False, **changes)
 
 
 def class_index(labels: list[str]) -> torch.Tensor:
