@@ -66,10 +66,9 @@ def precision_quality() -> dict[str, float]:
     from engines.models import resolve_model
     from engines.torch import TorchRunner
     from toolkit.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
-    from toolkit.evaluate import capped
     from toolkit.frames import read_frame
     from toolkit.kernels import blur
-    from toolkit.metrics import psnr
+    from toolkit.metrics import psnr_capped
     from toolkit.pipeline.fallback import from_nchw, to_nchw
 
     frames = [blur(w, "k7") for n in DEMO_PHOTOS for w in pan_windows(read_frame(skimage_photo_path(n)), 2)]
@@ -79,7 +78,7 @@ def precision_quality() -> dict[str, float]:
     out = {}
     for precision in ("fp16", "bf16"):
         y = from_nchw(TorchRunner(ckpt, device="cuda", precision=precision, channels_last=True).infer(batch))
-        out[precision] = float(np.mean([capped(psnr(a, b)) for a, b in zip(ref, y, strict=True)]))
+        out[precision] = float(np.mean([psnr_capped(a, b) for a, b in zip(ref, y, strict=True)]))
     return out
 
 

@@ -32,7 +32,6 @@ from toolkit.lazy import optional_import
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
-PSNR_CAP_DB = 100.0  # an identical output (PSNR inf) counts as 100 dB, as in `dtk eval`
 CONV_TRANSPOSE_MODES = ("per-tensor", "float")
 METADATA_KEY = "dtk_int8"
 
@@ -194,9 +193,9 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from toolkit.metrics import psnr
+    from toolkit.metrics import psnr_capped
 
-    return min(psnr(a, b), PSNR_CAP_DB)
+    return psnr_capped(a, b)
 
 
 @dataclass

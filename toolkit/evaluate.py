@@ -27,9 +27,8 @@ from toolkit.frames import (
     resize_frame,
 )
 from toolkit.kernels import BlurKernel, blur
-from toolkit.metrics import json_number, psnr, ssim
+from toolkit.metrics import PSNR_CAP, capped, json_number, psnr, ssim
 
-PSNR_CAP = 100.0
 # A method restores one frame's blurred copies: (frame, [blurred RGB uint8 HxWx3 per kernel],
 # kernels) -> [restored RGB uint8 HxWx3 per kernel]. One call per frame lets a model batch them.
 Method = Callable[[Frame, list[np.ndarray], list[BlurKernel]], list[np.ndarray]]
@@ -102,10 +101,6 @@ class EvalResult:
             "frames": [clean(asdict(s)) for s in self.scores],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
         }
-
-
-def capped(value: float) -> float:
-    return min(value, PSNR_CAP)
 
 
 def _summarise(kernel: str, method: str, rows: list[FrameScore],

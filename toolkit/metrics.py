@@ -71,6 +71,19 @@ def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = DATA_RANGE) -> flo
     return float(np.mean(values))
 
 
+PSNR_CAP = 100.0  # identical frames (PSNR = inf) count as this many dB in means
+
+
+def capped(value: float) -> float:
+    """A PSNR with inf (identical images) counted as `PSNR_CAP` dB: the one cap dtk uses."""
+    return min(value, PSNR_CAP)
+
+
+def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB over RGB uint8 with identical images counted as `PSNR_CAP` dB."""
+    return capped(psnr(a, b))
+
+
 def json_number(value: float) -> float | None:
     """A float for JSON: inf/nan become null (JSON has no infinity)."""
     return None if value is None or not math.isfinite(value) else float(value)

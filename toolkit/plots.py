@@ -30,7 +30,7 @@ def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
 
 def psnr_boxplot(result, path: Path | str) -> Path:
     """PSNR per kernel, one box per method (identical frames drawn at the 100 dB cap)."""
-    from toolkit.evaluate import capped
+    from toolkit.metrics import capped
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(result.kernels) * len(result.methods) / 2, 4.5))

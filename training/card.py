@@ -41,7 +41,7 @@ def wiener_means(pairs) -> dict[str, float]:
 
     from toolkit.baselines import wiener
     from toolkit.kernels import KERNELS
-    from training.train import psnr_capped
+    from toolkit.metrics import psnr_capped
 
     acc: dict[str, list[float]] = {}
     for label, inp, target in pairs:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from toolkit.errors import DtkError
+from toolkit.metrics import psnr_capped
 
 LOSSES = ("mse", "psnr")
 PSNR_CAP_DB = 60.0  # the PSNR loss adds 10^(-cap/10) to each image's MSE (0..1 scale): no gain above the cap
@@ -94,14 +95,6 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """N x 3 x H x W float 0..1 -> N x H x W x 3 uint8 (clip and round, as a written PNG)."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB with identical images counted as 100 dB (as `dtk eval` does)."""
-    from toolkit.evaluate import capped
-    from toolkit.metrics import psnr
-
-    return capped(psnr(a, b))
 
 
 def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:

@@ -25,6 +25,7 @@ class UNetConfig:
     out_channels: int = 3
     wiener: bool = False  # blind gated Wiener bank + kernel head in front (training.wiener.WienerUNet)
     head_width: int = 32  # channels of the kernel head (wiener models only)
+    arch: str = "seed"  # "seed" (this U-Net, or the gated Wiener one with wiener=True) or "fastwiener"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +87,12 @@ class SeedUNet(nn.Module):
 def build_model(config: UNetConfig | None = None) -> nn.Module:
     """The network a config describes: the seed U-Net, or the gated Wiener U-Net around one."""
     config = config or UNetConfig()
+    if config.arch == "fastwiener":
+        from training.fastwiener import FastWienerNet
+
+        return FastWienerNet(config)
+    if config.arch != "seed":
+        raise ValueError(f"unknown architecture {config.arch!r}")
     if config.wiener:
         from training.wiener import WienerUNet
 

@@ -1,0 +1,229 @@
+"""Fit a model on the photo set for a fixed wall time, on the GPU when there is one.
+
+    python -m training.fit data/photoset -o runs/fast --minutes 4 [--arch fastwiener|seed]
+
+Batches come from `training.sampler.PhotoSampler` on the device; bf16 autocast on CUDA; Adam with
+warm-up and cosine decay over the time limit; validation on held-out colour photos
+(`training.photoset.VAL_PHOTOS`) every `--val-seconds`; best.* / last.* checkpoints
+(safetensors + JSON), history.csv, curves.png and, at the end, `val.json`: the best checkpoint on
+every validation window, per kernel and per source photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.errors import DtkError
+from training.sampler import LABELS, PhotoSampler, psnr_uint8, quantize, validation_tensors
+from training.train import image_loss, write_curves
+from training.unet import UNetConfig, build_model, count_parameters
+
+ARCHS = {
+    "fastwiener": {"arch": "fastwiener", "width": 24, "head_width": 32},
+    "seed": {"arch": "seed", "width": 64, "tail_convs": 6},
+}
+
+
+@dataclass
+class FitConfig:
+    photos: str = "data/photoset"
+    out: str = "runs/fit"
+    arch: str = "fastwiener"
+    width: int | None = None  # override the arch's width
+    minutes: float = 4.0
+    batch: int = 16
+    crop: int | None = None  # square crops instead of full 256x448 frames (CPU runs)
+    lr: float = 2e-3
+    warmup: int = 100
+    loss: str = "psnr"
+    kernel_loss_weight: float = 0.3
+    dead_leaves: float = 0.25
+    val_seconds: float = 30.0
+    val_windows: int = 48  # windows scored during training
+    final_windows: int | None = None  # windows scored at the end (None: all)
+    seed: int = 0
+    max_steps: int | None = None
+    device: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def score(metrics: dict[str, dict[str, float]]) -> float:
+    """What 'best' means: mean k7/k11 PSNR, minus what sharp frames lose below 80 dB and k3 frames
+    lose below their input (less 0.3 dB)."""
+    s = float(np.mean([metrics[k]["output"] for k in ("k7", "k11") if k in metrics]))
+    if "sharp" in metrics:
+        s -= max(0.0, 80.0 - metrics["sharp"]["output"])
+    if "k3" in metrics:
+        s -= max(0.0, metrics["k3"]["input"] - 0.3 - metrics["k3"]["output"])
+    return s
+
+
+@torch.no_grad()
+def validate(model, val: dict, names: list[str] | None = None, batch: int = 8,
+             autocast: bool = False) -> dict:
+    """Mean PSNR per label (input, output); with `names`, also per source photo."""
+    model.eval()
+    out: dict = {}
+    for label, (blurred, sharp) in val.items():
+        scores = []
+        for i in range(0, len(blurred), batch):
+            x = blurred[i:i + batch].float() / 255.0
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+                y = model(x)
+            scores.append(psnr_uint8(quantize(y), sharp[i:i + batch]))
+        s = torch.cat(scores).cpu().numpy()
+        inp = psnr_uint8(blurred, sharp).cpu().numpy()
+        out[label] = {"input": float(inp.mean()), "output": float(s.mean()), "frames": len(s)}
+        if names:
+            per: dict = {}
+            for n, a, b in zip(names, inp, s, strict=True):
+                per.setdefault(n, []).append((a, b))
+            out[label]["per_photo"] = {n: {"input": float(np.mean([v[0] for v in vs])),
+                                           "output": float(np.mean([v[1] for v in vs])), "frames": len(vs)}
+                                       for n, vs in per.items()}
+    model.train()
+    return out
+
+
+def fit(config: FitConfig, *, log=print) -> dict:
+    from training.checkpoint import save_checkpoint
+    from training.photoset import load_sources, val_windows
+
+    if config.arch not in ARCHS:
+        raise DtkError(f"unknown arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_photos = load_sources(config.photos, "train")
+    val_photos = load_sources(config.photos, "val")
+    windows = [(n, w) for n, img in sorted(val_photos.items()) for w in val_windows(img)]
+    pick = np.linspace(0, len(windows) - 1, min(config.val_windows, len(windows))).round().astype(int)
+    val_small = validation_tensors([windows[i][1] for i in pick], device)
+    sampler = PhotoSampler(train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop,
+                           seed=config.seed)
+    model_cfg = UNetConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
+    model = build_model(model_cfg).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    has_head = config.arch == "fastwiener"
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    meta = {"kernels": ["k3", "k7", "k11"], "data": config.photos, "train_photos": sorted(train_photos),
+            "val_photos": sorted(val_photos), "params": count_parameters(model), "fit_config": asdict(config),
+            "device": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": torch.__version__}
+    (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"{config.arch}: {meta['params']:,} params on {meta['device']}; train photos {len(train_photos)}, "
+        f"val windows {len(windows)} ({len(pick)} during training)")
+    budget = config.minutes * 60.0
+    t0 = time.monotonic()
+    last_val = t0
+    step, history, best = 0, [], -math.inf
+    loss_sum, loss_n = torch.zeros((), device=device), 0
+    best_metrics = None
+    from training.fastwiener import class_index
+
+    def elapsed() -> float:
+        return time.monotonic() - t0
+
+    while elapsed() < budget and (config.max_steps is None or step < config.max_steps):
+        progress = min(1.0, elapsed() / budget)
+        lr = config.lr * min(1.0, (step + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y, labels = sampler.batch(config.batch)
+        if cuda:
+            x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            if has_head:
+                pred, logits = model(x, True)
+                loss = image_loss(pred.float(), y, config.loss) + config.kernel_loss_weight * \
+                    torch.nn.functional.cross_entropy(logits.float(), class_index(labels).to(device))
+            else:
+                loss = image_loss(model(x).float(), y, config.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        loss_sum += loss.detach()
+        loss_n += 1
+        done = elapsed() >= budget or (config.max_steps is not None and step >= config.max_steps)
+        if time.monotonic() - last_val >= config.val_seconds or done:
+            metrics = validate(model, val_small, autocast=False)
+            s = score(metrics)
+            row = {"step": step, "minutes": round(elapsed() / 60, 3), "lr": lr,
+                   "train_loss": round(float(loss_sum) / max(loss_n, 1), 5),
+                   "val_score": round(s, 3)}
+            for k, m in metrics.items():
+                row[f"val_{k}_in"], row[f"val_{k}_out"] = round(m["input"], 3), round(m["output"], 3)
+            history.append(row)
+            loss_sum.zero_()
+            loss_n = 0
+            mark = ""
+            if s > best:
+                best, best_metrics, mark = s, metrics, " *best*"
+                save_checkpoint(out / "best", model, dict(meta, step=step, metrics=metrics, score=s,
+                                                          history=history))
+            save_checkpoint(out / "last", model, dict(meta, step=step, metrics=metrics, score=s))
+            write_curves(history, out)
+            log(f"step {step} {row['minutes']} min loss {row['train_loss']} "
+                + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in metrics.items()) + mark)
+            last_val = time.monotonic()
+    from training.checkpoint import load_model
+
+    best_model = load_model(out / "best.safetensors", device=str(device))
+    if config.final_windows is not None and config.final_windows < len(windows):
+        keep = np.linspace(0, len(windows) - 1, config.final_windows).round().astype(int)
+        windows = [windows[i] for i in keep]
+    full = validation_tensors([w for _, w in windows], device)
+    final = validate(best_model, full, names=[n for n, _ in windows])
+    result = {"arch": config.arch, "steps": step, "minutes": round(elapsed() / 60, 2),
+              "steps_per_s": round(step / max(elapsed(), 1e-9), 2), "best_score_small": best,
+              "best_metrics_small": best_metrics, "val": final, "val_windows": len(windows),
+              "device": meta["device"], "params": meta["params"]}
+    (out / "val.json").write_text(json.dumps(result, indent=2) + "\n")
+    log(f"done: {step} steps in {result['minutes']} min; full validation "
+        + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in final.items()))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("photos")
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--arch", default="fastwiener", choices=list(ARCHS))
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--width", type=int)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--loss", default="psnr")
+    p.add_argument("--dead-leaves", type=float, default=0.25)
+    p.add_argument("--val-seconds", type=float, default=30.0)
+    p.add_argument("--val-windows", type=int, default=48)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--final-windows", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    a = p.parse_args(argv)
+    fit(FitConfig(photos=a.photos, out=a.out, arch=a.arch, width=a.width, minutes=a.minutes, batch=a.batch, crop=a.crop,
+                  lr=a.lr, loss=a.loss, dead_leaves=a.dead_leaves, val_seconds=a.val_seconds,
+                  val_windows=a.val_windows, max_steps=a.max_steps, final_windows=a.final_windows, seed=a.seed, device=a.device))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
