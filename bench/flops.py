@@ -83,9 +83,42 @@ def count_onnx_macs(model: Path | str | Any, input_shape: tuple[int, ...]) -> in
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
     proto = _with_input_shape(proto, input_shape)
     try:
+        return _count(proto)
+    except DtkError:
+        # shapes computed at run time (e.g. pads of a reflect Pad): let ONNX Runtime fold them first
+        return _count(_ort_folded(proto))
+
+
+def _ort_folded(proto: Any) -> Any:
+    """`proto` after ONNX Runtime's basic graph optimizations (constant folding) at its fixed input shape."""
+    import os
+    import tempfile
+
+    import onnx
+
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise DtkError("cannot count FLOPs of this graph without onnxruntime (pip install .[cpu])") from exc
+    fd, tmp = tempfile.mkstemp(suffix=".onnx")
+    os.close(fd)
+    try:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = tmp
+        ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return onnx.load(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def _count(proto: Any) -> int:
+    import onnx
+
+    try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
-        raise DtkError(f"ONNX shape inference failed on {model}: {exc}") from exc
+        raise DtkError(f"ONNX shape inference failed: {exc}") from exc
     shapes = _tensor_shapes(inferred.graph)
     total = 0
     for node in inferred.graph.node:
@@ -129,6 +162,11 @@ def _tensor_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for init in graph.initializer:
         shapes[init.name] = tuple(int(d) for d in init.dims)
+    for node in graph.node:  # weights exported as Constant nodes (e.g. fixed filter banks)
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = tuple(int(d) for d in attr.t.dims)
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
         dims = vi.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):

@@ -44,7 +44,8 @@ def frequency_sq(shape: tuple[int, int]) -> np.ndarray:
     return fy * fy + fx * fx
 
 
-def inverse_gain(kernel: BlurKernel, shape: tuple[int, int], balance: float, prior: str = "flat") -> np.ndarray:
+def inverse_gain(kernel: BlurKernel, shape: tuple[int, int], balance: float,
+                 prior: str = "flat") -> np.ndarray:
     """Regularised inverse filter on the rfft2 grid: conj(H) / (|H|^2 + balance * R(f)).
 
     prior "flat": R = 1 (Wiener with a white image spectrum). "power": R = (|f|^2 / 0.25)^2, a

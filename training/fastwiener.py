@@ -66,7 +66,7 @@ class SeparableBank(nn.Module):
             v, h = separable_terms(prior_taps(kernel, balance, size), rank)
             for c in range(3):
                 g = c * nf + f  # group of the horizontal conv: colour-major
-                vert[g * rank:(g + 1) * rank, 0, :, 0] = v
+                vert[g * rank : (g + 1) * rank, 0, :, 0] = v
                 horiz[g, :, 0, :] = h
         order = [c * nf + f for f in range(nf) for c in range(3)]  # colour-major -> filter-major
         self.register_buffer("vert", torch.from_numpy(vert), persistent=False)
@@ -75,14 +75,15 @@ class SeparableBank(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.size // 2
-        z = F.pad(x, (p, p, p, p), mode="reflect")
-        z = F.conv2d(z, self.vert, groups=3)
-        z = F.conv2d(z, self.horiz, groups=3 * len(self.bank))
+        with torch.autocast(x.device.type, enabled=False):  # bf16 would cost ~1 LSB after a gain of ~20
+            z = F.pad(x.to(self.vert.dtype), (p, p, p, p), mode="reflect")
+            z = F.conv2d(z, self.vert, groups=3)
+            z = F.conv2d(z, self.horiz, groups=3 * len(self.bank))
         return z[:, self.order]
 
     def candidate(self, out: torch.Tensor, kernel: str) -> torch.Tensor:
         f = next(i for i, (k, _) in enumerate(self.bank) if k == kernel)
-        return out[:, 3 * f:3 * f + 3]
+        return out[:, 3 * f : 3 * f + 3]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -94,9 +95,15 @@ class KernelHead(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 32):
         super().__init__()
-        self.features = nn.Sequential(_conv(in_channels, width // 2, 2), _conv(width // 2, width, 2),
-                                      _conv(width, width, 2), _conv(width, width, 2))
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, len(CLASSES)))
+        self.features = nn.Sequential(
+            _conv(in_channels, width // 2, 2),
+            _conv(width // 2, width, 2),
+            _conv(width, width, 2),
+            _conv(width, width, 2),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, len(CLASSES))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.features(x).mean(dim=(2, 3))
@@ -155,7 +162,7 @@ class FastWienerNet(nn.Module):
         inv7, inv11 = self.bank.candidate(bank, "k7"), self.bank.candidate(bank, "k11")
         logits = self.head(torch.cat([x, inv7 - x, inv11 - x], dim=1))
         p = torch.softmax(logits, dim=1)
-        p0, p7, p11 = (p[:, i:i + 1, None, None] for i in range(3))
+        p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)
         y = p0 * x + p7 * inv7 + p11 * inv11 + (p7 + p11) * r

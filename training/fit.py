@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from toolkit.errors import DtkError
-from training.sampler import LABELS, PhotoSampler, psnr_uint8, quantize, validation_tensors
+from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
 from training.unet import UNetConfig, build_model, count_parameters
 
@@ -67,18 +67,19 @@ def score(metrics: dict[str, dict[str, float]]) -> float:
 
 
 @torch.no_grad()
-def validate(model, val: dict, names: list[str] | None = None, batch: int = 8,
-             autocast: bool = False) -> dict:
+def validate(
+    model, val: dict, names: list[str] | None = None, batch: int = 8, autocast: bool = False
+) -> dict:
     """Mean PSNR per label (input, output); with `names`, also per source photo."""
     model.eval()
     out: dict = {}
     for label, (blurred, sharp) in val.items():
         scores = []
         for i in range(0, len(blurred), batch):
-            x = blurred[i:i + batch].float() / 255.0
+            x = blurred[i : i + batch].float() / 255.0
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
                 y = model(x)
-            scores.append(psnr_uint8(quantize(y), sharp[i:i + batch]))
+            scores.append(psnr_uint8(quantize(y), sharp[i : i + batch]))
         s = torch.cat(scores).cpu().numpy()
         inp = psnr_uint8(blurred, sharp).cpu().numpy()
         out[label] = {"input": float(inp.mean()), "output": float(s.mean()), "frames": len(s)}
@@ -86,9 +87,14 @@ def validate(model, val: dict, names: list[str] | None = None, batch: int = 8,
             per: dict = {}
             for n, a, b in zip(names, inp, s, strict=True):
                 per.setdefault(n, []).append((a, b))
-            out[label]["per_photo"] = {n: {"input": float(np.mean([v[0] for v in vs])),
-                                           "output": float(np.mean([v[1] for v in vs])), "frames": len(vs)}
-                                       for n, vs in per.items()}
+            out[label]["per_photo"] = {
+                n: {
+                    "input": float(np.mean([v[0] for v in vs])),
+                    "output": float(np.mean([v[1] for v in vs])),
+                    "frames": len(vs),
+                }
+                for n, vs in per.items()
+            }
     model.train()
     return out
 
@@ -113,20 +119,30 @@ def fit(config: FitConfig, *, log=print) -> dict:
     windows = [(n, w) for n, img in sorted(val_photos.items()) for w in val_windows(img)]
     pick = np.linspace(0, len(windows) - 1, min(config.val_windows, len(windows))).round().astype(int)
     val_small = validation_tensors([windows[i][1] for i in pick], device)
-    sampler = PhotoSampler(train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop,
-                           seed=config.seed)
+    sampler = PhotoSampler(
+        train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed
+    )
     model_cfg = UNetConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
     model = build_model(model_cfg).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     has_head = config.arch == "fastwiener"
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    meta = {"kernels": ["k3", "k7", "k11"], "data": config.photos, "train_photos": sorted(train_photos),
-            "val_photos": sorted(val_photos), "params": count_parameters(model), "fit_config": asdict(config),
-            "device": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": torch.__version__}
+    meta = {
+        "kernels": ["k3", "k7", "k11"],
+        "data": config.photos,
+        "train_photos": sorted(train_photos),
+        "val_photos": sorted(val_photos),
+        "params": count_parameters(model),
+        "fit_config": asdict(config),
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "torch": torch.__version__,
+    }
     (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"{config.arch}: {meta['params']:,} params on {meta['device']}; train photos {len(train_photos)}, "
-        f"val windows {len(windows)} ({len(pick)} during training)")
+    log(
+        f"{config.arch}: {meta['params']:,} params on {meta['device']}; train photos {len(train_photos)}, "
+        f"val windows {len(windows)} ({len(pick)} during training)"
+    )
     budget = config.minutes * 60.0
     t0 = time.monotonic()
     last_val = t0
@@ -145,12 +161,18 @@ def fit(config: FitConfig, *, log=print) -> dict:
             g["lr"] = lr
         x, y, labels = sampler.batch(config.batch)
         if cuda:
-            x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+            x, y = (
+                x.contiguous(memory_format=torch.channels_last),
+                y.contiguous(memory_format=torch.channels_last),
+            )
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             if has_head:
                 pred, logits = model(x, True)
-                loss = image_loss(pred.float(), y, config.loss) + config.kernel_loss_weight * \
-                    torch.nn.functional.cross_entropy(logits.float(), class_index(labels).to(device))
+                loss = image_loss(
+                    pred.float(), y, config.loss
+                ) + config.kernel_loss_weight * torch.nn.functional.cross_entropy(
+                    logits.float(), class_index(labels).to(device)
+                )
             else:
                 loss = image_loss(model(x).float(), y, config.loss)
         opt.zero_grad(set_to_none=True)
@@ -164,9 +186,13 @@ def fit(config: FitConfig, *, log=print) -> dict:
         if time.monotonic() - last_val >= config.val_seconds or done:
             metrics = validate(model, val_small, autocast=False)
             s = score(metrics)
-            row = {"step": step, "minutes": round(elapsed() / 60, 3), "lr": lr,
-                   "train_loss": round(float(loss_sum) / max(loss_n, 1), 5),
-                   "val_score": round(s, 3)}
+            row = {
+                "step": step,
+                "minutes": round(elapsed() / 60, 3),
+                "lr": lr,
+                "train_loss": round(float(loss_sum) / max(loss_n, 1), 5),
+                "val_score": round(s, 3),
+            }
             for k, m in metrics.items():
                 row[f"val_{k}_in"], row[f"val_{k}_out"] = round(m["input"], 3), round(m["output"], 3)
             history.append(row)
@@ -175,12 +201,16 @@ def fit(config: FitConfig, *, log=print) -> dict:
             mark = ""
             if s > best:
                 best, best_metrics, mark = s, metrics, " *best*"
-                save_checkpoint(out / "best", model, dict(meta, step=step, metrics=metrics, score=s,
-                                                          history=history))
+                save_checkpoint(
+                    out / "best", model, dict(meta, step=step, metrics=metrics, score=s, history=history)
+                )
             save_checkpoint(out / "last", model, dict(meta, step=step, metrics=metrics, score=s))
             write_curves(history, out)
-            log(f"step {step} {row['minutes']} min loss {row['train_loss']} "
-                + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in metrics.items()) + mark)
+            log(
+                f"step {step} {row['minutes']} min loss {row['train_loss']} "
+                + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in metrics.items())
+                + mark
+            )
             last_val = time.monotonic()
     from training.checkpoint import load_model
 
@@ -190,13 +220,23 @@ def fit(config: FitConfig, *, log=print) -> dict:
         windows = [windows[i] for i in keep]
     full = validation_tensors([w for _, w in windows], device)
     final = validate(best_model, full, names=[n for n, _ in windows])
-    result = {"arch": config.arch, "steps": step, "minutes": round(elapsed() / 60, 2),
-              "steps_per_s": round(step / max(elapsed(), 1e-9), 2), "best_score_small": best,
-              "best_metrics_small": best_metrics, "val": final, "val_windows": len(windows),
-              "device": meta["device"], "params": meta["params"]}
+    result = {
+        "arch": config.arch,
+        "steps": step,
+        "minutes": round(elapsed() / 60, 2),
+        "steps_per_s": round(step / max(elapsed(), 1e-9), 2),
+        "best_score_small": best,
+        "best_metrics_small": best_metrics,
+        "val": final,
+        "val_windows": len(windows),
+        "device": meta["device"],
+        "params": meta["params"],
+    }
     (out / "val.json").write_text(json.dumps(result, indent=2) + "\n")
-    log(f"done: {step} steps in {result['minutes']} min; full validation "
-        + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in final.items()))
+    log(
+        f"done: {step} steps in {result['minutes']} min; full validation "
+        + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in final.items())
+    )
     return result
 
 
@@ -219,9 +259,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     a = p.parse_args(argv)
-    fit(FitConfig(photos=a.photos, out=a.out, arch=a.arch, width=a.width, minutes=a.minutes, batch=a.batch, crop=a.crop,
-                  lr=a.lr, loss=a.loss, dead_leaves=a.dead_leaves, val_seconds=a.val_seconds,
-                  val_windows=a.val_windows, max_steps=a.max_steps, final_windows=a.final_windows, seed=a.seed, device=a.device))
+    fit(
+        FitConfig(
+            photos=a.photos,
+            out=a.out,
+            arch=a.arch,
+            width=a.width,
+            minutes=a.minutes,
+            batch=a.batch,
+            crop=a.crop,
+            lr=a.lr,
+            loss=a.loss,
+            dead_leaves=a.dead_leaves,
+            val_seconds=a.val_seconds,
+            val_windows=a.val_windows,
+            max_steps=a.max_steps,
+            final_windows=a.final_windows,
+            seed=a.seed,
+            device=a.device,
+        )
+    )
     return 0
 
 

@@ -22,7 +22,13 @@ from toolkit.errors import DtkError
 MAX_SHORT_SIDE = 1080
 WINDOW_SHORT_SIDES = (300, 360, 430, 512, 620, 720)  # validation scales besides the whole photo
 # Held out whole, never trained on: random.Random(19).sample(colour photos, 5), fixed here.
-VAL_PHOTOS = ("plasma_ColorfulCups", "plasma_FallenLeaf", "plasma_Kite", "plasma_summer_1am", "sklearn_flower")
+VAL_PHOTOS = (
+    "plasma_ColorfulCups",
+    "plasma_FallenLeaf",
+    "plasma_Kite",
+    "plasma_summer_1am",
+    "sklearn_flower",
+)
 SOURCES_FILE = "sources.json"
 
 
@@ -59,13 +65,23 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
         tmp = target.with_name(f".{target.name}.tmp")
         Image.fromarray(image).save(tmp, format="JPEG", quality=95, subsampling=0)
         tmp.replace(target)
-        records.append({"name": name, "file": target.name, "source": str(path), "licence": licence,
-                        "size": list(image.shape[:2]), "colour": is_colour(image),
-                        "split": "val" if name in VAL_PHOTOS else "train"})
+        records.append(
+            {
+                "name": name,
+                "file": target.name,
+                "source": str(path),
+                "licence": licence,
+                "size": list(image.shape[:2]),
+                "colour": is_colour(image),
+                "split": "val" if name in VAL_PHOTOS else "train",
+            }
+        )
     missing = set(VAL_PHOTOS) - {r["name"] for r in records}
     if missing:
-        raise DtkError(f"validation photos missing: {', '.join(sorted(missing))} "
-                       "(pass --wallpapers with plasma-workspace-wallpapers' usr/share/wallpapers)")
+        raise DtkError(
+            f"validation photos missing: {', '.join(sorted(missing))} "
+            "(pass --wallpapers with plasma-workspace-wallpapers' usr/share/wallpapers)"
+        )
     (out / SOURCES_FILE).write_text(json.dumps(records, indent=2) + "\n")
     return records
 
@@ -97,7 +113,9 @@ def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[n
 
 def validation_set(root: Path | str) -> list[tuple[str, np.ndarray]]:
     """(photo name, 256x448 sharp window) for every held-out colour photo."""
-    return [(name, w) for name, image in sorted(load_sources(root, "val").items()) for w in val_windows(image)]
+    return [
+        (name, w) for name, image in sorted(load_sources(root, "val").items()) for w in val_windows(image)
+    ]
 
 
 def tune_baselines(root: Path | str, grid=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)) -> dict:
@@ -112,12 +130,22 @@ def tune_baselines(root: Path | str, grid=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0
         k = KERNELS[kname]
         blurred = [blur(w, k) for w in windows]
         for prior in ("flat", "power"):
-            scores = {b: float(np.mean([psnr_capped(_apply_gain(y, k, b, prior), w)
-                                        for y, w in zip(blurred, windows, strict=True)])) for b in grid}
+            scores = {
+                b: float(
+                    np.mean(
+                        [
+                            psnr_capped(_apply_gain(y, k, b, prior), w)
+                            for y, w in zip(blurred, windows, strict=True)
+                        ]
+                    )
+                )
+                for b in grid
+            }
             best = max(scores, key=scores.__getitem__)
             result.setdefault(kname, {})[prior] = {"best": best, "psnr": scores[best], "scores": scores}
-        result[kname]["blurred"] = float(np.mean([psnr_capped(y, w) for y, w in zip(blurred, windows,
-                                                                                       strict=True)]))
+        result[kname]["blurred"] = float(
+            np.mean([psnr_capped(y, w) for y, w in zip(blurred, windows, strict=True)])
+        )
     return result
 
 

@@ -37,12 +37,21 @@ def pyramid(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE, levels: int =
         return out
     for s in np.geomspace(smallest, 1.0, levels):
         nh, nw = max(size[0], round(h * s)), max(size[1], round(w * s))
-        out.append(image if s >= 1.0 - 1e-9 else np.asarray(Image.fromarray(image).resize((nw, nh), Image.LANCZOS)))
+        out.append(
+            image if s >= 1.0 - 1e-9 else np.asarray(Image.fromarray(image).resize((nw, nh), Image.LANCZOS))
+        )
     return out
 
 
-def dead_leaves(n: int, size: tuple[int, int], colours: torch.Tensor, gen: torch.Generator,
-                discs: int = 300, r_min: float = 2.0, r_max: float = 160.0) -> torch.Tensor:
+def dead_leaves(
+    n: int,
+    size: tuple[int, int],
+    colours: torch.Tensor,
+    gen: torch.Generator,
+    discs: int = 300,
+    r_min: float = 2.0,
+    r_max: float = 160.0,
+) -> torch.Tensor:
     """n dead-leaves images (uint8 N x 3 x H x W): occluding discs, radii ~ r^-3, natural colours.
 
     Rendered at twice the size and averaged down (soft edges); colours drawn from `colours`
@@ -58,7 +67,7 @@ def dead_leaves(n: int, size: tuple[int, int], colours: torch.Tensor, gen: torch
         return colours[idx].float()
 
     img = pick(n).view(n, 3, 1, 1).expand(n, 3, H, W).clone()
-    a, b = r_min ** -2, r_max ** -2
+    a, b = r_min**-2, r_max**-2
     for _ in range(discs):
         u = torch.rand(n, generator=gen, device=device)
         r = (a - u * (a - b)) ** -0.5
@@ -72,9 +81,17 @@ def dead_leaves(n: int, size: tuple[int, int], colours: torch.Tensor, gen: torch
 class PhotoSampler:
     """(blurred, sharp, labels) batches of 256x448 frames on `device` (float 0..1, N x 3 x H x W)."""
 
-    def __init__(self, photos: dict[str, np.ndarray], device: torch.device | str = "cpu", *,
-                 mix: dict[str, float] | None = None, dead_leaves: float = 0.0, crop: int | None = None,
-                 size: tuple[int, int] = FRAME_SIZE, seed: int = 0):
+    def __init__(
+        self,
+        photos: dict[str, np.ndarray],
+        device: torch.device | str = "cpu",
+        *,
+        mix: dict[str, float] | None = None,
+        dead_leaves: float = 0.0,
+        crop: int | None = None,
+        size: tuple[int, int] = FRAME_SIZE,
+        seed: int = 0,
+    ):
         if not photos:
             raise DtkError("no training photos")
         self.device, self.size, self.crop, self.p_leaves = torch.device(device), size, crop, dead_leaves
@@ -87,11 +104,16 @@ class PhotoSampler:
         self.probs = torch.tensor([mix[lb] / total for lb in self.labels])
         self.levels: list[list[torch.Tensor]] = []
         for image in photos.values():
-            self.levels.append([torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1))).to(self.device)
-                                for p in pyramid(image, size)])
+            self.levels.append(
+                [
+                    torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1))).to(self.device)
+                    for p in pyramid(image, size)
+                ]
+            )
         pixels = torch.cat([lv[0].reshape(3, -1) for lv in self.levels], dim=1).T
-        self.colours = pixels[torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:65536]
-                              .to(self.device)]
+        self.colours = pixels[
+            torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:65536].to(self.device)
+        ]
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
 
@@ -104,7 +126,7 @@ class PhotoSampler:
             img = levels[self.rng.integers(len(levels))]
             y = int(self.rng.integers(img.shape[1] - h + 1))
             x = int(self.rng.integers(img.shape[2] - w + 1))
-            frame = img[:, y:y + h, x:x + w]
+            frame = img[:, y : y + h, x : x + w]
             if self.rng.random() < 0.5:
                 frame = frame.flip(2)
             if self.rng.random() < 0.5:
@@ -124,8 +146,12 @@ class PhotoSampler:
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         sharp = self.frames(n)
-        idx = torch.multinomial(self.probs, n, replacement=True, generator=torch.Generator().manual_seed(
-            int(self.rng.integers(2 ** 31))))
+        idx = torch.multinomial(
+            self.probs,
+            n,
+            replacement=True,
+            generator=torch.Generator().manual_seed(int(self.rng.integers(2**31))),
+        )
         labels = [self.labels[i] for i in idx.tolist()]
         blurred = sharp.clone()
         for name in ("k3", "k7", "k11"):
@@ -137,11 +163,13 @@ class PhotoSampler:
             c = self.crop
             y = int(self.rng.integers(self.size[0] - c + 1))
             x = int(self.rng.integers(self.size[1] - c + 1))
-            sharp, blurred = sharp[:, :, y:y + c, x:x + c], blurred[:, :, y:y + c, x:x + c]
+            sharp, blurred = sharp[:, :, y : y + c, x : x + c], blurred[:, :, y : y + c, x : x + c]
         return blurred.float() / 255.0, sharp.float() / 255.0, labels
 
 
-def validation_tensors(windows: list[np.ndarray], device, labels=LABELS) -> dict[str, tuple[torch.Tensor, ...]]:
+def validation_tensors(
+    windows: list[np.ndarray], device, labels=LABELS
+) -> dict[str, tuple[torch.Tensor, ...]]:
     """{label: (blurred uint8 N x 3 x H x W, sharp uint8)} of validation windows on `device`."""
     sharp = torch.from_numpy(np.stack(windows).transpose(0, 3, 1, 2).copy()).to(device)
     out = {}
@@ -153,7 +181,7 @@ def validation_tensors(windows: list[np.ndarray], device, labels=LABELS) -> dict
 def psnr_uint8(a: torch.Tensor, b: torch.Tensor, cap: float = 100.0) -> torch.Tensor:
     """Per-image PSNR (dB) of uint8 N x C x H x W tensors, identical images counted as `cap`."""
     err = (a.double() - b.double()).pow(2).flatten(1).mean(1)
-    value = 10.0 * torch.log10(255.0 ** 2 / err.clamp_min(1e-30))
+    value = 10.0 * torch.log10(255.0**2 / err.clamp_min(1e-30))
     return torch.where(err == 0, torch.full_like(value, cap), value.clamp_max(cap))
 
 

@@ -1,0 +1,495 @@
+"""Everything dtk can check on a GPU machine, in one command that keeps its own time budget.
+
+    PYTHONPATH=. python -m bench.device_check [--out DIR] [--budget 600] [--train-minutes 3.5] [--dry-run]
+
+Run from the repository root with no install step. Steps, in this order (each has its own time
+limit; a step that overruns is cut and reported, the others still run):
+
+1. machine: `nvidia-smi -q` summary (GPU, driver, clocks, power limit) and `dtk doctor`;
+2. train: three trainings side by side on the photo set (`training.fit`): the fast model with
+   dead leaves mixed in, the same without them (the ablation) and the seed preset (width 64);
+3. bench: `dtk bench` on torch CUDA, fp32/fp16/bf16 with CUDA graphs on and off, batch 1/8/32,
+   H2D/compute/D2H and the matmul ceiling, for the shipped model and the width-64 seed network;
+4. gpu tests: `pytest -m gpu -rs`;
+5. run: `dtk run` end to end on the demo frames (GPU blur), and fp16/bf16 vs fp32 PSNR.
+Then `pack` writes at most 8 files, each at most 16 MiB, into OUT (default $OUT): summary.json,
+bench.json, logs.txt, the fast model's best checkpoints (+ JSON sidecars) and its curves.
+TensorRT, DALI and ONNX Runtime's CUDA provider are probed, and what their absence skips is
+written in the summary. `--dry-run` checks inputs, paths and tools and prints the plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_FILES = 8
+MAX_FILE_BYTES = 16 * 1024 * 1024
+CARRY_LIMIT_BYTES = 64 * 1024 * 1024
+PACK_RESERVE_S = 15.0
+PHOTOSET = Path("data/photoset")
+MODULES = (
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "typer",
+    "rich",
+    "safetensors",
+    "skimage",
+    "matplotlib",
+    "PIL",
+    "cv2",
+    "scipy",
+)
+# Training runs of step 2: name -> training.fit arguments.
+TRAININGS = {
+    "fast": ["--arch", "fastwiener", "--dead-leaves", "0.25"],
+    "fast-nodl": ["--arch", "fastwiener", "--dead-leaves", "0"],
+    "seed": ["--arch", "seed", "--loss", "mse", "--batch", "10", "--lr", "1e-3", "--dead-leaves", "0"],
+}
+
+
+@dataclass
+class Step:
+    """One step: a name, its own time limit and the commands it runs side by side."""
+
+    name: str
+    budget_s: float
+    commands: list[list[str]]
+    needs_cuda: bool = True
+    sequential: bool = False  # one command after another (else side by side)
+    status: str = "pending"
+    seconds: float = 0.0
+    exit_codes: list[int | None] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "budget_s": self.budget_s,
+            "status": self.status,
+            "seconds": round(self.seconds, 1),
+            "exit_codes": self.exit_codes,
+            "note": self.note,
+            "commands": [" ".join(c) for c in self.commands],
+        }
+
+
+def plan(work: Path, train_minutes: float) -> list[Step]:
+    py = sys.executable
+    dtk = [py, "-m", "toolkit.cli"]
+    variants = "cuda-fp32,cuda-fp32-nographs,cuda-fp16,cuda-fp16-nographs,cuda-bf16,cuda-bf16-nographs"
+    bench = [
+        *dtk,
+        "bench",
+        "--backend",
+        "torch",
+        "--variants",
+        variants,
+        "--batch",
+        "1,8,32",
+        "--warmup",
+        "0.3",
+        "--duration",
+        "0.7",
+    ]
+    fits = [
+        [
+            py,
+            "-m",
+            "training.fit",
+            str(PHOTOSET),
+            "-o",
+            str(work / f"train-{name}"),
+            "--minutes",
+            str(train_minutes),
+            *args,
+        ]
+        for name, args in TRAININGS.items()
+    ]
+    return [
+        Step(
+            "machine",
+            40,
+            [["nvidia-smi", "-q"], [*dtk, "doctor", "--json", str(work / "doctor.json")]],
+            needs_cuda=False,
+            sequential=True,
+        ),
+        Step("train", train_minutes * 60 + 75, fits),
+        Step(
+            "bench",
+            150,
+            [
+                [*bench, "--roofline", "--json", str(work / "bench-shipped.json")],
+                [*bench, "--width", "64", "--json", str(work / "bench-seed.json")],
+            ],
+            sequential=True,
+        ),
+        Step("gpu-tests", 90, [[py, "-m", "pytest", "-m", "gpu", "-rs", "-q", "-p", "no:cacheprovider"]]),
+        Step("run", 60, [[py, "-m", "bench.device_check", "--e2e", str(work)]]),
+    ]
+
+
+def run_step(step: Step, timeout: float, log: Path) -> Step:
+    """Run the step's commands (side by side unless `step.sequential`), cut at `timeout` seconds."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    with open(log, "w") as fh:
+        groups = [[c] for c in step.commands] if step.sequential else [step.commands]
+        cut = False
+        for group in groups:
+            procs = []
+            for cmd in group:
+                fh.write(f"$ {' '.join(cmd)}\n")
+                fh.flush()
+                try:
+                    procs.append(
+                        subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                    )
+                except OSError as exc:
+                    fh.write(f"could not start: {exc}\n")
+                    procs.append(None)
+            for p in procs:
+                if p is None:
+                    step.exit_codes.append(None)
+                    continue
+                try:
+                    step.exit_codes.append(p.wait(timeout=max(0.0, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    cut = True
+                    _kill(p)
+                    step.exit_codes.append(None)
+            if cut:
+                break
+    step.seconds = time.monotonic() - t0
+    if cut:
+        step.status = "cut"
+        step.note = f"over its {timeout:.0f} s limit: stopped"
+    elif any(c is None for c in step.exit_codes):
+        step.status = "failed"
+        step.note = "a command could not start"
+    else:
+        step.status = "ok" if all(c == 0 for c in step.exit_codes) else "failed"
+    return step
+
+
+def _kill(p: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=3)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_plan(
+    steps: list[Step],
+    work: Path,
+    budget_s: float,
+    cuda: bool,
+    runner: Callable[[Step, float, Path], Step] = run_step,
+    clock=time.monotonic,
+) -> list[Step]:
+    """Run steps in order within `budget_s` (less the packing reserve); skip what cannot run."""
+    start = clock()
+    for step in steps:
+        left = budget_s - PACK_RESERVE_S - (clock() - start)
+        if step.needs_cuda and not cuda:
+            step.status, step.note = "skipped", "no CUDA device visible to torch"
+            continue
+        if left < 5:
+            step.status, step.note = "skipped", "no time left in the budget"
+            continue
+        runner(step, min(step.budget_s, left), work / f"{step.name}.log")
+    return steps
+
+
+def nvidia_summary(text: str) -> dict[str, str]:
+    """The lines of `nvidia-smi -q` that explain a figure: GPU, driver, clocks, power, throttling."""
+    keys = (
+        "Product Name",
+        "Driver Version",
+        "CUDA Version",
+        "Graphics",
+        "SM",
+        "Memory",
+        "Power Limit",
+        "Current Power Limit",
+        "Max Power Limit",
+        "Power Draw",
+        "Performance State",
+        "GPU Current Temp",
+    )
+    out: dict[str, str] = {}
+    section = ""
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            continue
+        stripped = line.strip()
+        if ":" not in stripped:
+            section = stripped
+            continue
+        key, _, value = (s.strip() for s in stripped.partition(":"))
+        if key in keys and value:
+            out.setdefault(f"{section}/{key}" if section else key, value)
+    return out
+
+
+def pack(
+    items: list[tuple[str, Path | bytes]],
+    out: Path,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> dict[str, Any]:
+    """Copy up to `max_files` items into `out`, each at most `max_bytes`; returns what was left out.
+
+    Items are in priority order; a text item given as bytes over the limit is cut to it (its head
+    kept), any other item over the limit is left out, as is everything past the first `max_files`.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    written, left_out = [], []
+    for name, item in items:
+        data_path = item if isinstance(item, Path) else None
+        if data_path is not None and not data_path.is_file():
+            left_out.append({"name": name, "why": "not produced"})
+            continue
+        if len(written) >= max_files:
+            left_out.append({"name": name, "why": f"more than {max_files} files"})
+            continue
+        size = data_path.stat().st_size if data_path else len(item)
+        if size > max_bytes:
+            if name.endswith((".txt", ".log", ".json")) and data_path is None:
+                item = item[:max_bytes]
+            else:
+                left_out.append({"name": name, "why": f"{size} bytes > {max_bytes}"})
+                continue
+        target = out / name
+        if data_path is not None:
+            shutil.copyfile(data_path, target)
+        else:
+            target.write_bytes(item)
+        written.append(name)
+    return {"written": written, "left_out": left_out}
+
+
+def collect_logs(work: Path, steps: list[Step], limit: int = MAX_FILE_BYTES) -> bytes:
+    """Every step's log, each cut to its tail so the whole fits in `limit` bytes."""
+    per = max(4096, (limit - 4096) // max(1, len(steps)))
+    parts = []
+    for s in steps:
+        log = work / f"{s.name}.log"
+        text = log.read_bytes() if log.is_file() else b""
+        if len(text) > per:
+            text = b"[... cut ...]\n" + text[-per:]
+        parts.append(f"===== {s.name}: {s.status} ({s.seconds:.0f} s) =====\n".encode() + text)
+    return b"\n".join(parts)[:limit]
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bench_headlines(report: dict | None) -> list[dict]:
+    """img/s, ms, %ceil and phases per row of a `dtk bench --json` report."""
+    if not report:
+        return []
+    out = []
+    for r in report.get("rows", []):
+        out.append(
+            {
+                k: r.get(k)
+                for k in (
+                    "model",
+                    "backend",
+                    "variant",
+                    "batch",
+                    "images_per_s",
+                    "gflops",
+                    "pct_ceiling",
+                    "phases_ms",
+                    "peak_mem_mib",
+                )
+                if k in r
+            }
+            | {"p50_ms": (r.get("latency_ms") or {}).get("p50")}
+        )
+    return out
+
+
+def summarise(steps: list[Step], work: Path, info: dict) -> dict[str, Any]:
+    smi = work / "machine.log"
+    summary: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "steps": [s.to_json() for s in steps],
+        "nvidia_smi": nvidia_summary(smi.read_text(errors="replace")) if smi.is_file() else {},
+        "doctor": _load(work / "doctor.json"),
+        "not_here": info.get("missing", {}),
+    }
+    summary["bench"] = {k: bench_headlines(_load(work / f"bench-{k}.json")) for k in ("shipped", "seed")}
+    summary["e2e"] = _load(work / "e2e.json")
+    summary["training"] = {name: _load(work / f"train-{name}" / "val.json") for name in TRAININGS}
+    summary["training_history"] = {
+        name: (_load(work / f"train-{name}" / "best.json") or {}).get("history") for name in TRAININGS
+    }
+    return summary
+
+
+def dry_run(work: Path, out: Path, budget: float, train_minutes: float) -> int:
+    """Check what the real run needs and print the plan; 1 when something is missing."""
+    import importlib.util
+
+    problems = []
+    for mod in MODULES:
+        if importlib.util.find_spec(mod) is None:
+            problems.append(f"python module {mod} not importable")
+    sources = PHOTOSET / "sources.json"
+    if not sources.is_file():
+        problems.append(f"{sources} missing: write it with `dtk data photos {PHOTOSET} --wallpapers ...`")
+    else:
+        for r in json.loads(sources.read_text()):
+            if not (PHOTOSET / r["file"]).is_file():
+                problems.append(f"photo {PHOTOSET / r['file']} missing")
+        size = sum(p.stat().st_size for p in PHOTOSET.iterdir() if p.is_file())
+        if size > CARRY_LIMIT_BYTES // 2:
+            problems.append(f"{PHOTOSET} is {size / 2**20:.1f} MiB: more than half of what can travel")
+    for asset in ("toolkit/assets/dtk-unet.safetensors", "toolkit/assets/dtk-unet.json"):
+        if not Path(asset).is_file():
+            problems.append(f"{asset} missing")
+    for module in ("training.fit", "toolkit.cli", "bench.gpu_check"):
+        if importlib.util.find_spec(module) is None:
+            problems.append(f"{module} not importable (run from the repository root with PYTHONPATH=.)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"output folder {out} not writable: {exc}")
+    smi = shutil.which("nvidia-smi")
+    steps = plan(work, train_minutes)
+    total = sum(s.budget_s for s in steps) + PACK_RESERVE_S
+    print(f"device check plan (budget {budget:.0f} s, steps add up to {total:.0f} s; output {out}):")
+    for s in steps:
+        print(
+            f"  {s.name:<10} {s.budget_s:5.0f} s  "
+            + " | ".join(" ".join(c[1:] if c[0] == sys.executable else c) for c in s.commands)
+        )
+    print(f"  {'pack':<10} {PACK_RESERVE_S:5.0f} s  <= {MAX_FILES} files of <= {MAX_FILE_BYTES // 2**20} MiB")
+    print(f"nvidia-smi: {smi or 'absent here (the machine step records that; the GPU machine has it)'}")
+    if total > budget:
+        print("note: the steps add up to more than the budget: the last ones get what is left")
+    for p in problems:
+        print(f"MISSING: {p}")
+    print("dry run: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def e2e(work: Path) -> int:
+    """Step 5's body: demo frames through `dtk run` on the GPU, and fp16/bf16 vs fp32 PSNR."""
+    import numpy as np
+
+    from bench.gpu_check import precision_quality
+    from toolkit.cli import app
+
+    demo, outdir = work / "demo", work / "run-out"
+    result: dict[str, Any] = {}
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for args in (
+        ["data", "demo", str(demo)],
+        [
+            "run",
+            str(demo),
+            "-o",
+            str(outdir),
+            "--blur",
+            "k7",
+            "--backend",
+            "torch",
+            "--json",
+            str(work / "run.json"),
+        ],
+    ):
+        t0 = time.monotonic()
+        r = runner.invoke(app, args)
+        print(r.output)
+        result[args[0]] = {"exit_code": r.exit_code, "seconds": round(time.monotonic() - t0, 2)}
+    result["run_summary"] = _load(work / "run.json")
+    result["fp_vs_fp32_psnr_db"] = precision_quality()
+    print(json.dumps(result["fp_vs_fp32_psnr_db"]))
+    (work / "e2e.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return (
+        0
+        if all(v.get("exit_code") == 0 for v in (result["data"], result["run"]))
+        and np.isfinite(list(result["fp_vs_fp32_psnr_db"].values())).all()
+        else 1
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "device-check-out"))
+    p.add_argument("--work", type=Path, help="scratch folder (default: OUT/../device-check-work)")
+    p.add_argument("--budget", type=float, default=600.0, help="seconds for everything, packing included")
+    p.add_argument("--train-minutes", type=float, default=3.5)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.e2e:
+        return e2e(a.e2e)
+    work = a.work or a.out.resolve().parent / "device-check-work"
+    if a.dry_run:
+        return dry_run(work, a.out, a.budget, a.train_minutes)
+    t0 = time.monotonic()
+    work.mkdir(parents=True, exist_ok=True)
+    from bench.gpu_check import missing_pieces
+    from toolkit.doctor import collect
+
+    info = collect()
+    info["missing"] = missing_pieces(info)
+    steps = run_plan(plan(work, a.train_minutes), work, a.budget, bool(info.get("cuda_available")))
+    summary = summarise(steps, work, info)
+    summary["total_seconds"] = round(time.monotonic() - t0, 1)
+    items: list[tuple[str, Path | bytes]] = [
+        (
+            "bench.json",
+            json.dumps(
+                {k: _load(work / f"bench-{k}.json") for k in ("shipped", "seed")}, default=str
+            ).encode(),
+        ),
+        ("logs.txt", collect_logs(work, steps)),
+        ("fast.safetensors", work / "train-fast" / "best.safetensors"),
+        ("fast.json", work / "train-fast" / "best.json"),
+        ("fast-nodl.safetensors", work / "train-fast-nodl" / "best.safetensors"),
+        ("fast-nodl.json", work / "train-fast-nodl" / "best.json"),
+        ("curves.png", work / "train-fast" / "curves.png"),
+    ]
+    packed = pack(items, a.out, max_files=MAX_FILES - 1)  # summary.json is the last one
+    summary["packed"] = packed
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps({s["name"]: s["status"] for s in summary["steps"]}))
+    print(f"wrote {len(packed['written']) + 1} files to {a.out} in {summary['total_seconds']} s")
+    return 0 if all(s.status in ("ok", "skipped") for s in steps) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
