@@ -52,6 +52,7 @@ class FitConfig:
     seed: int = 0
     max_steps: int | None = None
     device: str | None = None
+    init: str | None = None  # start from these weights (a checkpoint of the same architecture)
     extra: dict = field(default_factory=dict)
 
 
@@ -123,7 +124,15 @@ def fit(config: FitConfig, *, log=print) -> dict:
         train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed
     )
     model_cfg = UNetConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
-    model = build_model(model_cfg).to(device)
+    model = build_model(model_cfg)
+    if config.init:
+        from training.checkpoint import load_model
+
+        start = load_model(config.init)
+        if start.config != model_cfg:
+            raise DtkError(f"--init {config.init} is a {start.config}, not a {model_cfg}")
+        model.load_state_dict(start.state_dict())
+    model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     has_head = config.arch == "fastwiener"
@@ -258,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--final-windows", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    p.add_argument("--init", help="start from this checkpoint's weights")
+    p.add_argument("--warmup", type=int, default=100)
     a = p.parse_args(argv)
     fit(
         FitConfig(
@@ -276,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=a.max_steps,
             final_windows=a.final_windows,
             seed=a.seed,
+            init=a.init,
+            warmup=a.warmup,
             device=a.device,
         )
     )

@@ -43,7 +43,7 @@ def pyramid(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE, levels: int =
     return out
 
 
-def dead_leaves(
+def render_dead_leaves(
     n: int,
     size: tuple[int, int],
     colours: torch.Tensor,
@@ -91,6 +91,7 @@ class PhotoSampler:
         crop: int | None = None,
         size: tuple[int, int] = FRAME_SIZE,
         seed: int = 0,
+        leaves_pool: int | None = None,
     ):
         if not photos:
             raise DtkError("no training photos")
@@ -116,6 +117,16 @@ class PhotoSampler:
         ]
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        # dead leaves are rendered once into a pool (rendering per batch halved GPU training speed)
+        if leaves_pool is None:
+            leaves_pool = 256 if self.device.type == "cuda" else 8
+        self.leaves = None
+        if dead_leaves > 0:
+            chunks = [
+                render_dead_leaves(min(16, leaves_pool - i), size, self.colours, self.gen)
+                for i in range(0, leaves_pool, 16)
+            ]
+            self.leaves = torch.cat(chunks)
 
     def frames(self, n: int) -> torch.Tensor:
         """n sharp uint8 frames: random photo, scale and window, flips, colour and gamma jitter."""
@@ -132,17 +143,19 @@ class PhotoSampler:
             if self.rng.random() < 0.5:
                 frame = frame.flip(1)
             out.append(frame)
-        batch = torch.stack(out).float() / 255.0
-        gamma = torch.from_numpy(self.rng.uniform(0.8, 1.25, (n, 1, 1, 1))).float().to(self.device)
-        gain = torch.from_numpy(self.rng.uniform(0.85, 1.1, (n, 3, 1, 1))).float().to(self.device)
-        batch = (batch.clamp_min(0) ** gamma * gain).clamp_(0, 1)
-        frames = (batch * 255).round_().to(torch.uint8)
-        if self.p_leaves > 0:
+        frames = torch.stack(out)
+        if self.leaves is not None:
             pick = torch.from_numpy(self.rng.random(n) < self.p_leaves).to(self.device)
             k = int(pick.sum())
             if k:
-                frames[pick] = dead_leaves(k, self.size, self.colours, self.gen)
-        return frames
+                idx = torch.from_numpy(self.rng.integers(len(self.leaves), size=k)).to(self.device)
+                leaves = self.leaves[idx]
+                frames[pick] = leaves.flip(3) if self.rng.random() < 0.5 else leaves
+        batch = frames.float() / 255.0
+        gamma = torch.from_numpy(self.rng.uniform(0.8, 1.25, (n, 1, 1, 1))).float().to(self.device)
+        gain = torch.from_numpy(self.rng.uniform(0.85, 1.1, (n, 3, 1, 1))).float().to(self.device)
+        batch = (batch.clamp_min(0) ** gamma * gain).clamp_(0, 1)
+        return (batch * 255).round_().to(torch.uint8)
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         sharp = self.frames(n)
