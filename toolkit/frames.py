@@ -11,9 +11,7 @@ downscaling), the same family as DALI's `fn.resize(interp_type=INTERP_LINEAR, an
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -192,24 +190,10 @@ def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
 
 
 def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
-    """Write an RGB uint8 PNG via a temporary file in the same folder and an atomic rename.
+    """Write an RGB uint8 PNG atomically (`toolkit.atomic`): whole files only, the umask's mode."""
+    from toolkit.atomic import write_bytes_atomic
 
-    A reader never sees a half-written file: either the old file (or none) or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode_png(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, encode_png(image))
 
 
 @dataclass

@@ -8,13 +8,12 @@ third file, `run/best.optim.safetensors`, with Adam's per-parameter tensors flat
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from toolkit.atomic import write_bytes_atomic
 from toolkit.errors import DtkError
 from training.unet import UNetConfig, build_model
 
@@ -34,18 +33,6 @@ def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
             base.with_name(name + ".optim.safetensors"))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "module", model)  # unwrap DDP
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -63,11 +50,11 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
     config: UNetConfig = inner.config
     doc = {"format": FORMAT, "config": config.to_dict(), "dtk_version": toolkit.__version__}
     doc.update(meta or {})
-    _atomic_write_bytes(weights, save(_state_dict(model), metadata={"format": FORMAT}))
+    write_bytes_atomic(weights, save(_state_dict(model), metadata={"format": FORMAT}))
     if optimizer is not None:
-        _atomic_write_bytes(optim_path, save(flatten_optimizer(optimizer)))
+        write_bytes_atomic(optim_path, save(flatten_optimizer(optimizer)))
         doc["optimizer_file"] = optim_path.name
-    _atomic_write_bytes(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
+    write_bytes_atomic(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
     return weights
 
 
