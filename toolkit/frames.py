@@ -11,7 +11,6 @@ downscaling), the same family as DALI's `fn.resize(interp_type=INTERP_LINEAR, an
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -201,7 +200,7 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise FrameReadError(path, "file not found") from None
     except UnidentifiedImageError:
         raise FrameReadError(path, "not a recognised image format") from None
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: as an error
         raise FrameReadError(path, f"too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
@@ -218,14 +217,14 @@ def check_pixels(path: Path | str, size: tuple[int, int], max_pixels: int | None
                                    "(--max-pixels)")
 
 
-@functools.cache
 def ignore_pillow_bomb_warning() -> None:
     """dtk's own pixel limit replaces Pillow's DecompressionBombWarning (its error still counts)."""
     import warnings
 
     from PIL import Image
 
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    if not any(f[0] == "ignore" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def resize_frame(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:

@@ -65,7 +65,7 @@ def image_size(path: Path | str) -> tuple[int, int] | None:
     try:
         with Image.open(path) as im:
             return int(im.size[1]), int(im.size[0])
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
 
@@ -94,7 +94,7 @@ def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
             if im.format != "PNG" or (size is not None and (im.size[1], im.size[0]) != tuple(size)):
                 return False
             im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return False
     return True
 
