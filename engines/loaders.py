@@ -6,6 +6,7 @@ torch, onnxruntime nor tensorrt.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,24 +79,49 @@ def choose_backend(backend: str, model: Path | str | None, precision: str = "fp3
     raise DtkError("no backend can run this model here; " + "; ".join(notes))
 
 
+def max_threads() -> int:
+    """The most intra-op threads dtk accepts: 4 per CPU core, at most 256."""
+    return min(256, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(threads: int | None) -> None:
+    """DtkError for a --threads value below 1 or above `max_threads()` (None: the backend's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise DtkError(f"--threads must be at least 1, got {threads}")
+    if threads > max_threads():
+        raise DtkError(f"--threads {threads} is more than this machine can use (at most {max_threads()}: "
+                       f"4 per CPU core, {os.cpu_count()} cores here, and never above 256); "
+                       "leave it out for the backend's default")
+
+
 def load_runner(backend: str, model: Path | str | None = None, *, precision: str = "fp32",
                 compile: bool = False, channels_last: bool = False, threads: int | None = None,
-                device: str | None = None, cuda_graphs: bool | None = None) -> Runner:
+                device: str | None = None, cuda_graphs: bool | None = None,
+                size: tuple[int, int] | None = None) -> Runner:
     """A loaded Runner for `backend` (auto|tensorrt|onnxruntime|torch) and `model` (None: shipped)."""
+    check_threads(threads)
     choice = choose_backend(backend, model, precision)
     return open_runner(choice, precision=precision, compile=compile, channels_last=channels_last,
-                       threads=threads, device=device, cuda_graphs=cuda_graphs)
+                       threads=threads, device=device, cuda_graphs=cuda_graphs, size=size)
 
 
 def open_runner(choice: BackendChoice, *, precision: str = "fp32", compile: bool = False,
                 channels_last: bool = False, threads: int | None = None,
-                device: str | None = None, cuda_graphs: bool | None = None) -> Runner:
-    """Load the runner of an already made BackendChoice (`cuda_graphs`: torch only; None = auto)."""
+                device: str | None = None, cuda_graphs: bool | None = None,
+                size: tuple[int, int] | None = None) -> Runner:
+    """Load the runner of an already made BackendChoice (`cuda_graphs`: torch only; None = auto).
+
+    `size` (H, W): the frame size the caller will feed; an ONNX model with another fixed input
+    size is refused when it is opened (None: any size the model takes).
+    """
+    check_threads(threads)
     if choice.backend == "onnxruntime":
         from engines.onnxruntime import OrtRunner
 
         return OrtRunner(choice.model, device=device or "auto", threads=threads,
-                         trt_fp16=precision == "fp16")
+                         trt_fp16=precision == "fp16", size=size)
     if choice.backend == "torch":
         import torch
 

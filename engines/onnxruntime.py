@@ -61,6 +61,25 @@ def choose_providers(available: list[str], device: str = "auto", *, trt_fp16: bo
     return chosen
 
 
+def check_input_shape(model: Path, shape: list, size: tuple[int, int] | None) -> None:
+    """DtkError unless an ONNX input `shape` (ints or symbolic names) takes N x 3 x H x W batches
+    at `size` (H, W; None: any fixed H and W)."""
+    expected = f"N x 3 x {size[0]} x {size[1]}" if size else "N x 3 x H x W"
+    actual = " x ".join(str(d) if isinstance(d, int) else (d or "?") for d in shape)
+    hint = (f"export one for this size with `dtk export --height {size[0]} --width {size[1]}`" if size
+            else "export one with `dtk export`")
+    if len(shape) != 4:
+        raise DtkError(f"{model} takes a {len(shape)}-D input ({actual}); dtk expects {expected}: {hint}")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise DtkError(f"{model} takes {shape[1]}-channel input ({actual}); dtk expects {expected} "
+                       f"(RGB): {hint}")
+    if size is not None:
+        fixed = [(d, want) for d, want in zip(shape[2:], size, strict=True) if isinstance(d, int)]
+        if any(d != want for d, want in fixed):
+            raise DtkError(f"{model} takes a fixed input of {actual}; dtk feeds {expected} "
+                           f"(frames are resized to {size[0]}x{size[1]}): {hint}")
+
+
 class OrtRunner:
     """An ONNX Runtime session over an NCHW [0, 1] batch model (input and output one tensor each)."""
 
@@ -68,7 +87,7 @@ class OrtRunner:
 
     def __init__(self, model: Path | str, *, device: str = "auto", threads: int | None = None,
                  trt_fp16: bool = False, trt_cache_dir: Path | str | None = None, device_id: int = 0,
-                 spin: bool = False):
+                 spin: bool = False, size: tuple[int, int] | None = None):
         ort = optional_import("onnxruntime")
         self.model = Path(model)
         if not self.model.is_file():
@@ -88,8 +107,9 @@ class OrtRunner:
             # decode/write threads that overlap compute (on a shared 2-core CPU: ~10% more frames/s)
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
-            if threads < 1:
-                raise DtkError(f"--threads must be at least 1, got {threads}")
+            from engines.loaders import check_threads
+
+            check_threads(threads)
             opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(self.model), sess_options=opts, providers=providers)
@@ -101,6 +121,7 @@ class OrtRunner:
         if len(inputs) != 1 or len(outputs) != 1:
             raise DtkError(f"{self.model} has {len(inputs)} inputs and {len(outputs)} outputs; "
                            "dtk runs models with one image input and one image output")
+        check_input_shape(self.model, list(inputs[0].shape), size)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_dtype = _NP_DTYPES.get(inputs[0].type)
         self.output_dtype = _NP_DTYPES.get(outputs[0].type)

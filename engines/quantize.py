@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.atomic import write_bytes_atomic
 from toolkit.errors import DtkError
 from toolkit.frames import Frame, discover_frames
 from toolkit.kernels import KERNEL_NAMES
@@ -410,14 +410,7 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
             "int8_max_drop_db": str(max_drop_db), "int8_source_model": model_onnx.name,
         }
         _write_metadata(model_onnx, best_path, meta)
-        fd, staged = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-        os.close(fd)
-        try:
-            Path(staged).write_bytes(best_path.read_bytes())
-            os.replace(staged, out_path)
-        except BaseException:
-            Path(staged).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(out_path, best_path.read_bytes())
     report.output, report.passed = str(out_path), True
     report.seconds = time.perf_counter() - start
     return report

@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
+from toolkit.frames import DEFAULT_MAX_PIXELS
 from toolkit.report import console, dumps, err_console, write_json
 
 app = typer.Typer(
@@ -49,6 +51,16 @@ def _root(
     _state["debug"] = debug
 
 
+def check_max_pixels(max_pixels: int) -> None:
+    if max_pixels < 1:
+        raise DtkError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
+# Exit codes (README "Exit codes"): 0 every frame written (or already done), 2 usage or input
+# error (DtkError: nothing done), 3 the run finished but some frames failed or were skipped.
+EXIT_SOME_FAILED = 3
+
+
 def not_built(command: str, issue: int):
     """A planned command that does not exist yet: says so and exits 2 (no silent stub)."""
 
@@ -64,6 +76,11 @@ def not_built(command: str, issue: int):
 JsonOut = Annotated[
     Path | None, typer.Option("--json", help="Also write the result as JSON to this file ('-' = stdout).")
 ]
+
+
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", help="Largest frame in pixels (W x H, read from the header before decoding); a larger "
+                         "one is an unreadable frame: skipped and listed, or refused with --strict.")]
 
 
 def emit_json(path: Path | None, obj) -> None:
@@ -139,6 +156,7 @@ def eval_cmd(
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
     plot: Annotated[Path | None, typer.Option(
         help="Write a PSNR box plot to this PNG, and a strip of worst/median frames beside it.")] = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     json_out: JsonOut = None,
 ) -> None:
     """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
@@ -156,6 +174,7 @@ def eval_cmd(
     from toolkit.report import eval_table
 
     ks = parse_kernels(kernels)
+    check_max_pixels(max_pixels)
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
     methods: dict = {}
@@ -166,7 +185,7 @@ def eval_cmd(
         from engines.loaders import load_runner
 
         runner = (load_runner("tensorrt", engine) if engine is not None
-                  else load_runner(backend, None if model == "default" else model))
+                  else load_runner(backend, None if model == "default" else model, size=FRAME_SIZE))
         methods["model"] = ev.runner_method(runner)
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
     for name in names:
@@ -178,7 +197,8 @@ def eval_cmd(
         with make_progress(transient=True) as bar:
             task = bar.add_task("evaluating", total=total)
             result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
-                                      progress=lambda done, _n: bar.update(task, completed=done))
+                                      progress=lambda done, _n: bar.update(task, completed=done),
+                                      max_pixels=max_pixels)
         primary = next((m for m in ("model", "predictions") if m in methods), None)
         if plot is not None:
             from toolkit.plots import example_strip, psnr_boxplot
@@ -265,8 +285,10 @@ def train_cmd(
     """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
     from dataclasses import replace
 
+    from engines.loaders import check_threads
     from training.train import TrainConfig, apply_preset, train
 
+    check_threads(threads)
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
     overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "wiener": wiener,
                  "head_width": head_width, "kernel_loss_weight": kernel_loss_weight, "crop": crop,
@@ -319,7 +341,8 @@ def run_cmd(
     keep_size: Annotated[bool, typer.Option(
         "--keep-size", help="Keep outputs at 256x448 (default: resized back to each input's size).")] = False,
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Redo frames whose output already exists (default: resume, skip them).")] = False,
+        "--overwrite", help="Redo every frame, also into an OUTPUT made with other settings (default: "
+                            "resume, skipping finished frames; other settings are refused).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
     precision: Annotated[str, typer.Option(help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP).")
@@ -340,22 +363,30 @@ def run_cmd(
                        ] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray actor (0 on CPU-only clusters).")
                                ] = 0.0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     json_out: JsonOut = None,
 ) -> None:
     """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
 
     Frames are resized to 256x448 for the network; outputs are resized back to each input's
     size with Pillow's bilinear filter unless --keep-size. OUTPUT must not be INPUT, inside it,
-    or contain it. A rerun skips frames whose output is already a valid PNG.
+    or contain it. OUTPUT/.dtk-run.json records the model, backend, precision, blur and sizes:
+    a rerun with the same ones skips frames whose output is already a complete PNG; other
+    ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
+    3 finished but some frames failed or were skipped.
     """
-    from engines.loaders import choose_backend, open_runner
+    from engines.loaders import check_threads, choose_backend, open_runner
     from toolkit.frames import discover_frames
     from toolkit.progress import make_progress
     from toolkit.report import key_value_table
-    from toolkit.run import check_output_dir, run_frames
+    from toolkit.run import RunSettings, check_manifest, check_output_dir, output_lock, run_frames
 
     if executor not in ("local", "ray"):
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
+    check_threads(threads)
+    check_max_pixels(max_pixels)
+    if batch < 1:
+        raise DtkError(f"--batch must be at least 1, got {batch}")
     check_output_dir(input_dir, output)
     if blur is not None:
         from toolkit.kernels import get_kernel
@@ -369,9 +400,14 @@ def run_cmd(
             summary = run_frames_ray(input_dir, output, backend=backend, model=model, precision=precision,
                                      batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite,
                                      strict=strict, workers=workers, gpus_per_worker=gpus_per_worker,
-                                     ray_address=ray_address)
+                                     ray_address=ray_address, max_pixels=max_pixels)
     else:
         choice = choose_backend(backend, model, precision)
+        settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
+                                         keep_size=keep_size)
+        if output.is_dir():  # refuse before the model loads; run_frames checks again under the lock
+            with output_lock(output):
+                check_manifest(output, settings, overwrite)
         err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
         if precision == "fp16" and choice.backend == "torch":
             from training.export import check_fp16_checkpoint
@@ -382,13 +418,14 @@ def run_cmd(
             if check.status == "warn":
                 err_console.print(f"[yellow]fp16 warning:[/] {check.message()} (less than 4x headroom)")
         runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
-                             threads=threads, cuda_graphs=cuda_graphs)
+                             threads=threads, cuda_graphs=cuda_graphs, size=FRAME_SIZE)
         try:
             with make_progress() as bar:
                 task = bar.add_task("deblurring", total=total)
                 summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
                                      overwrite=overwrite, strict=strict, pipeline=pipeline,
-                                     progress=lambda done, _n: bar.update(task, completed=done))
+                                     progress=lambda done, _n: bar.update(task, completed=done),
+                                     settings=settings, max_pixels=max_pixels)
         finally:
             runner.close()
     if str(json_out) != "-":
@@ -409,12 +446,16 @@ def run_cmd(
         }
         console.print(key_value_table("dtk run", rows))
         for path, reason in summary.failed:
-            err_console.print(f"[yellow]skipped unreadable frame[/] {path}: {reason}")
+            err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")
     emit_json(json_out, summary.to_json())
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] every PNG written is complete; run the same command "
                           "again to resume")
         raise typer.Exit(130)
+    if summary.failed:
+        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (failed or skipped); "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 bench_app = typer.Typer(
@@ -480,6 +521,9 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     from bench.harness import BenchConfig
+    from engines.loaders import check_threads
+
+    check_threads(threads)
     from bench.report import bench_table, write_csv, write_plot
     from bench.suite import BenchRequest, run_bench
     from bench.variants import parse_batches

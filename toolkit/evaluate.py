@@ -18,6 +18,7 @@ import numpy as np
 
 from toolkit import FRAME_SIZE
 from toolkit.frames import (
+    DEFAULT_MAX_PIXELS,
     Frame,
     SkipLog,
     discover_frames,
@@ -131,8 +132,11 @@ def evaluate_tree(
     strict: bool = False,
     with_ssim: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> EvalResult:
-    """Score every frame of `root` for every kernel and method ('blurred' always included)."""
+    """Score every frame of `root` for every kernel and method ('blurred' always included).
+
+    A frame over `max_pixels` is an unreadable frame: skipped and listed (raised when strict)."""
     frames = discover_frames(root)
     methods = dict(methods or {})
     result = EvalResult(str(root), [k.name for k in kernels], ["blurred", *methods])
@@ -145,7 +149,8 @@ def evaluate_tree(
         if progress:
             progress(done, len(frames))
 
-    for frame, image in iter_images(frames, strict=strict, skips=skips, on_skip=tick):
+    for frame, image in iter_images(frames, strict=strict, max_pixels=max_pixels, skips=skips,
+                                    on_skip=tick):
         sharp = resize_frame(image, FRAME_SIZE)
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}

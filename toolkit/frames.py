@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,9 @@ from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# Frames over this many pixels are unreadable frames (--max-pixels): 12x an 8K UHD frame (33 Mpx),
+# checked from the header before anything is decoded.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class FrameReadError(DtkError):
@@ -66,20 +68,48 @@ def _rel_sort_key(rel: PurePosixPath) -> list:
     return [natural_key(p) for p in rel.parts]
 
 
+def _walk_files(root: Path) -> Iterator[PurePosixPath]:
+    """Relative paths of the files under `root`, following symlinked folders.
+
+    Hidden entries (a name starting with '.') are left out. A folder is entered once: one whose
+    real path was already entered (a symlink loop, or a second link to the same folder) is
+    skipped, so a hostile tree cannot make the walk endless.
+    """
+    seen: set[str] = set()
+    stack = [PurePosixPath()]
+    while stack:
+        rel = stack.pop()
+        folder = root / Path(rel)
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
+        except OSError:  # unreadable or vanished folder, or a dangling symlink
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # follows symlinks
+                    subdirs.append(rel / entry.name)
+                elif entry.is_file():
+                    yield rel / entry.name
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
 def discover_frames(root: Path | str) -> list[Frame]:
-    """All image files under `root` (any depth), in natural order of their relative paths."""
+    """All image files under `root` (any depth, symlinked folders followed), in natural order."""
     root = Path(root)
     if not root.exists():
         raise DtkError(f"frame directory not found: {root}")
     if not root.is_dir():
         raise DtkError(f"not a directory: {root} (give a folder of frames)")
-    rels = [
-        PurePosixPath(p.relative_to(root).as_posix())
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    rels = [rel for rel in _walk_files(root) if rel.suffix.lower() in IMAGE_EXTENSIONS]
     if not rels:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise DtkError(f"no frames in {root}: expected image files ({exts}) in it or its subfolders")
@@ -139,13 +169,19 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def read_frame(path: Path | str) -> np.ndarray:
-    """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded."""
+def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded.
+
+    An image whose header says more than `max_pixels` pixels (None: no dtk limit) is refused
+    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    ignore_pillow_bomb_warning()
     path = Path(path)
     try:
         with Image.open(path) as im:
+            check_pixels(path, im.size, max_pixels)
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -164,9 +200,31 @@ def read_frame(path: Path | str) -> np.ndarray:
         raise FrameReadError(path, "file not found") from None
     except UnidentifiedImageError:
         raise FrameReadError(path, "not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: as an error
+        raise FrameReadError(path, f"too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
+    except MemoryError:
+        raise FrameReadError(path, "not enough memory to decode it") from None
     return to_rgb_uint8(arr)
+
+
+def check_pixels(path: Path | str, size: tuple[int, int], max_pixels: int | None) -> None:
+    """FrameReadError when an image of `size` (W, H, as Pillow's im.size) exceeds `max_pixels`."""
+    w, h = int(size[0]), int(size[1])
+    if max_pixels is not None and w * h > max_pixels:
+        raise FrameReadError(path, f"{w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,} "
+                                   "(--max-pixels)")
+
+
+def ignore_pillow_bomb_warning() -> None:
+    """dtk's own pixel limit replaces Pillow's DecompressionBombWarning (its error still counts)."""
+    import warnings
+
+    from PIL import Image
+
+    if not any(f[0] == "ignore" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def resize_frame(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -192,24 +250,10 @@ def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
 
 
 def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
-    """Write an RGB uint8 PNG via a temporary file in the same folder and an atomic rename.
+    """Write an RGB uint8 PNG atomically (`toolkit.atomic`): whole files only, the umask's mode."""
+    from toolkit.atomic import write_bytes_atomic
 
-    A reader never sees a half-written file: either the old file (or none) or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode_png(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, encode_png(image))
 
 
 @dataclass
@@ -229,13 +273,14 @@ def iter_images(
     frames: Iterable[Frame],
     *,
     strict: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     skips: SkipLog | None = None,
     on_skip: Callable[[FrameReadError], None] | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray]]:
     """Yield (frame, RGB uint8 image); unreadable frames are skipped and logged (or raise if strict)."""
     for frame in frames:
         try:
-            image = read_frame(frame.path)
+            image = read_frame(frame.path, max_pixels)
         except FrameReadError as exc:
             if strict:
                 raise

@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import DtkError
-from toolkit.frames import Frame, FrameReadError, discover_frames
+from toolkit.frames import DEFAULT_MAX_PIXELS, Frame, FrameReadError, discover_frames
 from toolkit.lazy import optional_import
 from toolkit.run import (
+    RunSettings,
     RunSummary,
+    check_batch_output,
     check_output_dir,
+    claim_output,
     expected_output_size,
     is_done,
     output_path_for,
@@ -49,13 +52,15 @@ class DeblurActor:
 
     def __init__(self, input_dir: str, output_dir: str, backend: str, model: str, *, blur: str | None,
                  keep_size: bool, precision: str, threads: int | None, device: str | None,
-                 fault_marker: str | None = None):
+                 fault_marker: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         from engines.loaders import BackendChoice, open_runner
+        from toolkit import FRAME_SIZE
 
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
         self.blur, self.keep_size = blur, keep_size
+        self.max_pixels = max_pixels
         self.runner = open_runner(BackendChoice(backend, Path(model), "ray worker"), precision=precision,
-                                  threads=threads, device=device)
+                                  threads=threads, device=device, size=FRAME_SIZE)
         self.fault_marker = fault_marker
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -64,7 +69,8 @@ class DeblurActor:
         from toolkit.pipeline.fallback import load_frame, to_host, to_nchw
         from toolkit.run import write_output
 
-        config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur)
+        config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur,
+                                max_pixels=self.max_pixels)
         rels = [str(r) for r in batch["rel"]]
         status, reasons, images, sizes, ok = [], [], [], [], []
         for rel in rels:
@@ -84,12 +90,18 @@ class DeblurActor:
             Path(self.fault_marker).write_text(self.worker)
             os._exit(1)  # injected fault: the process dies mid-batch, before writing anything
         if images:
+            x = to_nchw(images)
             t0 = time.perf_counter()
-            out = to_host(self.runner.infer(to_nchw(images)))
+            out = to_host(self.runner.infer(x))
             compute_s = time.perf_counter() - t0
-            for i, frame in enumerate(ok):
-                write_output(output_path_for(frame, self.output_dir), out[i],
-                             None if self.keep_size else sizes[i])
+            problem = check_batch_output(out, x.shape)
+            if problem:  # nothing of this batch is written
+                reasons = [problem if st == "written" else r for st, r in zip(status, reasons, strict=True)]
+                status = ["failed"] * len(status)
+            else:
+                for i, frame in enumerate(ok):
+                    write_output(output_path_for(frame, self.output_dir), out[i],
+                                 None if self.keep_size else sizes[i])
         else:
             compute_s = 0.0
         share = compute_s / max(1, len(ok))
@@ -127,6 +139,7 @@ def run_frames_ray(
     workers: int = 2,
     gpus_per_worker: float = 0.0,
     ray_address: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """Deblur `input_dir` into `output_dir` on Ray; the output tree equals `toolkit.run.run_frames`'s."""
     ray = optional_import("ray")
@@ -140,8 +153,27 @@ def run_frames_ray(
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
     choice = choose_backend(backend, model, precision)
-    t_plan = time.perf_counter()
+    settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
+                                     keep_size=keep_size)
     frames = discover_frames(input_dir)
+    with claim_output(output_dir, settings, overwrite) as claim:
+        summary = _run_ray_claimed(ray, frames, input_dir, output_dir, choice, precision=precision,
+                                   batch=batch, blur=blur, keep_size=keep_size, overwrite=claim["overwrite"],
+                                   workers=workers, gpus_per_worker=gpus_per_worker,
+                                   ray_address=ray_address, max_pixels=max_pixels)
+        claim["finished"] = True
+    if strict and summary.failed:
+        path, reason = summary.failed[0]
+        raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
+    return summary
+
+
+def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, choice: Any, *,
+                     precision: str, batch: int, blur: str | None, keep_size: bool, overwrite: bool,
+                     workers: int, gpus_per_worker: float, ray_address: str | None,
+                     max_pixels: int | None) -> RunSummary:
+    """run_frames_ray with OUTPUT locked and its manifest settled."""
+    t_plan = time.perf_counter()
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, keep_size=keep_size, pipeline="ray",
@@ -164,7 +196,8 @@ def run_frames_ray(
         fn_constructor_kwargs=dict(
             input_dir=str(input_dir), output_dir=str(output_dir), backend=choice.backend,
             model=str(choice.model), blur=blur, keep_size=keep_size, precision=precision,
-            threads=max(1, int(num_cpus)), device=device, fault_marker=os.environ.get(FAULT_ENV)),
+            threads=max(1, int(num_cpus)), device=device, fault_marker=os.environ.get(FAULT_ENV),
+            max_pixels=max_pixels),
         compute=ActorPoolStrategy(size=workers),
         batch_size=batch,
         num_cpus=num_cpus,
@@ -189,7 +222,4 @@ def run_frames_ray(
         else:
             summary.failed.append((str(f.path), "no valid output on disk after the Ray job"))
     summary.backend["frames_per_worker"] = dict(per_worker)
-    if strict and summary.failed:
-        path, reason = summary.failed[0]
-        raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
     return summary

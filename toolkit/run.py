@@ -9,13 +9,23 @@ frame's own size with Pillow's bilinear filter (antialiased when shrinking), unl
 `keep_size=True` keeps 256x448.
 
 Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
-file and renamed, so an interrupted run leaves whole files only. Resume: a frame whose output
-exists and is a valid PNG of the expected size is skipped (`overwrite=True` redoes it).
+file and renamed, so an interrupted run leaves whole files only (temporary files a killed run
+left are removed at the next start). A lock (OUTPUT/.dtk-run.lock) keeps a second run out of
+an OUTPUT while one works on it. Every batch the model returns is checked before anything is
+written: the shape of its input and finite values, else its frames are failed with the reason.
+
+Resume: OUTPUT/.dtk-run.json (the run manifest) records what made the outputs (`RunSettings`:
+model file SHA-256, backend, precision, blur, sizes, dtk version). A run with other settings
+is refused, naming them, unless `overwrite=True`, which redoes every frame. With the same
+settings, a frame whose output exists and decodes fully as a PNG of the expected size is
+skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import signal
 import threading
 import time
@@ -27,9 +37,18 @@ from typing import Any
 
 import numpy as np
 
+import toolkit
 from toolkit import FRAME_SIZE
+from toolkit.atomic import file_sha256, stale_temp_files, write_bytes_atomic
 from toolkit.errors import DtkError
-from toolkit.frames import Frame, discover_frames, resize_frame, write_png_atomic
+from toolkit.frames import (
+    DEFAULT_MAX_PIXELS,
+    Frame,
+    discover_frames,
+    ignore_pillow_bomb_warning,
+    resize_frame,
+    write_png_atomic,
+)
 from toolkit.pipeline.fallback import to_host, to_uint8_hwc
 
 
@@ -42,30 +61,40 @@ def image_size(path: Path | str) -> tuple[int, int] | None:
     """(H, W) from an image file's header (no full decode), or None when it cannot be read."""
     from PIL import Image
 
+    ignore_pillow_bomb_warning()
     try:
         with Image.open(path) as im:
             return int(im.size[1]), int(im.size[0])
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
 
-def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
-    """True when `path` is a complete, valid PNG of `size` (H, W) (any size when None).
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
 
-    Checks the header and every chunk's CRC through the end marker (Pillow's verify), which
-    catches truncated or foreign files without decompressing the pixels.
+
+def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
+    """True when `path` is a complete PNG of `size` (H, W) (any size when None).
+
+    Decodes the pixels fully (a damaged image stream fails) and checks that the file ends with
+    the IEND chunk: Pillow stops reading after the image data, so a file missing its last bytes
+    would otherwise pass.
     """
     from PIL import Image
 
+    ignore_pillow_bomb_warning()
     path = Path(path)
-    if not path.is_file():
-        return False
     try:
+        if not path.is_file() or path.stat().st_size < len(PNG_END):
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(-len(PNG_END), os.SEEK_END)
+            if fh.read() != PNG_END:
+                return False
         with Image.open(path) as im:
             if im.format != "PNG" or (size is not None and (im.size[1], im.size[0]) != tuple(size)):
                 return False
-            im.verify()
-    except (OSError, SyntaxError, ValueError):
+            im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return False
     return True
 
@@ -112,6 +141,151 @@ def write_output(path: Path, chw: np.ndarray, size: tuple[int, int] | None) -> f
         image = resize_frame(image, size)
     write_png_atomic(path, image)
     return time.perf_counter() - t0
+
+
+def check_batch_output(out: np.ndarray, input_shape: Sequence[int]) -> str | None:
+    """Why a runner's output batch must not be written (None: fine): not the input batch's
+    shape (N x 3 x H x W) or not all finite."""
+    shape, expected = tuple(int(d) for d in np.shape(out)), tuple(int(d) for d in input_shape)
+    if shape != expected:
+        return f"model output shape {shape} is not its input's {expected}; the model does not fit dtk"
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        return f"model output has {bad} non-finite value(s) (NaN/inf); nothing written for this batch"
+    return None
+
+
+MANIFEST_NAME = ".dtk-run.json"
+LOCK_NAME = ".dtk-run.lock"
+MANIFEST_FORMAT = "dtk-run/1"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What makes a run's outputs; recorded in OUTPUT/.dtk-run.json and compared on resume.
+
+    Compared: every field but `model` (the path, for people) and `dtk_version` (recorded for
+    provenance; a dtk upgrade alone does not invalidate finished frames).
+    """
+
+    model_sha256: str
+    backend: str
+    precision: str = "fp32"
+    blur: str | None = None
+    keep_size: bool = False
+    network_size: tuple[int, int] = FRAME_SIZE  # (H, W) every frame goes through the model at
+    model: str = ""
+    dtk_version: str = toolkit.__version__
+
+    COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size")
+
+    @classmethod
+    def for_model(cls, model: Path | str, backend: str, *, precision: str = "fp32",
+                  blur: str | None = None, keep_size: bool = False) -> RunSettings:
+        """Settings of a run of `model` (the file the backend loads; hashed here)."""
+        return cls(model_sha256=file_sha256(model), backend=backend, precision=precision, blur=blur,
+                   keep_size=keep_size, model=str(model))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
+                "precision": self.precision, "blur": self.blur, "keep_size": self.keep_size,
+                "network_size": list(self.network_size), "dtk_version": self.dtk_version}
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """'setting: recorded -> now' for each compared setting that differs from `recorded`."""
+        now = self.to_json()
+        return [f"{k}: {recorded.get(k)!r} in OUTPUT, {now[k]!r} now" for k in self.COMPARED
+                if recorded.get(k) != now[k]]
+
+
+def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
+    """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
+    path = Path(output_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DtkError(f"unreadable run manifest {path} ({exc}): rerun with --overwrite to redo every "
+                       "frame, or choose another OUTPUT") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+        raise DtkError(f"{path} is not a dtk run manifest: rerun with --overwrite to redo every frame, "
+                       "or choose another OUTPUT")
+    return doc
+
+
+def write_manifest(output_dir: Path | str, settings: RunSettings, *, redo_all: bool) -> Path:
+    """Record `settings` in OUTPUT/.dtk-run.json; `redo_all`: an --overwrite run not finished yet."""
+    doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "redo_all": redo_all}
+    return write_bytes_atomic(Path(output_dir) / MANIFEST_NAME, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def check_manifest(output_dir: Path | str, settings: RunSettings, overwrite: bool = False) -> bool:
+    """Whether every frame must be redone: DtkError when OUTPUT was made with other settings
+    (unless `overwrite`); True also when an --overwrite run into it did not finish."""
+    doc = read_manifest(output_dir) if not overwrite else None
+    if doc is None:
+        return overwrite
+    diffs = settings.differences(doc["settings"])
+    if diffs:
+        raise DtkError(f"{output_dir} holds outputs made with other settings ({'; '.join(diffs)}): "
+                       "rerun with --overwrite to redo every frame, or choose another OUTPUT")
+    return bool(doc.get("redo_all"))
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path | str):
+    """Hold OUTPUT/.dtk-run.lock (fcntl.flock, non-blocking); DtkError when another run holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    path = Path(output_dir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise DtkError(f"another dtk run is writing into {output_dir} (lock {path} held"
+                           + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
+                           "or choose another OUTPUT") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temp_files(output_dir: Path | str) -> int:
+    """Delete the temporary PNGs (`.NAME.png.XXXXXXXX.tmp`) a killed run left; returns how many.
+    Call with the output lock held: a running writer's temporary files look the same."""
+    removed = 0
+    for path in stale_temp_files(output_dir, ".png"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def claim_output(output_dir: Path | str, settings: RunSettings | None, overwrite: bool):
+    """Lock OUTPUT, check and record its manifest (`settings` None: no manifest), clear stale
+    temporary files. Yields a dict: "overwrite" is what the run must apply (True also when an
+    earlier --overwrite run did not finish); the caller sets "finished" when every frame was
+    handled, which clears the manifest's unfinished-overwrite mark."""
+    output_dir = Path(output_dir)
+    with output_lock(output_dir):
+        redo_all = check_manifest(output_dir, settings, overwrite) if settings is not None else overwrite
+        if settings is not None:
+            write_manifest(output_dir, settings, redo_all=redo_all)
+        remove_stale_temp_files(output_dir)
+        state = {"overwrite": redo_all, "finished": False}
+        yield state
+        if settings is not None and redo_all and state["finished"]:
+            write_manifest(output_dir, settings, redo_all=False)
 
 
 @dataclass
@@ -205,15 +379,20 @@ def run_frames(
     writers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
+    settings: RunSettings | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
 
     progress(finished, total) is called as each PNG lands on disk, from the writer threads, one
     call at a time (finished counts written, failed and already-done frames). Setting `stop`
     (or Ctrl-C) ends the run after the current batch; everything written by then is complete.
+    `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
+    None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
+    is an unreadable frame.
     """
     from toolkit.kernels import get_kernel
-    from toolkit.pipeline import PipelineConfig, open_pipeline
+    from toolkit.pipeline import PipelineConfig
 
     if blur is not None:
         get_kernel(blur)
@@ -221,8 +400,25 @@ def run_frames(
         raise DtkError(f"writers must be at least 1, got {writers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
+    config = PipelineConfig(batch_size=batch, blur=blur, max_pixels=max_pixels)
+    frames = discover_frames(input_dir)  # before OUTPUT is created: an empty INPUT changes nothing
+    with claim_output(output_dir, settings, overwrite) as claim:
+        summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
+                               overwrite=claim["overwrite"], strict=strict, pipeline=pipeline,
+                               writers=writers, progress=progress, stop=stop)
+        claim["finished"] = not summary.interrupted
+    return summary
+
+
+def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, config: Any, *,
+                 keep_size: bool, overwrite: bool, strict: bool, pipeline: str, writers: int,
+                 progress: Callable[[int, int], None] | None,
+                 stop: threading.Event | None) -> RunSummary:
+    """run_frames with OUTPUT locked and its manifest settled."""
+    from toolkit.pipeline import open_pipeline
+
+    batch, blur = config.batch_size, config.blur
     t_plan = time.perf_counter()
-    frames = discover_frames(input_dir)
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, keep_size=keep_size, pipeline=pipeline,
@@ -243,7 +439,6 @@ def run_frames(
     if not todo:
         return summary
 
-    config = PipelineConfig(batch_size=batch, blur=blur)
     device = "gpu" if getattr(runner, "accepts_cuda_tensors", False) else "cpu"
     in_flight: list[tuple[Path, Future]] = []
     write_errors: list[str] = []
@@ -286,6 +481,11 @@ def run_frames(
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:
                     break
+                problem = check_batch_output(out, tuple(fb.images.shape))
+                if problem:
+                    summary.failed.extend((str(f.path), problem) for f in fb.frames)
+                    tick(len(fb.frames))
+                    continue
                 for i, frame in enumerate(fb.frames):
                     path = output_path_for(frame, output_dir)
                     size = None if keep_size else fb.sizes[i]

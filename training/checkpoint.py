@@ -1,20 +1,21 @@
 """Checkpoints as safetensors (weights) + a small JSON sidecar (config and metadata). Never pickle.
 
 `run/best.safetensors` holds the weights, `run/best.json` the UNetConfig under "config" plus
-meta (kernels, data, step, metrics, dtk version). Optimizer state for resume goes into a
+meta (kernels, data, step, metrics, dtk version) and "tensor_sha256": the SHA-256 of every
+weight tensor's bytes, verified at load (a damaged tensor is named; sidecars written before
+the field existed load unverified). Optimizer state for resume goes into a
 third file, `run/best.optim.safetensors`, with Adam's per-parameter tensors flattened.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from toolkit.atomic import write_bytes_atomic
 from toolkit.errors import DtkError
 from training.unet import UNetConfig, build_model
 
@@ -34,18 +35,6 @@ def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
             base.with_name(name + ".optim.safetensors"))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "module", model)  # unwrap DDP
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -63,12 +52,39 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
     config: UNetConfig = inner.config
     doc = {"format": FORMAT, "config": config.to_dict(), "dtk_version": toolkit.__version__}
     doc.update(meta or {})
-    _atomic_write_bytes(weights, save(_state_dict(model), metadata={"format": FORMAT}))
+    state = _state_dict(model)
+    doc["tensor_sha256"] = tensor_digests(state)
+    write_bytes_atomic(weights, save(state, metadata={"format": FORMAT}))
     if optimizer is not None:
-        _atomic_write_bytes(optim_path, save(flatten_optimizer(optimizer)))
+        write_bytes_atomic(optim_path, save(flatten_optimizer(optimizer)))
         doc["optimizer_file"] = optim_path.name
-    _atomic_write_bytes(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
+    write_bytes_atomic(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
     return weights
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """SHA-256 (hex) of a tensor's bytes as stored (contiguous, native byte order, any dtype)."""
+    import hashlib
+
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"").hexdigest()
+
+
+def tensor_digests(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """{name: SHA-256} of every tensor of a state dict."""
+    return {name: tensor_sha256(t) for name, t in sorted(state.items())}
+
+
+def verify_tensors(state: dict[str, torch.Tensor], recorded: dict, weights: Path) -> None:
+    """DtkError naming the tensors whose bytes differ from the SHA-256 the sidecar recorded."""
+    if not isinstance(recorded, dict):
+        raise DtkError(f"the sidecar of {weights} has a malformed 'tensor_sha256' (not a mapping)")
+    bad = sorted(name for name, digest in recorded.items()
+                 if name in state and tensor_sha256(state[name]) != digest)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DtkError(f"checkpoint {weights} is damaged: tensor(s) {shown} do not match the SHA-256 "
+                       "recorded at save time; restore the file from its source or retrain")
 
 
 def _json_default(obj):
@@ -115,6 +131,8 @@ def load_model(path: Path | str, device: str = "cpu") -> nn.Module:
         raise DtkError(f"bad architecture config in {path}: {exc}") from None
     model = build_model(config)
     state = _load_tensors(weights)
+    if "tensor_sha256" in doc:  # sidecars written before dtk recorded it load unverified
+        verify_tensors(state, doc["tensor_sha256"], weights)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -26,10 +26,10 @@ from engines.tensorrt.sidecar import (
     BatchProfile,
     EngineSidecar,
     GpuFacts,
-    file_sha256,
     save_sidecar,
     sidecar_path,
 )
+from toolkit.atomic import file_sha256, write_bytes_atomic
 from toolkit.errors import DtkError
 from toolkit.lazy import optional_import
 
@@ -119,12 +119,6 @@ def format_parser_errors(parser) -> list[str]:
             where += f" {name!r} ({op})" if op else f" {name!r}"
         lines.append(f"{where}: {err.desc()} [{err.code()}]")
     return lines
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
@@ -219,9 +213,9 @@ def build_engine(
                        "a larger --workspace or a smaller --max-batch may help")
 
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    write_bytes_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_path, bytes(memoryview(serialized)))
+    write_bytes_atomic(out_path, bytes(memoryview(serialized)))
 
     from toolkit import __version__ as dtk_version
 

@@ -8,11 +8,11 @@ sentence that says how to rebuild, instead of failing inside deserialization.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from toolkit.atomic import write_bytes_atomic
 from toolkit.errors import DtkError
 
 SIDECAR_SUFFIX = ".json"
@@ -107,7 +107,7 @@ def rebuild_hint(engine_path: Path, onnx_path: str = "") -> str:
 
 def save_sidecar(engine_path: Path, sidecar: EngineSidecar) -> Path:
     path = sidecar_path(engine_path)
-    path.write_text(json.dumps(sidecar.to_json(), indent=2) + "\n")
+    write_bytes_atomic(path, (json.dumps(sidecar.to_json(), indent=2) + "\n").encode())
     return path
 
 
@@ -135,14 +135,6 @@ def check_compatible(sidecar: EngineSidecar, *, tensorrt_version: str, compute_c
     if problems:
         raise DtkError(f"engine {engine_path} cannot run here: {'; '.join(problems)}. "
                        f"{rebuild_hint(engine_path, sidecar.onnx_path)}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

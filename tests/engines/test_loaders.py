@@ -83,3 +83,19 @@ def test_tensorrt_without_tensorrt_is_a_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on a machine without TensorRT
     with pytest.raises(DtkError, match=r"pip install \.\[gpu\]"):
         load_runner("tensorrt", engine)
+
+
+def test_threads_are_bounded_before_anything_loads(tiny, monkeypatch):
+    from engines.loaders import check_threads, max_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert max_threads() == 8
+    check_threads(None)
+    check_threads(8)
+    for bad in (0, 9, 10000):
+        with pytest.raises(DtkError, match="--threads"):
+            check_threads(bad)
+    with pytest.raises(DtkError, match="at most 8"):
+        load_runner("onnxruntime", tiny / "m.onnx", threads=10000)
+    monkeypatch.setattr("os.cpu_count", lambda: 512)
+    assert max_threads() == 256

@@ -103,3 +103,33 @@ def test_qdq_int8_graph_runs(tiny, demo_dir, tmp_path):
     y = OrtRunner(qdq).infer(x)
     assert y.shape == ref.shape and y.dtype == np.float32
     assert float(np.abs(y - ref).mean()) < 0.05  # int8 of a random-init net: close, not equal
+
+
+def test_model_input_size_and_channels_checked_when_opened(tmp_path, demo_dir):
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    torch.manual_seed(0)
+    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    small = export_onnx(model, tmp_path / "small.onnx", height=128, width=224, check=False)
+    with pytest.raises(DtkError, match=r"fixed input of batch x 3 x 128 x 224; dtk feeds N x 3 x 256 x 448"):
+        OrtRunner(small, size=(256, 448))
+    OrtRunner(small, size=(128, 224))
+    OrtRunner(small)  # no size asked for: any fixed H x W
+    for args in (["run", str(demo_dir), "-o", str(tmp_path / "out")], ["eval", str(demo_dir)]):
+        result = CliRunner().invoke(app, [*args, "--model", str(small)])
+        said = " ".join(result.output.split())  # undo Rich's line wrapping
+        assert result.exit_code == 2 and "fixed input of batch x 3 x 128 x 224" in said, said
+        assert "Traceback" not in said
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    grey = tmp_path / "grey.onnx"
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 256, 448])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1, 256, 448])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [inp], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(grey))
+    with pytest.raises(DtkError, match="1-channel input"):
+        OrtRunner(grey)

@@ -108,6 +108,17 @@ def test_metadata_records_calibration_and_drops(quantized):
     assert "architecture" in props  # the fp32 model's own metadata is kept
 
 
+def test_output_gets_the_umask_mode(quantized):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    _, out = quantized
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
 def test_guard_refuses_and_leaves_no_file(fp32_model, demo_dir, tmp_path):
     from engines.quantize import quantize_model
 

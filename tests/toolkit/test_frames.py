@@ -1,5 +1,5 @@
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ from PIL import Image
 
 from toolkit.errors import DtkError
 from toolkit.frames import (
+    Frame,
     FrameReadError,
     SkipLog,
     discover_frames,
@@ -124,3 +125,26 @@ def test_resize_and_atomic_write(tmp_path, astronaut):
     assert [p.name for p in path.parent.iterdir()] == ["f.png"]  # no temp file left
     write_png_atomic(path, astronaut[::-1].copy())  # replaces atomically
     assert (read_frame(path) == astronaut[::-1]).all()
+
+
+def test_symlinked_folders_are_followed_once_without_looping(tmp_path, astronaut):
+    real = tmp_path / "store" / "seq"
+    _png(real / "1.png", astronaut[:8, :8])
+    root = tmp_path / "tree"
+    _png(root / "a" / "1.png", astronaut[:8, :8])
+    (root / "b").symlink_to(real, target_is_directory=True)
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)  # loop back to the root
+    (root / "b2").symlink_to(tmp_path / "store" / "seq", target_is_directory=True)  # same folder again
+    (root / "dangling").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    (root / "c.png").symlink_to(real / "1.png")  # a symlinked file is a frame like any other
+    assert [str(f.rel) for f in discover_frames(root)] == ["a/1.png", "b/1.png", "c.png"]
+
+
+def test_frames_over_the_pixel_limit_are_unreadable_before_decoding(tmp_path, astronaut):
+    p = _png(tmp_path / "f.png", astronaut)  # 256 x 448
+    assert read_frame(p, max_pixels=256 * 448).shape == (256, 448, 3)
+    with pytest.raises(FrameReadError, match=r"448x256 is 114,688 pixels, over the limit of 1,000"):
+        read_frame(p, max_pixels=1000)
+    skips = SkipLog()
+    assert list(iter_images([Frame(tmp_path, PurePosixPath("f.png"))], max_pixels=1000, skips=skips)) == []
+    assert "--max-pixels" in skips.skipped[0][1]

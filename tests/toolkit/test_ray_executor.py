@@ -39,7 +39,9 @@ def frames_in(demo_dir, tmp_path):
 
 
 def tree(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes but the run's own lock and manifest (the local runs here record none)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith(".dtk-run.")}
 
 
 def run_local(src, dst, model):

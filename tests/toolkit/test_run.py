@@ -33,7 +33,9 @@ def runner(onnx_model):
 
 
 def outputs(root):
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """Every file under root but the run's own lock and manifest."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.name not in (".dtk-run.lock", ".dtk-run.json"))
 
 
 def expected_names(input_dir):
@@ -123,7 +125,7 @@ def test_failure_mid_run_leaves_no_partial_file(demo_dir, runner, tmp_path, exc)
     else:
         with pytest.raises(RuntimeError, match="device lost"):
             run_frames(demo_dir, out, faulty, batch=2)
-    files = [p for p in out.rglob("*") if p.is_file()]
+    files = [out / p for p in outputs(out)]
     assert len(files) == 4 and all(p.suffix == ".png" and is_done(p, (256, 448)) for p in files)
 
 
@@ -260,3 +262,201 @@ def test_torch_cuda_run_matches_cpu_run(demo_dir, onnx_model, tmp_path):
         a = read_frame(output_path_for(f, tmp_path / "cpu")).astype(int)
         b = read_frame(output_path_for(f, tmp_path / "gpu")).astype(int)
         assert np.abs(a - b).max() <= 2  # TF32/cuDNN vs CPU kernels, DALI vs Pillow resize
+
+
+# ---- issue 18: the shipped model and demo frames through the real CLI, careless or hostile use ----
+
+def cli_run(input_dir, out, *extra):
+    """`dtk run INPUT -o OUT ...` on the shipped model; .said is the output with Rich's wrapping undone."""
+    result = CliRunner().invoke(app, ["run", str(input_dir), "-o", str(out), "--threads", "1", *extra])
+    result.said = " ".join(result.output.split())
+    return result
+
+
+def manifest(out):
+    return json.loads((out / ".dtk-run.json").read_text())
+
+
+def test_rerun_with_other_settings_is_refused_unless_overwrite(demo_dir, onnx_model, tmp_path):
+    out = tmp_path / "out"
+    n = len(discover_frames(demo_dir))
+    result = cli_run(demo_dir, out, "--blur", "k7")
+    assert result.exit_code == 0, result.output
+    recorded = manifest(out)["settings"]
+    assert (recorded["blur"], recorded["backend"], recorded["precision"], recorded["keep_size"]) == \
+        ("k7", "onnxruntime", "fp32", False)
+    assert len(recorded["model_sha256"]) == 64 and recorded["model"].endswith("dtk-unet.onnx")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    for extra, named in ((["--blur", "k11"], "blur"), (["--blur", "k7", "--keep-size"], "keep_size"),
+                         (["--blur", "k7", "--model", str(onnx_model)], "model_sha256"),
+                         ([], "blur")):
+        result = cli_run(demo_dir, out, *extra)
+        assert result.exit_code == 2, result.output
+        assert f"({named}: " in result.said and "rerun with --overwrite" in result.said
+        assert "Traceback" not in result.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before  # nothing touched
+    result = cli_run(demo_dir, out, "--blur", "k7")  # same settings: resumes
+    assert result.exit_code == 0 and f"{n} already done" in result.said
+    result = cli_run(demo_dir, out, "--blur", "k11", "--overwrite", "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == n and manifest(out)["settings"]["blur"] == "k11"
+
+
+def test_interrupted_overwrite_is_finished_by_a_plain_rerun(demo_dir, runner, onnx_model, tmp_path):
+    from toolkit.run import RunSettings
+
+    out, n = tmp_path / "out", len(discover_frames(demo_dir))
+    k7 = RunSettings.for_model(onnx_model, "onnxruntime", blur="k7")
+    k11 = RunSettings.for_model(onnx_model, "onnxruntime", blur="k11")
+    assert run_frames(demo_dir, out, runner, batch=4, blur="k7", settings=k7).written == n
+    with pytest.raises(DtkError, match="blur"):
+        run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11)
+    stop = threading.Event()
+    s = run_frames(demo_dir, out, Faulty(runner, 1, stop=stop), batch=4, blur="k11", settings=k11,
+                   overwrite=True, stop=stop)
+    assert s.interrupted and s.written == 4 and manifest(out)["redo_all"]
+    again = run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11)
+    assert (again.written, again.skipped_done) == (n, 0)  # the k7 frames left are redone too
+    assert not manifest(out)["redo_all"]
+    assert run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11).skipped_done == n
+
+
+def test_second_run_into_the_same_output_is_refused(demo_dir, tmp_path):
+    from toolkit.run import output_lock
+
+    out = tmp_path / "out"
+    with output_lock(out):  # another run holds OUTPUT
+        result = cli_run(demo_dir, out)
+    assert result.exit_code == 2 and "another dtk run is writing into" in result.said
+    assert not list(out.rglob("*.png"))
+    assert cli_run(demo_dir, out).exit_code == 0  # released
+
+
+def _onnx_model(path, op, **attrs):
+    """A one-node ONNX model over N x 3 x 256 x 448: NaN output (Mul by NaN) or half size (MaxPool)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 256, 448])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, None)
+    inits = []
+    if op == "Mul":
+        inits = [helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")])]
+        node = helper.make_node("Mul", ["input", "nan"], ["output"])
+    else:
+        node = helper.make_node(op, ["input"], ["output"], **attrs)
+    graph = helper.make_graph([node], "bad", [inp], [out], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(("op", "attrs", "reason"), [
+    ("Mul", {}, "non-finite"),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, "(10, 3, 128, 224)"),
+])
+def test_bad_model_output_is_not_written(demo_dir, tmp_path, op, attrs, reason):
+    model = _onnx_model(tmp_path / f"{op}.onnx", op, **attrs)
+    out = tmp_path / "out"
+    result = cli_run(demo_dir, out, "--model", str(model), "--batch", "10",
+                     "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 3, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["written"] == 0 and doc["failed"] == len(discover_frames(demo_dir))
+    assert all(reason in f["reason"] for f in doc["failures"])
+    assert "not written" in result.output and "Traceback" not in result.output
+    assert not list(out.rglob("*.png"))
+
+
+def test_exit_codes_0_2_3(odd_tree, tmp_path):
+    result = cli_run(odd_tree, tmp_path / "a")
+    assert result.exit_code == 3 and "broken.png" in result.output  # finished, one frame skipped
+    result = cli_run(odd_tree, tmp_path / "b", "--strict")
+    assert result.exit_code == 2 and "broken.png" in result.output
+    (odd_tree / "broken.png").unlink()
+    assert cli_run(odd_tree, tmp_path / "a").exit_code == 0
+
+
+def _bomb_png(path, width=20000, height=20000):
+    """A valid, tiny PNG whose header claims width x height RGB pixels (never decoded by dtk)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64, 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_frame_over_the_pixel_limit_is_an_unreadable_frame(demo_dir, tmp_path):
+    root = tmp_path / "in"
+    shutil.copytree(demo_dir, root)
+    bomb = _bomb_png(root / "astronaut" / "bomb.png")  # Pillow: DecompressionBombError
+    big = _bomb_png(root / "big.png", 12000, 10000)  # 120 Mpx: over dtk's limit, under Pillow's error
+    n = len(discover_frames(root))
+    result = cli_run(root, tmp_path / "out", "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 3, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["written"] == n - 2 and {f["path"] for f in doc["failures"]} == {str(bomb), str(big)}
+    reasons = {f["path"]: f["reason"] for f in doc["failures"]}
+    assert "over the limit of 100,000,000 (--max-pixels)" in reasons[str(big)]
+    assert "pixels" in reasons[str(bomb)] and "Traceback" not in result.output
+    result = cli_run(root, tmp_path / "strict", "--strict")
+    assert result.exit_code == 2 and "bomb.png" in result.output and "Traceback" not in result.output
+    result = cli_run(root, tmp_path / "small", "--max-pixels", "100000", "--json", str(tmp_path / "t.json"))
+    assert result.exit_code == 3 and json.loads((tmp_path / "t.json").read_text())["written"] == 0  # 256x448
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert {s["path"] for s in json.loads(result.stdout)["skipped"]} == {str(bomb), str(big)}
+
+
+def test_threads_beyond_the_machine_are_refused_before_loading(demo_dir, tmp_path):
+    result = cli_run(demo_dir, tmp_path / "out", "--threads", "10000",
+                     "--model", str(tmp_path / "nosuch.onnx"))
+    assert result.exit_code == 2 and "--threads 10000 is more than this machine can use" in result.said
+    assert not (tmp_path / "out").exists()
+    assert cli_run(demo_dir, tmp_path / "out", "--threads", "0").exit_code == 2
+
+
+def test_outputs_get_the_umask_mode(demo_dir, tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli_run(demo_dir, tmp_path / "out").exit_code == 0
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
+def test_resume_redoes_a_png_missing_its_last_bytes_and_clears_stale_temp_files(demo_dir, runner, tmp_path):
+    out = tmp_path / "out"
+    frames = discover_frames(demo_dir)
+    run_frames(demo_dir, out, runner, batch=5)
+    for cut, frame in zip((1, 4), frames[:2], strict=True):
+        p = output_path_for(frame, out)
+        p.write_bytes(p.read_bytes()[:-cut])
+        assert not is_done(p, (256, 448))
+    stale = output_path_for(frames[3], out).with_name(".x.png.0123abcd.tmp")
+    stale.write_bytes(b"half a png")
+    mine = output_path_for(frames[3], out).with_name(".notes.tmp")  # not dtk's naming: kept
+    mine.write_bytes(b"keep")
+    s = run_frames(demo_dir, out, runner, batch=5)
+    assert (s.written, s.skipped_done) == (2, len(frames) - 2)
+    assert not stale.exists() and mine.exists()
+    assert all(is_done(output_path_for(f, out), (256, 448)) for f in frames)
+
+
+def test_symlinked_sequence_folders_are_followed(demo_dir, tmp_path):
+    root = tmp_path / "tree"
+    shutil.copytree(demo_dir / "chelsea", root / "chelsea")
+    (root / "astro").symlink_to(demo_dir / "astronaut", target_is_directory=True)
+    (root / "chelsea" / "loop").symlink_to(root, target_is_directory=True)  # a loop: entered once
+    result = cli_run(root, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert outputs(tmp_path / "out") == sorted(
+        [f"astro/{p.name}" for p in (demo_dir / "astronaut").glob("*.png")]
+        + [f"chelsea/{p.name}" for p in (demo_dir / "chelsea").glob("*.png")])

@@ -15,7 +15,7 @@ from typing import Any
 
 from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
-from toolkit.frames import Frame
+from toolkit.frames import DEFAULT_MAX_PIXELS, Frame
 
 PIPELINES = ("auto", "dali", "fallback")
 
@@ -28,10 +28,13 @@ class PipelineConfig:
     dtype: str = "float32"  # float32 or float16 (FP16 engines)
     prefetch: int = 2  # batches decoded ahead of the consumer
     workers: int = 2  # decoding threads
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger frames are unreadable frames (None: no limit)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise DtkError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise DtkError(f"--max-pixels must be at least 1, got {self.max_pixels}")
         if self.dtype not in ("float32", "float16"):
             raise DtkError(f"pipeline dtype must be float32 or float16, got {self.dtype}")
 

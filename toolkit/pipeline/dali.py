@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import DtkError
-from toolkit.frames import Frame, FrameReadError, encode_png, read_frame
+from toolkit.frames import DEFAULT_MAX_PIXELS, Frame, FrameReadError, check_pixels, encode_png, read_frame
 from toolkit.kernels import get_kernel
 from toolkit.lazy import optional_import
 from toolkit.pipeline import FrameBatch, PipelineConfig
@@ -60,7 +60,7 @@ class _Span:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def encoded_frame(path: Path) -> np.ndarray:
+def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes DALI can decode exactly as `read_frame` would; FrameReadError when unreadable.
 
     8-bit RGB PNG and RGB JPEG are passed as they are; anything else (gray, palette, alpha,
@@ -76,21 +76,22 @@ def encoded_frame(path: Path) -> np.ndarray:
         raise FrameReadError(path, "file not found or not readable") from None
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
-            fmt, mode = im.format, im.mode
+            fmt, mode, size = im.format, im.mode, im.size
     except Exception:  # noqa: BLE001 - read_frame below gives the documented reason
-        fmt, mode = None, None
+        fmt, mode, size = None, None, (0, 0)
+    check_pixels(path, size, max_pixels)  # before DALI decodes anything
     plain_png = fmt == "PNG" and mode == "RGB" and len(data) > 25 and data[24] == 8  # IHDR bit depth
     if plain_png or (fmt == "JPEG" and mode == "RGB"):
         return np.frombuffer(data, dtype=np.uint8)
-    return np.frombuffer(encode_png(read_frame(path), compression=1), dtype=np.uint8)
+    return np.frombuffer(encode_png(read_frame(path, max_pixels), compression=1), dtype=np.uint8)
 
 
-def read_span(frames: Sequence[Frame], start: int) -> _Span:
+def read_span(frames: Sequence[Frame], start: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> _Span:
     """Read the files of `frames` (list positions start, start+1, ...); unreadable ones go to failed."""
     span = _Span(list(frames), [], [])
     for i, frame in enumerate(frames):
         try:
-            span.encoded.append(encoded_frame(frame.path))
+            span.encoded.append(encoded_frame(frame.path, max_pixels))
             span.indices.append(start + i)
         except FrameReadError as exc:
             span.failed.append((exc.path, exc.reason))
@@ -173,7 +174,7 @@ def _iterate(frames: list[Frame], config: PipelineConfig, device: str) -> Iterat
     def spans(replay: list[_Span]) -> Iterator[_Span]:
         yield from replay
         for start in starts:
-            yield read_span(frames[start:start + bs], start)
+            yield read_span(frames[start:start + bs], start, config.max_pixels)
 
     def make_source(feed: Iterator[_Span]) -> Callable:
         def source():

@@ -15,7 +15,7 @@ from toolkit.pipeline import FrameBatch, PipelineConfig
 
 def load_frame(frame: Frame, config: PipelineConfig) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode -> resize -> blur: HxWx3 uint8 and the frame's size before resizing."""
-    image = read_frame(frame.path)
+    image = read_frame(frame.path, config.max_pixels)
     size = image.shape[:2]
     image = resize_frame(image, config.size)
     if config.blur:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import onnx
 import pytest
@@ -64,6 +66,18 @@ def test_build_writes_plan_and_sidecar(fake_trt, onnx_fp16, tmp_path):
     assert (sc.precision, sc.tensorrt_version, sc.compute_capability) == ("fp16", fake_trt.__version__, "9.0")
     assert sc.profile == BatchProfile(2, 4, 6, 256, 448)
     assert (sc.input_name, sc.output_name, len(sc.onnx_sha256)) == ("input", "output", 64)
+
+
+def test_engine_and_sidecar_get_the_umask_mode(fake_trt, onnx_fp16, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "e" / "m.engine"
+        build_engine(onnx_fp16, out, gpu=GPU, log=quiet)
+    finally:
+        os.umask(old)
+    for p in (out, out.with_name("m.engine.json")):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.engine", "m.engine.json"]  # no .part left
 
 
 def test_qdq_graph_builds_as_int8(fake_trt, onnx_qdq, tmp_path):

@@ -1,0 +1,74 @@
+"""The one atomic file writer: a unique temporary file beside the target, fsync, rename.
+
+A reader never sees half a file: it finds the old file (or none) or the whole new one. The
+temporary file is named `.NAME.XXXXXXXX.tmp` (8 hex digits) in the target's folder, so a run
+killed mid-write leaves only names that `stale_temp_files` recognises. Files get the mode the
+umask gives (0644 under umask 022), as `open()` would: the temporary file is created with mode
+0o666 and the kernel applies the umask (or a folder's default ACL), unlike mkstemp's 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
+
+
+def temp_name(path: Path) -> Path:
+    """A fresh temporary name for `path`: `.NAME.XXXXXXXX.tmp` in the same folder."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
+    """Write `data` to `path` atomically (parents created); returns the path.
+
+    The bytes are fsynced before the rename; on any failure (or interrupt) the temporary
+    file is removed and the target is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = temp_name(path)
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies: 0644 under 022
+            break
+        except FileExistsError:  # pragma: no cover - 1 in 4 billion
+            continue
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def stale_temp_files(root: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Temporary files of `write_bytes_atomic` under `root` whose target name ends with `suffix`.
+
+    Symlinked folders are not followed: only files dtk itself could have left in this tree.
+    """
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            m = TEMP_PATTERN.match(name)
+            if m and m.group("name").endswith(suffix):
+                yield Path(folder) / name
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
