@@ -149,7 +149,8 @@ def eval_cmd(
     backend: Annotated[str, typer.Option(help="Backend for --model: auto|onnxruntime|torch.")] = "auto",
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels: k3,k7,k11.")] = "k3,k7,k11",
     baselines: Annotated[str, typer.Option(
-        help="Known-kernel deconvolution baselines: wiener, rl (Richardson-Lucy), none.")] = "wiener",
+        help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
+             "wiener (flat Wiener), rl (Richardson-Lucy), none.")] = "prior,wiener",
     by_sequence: Annotated[bool, typer.Option(help="Also print a table per sequence.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
     no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
