@@ -1,6 +1,7 @@
 """Everything dtk can check on a GPU machine, in one command that keeps its own time budget.
 
-    PYTHONPATH=. python -m bench.device_check [--out DIR] [--budget 600] [--train-minutes 3.5] [--dry-run]
+    PYTHONPATH=. python -m bench.device_check [--out DIR] [--budget 600] [--train-minutes 4]
+        [--photos data/photoset] [--dry-run]
 
 Run from the repository root with no install step. Steps, in this order (each has its own time
 limit; a step that overruns is cut and reported, the others still run):
@@ -86,7 +87,7 @@ class Step:
         }
 
 
-def plan(work: Path, train_minutes: float) -> list[Step]:
+def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step]:
     py = sys.executable
     dtk = [py, "-m", "toolkit.cli"]
     variants = "cuda-fp32,cuda-fp32-nographs,cuda-fp16,cuda-fp16-nographs,cuda-bf16,cuda-bf16-nographs"
@@ -109,7 +110,7 @@ def plan(work: Path, train_minutes: float) -> list[Step]:
             py,
             "-m",
             "training.fit",
-            str(PHOTOSET),
+            str(photos),
             "-o",
             str(work / f"train-{name}"),
             "--minutes",
@@ -352,7 +353,7 @@ def summarise(steps: list[Step], work: Path, info: dict) -> dict[str, Any]:
     return summary
 
 
-def dry_run(work: Path, out: Path, budget: float, train_minutes: float) -> int:
+def dry_run(work: Path, out: Path, budget: float, train_minutes: float, photos: Path = PHOTOSET) -> int:
     """Check what the real run needs and print the plan; 1 when something is missing."""
     import importlib.util
 
@@ -360,16 +361,16 @@ def dry_run(work: Path, out: Path, budget: float, train_minutes: float) -> int:
     for mod in MODULES:
         if importlib.util.find_spec(mod) is None:
             problems.append(f"python module {mod} not importable")
-    sources = PHOTOSET / "sources.json"
+    sources = photos / "sources.json"
     if not sources.is_file():
-        problems.append(f"{sources} missing: write it with `dtk data photos {PHOTOSET} --wallpapers ...`")
+        problems.append(f"{sources} missing: write it with `dtk data photos {photos} --wallpapers ...`")
     else:
         for r in json.loads(sources.read_text()):
-            if not (PHOTOSET / r["file"]).is_file():
-                problems.append(f"photo {PHOTOSET / r['file']} missing")
-        size = sum(p.stat().st_size for p in PHOTOSET.iterdir() if p.is_file())
+            if not (photos / r["file"]).is_file():
+                problems.append(f"photo {photos / r['file']} missing")
+        size = sum(p.stat().st_size for p in photos.iterdir() if p.is_file())
         if size > CARRY_LIMIT_BYTES // 2:
-            problems.append(f"{PHOTOSET} is {size / 2**20:.1f} MiB: more than half of what can travel")
+            problems.append(f"{photos} is {size / 2**20:.1f} MiB: more than half of what can travel")
     for asset in ("toolkit/assets/dtk-unet.safetensors", "toolkit/assets/dtk-unet.json"):
         if not Path(asset).is_file():
             problems.append(f"{asset} missing")
@@ -384,7 +385,7 @@ def dry_run(work: Path, out: Path, budget: float, train_minutes: float) -> int:
     except OSError as exc:
         problems.append(f"output folder {out} not writable: {exc}")
     smi = shutil.which("nvidia-smi")
-    steps = plan(work, train_minutes)
+    steps = plan(work, train_minutes, photos)
     total = sum(s.budget_s for s in steps) + PACK_RESERVE_S
     print(f"device check plan (budget {budget:.0f} s, steps add up to {total:.0f} s; output {out}):")
     for s in steps:
@@ -450,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "device-check-out"))
     p.add_argument("--work", type=Path, help="scratch folder (default: OUT/../device-check-work)")
     p.add_argument("--budget", type=float, default=600.0, help="seconds for everything, packing included")
-    p.add_argument("--train-minutes", type=float, default=3.5)
+    p.add_argument("--train-minutes", type=float, default=4.0)
+    p.add_argument("--photos", type=Path, default=PHOTOSET, help="the photo set (dtk data photos DIR)")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -458,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         return e2e(a.e2e)
     work = a.work or a.out.resolve().parent / "device-check-work"
     if a.dry_run:
-        return dry_run(work, a.out, a.budget, a.train_minutes)
+        return dry_run(work, a.out, a.budget, a.train_minutes, a.photos)
     t0 = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     from bench.gpu_check import missing_pieces
@@ -466,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = collect()
     info["missing"] = missing_pieces(info)
-    steps = run_plan(plan(work, a.train_minutes), work, a.budget, bool(info.get("cuda_available")))
+    steps = run_plan(plan(work, a.train_minutes, a.photos), work, a.budget, bool(info.get("cuda_available")))
     summary = summarise(steps, work, info)
     summary["total_seconds"] = round(time.monotonic() - t0, 1)
     items: list[tuple[str, Path | bytes]] = [

@@ -234,18 +234,35 @@ def eval_cmd(
 @data_app.command("photos")
 @handle_errors
 def data_photos(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the training photo tree in.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the photo set (or frame tree) in.")],
     wallpapers: Annotated[Path | None, typer.Option(
-        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos)."
-    )] = None,
+        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos; "
+             "`apt-get download plasma-workspace-wallpapers && dpkg -x *.deb DIR`).")] = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
+    )] = False,
 ) -> None:
-    """Write a REDS-like tree of the photos dtk may train on (never the demo photos)."""
-    from training.data import write_training_photos
+    """Write the photos dtk may train and validate on (never the demo photos).
 
-    records = write_training_photos(out_dir, wallpapers)
+    Default: the photo set of `python -m training.fit` and the device check: DIR/<photo>.jpg (short
+    side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
+    """
+    if frames:
+        from training.data import write_training_photos
+
+        records = write_training_photos(out_dir, wallpapers)
+        for r in records:
+            console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
+        console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
+        return
+    from training.photoset import write_sources
+
+    records = write_sources(out_dir, wallpapers)
     for r in records:
-        console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
-    console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
+        console.print(escape(f"{r['name']}: {r['size'][0]}x{r['size'][1]} {r['split']}"
+                             f"{'' if r['colour'] else ' (gray)'}  ({r['licence']})"))
+    val = sum(r["split"] == "val" for r in records)
+    console.print(f"{len(records)} photos in {out_dir} ({val} held out for validation)")
 
 
 @app.command("train")

@@ -17,12 +17,20 @@ INSTALL_HINTS = {
 
 def optional_import(name: str) -> ModuleType:
     """Import `name` or raise DtkError with the install hint for it."""
+    root = next((k for k in INSTALL_HINTS if name == k or name.startswith(k + ".")), None)
+    hint = INSTALL_HINTS.get(root or "", f"{name} is not installed")
     try:
-        return importlib.import_module(name)
+        mod = importlib.import_module(name)
     except ImportError as exc:
-        root = next((k for k in INSTALL_HINTS if name == k or name.startswith(k + ".")), None)
-        hint = INSTALL_HINTS.get(root or "", f"{name} is not installed")
         raise DtkError(f"{hint} ({exc})") from exc
+    if _is_empty_namespace(mod):
+        raise DtkError(f"{hint} (only an empty '{name}' namespace package is importable)")
+    return mod
+
+
+def _is_empty_namespace(mod: ModuleType) -> bool:
+    """A folder on sys.path without __init__ (seen as `tensorrt` on a GPU image): not the package."""
+    return getattr(mod, "__file__", None) is None and not hasattr(mod, "__version__")
 
 
 def module_version(name: str) -> str | None:
@@ -30,5 +38,7 @@ def module_version(name: str) -> str | None:
     try:
         mod = importlib.import_module(name)
     except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return None
+    if _is_empty_namespace(mod):
         return None
     return str(getattr(mod, "__version__", "unknown"))

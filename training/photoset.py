@@ -107,7 +107,9 @@ def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[n
     short = min(image.shape[:2])
     for s in WINDOW_SHORT_SIDES:
         if s <= short:
-            out += grid_windows(scale_to_short(image, s), size)
+            scaled = scale_to_short(image, s)
+            if scaled.shape[0] >= size[0] and scaled.shape[1] >= size[1]:  # portrait/square: fewer scales
+                out += grid_windows(scaled, size)
     return out
 
 

@@ -58,8 +58,10 @@ def test_demo_and_eval_blurred_baseline(tmp_path):
     assert rows[("k7", "blurred")]["frames"] == 5
     # stronger blur, lower PSNR: a property of real photos
     assert rows[("k11", "blurred")]["mean_psnr"] < rows[("k7", "blurred")]["mean_psnr"] < 60
-    assert len(report["frames"]) == 5 * 2 * 2  # frames x kernels x (blurred, wiener: the default baseline)
+    # frames x kernels x (blurred, prior, wiener: the default baselines)
+    assert len(report["frames"]) == 5 * 2 * 3
     assert rows[("k7", "wiener")]["gain_db"] > 2.0
+    assert rows[("k7", "prior")]["gain_db"] > 2.0
 
 
 def test_eval_missing_dir_is_a_clean_error(tmp_path):

@@ -1,0 +1,139 @@
+"""The photo set: held-out colour photos, validation windows, no demo photo, device batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolkit.metrics import psnr_capped
+from training.photoset import VAL_PHOTOS, is_colour, load_sources, scale_to_short, val_windows
+from training.sampler import PhotoSampler, psnr_uint8, quantize, render_dead_leaves, validation_tensors
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from toolkit.demo import skimage_photo_path
+    from toolkit.frames import read_frame
+
+    root = tmp_path_factory.mktemp("photos")
+    records = []
+    for name, split in (("brick", "train"), ("retina", "train"), ("ihc", "val")):
+        img = read_frame(skimage_photo_path(name))
+        Image.fromarray(img).save(root / f"{name}.jpg", quality=95)
+        records.append({"name": name, "file": f"{name}.jpg", "split": split, "colour": is_colour(img)})
+    (root / "sources.json").write_text(json.dumps(records))
+    return root
+
+
+def test_validation_photos_are_colour_photos_and_never_demo_or_training():
+    from toolkit.demo import TRAINING_EXCLUDED
+
+    assert len(VAL_PHOTOS) == len(set(VAL_PHOTOS)) >= 5
+    assert not {n.split("_", 1)[1] for n in VAL_PHOTOS} & set(TRAINING_EXCLUDED)
+
+
+def test_is_colour():
+    gray = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    assert not is_colour(gray)
+    colour = gray.copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    assert is_colour(colour)
+
+
+def test_val_windows_squash_the_whole_photo_then_cut_scales():
+    img = np.random.default_rng(0).integers(0, 256, (1080, 1728, 3), dtype=np.uint8)
+    wins = val_windows(img)
+    assert all(w.shape == (256, 448, 3) for w in wins)
+    assert len(wins) == 35  # 1 whole + 4 + 4 + 4 + 4 + 9 + 9 windows at 300..720 short sides
+    assert scale_to_short(img, 2000) is img  # never upscales
+
+
+def test_load_sources_by_split(photos):
+    assert set(load_sources(photos, "train")) == {"brick", "retina"}
+    assert set(load_sources(photos, "val")) == {"ihc"}
+
+
+def test_sampler_makes_frames_as_dtk_run_sees_them(photos):
+    from toolkit.kernels import blur
+
+    s = PhotoSampler(load_sources(photos, "train"), "cpu", dead_leaves=0.5, seed=1, leaves_pool=2)
+    x, y, labels = s.batch(6)
+    assert x.shape == y.shape == (6, 3, 256, 448)
+    for t in (x, y):  # uint8 values on 0..1
+        assert torch.equal((t * 255).round(), t * 255) or torch.allclose(
+            (t * 255).round(), t * 255, atol=1e-4
+        )
+    for i, lb in enumerate(labels):
+        sharp = quantize(y[i : i + 1])[0].permute(1, 2, 0).numpy()
+        inp = quantize(x[i : i + 1])[0].permute(1, 2, 0).numpy()
+        expected = sharp if lb == "sharp" else blur(sharp, lb)
+        assert np.abs(inp.astype(int) - expected.astype(int)).max() <= 1, lb
+    crop = PhotoSampler(load_sources(photos, "train"), "cpu", crop=64).batch(3)[0]
+    assert crop.shape == (3, 3, 64, 64)
+
+
+def test_dead_leaves_use_the_given_colours():
+    colours = torch.tensor([[10, 20, 30], [200, 100, 50]], dtype=torch.uint8)
+    img = render_dead_leaves(2, (32, 48), colours, torch.Generator().manual_seed(0), discs=20)
+    assert img.shape == (2, 3, 32, 48) and img.dtype == torch.uint8
+    assert int(img[:, 0].min()) >= 10 and int(img[:, 0].max()) <= 200
+
+
+def test_device_psnr_equals_toolkit_psnr(photos):
+    val = load_sources(photos, "val")["ihc"]
+    wins = val_windows(val)[:3]
+    vt = validation_tensors(wins, "cpu")
+    blurred, sharp = vt["k7"]
+    got = psnr_uint8(blurred, sharp).numpy()
+    want = [
+        psnr_capped(b.permute(1, 2, 0).numpy(), s.permute(1, 2, 0).numpy())
+        for b, s in zip(blurred, sharp, strict=True)
+    ]
+    assert np.allclose(got, want, atol=1e-9)
+    assert psnr_uint8(sharp, sharp).tolist() == [100.0] * len(wins)
+
+
+def test_fit_two_steps_writes_checkpoints_and_a_per_photo_table(photos, tmp_path):
+    from training.checkpoint import load_model
+    from training.fit import FitConfig, fit
+
+    out = tmp_path / "run"
+    res = fit(
+        FitConfig(
+            photos=str(photos),
+            out=str(out),
+            minutes=5,
+            max_steps=2,
+            batch=2,
+            crop=64,
+            val_windows=2,
+            final_windows=2,
+            dead_leaves=0,
+        ),
+        log=lambda *_: None,
+    )
+    assert res["steps"] == 2
+    for f in ("best.safetensors", "best.json", "last.safetensors", "val.json", "curves.png"):
+        assert (out / f).is_file(), f
+    assert set(res["val"]) == {"sharp", "k3", "k7", "k11"}
+    assert set(res["val"]["k7"]["per_photo"]) == {"ihc"}
+    model = load_model(out / "best.safetensors")
+    assert model.config.arch == "fastwiener"
+    from toolkit.errors import DtkError
+
+    with pytest.raises(DtkError, match="init"):
+        fit(
+            FitConfig(
+                photos=str(photos),
+                out=str(tmp_path / "r2"),
+                arch="seed",
+                max_steps=1,
+                crop=64,
+                init=str(out / "best.safetensors"),
+            ),
+            log=lambda *_: None,
+        )
