@@ -69,9 +69,14 @@ def score(metrics: dict[str, dict[str, float]]) -> float:
 
 @torch.no_grad()
 def validate(
-    model, val: dict, names: list[str] | None = None, batch: int = 8, autocast: bool = False
+    model,
+    val: dict,
+    names: list[str] | None = None,
+    batch: int = 8,
+    autocast: bool = False,
+    per_window: bool = False,
 ) -> dict:
-    """Mean PSNR per label (input, output); with `names`, also per source photo."""
+    """Mean PSNR per label (input, output); with `names`, also per source photo; `per_window`: each."""
     model.eval()
     out: dict = {}
     for label, (blurred, sharp) in val.items():
@@ -84,6 +89,8 @@ def validate(
         s = torch.cat(scores).cpu().numpy()
         inp = psnr_uint8(blurred, sharp).cpu().numpy()
         out[label] = {"input": float(inp.mean()), "output": float(s.mean()), "frames": len(s)}
+        if per_window:
+            out[label]["windows"] = s.tolist()
         if names:
             per: dict = {}
             for n, a, b in zip(names, inp, s, strict=True):
