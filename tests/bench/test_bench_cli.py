@@ -16,8 +16,21 @@ from toolkit.cli import app
 from toolkit.errors import DtkError
 
 runner = CliRunner()
-TINY = ["bench", "--width", "8", "--height", "64", "--frame-width", "64", "--warmup", "0",
-        "--iterations", "3", "--ceiling", "100"]
+TINY = [
+    "bench",
+    "--width",
+    "8",
+    "--height",
+    "64",
+    "--frame-width",
+    "64",
+    "--warmup",
+    "0",
+    "--iterations",
+    "3",
+    "--ceiling",
+    "100",
+]
 
 LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p95", "p99", "max", "std"}
 
@@ -25,8 +38,20 @@ LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p95", "p99", "max", "std"
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    res = runner.invoke(app, [*TINY, "--batch", "1,2", "--json", str(out / "a.json"), "--csv",
-                              str(out / "a.csv"), "--plot", str(out / "a.png")])
+    res = runner.invoke(
+        app,
+        [
+            *TINY,
+            "--batch",
+            "1,2",
+            "--json",
+            str(out / "a.json"),
+            "--csv",
+            str(out / "a.csv"),
+            "--plot",
+            str(out / "a.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out, res.output
 
@@ -41,8 +66,11 @@ def test_tiny_bench_writes_table_json_csv_png(tiny_report):
     assert doc["environment"]["torch"] and "cpu_count" in doc["environment"]
     rows = doc["rows"]
     got = {(r["backend"], r["variant"], r["batch"]) for r in rows}
-    assert got == {(b, v, n) for b, v in [("onnxruntime", "cpu-fp32"), ("torch", "eager"),
-                                          ("torch", "channels_last")] for n in (1, 2)}
+    assert got == {
+        (b, v, n)
+        for b, v in [("onnxruntime", "cpu-fp32"), ("torch", "eager"), ("torch", "channels_last")]
+        for n in (1, 2)
+    }
     for r in rows:
         assert r["mode"] == "compute" and r["iterations"] == 3 and len(r["samples_ms"]) == 3
         assert set(r["latency_ms"]) == LATENCY_KEYS
@@ -61,8 +89,9 @@ def test_tiny_bench_writes_table_json_csv_png(tiny_report):
 
 def test_compare_cli_same_report_is_ratio_one(tiny_report):
     out, _ = tiny_report
-    res = runner.invoke(app, ["bench", "compare", str(out / "a.json"), str(out / "a.json"),
-                              "--json", str(out / "c.json")])
+    res = runner.invoke(
+        app, ["bench", "compare", str(out / "a.json"), str(out / "a.json"), "--json", str(out / "c.json")]
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((out / "c.json").read_text())
     assert len(result["ratios"]) == 6
@@ -86,9 +115,23 @@ def test_compare_ratios(tiny_report):
 
 
 def test_e2e_rows_through_the_pipeline(demo_dir, tmp_path):
-    res = runner.invoke(app, [*TINY, "--backend", "onnxruntime", "--batch", "2", "--e2e-only",
-                              "--frames", str(demo_dir), "--e2e-pipeline", "fallback", "--json",
-                              str(tmp_path / "e.json")])
+    res = runner.invoke(
+        app,
+        [
+            *TINY,
+            "--backend",
+            "onnxruntime",
+            "--batch",
+            "2",
+            "--e2e-only",
+            "--frames",
+            str(demo_dir),
+            "--e2e-pipeline",
+            "fallback",
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "e.json").read_text())["rows"]
     assert [(r["mode"], r["batch"], r["iterations"]) for r in rows] == [("e2e", 2, 3)]
@@ -114,3 +157,16 @@ def test_help_explains_the_method():
 def test_roofline_measures_a_positive_ceiling():
     c = measure_ceiling("cpu", n=256, duration_s=0.05)
     assert c.repeats >= 3 and c.best_gflops >= c.median_gflops > 0
+
+
+def test_default_bench_runs_the_shipped_model(tmp_path):
+    """`dtk bench` with its defaults on dtk's own model (it once failed counting FLOPs of its bank)."""
+    out = tmp_path / "shipped.json"
+    res = runner.invoke(
+        app, ["bench", "--batch", "1", "--iterations", "1", "--warmup", "0", "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert {r["backend"] for r in rows} == {"onnxruntime", "torch"}
+    assert all(r["gflop_per_image"] > 5 and r["images_per_s"] > 0 for r in rows)

@@ -33,7 +33,31 @@ def test_flops_scale_with_batch_and_area():
 def test_onnx_count_matches_torch(tmp_path):
     net = SeedUNet(UNetConfig(width=4)).eval()
     path = tmp_path / "w4.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(path), input_names=["input"],
-                      dynamic_axes={"input": {0: "batch"}}, dynamo=False, opset_version=18)
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, 64, 64),),
+        str(path),
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+        dynamo=False,
+        opset_version=18,
+    )
     assert count_onnx_macs(path, (1, 3, 64, 64)) == count_torch_macs(net, (1, 3, 64, 64))
     assert count_onnx_macs(path, (3, 3, 64, 64)) == 3 * count_torch_macs(net, (1, 3, 64, 64))
+
+
+def test_shipped_onnx_with_constant_weights_counts_like_torch():
+    """Weights exported as Constant nodes and pads computed at run time still count (ORT folds them)."""
+    import onnx
+
+    from bench.flops import count_onnx_macs, count_torch_macs
+    from engines.models import default_model_path
+    from training.checkpoint import load_model
+
+    path = default_model_path("onnxruntime")
+    graph = onnx.load(str(path))
+    assert any(n.op_type == "Constant" for n in graph.graph.node)
+    onnx_macs = count_onnx_macs(path, (1, 3, 256, 448))
+    torch_macs = count_torch_macs(load_model(default_model_path("torch")), (1, 3, 256, 448))
+    assert onnx_macs == pytest.approx(torch_macs, rel=0.01)
+    assert count_onnx_macs(path, (4, 3, 256, 448)) == 4 * onnx_macs
