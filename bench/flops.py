@@ -29,31 +29,44 @@ def conv_transpose_macs(in_shape: tuple[int, ...], weight_shape: tuple[int, ...]
 
 
 def count_torch_macs(module: Any, input_shape: tuple[int, ...]) -> int:
-    """MACs of one forward pass of `module` on an input of `input_shape`, counted on the meta device."""
+    """MACs of one forward pass of `module` on an input of `input_shape`, counted on the meta device.
+
+    Every conv call is counted, modules and functional ones alike (a fixed filter bank applied
+    with `F.conv2d` is invisible to module hooks).
+    """
     import copy
 
     import torch
-    from torch import nn
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
 
     meta = copy.deepcopy(module).to("meta") if _has_real_params(module) else module
     total = 0
+    convs = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
+    transposed = {
+        F.conv_transpose1d,
+        F.conv_transpose2d,
+        F.conv_transpose3d,
+        torch.conv_transpose1d,
+        torch.conv_transpose2d,
+        torch.conv_transpose3d,
+    }
 
-    def conv_hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        w = tuple(mod.weight.shape)
-        if isinstance(mod, nn.modules.conv._ConvTransposeNd):
-            total += conv_transpose_macs(tuple(inputs[0].shape), w)
-        else:
-            total += conv_macs(tuple(output.shape), w)
+    class Counter(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            nonlocal total
+            out = func(*args, **(kwargs or {}))
+            if func in convs or func in transposed:
+                x = args[0]
+                w = args[1] if len(args) > 1 else (kwargs or {})["weight"]
+                if func in convs:
+                    total += conv_macs(tuple(out.shape), tuple(w.shape))
+                else:
+                    total += conv_transpose_macs(tuple(x.shape), tuple(w.shape))
+            return out
 
-    handles = [m.register_forward_hook(conv_hook) for m in meta.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd))]
-    try:
-        with torch.no_grad():
-            meta(torch.empty(input_shape, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.no_grad(), Counter():
+        meta(torch.empty(input_shape, device="meta"))
     return total
 
 
