@@ -13,4 +13,4 @@ fi
 dtk doctor
 dtk data demo demo                                          # 5 sequences x 4 frames, 256x448
 dtk run demo -o out/demo-k7 --blur k7 --json out/demo-k7.json   # blur with k7, then deblur
-dtk eval demo --model default --baselines wiener --json out/eval-demo.json
+dtk eval demo --model default --json out/eval-demo.json      # vs prior inverse + Wiener
