@@ -393,7 +393,14 @@ def run_cmd(
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
     """
-    from engines.loaders import check_threads, choose_backend, open_runner
+    from engines.loaders import (
+        check_backend_options,
+        check_batch,
+        check_precision,
+        check_threads,
+        choose_backend,
+        open_runner,
+    )
     from toolkit.frames import discover_frames
     from toolkit.progress import make_progress
     from toolkit.report import key_value_table
@@ -403,8 +410,12 @@ def run_cmd(
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
     check_threads(threads)
     check_max_pixels(max_pixels)
-    if batch < 1:
-        raise DtkError(f"--batch must be at least 1, got {batch}")
+    check_batch(batch)
+    check_precision(precision)
+    if executor == "ray" and (compile_ or channels_last or cuda_graphs is not None):
+        raise DtkError("--compile, --channels-last and --cuda-graphs are not passed to --executor ray "
+                       "(its workers run each backend's defaults): they apply to the torch backend with "
+                       "--executor local --backend torch")
     check_output_dir(input_dir, output)
     if blur is not None:
         from toolkit.kernels import get_kernel
@@ -421,6 +432,8 @@ def run_cmd(
                                      ray_address=ray_address, max_pixels=max_pixels)
     else:
         choice = choose_backend(backend, model, precision)
+        check_backend_options(choice.backend, compile=compile_, channels_last=channels_last,
+                              cuda_graphs=cuda_graphs)
         settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
                                          keep_size=keep_size)
         if output.is_dir():  # refuse before the model loads; run_frames checks again under the lock

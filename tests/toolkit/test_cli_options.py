@@ -1,0 +1,71 @@
+"""Issue 18 items 8-10: options that mean nothing are refused; eval size checks; small UX fixes."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def output_of(result) -> str:
+    return result.output + (result.stderr if result.stderr_bytes is not None else "")
+
+
+def assert_user_error(result, *fragments):
+    out = output_of(result)
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out
+    for frag in fragments:
+        assert frag in out, out
+    return out
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if a runner is opened: every check must come before the model loads."""
+    import engines.loaders
+
+    def boom(*_a, **_k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(engines.loaders, "open_runner", boom)
+
+
+def test_run_unknown_precision_refused_before_load(demo_dir, tmp_path, no_model_load):
+    res = invoke("run", demo_dir, "-o", tmp_path / "out", "--precision", "fp8")
+    assert_user_error(res, "fp8", "fp32", "bf16")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--compile", "--channels-last", "--cuda-graphs", "--no-cuda-graphs"])
+def test_run_torch_only_option_with_onnxruntime_refused(demo_dir, tmp_path, tiny_model_dir, flag,
+                                                        no_model_load):
+    res = invoke("run", demo_dir, "-o", tmp_path / "out", "--model", tiny_model_dir / "m.onnx",
+                 "--backend", "onnxruntime", flag)
+    out = assert_user_error(res, flag, "torch", "onnxruntime")
+    assert "ignore" in out
+
+
+def test_run_torch_only_option_with_auto_backend_names_the_chosen_one(demo_dir, tmp_path, tiny_model_dir,
+                                                                      no_model_load):
+    pytest.importorskip("onnxruntime")
+    from engines.loaders import choose_backend
+
+    chosen = choose_backend("auto", tiny_model_dir / "m.onnx").backend
+    if chosen == "torch":
+        pytest.skip("auto picks torch on this machine")
+    res = invoke("run", demo_dir, "-o", tmp_path / "out", "--model", tiny_model_dir / "m.onnx", "--compile")
+    assert_user_error(res, "--compile", "torch", chosen)
+
+
+@pytest.mark.parametrize("batch", ["0", "100000"])
+def test_run_batch_bounded_before_load(demo_dir, tmp_path, batch, no_model_load):
+    res = invoke("run", demo_dir, "-o", tmp_path / "out", "--batch", batch)
+    assert_user_error(res, "--batch")
