@@ -565,11 +565,11 @@ def bench(
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
                        ceiling_gflops=ceiling, pipeline_bench=pipeline_bench)
-    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {msg}[/]")).to_json()
+    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
         console.print(bench_table(report))
         for s in report["skipped"]:
-            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {s['reason']}")
+            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
         pipe = report["extra"].get("pipeline")
         if pipe and pipe.get("rows"):
             from bench.pipeline import render_table
