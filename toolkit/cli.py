@@ -219,9 +219,10 @@ def eval_cmd(
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
         if result.skipped:
-            err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable frame(s):[/]")
+            err_console.print(f"[yellow]skipped {len(result.skipped)} frame(s), not scored by any method "
+                              "(unreadable, or a prediction that does not match):[/]")
             for path, reason in result.skipped:
-                err_console.print(f"  {path}: {reason}")
+                err_console.print(f"  {escape(path)}: {escape(reason)}")
     if csv is not None:
         ev.write_csv(result, csv)
         err_console.print(f"wrote {csv}")

@@ -69,3 +69,39 @@ def test_run_torch_only_option_with_auto_backend_names_the_chosen_one(demo_dir, 
 def test_run_batch_bounded_before_load(demo_dir, tmp_path, batch, no_model_load):
     res = invoke("run", demo_dir, "-o", tmp_path / "out", "--batch", batch)
     assert_user_error(res, "--batch")
+
+
+def _eval_predictions(sharp, pred, *extra):
+    return invoke("eval", sharp, "--predictions", pred, "--kernels", "k7", "--baselines", "none",
+                  "--no-ssim", *extra)
+
+
+def test_eval_prediction_of_another_size_is_skipped_not_rescaled(tmp_path, astronaut):
+    """Sharp frames of 256x448 and of their own size: a prediction must be one of the two."""
+    import json
+
+    from toolkit.frames import resize_frame, write_png_atomic
+
+    sharp, pred = tmp_path / "sharp", tmp_path / "pred"
+    big = resize_frame(astronaut, (300, 500))
+    write_png_atomic(sharp / "a" / "00000000.png", astronaut)  # 256x448
+    write_png_atomic(sharp / "b" / "00000000.png", big)  # 300x500
+    write_png_atomic(sharp / "c" / "00000000.png", big)
+    write_png_atomic(sharp / "d" / "00000000.png", big)
+    write_png_atomic(pred / "a" / "00000000.png", astronaut)  # the sharp size: scored
+    write_png_atomic(pred / "b" / "00000000.png", big)  # its own size: scored
+    write_png_atomic(pred / "c" / "00000000.png", astronaut)  # 256x448 (--keep-size): scored
+    write_png_atomic(pred / "d" / "00000000.png", resize_frame(astronaut, (128, 224)))  # wrong: skipped
+    res = _eval_predictions(sharp, pred, "--json", tmp_path / "e.json")
+    out = output_of(res)
+    assert res.exit_code == 0, out
+    report = json.loads((tmp_path / "e.json").read_text())
+    scored = {f["rel"] for f in report["frames"] if f["method"] == "predictions"}
+    assert scored == {"a/00000000.png", "b/00000000.png", "c/00000000.png"}
+    assert {f["rel"] for f in report["frames"]} == scored  # not scored by any method
+    (skip,) = report["skipped"]
+    assert skip["path"].endswith("d/00000000.png") and "224x128" in skip["reason"]
+    assert "500x300" in skip["reason"]
+    assert "d/00000000.png" in " ".join(out.split())
+    strict = _eval_predictions(sharp, pred, "--strict")
+    assert_user_error(strict, "224x128")
