@@ -334,8 +334,18 @@ def export_cmd(
     height: Annotated[int, typer.Option(help="Frame height.")] = 256,
     width: Annotated[int, typer.Option(help="Frame width.")] = 448,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    from training.checkpoint import checkpoint_paths
+
+    weights, sidecar, _ = checkpoint_paths(checkpoint)
+    for needed in (weights, sidecar):
+        if not needed.is_file():
+            raise DtkError(f"checkpoint file {needed} not found (a checkpoint is X.safetensors with its "
+                           "X.json beside it)")
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
     from training.export import export_checkpoint
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,

@@ -105,3 +105,21 @@ def test_eval_prediction_of_another_size_is_skipped_not_rescaled(tmp_path, astro
     assert "d/00000000.png" in " ".join(out.split())
     strict = _eval_predictions(sharp, pred, "--strict")
     assert_user_error(strict, "224x128")
+
+
+def test_export_missing_checkpoint_names_the_safetensors_file(tmp_path):
+    res = invoke("export", tmp_path / "nosuch.safetensors", "-o", tmp_path / "m.onnx")
+    out = " ".join(assert_user_error(res).split())
+    assert "nosuch.safetensors not found" in out
+
+
+def test_export_refuses_to_overwrite_without_flag(tmp_path, tiny_model_dir):
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me")
+    small = ("--height", "64", "--width", "64")
+    res = invoke("export", tiny_model_dir / "m.safetensors", "-o", existing, *small)
+    assert_user_error(res, "--overwrite")
+    assert existing.read_text() == "keep me"
+    res = invoke("export", tiny_model_dir / "m.safetensors", "-o", existing, *small, "--overwrite")
+    assert res.exit_code == 0, output_of(res)
+    assert existing.read_bytes()[:4] != b"keep"
