@@ -214,7 +214,7 @@ def eval_cmd(
             runner.close()
     if str(json_out) != "-":
         if runner is not None:
-            err_console.print(f"model: {runner.describe()}")
+            err_console.print(f"model: {escape(str(runner.describe()))}")
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
@@ -385,7 +385,7 @@ def run_cmd(
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
     pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
     executor: Annotated[str, typer.Option(
-        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .[ray]).")] = "local",
+        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster to join, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray).")] = None,
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once (--executor ray).")
@@ -450,7 +450,8 @@ def run_cmd(
         if output.is_dir():  # refuse before the model loads; run_frames checks again under the lock
             with output_lock(output):
                 check_manifest(output, settings, overwrite)
-        err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
+        err_console.print(f"backend: [bold]{choice.backend}[/] ({escape(choice.reason)}); "
+                          f"model: {escape(str(choice.model))}")
         if precision == "fp16" and choice.backend == "torch":
             from training.export import check_fp16_checkpoint
 
@@ -458,7 +459,8 @@ def run_cmd(
             if check.status == "overflow":
                 raise DtkError(f"refusing --precision fp16: {check.message()}; use fp32 or bf16")
             if check.status == "warn":
-                err_console.print(f"[yellow]fp16 warning:[/] {check.message()} (less than 4x headroom)")
+                err_console.print(f"[yellow]fp16 warning:[/] {escape(check.message())} "
+                                  "(less than 4x headroom)")
         runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
                              threads=threads, cuda_graphs=cuda_graphs, size=FRAME_SIZE)
         try:
@@ -587,7 +589,7 @@ def bench(
 
             console.print(render_table(pipe))
         elif pipe:
-            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {pipe.get('skipped')}")
+            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {escape(str(pipe.get('skipped')))}")
     emit_json(json_out, report)
     if csv is not None:
         err_console.print(f"wrote {write_csv(report, csv)}")

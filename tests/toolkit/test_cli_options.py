@@ -123,3 +123,17 @@ def test_export_refuses_to_overwrite_without_flag(tmp_path, tiny_model_dir):
     res = invoke("export", tiny_model_dir / "m.safetensors", "-o", existing, *small, "--overwrite")
     assert res.exit_code == 0, output_of(res)
     assert existing.read_bytes()[:4] != b"keep"
+
+
+def test_help_and_tables_show_bracketed_extras():
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0
+    assert "pip install .[ray]" in " ".join(res.output.split())
+    from rich.console import Console
+
+    from toolkit.report import key_value_table
+
+    console = Console(width=200, record=True)
+    console.print(key_value_table("t", {"hint": "pip install .[gpu]", "[x]": "y"}))
+    text = console.export_text()
+    assert "pip install .[gpu]" in text and "[x]" in text
