@@ -472,7 +472,12 @@ def run_cmd(
                                      settings=settings, max_pixels=max_pixels)
         finally:
             runner.close()
-    if str(json_out) != "-":
+    nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
+                     and summary.skipped_done == summary.frames_total)
+    if str(json_out) != "-" and nothing_to_do:
+        console.print(f"nothing to do: all {summary.frames_total} frame(s) are already done in "
+                      f"{escape(str(output))} (--overwrite redoes them)")
+    elif str(json_out) != "-":
         shares = summary.shares()
         ratio = summary.to_json()["end_to_end_vs_compute"]
         rows = {

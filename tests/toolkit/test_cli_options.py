@@ -137,3 +137,14 @@ def test_help_and_tables_show_bracketed_extras():
     console.print(key_value_table("t", {"hint": "pip install .[gpu]", "[x]": "y"}))
     text = console.export_text()
     assert "pip install .[gpu]" in text and "[x]" in text
+
+
+def test_resume_with_nothing_to_do_says_so(demo_dir, tmp_path, tiny_model_dir):
+    args = ("run", demo_dir, "-o", tmp_path / "out", "--model", tiny_model_dir / "m.onnx", "--backend",
+            "onnxruntime", "--threads", "1")
+    first = invoke(*args)
+    assert first.exit_code == 0, output_of(first)
+    again = invoke(*args)
+    out = " ".join(output_of(again).split())
+    assert again.exit_code == 0, out
+    assert "nothing to do" in out and "frames/s" not in out
