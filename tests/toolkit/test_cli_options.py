@@ -148,3 +148,32 @@ def test_resume_with_nothing_to_do_says_so(demo_dir, tmp_path, tiny_model_dir):
     out = " ".join(output_of(again).split())
     assert again.exit_code == 0, out
     assert "nothing to do" in out and "frames/s" not in out
+
+
+def test_16bit_rgb_png_follows_round_x_over_257(tmp_path, astronaut):
+    """16-bit RGB(A) frames become round(x/257) like 16-bit grey, not their high byte."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from toolkit.frames import read_frame, write_png_atomic
+
+    v8 = astronaut[:32, :32].astype(np.uint16)
+    x16 = np.clip(v8 * 257 + 100, 0, 65535).astype(np.uint16)  # high byte is v+1 for v >= 156
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.ascontiguousarray(x16[:, :, ::-1]))
+    alpha = np.full((32, 32, 1), 65535, np.uint16)
+    cv2.imwrite(str(tmp_path / "rgba16.png"), np.ascontiguousarray(np.dstack([x16[:, :, ::-1], alpha])))
+    expected = np.clip(np.rint(x16 / 257.0), 0, 255).astype(np.uint8)
+    assert (read_frame(tmp_path / "rgb16.png") == expected).all()
+    assert (read_frame(tmp_path / "rgba16.png") == expected).all()
+    # through the CLI: a 16-bit prediction of an 8-bit sharp frame scores as identical
+    sharp = np.full((256, 448, 3), 200, np.uint8)
+    write_png_atomic(tmp_path / "sharp" / "a.png", sharp)
+    (tmp_path / "pred").mkdir()
+    cv2.imwrite(str(tmp_path / "pred" / "a.png"), np.full((256, 448, 3), 200 * 257 + 100, np.uint16))
+    res = _eval_predictions(tmp_path / "sharp", tmp_path / "pred", "--json", tmp_path / "e.json")
+    assert res.exit_code == 0, output_of(res)
+    rows = json.loads((tmp_path / "e.json").read_text())["summary"]
+    (pred,) = [r for r in rows if r["method"] == "predictions" and r["kernel"] == "k7"]
+    assert pred["identical"] == 1
