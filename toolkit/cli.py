@@ -475,7 +475,7 @@ def run_cmd(
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:
-        console.print(f"nothing to do: all {summary.frames_total} frame(s) are already done in "
+        console.print(f"nothing to do: {summary.frames_total} found, {summary.skipped_done} already done in "
                       f"{escape(str(output))} (--overwrite redoes them)")
     elif str(json_out) != "-":
         shares = summary.shares()
