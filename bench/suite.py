@@ -17,6 +17,7 @@ from bench.variants import (
     random_model,
     runner_specs,
     select_variants,
+    tensorrt_problem,
 )
 from toolkit.errors import DtkError
 
@@ -107,16 +108,26 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     if not req.compute and not req.e2e:
         raise DtkError("nothing to measure: --e2e-only needs --e2e")
     gpu = cuda_available()
+    trt_problem = tensorrt_problem(gpu)
+    if req.engine is not None and trt_problem:
+        raise DtkError(f"cannot benchmark the engine {req.engine}: {trt_problem}")
     sources = model_sources(req)
     backends = "tensorrt" if req.engine is not None and not req.models and req.width is None \
         else req.backends
     pairs = select_variants(backends, req.variants, gpu)
     if req.engine is not None and ("tensorrt", "engine") not in pairs:
         pairs.append(("tensorrt", "engine"))
-    specs, skipped = runner_specs(sources, pairs, threads=req.threads)
+    skipped: list[dict[str, str]] = []
+    if trt_problem:  # a requested backend that cannot run here is a skipped row, never dropped
+        skipped = [{"model": s.label, "backend": b, "variant": v, "reason": trt_problem}
+                   for s in sources for b, v in pairs if b == "tensorrt"]
+        pairs = [(b, v) for b, v in pairs if b != "tensorrt"]
+    specs, skipped_specs = runner_specs(sources, pairs, threads=req.threads)
+    skipped += skipped_specs
     if not specs:
-        raise DtkError("no runner to benchmark: " + "; ".join(
-            f"{s['backend']}/{s['variant']}: {s['reason']}" for s in skipped))
+        raise DtkError("no runner to benchmark: " + ("; ".join(
+            f"{s['backend']}/{s['variant']}: {s['reason']}" for s in skipped) or
+            f"no variant of {backends} chosen (--variants {req.variants})"))
     ceilings = measure_ceilings(req, gpu, progress)
     by_device: dict[str, float] = {}
     for c in ceilings:
@@ -126,6 +137,9 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     frames, frames_where = _e2e_frames(req) if req.e2e else ([], None)
     rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
                               ceilings=by_device, progress=progress)
+    if not rows:
+        raise DtkError("no runner could be built, nothing was measured: " + "; ".join(
+            f"{s['backend']}/{s['variant']}: {s['reason']}" for s in skipped + skipped_run))
     extra: dict[str, Any] = {}
     if frames_where:
         extra["e2e_frames"] = {"where": frames_where, "count": len(frames)}

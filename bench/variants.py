@@ -37,7 +37,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "tensorrt": {"engine": {"device": "cuda"}},
 }
-DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ()}
+# tensorrt has no CPU variant: named on a machine without a GPU, its row is skipped with the reason
+DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ("engine",)}
 DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16",
                          "cuda-bf16-nographs"),
                "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
@@ -95,8 +96,19 @@ def select_variants(backends: str, variants: str | None, gpu: bool) -> list[tupl
         return pairs
     pairs = [(b, v) for b in names for v in DEFAULT_CPU[b]]
     if gpu:
-        pairs += [(b, v) for b in names for v in DEFAULT_GPU[b]]
+        pairs += [(b, v) for b in names for v in DEFAULT_GPU[b] if (b, v) not in pairs]
     return pairs
+
+
+def tensorrt_problem(gpu: bool) -> str | None:
+    """Why the tensorrt backend cannot run on this machine (no TensorRT, no GPU), or None."""
+    from toolkit.lazy import INSTALL_HINTS, module_version
+
+    if module_version("tensorrt") is None:
+        return INSTALL_HINTS["tensorrt"]
+    if not gpu:
+        return "TensorRT needs an NVIDIA GPU with CUDA and none is visible here"
+    return None
 
 
 def random_model(width: int, size: tuple[int, int], workdir: Path | None = None) -> ModelSource:

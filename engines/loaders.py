@@ -16,6 +16,8 @@ from engines.select import BACKENDS
 from toolkit.errors import DtkError
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
+PRECISIONS = ("fp32", "fp16", "bf16")
+MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ def choose_backend(backend: str, model: Path | str | None, precision: str = "fp3
     """Resolve `backend` ('auto' included) and its model file; DtkError with a hint when impossible."""
     if backend not in BACKEND_CHOICES:
         raise DtkError(f"unknown backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+    check_precision(precision)
     if backend != "auto":
         problem = _precision_problem(backend, precision)
         if problem:
@@ -77,6 +80,34 @@ def choose_backend(backend: str, model: Path | str | None, precision: str = "fp3
             return BackendChoice(name, path, why)
         notes.append(f"{name}: {problem}")
     raise DtkError("no backend can run this model here; " + "; ".join(notes))
+
+
+def check_precision(precision: str) -> None:
+    """DtkError for a --precision other than fp32, fp16 or bf16."""
+    if precision not in PRECISIONS:
+        raise DtkError(f"unknown --precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+def check_batch(batch: int) -> None:
+    """DtkError for a --batch below 1 or above MAX_BATCH."""
+    if batch < 1:
+        raise DtkError(f"--batch must be at least 1, got {batch}")
+    if batch > MAX_BATCH:
+        raise DtkError(f"--batch {batch} is too large (at most {MAX_BATCH}): every frame of a batch is held "
+                       "in memory at once; 8 to 64 is plenty")
+
+
+def check_backend_options(backend: str, *, compile: bool = False, channels_last: bool = False,
+                          cuda_graphs: bool | None = None) -> None:
+    """DtkError when an option only torch uses is given with another backend (it would be ignored)."""
+    if backend == "torch":
+        return
+    given = [name for name, on in (("--compile", compile), ("--channels-last", channels_last),
+                                   ("--cuda-graphs" if cuda_graphs else "--no-cuda-graphs",
+                                    cuda_graphs is not None)) if on]
+    if given:
+        raise DtkError(f"{', '.join(given)} only apply to the torch backend, and this run uses {backend}, "
+                       f"which would ignore them: add --backend torch, or leave {', '.join(given)} out")
 
 
 def max_threads() -> int:

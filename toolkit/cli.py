@@ -214,14 +214,15 @@ def eval_cmd(
             runner.close()
     if str(json_out) != "-":
         if runner is not None:
-            err_console.print(f"model: {runner.describe()}")
+            err_console.print(f"model: {escape(str(runner.describe()))}")
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
         if result.skipped:
-            err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable frame(s):[/]")
+            err_console.print(f"[yellow]skipped {len(result.skipped)} frame(s), not scored by any method "
+                              "(unreadable, or a prediction that does not match):[/]")
             for path, reason in result.skipped:
-                err_console.print(f"  {path}: {reason}")
+                err_console.print(f"  {escape(path)}: {escape(reason)}")
     if csv is not None:
         ev.write_csv(result, csv)
         err_console.print(f"wrote {csv}")
@@ -333,8 +334,18 @@ def export_cmd(
     height: Annotated[int, typer.Option(help="Frame height.")] = 256,
     width: Annotated[int, typer.Option(help="Frame width.")] = 448,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    from training.checkpoint import checkpoint_paths
+
+    weights, sidecar, _ = checkpoint_paths(checkpoint)
+    for needed in (weights, sidecar):
+        if not needed.is_file():
+            raise DtkError(f"checkpoint file {needed} not found (a checkpoint is X.safetensors with its "
+                           "X.json beside it)")
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
     from training.export import export_checkpoint
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
@@ -374,7 +385,7 @@ def run_cmd(
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
     pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
     executor: Annotated[str, typer.Option(
-        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .[ray]).")] = "local",
+        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster to join, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray).")] = None,
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once (--executor ray).")
@@ -393,7 +404,14 @@ def run_cmd(
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
     """
-    from engines.loaders import check_threads, choose_backend, open_runner
+    from engines.loaders import (
+        check_backend_options,
+        check_batch,
+        check_precision,
+        check_threads,
+        choose_backend,
+        open_runner,
+    )
     from toolkit.frames import discover_frames
     from toolkit.progress import make_progress
     from toolkit.report import key_value_table
@@ -403,8 +421,12 @@ def run_cmd(
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
     check_threads(threads)
     check_max_pixels(max_pixels)
-    if batch < 1:
-        raise DtkError(f"--batch must be at least 1, got {batch}")
+    check_batch(batch)
+    check_precision(precision)
+    if executor == "ray" and (compile_ or channels_last or cuda_graphs is not None):
+        raise DtkError("--compile, --channels-last and --cuda-graphs are not passed to --executor ray "
+                       "(its workers run each backend's defaults): they apply to the torch backend with "
+                       "--executor local --backend torch")
     check_output_dir(input_dir, output)
     if blur is not None:
         from toolkit.kernels import get_kernel
@@ -421,12 +443,15 @@ def run_cmd(
                                      ray_address=ray_address, max_pixels=max_pixels)
     else:
         choice = choose_backend(backend, model, precision)
+        check_backend_options(choice.backend, compile=compile_, channels_last=channels_last,
+                              cuda_graphs=cuda_graphs)
         settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
                                          keep_size=keep_size)
         if output.is_dir():  # refuse before the model loads; run_frames checks again under the lock
             with output_lock(output):
                 check_manifest(output, settings, overwrite)
-        err_console.print(f"backend: [bold]{choice.backend}[/] ({choice.reason}); model: {choice.model}")
+        err_console.print(f"backend: [bold]{choice.backend}[/] ({escape(choice.reason)}); "
+                          f"model: {escape(str(choice.model))}")
         if precision == "fp16" and choice.backend == "torch":
             from training.export import check_fp16_checkpoint
 
@@ -434,7 +459,8 @@ def run_cmd(
             if check.status == "overflow":
                 raise DtkError(f"refusing --precision fp16: {check.message()}; use fp32 or bf16")
             if check.status == "warn":
-                err_console.print(f"[yellow]fp16 warning:[/] {check.message()} (less than 4x headroom)")
+                err_console.print(f"[yellow]fp16 warning:[/] {escape(check.message())} "
+                                  "(less than 4x headroom)")
         runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
                              threads=threads, cuda_graphs=cuda_graphs, size=FRAME_SIZE)
         try:
@@ -446,7 +472,12 @@ def run_cmd(
                                      settings=settings, max_pixels=max_pixels)
         finally:
             runner.close()
-    if str(json_out) != "-":
+    nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
+                     and summary.skipped_done == summary.frames_total)
+    if str(json_out) != "-" and nothing_to_do:
+        console.print(f"nothing to do: {summary.frames_total} found, {summary.skipped_done} already done in "
+                      f"{escape(str(output))} (--overwrite redoes them)")
+    elif str(json_out) != "-":
         shares = summary.shares()
         ratio = summary.to_json()["end_to_end_vs_compute"]
         rows = {
@@ -552,18 +583,18 @@ def bench(
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
                        ceiling_gflops=ceiling, pipeline_bench=pipeline_bench)
-    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {msg}[/]")).to_json()
+    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
         console.print(bench_table(report))
         for s in report["skipped"]:
-            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {s['reason']}")
+            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
         pipe = report["extra"].get("pipeline")
         if pipe and pipe.get("rows"):
             from bench.pipeline import render_table
 
             console.print(render_table(pipe))
         elif pipe:
-            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {pipe.get('skipped')}")
+            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {escape(str(pipe.get('skipped')))}")
     emit_json(json_out, report)
     if csv is not None:
         err_console.print(f"wrote {write_csv(report, csv)}")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.errors import DtkError
 from toolkit.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
@@ -33,6 +34,15 @@ from toolkit.metrics import PSNR_CAP, capped, json_number, psnr, ssim
 # A method restores one frame's blurred copies: (frame, [blurred RGB uint8 HxWx3 per kernel],
 # kernels) -> [restored RGB uint8 HxWx3 per kernel]. One call per frame lets a model batch them.
 Method = Callable[[Frame, list[np.ndarray], list[BlurKernel]], list[np.ndarray]]
+
+
+class FrameNotScored(DtkError):
+    """A method cannot score this frame (e.g. a prediction of another size): the frame is skipped."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,14 @@ def evaluate_tree(
         sharp = resize_frame(image, FRAME_SIZE)
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}
-        estimates.update({name: fn(frame, blurred, list(kernels)) for name, fn in methods.items()})
+        try:
+            estimates.update({name: fn(frame, blurred, list(kernels)) for name, fn in methods.items()})
+        except FrameNotScored as exc:  # no method is scored on it, so every method has the same frames
+            if strict:
+                raise
+            skips.skipped.append((exc.path, exc.reason))
+            tick()
+            continue
         for name, images in estimates.items():
             for k, estimate in zip(kernels, images, strict=True):
                 result.scores.append(FrameScore(
@@ -190,9 +207,12 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
     """Outputs made elsewhere (e.g. `dtk run --blur k7`), paired with sharp frames by relative path.
 
     Layout: `pred_root/<kernel>/<rel path>` when `pred_root` has a folder per kernel, else
-    `pred_root/<rel path>` for a single kernel. Any image extension; resized to 256x448.
+    `pred_root/<rel path>` for a single kernel. Any image extension. A prediction must be
+    256x448 (`dtk run --keep-size`) or the size of its sharp frame (`dtk run`, resized back),
+    and is then resized to 256x448 like the sharp frame; any other size is never rescaled and
+    scored: the frame is skipped with the reason (FrameNotScored).
     """
-    from toolkit.errors import DtkError
+    from PIL import Image
 
     root = Path(pred_root)
     names = [k.name for k in kernels]
@@ -205,8 +225,17 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
 
     def method(frame: Frame, _blurred: list[np.ndarray], ks: list[BlurKernel]) -> list[np.ndarray]:
         out = []
+        with Image.open(frame.path) as im:
+            sharp_size = (im.height, im.width)
         for k in ks:
-            out.append(resize_frame(read_frame(index[k.name][frame.key].path), FRAME_SIZE))
+            path = index[k.name][frame.key].path
+            pred = read_frame(path)
+            if pred.shape[:2] not in (sharp_size, FRAME_SIZE):
+                raise FrameNotScored(path, f"prediction is {pred.shape[1]}x{pred.shape[0]} but its sharp "
+                                           f"frame {frame.rel} is {sharp_size[1]}x{sharp_size[0]}: a "
+                                           f"prediction must be {sharp_size[1]}x{sharp_size[0]} or "
+                                           f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]} (dtk run --keep-size)")
+            out.append(resize_frame(pred, FRAME_SIZE))
         return out
 
     return method

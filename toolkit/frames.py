@@ -188,6 +188,8 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                 arr = np.asarray(im).astype(np.uint16 if mode != "I" else np.int64)
                 if mode == "I":
                     arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            elif mode in ("RGB", "RGBA") and im.format == "PNG" and _png_bit_depth(path) == 16:
+                arr = _read_png_16bit_color(path)  # Pillow keeps only the high byte of each channel
             elif mode == "RGB":
                 arr = np.asarray(im)
             elif mode in ("RGBA", "LA", "L", "1"):
@@ -207,6 +209,26 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except MemoryError:
         raise FrameReadError(path, "not enough memory to decode it") from None
     return to_rgb_uint8(arr)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (None when the header is not there)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_png_16bit_color(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) PNG as HxWx3/4 uint16 RGB(A) (OpenCV decodes all 16 bits)."""
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError("OpenCV could not decode this 16-bit PNG")
+    return arr[:, :, [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[:, :, ::-1]
 
 
 def check_pixels(path: Path | str, size: tuple[int, int], max_pixels: int | None) -> None:

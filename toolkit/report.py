@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.metrics import format_db
@@ -51,8 +52,8 @@ def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("item", style="bold")
     table.add_column("value")
-    for k, v in rows.items():
-        table.add_row(k, "—" if v is None else str(v))
+    for k, v in rows.items():  # values are data (paths, hints with .[gpu]), never markup
+        table.add_row(escape(k), "—" if v is None else escape(str(v)))
     return table
 
 

@@ -170,3 +170,60 @@ def test_default_bench_runs_the_shipped_model(tmp_path):
     rows = report["rows"]
     assert {r["backend"] for r in rows} == {"onnxruntime", "torch"}
     assert all(r["gflop_per_image"] > 5 and r["images_per_s"] > 0 for r in rows)
+
+
+def _trt_problem():
+    from bench.variants import cuda_available, tensorrt_problem
+
+    return tensorrt_problem(cuda_available())
+
+
+def _all_output(res) -> str:
+    """stdout + stderr with Rich's line wrapping undone."""
+    return " ".join((res.output + (res.stderr if res.stderr_bytes is not None else "")).split())
+
+
+def test_backend_tensorrt_that_cannot_run_gives_the_reason():
+    problem = _trt_problem()
+    if problem is None:
+        pytest.skip("TensorRT runs here")
+    res = runner.invoke(app, [*TINY, "--backend", "tensorrt", "--batch", "1"])
+    out = _all_output(res)
+    assert res.exit_code == 2, out
+    assert "no runner to benchmark: " in out and not out.rstrip().endswith("benchmark:")
+    assert "tensorrt/engine" in out and problem.split(":")[0] in out
+
+
+def test_engine_without_tensorrt_exits_2_with_install_hint(tmp_path):
+    if _trt_problem() is None:
+        pytest.skip("TensorRT runs here")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really an engine")
+    res = runner.invoke(app, ["bench", "--engine", str(engine), "--batch", "1", "--iterations", "1"])
+    out = _all_output(res)
+    assert res.exit_code == 2, out
+    assert "pip install .[gpu]" in out and "Traceback" not in out
+
+
+def test_backend_all_lists_tensorrt_as_skipped_with_reason(tmp_path):
+    problem = _trt_problem()
+    if problem is None:
+        pytest.skip("TensorRT runs here")
+    out = tmp_path / "all.json"
+    res = runner.invoke(app, [*TINY, "--backend", "all", "--variants", "cpu-fp32,engine", "--batch", "1",
+                              "--json", str(out)])
+    assert res.exit_code == 0, _all_output(res)
+    report = json.loads(out.read_text())
+    trt = [s for s in report["skipped"] if s["backend"] == "tensorrt"]
+    assert trt and all(s["reason"] == problem for s in trt)
+    assert {r["backend"] for r in report["rows"]} == {"onnxruntime"}
+    assert f"skipped tensorrt/engine: {problem}" in _all_output(res)  # markup such as [gpu] shown
+
+
+def test_backend_all_default_variants_keep_tensorrt(tmp_path):
+    """Without --variants too: on a machine without TensorRT its default variant is a skipped row."""
+    from bench.variants import select_variants
+
+    assert ("tensorrt", "engine") in select_variants("all", None, gpu=False)
+    assert ("tensorrt", "engine") in select_variants("all", None, gpu=True)
+    assert select_variants("all", None, gpu=True).count(("tensorrt", "engine")) == 1
