@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from bench.harness import RunnerSpec
+from engines.loaders import MAX_BATCH
 from toolkit.errors import DtkError
 
 # (backend, variant) -> runner options. Devices: "cpu" or "cuda".
@@ -66,8 +67,8 @@ def parse_batches(text: str) -> tuple[int, ...]:
         batches = tuple(int(t) for t in parse_list(text, "--batch"))
     except ValueError:
         raise DtkError(f"--batch takes comma-separated integers like 1,4,8, got {text!r}") from None
-    if min(batches) < 1:
-        raise DtkError(f"batch sizes must be >= 1, got {text!r}")
+    if min(batches) < 1 or max(batches) > MAX_BATCH:
+        raise DtkError(f"batch sizes must be 1..{MAX_BATCH}, got {text!r}")
     return batches
 
 

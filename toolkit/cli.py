@@ -464,11 +464,13 @@ def run_cmd(
         runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
                              threads=threads, cuda_graphs=cuda_graphs, size=FRAME_SIZE)
         try:
+            from toolkit.progress import resume_aware
+
             with make_progress() as bar:
                 task = bar.add_task("deblurring", total=total)
                 summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
                                      overwrite=overwrite, strict=strict, pipeline=pipeline,
-                                     progress=lambda done, _n: bar.update(task, completed=done),
+                                     progress=resume_aware(bar, task),
                                      settings=settings, max_pixels=max_pixels)
         finally:
             runner.close()

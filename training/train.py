@@ -265,7 +265,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
     progress = make_progress(unit="steps", transient=False) if main else None
     if progress:
         progress.start()
-        task = progress.add_task("training", total=total, completed=step)
+        task = progress.add_task("training", total=total, completed=step, done_before=step)
     try:
         while step < total and not stop:
             net.train()

@@ -227,3 +227,8 @@ def test_backend_all_default_variants_keep_tensorrt(tmp_path):
     assert ("tensorrt", "engine") in select_variants("all", None, gpu=False)
     assert ("tensorrt", "engine") in select_variants("all", None, gpu=True)
     assert select_variants("all", None, gpu=True).count(("tensorrt", "engine")) == 1
+
+
+def test_batch_sizes_are_bounded_before_anything_loads():
+    res = runner.invoke(app, [*TINY, "--batch", "1,100000"])
+    assert res.exit_code == 2 and "1..1024" in res.output
