@@ -324,9 +324,10 @@ def bench_headlines(report: dict | None) -> list[dict]:
                     "batch",
                     "images_per_s",
                     "gflops",
-                    "pct_ceiling",
+                    "ceiling_pct",
                     "phases_ms",
-                    "peak_mem_mib",
+                    "peak_device_mb",
+                    "peak_rss_mb",
                 )
                 if k in r
             }

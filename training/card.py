@@ -152,18 +152,15 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
     from toolkit.kernels import KERNELS
     from training.checkpoint import load_model
     from training.fit import validate
-    from training.photoset import load_sources, val_windows
-    from training.sampler import validation_tensors
+    from training.photoset import validation_set
+    from training.sampler import psnr_uint8, validation_tensors
 
-    val = load_sources(photos, "val")
-    windows = [(n, w) for n, img in sorted(val.items()) for w in val_windows(img)]
+    windows = validation_set(photos)
     names = [n for n, _ in windows]
     tensors = validation_tensors([w for _, w in windows], "cpu")
     per: dict[str, dict[str, list[float]]] = {}  # method -> kernel -> per-window PSNR
 
     def psnrs(a, b):
-        from training.sampler import psnr_uint8
-
         return psnr_uint8(a, b).tolist()
 
     for k, (blurred, sharp) in tensors.items():

@@ -182,12 +182,13 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
     """
     from toolkit.kernels import blur
     from toolkit.metrics import psnr
+    from toolkit.pipeline.fallback import to_uint8_hwc
 
     tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
     sess = ort_session(path)
     rng = np.random.default_rng(0)
     real = real_frame(height, width)
-    blurred = blur((real[0].transpose(1, 2, 0) * 255).round().astype(np.uint8), "k11")
+    blurred = blur(to_uint8_hwc(real[0]), "k11")
     # the blurred frame drives a gated model through its deconvolution path: sharp and random
     # inputs may only exercise its pass-through, where any export agrees exactly
     inputs = {"random": rng.random((2, 3, height, width), dtype=np.float32), "real": real,

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ class FitConfig:
     max_steps: int | None = None
     device: str | None = None
     init: str | None = None  # start from these weights (a checkpoint of the same architecture)
-    extra: dict = field(default_factory=dict)
 
 
 def score(metrics: dict[str, dict[str, float]]) -> float:
@@ -109,7 +108,7 @@ def validate(
 
 def fit(config: FitConfig, *, log=print) -> dict:
     from training.checkpoint import save_checkpoint
-    from training.photoset import load_sources, val_windows
+    from training.photoset import load_sources, validation_set
 
     if config.arch not in ARCHS:
         raise DtkError(f"unknown arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
@@ -123,8 +122,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     train_photos = load_sources(config.photos, "train")
-    val_photos = load_sources(config.photos, "val")
-    windows = [(n, w) for n, img in sorted(val_photos.items()) for w in val_windows(img)]
+    windows = validation_set(config.photos)
     pick = np.linspace(0, len(windows) - 1, min(config.val_windows, len(windows))).round().astype(int)
     val_small = validation_tensors([windows[i][1] for i in pick], device)
     sampler = PhotoSampler(
@@ -148,7 +146,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
         "kernels": ["k3", "k7", "k11"],
         "data": config.photos,
         "train_photos": sorted(train_photos),
-        "val_photos": sorted(val_photos),
+        "val_photos": sorted({n for n, _ in windows}),
         "params": count_parameters(model),
         "fit_config": asdict(config),
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
@@ -276,29 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device")
     p.add_argument("--init", help="start from this checkpoint's weights")
     p.add_argument("--warmup", type=int, default=100)
-    a = p.parse_args(argv)
-    fit(
-        FitConfig(
-            photos=a.photos,
-            out=a.out,
-            arch=a.arch,
-            width=a.width,
-            minutes=a.minutes,
-            batch=a.batch,
-            crop=a.crop,
-            lr=a.lr,
-            loss=a.loss,
-            dead_leaves=a.dead_leaves,
-            val_seconds=a.val_seconds,
-            val_windows=a.val_windows,
-            max_steps=a.max_steps,
-            final_windows=a.final_windows,
-            seed=a.seed,
-            init=a.init,
-            warmup=a.warmup,
-            device=a.device,
-        )
-    )
+    fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
     return 0
 
 

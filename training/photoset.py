@@ -4,7 +4,7 @@
 JPEG quality 95 without chroma subsampling) and `DIR/sources.json` (licence, colour or not,
 split). Validation uses colour photographs only, held out whole (`VAL_PHOTOS`), each cut into
 256x448 windows at several scales, from the whole photo squashed to 256x448 (what `dtk run` does
-to a photo) to windows of the photo at a 1080-pixel short side. Never the demo photos.
+to a photo) to windows of the photo at a 720-pixel short side. Never the demo photos.
 
     python -m training.photoset tune DIR     # tune the classical baselines on the validation windows
 """
@@ -51,8 +51,11 @@ def scale_to_short(image: np.ndarray, short: int) -> np.ndarray:
 
 def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> list[dict]:
     """Write each allowed photo as DIR/<name>.jpg and DIR/sources.json; returns the records."""
+    import io
+
     from PIL import Image
 
+    from toolkit.atomic import write_bytes_atomic
     from toolkit.frames import read_frame
     from training.data import allowed_photo_sources
 
@@ -62,9 +65,9 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
     for name, path, licence in allowed_photo_sources(wallpapers):
         image = scale_to_short(read_frame(path), MAX_SHORT_SIDE)
         target = out / f"{name}.jpg"
-        tmp = target.with_name(f".{target.name}.tmp")
-        Image.fromarray(image).save(tmp, format="JPEG", quality=95, subsampling=0)
-        tmp.replace(target)
+        jpeg = io.BytesIO()
+        Image.fromarray(image).save(jpeg, format="JPEG", quality=95, subsampling=0)
+        write_bytes_atomic(target, jpeg.getvalue())
         records.append(
             {
                 "name": name,
@@ -82,7 +85,7 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
             f"validation photos missing: {', '.join(sorted(missing))} "
             "(pass --wallpapers with plasma-workspace-wallpapers' usr/share/wallpapers)"
         )
-    (out / SOURCES_FILE).write_text(json.dumps(records, indent=2) + "\n")
+    write_bytes_atomic(out / SOURCES_FILE, (json.dumps(records, indent=2) + "\n").encode())
     return records
 
 

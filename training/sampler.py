@@ -9,8 +9,6 @@ borders at the frame's edge and rounded again.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
 from toolkit.kernels import KERNELS
+from toolkit.metrics import PSNR_CAP
 from toolkit.torch_blur import blur_tensor
 
 LABELS = ("sharp", "k3", "k7", "k11")
@@ -191,7 +190,7 @@ def validation_tensors(
     return out
 
 
-def psnr_uint8(a: torch.Tensor, b: torch.Tensor, cap: float = 100.0) -> torch.Tensor:
+def psnr_uint8(a: torch.Tensor, b: torch.Tensor, cap: float = PSNR_CAP) -> torch.Tensor:
     """Per-image PSNR (dB) of uint8 N x C x H x W tensors, identical images counted as `cap`."""
     err = (a.double() - b.double()).pow(2).flatten(1).mean(1)
     value = 10.0 * torch.log10(255.0**2 / err.clamp_min(1e-30))
@@ -201,7 +200,3 @@ def psnr_uint8(a: torch.Tensor, b: torch.Tensor, cap: float = 100.0) -> torch.Te
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Float 0..1 -> uint8 with round-half-even (torch.round, as np.rint): what a written PNG holds."""
     return (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def steps_per_epoch_hint(minutes: float, steps_per_s: float) -> int:
-    return max(1, math.floor(minutes * 60 * steps_per_s))

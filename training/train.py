@@ -94,7 +94,9 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """N x 3 x H x W float 0..1 -> N x H x W x 3 uint8 (clip and round, as a written PNG)."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    from training.sampler import quantize
+
+    return quantize(x).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:

@@ -209,3 +209,20 @@ def test_main_on_a_cpu_writes_a_summary_and_at_most_8_small_files(tmp_path, monk
     assert "cuda" in summary["not_here"] and "tensorrt" in summary["not_here"]
     assert {d["name"] for d in summary["packed"]["left_out"]} >= {"fast.safetensors"}
     assert np.isfinite(summary["total_seconds"])
+
+
+def test_bench_headlines_keep_the_reports_ceiling_and_memory_columns():
+    row = {
+        "model": "m",
+        "backend": "torch",
+        "variant": "cuda-fp16",
+        "batch": 8,
+        "images_per_s": 500.0,
+        "gflops": 1.0,
+        "ceiling_pct": 30.9,
+        "phases_ms": {"compute": 11.0},
+        "peak_device_mb": 900.0,
+        "latency_ms": {"p50": 14.5},
+    }
+    (head,) = dc.bench_headlines({"rows": [row]})
+    assert head["ceiling_pct"] == 30.9 and head["peak_device_mb"] == 900.0 and head["p50_ms"] == 14.5
