@@ -65,11 +65,11 @@ def precision_quality() -> dict[str, float]:
 
     from engines.models import resolve_model
     from engines.torch import TorchRunner
+    from toolkit.convert import from_nchw, to_nchw
     from toolkit.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
     from toolkit.frames import read_frame
     from toolkit.kernels import blur
     from toolkit.metrics import psnr_capped
-    from toolkit.pipeline.fallback import from_nchw, to_nchw
 
     frames = [blur(w, "k7") for n in DEMO_PHOTOS for w in pan_windows(read_frame(skimage_photo_path(n)), 2)]
     batch = to_nchw(frames)

@@ -17,17 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.lazy import optional_import
-
-
-def _session(path: Path | str, threads: int | None):
-    ort = optional_import("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+from engines.onnxruntime import cpu_session
 
 
 def _ms(session, x: np.ndarray) -> float:
@@ -40,7 +30,7 @@ def _ms(session, x: np.ndarray) -> float:
 def compare_int8(fp32: Path | str, int8: Path | str, *, batches: Sequence[int] = (1, 4), iterations: int = 20,
                  warmup: int = 3, threads: int | None = None) -> list[dict]:
     """One row per batch: fp32 and int8 median ms/frame (and p90), speedup fp32/int8."""
-    sessions = {"fp32": _session(fp32, threads), "int8": _session(int8, threads)}
+    sessions = {"fp32": cpu_session(fp32, threads), "int8": cpu_session(int8, threads)}
     shape = sessions["fp32"].get_inputs()[0].shape
     h, w = int(shape[2]), int(shape[3])
     rng = np.random.default_rng(0)

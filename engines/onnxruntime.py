@@ -80,6 +80,18 @@ def check_input_shape(model: Path, shape: list, size: tuple[int, int] | None) ->
                            f"(frames are resized to {size[0]}x{size[1]}): {hint}")
 
 
+def cpu_session(model: Path | str, threads: int | None = None):
+    """A plain CPU ONNX Runtime session (full graph optimisation, warnings off): the one dtk uses
+    outside a runner, for export parity, the quantizer's guard and the INT8 benchmark."""
+    ort = optional_import("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(model), opts, providers=[CPU_EP])
+
+
 class OrtRunner:
     """An ONNX Runtime session over an NCHW [0, 1] batch model (input and output one tensor each)."""
 

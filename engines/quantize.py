@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.onnxruntime import cpu_session
 from toolkit.atomic import write_bytes_atomic
+from toolkit.convert import nchw_to_nhwc_uint8
 from toolkit.errors import DtkError
 from toolkit.frames import Frame, discover_frames
 from toolkit.kernels import KERNEL_NAMES
 from toolkit.lazy import optional_import
+from toolkit.metrics import psnr_capped
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
@@ -173,29 +176,9 @@ class _CalibrationReader:
         self.i = 0
 
 
-def _session(path: Path | str, threads: int | None = None):
-    ort = optional_import("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def _run(session, x: np.ndarray, batch: int = 4) -> np.ndarray:
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """N x 3 x H x W in [0, 1] -> N x H x W x 3 uint8 (what `dtk run` writes)."""
-    return np.clip(x.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from toolkit.metrics import psnr_capped
-
-    return psnr_capped(a, b)
 
 
 @dataclass
@@ -207,14 +190,14 @@ class GuardSet:
     fp32: dict[str, np.ndarray]
 
     def measure(self, int8_path: Path, threads: int | None = None) -> list[KernelGuard]:
-        session = _session(int8_path, threads)
+        session = cpu_session(int8_path, threads)
         result = []
         for k, x in self.inputs.items():
-            out = _to_uint8(_run(session, x))
+            out = nchw_to_nhwc_uint8(_run(session, x))
             fp = self.fp32[k]
-            f = [_psnr(o, s) for o, s in zip(fp, self.sharp, strict=True)]
-            q = [_psnr(o, s) for o, s in zip(out, self.sharp, strict=True)]
-            qf = [_psnr(o, r) for o, r in zip(out, fp, strict=True)]
+            f = [psnr_capped(o, s) for o, s in zip(fp, self.sharp, strict=True)]
+            q = [psnr_capped(o, s) for o, s in zip(out, self.sharp, strict=True)]
+            qf = [psnr_capped(o, r) for o, r in zip(out, fp, strict=True)]
             result.append(KernelGuard(k, float(np.mean(f)), float(np.mean(q)), float(np.mean(f) - np.mean(q)),
                                       float(np.mean(qf))))
         return result
@@ -340,10 +323,11 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
     samples = np.concatenate([load_inputs(split.calibration, size, k) for k in KERNEL_NAMES])
     digest = calibration_hash(samples, names)
 
-    fp32 = _session(model_onnx, threads)
+    fp32 = cpu_session(model_onnx, threads)
     guard_inputs = {k: load_inputs(split.guard, size, k) for k in KERNEL_NAMES}
-    sharp = _to_uint8(load_inputs(split.guard, size, None))
-    guard_set = GuardSet(guard_inputs, sharp, {k: _to_uint8(_run(fp32, x)) for k, x in guard_inputs.items()})
+    sharp = nchw_to_nhwc_uint8(load_inputs(split.guard, size, None))
+    guard_set = GuardSet(guard_inputs, sharp,
+                         {k: nchw_to_nhwc_uint8(_run(fp32, x)) for k, x in guard_inputs.items()})
     del fp32
 
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.convert import round_uint8
 from toolkit.kernels import BlurKernel
 
 PAD = 32  # pixels of reflect-101 padding around the frame before the FFT
@@ -66,10 +67,6 @@ def _pad(image: np.ndarray) -> np.ndarray:
     return np.pad(image.astype(np.float64), ((PAD, PAD), (PAD, PAD), (0, 0)), mode="reflect")
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
 def wiener(blurred: np.ndarray, kernel: BlurKernel, balance: float | None = None) -> np.ndarray:
     """Wiener deconvolution: X = conj(H) Y / (|H|^2 + balance). RGB uint8 in, RGB uint8 out."""
     bal = BALANCE[kernel.name] if balance is None else balance
@@ -89,7 +86,7 @@ def _apply_gain(blurred: np.ndarray, kernel: BlurKernel, balance: float, prior: 
     out = np.empty_like(padded)
     for c in range(padded.shape[2]):
         out[:, :, c] = np.fft.irfft2(np.fft.rfft2(padded[:, :, c]) * gain, s=(h, w))
-    return _to_uint8(out[PAD:-PAD, PAD:-PAD])
+    return round_uint8(out[PAD:-PAD, PAD:-PAD])
 
 
 def richardson_lucy(blurred: np.ndarray, kernel: BlurKernel, iterations: int | None = None) -> np.ndarray:
@@ -107,7 +104,7 @@ def richardson_lucy(blurred: np.ndarray, kernel: BlurKernel, iterations: int | N
             ratio = y / np.maximum(est, 1e-12)
             x = x * np.fft.irfft2(np.fft.rfft2(ratio) * np.conj(transfer), s=(h, w))
         out[:, :, c] = x
-    return _to_uint8(out[PAD:-PAD, PAD:-PAD] * 255.0)
+    return round_uint8(out[PAD:-PAD, PAD:-PAD] * 255.0)
 
 
 BASELINES = {"prior": prior_inverse, "wiener": wiener, "rl": richardson_lucy}

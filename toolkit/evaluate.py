@@ -194,7 +194,7 @@ def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Metho
 
 def runner_method(runner) -> Method:
     """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch."""
-    from toolkit.pipeline.fallback import from_nchw, to_nchw
+    from toolkit.convert import from_nchw, to_nchw
 
     def method(_frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
         return from_nchw(runner.infer(to_nchw(blurred)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolkit.convert import round_uint8
 from toolkit.errors import DtkError
 
 
@@ -80,5 +81,5 @@ def blur(image: np.ndarray, kernel: BlurKernel | str) -> np.ndarray:
     if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
         out = out[:, :, None]
     if image.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return round_uint8(out)
     return out

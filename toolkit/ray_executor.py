@@ -65,8 +65,9 @@ class DeblurActor:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from toolkit.convert import to_host, to_nchw
         from toolkit.pipeline import PipelineConfig
-        from toolkit.pipeline.fallback import load_frame, to_host, to_nchw
+        from toolkit.pipeline.fallback import load_frame
         from toolkit.run import write_output
 
         config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur,

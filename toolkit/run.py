@@ -40,6 +40,7 @@ import numpy as np
 import toolkit
 from toolkit import FRAME_SIZE
 from toolkit.atomic import file_sha256, stale_temp_files, write_bytes_atomic
+from toolkit.convert import to_host, to_uint8_hwc
 from toolkit.errors import DtkError
 from toolkit.frames import (
     DEFAULT_MAX_PIXELS,
@@ -49,7 +50,6 @@ from toolkit.frames import (
     resize_frame,
     write_png_atomic,
 )
-from toolkit.pipeline.fallback import to_host, to_uint8_hwc
 
 
 def output_path_for(frame: Frame, out_root: Path | str) -> Path:

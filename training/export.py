@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engines.onnxruntime import cpu_session
 from toolkit.errors import DtkError
 
 FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
@@ -164,15 +165,6 @@ def _set_metadata(path: Path, metadata: dict) -> None:
     onnx.save(model, str(path))
 
 
-def ort_session(path: Path | str):
-    from toolkit.lazy import optional_import
-
-    ort = optional_import("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16: bool = False,
                  fp16_io: bool = False, tolerance: float | None = None) -> dict:
     """Compare ORT CPU vs torch fp32 on a random batch and a real photo; DtkError beyond tolerance.
@@ -180,12 +172,12 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
     Inputs: random, a real photo and that photo blurred with k11. Returns
     {"random_max_abs": ..., "real_max_abs": ..., "real_k11_max_abs": ..., "real_psnr_vs_fp32_db": ...}.
     """
+    from toolkit.convert import to_uint8_hwc
     from toolkit.kernels import blur
     from toolkit.metrics import psnr
-    from toolkit.pipeline.fallback import to_uint8_hwc
 
     tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
-    sess = ort_session(path)
+    sess = cpu_session(path)
     rng = np.random.default_rng(0)
     real = real_frame(height, width)
     blurred = blur(to_uint8_hwc(real[0]), "k11")
@@ -236,12 +228,12 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
 
     example = torch.from_numpy(real_frame(height, width))
     if fp16:
-        check = check_fp16_range(model, np.concatenate([blurred_demo_frames(height, width),
-                                                        torch.rand(1, 3, height, width).numpy()]))
-        peak = check.peak
+        ranges = check_fp16_range(model, np.concatenate([blurred_demo_frames(height, width),
+                                                         torch.rand(1, 3, height, width).numpy()]))
+        peak = ranges.peak
         if peak > FP16_MAX / 4:
             raise DtkError(f"refusing the fp16 export: an activation reaches {peak:.4g} (layer "
-                           f"{check.worst_layer}), too close to fp16's max {FP16_MAX:g}; export fp32")
+                           f"{ranges.worst_layer}), too close to fp16's max {FP16_MAX:g}; export fp32")
         meta["fp32_peak_activation"] = f"{peak:.6g}"
         half = copy.deepcopy(model).half()
         module: nn.Module = half if fp16_io else _CastIO(half)
@@ -261,9 +253,9 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
 
     Returns max abs error (0..1 scale) and the mean/max PSNR drop (dB) vs the sharp frames.
     """
-    from toolkit.metrics import psnr
+    from toolkit.metrics import psnr_capped
 
-    sess = ort_session(fp16_path)
+    sess = cpu_session(fp16_path)
     max_abs, drops = 0.0, []
     for img in frames:
         x = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
@@ -275,7 +267,7 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
         def to_img(a):
             return np.clip(a[0].transpose(1, 2, 0), 0, 1) * 255
 
-        drops.append(min(psnr(to_img(ref), img), 100.0) - min(psnr(to_img(got), img), 100.0))
+        drops.append(psnr_capped(to_img(ref), img) - psnr_capped(to_img(got), img))
     return {"max_abs": max_abs, "psnr_drop_mean_db": float(np.mean(drops)),
             "psnr_drop_max_db": float(np.max(drops))}
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from engines.torch import TorchRunner
+from toolkit.convert import from_nchw, to_nchw
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
-from toolkit.pipeline.fallback import from_nchw, to_nchw
 from training.checkpoint import save_checkpoint
 from training.unet import SeedUNet, UNetConfig
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from engines.loaders import load_runner
 from engines.torch import TorchRunner
 from toolkit.cli import app
+from toolkit.convert import from_nchw, to_nchw
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
-from toolkit.pipeline.fallback import from_nchw, to_nchw
 from training.checkpoint import save_checkpoint
 from training.export import FP16_MAX, blurred_demo_frames, check_fp16_range
 from training.unet import SeedUNet, UNetConfig

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from engines.onnxruntime import OrtRunner
 from toolkit.cli import app
+from toolkit.convert import to_nchw
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, write_png_atomic
-from toolkit.pipeline.fallback import to_nchw
 from toolkit.run import check_output_dir, is_done, output_path_for, run_frames
 
 

@@ -76,3 +76,15 @@ def test_parity_exercises_the_shipped_models_deconvolution_path(tmp_path):
     res = check_parity(model, path, 256, 448)
     assert res["real_max_abs"] < 1e-6  # pass-through: the same pixels
     assert 0 < res["real_k11_max_abs"] < 1e-4  # deconvolution path computed by both, float rounding apart
+
+
+def test_fp16_export_with_check_false_skips_parity(tiny, tmp_path, monkeypatch):
+    """`check=False` is honoured for fp16 too (the range guard's result once overwrote `check`)."""
+    import training.export as export
+
+    calls = []
+    monkeypatch.setattr(export, "check_parity", lambda *a, **k: calls.append(a) or {})
+    export.export_onnx(tiny, tmp_path / "h.onnx", height=H, width=W, fp16=True, check=False)
+    assert calls == []
+    export.export_onnx(tiny, tmp_path / "h2.onnx", height=H, width=W, fp16=True, check=True)
+    assert len(calls) == 1
