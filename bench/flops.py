@@ -78,10 +78,11 @@ def unet_macs(width: int, input_shape: tuple[int, ...] = (1, 3, 256, 448), **con
     """MACs of the seed U-Net of a given width, built directly on the meta device."""
     import torch
 
-    from training.unet import SeedUNet, UNetConfig
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.unet import SeedUNet
 
     with torch.device("meta"):
-        model = SeedUNet(UNetConfig(width=width, **config))
+        model = SeedUNet(ModelConfig(width=width, **config))
     return count_torch_macs(model, input_shape)
 
 

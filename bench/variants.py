@@ -116,16 +116,17 @@ def random_model(width: int, size: tuple[int, int], workdir: Path | None = None)
     """A random-init seed U-Net of `width`: checkpoint + ONNX (exported at `size`) in a temp folder."""
     import torch
 
-    from training.checkpoint import save_checkpoint
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.checkpoint import save_checkpoint
+    from toolkit.core.models.unet import SeedUNet
     from training.export import export_onnx
-    from training.unet import SeedUNet, UNetConfig
 
     if width < 1:
         raise DtkError(f"--width must be >= 1, got {width}")
     folder = Path(workdir or tempfile.mkdtemp(prefix="dtk-bench-"))
     stem = folder / f"random-w{width}"
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=width)).eval()
+    model = SeedUNet(ModelConfig(width=width)).eval()
     save_checkpoint(stem.with_suffix(".safetensors"), model, meta={"note": "random init (dtk bench)"})
     export_onnx(model, stem.with_suffix(".onnx"), height=size[0], width=size[1], check=False)
     macs = count_torch_macs(model, (1, 3, *size))
@@ -172,11 +173,11 @@ def _count_file_gflop(files: dict[str, Path], size: tuple[int, int]) -> float | 
     if weights is not None:
         import torch
 
-        from training.checkpoint import read_sidecar
-        from training.unet import UNetConfig, build_model
+        from toolkit.core.models import ModelConfig, create_model
+        from toolkit.core.models.checkpoint import read_sidecar
 
         with torch.device("meta"):
-            model = build_model(UNetConfig.from_dict(read_sidecar(weights)["config"]))
+            model = create_model(ModelConfig.from_dict(read_sidecar(weights)["config"]))
         return gflop_per_image(count_torch_macs(model, (1, 3, *size)))
     return None
 

@@ -35,7 +35,7 @@ class TorchRunner:
                  cuda_graphs: bool | None = None):
         import torch
 
-        from training.checkpoint import load_model
+        from toolkit.core.models.checkpoint import load_model
 
         if precision not in PRECISIONS:
             raise DtkError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")

@@ -49,12 +49,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A width-8 residual seed U-Net (seed 0) as m.safetensors + m.json + m.onnx (fp32)."""
     import torch
 
-    from training.checkpoint import save_checkpoint
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.checkpoint import save_checkpoint
+    from toolkit.core.models.unet import SeedUNet
     from training.export import export_onnx
-    from training.unet import SeedUNet, UNetConfig
 
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    model = SeedUNet(ModelConfig(width=8, residual=True)).eval()
     root = tmp_path_factory.mktemp("tiny-model")
     save_checkpoint(root / "m.safetensors", model)
     export_onnx(model, root / "m.onnx", check=False)

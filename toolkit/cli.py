@@ -337,7 +337,7 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
-    from training.checkpoint import checkpoint_paths
+    from toolkit.core.models.checkpoint import checkpoint_paths
 
     weights, sidecar, _ = checkpoint_paths(checkpoint)
     for needed in (weights, sidecar):

@@ -55,8 +55,8 @@ def wiener_means(pairs) -> dict[str, float]:
 
 def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str, dict]:
     """Markdown table of mean PSNR per kernel: blurred, known-kernel Wiener, model; and the raw numbers."""
+    from toolkit.core.models.checkpoint import load_model, read_sidecar
     from toolkit.kernels import parse_kernels
-    from training.checkpoint import load_model, read_sidecar
     from training.data import load_frames
     from training.train import evaluate_pairs, validation_pairs
 
@@ -128,8 +128,8 @@ def main() -> None:
             with open(args.json, "w") as fh:
                 json.dump(res, fh, indent=1)
         return
-    from training.checkpoint import load_model
-    from training.unet import count_parameters
+    from toolkit.core.models import count_parameters
+    from toolkit.core.models.checkpoint import load_model
 
     model = load_model(args.checkpoint)
     print(f"params {count_parameters(model):,}; {count_flops(model) / 1e9:.2f} GFLOP per 256x448 frame")
@@ -149,8 +149,8 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
     import numpy as np
 
     from toolkit.baselines import BALANCE, PRIOR_BALANCE, _apply_gain
+    from toolkit.core.models.checkpoint import load_model
     from toolkit.kernels import KERNELS
-    from training.checkpoint import load_model
     from training.fit import validate
     from training.photoset import validation_set
     from training.sampler import psnr_uint8, validation_tensors

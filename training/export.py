@@ -121,7 +121,7 @@ def check_fp16_range(model: nn.Module, frames: np.ndarray | None = None, batch: 
 
 def check_fp16_checkpoint(checkpoint: Path | str, device: str | None = None) -> Fp16Check:
     """`check_fp16_range` of a safetensors checkpoint, in fp32 on `device` (None: cuda when present)."""
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return check_fp16_range(load_model(checkpoint, device=device).float().eval())
@@ -274,7 +274,7 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
 
 def export_checkpoint(checkpoint: Path | str, output: Path | str, **kwargs) -> dict:
     """Load a checkpoint, export it (metadata from its sidecar) and return path, size and parity."""
-    from training.checkpoint import load_model, read_sidecar
+    from toolkit.core.models.checkpoint import load_model, read_sidecar
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
@@ -291,7 +291,7 @@ def ship_assets(checkpoint: Path | str, assets: Path | str | None = None, fp16: 
     (+ `dtk-unet-fp16.onnx`, fp32 I/O), each parity-checked; returns {file: bytes}."""
     import shutil
 
-    from training.checkpoint import checkpoint_paths
+    from toolkit.core.models.checkpoint import checkpoint_paths
 
     dest = Path(assets) if assets else Path(__file__).resolve().parent.parent / "toolkit" / "assets"
     dest.mkdir(parents=True, exist_ok=True)

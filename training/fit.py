@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.errors import DtkError
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
-from training.unet import UNetConfig, build_model, count_parameters
 
 ARCHS = {
     "fastwiener": {"arch": "fastwiener", "width": 24, "head_width": 32},
@@ -107,7 +107,7 @@ def validate(
 
 
 def fit(config: FitConfig, *, log=print) -> dict:
-    from training.checkpoint import save_checkpoint
+    from toolkit.core.models.checkpoint import save_checkpoint
     from training.photoset import load_sources, validation_set
 
     if config.arch not in ARCHS:
@@ -128,10 +128,10 @@ def fit(config: FitConfig, *, log=print) -> dict:
     sampler = PhotoSampler(
         train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed
     )
-    model_cfg = UNetConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
-    model = build_model(model_cfg)
+    model_cfg = ModelConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
+    model = create_model(model_cfg)
     if config.init:
-        from training.checkpoint import load_model
+        from toolkit.core.models.checkpoint import load_model
 
         start = load_model(config.init)
         if start.config != model_cfg:
@@ -163,7 +163,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
     step, history, best = 0, [], -math.inf
     loss_sum, loss_n = torch.zeros((), device=device), 0
     best_metrics = None
-    from training.fastwiener import class_index
+    from toolkit.core.models.fastwiener import class_index
 
     def elapsed() -> float:
         return time.monotonic() - t0
@@ -226,7 +226,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
                 + mark
             )
             last_val = time.monotonic()
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
 
     best_model = load_model(out / "best.safetensors", device=str(device))
     if config.final_windows is not None and config.final_windows < len(windows):

@@ -36,7 +36,7 @@ class TrainConfig:
     width: int = 64
     tail_convs: int = 6
     residual: bool = False
-    wiener: bool = False  # blind gated Wiener bank + kernel head (training.wiener)
+    wiener: bool = False  # blind gated Wiener bank + kernel head (arch "wiener")
     head_width: int = 32
     kernel_loss_weight: float = 0.3  # weight of the head's kernel cross-entropy (wiener models)
     crop: int | None = None  # square crop side; None = full 256x448 frames
@@ -181,11 +181,12 @@ def write_curves(history: list[dict], out: Path) -> None:
 
 def train(config: TrainConfig, *, log=print) -> dict:
     """Run training; returns {'best': path, 'best_metrics': ..., 'steps': n, 'minutes': m}."""
+    from toolkit.core.models import ModelConfig, count_parameters, create_model
+    from toolkit.core.models.checkpoint import load_optimizer, read_sidecar, save_checkpoint
+    from toolkit.core.models.unet import SeedUNet
+    from toolkit.core.models.wiener import class_index, kernel_loss
     from toolkit.kernels import parse_kernels
-    from training.checkpoint import load_optimizer, read_sidecar, save_checkpoint
     from training.data import BlurSampler, data_hash, load_frames, split_by_sequence
-    from training.unet import SeedUNet, UNetConfig, build_model, count_parameters
-    from training.wiener import class_index, kernel_loss
 
     if config.loss not in LOSSES:
         raise DtkError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
@@ -215,9 +216,10 @@ def train(config: TrainConfig, *, log=print) -> dict:
                           seed=config.seed * 1000 + rank)
     val_pairs = validation_pairs(val_set, kernels, config.val_max_frames) if main else []
 
-    model_cfg = UNetConfig(width=config.width, tail_convs=config.tail_convs, residual=config.residual,
-                           wiener=config.wiener, head_width=config.head_width)
-    model = build_model(model_cfg).to(device)
+    model_cfg = ModelConfig(arch="wiener" if config.wiener else "seed", width=config.width,
+                            tail_convs=config.tail_convs, residual=config.residual,
+                            head_width=config.head_width)
+    model = create_model(model_cfg).to(device)
     if config.residual and isinstance(model, SeedUNet):  # start from the identity: y = x + 0
         torch.nn.init.zeros_(model.out.weight)
         torch.nn.init.zeros_(model.out.bias)
@@ -225,7 +227,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
     step, history, best_score, elapsed_before = 0, [], -math.inf, 0.0
     if config.resume:
         doc = read_sidecar(config.resume)
-        from training.checkpoint import load_model
+        from toolkit.core.models.checkpoint import load_model
 
         model.load_state_dict(load_model(config.resume).state_dict())
         load_optimizer(opt, config.resume)

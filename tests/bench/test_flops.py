@@ -7,7 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.flops import count_onnx_macs, count_torch_macs, gflop_per_image, unet_macs
-from training.unet import SeedUNet, UNetConfig
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.unet import SeedUNet
 
 
 def test_seed_width_64_flops():
@@ -18,7 +19,7 @@ def test_seed_width_64_flops():
     assert gflop == pytest.approx(239.4465, abs=1e-3)
     assert gflop == pytest.approx(240.2, rel=0.005)
     with torch.device("meta"):
-        net = SeedUNet(UNetConfig(width=64))
+        net = SeedUNet(ModelConfig(width=64))
     with FlopCounterMode(display=False) as counter:
         net(torch.empty(1, 3, 256, 448, device="meta"))
     assert 2 * macs == counter.get_total_flops()
@@ -31,7 +32,7 @@ def test_flops_scale_with_batch_and_area():
 
 
 def test_onnx_count_matches_torch(tmp_path):
-    net = SeedUNet(UNetConfig(width=4)).eval()
+    net = SeedUNet(ModelConfig(width=4)).eval()
     path = tmp_path / "w4.onnx"
     torch.onnx.export(
         net,
@@ -52,7 +53,7 @@ def test_shipped_onnx_with_constant_weights_counts_like_torch():
 
     from bench.flops import count_onnx_macs, count_torch_macs
     from engines.models import default_model_path
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
 
     path = default_model_path("onnxruntime")
     graph = onnx.load(str(path))

@@ -8,18 +8,19 @@ import torch
 
 from engines.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OrtRunner, choose_providers
 from engines.torch import TorchRunner
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.checkpoint import save_checkpoint
+from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
-from training.checkpoint import save_checkpoint
 from training.export import export_onnx
-from training.unet import SeedUNet, UNetConfig
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A width-8 residual U-Net as X.safetensors + X.json + X.onnx + X-fp16.onnx."""
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    model = SeedUNet(ModelConfig(width=8, residual=True)).eval()
     root = tmp_path_factory.mktemp("tiny")
     save_checkpoint(root / "tiny.safetensors", model, {"note": "random init, tests only"})
     export_onnx(model, root / "tiny.onnx")
@@ -115,7 +116,7 @@ def test_model_input_size_and_channels_checked_when_opened(tmp_path, demo_dir):
     from toolkit.cli import app
 
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    model = SeedUNet(ModelConfig(width=8, residual=True)).eval()
     small = export_onnx(model, tmp_path / "small.onnx", height=128, width=224, check=False)
     with pytest.raises(DtkError, match=r"fixed input of batch x 3 x 128 x 224; dtk feeds N x 3 x 256 x 448"):
         OrtRunner(small, size=(256, 448))

@@ -19,12 +19,13 @@ def fp32_model(tmp_path_factory) -> Path:
     """A width-8 residual U-Net, random init (seeded), exported at 64x128."""
     import torch
 
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.unet import SeedUNet
     from training.export import export_onnx
-    from training.unet import SeedUNet, UNetConfig
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("q") / "w8.onnx"
-    return export_onnx(SeedUNet(UNetConfig(width=8, residual=True)), path, height=SIZE[0], width=SIZE[1])
+    return export_onnx(SeedUNet(ModelConfig(width=8, residual=True)), path, height=SIZE[0], width=SIZE[1])
 
 
 @pytest.fixture(scope="module")

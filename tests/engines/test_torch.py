@@ -8,17 +8,18 @@ import torch
 
 from engines.torch import TorchRunner
 from toolkit.convert import from_nchw, to_nchw
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.checkpoint import save_checkpoint
+from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
-from training.checkpoint import save_checkpoint
-from training.unet import SeedUNet, UNetConfig
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, residual=True)).eval()
+    model = SeedUNet(ModelConfig(width=8, residual=True)).eval()
     return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", model)
 
 

@@ -17,19 +17,20 @@ from engines.loaders import load_runner
 from engines.torch import TorchRunner
 from toolkit.cli import app
 from toolkit.convert import from_nchw, to_nchw
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.checkpoint import save_checkpoint
+from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
-from training.checkpoint import save_checkpoint
 from training.export import FP16_MAX, blurred_demo_frames, check_fp16_range
-from training.unet import SeedUNet, UNetConfig
 
 MIN_DB = {"bf16": 30.0, "fp16": 40.0}
 
 
 def tiny_model(**config) -> SeedUNet:
     torch.manual_seed(0)
-    return SeedUNet(UNetConfig(width=8, residual=True, **config)).eval()
+    return SeedUNet(ModelConfig(width=8, residual=True, **config)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,11 @@ def test_files_get_the_umask_mode(tmp_path, umask022):
 
 
 def test_checkpoint_files_get_the_umask_mode(tmp_path, umask022):
-    from training.checkpoint import checkpoint_paths, save_checkpoint
-    from training.unet import SeedUNet, UNetConfig
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.checkpoint import checkpoint_paths, save_checkpoint
+    from toolkit.core.models.unet import SeedUNet
 
-    save_checkpoint(tmp_path / "m.safetensors", SeedUNet(UNetConfig(width=8)))
+    save_checkpoint(tmp_path / "m.safetensors", SeedUNet(ModelConfig(width=8)))
     weights, sidecar, _ = checkpoint_paths(tmp_path / "m.safetensors")
     assert mode(weights) == 0o644 and mode(sidecar) == 0o644
 

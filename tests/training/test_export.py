@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
 from training.export import check_parity, export_onnx, fp16_error
-from training.unet import SeedUNet, UNetConfig
 
 H, W = 64, 96
 
@@ -15,7 +16,7 @@ H, W = 64, 96
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return SeedUNet(UNetConfig(width=8, tail_convs=2, residual=True)).eval()
+    return SeedUNet(ModelConfig(width=8, tail_convs=2, residual=True)).eval()
 
 
 def test_fp32_parity_names_batch_metadata(tiny, tmp_path):
@@ -55,7 +56,7 @@ def test_parity_failure_is_loud(tiny, tmp_path):
 
 def test_fp16_overflow_refused(tmp_path):
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=8, tail_convs=1)).eval()
+    model = SeedUNet(ModelConfig(width=8, tail_convs=1)).eval()
     with torch.no_grad():
         model.out.bias.fill_(1e5)
     with pytest.raises(DtkError, match="refusing the fp16 export"):
@@ -65,7 +66,7 @@ def test_fp16_overflow_refused(tmp_path):
 def test_parity_exercises_the_shipped_models_deconvolution_path(tmp_path):
     """Sharp and random inputs only reach a gated model's pass-through; a blurred frame reaches the rest."""
     from engines.models import default_model_path
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
     from training.export import export_onnx
 
     model = load_model(default_model_path("torch"))

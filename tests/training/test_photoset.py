@@ -98,7 +98,7 @@ def test_device_psnr_equals_toolkit_psnr(photos):
 
 
 def test_fit_two_steps_writes_checkpoints_and_a_per_photo_table(photos, tmp_path):
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
     from training.fit import FitConfig, fit
 
     out = tmp_path / "run"

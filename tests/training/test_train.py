@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from training.checkpoint import load_model
+from toolkit.core.models.checkpoint import load_model
 from training.train import TrainConfig, image_loss, train
 
 

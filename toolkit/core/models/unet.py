@@ -1,4 +1,4 @@
-"""The seed report's deblurring U-Net (Table 1), as a config + nn.Module. Nothing else.
+"""The seed report's deblurring U-Net (Table 1), as an nn.Module (registered as "seed").
 
 Table 1's rows sum to 10,614,595 parameters, but the report states 10,577,667: exactly one
 3x3 64->64 conv (36,928) less. The rows' "Connected to" column is self-consistent and lists
@@ -8,32 +8,11 @@ default; `tail_convs=5` gives the stated total. The final conv has 387 params: 1
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Architecture of the seed U-Net. The defaults are the seed's (10,614,595 params)."""
-
-    width: int = 64  # channels of the first stage; stages use w, 2w, 4w, 8w
-    tail_convs: int = 6  # 3x3 w->w convs after the last decoder conv
-    residual: bool = False  # output = input + f(input) instead of f(input)
-    in_channels: int = 3
-    out_channels: int = 3
-    wiener: bool = False  # blind gated Wiener bank + kernel head in front (training.wiener.WienerUNet)
-    head_width: int = 32  # channels of the kernel head (wiener models only)
-    arch: str = "seed"  # "seed" (this U-Net, or the gated Wiener one with wiener=True) or "fastwiener"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UNetConfig:
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
+from toolkit.core.models.config import ModelConfig
+from toolkit.core.models.registry import register
 
 
 def conv3x3(cin: int, cout: int) -> list[nn.Module]:
@@ -48,15 +27,16 @@ def conv_stack(cin: int, cout: int, n: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@register("seed")
 class SeedUNet(nn.Module):
     """Encoder (3 max-pools) - bottleneck - decoder with skip concats - tail with the input re-fed.
 
     Input and output: N x 3 x H x W, H and W divisible by 8 (the seed uses 256 x 448).
     """
 
-    def __init__(self, config: UNetConfig | None = None):
+    def __init__(self, config: ModelConfig | None = None):
         super().__init__()
-        self.config = c = config or UNetConfig()
+        self.config = c = config or ModelConfig()
         w = c.width
         self.enc1 = conv_stack(c.in_channels, w, 2)
         self.enc2 = conv_stack(w, 2 * w, 2)
@@ -82,23 +62,3 @@ class SeedUNet(nn.Module):
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
         y = self.out(self.head(torch.cat([d1, x], dim=1)))
         return x + y if self.config.residual else y
-
-
-def build_model(config: UNetConfig | None = None) -> nn.Module:
-    """The network a config describes: the seed U-Net, or the gated Wiener U-Net around one."""
-    config = config or UNetConfig()
-    if config.arch == "fastwiener":
-        from training.fastwiener import FastWienerNet
-
-        return FastWienerNet(config)
-    if config.arch != "seed":
-        raise ValueError(f"unknown architecture {config.arch!r}")
-    if config.wiener:
-        from training.wiener import WienerUNet
-
-        return WienerUNet(config)
-    return SeedUNet(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

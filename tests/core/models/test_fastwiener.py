@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from toolkit.baselines import prior_inverse
+from toolkit.core.models.fastwiener import (
+    CLASSES,
+    PRIOR_BANK,
+    SeparableBank,
+    class_index,
+    prior_taps,
+    separable_terms,
+)
 from toolkit.kernels import KERNELS, blur
 from toolkit.metrics import psnr, psnr_capped
-from training.fastwiener import CLASSES, PRIOR_BANK, SeparableBank, class_index, prior_taps, separable_terms
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +31,7 @@ def photo():
 @pytest.fixture(scope="module")
 def shipped():
     from engines.models import default_model_path
-    from training.checkpoint import load_model
+    from toolkit.core.models.checkpoint import load_model
 
     return load_model(default_model_path("torch"))
 
@@ -79,7 +86,7 @@ def test_labels_map_sharp_and_k3_to_pass():
 
 
 def test_shipped_model_passes_sharp_and_k3_and_undoes_k7_k11(shipped, photo):
-    from training.unet import count_parameters
+    from toolkit.core.models import count_parameters
 
     assert shipped.config.arch == "fastwiener" and count_parameters(shipped) < 15_000_000
     with torch.no_grad():

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.baselines import inverse_gain
+from toolkit.core.models.head import KernelHead
+from toolkit.core.models.registry import register
 from toolkit.kernels import KERNELS
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)
@@ -105,24 +107,11 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
 
 
-class KernelHead(nn.Module):
+def _head(in_channels: int, width: int) -> KernelHead:
     """Class logits (pass, k7, k11) from the frame and the inverses' differences to it."""
-
-    def __init__(self, in_channels: int, width: int = 32):
-        super().__init__()
-        self.features = nn.Sequential(
-            _conv(in_channels, width // 2, 2),
-            _conv(width // 2, width, 2),
-            _conv(width, width, 2),
-            _conv(width, width, 2),
-        )
-        self.mlp = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, len(CLASSES))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(x).mean(dim=(2, 3))
-        return self.mlp(torch.log(pooled + 1e-4))
+    features = nn.Sequential(_conv(in_channels, width // 2, 2), _conv(width // 2, width, 2),
+                             _conv(width, width, 2), _conv(width, width, 2))
+    return KernelHead(features, width, len(CLASSES))
 
 
 class HalfResUNet(nn.Module):
@@ -156,6 +145,7 @@ class HalfResUNet(nn.Module):
         return F.pixel_shuffle(self.out(d1), 2)
 
 
+@register("fastwiener")
 class FastWienerNet(nn.Module):
     """Blind: separable prior-inverse bank -> kernel head -> gated mix + half-resolution refinement.
 
@@ -168,7 +158,7 @@ class FastWienerNet(nn.Module):
         self.config = config
         self.bank = SeparableBank()
         n = 3 + 3 * len(self.bank.bank)
-        self.head = KernelHead(n, width=config.head_width)
+        self.head = _head(n, config.head_width)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
 
     def forward(self, x: torch.Tensor, return_logits: bool = False):

@@ -1,6 +1,6 @@
 """Checkpoints as safetensors (weights) + a small JSON sidecar (config and metadata). Never pickle.
 
-`run/best.safetensors` holds the weights, `run/best.json` the UNetConfig under "config" plus
+`run/best.safetensors` holds the weights, `run/best.json` the ModelConfig under "config" plus
 meta (kernels, data, step, metrics, dtk version) and "tensor_sha256": the SHA-256 of every
 weight tensor's bytes, verified at load (a damaged tensor is named; sidecars written before
 the field existed load unverified). Optimizer state for resume goes into a
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from toolkit.atomic import write_bytes_atomic
+from toolkit.core.models import ModelConfig, create_model
 from toolkit.errors import DtkError
-from training.unet import UNetConfig, build_model
 
 FORMAT = "dtk-unet-checkpoint/1"
 
@@ -49,8 +49,9 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
 
     weights, sidecar, optim_path = checkpoint_paths(path)
     inner = getattr(model, "module", model)
-    config: UNetConfig = inner.config
-    doc = {"format": FORMAT, "config": config.to_dict(), "dtk_version": toolkit.__version__}
+    config: ModelConfig = inner.config
+    doc = {"format": FORMAT, "arch": config.arch, "config": config.to_dict(),
+           "dtk_version": toolkit.__version__}
     doc.update(meta or {})
     state = _state_dict(model)
     doc["tensor_sha256"] = tensor_digests(state)
@@ -126,10 +127,10 @@ def load_model(path: Path | str, device: str = "cpu") -> nn.Module:
     weights, _, _ = checkpoint_paths(path)
     doc = read_sidecar(path)
     try:
-        config = UNetConfig.from_dict(doc["config"])
+        config = ModelConfig.from_dict(doc["config"])
+        model = create_model(config)
     except (TypeError, ValueError) as exc:
         raise DtkError(f"bad architecture config in {path}: {exc}") from None
-    model = build_model(config)
     state = _load_tensors(weights)
     if "tensor_sha256" in doc:  # sidecars written before dtk recorded it load unverified
         verify_tensors(state, doc["tensor_sha256"], weights)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from toolkit.baselines import wiener
+from toolkit.core.models import ModelConfig, count_parameters, create_model
+from toolkit.core.models.wiener import BANK, CLASSES, WienerBank, class_index, kernel_loss, wiener_taps
 from toolkit.kernels import KERNELS, blur
 from toolkit.metrics import psnr
-from training.unet import UNetConfig, build_model, count_parameters
-from training.wiener import BANK, CLASSES, WienerBank, class_index, kernel_loss, wiener_taps
 
 
 def _nchw(image: np.ndarray) -> torch.Tensor:
@@ -63,7 +63,7 @@ def test_bank_output_is_filter_major():
 
 
 def test_gated_model_structure():
-    model = build_model(UNetConfig(width=8, tail_convs=1, wiener=True)).eval()
+    model = create_model(ModelConfig(arch="wiener", width=8, tail_convs=1)).eval()
     assert count_parameters(model) < 15_000_000
     # the filters are fixed: not parameters, not in the checkpoint
     assert not any("bank" in name for name, _ in model.named_parameters())
@@ -99,11 +99,11 @@ def test_kernel_loss_merges_sharp_and_k3():
 
 
 def test_checkpoint_and_onnx_parity(tmp_path):
-    from training.checkpoint import load_model, save_checkpoint
+    from toolkit.core.models.checkpoint import load_model, save_checkpoint
     from training.export import check_parity, export_onnx
 
     torch.manual_seed(0)
-    model = build_model(UNetConfig(width=8, tail_convs=1, wiener=True)).eval()
+    model = create_model(ModelConfig(arch="wiener", width=8, tail_convs=1)).eval()
     torch.nn.init.normal_(model.refine.out.weight, std=0.1)  # a non-trivial refinement
     save_checkpoint(tmp_path / "w.safetensors", model)
     loaded = load_model(tmp_path / "w.safetensors")
@@ -116,11 +116,11 @@ def test_checkpoint_and_onnx_parity(tmp_path):
 
 
 def test_card_table_has_wiener_beside_the_model(demo_dir, tmp_path):
+    from toolkit.core.models.checkpoint import save_checkpoint
     from training.card import card_table
-    from training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    model = build_model(UNetConfig(width=8, tail_convs=1, wiener=True)).eval()
+    model = create_model(ModelConfig(arch="wiener", width=8, tail_convs=1)).eval()
     save_checkpoint(tmp_path / "w.safetensors", model, {"kernels": ["k7"]})
     table, raw = card_table(str(tmp_path / "w.safetensors"), None, str(demo_dir))
     k7 = raw["demo frames"]["k7"]

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from training.unet import SeedUNet, UNetConfig, count_parameters
+from toolkit.core.models import ModelConfig, count_parameters
+from toolkit.core.models.unet import SeedUNet
 
 
 def test_parameter_counts_follow_rows_and_stated_total():
-    assert count_parameters(SeedUNet(UNetConfig(tail_convs=6))) == 10_614_595  # Table 1's rows
-    assert count_parameters(SeedUNet(UNetConfig(tail_convs=5))) == 10_577_667  # the stated total
-    assert count_parameters(SeedUNet(UNetConfig(width=16, residual=True))) == 665_299
+    assert count_parameters(SeedUNet(ModelConfig(tail_convs=6))) == 10_614_595  # Table 1's rows
+    assert count_parameters(SeedUNet(ModelConfig(tail_convs=5))) == 10_577_667  # the stated total
+    assert count_parameters(SeedUNet(ModelConfig(width=16, residual=True))) == 665_299
     assert SeedUNet().out.weight.shape[-2:] == (1, 1)  # final conv is 1x1 (387 params)
 
 
 def test_forward_shapes():
-    model = SeedUNet(UNetConfig(width=4, tail_convs=1, residual=True)).eval()
+    model = SeedUNet(ModelConfig(width=4, tail_convs=1, residual=True)).eval()
     with torch.no_grad():
         for shape in ((1, 3, 32, 56), (3, 3, 64, 64)):
             assert model(torch.rand(shape)).shape == shape
@@ -25,4 +26,4 @@ def test_flops_per_frame_counted_with_hooks():
     from training.card import count_flops
 
     # 2 x MACs of the convs for one 3 x 256 x 448 frame at width 16 (MODEL.md)
-    assert count_flops(SeedUNet(UNetConfig(width=16, residual=True))) == 15_204_876_288
+    assert count_flops(SeedUNet(ModelConfig(width=16, residual=True))) == 15_204_876_288

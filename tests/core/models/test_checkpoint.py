@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.core.models import ModelConfig
+from toolkit.core.models.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
+from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
-from training.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
-from training.unet import SeedUNet, UNetConfig
 
 
 def _step(model, opt, x, y):
@@ -20,7 +21,7 @@ def _step(model, opt, x, y):
 
 def test_round_trip_and_identical_resume(tmp_path):
     torch.manual_seed(0)
-    model = SeedUNet(UNetConfig(width=4, tail_convs=1, residual=True))
+    model = SeedUNet(ModelConfig(width=4, tail_convs=1, residual=True))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     _step(model, opt, x, y)
@@ -43,7 +44,7 @@ def test_round_trip_and_identical_resume(tmp_path):
 def test_missing_and_corrupt(tmp_path):
     with pytest.raises(DtkError, match="not found"):
         load_model(tmp_path / "nothing.safetensors")
-    model = SeedUNet(UNetConfig(width=4, tail_convs=1))
+    model = SeedUNet(ModelConfig(width=4, tail_convs=1))
     save_checkpoint(tmp_path / "ck", model, {})
     (tmp_path / "ck.safetensors").write_bytes(b"garbage")
     with pytest.raises(DtkError, match="corrupt"):
@@ -72,7 +73,7 @@ def invert_tensor_bytes(weights, index=-1) -> str:
 def test_tensor_hashes_recorded_and_a_damaged_tensor_is_named(tmp_path, capsys):
     import json
 
-    model = SeedUNet(UNetConfig(width=4, tail_convs=1))
+    model = SeedUNet(ModelConfig(width=4, tail_convs=1))
     weights = save_checkpoint(tmp_path / "ck", model, {})
     doc = read_sidecar(weights)
     assert set(doc["tensor_sha256"]) == set(model.state_dict()) and all(

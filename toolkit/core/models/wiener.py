@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.core.models.head import KernelHead
+from toolkit.core.models.registry import register
+from toolkit.core.models.unet import SeedUNet
 from toolkit.kernels import KERNELS, BlurKernel
 
 FILTER_SIZE = 31  # taps of each inverse filter (the k11 inverse decays to <1e-4 within 15 px)
@@ -71,23 +74,16 @@ class WienerBank(nn.Module):
         return out[:, 3 * f: 3 * f + 3]
 
 
-class KernelHead(nn.Module):
-    """Which blur does this frame carry? Strided convs, global mean, log, MLP -> class logits."""
-
-    def __init__(self, in_channels: int, width: int = 32, classes: int = len(CLASSES)):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-        )
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(x).mean(dim=(2, 3))
-        return self.mlp(torch.log(pooled + 1e-4))  # log: ratios of energies, not the frame's contrast
+def _head(in_channels: int, width: int) -> KernelHead:
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+    )
+    return KernelHead(features, width, len(CLASSES))
 
 
+@register("wiener")
 class WienerUNet(nn.Module):
     """Blind deblurring: Wiener bank -> kernel head -> mix of candidates + gated U-Net refinement.
 
@@ -98,13 +94,11 @@ class WienerUNet(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        from training.unet import SeedUNet
-
         self.config = config
         self.bank = WienerBank()
         n = 3 + 3 * len(self.bank.bank)
-        self.head = KernelHead(n, width=config.head_width)
-        self.refine = SeedUNet(replace(config, wiener=False, in_channels=n + len(CLASSES), residual=False))
+        self.head = _head(n, config.head_width)
+        self.refine = SeedUNet(replace(config, arch="seed", in_channels=n + len(CLASSES), residual=False))
         nn.init.zeros_(self.refine.out.weight)  # start as the gated Wiener mix
         nn.init.zeros_(self.refine.out.bias)
 

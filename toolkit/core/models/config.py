@@ -1,0 +1,30 @@
+"""The architecture of a dtk model: a registered name plus its sizes, stored in every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What `create_model` builds. The defaults are the seed report's U-Net (10,614,595 params)."""
+
+    arch: str = "seed"  # a registered architecture: seed, wiener or fastwiener
+    width: int = 64  # channels of the first stage (seed U-Net: w, 2w, 4w, 8w)
+    tail_convs: int = 6  # 3x3 w->w convs after the last decoder conv (seed U-Net)
+    residual: bool = False  # output = input + f(input) instead of f(input) (seed U-Net)
+    in_channels: int = 3
+    out_channels: int = 3
+    head_width: int = 32  # channels of the kernel head (wiener, fastwiener)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """From a sidecar's "config"; sidecars written before the registry said `wiener: true`
+        for the gated Wiener U-Net (arch "seed")."""
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if d.get("wiener") and known.get("arch", "seed") == "seed":
+            known["arch"] = "wiener"
+        return cls(**known)
