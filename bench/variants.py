@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from bench.harness import RunnerSpec
 from engines.loaders import MAX_BATCH
+from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from toolkit.errors import DtkError
 
 # (backend, variant) -> runner options. Devices: "cpu" or "cuda".

@@ -10,32 +10,8 @@ import argparse
 import json
 
 import torch
-from torch import nn
 
-
-def count_flops(model: nn.Module, height: int = 256, width: int = 448) -> int:
-    """FLOPs (2 x multiply-accumulates) of every Conv2d/ConvTranspose2d for one 3 x H x W frame."""
-    total = [0]
-
-    def hook(m, inp, out):
-        if isinstance(m, nn.ConvTranspose2d):
-            macs = inp[0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
-        else:
-            macs = out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        total[0] += 2 * macs
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, height, width))
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
+from toolkit.core.flops import frame_flops
 
 
 def wiener_means(pairs) -> dict[str, float]:
@@ -132,7 +108,7 @@ def main() -> None:
     from toolkit.core.models.checkpoint import load_model
 
     model = load_model(args.checkpoint)
-    print(f"params {count_parameters(model):,}; {count_flops(model) / 1e9:.2f} GFLOP per 256x448 frame")
+    print(f"params {count_parameters(model):,}; {frame_flops(model) / 1e9:.2f} GFLOP per 256x448 frame")
     table, raw = card_table(args.checkpoint, args.data, args.demo)
     print(table)
     if args.json:

@@ -23,7 +23,7 @@ def test_forward_shapes():
 
 
 def test_flops_per_frame_counted_with_hooks():
-    from training.card import count_flops
+    from toolkit.core.flops import frame_flops
 
     # 2 x MACs of the convs for one 3 x 256 x 448 frame at width 16 (MODEL.md)
-    assert count_flops(SeedUNet(ModelConfig(width=16, residual=True))) == 15_204_876_288
+    assert frame_flops(SeedUNet(ModelConfig(width=16, residual=True))) == 15_204_876_288

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.flops import count_onnx_macs, count_torch_macs, gflop_per_image, unet_macs
+from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image, unet_macs
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.unet import SeedUNet
 
@@ -51,8 +51,8 @@ def test_shipped_onnx_with_constant_weights_counts_like_torch():
     """Weights exported as Constant nodes and pads computed at run time still count (ORT folds them)."""
     import onnx
 
-    from bench.flops import count_onnx_macs, count_torch_macs
     from engines.models import default_model_path
+    from toolkit.core.flops import count_onnx_macs, count_torch_macs
     from toolkit.core.models.checkpoint import load_model
 
     path = default_model_path("onnxruntime")

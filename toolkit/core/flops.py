@@ -70,6 +70,11 @@ def count_torch_macs(module: Any, input_shape: tuple[int, ...]) -> int:
     return total
 
 
+def frame_flops(module: Any, height: int = 256, width: int = 448) -> int:
+    """Counted FLOPs (2 x MACs) of a torch model for one 3 x H x W frame."""
+    return 2 * count_torch_macs(module, (1, 3, height, width))
+
+
 def _has_real_params(module: Any) -> bool:
     return any(p.device.type != "meta" for p in module.parameters())
 
