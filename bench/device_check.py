@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     from bench.gpu_check import missing_pieces
-    from toolkit.doctor import collect
+    from engines.machine import collect
 
     info = collect()
     info["missing"] = missing_pieces(info)

@@ -21,7 +21,7 @@ from typing import Any
 
 
 def missing_pieces(info: dict[str, Any]) -> dict[str, str]:
-    """What is absent and what that skips, from `toolkit.doctor.collect()`."""
+    """What is absent and what that skips, from `engines.machine.collect()`."""
     out = {}
     if not info.get("cuda_available"):
         out["cuda"] = ("no CUDA device visible to torch: every GPU test, the torch CUDA benchmark "
@@ -83,7 +83,7 @@ def precision_quality() -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from toolkit.doctor import collect
+    from engines.machine import collect
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder for the reports")

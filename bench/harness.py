@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.memory import PeakMemory
 from bench.timing import LatencyStats, Timer, gflops, latency_stats, make_timer, throughput
+from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.errors import DtkError
 
@@ -103,14 +104,14 @@ class BenchRow:
 
 
 @dataclass
-class RunnerSpec:
-    """A runner to build lazily: model label, backend, variant, device, factory and counted GFLOP/image."""
+class BenchTarget:
+    """One row group of the sweep: model label, backend, variant, device, how to open its runner
+    (lazily: a backend that cannot run here becomes a skipped row) and counted GFLOP/image."""
 
     backend: str
     variant: str
     device: str
-    factory: Callable[[], Any]
-    options: dict[str, Any] = field(default_factory=dict)
+    open: Callable[[], Runner]
     model: str = ""
     gflop_per_image: float | None = None
 
@@ -153,7 +154,7 @@ def bench_compute(runner: Any, batch: int, config: BenchConfig, *, backend: str,
 
     def call(i: int) -> None:
         runner.infer(inputs[i % len(inputs)])
-        split = getattr(runner, "phases_ms", None)  # CUDA runners time their own copies and compute
+        split = runner.phases_ms if runner.reports_phases else None  # CUDA runners time their copies
         if split:
             phases.append(dict(split))
 
@@ -253,7 +254,7 @@ class BenchReport:
 Progress = Callable[[str], None]
 
 
-def sweep(specs: Sequence[RunnerSpec], config: BenchConfig, *, modes: Sequence[str] = ("compute",),
+def sweep(specs: Sequence[BenchTarget], config: BenchConfig, *, modes: Sequence[str] = ("compute",),
           frames: Sequence[Any] = (), pipeline: str = "auto",
           ceilings: dict[str, float] | None = None,
           progress: Progress | None = None) -> tuple[list[BenchRow], list[dict[str, str]]]:
@@ -266,7 +267,7 @@ def sweep(specs: Sequence[RunnerSpec], config: BenchConfig, *, modes: Sequence[s
     for spec in specs:
         name = f"{spec.model + ': ' if spec.model else ''}{spec.backend}/{spec.variant}"
         try:
-            runner = spec.factory()
+            runner = spec.open()
         except DtkError as exc:
             skipped.append({"model": spec.model, "backend": spec.backend, "variant": spec.variant,
                             "reason": str(exc)})

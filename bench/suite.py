@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchConfig, BenchReport, sweep
+from bench.pipeline import pipeline_benchmark
 from bench.variants import (
     ModelSource,
     cuda_available,
@@ -94,16 +94,12 @@ def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
 
 def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
     """bench/pipeline.py's DALI vs fallback frames/s (over --frames, else demo frames)."""
-    try:
-        mod = importlib.import_module("bench.pipeline")
-    except ImportError:
-        return {"skipped": "bench/pipeline.py is not in this version of dtk"}
-    return mod.pipeline_benchmark(req.frames_dir, device="gpu" if gpu else "cpu")
+    return pipeline_benchmark(req.frames_dir, device="gpu" if gpu else "cpu")
 
 
 def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
     """Build the runners, sweep them, attach environment, FLOPs and ceilings."""
-    from toolkit.doctor import collect
+    from engines.machine import collect
 
     if not req.compute and not req.e2e:
         raise DtkError("nothing to measure: --e2e-only needs --e2e")

@@ -1,5 +1,5 @@
 """What to benchmark: model sources (shipped, --model files, --engine, a random-init --width) and the
-backend variants, each variant a set of runner options (`engines.loaders.open_runner`).
+backend variants, each variant a set of runner options (`engines.spec.RunnerSpec`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RunnerSpec
-from engines.loaders import MAX_BATCH
+from bench.harness import BenchTarget
+from engines.spec import MAX_BATCH, RunnerSpec
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from toolkit.errors import DtkError
 
@@ -183,9 +183,9 @@ def _count_file_gflop(files: dict[str, Path], size: tuple[int, int]) -> float | 
 
 
 def runner_specs(sources: list[ModelSource], pairs: list[tuple[str, str]],
-                 threads: int | None = None) -> tuple[list[RunnerSpec], list[dict[str, str]]]:
-    """A RunnerSpec per source x (backend, variant) the source has a file for; the rest are skipped."""
-    specs: list[RunnerSpec] = []
+                 threads: int | None = None) -> tuple[list[BenchTarget], list[dict[str, str]]]:
+    """A BenchTarget per source x (backend, variant) the source has a file for; the rest are skipped."""
+    specs: list[BenchTarget] = []
     skipped: list[dict[str, str]] = []
     for src in sources:
         for backend, variant in pairs:
@@ -194,20 +194,18 @@ def runner_specs(sources: list[ModelSource], pairs: list[tuple[str, str]],
                 skipped.append({"model": src.label, "backend": backend, "variant": variant, "reason": reason})
                 continue
             opts = dict(VARIANTS[backend][variant])
-            specs.append(RunnerSpec(backend=backend, variant=variant, device=opts["device"],
-                                    factory=_factory(backend, src.files[backend], opts, threads),
-                                    options=opts, model=src.label, gflop_per_image=src.gflop_per_image))
+            specs.append(BenchTarget(backend=backend, variant=variant, device=opts["device"],
+                                     open=_opener(backend, src.files[backend], opts, threads),
+                                     model=src.label, gflop_per_image=src.gflop_per_image))
     return specs, skipped
 
 
-def _factory(backend: str, path: Path, opts: dict[str, Any], threads: int | None):
+def _opener(backend: str, path: Path, opts: dict[str, Any], threads: int | None):
     def make():
-        from engines.loaders import choose_backend, open_runner
-
-        precision = opts.get("precision", "fp32")
-        choice = choose_backend(backend, path, precision)  # DtkError when this backend cannot run it
-        return open_runner(choice, precision=precision,
-                           compile=opts.get("compile", False), channels_last=opts.get("channels_last", False),
-                           threads=threads, device=opts["device"], cuda_graphs=opts.get("cuda_graphs"))
+        options = {k: v for k, v in opts.items() if k != "precision"}
+        if threads is not None and backend != "tensorrt":
+            options["threads"] = threads
+        spec = RunnerSpec.choose(backend, path, precision=opts.get("precision", "fp32"), **options)
+        return spec.open()  # DtkError when this backend cannot run it
 
     return make

@@ -1,32 +1,45 @@
-"""The Runner interface every backend implements (Polygraphy-style: load once, infer many).
+"""The Runner every backend implements (Polygraphy's `backend/base/runner.py` idea: load once in
+the constructor, infer many, close; a context manager; capabilities declared, not probed).
 
-Layout contract: `infer` takes an N x 3 x H x W batch (NCHW), RGB, values in [0, 1]
-(float32, or float16 where the runner says so) and returns the same shape and layout.
-A runner may accept torch CUDA tensors (DALI/GPU-blur output) without a host copy;
-CPU runners take NumPy arrays.
+Layout contract: `infer` takes an N x 3 x H x W batch (NCHW), RGB, values in [0, 1] and returns
+the same shape and layout as float32 (not clipped). A runner that `accepts_device_tensors`
+takes torch CUDA tensors (DALI / GPU-blur output) without a host copy and returns one; every
+runner takes NumPy arrays and returns NumPy for them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
-import numpy as np
 
-
-@runtime_checkable
-class Runner(Protocol):
+class Runner(ABC):
     """A loaded model that deblurs batches."""
 
-    name: str  # backend name: "onnxruntime", "torch", "tensorrt"
+    name: ClassVar[str]  # backend name: "onnxruntime", "torch", "tensorrt"
+    accepts_device_tensors: bool = False  # takes torch CUDA tensors in place (set per instance)
+    reports_phases: bool = False  # `phases_ms` holds the last call's H2D / compute / D2H times
+    warnings: tuple[str, ...] = ()  # what the user should know about this runner (printed once)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """N x 3 x H x W in [0, 1] -> N x 3 x H x W (not clipped)."""
-        ...
+    @abstractmethod
+    def infer(self, batch: Any) -> Any:
+        """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input)."""
 
+    @abstractmethod
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts: backend, device, precision, model path, providers, ..."""
-        ...
 
+    @abstractmethod
     def close(self) -> None:
-        """Release sessions, buffers and streams."""
-        ...
+        """Release sessions, buffers and streams (idempotent)."""
+
+    @property
+    def phases_ms(self) -> dict[str, float] | None:
+        """CUDA-event times of the last NumPy call (ms), where `reports_phases`; else None."""
+        return None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from engines.base import Runner
+from engines.spec import check_threads
 from toolkit.errors import DtkError
 from toolkit.lazy import optional_import
 
@@ -92,7 +94,7 @@ def cpu_session(model: Path | str, threads: int | None = None):
     return ort.InferenceSession(str(model), opts, providers=[CPU_EP])
 
 
-class OrtRunner:
+class OrtRunner(Runner):
     """An ONNX Runtime session over an NCHW [0, 1] batch model (input and output one tensor each)."""
 
     name = "onnxruntime"
@@ -119,8 +121,6 @@ class OrtRunner:
             # decode/write threads that overlap compute (on a shared 2-core CPU: ~10% more frames/s)
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
-            from engines.loaders import check_threads
-
             check_threads(threads)
             opts.intra_op_num_threads = threads
         try:
@@ -142,7 +142,7 @@ class OrtRunner:
                            "are not float32 or float16")
         self.providers = list(self.session.get_providers())
         self.on_gpu = self.providers[0] in (TRT_EP, CUDA_EP)
-        self.accepts_cuda_tensors = self.on_gpu
+        self.accepts_device_tensors = self.on_gpu
 
     def infer(self, batch: Any) -> Any:
         """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out; torch CUDA in, torch CUDA out)."""

@@ -6,7 +6,7 @@ BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 def default_backend(info: dict) -> str:
-    """The fastest backend this machine offers, from `toolkit.doctor.collect()`'s facts.
+    """The fastest backend this machine offers, from `engines.machine.collect()`'s facts.
 
     TensorRT with a GPU, then torch on CUDA, then ONNX Runtime on CPU (it measured
     873 ms/image vs torch channels_last 919 ms on the 2-core dev CPU), then torch on CPU.

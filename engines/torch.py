@@ -15,13 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from engines.base import Runner
+from engines.torch_cuda import CudaExecutor
+from toolkit.core.models.checkpoint import load_model
+from toolkit.core.models.fp16 import check_fp16_range
 from toolkit.errors import DtkError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("cpu", "cuda")
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     """A SeedUNet loaded from `X.safetensors` + `X.json`, in inference mode.
 
     `threads` sets torch's intra-op threads for the whole process (torch.set_num_threads).
@@ -34,8 +38,6 @@ class TorchRunner:
                  compile: bool = False, channels_last: bool = False, threads: int | None = None,
                  cuda_graphs: bool | None = None):
         import torch
-
-        from toolkit.core.models.checkpoint import load_model
 
         if precision not in PRECISIONS:
             raise DtkError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -63,18 +65,22 @@ class TorchRunner:
         self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self._cuda = self.device.type == "cuda"
         model = load_model(self.checkpoint, device=str(self.device))
+        if precision == "fp16":  # the one fp16 range guard, before any weight is cast
+            ranges = check_fp16_range(model)
+            if ranges.status == "overflow":
+                raise DtkError(f"refusing --precision fp16: {ranges.message()}; use fp32 or bf16")
+            if ranges.status == "warn":
+                self.warnings = (f"fp16: {ranges.message()} (less than 4x headroom)",)
         if self._cuda and precision != "fp32":
             model = model.to(self._dtype)  # CUDA: true fp16/bf16 weights and compute
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.config = model.config
         self.model = torch.compile(model) if compile else model
-        self.accepts_cuda_tensors = self._cuda
+        self.accepts_device_tensors = self.reports_phases = self._cuda
         self.cuda_graphs = bool(self._cuda and not compile and cuda_graphs is not False)
         self._executor = None
         if self._cuda:
-            from engines.torch_cuda import CudaExecutor
-
             torch.backends.cudnn.benchmark = True
             self._executor = CudaExecutor(self.model, self.device, self._dtype,
                                           channels_last=channels_last, graphs=self.cuda_graphs)

@@ -61,18 +61,6 @@ def check_max_pixels(max_pixels: int) -> None:
 EXIT_SOME_FAILED = 3
 
 
-def not_built(command: str, issue: int):
-    """A planned command that does not exist yet: says so and exits 2 (no silent stub)."""
-
-    def fn() -> None:
-        err_console.print(f"[bold red]error:[/] `dtk {command}` is planned (issue #{issue}) "
-                          "but not built yet in this version of dtk.")
-        raise typer.Exit(2)
-
-    fn.__doc__ = f"(not built yet: issue #{issue}) planned; exits 2 for now."
-    return fn
-
-
 JsonOut = Annotated[
     Path | None, typer.Option("--json", help="Also write the result as JSON to this file ('-' = stdout).")
 ]
@@ -97,7 +85,7 @@ def emit_json(path: Path | None, obj) -> None:
 @handle_errors
 def doctor(json_out: JsonOut = None) -> None:
     """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
-    from toolkit.doctor import collect
+    from engines.machine import collect
     from toolkit.report import key_value_table
 
     info = collect()
@@ -183,10 +171,11 @@ def eval_cmd(
     if predictions is not None:
         methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
     elif model is not None or engine is not None:
-        from engines.loaders import load_runner
+        from engines.spec import RunnerSpec
 
-        runner = (load_runner("tensorrt", engine) if engine is not None
-                  else load_runner(backend, None if model == "default" else model, size=FRAME_SIZE))
+        spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
+                else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
+        runner = spec.open()
         methods["model"] = ev.runner_method(runner)
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
     for name in names:
@@ -304,7 +293,7 @@ def train_cmd(
     """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
     from dataclasses import replace
 
-    from engines.loaders import check_threads
+    from engines.spec import check_threads
     from training.train import TrainConfig, apply_preset, train
 
     check_threads(threads)
@@ -404,76 +393,39 @@ def run_cmd(
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
     """
-    from engines.loaders import (
-        check_backend_options,
-        check_batch,
-        check_precision,
-        check_threads,
-        choose_backend,
-        open_runner,
-    )
+    from engines.spec import RunnerSpec, check_batch
     from toolkit.frames import discover_frames
-    from toolkit.progress import make_progress
+    from toolkit.progress import make_progress, resume_aware
     from toolkit.report import key_value_table
-    from toolkit.run import RunSettings, check_manifest, check_output_dir, output_lock, run_frames
+    from toolkit.run import run_job
 
     if executor not in ("local", "ray"):
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
-    check_threads(threads)
     check_max_pixels(max_pixels)
     check_batch(batch)
-    check_precision(precision)
-    if executor == "ray" and (compile_ or channels_last or cuda_graphs is not None):
-        raise DtkError("--compile, --channels-last and --cuda-graphs are not passed to --executor ray "
-                       "(its workers run each backend's defaults): they apply to the torch backend with "
-                       "--executor local --backend torch")
-    check_output_dir(input_dir, output)
-    if blur is not None:
-        from toolkit.kernels import get_kernel
-
-        get_kernel(blur)  # a typo fails before the model loads
+    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
+                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
+                             size=FRAME_SIZE)
+    job = dict(batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite, strict=strict,
+               max_pixels=max_pixels)
     total = len(discover_frames(input_dir))
     if executor == "ray":
         from toolkit.ray_executor import run_frames_ray
 
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
-            summary = run_frames_ray(input_dir, output, backend=backend, model=model, precision=precision,
-                                     batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite,
-                                     strict=strict, workers=workers, gpus_per_worker=gpus_per_worker,
-                                     ray_address=ray_address, max_pixels=max_pixels)
+            summary = run_frames_ray(input_dir, output, spec, workers=workers,
+                                     gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
     else:
-        choice = choose_backend(backend, model, precision)
-        check_backend_options(choice.backend, compile=compile_, channels_last=channels_last,
-                              cuda_graphs=cuda_graphs)
-        settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
-                                         keep_size=keep_size)
-        if output.is_dir():  # refuse before the model loads; run_frames checks again under the lock
-            with output_lock(output):
-                check_manifest(output, settings, overwrite)
-        err_console.print(f"backend: [bold]{choice.backend}[/] ({escape(choice.reason)}); "
-                          f"model: {escape(str(choice.model))}")
-        if precision == "fp16" and choice.backend == "torch":
-            from training.export import check_fp16_checkpoint
+        def opened(runner) -> None:
+            err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
+                              f"model: {escape(str(spec.model))}")
+            for warning in runner.warnings:
+                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
-            check = check_fp16_checkpoint(choice.model)
-            if check.status == "overflow":
-                raise DtkError(f"refusing --precision fp16: {check.message()}; use fp32 or bf16")
-            if check.status == "warn":
-                err_console.print(f"[yellow]fp16 warning:[/] {escape(check.message())} "
-                                  "(less than 4x headroom)")
-        runner = open_runner(choice, precision=precision, compile=compile_, channels_last=channels_last,
-                             threads=threads, cuda_graphs=cuda_graphs, size=FRAME_SIZE)
-        try:
-            from toolkit.progress import resume_aware
-
-            with make_progress() as bar:
-                task = bar.add_task("deblurring", total=total)
-                summary = run_frames(input_dir, output, runner, batch=batch, blur=blur, keep_size=keep_size,
-                                     overwrite=overwrite, strict=strict, pipeline=pipeline,
-                                     progress=resume_aware(bar, task),
-                                     settings=settings, max_pixels=max_pixels)
-        finally:
-            runner.close()
+        with make_progress() as bar:
+            task = bar.add_task("deblurring", total=total)
+            summary = run_job(input_dir, output, spec, pipeline=pipeline, on_open=opened,
+                              progress=resume_aware(bar, task), **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:
@@ -572,7 +524,7 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     from bench.harness import BenchConfig
-    from engines.loaders import check_threads
+    from engines.spec import check_threads
 
     check_threads(threads)
     from bench.report import bench_table, write_csv, write_plot

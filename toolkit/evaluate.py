@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.convert import from_nchw, to_nchw
 from toolkit.errors import DtkError
 from toolkit.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
-    SkipLog,
+    FrameReadError,
     discover_frames,
-    iter_images,
     pair_frames,
     read_frame,
     resize_frame,
 )
 from toolkit.kernels import BlurKernel, blur
 from toolkit.metrics import PSNR_CAP, capped, json_number, psnr, ssim
+from toolkit.pipeline import PipelineConfig, open_pipeline
 
 # A method restores one frame's blurred copies: (frame, [blurred RGB uint8 HxWx3 per kernel],
 # kernels) -> [restored RGB uint8 HxWx3 per kernel]. One call per frame lets a model batch them.
@@ -150,18 +151,18 @@ def evaluate_tree(
     frames = discover_frames(root)
     methods = dict(methods or {})
     result = EvalResult(str(root), [k.name for k in kernels], ["blurred", *methods])
-    skips = SkipLog()
+    skipped: list[tuple[str, str]] = []
     done = 0
 
-    def tick(_exc=None) -> None:
+    def tick() -> None:
         nonlocal done
         done += 1
         if progress:
             progress(done, len(frames))
 
-    for frame, image in iter_images(frames, strict=strict, max_pixels=max_pixels, skips=skips,
-                                    on_skip=tick):
-        sharp = resize_frame(image, FRAME_SIZE)
+    if not frames:
+        return result
+    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick):
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}
         try:
@@ -169,7 +170,7 @@ def evaluate_tree(
         except FrameNotScored as exc:  # no method is scored on it, so every method has the same frames
             if strict:
                 raise
-            skips.skipped.append((exc.path, exc.reason))
+            skipped.append((exc.path, exc.reason))
             tick()
             continue
         for name, images in estimates.items():
@@ -180,8 +181,22 @@ def evaluate_tree(
                     ssim=ssim(estimate, sharp) if with_ssim else float("nan"),
                 ))
         tick()
-    result.skipped = skips.skipped
+    result.skipped = skipped
     return result
+
+
+def _sharp_frames(frames: list[Frame], strict: bool, max_pixels: int | None, skipped: list[tuple[str, str]],
+                  tick: Callable[[], None]) -> Iterator[tuple[Frame, np.ndarray]]:
+    """(frame, 256x448 RGB uint8) read and resized by the pipeline `dtk run` reads with; an
+    unreadable frame is listed in `skipped` (raised when strict)."""
+    config = PipelineConfig(batch_size=4, max_pixels=max_pixels)
+    for fb in open_pipeline(frames, config):
+        for path, reason in fb.failed:
+            if strict:
+                raise FrameReadError(path, reason)
+            skipped.append((path, reason))
+            tick()
+        yield from zip(fb.frames, from_nchw(fb.images), strict=True)
 
 
 def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Method:
@@ -194,8 +209,6 @@ def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Metho
 
 def runner_method(runner) -> Method:
     """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch."""
-    from toolkit.convert import from_nchw, to_nchw
-
     def method(_frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
         return from_nchw(runner.infer(to_nchw(blurred)))
 

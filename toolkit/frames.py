@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -276,39 +276,3 @@ def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
     from toolkit.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, encode_png(image))
-
-
-@dataclass
-class SkipLog:
-    """Frames skipped because they could not be read: (path, reason)."""
-
-    skipped: list[tuple[str, str]]
-
-    def __init__(self) -> None:
-        self.skipped = []
-
-    def __len__(self) -> int:
-        return len(self.skipped)
-
-
-def iter_images(
-    frames: Iterable[Frame],
-    *,
-    strict: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    skips: SkipLog | None = None,
-    on_skip: Callable[[FrameReadError], None] | None = None,
-) -> Iterator[tuple[Frame, np.ndarray]]:
-    """Yield (frame, RGB uint8 image); unreadable frames are skipped and logged (or raise if strict)."""
-    for frame in frames:
-        try:
-            image = read_frame(frame.path, max_pixels)
-        except FrameReadError as exc:
-            if strict:
-                raise
-            if skips is not None:
-                skips.skipped.append((exc.path, exc.reason))
-            if on_skip is not None:
-                on_skip(exc)
-            continue
-        yield frame, image

@@ -29,9 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from engines.spec import SUPPORTED_OPTIONS, RunnerSpec, check_batch
+from toolkit.convert import to_host
 from toolkit.errors import DtkError
-from toolkit.frames import DEFAULT_MAX_PIXELS, Frame, FrameReadError, discover_frames
+from toolkit.frames import DEFAULT_MAX_PIXELS, Frame, discover_frames
+from toolkit.kernels import get_kernel
 from toolkit.lazy import optional_import
+from toolkit.pipeline import FrameBatch, PipelineConfig, open_pipeline
 from toolkit.run import (
     RunSettings,
     RunSummary,
@@ -42,72 +46,58 @@ from toolkit.run import (
     is_done,
     output_path_for,
     split_done,
+    write_output,
 )
 
 FAULT_ENV = "DTK_RAY_FAULT_MARKER"  # test hook: the first actor to see no marker file dies mid-batch
 
 
 class DeblurActor:
-    """One per Ray actor: loads the runner once, then reads -> infers -> writes PNGs per batch."""
+    """One per Ray actor: opens the runner once; per batch it reads, resizes and blurs through the
+    same pipeline as `dtk run` (DALI on a GPU when present, else the fallback), infers, writes PNGs."""
 
-    def __init__(self, input_dir: str, output_dir: str, backend: str, model: str, *, blur: str | None,
-                 keep_size: bool, precision: str, threads: int | None, device: str | None,
-                 fault_marker: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        from engines.loaders import BackendChoice, open_runner
-        from toolkit import FRAME_SIZE
-
+    def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, *, blur: str | None,
+                 keep_size: bool, fault_marker: str | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
         self.blur, self.keep_size = blur, keep_size
         self.max_pixels = max_pixels
-        self.runner = open_runner(BackendChoice(backend, Path(model), "ray worker"), precision=precision,
-                                  threads=threads, device=device, size=FRAME_SIZE)
+        self.runner = spec.open()
         self.fault_marker = fault_marker
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from toolkit.convert import to_host, to_nchw
-        from toolkit.pipeline import PipelineConfig
-        from toolkit.pipeline.fallback import load_frame
-        from toolkit.run import write_output
-
-        config = PipelineConfig(batch_size=max(1, len(batch["rel"])), blur=self.blur,
-                                max_pixels=self.max_pixels)
         rels = [str(r) for r in batch["rel"]]
-        status, reasons, images, sizes, ok = [], [], [], [], []
-        for rel in rels:
-            frame = Frame(self.input_dir, PurePosixPath(rel))
-            try:
-                image, size = load_frame(frame, config)
-            except FrameReadError as exc:
-                status.append("failed")
-                reasons.append(exc.reason)
-                continue
-            status.append("written")
-            reasons.append("")
-            images.append(image)
-            sizes.append(size)
-            ok.append(frame)
+        frames = [Frame(self.input_dir, PurePosixPath(rel)) for rel in rels]
+        config = PipelineConfig(batch_size=max(1, len(frames)), blur=self.blur, max_pixels=self.max_pixels,
+                                workers=1)
+        device = "gpu" if self.runner.accepts_device_tensors else "cpu"
+        failed: dict[str, str] = {}
+        loaded: list[FrameBatch] = []
+        for fb in open_pipeline(frames, config, device=device):
+            failed.update(fb.failed)
+            if len(fb):
+                loaded.append(fb)
         if self.fault_marker and not os.path.exists(self.fault_marker):
             Path(self.fault_marker).write_text(self.worker)
             os._exit(1)  # injected fault: the process dies mid-batch, before writing anything
-        if images:
-            x = to_nchw(images)
+        compute_s = 0.0
+        for fb in loaded:
             t0 = time.perf_counter()
-            out = to_host(self.runner.infer(x))
-            compute_s = time.perf_counter() - t0
-            problem = check_batch_output(out, x.shape)
+            out = to_host(self.runner.infer(fb.images))
+            compute_s += time.perf_counter() - t0
+            problem = check_batch_output(out, tuple(fb.images.shape))
             if problem:  # nothing of this batch is written
-                reasons = [problem if st == "written" else r for st, r in zip(status, reasons, strict=True)]
-                status = ["failed"] * len(status)
-            else:
-                for i, frame in enumerate(ok):
-                    write_output(output_path_for(frame, self.output_dir), out[i],
-                                 None if self.keep_size else sizes[i])
-        else:
-            compute_s = 0.0
-        share = compute_s / max(1, len(ok))
-        return {"rel": rels, "status": status, "reason": reasons, "worker": [self.worker] * len(rels),
-                "compute_s": [share if s == "written" else 0.0 for s in status]}
+                failed.update({str(f.path): problem for f in fb.frames})
+                continue
+            for i, frame in enumerate(fb.frames):
+                write_output(output_path_for(frame, self.output_dir), out[i],
+                             None if self.keep_size else fb.sizes[i])
+        status = ["failed" if str(f.path) in failed else "written" for f in frames]
+        share = compute_s / max(1, status.count("written"))
+        return {"rel": rels, "status": status, "reason": [failed.get(str(f.path), "") for f in frames],
+                "worker": [self.worker] * len(rels),
+                "compute_s": [share if st == "written" else 0.0 for st in status]}
 
 
 def actor_resources(cluster_cpus: float, workers: int, gpus_per_worker: float) -> float:
@@ -128,10 +118,8 @@ def actor_resources(cluster_cpus: float, workers: int, gpus_per_worker: float) -
 def run_frames_ray(
     input_dir: Path | str,
     output_dir: Path | str,
+    spec: RunnerSpec,
     *,
-    backend: str = "auto",
-    model: Path | str | None = None,
-    precision: str = "fp32",
     batch: int = 8,
     blur: str | None = None,
     keep_size: bool = False,
@@ -142,26 +130,21 @@ def run_frames_ray(
     ray_address: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
-    """Deblur `input_dir` into `output_dir` on Ray; the output tree equals `toolkit.run.run_frames`'s."""
+    """Deblur `input_dir` into `output_dir` on Ray with `spec` (each actor opens it once); the
+    output tree equals `toolkit.run.run_frames`'s."""
     ray = optional_import("ray")
-    from engines.loaders import choose_backend
-    from toolkit.kernels import get_kernel
-
     if blur is not None:
         get_kernel(blur)
-    if batch < 1:
-        raise DtkError(f"batch size must be at least 1, got {batch}")
+    check_batch(batch)
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
-    choice = choose_backend(backend, model, precision)
-    settings = RunSettings.for_model(choice.model, choice.backend, precision=precision, blur=blur,
-                                     keep_size=keep_size)
+    settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size)
     frames = discover_frames(input_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
-        summary = _run_ray_claimed(ray, frames, input_dir, output_dir, choice, precision=precision,
-                                   batch=batch, blur=blur, keep_size=keep_size, overwrite=claim["overwrite"],
-                                   workers=workers, gpus_per_worker=gpus_per_worker,
-                                   ray_address=ray_address, max_pixels=max_pixels)
+        summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
+                                   keep_size=keep_size, overwrite=claim["overwrite"], workers=workers,
+                                   gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                                   max_pixels=max_pixels)
         claim["finished"] = True
     if strict and summary.failed:
         path, reason = summary.failed[0]
@@ -169,8 +152,8 @@ def run_frames_ray(
     return summary
 
 
-def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, choice: Any, *,
-                     precision: str, batch: int, blur: str | None, keep_size: bool, overwrite: bool,
+def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, spec: RunnerSpec, *,
+                     batch: int, blur: str | None, keep_size: bool, overwrite: bool,
                      workers: int, gpus_per_worker: float, ray_address: str | None,
                      max_pixels: int | None) -> RunSummary:
     """run_frames_ray with OUTPUT locked and its manifest settled."""
@@ -178,7 +161,7 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, keep_size=keep_size, pipeline="ray",
-                         backend={"backend": choice.backend, "model": str(choice.model),
+                         backend={"backend": spec.backend, "model": str(spec.model),
                                   "executor": "ray", "workers": workers})
     summary.plan_s = time.perf_counter() - t_plan
     if not todo:
@@ -193,12 +176,13 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
     items = [{"rel": str(f.rel)} for f in todo]
     blocks = max(1, min(len(items), workers * 4))  # several blocks per worker: nobody idles
     ds = ray.data.from_items(items, override_num_blocks=blocks)
+    options: dict[str, Any] = {"device": device}
+    if spec.threads is None and "threads" in SUPPORTED_OPTIONS[spec.backend]:
+        options["threads"] = max(1, int(num_cpus))  # one actor's share of the node's cores
     map_kwargs: dict[str, Any] = dict(
         fn_constructor_kwargs=dict(
-            input_dir=str(input_dir), output_dir=str(output_dir), backend=choice.backend,
-            model=str(choice.model), blur=blur, keep_size=keep_size, precision=precision,
-            threads=max(1, int(num_cpus)), device=device, fault_marker=os.environ.get(FAULT_ENV),
-            max_pixels=max_pixels),
+            input_dir=str(input_dir), output_dir=str(output_dir), spec=spec.with_options(**options),
+            blur=blur, keep_size=keep_size, fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels),
         compute=ActorPoolStrategy(size=workers),
         batch_size=batch,
         num_cpus=num_cpus,

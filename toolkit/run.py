@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 
 import toolkit
+from engines.base import Runner
+from engines.spec import RunnerSpec
 from toolkit import FRAME_SIZE
 from toolkit.atomic import file_sha256, stale_temp_files, write_bytes_atomic
 from toolkit.convert import to_host, to_uint8_hwc
@@ -50,6 +52,8 @@ from toolkit.frames import (
     resize_frame,
     write_png_atomic,
 )
+from toolkit.kernels import get_kernel
+from toolkit.pipeline import PipelineConfig, open_pipeline
 
 
 def output_path_for(frame: Frame, out_root: Path | str) -> Path:
@@ -180,11 +184,10 @@ class RunSettings:
     COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size")
 
     @classmethod
-    def for_model(cls, model: Path | str, backend: str, *, precision: str = "fp32",
-                  blur: str | None = None, keep_size: bool = False) -> RunSettings:
-        """Settings of a run of `model` (the file the backend loads; hashed here)."""
-        return cls(model_sha256=file_sha256(model), backend=backend, precision=precision, blur=blur,
-                   keep_size=keep_size, model=str(model))
+    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False) -> RunSettings:
+        """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
+        return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
+                   blur=blur, keep_size=keep_size, model=str(spec.model))
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
@@ -365,6 +368,23 @@ def _sigint_sets(stop: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
+def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
+            on_open: Callable[[Runner], None] | None = None, **options) -> RunSummary:
+    """`dtk run` on this machine: check INPUT/OUTPUT and the manifest before the model loads, open
+    the runner once (`on_open` sees it), deblur every frame (`run_frames`), close the runner."""
+    check_output_dir(input_dir, output_dir)
+    if options.get("blur") is not None:
+        get_kernel(options["blur"])  # a typo fails before the model loads
+    settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False))
+    if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
+        with output_lock(output_dir):
+            check_manifest(output_dir, settings, options.get("overwrite", False))
+    with spec.open() as runner:
+        if on_open is not None:
+            on_open(runner)
+        return run_frames(input_dir, output_dir, runner, settings=settings, **options)
+
+
 def run_frames(
     input_dir: Path | str,
     output_dir: Path | str,
@@ -391,8 +411,6 @@ def run_frames(
     None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
     is an unreadable frame.
     """
-    from toolkit.kernels import get_kernel
-    from toolkit.pipeline import PipelineConfig
 
     if blur is not None:
         get_kernel(blur)
@@ -415,7 +433,6 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                  progress: Callable[[int, int], None] | None,
                  stop: threading.Event | None) -> RunSummary:
     """run_frames with OUTPUT locked and its manifest settled."""
-    from toolkit.pipeline import open_pipeline
 
     batch, blur = config.batch_size, config.blur
     t_plan = time.perf_counter()
@@ -439,7 +456,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
     if not todo:
         return summary
 
-    device = "gpu" if getattr(runner, "accepts_cuda_tensors", False) else "cpu"
+    device = "gpu" if runner.accepts_device_tensors else "cpu"
     in_flight: list[tuple[Path, Future]] = []
     write_errors: list[str] = []
 

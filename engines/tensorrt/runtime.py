@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engines.base import Runner
 from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
 from toolkit.errors import DtkError
 from toolkit.lazy import optional_import
@@ -106,7 +107,7 @@ def _dtypes(trt) -> dict:
     return {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
 
 
-class TrtRunner:
+class TrtRunner(Runner):
     """A deserialized engine with one input and one output (N x 3 x H x W), Runner protocol."""
 
     name = "tensorrt"
@@ -121,7 +122,7 @@ class TrtRunner:
         self._trt = trt
         self.device = device if device is not None else TorchCudaDevice(device_index)
         # dtk run hands a CUDA runner GPU batches (DALI GPU pipeline) without a host copy
-        self.accepts_cuda_tensors = isinstance(self.device, TorchCudaDevice)
+        self.accepts_device_tensors = isinstance(self.device, TorchCudaDevice)
         self.sidecar: EngineSidecar | None = None
         if check_sidecar:
             self.sidecar = load_sidecar(self.engine_path)
@@ -284,18 +285,3 @@ class TrtRunner:
         self._runtime = None
         self._d_in = self._d_out = self._h_in = self._h_out = None
         self._bound = None
-
-    def __enter__(self) -> TrtRunner:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def load_trt_runner(engine_path: Path, **options) -> TrtRunner:
-    """Loader for `engines.loaders.load_runner("tensorrt", ...)`.
-
-    Options: cuda_graphs (bool, default False), device_index (int, 0), check_sidecar (bool, True).
-    """
-    return TrtRunner(Path(engine_path), **options)
-

@@ -9,6 +9,7 @@ import pytest
 
 from bench.harness import BenchConfig, bench_compute, make_inputs, timed_loop
 from bench.timing import HostTimer, gflops, latency_stats, throughput
+from engines.base import Runner
 from toolkit.errors import DtkError
 
 
@@ -43,7 +44,7 @@ def test_host_timer_measures_a_sleep():
     assert 19.0 <= ms < 200.0
 
 
-class CountingRunner:
+class CountingRunner(Runner):
     """A fake Runner that records which input buffer each call got."""
 
     name = "fake"
@@ -104,6 +105,8 @@ def test_bad_config_is_a_user_error():
 
 class SplitRunner(CountingRunner):
     """Reports an H2D / compute / D2H split per call, as the CUDA torch runner does."""
+
+    reports_phases = True
 
     def __init__(self):
         super().__init__()

@@ -13,17 +13,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from engines.loaders import load_runner
+from engines.spec import RunnerSpec
 from engines.torch import TorchRunner
 from toolkit.cli import app
 from toolkit.convert import from_nchw, to_nchw
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.checkpoint import save_checkpoint
+from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range
 from toolkit.core.models.unet import SeedUNet
 from toolkit.errors import DtkError
 from toolkit.frames import discover_frames, read_frame, resize_frame
 from toolkit.metrics import psnr
-from training.export import FP16_MAX, blurred_demo_frames, check_fp16_range
 
 MIN_DB = {"bf16": 30.0, "fp16": 40.0}
 
@@ -95,7 +95,7 @@ def test_graph_capture_refused_on_cpu(ckpt, one_frame, tmp_path):
     with pytest.raises(DtkError, match="graph capture guarded by device"):
         TorchRunner(ckpt, cuda_graphs=True)
     with pytest.raises(DtkError, match="graph capture guarded by device"):
-        load_runner("torch", ckpt, device="cpu", cuda_graphs=True)
+        RunnerSpec.choose("torch", ckpt, device="cpu", cuda_graphs=True).open()
     if not torch.cuda.is_available():  # dtk run picks cuda when present
         result = invoke("run", one_frame, "-o", tmp_path / "o", "--backend", "torch", "--model", ckpt,
                         "--cuda-graphs")

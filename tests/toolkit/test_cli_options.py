@@ -30,12 +30,12 @@ def assert_user_error(result, *fragments):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if a runner is opened: every check must come before the model loads."""
-    import engines.loaders
+    from engines.spec import RunnerSpec
 
     def boom(*_a, **_k):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(engines.loaders, "open_runner", boom)
+    monkeypatch.setattr(RunnerSpec, "open", boom)
 
 
 def test_run_unknown_precision_refused_before_load(demo_dir, tmp_path, no_model_load):
@@ -56,9 +56,9 @@ def test_run_torch_only_option_with_onnxruntime_refused(demo_dir, tmp_path, tiny
 def test_run_torch_only_option_with_auto_backend_names_the_chosen_one(demo_dir, tmp_path, tiny_model_dir,
                                                                       no_model_load):
     pytest.importorskip("onnxruntime")
-    from engines.loaders import choose_backend
+    from engines.spec import RunnerSpec
 
-    chosen = choose_backend("auto", tiny_model_dir / "m.onnx").backend
+    chosen = RunnerSpec.choose("auto", tiny_model_dir / "m.onnx").backend
     if chosen == "torch":
         pytest.skip("auto picks torch on this machine")
     res = invoke("run", demo_dir, "-o", tmp_path / "out", "--model", tiny_model_dir / "m.onnx", "--compile")

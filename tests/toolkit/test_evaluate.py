@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from engines.base import Runner
 from toolkit.baselines import richardson_lucy, wiener
 from toolkit.cli import app
 from toolkit.evaluate import baseline_method, evaluate_tree, runner_method
@@ -12,7 +13,7 @@ from toolkit.kernels import KERNELS, blur, parse_kernels
 from toolkit.metrics import psnr
 
 
-class IdentityRunner:
+class IdentityRunner(Runner):
     """A model that returns its input."""
 
     name = "identity"

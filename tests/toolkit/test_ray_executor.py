@@ -52,10 +52,11 @@ def run_local(src, dst, model):
 
 
 def run_ray(src, dst, model, **kw):
+    from engines.spec import RunnerSpec
     from toolkit.ray_executor import run_frames_ray
 
-    return run_frames_ray(src, dst, backend="onnxruntime", model=model, batch=kw.pop("batch", 1),
-                          blur="k7", workers=2, **kw)
+    spec = RunnerSpec.choose("onnxruntime", model, size=(256, 448))
+    return run_frames_ray(src, dst, spec, batch=kw.pop("batch", 1), blur="k7", workers=2, **kw)
 
 
 def test_ray_output_is_byte_identical_to_local(cluster, frames_in, onnx_model, tmp_path):

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from engines.base import Runner
 from engines.onnxruntime import OrtRunner
+from engines.spec import RunnerSpec
 from toolkit.cli import app
 from toolkit.convert import to_nchw
 from toolkit.errors import DtkError
@@ -42,7 +44,7 @@ def expected_names(input_dir):
     return sorted(str(f.rel.with_suffix(".png")) for f in discover_frames(input_dir))
 
 
-class Faulty:
+class Faulty(Runner):
     """Wraps a runner; on call number `at` sets `stop` or raises `exc`."""
 
     def __init__(self, inner, at, *, stop=None, exc=None):
@@ -60,6 +62,9 @@ class Faulty:
 
     def describe(self):
         return self.inner.describe()
+
+    def close(self):
+        pass
 
 
 def test_writes_one_png_per_input_with_mirrored_names(demo_dir, runner, tmp_path):
@@ -225,7 +230,7 @@ def test_cli_auto_backend_says_which_and_bad_combinations_exit_2(demo_dir, onnx_
     assert result.exit_code == 2 and "unknown blur kernel" in result.output
 
 
-class Sleepy:
+class Sleepy(Runner):
     """An identity 'model' that takes `seconds` per batch without using the CPU."""
 
     name = "sleepy"
@@ -239,6 +244,9 @@ class Sleepy:
 
     def describe(self):
         return {"backend": self.name}
+
+    def close(self):
+        pass
 
 
 def test_decoding_and_writing_overlap_compute(demo_dir, tmp_path):
@@ -306,8 +314,8 @@ def test_interrupted_overwrite_is_finished_by_a_plain_rerun(demo_dir, runner, on
     from toolkit.run import RunSettings
 
     out, n = tmp_path / "out", len(discover_frames(demo_dir))
-    k7 = RunSettings.for_model(onnx_model, "onnxruntime", blur="k7")
-    k11 = RunSettings.for_model(onnx_model, "onnxruntime", blur="k11")
+    k7 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), blur="k7")
+    k11 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), blur="k11")
     assert run_frames(demo_dir, out, runner, batch=4, blur="k7", settings=k7).written == n
     with pytest.raises(DtkError, match="blur"):
         run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11)
@@ -460,3 +468,19 @@ def test_symlinked_sequence_folders_are_followed(demo_dir, tmp_path):
     assert outputs(tmp_path / "out") == sorted(
         [f"astro/{p.name}" for p in (demo_dir / "astronaut").glob("*.png")]
         + [f"chelsea/{p.name}" for p in (demo_dir / "chelsea").glob("*.png")])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_run_loads_the_weights_once(demo_dir, tmp_path, tiny_model_dir, monkeypatch, precision):
+    """One read of the safetensors file per `dtk run`, fp16 range guard included (it loaded twice)."""
+    import toolkit.core.models.checkpoint as checkpoint
+
+    loads = []
+    real = checkpoint._load_tensors
+    monkeypatch.setattr(checkpoint, "_load_tensors", lambda path: loads.append(path) or real(path))
+    result = CliRunner().invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "out"), "--model",
+                                      str(tiny_model_dir / "m.safetensors"), "--backend", "torch",
+                                      "--precision", precision])
+    assert result.exit_code == 0, result.output
+    assert loads == [tiny_model_dir / "m.safetensors"]
+    assert len(list((tmp_path / "out").rglob("*.png"))) == len(discover_frames(demo_dir))

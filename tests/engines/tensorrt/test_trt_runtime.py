@@ -10,7 +10,7 @@ from fake_trt import HostDevice
 
 from engines.base import Runner
 from engines.tensorrt.build import build_engine
-from engines.tensorrt.runtime import TrtRunner, load_trt_runner
+from engines.tensorrt.runtime import TrtRunner
 from engines.tensorrt.sidecar import GpuFacts, load_sidecar, save_sidecar
 from toolkit.errors import DtkError
 
@@ -32,7 +32,7 @@ def ort_reference(onnx_path, batch):
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda-graphs"])
 def test_runner_matches_ort_with_chunking(fake_trt, onnx_fp32, tmp_path, photo_batch, device, graphs):
     engine = build(onnx_fp32, tmp_path, min_batch=2, opt_batch=2, max_batch=3)
-    runner = load_trt_runner(engine, device=device, cuda_graphs=graphs)
+    runner = TrtRunner(engine, device=device, cuda_graphs=graphs)
     assert isinstance(runner, Runner)
     out = runner.infer(photo_batch)  # 7 frames -> chunks 3, 3, 1 (padded to 2)
     assert out.dtype == np.float32 and out.shape == photo_batch.shape

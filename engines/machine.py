@@ -1,10 +1,15 @@
-"""What this machine offers dtk: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
+"""What this machine offers dtk: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, Ray, GPU.
+
+Read by `dtk doctor`, every bench report and `--backend auto`.
+"""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 
+from engines.select import default_backend
 from toolkit import __version__
 from toolkit.lazy import module_version
 
@@ -37,8 +42,6 @@ def _ort_info() -> dict:
 
 def collect() -> dict:
     """Machine facts as a JSON-ready dict (also embedded in every bench report)."""
-    from engines.select import default_backend
-
     info: dict = {
         "dtk": __version__,
         "python": platform.python_version(),
@@ -46,12 +49,7 @@ def collect() -> dict:
         "machine": platform.machine(),
         "executable": sys.executable,
     }
-    try:
-        import os
-
-        info["cpu_count"] = os.cpu_count()
-    except Exception:  # noqa: BLE001
-        info["cpu_count"] = None
+    info["cpu_count"] = os.cpu_count()
     info.update(_torch_info())
     info.update(_ort_info())
     info["tensorrt"] = module_version("tensorrt")

@@ -1,4 +1,4 @@
-"""Model resolution (siblings, shipped default) and backend choice, including --backend auto."""
+"""Model resolution (siblings, shipped default), backend choice (--backend auto) and RunnerSpec."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import engines.models as models
-from engines.loaders import choose_backend, load_runner
+from engines.spec import RunnerSpec, check_threads, max_threads
 from toolkit.errors import DtkError
 
 CPU_INFO = {"cuda_available": False, "torch": "2", "onnxruntime": "1", "tensorrt": None}
@@ -53,28 +53,28 @@ def test_shipped_default_points_into_assets(tiny, monkeypatch, tmp_path):
 
 
 def test_auto_picks_and_falls_back_with_a_reason(tiny, tmp_path):
-    choice = choose_backend("auto", tiny / "m.onnx", info=CPU_INFO)
+    choice = RunnerSpec.choose("auto", tiny / "m.onnx", info=CPU_INFO)
     assert choice.backend == "onnxruntime" and "fastest" in choice.reason
     # a GPU with TensorRT but no built engine: ORT (its TensorRT EP) instead, and say why
-    choice = choose_backend("auto", tiny / "m.onnx", info=GPU_TRT_INFO)
+    choice = RunnerSpec.choose("auto", tiny / "m.onnx", info=GPU_TRT_INFO)
     assert choice.backend == "onnxruntime" and "tensorrt not usable" in choice.reason
     # bf16 is a torch precision
-    assert choose_backend("auto", tiny / "m.onnx", "bf16", info=CPU_INFO).backend == "torch"
+    assert RunnerSpec.choose("auto", tiny / "m.onnx", precision="bf16", info=CPU_INFO).backend == "torch"
     # a checkpoint without an ONNX sibling runs on torch
     for f in ("ck.safetensors", "ck.json"):
         (tmp_path / f).write_bytes((tiny / f.replace("ck", "m")).read_bytes())
-    assert choose_backend("auto", tmp_path / "ck.json", info=CPU_INFO).backend == "torch"
+    assert RunnerSpec.choose("auto", tmp_path / "ck.json", info=CPU_INFO).backend == "torch"
 
 
 def test_explicit_backends_load_runners(tiny):
-    ort = load_runner("onnxruntime", tiny / "m.json", threads=1)
+    ort = RunnerSpec.choose("onnxruntime", tiny / "m.json", threads=1).open()
     assert ort.name == "onnxruntime" and ort.describe()["model"].endswith("m.onnx")
-    tr = load_runner("torch", tiny / "m.onnx", precision="bf16")
+    tr = RunnerSpec.choose("torch", tiny / "m.onnx", precision="bf16").open()
     assert tr.name == "torch" and tr.describe()["precision"].startswith("bf16")
     with pytest.raises(DtkError, match="bf16"):
-        load_runner("onnxruntime", tiny / "m.onnx", precision="bf16")
+        RunnerSpec.choose("onnxruntime", tiny / "m.onnx", precision="bf16")
     with pytest.raises(DtkError, match="unknown backend"):
-        load_runner("openvino", tiny / "m.onnx")
+        RunnerSpec.choose("openvino", tiny / "m.onnx")
 
 
 def test_tensorrt_without_tensorrt_is_a_hint(tmp_path, monkeypatch):
@@ -82,12 +82,10 @@ def test_tensorrt_without_tensorrt_is_a_hint(tmp_path, monkeypatch):
     engine.write_bytes(b"plan")
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on a machine without TensorRT
     with pytest.raises(DtkError, match=r"pip install \.\[gpu\]"):
-        load_runner("tensorrt", engine)
+        RunnerSpec.choose("tensorrt", engine).open()
 
 
 def test_threads_are_bounded_before_anything_loads(tiny, monkeypatch):
-    from engines.loaders import check_threads, max_threads
-
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert max_threads() == 8
     check_threads(None)
@@ -96,6 +94,55 @@ def test_threads_are_bounded_before_anything_loads(tiny, monkeypatch):
         with pytest.raises(DtkError, match="--threads"):
             check_threads(bad)
     with pytest.raises(DtkError, match="at most 8"):
-        load_runner("onnxruntime", tiny / "m.onnx", threads=10000)
+        RunnerSpec.choose("onnxruntime", tiny / "m.onnx", threads=10000)
     monkeypatch.setattr("os.cpu_count", lambda: 512)
     assert max_threads() == 256
+
+
+def test_spec_is_picklable_and_opens_what_it_names(tiny):
+    import pickle
+
+    spec = RunnerSpec.choose("onnxruntime", tiny / "m.safetensors", threads=1, size=(256, 448))
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and again.model == tiny / "m.onnx"
+    with again.open() as runner:
+        assert runner.name == "onnxruntime" and runner.describe()["threads"] == 1
+
+
+@pytest.mark.parametrize("backend,options,flag,taker", [
+    ("onnxruntime", {"compile": True}, "--compile", "torch"),
+    ("onnxruntime", {"cuda_graphs": True}, "--cuda-graphs", "tensorrt"),
+    ("tensorrt", {"threads": 2}, "--threads", "onnxruntime or torch"),
+    ("tensorrt", {"channels_last": True}, "--channels-last", "torch"),
+])
+def test_an_option_the_backend_ignores_is_refused_naming_who_takes_it(tmp_path, tiny, backend, options,
+                                                                         flag, taker):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    model = engine if backend == "tensorrt" else tiny / "m.onnx"
+    with pytest.raises(DtkError, match=f"{flag}.*{backend}.*--backend {taker}"):
+        RunnerSpec.choose(backend, model, **options)
+
+
+def test_cuda_graphs_reach_tensorrt(tmp_path, monkeypatch):
+    """--cuda-graphs is a TensorRT option too (it was unreachable from the CLI)."""
+    import engines.tensorrt.runtime as rt
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, path, **kw):
+            seen.update(kw, path=path)
+
+    monkeypatch.setattr(rt, "TrtRunner", Recorder)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    RunnerSpec.choose("tensorrt", engine, cuda_graphs=True).open()
+    assert seen == {"path": engine, "cuda_graphs": True}
+
+
+def test_tensorrt_precision_is_the_engines_own(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(DtkError, match="built with"):
+        RunnerSpec.choose("tensorrt", engine, precision="fp16")
