@@ -89,7 +89,7 @@ class Step:
 
 def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step]:
     py = sys.executable
-    dtk = [py, "-m", "toolkit.cli"]
+    dtk = [py, "-m", "toolkit.app.cli"]
     variants = "cuda-fp32,cuda-fp32-nographs,cuda-fp16,cuda-fp16-nographs,cuda-bf16,cuda-bf16-nographs"
     bench = [
         *dtk,
@@ -375,7 +375,7 @@ def dry_run(work: Path, out: Path, budget: float, train_minutes: float, photos: 
     for asset in ("toolkit/assets/dtk-unet.safetensors", "toolkit/assets/dtk-unet.json"):
         if not Path(asset).is_file():
             problems.append(f"{asset} missing")
-    for module in ("training.fit", "toolkit.cli", "bench.gpu_check"):
+    for module in ("training.fit", "toolkit.app.cli", "bench.gpu_check"):
         if importlib.util.find_spec(module) is None:
             problems.append(f"{module} not importable (run from the repository root with PYTHONPATH=.)")
     try:
@@ -409,7 +409,7 @@ def e2e(work: Path) -> int:
     import numpy as np
 
     from bench.gpu_check import precision_quality
-    from toolkit.cli import app
+    from toolkit.app.cli import app
 
     demo, outdir = work / "demo", work / "run-out"
     result: dict[str, Any] = {}

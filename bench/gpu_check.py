@@ -48,7 +48,7 @@ def run_gpu_tests(out: Path) -> dict[str, Any]:
 
 
 def run_gpu_bench(out: Path, quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "toolkit.cli", "bench", "--backend", "all", "--batch", "1,8,32",
+    cmd = [sys.executable, "-m", "toolkit.app.cli", "bench", "--backend", "all", "--batch", "1,8,32",
            "--roofline", "--json", str(out / "bench.json"), "--csv", str(out / "bench.csv"),
            "--plot", str(out / "bench.png")]
     if quick:
@@ -65,11 +65,11 @@ def precision_quality() -> dict[str, float]:
 
     from engines.models import resolve_model
     from engines.torch import TorchRunner
-    from toolkit.convert import from_nchw, to_nchw
-    from toolkit.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
-    from toolkit.frames import read_frame
-    from toolkit.kernels import blur
-    from toolkit.metrics import psnr_capped
+    from toolkit.core.convert import from_nchw, to_nchw
+    from toolkit.core.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
+    from toolkit.core.frames import read_frame
+    from toolkit.core.kernels import blur
+    from toolkit.core.metrics import psnr_capped
 
     frames = [blur(w, "k7") for n in DEMO_PHOTOS for w in pan_windows(read_frame(skimage_photo_path(n)), 2)]
     batch = to_nchw(frames)

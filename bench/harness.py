@@ -19,7 +19,7 @@ from bench.memory import PeakMemory
 from bench.timing import LatencyStats, Timer, gflops, latency_stats, make_timer, throughput
 from engines.base import Runner
 from toolkit import FRAME_SIZE
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 SCHEMA = "dtk.bench/1"
 MODES = ("compute", "e2e")
@@ -174,12 +174,12 @@ def mean_phases(phases: list[dict[str, float]]) -> dict[str, float] | None:
 
 def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any], *, backend: str,
               variant: str, device: str = "cpu", pipeline: str = "auto") -> BenchRow:
-    """End-to-end row: frame files -> `toolkit.pipeline.open_pipeline` -> `runner.infer`, cycling the files.
+    """End-to-end row: frame files -> `open_pipeline` -> `runner.infer`, cycling the files.
 
     A call's latency runs from asking the pipeline for the next batch to the runner's output
     (decoding overlaps inference through the pipeline's prefetch); host wall time.
     """
-    from toolkit.pipeline import PipelineConfig, open_pipeline
+    from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
     if not frames:
         raise DtkError("--e2e needs frame files: none found")

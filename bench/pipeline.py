@@ -18,9 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.frames import Frame, discover_frames
-from toolkit.kernels import KERNEL_NAMES
-from toolkit.pipeline import PipelineConfig, _dali_available, open_pipeline
+from toolkit.core.frames import Frame, discover_frames
+from toolkit.core.kernels import KERNEL_NAMES
+from toolkit.core.pipeline import PipelineConfig, _dali_available, open_pipeline
 
 BLURS: tuple[str | None, ...] = (None, *KERNEL_NAMES)
 
@@ -45,7 +45,7 @@ def pipeline_benchmark(frames_dir: Path | str | None = None, *, repeats: int = 3
     """Frames/s of each pipeline kind for each blur; a JSON-ready dict with one row per pair."""
     with tempfile.TemporaryDirectory(prefix="dtk-bench-pipeline-") as tmp:
         if frames_dir is None:
-            from toolkit.demo import write_demo
+            from toolkit.core.demo import write_demo
 
             write_demo(tmp, frames_per_sequence=demo_frames_per_sequence)
             frames_dir = tmp

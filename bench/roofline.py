@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 DTYPES = ("float32", "float16", "bfloat16")
 

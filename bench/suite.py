@@ -19,7 +19,7 @@ from bench.variants import (
     select_variants,
     tensorrt_problem,
 )
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 
 @dataclass
@@ -81,11 +81,11 @@ def measure_ceilings(req: BenchRequest, gpu: bool,
 
 
 def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
-    from toolkit.frames import discover_frames
+    from toolkit.core.frames import discover_frames
 
     if req.frames_dir is not None:
         return list(discover_frames(req.frames_dir)), str(req.frames_dir)
-    from toolkit.demo import write_demo
+    from toolkit.core.demo import write_demo
 
     root = Path(tempfile.mkdtemp(prefix="dtk-bench-frames-"))
     write_demo(root, 4)

@@ -11,8 +11,8 @@ from typing import Any
 
 from bench.harness import BenchTarget
 from engines.spec import MAX_BATCH, RunnerSpec
+from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
-from toolkit.errors import DtkError
 
 # (backend, variant) -> runner options. Devices: "cpu" or "cuda".
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -103,7 +103,7 @@ def select_variants(backends: str, variants: str | None, gpu: bool) -> list[tupl
 
 def tensorrt_problem(gpu: bool) -> str | None:
     """Why the tensorrt backend cannot run on this machine (no TensorRT, no GPU), or None."""
-    from toolkit.lazy import INSTALL_HINTS, module_version
+    from toolkit.core.lazy import INSTALL_HINTS, module_version
 
     if module_version("tensorrt") is None:
         return INSTALL_HINTS["tensorrt"]

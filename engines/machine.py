@@ -11,7 +11,7 @@ import sys
 
 from engines.select import default_backend
 from toolkit import __version__
-from toolkit.lazy import module_version
+from toolkit.core.lazy import module_version
 
 
 def _torch_info() -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import toolkit
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 ASSETS_DIR = Path(toolkit.__file__).resolve().parent / "assets"  # shipped as package data
 DEFAULT_STEM = "dtk-unet"

@@ -16,8 +16,8 @@ import numpy as np
 
 from engines.base import Runner
 from engines.spec import check_threads
-from toolkit.errors import DtkError
-from toolkit.lazy import optional_import
+from toolkit.core.errors import DtkError
+from toolkit.core.lazy import optional_import
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"

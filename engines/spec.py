@@ -17,7 +17,7 @@ from pathlib import Path
 from engines.base import Runner
 from engines.models import resolve_model
 from engines.select import BACKENDS, default_backend
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
 PRECISIONS = ("fp32", "fp16", "bf16")

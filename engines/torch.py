@@ -17,9 +17,9 @@ import numpy as np
 
 from engines.base import Runner
 from engines.torch_cuda import CudaExecutor
+from toolkit.core.errors import DtkError
 from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import check_fp16_range
-from toolkit.errors import DtkError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("cpu", "cuda")

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """The built-in demo tree (5 sequences x 2 frames of 256x448, real photos)."""
-    from toolkit.demo import write_demo
+    from toolkit.core.demo import write_demo
 
     root = tmp_path_factory.mktemp("demo")
     write_demo(root, frames_per_sequence=2)
@@ -38,8 +38,8 @@ def demo_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real RGB photo, cropped to 256x448."""
-    from toolkit.demo import skimage_photo_path
-    from toolkit.frames import read_frame
+    from toolkit.core.demo import skimage_photo_path
+    from toolkit.core.frames import read_frame
 
     return read_frame(skimage_photo_path("astronaut"))[100:356, 32:480].copy()
 

@@ -1,7 +1,7 @@
 """dtk: batch inference and benchmarking for image deblurring.
 
 Importing this package never imports a GPU library (tensorrt, DALI, CUDA); those
-are loaded lazily by the modules that need them (see `toolkit.lazy`).
+are loaded lazily by the modules that need them (see `toolkit.core.lazy`).
 """
 
 __version__ = "0.1.0"

@@ -15,12 +15,12 @@ from toolkit.core.flops import frame_flops
 
 
 def wiener_means(pairs) -> dict[str, float]:
-    """Mean PSNR of known-kernel Wiener (toolkit.baselines, tuned balance) per kernel label."""
+    """Mean PSNR of known-kernel Wiener (toolkit.core.baselines, tuned balance) per kernel label."""
     import numpy as np
 
-    from toolkit.baselines import wiener
-    from toolkit.kernels import KERNELS
-    from toolkit.metrics import psnr_capped
+    from toolkit.core.baselines import wiener
+    from toolkit.core.kernels import KERNELS
+    from toolkit.core.metrics import psnr_capped
 
     acc: dict[str, list[float]] = {}
     for label, inp, target in pairs:
@@ -31,8 +31,8 @@ def wiener_means(pairs) -> dict[str, float]:
 
 def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str, dict]:
     """Markdown table of mean PSNR per kernel: blurred, known-kernel Wiener, model; and the raw numbers."""
+    from toolkit.core.kernels import parse_kernels
     from toolkit.core.models.checkpoint import load_model, read_sidecar
-    from toolkit.kernels import parse_kernels
     from training.data import load_frames
     from training.train import evaluate_pairs, validation_pairs
 
@@ -124,9 +124,9 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
     """
     import numpy as np
 
-    from toolkit.baselines import BALANCE, PRIOR_BALANCE, _apply_gain
+    from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain
+    from toolkit.core.kernels import KERNELS
     from toolkit.core.models.checkpoint import load_model
-    from toolkit.kernels import KERNELS
     from training.fit import validate
     from training.photoset import validation_set
     from training.sampler import psnr_uint8, validation_tensors

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from engines.onnxruntime import cpu_session
+from toolkit.core.errors import DtkError
 from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range, real_frame
-from toolkit.errors import DtkError
 
 FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
 
@@ -66,9 +66,9 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
     Inputs: random, a real photo and that photo blurred with k11. Returns
     {"random_max_abs": ..., "real_max_abs": ..., "real_k11_max_abs": ..., "real_psnr_vs_fp32_db": ...}.
     """
-    from toolkit.convert import to_uint8_hwc
-    from toolkit.kernels import blur
-    from toolkit.metrics import psnr
+    from toolkit.core.convert import to_uint8_hwc
+    from toolkit.core.kernels import blur
+    from toolkit.core.metrics import psnr
 
     tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
     sess = cpu_session(path)
@@ -147,7 +147,7 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
 
     Returns max abs error (0..1 scale) and the mean/max PSNR drop (dB) vs the sharp frames.
     """
-    from toolkit.metrics import psnr_capped
+    from toolkit.core.metrics import psnr_capped
 
     sess = cpu_session(fp16_path)
     max_abs, drops = 0.0, []

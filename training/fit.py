@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, count_parameters, create_model
-from toolkit.errors import DtkError
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 MAX_SHORT_SIDE = 1080
 WINDOW_SHORT_SIDES = (300, 360, 430, 512, 620, 720)  # validation scales besides the whole photo
@@ -55,8 +55,8 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
 
     from PIL import Image
 
-    from toolkit.atomic import write_bytes_atomic
-    from toolkit.frames import read_frame
+    from toolkit.core.atomic import write_bytes_atomic
+    from toolkit.core.frames import read_frame
     from training.data import allowed_photo_sources
 
     out = Path(out_dir)
@@ -91,7 +91,7 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
 
 def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.ndarray]:
     """{name: RGB uint8 photo} of DIR/sources.json, optionally only one split ('train' or 'val')."""
-    from toolkit.frames import read_frame
+    from toolkit.core.frames import read_frame
 
     root = Path(root)
     index = root / SOURCES_FILE
@@ -103,7 +103,7 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
 
 def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
     """The whole photo resized to `size`, then grid windows at each of `WINDOW_SHORT_SIDES`."""
-    from toolkit.frames import resize_frame
+    from toolkit.core.frames import resize_frame
     from training.data import grid_windows
 
     out = [resize_frame(image, size)]
@@ -125,9 +125,9 @@ def validation_set(root: Path | str) -> list[tuple[str, np.ndarray]]:
 
 def tune_baselines(root: Path | str, grid=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)) -> dict:
     """Best balance per kernel of the flat Wiener and the power-law prior inverse on the validation set."""
-    from toolkit.baselines import _apply_gain
-    from toolkit.kernels import KERNELS, blur
-    from toolkit.metrics import psnr_capped
+    from toolkit.core.baselines import _apply_gain
+    from toolkit.core.kernels import KERNELS, blur
+    from toolkit.core.metrics import psnr_capped
 
     windows = [w for _, w in validation_set(root)]
     result: dict = {}

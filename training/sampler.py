@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from toolkit import FRAME_SIZE
-from toolkit.errors import DtkError
-from toolkit.kernels import KERNELS
-from toolkit.metrics import PSNR_CAP
-from toolkit.torch_blur import blur_tensor
+from toolkit.core.errors import DtkError
+from toolkit.core.kernels import KERNELS
+from toolkit.core.metrics import PSNR_CAP
+from toolkit.core.torch_blur import blur_tensor
 
 LABELS = ("sharp", "k3", "k7", "k11")
 DEFAULT_MIX = {"sharp": 0.15, "k3": 0.15, "k7": 0.35, "k11": 0.35}
@@ -27,7 +27,7 @@ def pyramid(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE, levels: int =
     """The photo squashed to `size`, then `levels` scales from the smallest that holds a frame to 1:1."""
     from PIL import Image
 
-    from toolkit.frames import resize_frame
+    from toolkit.core.frames import resize_frame
 
     h, w = image.shape[:2]
     smallest = max(size[0] / h, size[1] / w)

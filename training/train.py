@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.errors import DtkError
-from toolkit.metrics import psnr_capped
+from toolkit.core.errors import DtkError
+from toolkit.core.metrics import psnr_capped
 
 LOSSES = ("mse", "psnr")
 PSNR_CAP_DB = 60.0  # the PSNR loss adds 10^(-cap/10) to each image's MSE (0..1 scale): no gain above the cap
@@ -101,7 +101,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:
     """(kernel or 'sharp', input, target) uint8 full frames for every held-out frame and kernel."""
-    from toolkit.kernels import blur
+    from toolkit.core.kernels import blur
     from training.data import SHARP
 
     items = frames.all_frames()
@@ -181,11 +181,11 @@ def write_curves(history: list[dict], out: Path) -> None:
 
 def train(config: TrainConfig, *, log=print) -> dict:
     """Run training; returns {'best': path, 'best_metrics': ..., 'steps': n, 'minutes': m}."""
+    from toolkit.core.kernels import parse_kernels
     from toolkit.core.models import ModelConfig, count_parameters, create_model
     from toolkit.core.models.checkpoint import load_optimizer, read_sidecar, save_checkpoint
     from toolkit.core.models.unet import SeedUNet
     from toolkit.core.models.wiener import class_index, kernel_loss
-    from toolkit.kernels import parse_kernels
     from training.data import BlurSampler, data_hash, load_frames, split_by_sequence
 
     if config.loss not in LOSSES:
@@ -259,7 +259,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
                     sampler_state=sampler.state())
         save_checkpoint(out / name, model, meta, optimizer=opt if with_opt else None)
 
-    from toolkit.progress import make_progress
+    from toolkit.core.progress import make_progress
 
     t0 = time.monotonic()
     last_ckpt = t0

@@ -29,9 +29,9 @@ from engines.tensorrt.sidecar import (
     save_sidecar,
     sidecar_path,
 )
-from toolkit.atomic import file_sha256, write_bytes_atomic
-from toolkit.errors import DtkError
-from toolkit.lazy import optional_import
+from toolkit.core.atomic import file_sha256, write_bytes_atomic
+from toolkit.core.errors import DtkError
+from toolkit.core.lazy import optional_import
 
 PRECISIONS = ("fp16", "fp32", "int8")
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}

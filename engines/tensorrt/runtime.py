@@ -29,8 +29,8 @@ import numpy as np
 
 from engines.base import Runner
 from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
-from toolkit.errors import DtkError
-from toolkit.lazy import optional_import
+from toolkit.core.errors import DtkError
+from toolkit.core.lazy import optional_import
 
 
 class Device(Protocol):

@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from toolkit.atomic import write_bytes_atomic
-from toolkit.errors import DtkError
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.errors import DtkError
 
 SIDECAR_SUFFIX = ".json"
 

@@ -12,8 +12,8 @@ from bench.compare import compare_reports
 from bench.harness import SCHEMA
 from bench.report import CSV_FIELDS, load_report
 from bench.roofline import measure_ceiling
-from toolkit.cli import app
-from toolkit.errors import DtkError
+from toolkit.app.cli import app
+from toolkit.core.errors import DtkError
 
 runner = CliRunner()
 TINY = [

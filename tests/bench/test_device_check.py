@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def fake_photoset(root: Path) -> Path:
     """A tiny photo set in the layout `dtk data photos` writes (two train photos, one val)."""
-    from toolkit.demo import skimage_photo_path
-    from toolkit.frames import read_frame
+    from toolkit.core.demo import skimage_photo_path
+    from toolkit.core.frames import read_frame
 
     root.mkdir(parents=True, exist_ok=True)
     records = []

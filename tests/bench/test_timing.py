@@ -10,7 +10,7 @@ import pytest
 from bench.harness import BenchConfig, bench_compute, make_inputs, timed_loop
 from bench.timing import HostTimer, gflops, latency_stats, throughput
 from engines.base import Runner
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 
 def test_latency_stats_match_numpy():

@@ -8,11 +8,11 @@ import torch
 
 from engines.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OrtRunner, choose_providers
 from engines.torch import TorchRunner
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames, read_frame, resize_frame
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.checkpoint import save_checkpoint
 from toolkit.core.models.unet import SeedUNet
-from toolkit.errors import DtkError
-from toolkit.frames import discover_frames, read_frame, resize_frame
 from training.export import export_onnx
 
 
@@ -113,7 +113,7 @@ def test_qdq_int8_graph_runs(tiny, demo_dir, tmp_path):
 def test_model_input_size_and_channels_checked_when_opened(tmp_path, demo_dir):
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from toolkit.app.cli import app
 
     torch.manual_seed(0)
     model = SeedUNet(ModelConfig(width=8, residual=True)).eval()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 SIZE = (64, 128)  # small frames keep the tests fast; the pipeline resizes the demo frames to this
 INT8_VS_FP32_MIN_DB = 35.0  # stated bound: PSNR(int8 output, fp32 output), measured ~45-50 dB
@@ -81,8 +81,8 @@ def test_int8_output_stays_close_to_fp32(quantized, fp32_model, demo_dir):
     import onnxruntime as ort
 
     from engines.quantize import load_inputs
-    from toolkit.frames import discover_frames
-    from toolkit.metrics import psnr
+    from toolkit.core.frames import discover_frames
+    from toolkit.core.metrics import psnr
 
     report, out = quantized
     assert report.passed and all(g.int8_vs_fp32_psnr_db > INT8_VS_FP32_MIN_DB for g in report.guard)
@@ -136,7 +136,7 @@ def test_guard_refuses_and_leaves_no_file(fp32_model, demo_dir, tmp_path):
 def test_cli_refusal_exits_2_without_file(fp32_model, demo_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from toolkit.app.cli import app
 
     out = tmp_path / "x.onnx"
     result = CliRunner().invoke(app, ["quantize", str(fp32_model), "--calib", str(demo_dir), "-o", str(out),

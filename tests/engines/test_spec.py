@@ -8,7 +8,7 @@ import pytest
 
 import engines.models as models
 from engines.spec import RunnerSpec, check_threads, max_threads
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 CPU_INFO = {"cuda_available": False, "torch": "2", "onnxruntime": "1", "tensorrt": None}
 GPU_TRT_INFO = {"cuda_available": True, "torch": "2", "onnxruntime": "1", "tensorrt": "10"}

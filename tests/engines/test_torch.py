@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from engines.torch import TorchRunner
-from toolkit.convert import from_nchw, to_nchw
+from toolkit.core.convert import from_nchw, to_nchw
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames, read_frame, resize_frame
+from toolkit.core.metrics import psnr
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.checkpoint import save_checkpoint
 from toolkit.core.models.unet import SeedUNet
-from toolkit.errors import DtkError
-from toolkit.frames import discover_frames, read_frame, resize_frame
-from toolkit.metrics import psnr
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 
 from engines.spec import RunnerSpec
 from engines.torch import TorchRunner
-from toolkit.cli import app
-from toolkit.convert import from_nchw, to_nchw
+from toolkit.app.cli import app
+from toolkit.core.convert import from_nchw, to_nchw
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames, read_frame, resize_frame
+from toolkit.core.metrics import psnr
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.checkpoint import save_checkpoint
 from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range
 from toolkit.core.models.unet import SeedUNet
-from toolkit.errors import DtkError
-from toolkit.frames import discover_frames, read_frame, resize_frame
-from toolkit.metrics import psnr
 
 MIN_DB = {"bf16": 30.0, "fp16": 40.0}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.demo import TRAINING_EXCLUDED
-from toolkit.errors import DtkError
-from toolkit.kernels import KERNELS, blur
+from toolkit.core.demo import TRAINING_EXCLUDED
+from toolkit.core.errors import DtkError
+from toolkit.core.kernels import KERNELS, blur
 from training.data import (
     SHARP,
     BlurSampler,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.unet import SeedUNet
-from toolkit.errors import DtkError
 from training.export import check_parity, export_onnx, fp16_error
 
 H, W = 64, 96

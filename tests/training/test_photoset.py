@@ -9,15 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from toolkit.metrics import psnr_capped
+from toolkit.core.metrics import psnr_capped
 from training.photoset import VAL_PHOTOS, is_colour, load_sources, scale_to_short, val_windows
 from training.sampler import PhotoSampler, psnr_uint8, quantize, render_dead_leaves, validation_tensors
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from toolkit.demo import skimage_photo_path
-    from toolkit.frames import read_frame
+    from toolkit.core.demo import skimage_photo_path
+    from toolkit.core.frames import read_frame
 
     root = tmp_path_factory.mktemp("photos")
     records = []
@@ -30,7 +30,7 @@ def photos(tmp_path_factory):
 
 
 def test_validation_photos_are_colour_photos_and_never_demo_or_training():
-    from toolkit.demo import TRAINING_EXCLUDED
+    from toolkit.core.demo import TRAINING_EXCLUDED
 
     assert len(VAL_PHOTOS) == len(set(VAL_PHOTOS)) >= 5
     assert not {n.split("_", 1)[1] for n in VAL_PHOTOS} & set(TRAINING_EXCLUDED)
@@ -58,7 +58,7 @@ def test_load_sources_by_split(photos):
 
 
 def test_sampler_makes_frames_as_dtk_run_sees_them(photos):
-    from toolkit.kernels import blur
+    from toolkit.core.kernels import blur
 
     s = PhotoSampler(load_sources(photos, "train"), "cpu", dead_leaves=0.5, seed=1, leaves_pool=2)
     x, y, labels = s.batch(6)
@@ -123,7 +123,7 @@ def test_fit_two_steps_writes_checkpoints_and_a_per_photo_table(photos, tmp_path
     assert set(res["val"]["k7"]["per_photo"]) == {"ihc"}
     model = load_model(out / "best.safetensors")
     assert model.config.arch == "fastwiener"
-    from toolkit.errors import DtkError
+    from toolkit.core.errors import DtkError
 
     with pytest.raises(DtkError, match="init"):
         fit(

@@ -12,7 +12,7 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 
 def conv_macs(out_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig
 from toolkit.core.models.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
 from toolkit.core.models.unet import SeedUNet
-from toolkit.errors import DtkError
 
 
 def _step(model, opt, x, y):
@@ -95,7 +95,7 @@ def test_cli_refuses_a_damaged_shipped_checkpoint(tmp_path, demo_dir):
     from typer.testing import CliRunner
 
     from engines.models import default_model_path
-    from toolkit.cli import app
+    from toolkit.app.cli import app
 
     shipped = default_model_path("torch")
     for ext in (".safetensors", ".json"):

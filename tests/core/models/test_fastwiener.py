@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.baselines import prior_inverse
+from toolkit.core.baselines import prior_inverse
+from toolkit.core.kernels import KERNELS, blur
+from toolkit.core.metrics import psnr, psnr_capped
 from toolkit.core.models.fastwiener import (
     CLASSES,
     PRIOR_BANK,
@@ -15,15 +17,13 @@ from toolkit.core.models.fastwiener import (
     prior_taps,
     separable_terms,
 )
-from toolkit.kernels import KERNELS, blur
-from toolkit.metrics import psnr, psnr_capped
 
 
 @pytest.fixture(scope="module")
 def photo():
     """A real 256x448 colour frame: the first demo frame of scikit-image's chelsea (never trained on)."""
-    from toolkit.demo import pan_windows, skimage_photo_path
-    from toolkit.frames import read_frame
+    from toolkit.core.demo import pan_windows, skimage_photo_path
+    from toolkit.core.frames import read_frame
 
     return np.ascontiguousarray(pan_windows(read_frame(skimage_photo_path("chelsea")), 1)[0])
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.baselines import wiener
+from toolkit.core.baselines import wiener
+from toolkit.core.kernels import KERNELS, blur
+from toolkit.core.metrics import psnr
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.wiener import BANK, CLASSES, WienerBank, class_index, kernel_loss, wiener_taps
-from toolkit.kernels import KERNELS, blur
-from toolkit.metrics import psnr
 
 
 def _nchw(image: np.ndarray) -> torch.Tensor:

@@ -12,7 +12,7 @@ from tiny_onnx import tiny_model
 
 from engines.tensorrt.build import build_engine, graph_precision, plan_precision
 from engines.tensorrt.sidecar import BatchProfile, GpuFacts, load_sidecar
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 GPU = GpuFacts("Fake H200", "9.0")
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from engines.tensorrt import sidecar as sidecar_mod
 from engines.tensorrt.sidecar import GpuFacts, sidecar_path
-from toolkit.cli import app
+from toolkit.app.cli import app
 
 cli = CliRunner()
 

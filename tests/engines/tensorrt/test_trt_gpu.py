@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.metrics import psnr
+from toolkit.core.metrics import psnr
 
 ASSETS = Path(__file__).resolve().parents[3] / "toolkit" / "assets"
 FP16_ONNX = ASSETS / "dtk-unet-fp16.onnx"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Path:
-    from toolkit.lazy import module_version
+    from toolkit.core.lazy import module_version
 
     if module_version("tensorrt") is None:  # also an empty `tensorrt` namespace folder, as on a GPU image
         pytest.skip("TensorRT not installed: pip install .[gpu]")

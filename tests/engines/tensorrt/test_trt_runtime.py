@@ -12,7 +12,7 @@ from engines.base import Runner
 from engines.tensorrt.build import build_engine
 from engines.tensorrt.runtime import TrtRunner
 from engines.tensorrt.sidecar import GpuFacts, load_sidecar, save_sidecar
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 GPU = GpuFacts("Fake H200", "9.0")
 

@@ -12,7 +12,7 @@ from engines.tensorrt.sidecar import (
     save_sidecar,
     sidecar_path,
 )
-from toolkit.errors import DtkError
+from toolkit.core.errors import DtkError
 
 
 def make_sidecar(**kw) -> EngineSidecar:

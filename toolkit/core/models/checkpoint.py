@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from toolkit.atomic import write_bytes_atomic
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, create_model
-from toolkit.errors import DtkError
 
 FORMAT = "dtk-unet-checkpoint/1"
 

@@ -3,7 +3,7 @@
 Three parts, all plain convolutions (ONNX Runtime, TensorRT and torch run them as they are):
 
 - `SeparableBank`: the known-kernel regularised inverses of k7 and k11 with a power-law image
-  prior (`toolkit.baselines.inverse_gain`, prior "power"), sampled from a DFT, cut to 41x41 and
+  prior (`toolkit.core.baselines.inverse_gain`, prior "power"), sampled from a DFT, cut to 41x41 and
   applied as rank-8 separable filters (depthwise 41x1 and 1x41 convs): the same filter as the
   FFT baseline within ~0.05 dB, at ~1/10 of a dense 31x31 bank's MACs.
 - `KernelHead`: which blur does the frame carry (pass = sharp or k3, k7, k11)? Strided convs,
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.baselines import inverse_gain
+from toolkit.core.baselines import inverse_gain
+from toolkit.core.kernels import KERNELS
 from toolkit.core.models.head import KernelHead
 from toolkit.core.models.registry import register
-from toolkit.kernels import KERNELS
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)
 BANK_RANK = 8  # separable terms per filter (SVD): residual energy < 1e-6 for k7/k11

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.convert import to_nchw
-from toolkit.demo import DEMO_PHOTOS, skimage_photo_path
-from toolkit.frames import read_frame, resize_frame
-from toolkit.kernels import KERNELS, blur
+from toolkit.core.convert import to_nchw
+from toolkit.core.demo import DEMO_PHOTOS, skimage_photo_path
+from toolkit.core.frames import read_frame, resize_frame
+from toolkit.core.kernels import KERNELS, blur
 
 FP16_MAX = 65504.0
 

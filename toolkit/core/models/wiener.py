@@ -1,6 +1,6 @@
 """Known-kernel Wiener inverse filters as fixed spatial convolutions, and the gated Wiener U-Net.
 
-`wiener_taps` turns X = conj(H) Y / (|H|^2 + balance) (what `toolkit.baselines.wiener` applies
+`wiener_taps` turns X = conj(H) Y / (|H|^2 + balance) (what `toolkit.core.baselines.wiener` applies
 with FFTs) into one size x size spatial filter, so the deconvolution runs as a plain conv in
 PyTorch, ONNX Runtime and TensorRT. `WienerUNet` is blind: it applies a bank of such filters
 (all seed kernels, a few balances), estimates from the frame itself which kernel blurred it (a
@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.core.kernels import KERNELS, BlurKernel
 from toolkit.core.models.head import KernelHead
 from toolkit.core.models.registry import register
 from toolkit.core.models.unet import SeedUNet
-from toolkit.kernels import KERNELS, BlurKernel
 
 FILTER_SIZE = 31  # taps of each inverse filter (the k11 inverse decays to <1e-4 within 15 px)
 # (kernel, balance) filters in the bank. The first of each kernel is the best single balance
-# (toolkit.baselines.BALANCE); the lower ones are sharper and noisier, for the refiner to mix.
+# (toolkit.core.baselines.BALANCE); the lower ones are sharper and noisier, for the refiner to mix.
 BANK = (("k3", 1e-4), ("k7", 3e-3), ("k11", 3e-3), ("k7", 3e-4), ("k11", 3e-4))
 CLASSES = ("sharp", "k3", "k7", "k11")  # what the head estimates; "sharp" selects the input itself
 
@@ -36,7 +36,7 @@ def wiener_taps(kernel: BlurKernel, balance: float, size: int = FILTER_SIZE, gri
     Sampled on a `grid`-point DFT, so it is the filter the FFT Wiener applies, truncated to `size`
     and scaled to unit DC gain (truncation alone shifts brightness: -2.7 % for k11 at 3e-3).
     """
-    from toolkit.baselines import otf
+    from toolkit.core.baselines import otf
 
     transfer = otf(kernel, (grid, grid))
     inverse = np.fft.irfft2(np.conj(transfer) / (np.abs(transfer) ** 2 + balance), s=(grid, grid))

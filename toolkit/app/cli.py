@@ -1,0 +1,668 @@
+"""The `dtk` command line: parse, call a library function, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from toolkit import FRAME_SIZE
+from toolkit.core.console import console, dumps, err_console, write_json
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import DEFAULT_MAX_PIXELS
+
+app = typer.Typer(
+    name="dtk",
+    help="Batch inference and benchmarking toolkit for image deblurring (seed U-Net, 256x448 frames).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Built-in data: demo frame trees from real photos.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+
+def handle_errors(fn):
+    """Turn DtkError into a red one-line message and exit code 2 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DtkError as exc:
+            if _state["debug"]:
+                err_console.print(traceback.format_exc())
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def check_max_pixels(max_pixels: int) -> None:
+    if max_pixels < 1:
+        raise DtkError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
+# Exit codes (README "Exit codes"): 0 every frame written (or already done), 2 usage or input
+# error (DtkError: nothing done), 3 the run finished but some frames failed or were skipped.
+EXIT_SOME_FAILED = 3
+
+
+JsonOut = Annotated[
+    Path | None, typer.Option("--json", help="Also write the result as JSON to this file ('-' = stdout).")
+]
+
+
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", help="Largest frame in pixels (W x H, read from the header before decoding); a larger "
+                         "one is an unreadable frame: skipped and listed, or refused with --strict.")]
+
+
+def emit_json(path: Path | None, obj) -> None:
+    if path is None:
+        return
+    if str(path) == "-":
+        print(dumps(obj))
+    else:
+        write_json(path, obj)
+        err_console.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def doctor(json_out: JsonOut = None) -> None:
+    """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
+    from engines.machine import collect
+    from toolkit.app.report import key_value_table
+
+    info = collect()
+    if str(json_out) != "-":
+        rows = {
+            "dtk": info["dtk"], "Python": info["python"], "platform": info["platform"],
+            "CPU cores": info["cpu_count"],
+            "torch": info["torch"] or "not installed",
+            "torch CUDA": ("yes, CUDA " + str(info["cuda"])) if info.get("cuda_available") else "no",
+            "ONNX Runtime": info["onnxruntime"] or "not installed",
+            "ORT providers": ", ".join(info["ort_providers"]) or "—",
+            "TensorRT": info["tensorrt"] or "not installed",
+            "DALI": info["dali"] or "not installed",
+            "Ray": info["ray"] or "not installed",
+            "GPU": info["gpu"] or "none",
+            "compute capability": info["compute_capability"] or "—",
+            "default `dtk run` backend": info["default_backend"],
+        }
+        console.print(key_value_table("dtk doctor", rows))
+    emit_json(json_out, info)
+
+
+@data_app.command("demo")
+@handle_errors
+def data_demo(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo frame tree in.")],
+    frames: Annotated[int, typer.Option("--frames", help="Frames per sequence.")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="Rewrite an existing demo tree.")] = False,
+) -> None:
+    """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
+    from toolkit.core.demo import DEMO_PHOTOS, write_demo
+
+    paths = write_demo(out_dir, frames, overwrite=overwrite)
+    console.print(f"demo frames: {len(paths)} in {out_dir} "
+                  f"({len(DEMO_PHOTOS)} sequences: {', '.join(DEMO_PHOTOS)})")
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    sharp_dir: Annotated[Path, typer.Argument(help="Tree of sharp frames (REDS layout or flat).")],
+    model: Annotated[str | None, typer.Option(
+        help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
+    engine: Annotated[Path | None, typer.Option(
+        help="A TensorRT engine to score instead of --model.")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Score outputs made elsewhere (dtk run): DIR/<kernel>/<frame> or DIR/<frame> for one kernel.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Backend for --model: auto|onnxruntime|torch.")] = "auto",
+    kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels: k3,k7,k11.")] = "k3,k7,k11",
+    baselines: Annotated[str, typer.Option(
+        help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
+             "wiener (flat Wiener), rl (Richardson-Lucy), none.")] = "prior,wiener",
+    by_sequence: Annotated[bool, typer.Option(help="Also print a table per sequence.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
+    no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
+    csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write a PSNR box plot to this PNG, and a strip of worst/median frames beside it.")] = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    json_out: JsonOut = None,
+) -> None:
+    """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
+
+    Every sharp frame is resized to 256x448 and blurred with each seed kernel; the model (or the
+    predictions) and each baseline restore it. Means count an identical frame (PSNR inf) as
+    100 dB; 'identical' counts them; 'gain' is the mean dB over blurred; 'worse' the share of
+    frames the method made worse than the blurred input.
+    """
+    from toolkit.app import evaluate as ev
+    from toolkit.app.report import eval_table
+    from toolkit.core.baselines import BASELINES
+    from toolkit.core.frames import discover_frames
+    from toolkit.core.kernels import parse_kernels
+    from toolkit.core.progress import make_progress
+
+    ks = parse_kernels(kernels)
+    check_max_pixels(max_pixels)
+    if sum(x is not None for x in (model, engine, predictions)) > 1:
+        raise DtkError("give at most one of --model, --engine, --predictions")
+    methods: dict = {}
+    runner = None
+    if predictions is not None:
+        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
+    elif model is not None or engine is not None:
+        from engines.spec import RunnerSpec
+
+        spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
+                else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
+        runner = spec.open()
+        methods["model"] = ev.runner_method(runner)
+    names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
+    for name in names:
+        if name not in BASELINES:
+            raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")
+        methods[name] = ev.baseline_method(BASELINES[name])
+    total = len(discover_frames(sharp_dir))
+    try:
+        with make_progress(transient=True) as bar:
+            task = bar.add_task("evaluating", total=total)
+            result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
+                                      progress=lambda done, _n: bar.update(task, completed=done),
+                                      max_pixels=max_pixels)
+        primary = next((m for m in ("model", "predictions") if m in methods), None)
+        if plot is not None:
+            from toolkit.app.plots import example_strip, psnr_boxplot
+
+            psnr_boxplot(result, plot)
+            strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
+            if primary:
+                example_strip(ev.examples(result, methods, ks, primary), strip)
+            err_console.print(f"wrote {plot}" + (f" and {strip}" if primary else ""))
+    finally:
+        if runner is not None:
+            runner.close()
+    if str(json_out) != "-":
+        if runner is not None:
+            err_console.print(f"model: {escape(str(runner.describe()))}")
+        console.print(eval_table(result))
+        if by_sequence:
+            console.print(eval_table(result, by_sequence=True))
+        if result.skipped:
+            err_console.print(f"[yellow]skipped {len(result.skipped)} frame(s), not scored by any method "
+                              "(unreadable, or a prediction that does not match):[/]")
+            for path, reason in result.skipped:
+                err_console.print(f"  {escape(path)}: {escape(reason)}")
+    if csv is not None:
+        ev.write_csv(result, csv)
+        err_console.print(f"wrote {csv}")
+    report = result.to_json()
+    if runner is not None:
+        report["model"] = runner.describe()
+    emit_json(json_out, report)
+
+
+@data_app.command("photos")
+@handle_errors
+def data_photos(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the photo set (or frame tree) in.")],
+    wallpapers: Annotated[Path | None, typer.Option(
+        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos; "
+             "`apt-get download plasma-workspace-wallpapers && dpkg -x *.deb DIR`).")] = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
+    )] = False,
+) -> None:
+    """Write the photos dtk may train and validate on (never the demo photos).
+
+    Default: the photo set of `python -m training.fit` and the device check: DIR/<photo>.jpg (short
+    side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
+    """
+    if frames:
+        from training.data import write_training_photos
+
+        records = write_training_photos(out_dir, wallpapers)
+        for r in records:
+            console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
+        console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
+        return
+    from training.photoset import write_sources
+
+    records = write_sources(out_dir, wallpapers)
+    for r in records:
+        console.print(escape(f"{r['name']}: {r['size'][0]}x{r['size'][1]} {r['split']}"
+                             f"{'' if r['colour'] else ' (gray)'}  ({r['licence']})"))
+    val = sum(r["split"] == "val" for r in records)
+    console.print(f"{len(records)} photos in {out_dir} ({val} held out for validation)")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="Sharp frame tree (REDS or flat), e.g. `dtk data photos`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, curves).")] = Path(
+        "runs/train"),
+    preset: Annotated[str | None, typer.Option(help="seed (the seed report's recipe) or cpu; "
+                                               "explicit options override it.")] = None,
+    width: Annotated[int | None, typer.Option(help="Base width (seed: 64).")] = None,
+    tail_convs: Annotated[int | None, typer.Option(help="64->64 tail convs (seed rows: 6).")] = None,
+    residual: Annotated[bool | None, typer.Option("--residual/--no-residual",
+                                                  help="Output = input + f(input).")] = None,
+    wiener: Annotated[bool | None, typer.Option(
+        "--wiener/--no-wiener", help="Blind gated Wiener model: fixed Wiener inverse filters of the seed "
+        "kernels, a head that estimates the frame's kernel, a U-Net refining the mix.")] = None,
+    head_width: Annotated[int | None, typer.Option(help="Kernel-head channels (--wiener).")] = None,
+    kernel_loss_weight: Annotated[float | None, typer.Option(
+        help="Weight of the kernel-head cross-entropy (--wiener).")] = None,
+    crop: Annotated[int | None, typer.Option(help="Square random crop side (default: full frames).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (seed: 10).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (seed: 40).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps per epoch (seed: 64).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (seed: 1e-3).")] = None,
+    cosine: Annotated[bool | None, typer.Option("--cosine/--no-cosine", help="Cosine LR decay to 0.")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse (seed) or psnr (per-image, 60 dB cap).")] = None,
+    sharp_prob: Annotated[float | None, typer.Option(help="Probability of an unblurred input.")] = None,
+    psnr_cap: Annotated[float, typer.Option(help="Cap (dB) of the psnr loss.")] = 60.0,
+    kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels.")] = "k3,k7,k11",
+    frames: Annotated[str | None, typer.Option(help="Frame positions to keep: 1,40,80.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of sequences held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="Resume from a last.safetensors checkpoint.")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
+    from dataclasses import replace
+
+    from engines.spec import check_threads
+    from training.train import TrainConfig, apply_preset, train
+
+    check_threads(threads)
+    config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
+    overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "wiener": wiener,
+                 "head_width": head_width, "kernel_loss_weight": kernel_loss_weight, "crop": crop,
+                 "batch": batch, "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
+                 "sharp_prob": sharp_prob}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        frame_list = [int(s) for s in frames.split(",")] if frames else None
+    except ValueError:
+        raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
+    config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list,
+                     val_fraction=val_fraction, seed=seed, resume=str(resume) if resume else None,
+                     time_limit=time_limit, threads=threads)
+    train(config, log=err_console.print)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors or its .json).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
+    fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
+    fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output (default fp32 I/O).")] = False,
+    height: Annotated[int, typer.Option(help="Frame height.")] = 256,
+    width: Annotated[int, typer.Option(help="Frame width.")] = 448,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
+) -> None:
+    """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    from toolkit.core.models.checkpoint import checkpoint_paths
+
+    weights, sidecar, _ = checkpoint_paths(checkpoint)
+    for needed in (weights, sidecar):
+        if not needed.is_file():
+            raise DtkError(f"checkpoint file {needed} not found (a checkpoint is X.safetensors with its "
+                           "X.json beside it)")
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
+    from training.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
+                               fp16_io=fp16_io)
+    console.print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); parity vs PyTorch: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in result["parity"].items()))
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    input_dir: Annotated[Path, typer.Argument(help="Tree of (blurred) frames: REDS layout or flat.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (mirrors INPUT, .png).")],
+    model: Annotated[Path | None, typer.Option(
+        help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
+             "Default: the shipped model.")] = None,
+    backend: Annotated[str, typer.Option(help="auto|tensorrt|onnxruntime|torch.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Frames per batch.")] = 8,
+    blur: Annotated[str | None, typer.Option(
+        help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
+    ] = None,
+    keep_size: Annotated[bool, typer.Option(
+        "--keep-size", help="Keep outputs at 256x448 (default: resized back to each input's size).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Redo every frame, also into an OUTPUT made with other settings (default: "
+                            "resume, skipping finished frames; other settings are refused).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP).")
+                         ] = "fp32",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
+                             ] = False,
+    cuda_graphs: Annotated[bool | None, typer.Option(
+        "--cuda-graphs/--no-cuda-graphs", help="Capture a CUDA graph per batch size (torch on CUDA; "
+                                               "default: on unless --compile).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
+    pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
+    executor: Annotated[str, typer.Option(
+        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray).")] = None,
+    workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once (--executor ray).")
+                       ] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray actor (0 on CPU-only clusters).")
+                               ] = 0.0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    json_out: JsonOut = None,
+) -> None:
+    """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
+
+    Frames are resized to 256x448 for the network; outputs are resized back to each input's
+    size with Pillow's bilinear filter unless --keep-size. OUTPUT must not be INPUT, inside it,
+    or contain it. OUTPUT/.dtk-run.json records the model, backend, precision, blur and sizes:
+    a rerun with the same ones skips frames whose output is already a complete PNG; other
+    ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
+    3 finished but some frames failed or were skipped.
+    """
+    from engines.spec import RunnerSpec, check_batch
+    from toolkit.app.report import key_value_table
+    from toolkit.app.run import run_job
+    from toolkit.core.frames import discover_frames
+    from toolkit.core.progress import make_progress, resume_aware
+
+    if executor not in ("local", "ray"):
+        raise DtkError(f"unknown executor {executor!r}: choose local or ray")
+    check_max_pixels(max_pixels)
+    check_batch(batch)
+    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
+                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
+                             size=FRAME_SIZE)
+    job = dict(batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite, strict=strict,
+               max_pixels=max_pixels)
+    total = len(discover_frames(input_dir))
+    if executor == "ray":
+        from toolkit.app.ray_executor import run_frames_ray
+
+        with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
+            summary = run_frames_ray(input_dir, output, spec, workers=workers,
+                                     gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
+    else:
+        def opened(runner) -> None:
+            err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
+                              f"model: {escape(str(spec.model))}")
+            for warning in runner.warnings:
+                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+        with make_progress() as bar:
+            task = bar.add_task("deblurring", total=total)
+            summary = run_job(input_dir, output, spec, pipeline=pipeline, on_open=opened,
+                              progress=resume_aware(bar, task), **job)
+    nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
+                     and summary.skipped_done == summary.frames_total)
+    if str(json_out) != "-" and nothing_to_do:
+        console.print(f"nothing to do: {summary.frames_total} found, {summary.skipped_done} already done in "
+                      f"{escape(str(output))} (--overwrite redoes them)")
+    elif str(json_out) != "-":
+        shares = summary.shares()
+        ratio = summary.to_json()["end_to_end_vs_compute"]
+        rows = {
+            "backend": ", ".join(f"{k}={v}" for k, v in summary.backend.items() if v not in (None, "")),
+            "frames": f"{summary.frames_total} found: {summary.written} written, "
+                      f"{summary.skipped_done} already done, {len(summary.failed)} failed",
+            "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
+            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
+                            + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
+            "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
+                           f"{100 * shares['compute']:.0f}%, waiting for writes "
+                           f"{100 * shares['write_wait']:.0f}%, other {100 * shares['other']:.0f}%",
+            "output": str(output),
+        }
+        console.print(key_value_table("dtk run", rows))
+        for path, reason in summary.failed:
+            err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")
+    emit_json(json_out, summary.to_json())
+    if summary.interrupted:
+        err_console.print("[yellow]interrupted:[/] every PNG written is complete; run the same command "
+                          "again to resume")
+        raise typer.Exit(130)
+    if summary.failed:
+        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (failed or skipped); "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+bench_app = typer.Typer(
+    help="Latency and throughput per backend x variant x batch size (trtexec method).\n\n"
+         "Warm-up is excluded; each call gets one of several pre-made input batches in turn; "
+         "latency is per call (one batch): min/mean/median/p90/p95/p99/max in ms (CUDA events on "
+         "GPU, perf_counter_ns on CPU); throughput = images / wall time of the timed calls. "
+         "GFLOP/s = counted conv FLOPs per image x images/s; --roofline adds its share of a "
+         "measured fp32 matmul ceiling. Example: dtk bench --width 64 --batch 1,4 --roofline",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+@handle_errors
+def bench(
+    ctx: typer.Context,
+    model: Annotated[list[Path] | None, typer.Option(
+        help="Model file (X.onnx and/or X.safetensors+X.json); repeat to put models side by side "
+             "(e.g. fp32 and int8). Default: the shipped model.")] = None,
+    engine: Annotated[Path | None, typer.Option(help="A built TensorRT engine (backend tensorrt).")] = None,
+    width: Annotated[int | None, typer.Option(
+        help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
+             "not a trained model.")] = None,
+    backend: Annotated[str, typer.Option(
+        help="Comma-separated backends: onnxruntime,torch,tensorrt or all.")] = "onnxruntime,torch",
+    variants: Annotated[str | None, typer.Option(
+        help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
+             "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
+             "tensorrt: engine.")] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
+    height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
+    frame_width: Annotated[int, typer.Option("--frame-width", help="Input width (multiple of 8).")] = 448,
+    warmup: Annotated[float, typer.Option(
+        help="Warm-up seconds per row, excluded (at least one call).")] = 1.0,
+    duration: Annotated[float | None, typer.Option(
+        help="Measure at least this many seconds per row (neither this nor --iterations: "
+             "3 s and 3 calls).")] = None,
+    iterations: Annotated[int | None, typer.Option(
+        help="Measure at least this many calls per row (alone: exactly this many).")] = None,
+    buffers: Annotated[int, typer.Option(help="Distinct input batches rotated call by call.")] = 4,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads per runner (default: the backend's).")] = None,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end: frame files through the real "
+                                                    "pipeline (decode, resize) into the runner.")] = False,
+    e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
+    frames: Annotated[Path | None, typer.Option(
+        help="Frame tree for --e2e (default: demo frames written to a temp dir).")] = None,
+    e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
+    roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
+                                                              "when present) and show % of it.")] = False,
+    ceiling: Annotated[float | None, typer.Option(
+        help="CPU ceiling in GFLOP/s to use instead of measuring it.")] = None,
+    pipeline_bench: Annotated[bool, typer.Option(
+        "--pipeline", help="Also run the DALI vs fallback pipeline benchmark (bench/pipeline.py).")] = False,
+    json_out: JsonOut = None,
+    csv: Annotated[Path | None, typer.Option(help="Write one CSV row per table row.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG: throughput vs batch, latency CDF.")] = None,
+) -> None:
+    """Benchmark every backend x variant x batch size; `dtk bench compare A.json B.json` compares two runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bench.harness import BenchConfig
+    from engines.spec import check_threads
+
+    check_threads(threads)
+    from bench.report import bench_table, write_csv, write_plot
+    from bench.suite import BenchRequest, run_bench
+    from bench.variants import parse_batches
+
+    config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
+                         duration_s=duration, iterations=iterations, buffers=buffers)
+    req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
+                       backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
+                       frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
+                       ceiling_gflops=ceiling, pipeline_bench=pipeline_bench)
+    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
+    if str(json_out) != "-":
+        console.print(bench_table(report))
+        for s in report["skipped"]:
+            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
+        pipe = report["extra"].get("pipeline")
+        if pipe and pipe.get("rows"):
+            from bench.pipeline import render_table
+
+            console.print(render_table(pipe))
+        elif pipe:
+            err_console.print(f"[yellow]pipeline benchmark skipped:[/] {escape(str(pipe.get('skipped')))}")
+    emit_json(json_out, report)
+    if csv is not None:
+        err_console.print(f"wrote {write_csv(report, csv)}")
+    if plot is not None:
+        err_console.print(f"wrote {write_plot(report, plot)}")
+
+
+@bench_app.command("compare")
+@handle_errors
+def bench_compare(
+    a: Annotated[Path, typer.Argument(help="Baseline report (dtk bench --json A.json).")],
+    b: Annotated[Path, typer.Argument(help="Report to compare with it.")],
+    json_out: JsonOut = None,
+) -> None:
+    """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99."""
+    from bench.compare import compare_reports, compare_table
+    from bench.report import load_report
+
+    result = compare_reports(load_report(a), load_report(b))
+    if str(json_out) != "-":
+        console.print(compare_table(result, str(a), str(b)))
+    emit_json(json_out, result)
+
+
+@app.command("build-engine")
+@handle_errors
+def build_engine_cmd(
+    onnx_model: Annotated[Path, typer.Argument(
+        metavar="MODEL.onnx", help="The ONNX model (fp16 export, fp32, or Q/DQ int8).")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", metavar="ENGINE", help="Engine file to write (+ ENGINE.json sidecar).")],
+    fp16: Annotated[bool | None, typer.Option(
+        "--fp16/--fp32", help="Engine precision; default: the graph's own (TensorRT 11 builds FP16 only "
+                              "from an FP16 ONNX, INT8 from a Q/DQ ONNX).")] = None,
+    min_batch: Annotated[int, typer.Option(help="Smallest batch of the optimization profile.")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="Batch TensorRT tunes for.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="Largest batch (the runner splits bigger ones).")] = 32,
+    workspace: Annotated[float, typer.Option(help="Builder workspace limit in GB.")] = 4.0,
+    timing_cache: Annotated[Path | None, typer.Option(
+        help="Timing cache file, loaded and updated (default: one per TensorRT version and GPU "
+             "under ~/.cache/dtk/tensorrt).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing engine.")] = False,
+    json_out: JsonOut = None,
+) -> None:
+    """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
+    from engines.tensorrt.build import build_engine
+
+    precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
+    sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
+                           max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
+                           overwrite=overwrite, log=err_console.print)
+    emit_json(json_out, sidecar.to_json())
+
+
+@app.command("quantize")
+@handle_errors
+def quantize_cmd(
+    model: Annotated[Path | None, typer.Argument(help="fp32 ONNX model (default: the shipped one).")] = None,
+    calib: Annotated[Path, typer.Option("--calib", help="Sharp real frames to calibrate on (REDS or flat).")
+                     ] = ...,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Q/DQ INT8 ONNX file to write.")] = ...,
+    calib_frames: Annotated[int, typer.Option(help="Calibration frames (each blurred k3, k7, k11).")] = 16,
+    guard_frames: Annotated[int, typer.Option(help="Guard frames (disjoint from calibration).")] = 16,
+    method: Annotated[str, typer.Option(help="Calibration: minmax|entropy|percentile.")] = "minmax",
+    max_drop: Annotated[float, typer.Option(help="Largest PSNR drop (dB) allowed per kernel.")] = 0.1,
+    guard: Annotated[Path | None, typer.Option(
+        help="Guard frames folder (default: every other sequence of --calib).")] = None,
+    conv_transpose: Annotated[str, typer.Option(help="ConvTranspose: per-tensor int8 or float.")
+                              ] = "per-tensor",
+    max_float_layers: Annotated[int, typer.Option(help="Most layers kept in float to pass the guard.")] = 4,
+    json_out: JsonOut = None,
+) -> None:
+    """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
+
+    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The guard runs
+    fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
+    sensitive layers in float, and if that is not enough the command exits 2 without writing.
+    """
+    from engines.models import default_model_path, resolve_model
+    from engines.quantize import quantize_model
+    from toolkit.app.report import key_value_table
+    from toolkit.core.metrics import format_db
+
+    if model is None and not default_model_path("onnxruntime").is_file():
+        raise DtkError(f"no shipped model here ({default_model_path('onnxruntime')} missing): "
+                       "pass an fp32 ONNX model: `dtk quantize model.onnx --calib FRAMES -o model-int8.onnx`")
+    source = resolve_model(model, "onnxruntime")
+    try:
+        report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
+                                method=method, max_drop_db=max_drop, guard_dir=guard,
+                                conv_transpose=conv_transpose, max_float_layers=max_float_layers,
+                                log=err_console.print)
+    except DtkError as exc:
+        failed = getattr(exc, "report", None)
+        if failed is not None:
+            emit_json(json_out, failed.to_json())
+        raise
+    if str(json_out) != "-":
+        rows = {f"{g.kernel} PSNR fp32 / int8": f"{format_db(g.fp32_psnr_db)} / {format_db(g.int8_psnr_db)} "
+                f"dB (drop {g.drop_db:+.3f} dB; int8 vs fp32 {format_db(g.int8_vs_fp32_psnr_db)} dB)"
+                for g in report.guard}
+        rows.update({"method": report.method,
+                     "layers kept in float": ", ".join(report.float_layers) or "none",
+                     "calibration": f"{len(report.calibration_frames)} frames x 3 kernels, sha256 "
+                                    f"{report.calibration_sha256[:16]}",
+                     "guard frames": str(len(report.guard_frames)), "time": f"{report.seconds:.1f} s",
+                     "output": str(report.output)})
+        console.print(key_value_table("dtk quantize", rows))
+    emit_json(json_out, report.to_json())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Rendering: rich tables on the terminal (consoles and JSON: `toolkit.core.console`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from toolkit.core.metrics import format_db
+
+
+def key_value_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    for k, v in rows.items():  # values are data (paths, hints with .[gpu]), never markup
+        table.add_row(escape(k), "—" if v is None else escape(str(v)))
+    return table
+
+
+def eval_table(result, by_sequence: bool = False) -> Table:
+    """The seed's section 8-9 table: per kernel and method, PSNR/SSIM and gain over blurred."""
+    title = "per sequence" if by_sequence else "all frames"
+    table = Table(title=f"PSNR / SSIM vs sharp — {result.root} ({title})")
+    for col in ("kernel", "method", "frames", "mean PSNR", "median", "worst", "identical",
+                "gain dB", "worse", "SSIM"):
+        table.add_column(col, justify="left" if col in ("kernel", "method") else "right")
+    last = None
+    for s in result.summaries(by_sequence=by_sequence):
+        if last is not None and s.kernel != last:
+            table.add_section()
+        last = s.kernel
+        table.add_row(
+            s.kernel, s.method, str(s.frames), format_db(s.mean_psnr), format_db(s.median_psnr),
+            format_db(s.worst_psnr), str(s.identical),
+            "" if s.gain_db is None else f"{s.gain_db:+.2f}",
+            "" if s.worse_share is None else f"{100 * s.worse_share:.0f}%",
+            f"{s.mean_ssim:.4f}" if math.isfinite(s.mean_ssim) else "n/a",
+        )
+    return table

@@ -1,0 +1,524 @@
+"""The `dtk run` job: deblur a frame tree into a mirrored tree of PNGs, overlapped and resumable.
+
+Data flow: discover -> drop frames already done -> pipeline (decode/resize/blur, `prefetch`
+batches ahead on its own threads) -> runner.infer -> writer threads (to uint8, resize back,
+atomic PNG). While batch i computes, batch i+1 is being decoded and batch i-1 written.
+
+Sizes: every frame goes through the network at 256x448; the output is resized back to the
+frame's own size with Pillow's bilinear filter (antialiased when shrinking), unless
+`keep_size=True` keeps 256x448.
+
+Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
+file and renamed, so an interrupted run leaves whole files only (temporary files a killed run
+left are removed at the next start). A lock (OUTPUT/.dtk-run.lock) keeps a second run out of
+an OUTPUT while one works on it. Every batch the model returns is checked before anything is
+written: the shape of its input and finite values, else its frames are failed with the reason.
+
+Resume: OUTPUT/.dtk-run.json (the run manifest) records what made the outputs (`RunSettings`:
+model file SHA-256, backend, precision, blur, sizes, dtk version). A run with other settings
+is refused, naming them, unless `overwrite=True`, which redoes every frame. With the same
+settings, a frame whose output exists and decodes fully as a PNG of the expected size is
+skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+import toolkit
+from engines.base import Runner
+from engines.spec import RunnerSpec
+from toolkit import FRAME_SIZE
+from toolkit.core.atomic import file_sha256, stale_temp_files, write_bytes_atomic
+from toolkit.core.convert import to_host, to_uint8_hwc
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import (
+    DEFAULT_MAX_PIXELS,
+    Frame,
+    discover_frames,
+    ignore_pillow_bomb_warning,
+    resize_frame,
+    write_png_atomic,
+)
+from toolkit.core.kernels import get_kernel
+from toolkit.core.pipeline import PipelineConfig, open_pipeline
+
+
+def output_path_for(frame: Frame, out_root: Path | str) -> Path:
+    """Where a frame's result goes: `<out_root>/<relative path with a .png suffix>`."""
+    return Path(out_root) / Path(PurePosixPath(frame.rel).with_suffix(".png"))
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """(H, W) from an image file's header (no full decode), or None when it cannot be read."""
+    from PIL import Image
+
+    ignore_pillow_bomb_warning()
+    try:
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None
+
+
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
+
+
+def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
+    """True when `path` is a complete PNG of `size` (H, W) (any size when None).
+
+    Decodes the pixels fully (a damaged image stream fails) and checks that the file ends with
+    the IEND chunk: Pillow stops reading after the image data, so a file missing its last bytes
+    would otherwise pass.
+    """
+    from PIL import Image
+
+    ignore_pillow_bomb_warning()
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size < len(PNG_END):
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(-len(PNG_END), os.SEEK_END)
+            if fh.read() != PNG_END:
+                return False
+        with Image.open(path) as im:
+            if im.format != "PNG" or (size is not None and (im.size[1], im.size[0]) != tuple(size)):
+                return False
+            im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return False
+    return True
+
+
+def expected_output_size(frame: Frame, keep_size: bool) -> tuple[int, int] | None:
+    """The size a finished output has: 256x448 with keep_size, else the input's (None: unreadable)."""
+    return FRAME_SIZE if keep_size else image_size(frame.path)
+
+
+def split_done(frames: Sequence[Frame], out_root: Path | str, *, keep_size: bool = False,
+               overwrite: bool = False) -> tuple[list[Frame], list[Frame]]:
+    """(frames still to do, frames whose output is already done) under the resume rule."""
+    if overwrite:
+        return list(frames), []
+    todo, done = [], []
+    for f in frames:
+        size = expected_output_size(f, keep_size)
+        (done if size is not None and is_done(output_path_for(f, out_root), size) else todo).append(f)
+    return todo, done
+
+
+def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
+    """Refuse an OUTPUT equal to INPUT, inside it, or containing it (inputs could be overwritten
+    or outputs read back as inputs)."""
+    src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
+    if dst == src:
+        raise DtkError(f"OUTPUT is the input folder ({dst}): choose another folder; dtk never "
+                       "overwrites its inputs")
+    if src in dst.parents:
+        raise DtkError(f"OUTPUT {dst} is inside INPUT {src}: its PNGs would be read as frames next "
+                       "time; choose a folder outside the input")
+    if dst in src.parents:
+        raise DtkError(f"INPUT {src} is inside OUTPUT {dst}: outputs could overwrite input frames; "
+                       "choose an output folder that does not contain the input")
+    if dst.exists() and not dst.is_dir():
+        raise DtkError(f"OUTPUT {dst} exists and is not a folder")
+
+
+def write_output(path: Path, chw: np.ndarray, size: tuple[int, int] | None) -> float:
+    """Convert, resize back to `size` (None: keep), write atomically; returns seconds spent."""
+    t0 = time.perf_counter()
+    image = to_uint8_hwc(chw)
+    if size is not None:
+        image = resize_frame(image, size)
+    write_png_atomic(path, image)
+    return time.perf_counter() - t0
+
+
+def check_batch_output(out: np.ndarray, input_shape: Sequence[int]) -> str | None:
+    """Why a runner's output batch must not be written (None: fine): not the input batch's
+    shape (N x 3 x H x W) or not all finite."""
+    shape, expected = tuple(int(d) for d in np.shape(out)), tuple(int(d) for d in input_shape)
+    if shape != expected:
+        return f"model output shape {shape} is not its input's {expected}; the model does not fit dtk"
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        return f"model output has {bad} non-finite value(s) (NaN/inf); nothing written for this batch"
+    return None
+
+
+MANIFEST_NAME = ".dtk-run.json"
+LOCK_NAME = ".dtk-run.lock"
+MANIFEST_FORMAT = "dtk-run/1"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What makes a run's outputs; recorded in OUTPUT/.dtk-run.json and compared on resume.
+
+    Compared: every field but `model` (the path, for people) and `dtk_version` (recorded for
+    provenance; a dtk upgrade alone does not invalidate finished frames).
+    """
+
+    model_sha256: str
+    backend: str
+    precision: str = "fp32"
+    blur: str | None = None
+    keep_size: bool = False
+    network_size: tuple[int, int] = FRAME_SIZE  # (H, W) every frame goes through the model at
+    model: str = ""
+    dtk_version: str = toolkit.__version__
+
+    COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size")
+
+    @classmethod
+    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False) -> RunSettings:
+        """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
+        return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
+                   blur=blur, keep_size=keep_size, model=str(spec.model))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
+                "precision": self.precision, "blur": self.blur, "keep_size": self.keep_size,
+                "network_size": list(self.network_size), "dtk_version": self.dtk_version}
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """'setting: recorded -> now' for each compared setting that differs from `recorded`."""
+        now = self.to_json()
+        return [f"{k}: {recorded.get(k)!r} in OUTPUT, {now[k]!r} now" for k in self.COMPARED
+                if recorded.get(k) != now[k]]
+
+
+def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
+    """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
+    path = Path(output_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DtkError(f"unreadable run manifest {path} ({exc}): rerun with --overwrite to redo every "
+                       "frame, or choose another OUTPUT") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+        raise DtkError(f"{path} is not a dtk run manifest: rerun with --overwrite to redo every frame, "
+                       "or choose another OUTPUT")
+    return doc
+
+
+def write_manifest(output_dir: Path | str, settings: RunSettings, *, redo_all: bool) -> Path:
+    """Record `settings` in OUTPUT/.dtk-run.json; `redo_all`: an --overwrite run not finished yet."""
+    doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "redo_all": redo_all}
+    return write_bytes_atomic(Path(output_dir) / MANIFEST_NAME, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def check_manifest(output_dir: Path | str, settings: RunSettings, overwrite: bool = False) -> bool:
+    """Whether every frame must be redone: DtkError when OUTPUT was made with other settings
+    (unless `overwrite`); True also when an --overwrite run into it did not finish."""
+    doc = read_manifest(output_dir) if not overwrite else None
+    if doc is None:
+        return overwrite
+    diffs = settings.differences(doc["settings"])
+    if diffs:
+        raise DtkError(f"{output_dir} holds outputs made with other settings ({'; '.join(diffs)}): "
+                       "rerun with --overwrite to redo every frame, or choose another OUTPUT")
+    return bool(doc.get("redo_all"))
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path | str):
+    """Hold OUTPUT/.dtk-run.lock (fcntl.flock, non-blocking); DtkError when another run holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    path = Path(output_dir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise DtkError(f"another dtk run is writing into {output_dir} (lock {path} held"
+                           + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
+                           "or choose another OUTPUT") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temp_files(output_dir: Path | str) -> int:
+    """Delete the temporary PNGs (`.NAME.png.XXXXXXXX.tmp`) a killed run left; returns how many.
+    Call with the output lock held: a running writer's temporary files look the same."""
+    removed = 0
+    for path in stale_temp_files(output_dir, ".png"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def claim_output(output_dir: Path | str, settings: RunSettings | None, overwrite: bool):
+    """Lock OUTPUT, check and record its manifest (`settings` None: no manifest), clear stale
+    temporary files. Yields a dict: "overwrite" is what the run must apply (True also when an
+    earlier --overwrite run did not finish); the caller sets "finished" when every frame was
+    handled, which clears the manifest's unfinished-overwrite mark."""
+    output_dir = Path(output_dir)
+    with output_lock(output_dir):
+        redo_all = check_manifest(output_dir, settings, overwrite) if settings is not None else overwrite
+        if settings is not None:
+            write_manifest(output_dir, settings, redo_all=redo_all)
+        remove_stale_temp_files(output_dir)
+        state = {"overwrite": redo_all, "finished": False}
+        yield state
+        if settings is not None and redo_all and state["finished"]:
+            write_manifest(output_dir, settings, redo_all=False)
+
+
+@dataclass
+class RunSummary:
+    """What a run did and where its time went (seconds; shares are of wall time)."""
+
+    input_dir: str
+    output_dir: str
+    frames_total: int
+    written: int = 0
+    skipped_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0  # first batch requested -> last PNG on disk
+    plan_s: float = 0.0  # listing frames and checking existing outputs (resume)
+    data_wait_s: float = 0.0  # main thread waiting for the pipeline's next batch
+    compute_s: float = 0.0  # runner.infer, including host<->device copies
+    write_wait_s: float = 0.0  # main thread waiting for the writer threads
+    write_s: float = 0.0  # writer threads' own time (convert, resize, encode, fsync), summed
+    batch: int = 8
+    blur: str | None = None
+    keep_size: bool = False
+    pipeline: str = "auto"
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        """End to end: frames written per second of wall time."""
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def compute_frames_per_s(self) -> float:
+        """Compute only: frames written per second inside runner.infer."""
+        return self.written / self.compute_s if self.compute_s > 0 else 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Share of wall time waiting for data / computing / waiting for writes / other."""
+        if self.wall_s <= 0:
+            return {"data_wait": 0.0, "compute": 0.0, "write_wait": 0.0, "other": 0.0}
+        d, c, w = (t / self.wall_s for t in (self.data_wait_s, self.compute_s, self.write_wait_s))
+        return {"data_wait": d, "compute": c, "write_wait": w, "other": max(0.0, 1.0 - d - c - w)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_dir": self.input_dir, "output_dir": self.output_dir,
+            "frames_total": self.frames_total, "written": self.written,
+            "skipped_done": self.skipped_done, "failed": len(self.failed),
+            "failures": [{"path": p, "reason": r} for p, r in self.failed],
+            "interrupted": self.interrupted,
+            "wall_s": self.wall_s, "plan_s": self.plan_s, "data_wait_s": self.data_wait_s,
+            "compute_s": self.compute_s, "write_wait_s": self.write_wait_s, "write_thread_s": self.write_s,
+            "frames_per_s": self.frames_per_s, "compute_frames_per_s": self.compute_frames_per_s,
+            "end_to_end_vs_compute": (self.frames_per_s / self.compute_frames_per_s
+                                      if self.compute_frames_per_s else None),
+            "time_shares": self.shares(),
+            "batch": self.batch, "blur": self.blur, "keep_size": self.keep_size,
+            "pipeline": self.pipeline, "backend": self.backend,
+        }
+
+
+@contextlib.contextmanager
+def _sigint_sets(stop: threading.Event):
+    """First Ctrl-C sets `stop` (the run ends after the current batch); a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
+            on_open: Callable[[Runner], None] | None = None, **options) -> RunSummary:
+    """`dtk run` on this machine: check INPUT/OUTPUT and the manifest before the model loads, open
+    the runner once (`on_open` sees it), deblur every frame (`run_frames`), close the runner."""
+    check_output_dir(input_dir, output_dir)
+    if options.get("blur") is not None:
+        get_kernel(options["blur"])  # a typo fails before the model loads
+    settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False))
+    if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
+        with output_lock(output_dir):
+            check_manifest(output_dir, settings, options.get("overwrite", False))
+    with spec.open() as runner:
+        if on_open is not None:
+            on_open(runner)
+        return run_frames(input_dir, output_dir, runner, settings=settings, **options)
+
+
+def run_frames(
+    input_dir: Path | str,
+    output_dir: Path | str,
+    runner: Any,
+    *,
+    batch: int = 8,
+    blur: str | None = None,
+    keep_size: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    pipeline: str = "auto",
+    writers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+    settings: RunSettings | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> RunSummary:
+    """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
+
+    progress(finished, total) is called as each PNG lands on disk, from the writer threads, one
+    call at a time (finished counts written, failed and already-done frames). Setting `stop`
+    (or Ctrl-C) ends the run after the current batch; everything written by then is complete.
+    `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
+    None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
+    is an unreadable frame.
+    """
+
+    if blur is not None:
+        get_kernel(blur)
+    if writers < 1:
+        raise DtkError(f"writers must be at least 1, got {writers}")
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_output_dir(input_dir, output_dir)
+    config = PipelineConfig(batch_size=batch, blur=blur, max_pixels=max_pixels)
+    frames = discover_frames(input_dir)  # before OUTPUT is created: an empty INPUT changes nothing
+    with claim_output(output_dir, settings, overwrite) as claim:
+        summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
+                               overwrite=claim["overwrite"], strict=strict, pipeline=pipeline,
+                               writers=writers, progress=progress, stop=stop)
+        claim["finished"] = not summary.interrupted
+    return summary
+
+
+def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, config: Any, *,
+                 keep_size: bool, overwrite: bool, strict: bool, pipeline: str, writers: int,
+                 progress: Callable[[int, int], None] | None,
+                 stop: threading.Event | None) -> RunSummary:
+    """run_frames with OUTPUT locked and its manifest settled."""
+
+    batch, blur = config.batch_size, config.blur
+    t_plan = time.perf_counter()
+    todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
+    summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
+                         batch=batch, blur=blur, keep_size=keep_size, pipeline=pipeline,
+                         backend=runner.describe())
+    summary.plan_s = time.perf_counter() - t_plan
+    stop = stop or threading.Event()
+    finished = len(done)
+    tick_lock = threading.Lock()
+
+    def tick(n: int = 1) -> None:
+        nonlocal finished
+        with tick_lock:
+            finished += n
+            if progress:
+                progress(finished, len(frames))
+
+    tick(0)
+    if not todo:
+        return summary
+
+    device = "gpu" if runner.accepts_device_tensors else "cpu"
+    in_flight: list[tuple[Path, Future]] = []
+    write_errors: list[str] = []
+
+    def drain() -> None:
+        """Wait for the previous batch's PNGs; count them."""
+        t0 = time.perf_counter()
+        for path, fut in in_flight:
+            try:
+                summary.write_s += fut.result()
+                summary.written += 1
+            except OSError as exc:
+                write_errors.append(f"{path}: {exc}")
+        in_flight.clear()
+        summary.write_wait_s += time.perf_counter() - t0
+
+    t_start = time.perf_counter()
+    batches = open_pipeline(todo, config, kind=pipeline, device=device)
+    pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="dtk-write")
+    try:
+        with _sigint_sets(stop):
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                fb = next(batches, None)
+                summary.data_wait_s += time.perf_counter() - t0
+                if fb is None:
+                    break
+                if fb.failed:
+                    if strict:
+                        path, reason = fb.failed[0]
+                        raise DtkError(f"cannot read frame {path}: {reason} (--strict; without it "
+                                       "unreadable frames are skipped and listed)")
+                    summary.failed.extend(fb.failed)
+                    tick(len(fb.failed))
+                if len(fb) == 0:
+                    continue
+                t0 = time.perf_counter()
+                out = to_host(runner.infer(fb.images))
+                summary.compute_s += time.perf_counter() - t0
+                drain()  # batch i-1 was written while batch i computed
+                if write_errors:
+                    break
+                problem = check_batch_output(out, tuple(fb.images.shape))
+                if problem:
+                    summary.failed.extend((str(f.path), problem) for f in fb.frames)
+                    tick(len(fb.frames))
+                    continue
+                for i, frame in enumerate(fb.frames):
+                    path = output_path_for(frame, output_dir)
+                    size = None if keep_size else fb.sizes[i]
+                    fut = pool.submit(write_output, path, out[i], size)
+                    fut.add_done_callback(lambda _f: tick())
+                    in_flight.append((path, fut))
+            summary.interrupted = stop.is_set()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        with contextlib.suppress(Exception):
+            batches.close()
+        drain()
+        pool.shutdown(wait=True)
+        summary.wall_s = time.perf_counter() - t_start
+    if write_errors:
+        raise DtkError(f"cannot write {len(write_errors)} output(s), first: {write_errors[0]} "
+                       "(check free space and permissions; rerun to resume)")
+    return summary

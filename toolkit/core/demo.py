@@ -1,0 +1,71 @@
+"""Built-in demo data: a small REDS-like tree cut from real photos shipped in scikit-image.
+
+Each "sequence" is one photo; its frames are 256x448 windows sliding from the photo's
+top-left corner to its bottom-right one, like a slow camera pan. Nothing is downloaded.
+These photos are reserved for demos and evaluation: training never uses them
+(`TRAINING_EXCLUDED` also holds motorcycle_right, the stereo twin of motorcycle_left).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import FRAME_SIZE
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import read_frame, write_png_atomic
+
+DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
+TRAINING_EXCLUDED = frozenset(DEMO_PHOTOS) | {"motorcycle_right"}
+
+
+def skimage_data_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def skimage_photo_path(name: str) -> Path:
+    """Path of a photo file inside scikit-image's data folder (png or jpg)."""
+    base = skimage_data_dir()
+    for ext in (".png", ".jpg"):
+        p = base / f"{name}{ext}"
+        if p.exists():
+            return p
+    raise DtkError(f"scikit-image has no bundled photo named {name!r} in {base}")
+
+
+def pan_windows(image: np.ndarray, count: int, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
+    """`count` windows of `size` moving evenly from the top-left to the bottom-right corner."""
+    h, w = size
+    H, W = image.shape[:2]
+    if h > H or w > W:
+        raise ValueError(f"photo {H}x{W} is smaller than a {h}x{w} frame")
+    steps = np.linspace(0.0, 1.0, count) if count > 1 else np.zeros(1)
+    return [
+        image[int(round(t * (H - h))):int(round(t * (H - h))) + h,
+              int(round(t * (W - w))):int(round(t * (W - w))) + w]
+        for t in steps
+    ]
+
+
+def write_demo(out_dir: Path | str, frames_per_sequence: int = 4,
+               photos: tuple[str, ...] = DEMO_PHOTOS, overwrite: bool = False) -> list[Path]:
+    """Write the demo tree `out_dir/<photo>/<00000000>.png`; returns the written paths."""
+    out = Path(out_dir)
+    if frames_per_sequence < 1:
+        raise DtkError("frames per sequence must be at least 1")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        existing = [p for p in out.rglob("*.png")]
+        expected = len(photos) * frames_per_sequence
+        if len(existing) == expected:
+            return sorted(existing)
+        raise DtkError(f"{out} exists and is not an empty demo tree; pick another folder "
+                       "or pass --overwrite")
+    written = []
+    for name in photos:
+        image = read_frame(skimage_photo_path(name))
+        for i, window in enumerate(pan_windows(image, frames_per_sequence)):
+            written.append(write_png_atomic(out / name / f"{i:08d}.png", window))
+    return written

@@ -1,0 +1,278 @@
+"""Frame trees: discover, pair, read (RGB uint8), resize to 256x448, write PNGs atomically.
+
+Layouts: REDS (`root/<sequence>/<frame>.png|jpg`) or flat (`root/<frame>.png`); deeper
+trees work too, and every frame keeps its path relative to the root so outputs mirror it.
+
+Conversions on read (documented in README): grayscale -> RGB by repeating the channel;
+RGBA/LA/palette -> RGB with alpha dropped; 16-bit -> 8-bit by round(x / 257).
+Resize: Pillow's bilinear filter with antialiasing (triangle filter widened when
+downscaling), the same family as DALI's `fn.resize(interp_type=INTERP_LINEAR, antialias=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from toolkit import FRAME_SIZE
+from toolkit.core.errors import DtkError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# Frames over this many pixels are unreadable frames (--max-pixels): 12x an 8K UHD frame (33 Mpx),
+# checked from the header before anything is decoded.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class FrameReadError(DtkError):
+    """A frame file that cannot be decoded (missing, truncated, not an image)."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"cannot read frame {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame file: its tree root and its path relative to that root."""
+
+    root: Path
+    rel: PurePosixPath
+
+    @property
+    def path(self) -> Path:
+        return self.root / Path(self.rel)
+
+    @property
+    def sequence(self) -> str:
+        """The first directory of the relative path ('' for a flat folder)."""
+        return self.rel.parts[0] if len(self.rel.parts) > 1 else ""
+
+    @property
+    def key(self) -> str:
+        """Relative path without extension: how trees are paired."""
+        return str(self.rel.with_suffix(""))
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders 'f2' before 'f10'."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _rel_sort_key(rel: PurePosixPath) -> list:
+    return [natural_key(p) for p in rel.parts]
+
+
+def _walk_files(root: Path) -> Iterator[PurePosixPath]:
+    """Relative paths of the files under `root`, following symlinked folders.
+
+    Hidden entries (a name starting with '.') are left out. A folder is entered once: one whose
+    real path was already entered (a symlink loop, or a second link to the same folder) is
+    skipped, so a hostile tree cannot make the walk endless.
+    """
+    seen: set[str] = set()
+    stack = [PurePosixPath()]
+    while stack:
+        rel = stack.pop()
+        folder = root / Path(rel)
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
+        except OSError:  # unreadable or vanished folder, or a dangling symlink
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # follows symlinks
+                    subdirs.append(rel / entry.name)
+                elif entry.is_file():
+                    yield rel / entry.name
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
+def discover_frames(root: Path | str) -> list[Frame]:
+    """All image files under `root` (any depth, symlinked folders followed), in natural order."""
+    root = Path(root)
+    if not root.exists():
+        raise DtkError(f"frame directory not found: {root}")
+    if not root.is_dir():
+        raise DtkError(f"not a directory: {root} (give a folder of frames)")
+    rels = [rel for rel in _walk_files(root) if rel.suffix.lower() in IMAGE_EXTENSIONS]
+    if not rels:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise DtkError(f"no frames in {root}: expected image files ({exts}) in it or its subfolders")
+    rels.sort(key=_rel_sort_key)
+    frames = [Frame(root, r) for r in rels]
+    keys: dict[str, Frame] = {}
+    for f in frames:
+        if f.key in keys:
+            raise DtkError(
+                f"two frames share a name apart from the extension: {keys[f.key].rel} and {f.rel}; "
+                "outputs would collide, rename one"
+            )
+        keys[f.key] = f
+    return frames
+
+
+def pair_frames(reference_root: Path | str, other_root: Path | str) -> list[tuple[Frame, Frame]]:
+    """Pair two trees by relative path (extension ignored: a.jpg pairs with a.png).
+
+    Raises DtkError listing the unmatched frames of either side.
+    """
+    ref = {f.key: f for f in discover_frames(reference_root)}
+    other = {f.key: f for f in discover_frames(other_root)}
+    missing = sorted(set(ref) - set(other), key=natural_key)
+    extra = sorted(set(other) - set(ref), key=natural_key)
+    if missing or extra:
+        lines = []
+        if missing:
+            lines.append(f"{len(missing)} frame(s) of {reference_root} have no match in {other_root}: "
+                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+        if extra:
+            lines.append(f"{len(extra)} frame(s) of {other_root} have no match in {reference_root}: "
+                         + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
+        raise DtkError("unmatched frames; " + "; ".join(lines))
+    return [(ref[k], other[k]) for k in ref]
+
+
+def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
+    """Grayscale/RGBA/16-bit array -> HxWx3 uint8 (the documented conversions)."""
+    a = np.asarray(array)
+    if a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.dtype.itemsize > 1):
+        a = np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 2:  # gray + alpha
+        a = np.repeat(a[:, :, :1], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:  # RGBA: alpha dropped
+        a = a[:, :, :3]
+    elif not (a.ndim == 3 and a.shape[2] == 3):
+        raise ValueError(f"unsupported image shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded.
+
+    An image whose header says more than `max_pixels` pixels (None: no dtk limit) is refused
+    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    ignore_pillow_bomb_warning()
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            check_pixels(path, im.size, max_pixels)
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                arr = np.asarray(im).astype(np.uint16 if mode != "I" else np.int64)
+                if mode == "I":
+                    arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            elif mode in ("RGB", "RGBA") and im.format == "PNG" and _png_bit_depth(path) == 16:
+                arr = _read_png_16bit_color(path)  # Pillow keeps only the high byte of each channel
+            elif mode == "RGB":
+                arr = np.asarray(im)
+            elif mode in ("RGBA", "LA", "L", "1"):
+                arr = np.asarray(im.convert("RGBA" if "A" in mode else "L"))
+            elif mode == "F":
+                raise FrameReadError(path, "32-bit float images are not supported; save as 8/16-bit")
+            else:  # P, CMYK, YCbCr, LAB, HSV, ...
+                arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise FrameReadError(path, "file not found") from None
+    except UnidentifiedImageError:
+        raise FrameReadError(path, "not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: as an error
+        raise FrameReadError(path, f"too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
+    except MemoryError:
+        raise FrameReadError(path, "not enough memory to decode it") from None
+    return to_rgb_uint8(arr)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (None when the header is not there)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_png_16bit_color(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) PNG as HxWx3/4 uint16 RGB(A) (OpenCV decodes all 16 bits)."""
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError("OpenCV could not decode this 16-bit PNG")
+    return arr[:, :, [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[:, :, ::-1]
+
+
+def check_pixels(path: Path | str, size: tuple[int, int], max_pixels: int | None) -> None:
+    """FrameReadError when an image of `size` (W, H, as Pillow's im.size) exceeds `max_pixels`."""
+    w, h = int(size[0]), int(size[1])
+    if max_pixels is not None and w * h > max_pixels:
+        raise FrameReadError(path, f"{w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,} "
+                                   "(--max-pixels)")
+
+
+def ignore_pillow_bomb_warning() -> None:
+    """dtk's own pixel limit replaces Pillow's DecompressionBombWarning (its error still counts)."""
+    import warnings
+
+    from PIL import Image
+
+    if not any(f[0] == "ignore" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+    """Resize HxWx3 uint8 to `size` (H, W) with antialiased bilinear; no-op when equal."""
+    from PIL import Image
+
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
+    """PNG bytes of an HxWx3 RGB uint8 image (deterministic for the same input)."""
+    import cv2
+
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    )
+    if not ok:
+        raise DtkError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
+    """Write an RGB uint8 PNG atomically (`toolkit.core.atomic`): whole files only, the umask's mode."""
+    from toolkit.core.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, encode_png(image))
