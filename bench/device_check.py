@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.gpu_check import missing_pieces, precision_quality
+from engines.machine import collect
+from toolkit.app.cli import app
+
 MAX_FILES = 8
 MAX_FILE_BYTES = 16 * 1024 * 1024
 CARRY_LIMIT_BYTES = 64 * 1024 * 1024
@@ -408,9 +412,6 @@ def e2e(work: Path) -> int:
     """Step 5's body: demo frames through `dtk run` on the GPU, and fp16/bf16 vs fp32 PSNR."""
     import numpy as np
 
-    from bench.gpu_check import precision_quality
-    from toolkit.app.cli import app
-
     demo, outdir = work / "demo", work / "run-out"
     result: dict[str, Any] = {}
     from typer.testing import CliRunner
@@ -464,8 +465,6 @@ def main(argv: list[str] | None = None) -> int:
         return dry_run(work, a.out, a.budget, a.train_minutes, a.photos)
     t0 = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
-    from bench.gpu_check import missing_pieces
-    from engines.machine import collect
 
     info = collect()
     info["missing"] = missing_pieces(info)

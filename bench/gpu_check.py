@@ -19,6 +19,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engines.machine import collect
+from engines.torch import TorchRunner
+from toolkit.core.convert import from_nchw, to_nchw
+from toolkit.core.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
+from toolkit.core.frames import read_frame
+from toolkit.core.kernels import blur
+from toolkit.core.metrics import psnr_capped
+from toolkit.core.modelfiles import resolve_model
+
 
 def missing_pieces(info: dict[str, Any]) -> dict[str, str]:
     """What is absent and what that skips, from `engines.machine.collect()`."""
@@ -63,14 +72,6 @@ def precision_quality() -> dict[str, float]:
     """PSNR (dB) of fp16 and bf16 CUDA outputs against fp32 CUDA outputs, shipped model, demo frames."""
     import numpy as np
 
-    from engines.models import resolve_model
-    from engines.torch import TorchRunner
-    from toolkit.core.convert import from_nchw, to_nchw
-    from toolkit.core.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
-    from toolkit.core.frames import read_frame
-    from toolkit.core.kernels import blur
-    from toolkit.core.metrics import psnr_capped
-
     frames = [blur(w, "k7") for n in DEMO_PHOTOS for w in pan_windows(read_frame(skimage_photo_path(n)), 2)]
     batch = to_nchw(frames)
     ckpt = resolve_model(None, backend="torch")
@@ -83,7 +84,6 @@ def precision_quality() -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engines.machine import collect
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder for the reports")

@@ -20,6 +20,7 @@ from bench.timing import LatencyStats, Timer, gflops, latency_stats, make_timer,
 from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
+from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 SCHEMA = "dtk.bench/1"
 MODES = ("compute", "e2e")
@@ -179,7 +180,6 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
     A call's latency runs from asking the pipeline for the next batch to the runner's output
     (decoding overlaps inference through the pipeline's prefetch); host wall time.
     """
-    from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
     if not frames:
         raise DtkError("--e2e needs frame files: none found")

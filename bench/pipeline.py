@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from toolkit.core.demo import write_demo
 from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.kernels import KERNEL_NAMES
 from toolkit.core.pipeline import PipelineConfig, _dali_available, open_pipeline
@@ -45,7 +46,6 @@ def pipeline_benchmark(frames_dir: Path | str | None = None, *, repeats: int = 3
     """Frames/s of each pipeline kind for each blur; a JSON-ready dict with one row per pair."""
     with tempfile.TemporaryDirectory(prefix="dtk-bench-pipeline-") as tmp:
         if frames_dir is None:
-            from toolkit.core.demo import write_demo
 
             write_demo(tmp, frames_per_sequence=demo_frames_per_sequence)
             frames_dir = tmp

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bench.harness import SCHEMA
 from toolkit.core.errors import DtkError
+from toolkit.core.figures import pyplot, save_figure
 
 CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "iterations", "images_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
@@ -126,8 +127,6 @@ def write_csv(report: dict, path: Path | str) -> Path:
 def write_plot(report: dict, path: Path | str) -> Path:
     """Left: throughput (images/s) vs batch per backend/variant. Right: latency CDF of every row."""
     import numpy as np
-
-    from toolkit.core.figures import pyplot, save_figure
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))

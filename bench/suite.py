@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.harness import BenchConfig, BenchReport, sweep
 from bench.pipeline import pipeline_benchmark
+from bench.roofline import measure_ceiling
 from bench.variants import (
     ModelSource,
     cuda_available,
@@ -19,7 +20,10 @@ from bench.variants import (
     select_variants,
     tensorrt_problem,
 )
+from engines.machine import collect
+from toolkit.core.demo import write_demo
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames
 
 
 @dataclass
@@ -63,7 +67,6 @@ def model_sources(req: BenchRequest) -> list[ModelSource]:
 
 def measure_ceilings(req: BenchRequest, gpu: bool,
                      progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    from bench.roofline import measure_ceiling
 
     out: list[dict[str, Any]] = []
     if req.ceiling_gflops:
@@ -81,11 +84,9 @@ def measure_ceilings(req: BenchRequest, gpu: bool,
 
 
 def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
-    from toolkit.core.frames import discover_frames
 
     if req.frames_dir is not None:
         return list(discover_frames(req.frames_dir)), str(req.frames_dir)
-    from toolkit.core.demo import write_demo
 
     root = Path(tempfile.mkdtemp(prefix="dtk-bench-frames-"))
     write_demo(root, 4)
@@ -99,7 +100,6 @@ def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
 
 def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
     """Build the runners, sweep them, attach environment, FLOPs and ceilings."""
-    from engines.machine import collect
 
     if not req.compute and not req.e2e:
         raise DtkError("nothing to measure: --e2e-only needs --e2e")

@@ -13,6 +13,8 @@ from bench.harness import BenchTarget
 from engines.spec import MAX_BATCH, RunnerSpec
 from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
+from toolkit.core.lazy import INSTALL_HINTS, module_version
+from toolkit.core.modelfiles import read_sidecar, resolve_model
 
 # (backend, variant) -> runner options. Devices: "cpu" or "cuda".
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -103,7 +105,6 @@ def select_variants(backends: str, variants: str | None, gpu: bool) -> list[tupl
 
 def tensorrt_problem(gpu: bool) -> str | None:
     """Why the tensorrt backend cannot run on this machine (no TensorRT, no GPU), or None."""
-    from toolkit.core.lazy import INSTALL_HINTS, module_version
 
     if module_version("tensorrt") is None:
         return INSTALL_HINTS["tensorrt"]
@@ -114,7 +115,7 @@ def tensorrt_problem(gpu: bool) -> str | None:
 
 def random_model(width: int, size: tuple[int, int], workdir: Path | None = None) -> ModelSource:
     """A random-init seed U-Net of `width`: checkpoint + ONNX (exported at `size`) in a temp folder."""
-    import torch
+    import torch  # torch and the torch-backed modules: only for a --width model (start-up of dtk)
 
     from toolkit.core.models import ModelConfig
     from toolkit.core.models.checkpoint import save_checkpoint
@@ -137,7 +138,6 @@ def random_model(width: int, size: tuple[int, int], workdir: Path | None = None)
 
 def file_model(path: Path | str | None, size: tuple[int, int], engine: bool = False) -> ModelSource:
     """A model file (or the shipped default when None) and its siblings for each backend."""
-    from engines.models import resolve_model
 
     files: dict[str, Path] = {}
     reasons: dict[str, str] = {}
@@ -171,10 +171,9 @@ def _count_file_gflop(files: dict[str, Path], size: tuple[int, int]) -> float | 
         return gflop_per_image(count_onnx_macs(onnx, (1, 3, *size)))
     weights = files.get("torch")
     if weights is not None:
-        import torch
+        import torch  # torch-backed: only when a checkpoint's FLOPs are counted
 
         from toolkit.core.models import ModelConfig, create_model
-        from toolkit.core.models.checkpoint import read_sidecar
 
         with torch.device("meta"):
             model = create_model(ModelConfig.from_dict(read_sidecar(weights)["config"]))

@@ -32,6 +32,7 @@ from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.kernels import KERNEL_NAMES
 from toolkit.core.lazy import optional_import
 from toolkit.core.metrics import psnr_capped
+from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
@@ -148,7 +149,6 @@ def model_frame_size(model_path: Path) -> tuple[int, int]:
 
 def load_inputs(frames: Sequence[Frame], size: tuple[int, int], blur: str | None) -> np.ndarray:
     """N x 3 x H x W float32 in [0, 1] through the shared pipeline (blurred with `blur` if given)."""
-    from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
     batches, failed = [], []
     for batch in open_pipeline(frames, PipelineConfig(batch_size=8, size=size, blur=blur), kind="fallback"):

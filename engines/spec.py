@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engines.base import Runner
-from engines.models import resolve_model
 from engines.select import BACKENDS, default_backend
 from toolkit.core.errors import DtkError
+from toolkit.core.modelfiles import resolve_model
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -11,16 +11,23 @@ import json
 
 import torch
 
+from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain, wiener
 from toolkit.core.flops import frame_flops
+from toolkit.core.kernels import KERNELS, parse_kernels
+from toolkit.core.metrics import psnr_capped
+from toolkit.core.modelfiles import read_sidecar
+from toolkit.core.models import count_parameters
+from toolkit.core.models.checkpoint import load_model
+from training.data import load_frames
+from training.fit import validate
+from training.photoset import validation_set
+from training.sampler import psnr_uint8, validation_tensors
+from training.train import evaluate_pairs, validation_pairs
 
 
 def wiener_means(pairs) -> dict[str, float]:
     """Mean PSNR of known-kernel Wiener (toolkit.core.baselines, tuned balance) per kernel label."""
     import numpy as np
-
-    from toolkit.core.baselines import wiener
-    from toolkit.core.kernels import KERNELS
-    from toolkit.core.metrics import psnr_capped
 
     acc: dict[str, list[float]] = {}
     for label, inp, target in pairs:
@@ -31,10 +38,6 @@ def wiener_means(pairs) -> dict[str, float]:
 
 def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str, dict]:
     """Markdown table of mean PSNR per kernel: blurred, known-kernel Wiener, model; and the raw numbers."""
-    from toolkit.core.kernels import parse_kernels
-    from toolkit.core.models.checkpoint import load_model, read_sidecar
-    from training.data import load_frames
-    from training.train import evaluate_pairs, validation_pairs
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
@@ -104,8 +107,6 @@ def main() -> None:
             with open(args.json, "w") as fh:
                 json.dump(res, fh, indent=1)
         return
-    from toolkit.core.models import count_parameters
-    from toolkit.core.models.checkpoint import load_model
 
     model = load_model(args.checkpoint)
     print(f"params {count_parameters(model):,}; {frame_flops(model) / 1e9:.2f} GFLOP per 256x448 frame")
@@ -123,13 +124,6 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
     protocol's check that the set ranks methods consistently).
     """
     import numpy as np
-
-    from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain
-    from toolkit.core.kernels import KERNELS
-    from toolkit.core.models.checkpoint import load_model
-    from training.fit import validate
-    from training.photoset import validation_set
-    from training.sampler import psnr_uint8, validation_tensors
 
     windows = validation_set(photos)
     names = [n for n, _ in windows]

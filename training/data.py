@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames, read_frame, resize_frame, write_png_atomic
 from toolkit.core.kernels import BlurKernel, blur
 
 # Real photographs bundled with scikit-image (grayscale ones become RGB); demo photos excluded.
@@ -58,7 +60,6 @@ def load_frames(root: Path | str, frames: Sequence[int] | None = None,
     `frames` keeps only those positions (0-based, natural order) within each sequence; a flat
     folder is one sequence per frame, so that a split by sequence still never shares a photo.
     """
-    from toolkit.core.frames import discover_frames, read_frame, resize_frame
 
     found = discover_frames(root)
     groups: dict[str, list] = {}
@@ -171,7 +172,6 @@ def _fit(image: np.ndarray, max_short: int, size: tuple[int, int] = FRAME_SIZE) 
 
 def allowed_photo_sources(wallpapers: Path | str | None = None) -> list[tuple[str, Path, str]]:
     """(sequence name, file, licence/origin) of every photo dtk may train on that is present here."""
-    from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
 
     out = []
     for name in SKIMAGE_TRAINING_PHOTOS:
@@ -214,8 +214,6 @@ def _wallpaper_licence(folder: Path) -> str:
 def write_training_photos(out_dir: Path | str, wallpapers: Path | str | None = None,
                           max_short_side: int = 720) -> list[dict]:
     """Write `out_dir/<photo>/<00000000>.png` (256x448 grid windows); returns one record per photo."""
-    from toolkit.core.demo import TRAINING_EXCLUDED
-    from toolkit.core.frames import read_frame, write_png_atomic
 
     out = Path(out_dir)
     records = []

@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 from engines.onnxruntime import cpu_session
+from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
+from toolkit.core.kernels import blur
+from toolkit.core.metrics import psnr, psnr_capped
+from toolkit.core.modelfiles import checkpoint_paths, read_sidecar
+from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range, real_frame
 
 FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
@@ -66,9 +71,6 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
     Inputs: random, a real photo and that photo blurred with k11. Returns
     {"random_max_abs": ..., "real_max_abs": ..., "real_k11_max_abs": ..., "real_psnr_vs_fp32_db": ...}.
     """
-    from toolkit.core.convert import to_uint8_hwc
-    from toolkit.core.kernels import blur
-    from toolkit.core.metrics import psnr
 
     tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
     sess = cpu_session(path)
@@ -147,7 +149,6 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
 
     Returns max abs error (0..1 scale) and the mean/max PSNR drop (dB) vs the sharp frames.
     """
-    from toolkit.core.metrics import psnr_capped
 
     sess = cpu_session(fp16_path)
     max_abs, drops = 0.0, []
@@ -168,7 +169,6 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
 
 def export_checkpoint(checkpoint: Path | str, output: Path | str, **kwargs) -> dict:
     """Load a checkpoint, export it (metadata from its sidecar) and return path, size and parity."""
-    from toolkit.core.models.checkpoint import load_model, read_sidecar
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
@@ -184,8 +184,6 @@ def ship_assets(checkpoint: Path | str, assets: Path | str | None = None, fp16: 
     """Copy a checkpoint to `toolkit/assets/dtk-unet.{safetensors,json}` and export `dtk-unet.onnx`
     (+ `dtk-unet-fp16.onnx`, fp32 I/O), each parity-checked; returns {file: bytes}."""
     import shutil
-
-    from toolkit.core.models.checkpoint import checkpoint_paths
 
     dest = Path(assets) if assets else Path(__file__).resolve().parent.parent / "toolkit" / "assets"
     dest.mkdir(parents=True, exist_ok=True)

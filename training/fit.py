@@ -23,6 +23,9 @@ import torch
 
 from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, count_parameters, create_model
+from toolkit.core.models.checkpoint import load_model, save_checkpoint
+from toolkit.core.models.fastwiener import class_index
+from training.photoset import load_sources, validation_set
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
 
@@ -107,8 +110,6 @@ def validate(
 
 
 def fit(config: FitConfig, *, log=print) -> dict:
-    from toolkit.core.models.checkpoint import save_checkpoint
-    from training.photoset import load_sources, validation_set
 
     if config.arch not in ARCHS:
         raise DtkError(f"unknown arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
@@ -131,7 +132,6 @@ def fit(config: FitConfig, *, log=print) -> dict:
     model_cfg = ModelConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
     model = create_model(model_cfg)
     if config.init:
-        from toolkit.core.models.checkpoint import load_model
 
         start = load_model(config.init)
         if start.config != model_cfg:
@@ -163,7 +163,6 @@ def fit(config: FitConfig, *, log=print) -> dict:
     step, history, best = 0, [], -math.inf
     loss_sum, loss_n = torch.zeros((), device=device), 0
     best_metrics = None
-    from toolkit.core.models.fastwiener import class_index
 
     def elapsed() -> float:
         return time.monotonic() - t0
@@ -226,7 +225,6 @@ def fit(config: FitConfig, *, log=print) -> dict:
                 + mark
             )
             last_val = time.monotonic()
-    from toolkit.core.models.checkpoint import load_model
 
     best_model = load_model(out / "best.safetensors", device=str(device))
     if config.final_windows is not None and config.final_windows < len(windows):

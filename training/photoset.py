@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.baselines import _apply_gain
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import read_frame, resize_frame
+from toolkit.core.kernels import KERNELS, blur
+from toolkit.core.metrics import psnr_capped
+from training.data import allowed_photo_sources, grid_windows
 
 MAX_SHORT_SIDE = 1080
 WINDOW_SHORT_SIDES = (300, 360, 430, 512, 620, 720)  # validation scales besides the whole photo
@@ -55,10 +61,6 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
 
     from PIL import Image
 
-    from toolkit.core.atomic import write_bytes_atomic
-    from toolkit.core.frames import read_frame
-    from training.data import allowed_photo_sources
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -91,7 +93,6 @@ def write_sources(out_dir: Path | str, wallpapers: Path | str | None = None) -> 
 
 def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.ndarray]:
     """{name: RGB uint8 photo} of DIR/sources.json, optionally only one split ('train' or 'val')."""
-    from toolkit.core.frames import read_frame
 
     root = Path(root)
     index = root / SOURCES_FILE
@@ -103,8 +104,6 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
 
 def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
     """The whole photo resized to `size`, then grid windows at each of `WINDOW_SHORT_SIDES`."""
-    from toolkit.core.frames import resize_frame
-    from training.data import grid_windows
 
     out = [resize_frame(image, size)]
     short = min(image.shape[:2])
@@ -125,9 +124,6 @@ def validation_set(root: Path | str) -> list[tuple[str, np.ndarray]]:
 
 def tune_baselines(root: Path | str, grid=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)) -> dict:
     """Best balance per kernel of the flat Wiener and the power-law prior inverse on the validation set."""
-    from toolkit.core.baselines import _apply_gain
-    from toolkit.core.kernels import KERNELS, blur
-    from toolkit.core.metrics import psnr_capped
 
     windows = [w for _, w in validation_set(root)]
     result: dict = {}

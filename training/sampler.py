@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import resize_frame
 from toolkit.core.kernels import KERNELS
 from toolkit.core.metrics import PSNR_CAP
 from toolkit.core.torch_blur import blur_tensor
@@ -26,8 +27,6 @@ DEFAULT_MIX = {"sharp": 0.15, "k3": 0.15, "k7": 0.35, "k11": 0.35}
 def pyramid(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE, levels: int = 5) -> list[np.ndarray]:
     """The photo squashed to `size`, then `levels` scales from the smallest that holds a frame to 1:1."""
     from PIL import Image
-
-    from toolkit.core.frames import resize_frame
 
     h, w = image.shape[:2]
     smallest = max(size[0] / h, size[1] / w)

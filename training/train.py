@@ -20,7 +20,16 @@ import numpy as np
 import torch
 
 from toolkit.core.errors import DtkError
+from toolkit.core.kernels import blur, parse_kernels
 from toolkit.core.metrics import psnr_capped
+from toolkit.core.modelfiles import read_sidecar
+from toolkit.core.models import ModelConfig, count_parameters, create_model
+from toolkit.core.models.checkpoint import load_model, load_optimizer, save_checkpoint
+from toolkit.core.models.unet import SeedUNet
+from toolkit.core.models.wiener import class_index, kernel_loss
+from toolkit.core.progress import make_progress
+from training.data import SHARP, BlurSampler, data_hash, load_frames, split_by_sequence
+from training.sampler import quantize
 
 LOSSES = ("mse", "psnr")
 PSNR_CAP_DB = 60.0  # the PSNR loss adds 10^(-cap/10) to each image's MSE (0..1 scale): no gain above the cap
@@ -94,15 +103,12 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """N x 3 x H x W float 0..1 -> N x H x W x 3 uint8 (clip and round, as a written PNG)."""
-    from training.sampler import quantize
 
     return quantize(x).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def validation_pairs(frames, kernels, max_frames: int | None = None) -> list[tuple]:
     """(kernel or 'sharp', input, target) uint8 full frames for every held-out frame and kernel."""
-    from toolkit.core.kernels import blur
-    from training.data import SHARP
 
     items = frames.all_frames()
     if max_frames and len(items) > max_frames:
@@ -181,12 +187,6 @@ def write_curves(history: list[dict], out: Path) -> None:
 
 def train(config: TrainConfig, *, log=print) -> dict:
     """Run training; returns {'best': path, 'best_metrics': ..., 'steps': n, 'minutes': m}."""
-    from toolkit.core.kernels import parse_kernels
-    from toolkit.core.models import ModelConfig, count_parameters, create_model
-    from toolkit.core.models.checkpoint import load_optimizer, read_sidecar, save_checkpoint
-    from toolkit.core.models.unet import SeedUNet
-    from toolkit.core.models.wiener import class_index, kernel_loss
-    from training.data import BlurSampler, data_hash, load_frames, split_by_sequence
 
     if config.loss not in LOSSES:
         raise DtkError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
@@ -227,7 +227,6 @@ def train(config: TrainConfig, *, log=print) -> dict:
     step, history, best_score, elapsed_before = 0, [], -math.inf, 0.0
     if config.resume:
         doc = read_sidecar(config.resume)
-        from toolkit.core.models.checkpoint import load_model
 
         model.load_state_dict(load_model(config.resume).state_dict())
         load_optimizer(opt, config.resume)
@@ -258,8 +257,6 @@ def train(config: TrainConfig, *, log=print) -> dict:
                     best_score=best_score, metrics=metrics, history=history,
                     sampler_state=sampler.state())
         save_checkpoint(out / name, model, meta, optimizer=opt if with_opt else None)
-
-    from toolkit.core.progress import make_progress
 
     t0 = time.monotonic()
     last_ckpt = t0

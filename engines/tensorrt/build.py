@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engines.tensorrt import sidecar as _sidecar
 from engines.tensorrt.sidecar import (
     BatchProfile,
     EngineSidecar,
@@ -29,6 +30,7 @@ from engines.tensorrt.sidecar import (
     save_sidecar,
     sidecar_path,
 )
+from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
 from toolkit.core.lazy import optional_import
@@ -166,7 +168,6 @@ def build_engine(
 
     trt = optional_import("tensorrt")
     if gpu is None:
-        from engines.tensorrt import sidecar as _sidecar
 
         gpu = _sidecar.cuda_gpu_facts()
     plan = plan_precision(trt.__version__, graph, precision)
@@ -216,8 +217,6 @@ def build_engine(
     write_bytes_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out_path, bytes(memoryview(serialized)))
-
-    from toolkit import __version__ as dtk_version
 
     outputs = [network.get_output(i).name for i in range(network.num_outputs)]
     sidecar = EngineSidecar(

@@ -34,8 +34,9 @@ def test_files_get_the_umask_mode(tmp_path, umask022):
 
 
 def test_checkpoint_files_get_the_umask_mode(tmp_path, umask022):
+    from toolkit.core.modelfiles import checkpoint_paths
     from toolkit.core.models import ModelConfig
-    from toolkit.core.models.checkpoint import checkpoint_paths, save_checkpoint
+    from toolkit.core.models.checkpoint import save_checkpoint
     from toolkit.core.models.unet import SeedUNet
 
     save_checkpoint(tmp_path / "m.safetensors", SeedUNet(ModelConfig(width=8)))

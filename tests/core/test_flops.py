@@ -51,8 +51,8 @@ def test_shipped_onnx_with_constant_weights_counts_like_torch():
     """Weights exported as Constant nodes and pads computed at run time still count (ORT folds them)."""
     import onnx
 
-    from engines.models import default_model_path
     from toolkit.core.flops import count_onnx_macs, count_torch_macs
+    from toolkit.core.modelfiles import default_model_path
     from toolkit.core.models.checkpoint import load_model
 
     path = default_model_path("onnxruntime")

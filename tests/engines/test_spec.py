@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import engines.models as models
+import toolkit.core.modelfiles as models
 from engines.spec import RunnerSpec, check_threads, max_threads
 from toolkit.core.errors import DtkError
 

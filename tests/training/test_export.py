@@ -65,7 +65,7 @@ def test_fp16_overflow_refused(tmp_path):
 
 def test_parity_exercises_the_shipped_models_deconvolution_path(tmp_path):
     """Sharp and random inputs only reach a gated model's pass-through; a blurred frame reaches the rest."""
-    from engines.models import default_model_path
+    from toolkit.core.modelfiles import default_model_path
     from toolkit.core.models.checkpoint import load_model
     from training.export import export_onnx
 

@@ -10,10 +10,33 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from bench.compare import compare_reports, compare_table
+from bench.harness import BenchConfig
+from bench.pipeline import render_table
+from bench.report import bench_table, load_report, write_csv, write_plot
+from bench.suite import BenchRequest, run_bench
+from bench.variants import parse_batches
+from engines.machine import collect
+from engines.quantize import quantize_model
+from engines.spec import RunnerSpec, check_batch, check_threads
+from engines.tensorrt.build import build_engine
 from toolkit import FRAME_SIZE
+from toolkit.app import evaluate as ev
+from toolkit.app.plots import example_strip, psnr_boxplot
+from toolkit.app.ray_executor import run_frames_ray
+from toolkit.app.report import eval_table, key_value_table
+from toolkit.app.run import run_job
+from toolkit.core.baselines import BASELINES
 from toolkit.core.console import console, dumps, err_console, write_json
+from toolkit.core.demo import DEMO_PHOTOS, write_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import DEFAULT_MAX_PIXELS
+from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
+from toolkit.core.kernels import parse_kernels
+from toolkit.core.metrics import format_db
+from toolkit.core.modelfiles import checkpoint_paths, default_model_path, resolve_model
+from toolkit.core.progress import make_progress, resume_aware
+from training.data import write_training_photos
+from training.photoset import write_sources
 
 app = typer.Typer(
     name="dtk",
@@ -85,8 +108,6 @@ def emit_json(path: Path | None, obj) -> None:
 @handle_errors
 def doctor(json_out: JsonOut = None) -> None:
     """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
-    from engines.machine import collect
-    from toolkit.app.report import key_value_table
 
     info = collect()
     if str(json_out) != "-":
@@ -116,7 +137,6 @@ def data_demo(
     overwrite: Annotated[bool, typer.Option(help="Rewrite an existing demo tree.")] = False,
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
-    from toolkit.core.demo import DEMO_PHOTOS, write_demo
 
     paths = write_demo(out_dir, frames, overwrite=overwrite)
     console.print(f"demo frames: {len(paths)} in {out_dir} "
@@ -155,12 +175,6 @@ def eval_cmd(
     100 dB; 'identical' counts them; 'gain' is the mean dB over blurred; 'worse' the share of
     frames the method made worse than the blurred input.
     """
-    from toolkit.app import evaluate as ev
-    from toolkit.app.report import eval_table
-    from toolkit.core.baselines import BASELINES
-    from toolkit.core.frames import discover_frames
-    from toolkit.core.kernels import parse_kernels
-    from toolkit.core.progress import make_progress
 
     ks = parse_kernels(kernels)
     check_max_pixels(max_pixels)
@@ -171,7 +185,6 @@ def eval_cmd(
     if predictions is not None:
         methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
     elif model is not None or engine is not None:
-        from engines.spec import RunnerSpec
 
         spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
                 else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
@@ -191,7 +204,6 @@ def eval_cmd(
                                       max_pixels=max_pixels)
         primary = next((m for m in ("model", "predictions") if m in methods), None)
         if plot is not None:
-            from toolkit.app.plots import example_strip, psnr_boxplot
 
             psnr_boxplot(result, plot)
             strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
@@ -238,14 +250,12 @@ def data_photos(
     side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
     """
     if frames:
-        from training.data import write_training_photos
 
         records = write_training_photos(out_dir, wallpapers)
         for r in records:
             console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
         console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
         return
-    from training.photoset import write_sources
 
     records = write_sources(out_dir, wallpapers)
     for r in records:
@@ -293,8 +303,7 @@ def train_cmd(
     """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
     from dataclasses import replace
 
-    from engines.spec import check_threads
-    from training.train import TrainConfig, apply_preset, train
+    from training.train import TrainConfig, apply_preset, train  # torch: imported per command (start-up)
 
     check_threads(threads)
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
@@ -326,8 +335,6 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
-    from toolkit.core.models.checkpoint import checkpoint_paths
-
     weights, sidecar, _ = checkpoint_paths(checkpoint)
     for needed in (weights, sidecar):
         if not needed.is_file():
@@ -335,7 +342,7 @@ def export_cmd(
                            "X.json beside it)")
     if (output.exists() or output.is_symlink()) and not overwrite:
         raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
-    from training.export import export_checkpoint
+    from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
                                fp16_io=fp16_io)
@@ -393,11 +400,6 @@ def run_cmd(
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
     """
-    from engines.spec import RunnerSpec, check_batch
-    from toolkit.app.report import key_value_table
-    from toolkit.app.run import run_job
-    from toolkit.core.frames import discover_frames
-    from toolkit.core.progress import make_progress, resume_aware
 
     if executor not in ("local", "ray"):
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
@@ -410,7 +412,6 @@ def run_cmd(
                max_pixels=max_pixels)
     total = len(discover_frames(input_dir))
     if executor == "ray":
-        from toolkit.app.ray_executor import run_frames_ray
 
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
             summary = run_frames_ray(input_dir, output, spec, workers=workers,
@@ -523,13 +524,8 @@ def bench(
     """Benchmark every backend x variant x batch size; `dtk bench compare A.json B.json` compares two runs."""
     if ctx.invoked_subcommand is not None:
         return
-    from bench.harness import BenchConfig
-    from engines.spec import check_threads
 
     check_threads(threads)
-    from bench.report import bench_table, write_csv, write_plot
-    from bench.suite import BenchRequest, run_bench
-    from bench.variants import parse_batches
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers)
@@ -544,7 +540,6 @@ def bench(
             err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
         pipe = report["extra"].get("pipeline")
         if pipe and pipe.get("rows"):
-            from bench.pipeline import render_table
 
             console.print(render_table(pipe))
         elif pipe:
@@ -564,8 +559,6 @@ def bench_compare(
     json_out: JsonOut = None,
 ) -> None:
     """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99."""
-    from bench.compare import compare_reports, compare_table
-    from bench.report import load_report
 
     result = compare_reports(load_report(a), load_report(b))
     if str(json_out) != "-":
@@ -594,7 +587,6 @@ def build_engine_cmd(
     json_out: JsonOut = None,
 ) -> None:
     """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
-    from engines.tensorrt.build import build_engine
 
     precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
     sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
@@ -627,10 +619,6 @@ def quantize_cmd(
     fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
     sensitive layers in float, and if that is not enough the command exits 2 without writing.
     """
-    from engines.models import default_model_path, resolve_model
-    from engines.quantize import quantize_model
-    from toolkit.app.report import key_value_table
-    from toolkit.core.metrics import format_db
 
     if model is None and not default_model_path("onnxruntime").is_file():
         raise DtkError(f"no shipped model here ({default_model_path('onnxruntime')} missing): "

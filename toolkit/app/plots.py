@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.core.figures import pyplot, save_figure
+from toolkit.core.metrics import capped
 
 
 def psnr_boxplot(result, path: Path | str) -> Path:
     """PSNR per kernel, one box per method (identical frames drawn at the 100 dB cap)."""
-    from toolkit.core.metrics import capped
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(result.kernels) * len(result.methods) / 2, 4.5))

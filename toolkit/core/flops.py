@@ -81,7 +81,7 @@ def _has_real_params(module: Any) -> bool:
 
 def unet_macs(width: int, input_shape: tuple[int, ...] = (1, 3, 256, 448), **config: Any) -> int:
     """MACs of the seed U-Net of a given width, built directly on the meta device."""
-    import torch
+    import torch  # torch and the model definitions: only when a torch model is counted (start-up)
 
     from toolkit.core.models import ModelConfig
     from toolkit.core.models.unet import SeedUNet

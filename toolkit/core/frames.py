@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -273,6 +274,5 @@ def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
 
 def write_png_atomic(path: Path | str, image: np.ndarray) -> Path:
     """Write an RGB uint8 PNG atomically (`toolkit.core.atomic`): whole files only, the umask's mode."""
-    from toolkit.core.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, encode_png(image))

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from toolkit.core.errors import DtkError
+from toolkit.core.modelfiles import read_sidecar
 from toolkit.core.models import ModelConfig
-from toolkit.core.models.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
+from toolkit.core.models.checkpoint import load_model, load_optimizer, save_checkpoint
 from toolkit.core.models.unet import SeedUNet
 
 
@@ -94,8 +95,8 @@ def test_cli_refuses_a_damaged_shipped_checkpoint(tmp_path, demo_dir):
 
     from typer.testing import CliRunner
 
-    from engines.models import default_model_path
     from toolkit.app.cli import app
+    from toolkit.core.modelfiles import default_model_path
 
     shipped = default_model_path("torch")
     for ext in (".safetensors", ".json"):

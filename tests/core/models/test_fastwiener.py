@@ -30,7 +30,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def shipped():
-    from engines.models import default_model_path
+    from toolkit.core.modelfiles import default_model_path
     from toolkit.core.models.checkpoint import load_model
 
     return load_model(default_model_path("torch"))

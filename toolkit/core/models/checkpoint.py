@@ -15,24 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import toolkit
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
+from toolkit.core.modelfiles import checkpoint_paths, read_sidecar
 from toolkit.core.models import ModelConfig, create_model
 
 FORMAT = "dtk-unet-checkpoint/1"
-
-
-def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
-    """(weights .safetensors, sidecar .json, optimizer .optim.safetensors) for any of the three paths."""
-    p = Path(path)
-    name = p.name
-    for suffix in (".optim.safetensors", ".safetensors", ".json"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    base = p.with_name(name)
-    return (base.with_name(name + ".safetensors"), base.with_name(name + ".json"),
-            base.with_name(name + ".optim.safetensors"))
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -44,8 +33,6 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write weights (.safetensors), sidecar (.json) and, if given, optimizer state; returns the weights."""
     from safetensors.torch import save
-
-    import toolkit
 
     weights, sidecar, optim_path = checkpoint_paths(path)
     inner = getattr(model, "module", model)
@@ -94,20 +81,6 @@ def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def read_sidecar(path: Path | str) -> dict:
-    """The JSON sidecar of a checkpoint (DtkError when missing or corrupt)."""
-    _, sidecar, _ = checkpoint_paths(path)
-    if not sidecar.exists():
-        raise DtkError(f"checkpoint sidecar not found: {sidecar} (a checkpoint is X.safetensors + X.json)")
-    try:
-        doc = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DtkError(f"corrupt checkpoint sidecar {sidecar}: {exc}") from None
-    if not isinstance(doc, dict) or "config" not in doc:
-        raise DtkError(f"{sidecar} is not a dtk checkpoint sidecar (no 'config')")
-    return doc
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

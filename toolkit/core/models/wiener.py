@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.core.baselines import otf
 from toolkit.core.kernels import KERNELS, BlurKernel
 from toolkit.core.models.head import KernelHead
 from toolkit.core.models.registry import register
@@ -36,7 +37,6 @@ def wiener_taps(kernel: BlurKernel, balance: float, size: int = FILTER_SIZE, gri
     Sampled on a `grid`-point DFT, so it is the filter the FFT Wiener applies, truncated to `size`
     and scaled to unit DC gain (truncation alone shifts brightness: -2.7 % for k11 at 3e-3).
     """
-    from toolkit.core.baselines import otf
 
     transfer = otf(kernel, (grid, grid))
     inverse = np.fft.irfft2(np.conj(transfer) / (np.abs(transfer) ** 2 + balance), s=(grid, grid))

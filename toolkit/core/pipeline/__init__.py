@@ -10,52 +10,13 @@ cannot be decoded are left out of their span's batch and reported in its `failed
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import DEFAULT_MAX_PIXELS, Frame
+from toolkit.core.frames import Frame
+from toolkit.core.pipeline.batch import PIPELINES, FrameBatch, PipelineConfig
+from toolkit.core.pipeline.fallback import fallback_batches
 
-PIPELINES = ("auto", "dali", "fallback")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    batch_size: int = 8
-    size: tuple[int, int] = FRAME_SIZE  # (H, W) every frame is resized to
-    blur: str | None = None  # seed kernel applied after resize (k3/k7/k11), or None
-    dtype: str = "float32"  # float32 or float16 (FP16 engines)
-    prefetch: int = 2  # batches decoded ahead of the consumer
-    workers: int = 2  # decoding threads
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger frames are unreadable frames (None: no limit)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise DtkError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise DtkError(f"--max-pixels must be at least 1, got {self.max_pixels}")
-        if self.dtype not in ("float32", "float16"):
-            raise DtkError(f"pipeline dtype must be float32 or float16, got {self.dtype}")
-
-
-@dataclass
-class FrameBatch:
-    """A batch in frame-list order.
-
-    images: N x 3 x H x W, RGB in [0, 1], `config.dtype`; a NumPy array on CPU, a torch CUDA
-    tensor from the DALI GPU pipeline. sizes: each frame's (H, W) before the resize.
-    failed: (path, reason) of frames of this batch's span that could not be decoded.
-    """
-
-    frames: list[Frame]
-    images: Any
-    sizes: list[tuple[int, int]]
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
+__all__ = ["PIPELINES", "FrameBatch", "PipelineConfig", "open_pipeline"]
 
 def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
                   kind: str = "auto", device: str = "cpu") -> Iterator[FrameBatch]:
@@ -67,11 +28,9 @@ def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
     if kind == "auto":  # on CPU the fallback measured faster with a blur (bench/pipeline.py)
         kind = "dali" if device == "gpu" and _dali_available() else "fallback"
     if kind == "dali":
-        from toolkit.core.pipeline.dali import dali_batches
+        from toolkit.core.pipeline.dali import dali_batches  # imports DALI: only when asked for
 
         return dali_batches(frames, config, device=device)
-    from toolkit.core.pipeline.fallback import fallback_batches
-
     return fallback_batches(frames, config)
 
 

@@ -51,7 +51,7 @@ from toolkit.core.frames import (
 )
 from toolkit.core.kernels import get_kernel
 from toolkit.core.lazy import optional_import
-from toolkit.core.pipeline import FrameBatch, PipelineConfig
+from toolkit.core.pipeline.batch import FrameBatch, PipelineConfig
 
 DEVICES = ("cpu", "gpu")
 _PAD = 16  # zero border (pixels) around the image for the border-renormalised resize; >= filter radius

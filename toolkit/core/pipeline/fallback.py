@@ -11,7 +11,7 @@ import numpy as np
 from toolkit.core.convert import to_nchw
 from toolkit.core.frames import Frame, FrameReadError, read_frame, resize_frame
 from toolkit.core.kernels import blur, get_kernel
-from toolkit.core.pipeline import FrameBatch, PipelineConfig
+from toolkit.core.pipeline.batch import FrameBatch, PipelineConfig
 
 
 def load_frame(frame: Frame, config: PipelineConfig) -> tuple[np.ndarray, tuple[int, int]]:

@@ -1,4 +1,5 @@
-"""Which model file a backend loads: the shipped default or the user's, with its siblings.
+"""Model files without loading them (no torch): the shipped default, the sibling a backend
+loads, a checkpoint's three paths and its JSON sidecar. The one home of model path resolution.
 
 A dtk model is one stem with up to four files: `X.onnx` (ONNX Runtime, TensorRT builds),
 `X.safetensors` + `X.json` (torch checkpoint), `X.engine` / `X.plan` (a built TensorRT engine).
@@ -7,6 +8,7 @@ Given any one of them, a backend finds the one it needs next to it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import toolkit
@@ -81,3 +83,30 @@ def resolve_model(path: Path | str | None, backend: str) -> Path:
                        f"`dtk build-engine {onnx} -o {stem}.engine`, or use --backend onnxruntime "
                        "(its TensorRT EP builds and caches engines itself)")
     raise DtkError(f"unknown backend {backend!r}")
+
+
+def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
+    """(weights .safetensors, sidecar .json, optimizer .optim.safetensors) for any of the three paths."""
+    p = Path(path)
+    name = p.name
+    for suffix in (".optim.safetensors", ".safetensors", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    base = p.with_name(name)
+    return (base.with_name(name + ".safetensors"), base.with_name(name + ".json"),
+            base.with_name(name + ".optim.safetensors"))
+
+
+def read_sidecar(path: Path | str) -> dict:
+    """The JSON sidecar of a checkpoint (DtkError when missing or corrupt)."""
+    _, sidecar, _ = checkpoint_paths(path)
+    if not sidecar.exists():
+        raise DtkError(f"checkpoint sidecar not found: {sidecar} (a checkpoint is X.safetensors + X.json)")
+    try:
+        doc = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DtkError(f"corrupt checkpoint sidecar {sidecar}: {exc}") from None
+    if not isinstance(doc, dict) or "config" not in doc:
+        raise DtkError(f"{sidecar} is not a dtk checkpoint sidecar (no 'config')")
+    return doc
