@@ -15,6 +15,26 @@ from toolkit.errors import DtkError
 from toolkit.frames import DEFAULT_MAX_PIXELS
 from toolkit.report import console, dumps, err_console, write_json
 
+def _flags_without_type_label() -> None:
+    """Typer 0.2x's Rich help writes a `<bool>` type column for every flag (--overwrite, --help):
+    a flag takes no value, so it is shown bare, as Click does."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_dtk_flags_bare", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._dtk_flags_bare = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_type_label()
+
 app = typer.Typer(
     name="dtk",
     help="Batch inference and benchmarking toolkit for image deblurring (seed U-Net, 256x448 frames).",
