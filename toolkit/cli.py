@@ -15,6 +15,7 @@ from toolkit.errors import DtkError
 from toolkit.frames import DEFAULT_MAX_PIXELS
 from toolkit.report import console, dumps, err_console, write_json
 
+
 def _flags_without_type_label() -> None:
     """Typer 0.2x's Rich help writes a `<bool>` type column for every flag (--overwrite, --help):
     a flag takes no value, so it is shown bare, as Click does."""

@@ -92,7 +92,8 @@ def test_sidecar_that_is_not_an_object_is_a_clean_error(tmp_path, text):
         load_sidecar(engine)
 
 
-@pytest.mark.parametrize("profile", ['"big"', "[]", "null", '{"opt": 8}', '{"min": "x", "opt": 8, "max": 32}'])
+@pytest.mark.parametrize("profile", ['"big"', "[]", "null", '{"opt": 8}',
+                                     '{"min": "x", "opt": 8, "max": 32}'])
 def test_invalid_profile_refused_not_defaulted(tmp_path, profile):
     import json
 
