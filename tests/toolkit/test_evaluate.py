@@ -92,3 +92,44 @@ def test_plots_written(tmp_path, demo_dir):
     assert len(rows[0][1]) == 4  # sharp / blurred / model / best baseline
     assert example_strip(rows, tmp_path / "s.png").stat().st_size > 1000
     assert np.array_equal(list(rows[0][1].values())[1], list(rows[0][1].values())[2])  # identity model
+
+
+def _synthetic_result(kernels):
+    """Method 'a' passes k3 through (70 dB) but is worse on k7/k11; 'b' is the better deblurrer."""
+    from toolkit.evaluate import EvalResult, FrameScore
+
+    psnrs = {("k3", "blurred"): 45, ("k3", "a"): 70, ("k3", "b"): 44, ("k7", "blurred"): 28, ("k7", "a"): 29,
+             ("k7", "b"): 31, ("k11", "blurred"): 25, ("k11", "a"): 26, ("k11", "b"): 28}
+    scores = [FrameScore(f"s/{i}.png", "s", k, m, float(psnrs[(k, m)] + i), 0.9)
+              for i in range(2) for k in kernels for m in ("blurred", "a", "b")]
+    return EvalResult(root="r", kernels=list(kernels), methods=["blurred", "a", "b"], scores=scores)
+
+
+def test_summary_row_excludes_k3_and_says_what_it_averages():
+    from rich.console import Console
+
+    from toolkit.report import eval_table
+
+    result = _synthetic_result(["k3", "k7", "k11"])
+    rows = {(s.kernel, s.method): s for s in result.summaries()}
+    assert ("all", "a") not in rows
+    assert rows[("k7+k11", "a")].frames == 4 and rows[("k7+k11", "b")].frames == 4
+    # ranked by the kernels that blur: b is better (k3's pass-through would have put a first)
+    assert rows[("k7+k11", "b")].mean_psnr > rows[("k7+k11", "a")].mean_psnr
+    assert rows[("k7+k11", "a")].mean_psnr == pytest.approx((29 + 30 + 26 + 27) / 4)
+    assert rows[("k7+k11", "b")].gain_db == pytest.approx(3.0)
+    doc = result.to_json()
+    assert {r["kernel"] for r in doc["summary"]} == {"k3", "k7", "k11", "k7+k11"}
+    assert doc["summary_row"] == {"kernel": "k7+k11", "excludes": ["k3"]}
+    assert {r["kernel"].split("/")[-1] for r in doc["per_sequence"]} == {"k3", "k7", "k11", "k7+k11"}
+    console = Console(width=200, record=True)
+    console.print(eval_table(result))
+    text = console.export_text()
+    assert "k7+k11" in text and " all " not in text
+
+
+@pytest.mark.parametrize("kernels", [["k3"], ["k7"], ["k3", "k11"]])
+def test_no_summary_row_that_repeats_one_kernel(kernels):
+    result = _synthetic_result(kernels)
+    assert {s.kernel for s in result.summaries()} == set(kernels)
+    assert result.to_json()["summary_row"]["kernel"] is None
