@@ -133,3 +133,42 @@ def test_no_summary_row_that_repeats_one_kernel(kernels):
     result = _synthetic_result(kernels)
     assert {s.kernel for s in result.summaries()} == set(kernels)
     assert result.to_json()["summary_row"]["kernel"] is None
+
+
+def test_psnr_figure_has_one_panel_per_kernel_with_reference_lines():
+    from toolkit.evaluate import EvalResult, FrameScore
+    from toolkit.plots import psnr_figure, pyplot
+
+    psnrs = {"k3": (45, 70, 46), "k7": (28, 31, 30), "k11": (25, 28, 27)}
+    names = ("blurred", "model", "wiener")
+    scores = [FrameScore(f"s/{i}.png", "s", k, m, float(v + i), 0.9)
+              for i in range(3) for k, vals in psnrs.items() for m, v in zip(names, vals, strict=True)]
+    result = EvalResult(root="r", kernels=["k3", "k7", "k11"], methods=["blurred", "model", "wiener"],
+                        scores=scores)
+    fig = psnr_figure(result)
+    try:
+        axes = fig.get_axes()
+        assert [ax.get_title() for ax in axes] == ["k3", "k7", "k11"]
+        # own y-axis per kernel: k7's range is not stretched to k3's 70 dB
+        assert axes[1].get_ylim()[1] < 40 and axes[0].get_ylim()[1] > 60
+        for ax, (blurred, _, wiener) in zip(axes, psnrs.values(), strict=True):
+            lines = {line.get_label().split()[0]: line.get_ydata()[0] for line in ax.get_lines()
+                     if line.get_label().startswith(("blurred", "Wiener"))}
+            assert lines == pytest.approx({"blurred": blurred + 1, "Wiener": wiener + 1})
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["model"]
+    finally:
+        pyplot().close(fig)
+
+
+def test_detail_crop_finds_the_region_that_differs():
+    from toolkit.plots import detail_crop
+
+    rng = np.random.default_rng(0)
+    sharp = np.full((256, 448, 3), 128, np.uint8)
+    sharp[150:230, 300:380] = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)  # the only detail
+    blurred = sharp.copy()
+    blurred[150:230, 300:380] = 128
+    for other in (blurred, None):
+        y, x = detail_crop(sharp, other, 96)
+        assert y <= 150 and y + 96 >= 230 and x <= 300 and x + 96 >= 380
+    assert detail_crop(sharp[:50, :60], None, 96) == (0, 0)  # smaller than the crop: the whole image
