@@ -71,7 +71,8 @@ def load_frames(root: Path | str, frames: Sequence[int] | None = None,
         if chosen:
             out[name] = [resize_frame(read_frame(f.path), size) for f in chosen]
     if not out:
-        raise DtkError(f"no frames left in {root} after --frames {list(frames or [])}")
+        raise DtkError(f"no frames left in {root} after --frames {','.join(map(str, frames or []))}"
+                       if frames else f"no frames in {root}")
     return FrameSet(out)
 
 

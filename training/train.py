@@ -203,8 +203,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     main = rank == 0
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(config.out)  # made once data, model and resume state are checked: a refused run leaves none
 
     kernels = parse_kernels(config.kernels)
     frames = load_frames(config.data, config.frames)
@@ -246,6 +245,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
         "train_sequences": train_names, "val_sequences": val_names, "params": count_parameters(model),
         "train_config": asdict(config),
     }
+    out.mkdir(parents=True, exist_ok=True)
     if main:
         (out / "config.json").write_text(json.dumps(meta_base, indent=2) + "\n")
         log(f"model: width {config.width}, {meta_base['params']:,} params; train {len(train_set)} frames in "

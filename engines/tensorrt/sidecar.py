@@ -62,7 +62,12 @@ class BatchProfile:
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchProfile:
+        if not isinstance(obj, dict):
+            raise TypeError(f"'profile' must be an object with min/opt/max, got {obj!r}")
         keys = ("min", "opt", "max", "height", "width", "channels")
+        missing = [k for k in ("min", "opt", "max") if k not in obj]
+        if missing:
+            raise KeyError(f"'profile' lacks {', '.join(missing)}")
         return cls(**{k: int(obj[k]) for k in keys if k in obj})
 
 
@@ -90,8 +95,12 @@ class EngineSidecar:
 
     @classmethod
     def from_json(cls, obj: dict) -> EngineSidecar:
+        if not isinstance(obj, dict):
+            raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
+        if "profile" not in obj:
+            raise KeyError("no 'profile'")
         known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
-        known["profile"] = BatchProfile.from_json(obj.get("profile", {}))
+        known["profile"] = BatchProfile.from_json(obj["profile"])
         return cls(**known)
 
 

@@ -177,3 +177,20 @@ def test_16bit_rgb_png_follows_round_x_over_257(tmp_path, astronaut):
     rows = json.loads((tmp_path / "e.json").read_text())["summary"]
     (pred,) = [r for r in rows if r["method"] == "predictions" and r["kernel"] == "k7"]
     assert pred["identical"] == 1
+
+
+def test_summaries_are_text_not_dict_reprs():
+    """eval's model line, run's backend row and export's parity line: `key value, key value`."""
+    from toolkit.app.cli import parity_text
+    from toolkit.app.report import human_text
+
+    text = human_text({"backend": "onnxruntime", "providers": ["CPUExecutionProvider"], "io_binding": False,
+                       "threads": None, "trt_cache": "", "frames_per_worker": {"node:1": 5},
+                       "ratio": 0.123456})
+    assert text == ("backend onnxruntime, providers CPUExecutionProvider, io_binding off, "
+                    "frames_per_worker (node:1 5), ratio 0.1235")
+    parity = parity_text({"random_max_abs": 0.0, "real_max_abs": 1.5e-7, "real_k11_max_abs": 4.06e-3,
+                          "real_psnr_vs_fp32_db": 58.49})
+    assert parity == ("max abs diff random 0, real photo 1.5e-07, k11-blurred photo 0.00406; "
+                      "k11-blurred photo PSNR vs PyTorch 58.49 dB")
+    assert "{" not in text + parity and "'" not in text + parity

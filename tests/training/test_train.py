@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 import torch
 
 from toolkit.core.models.checkpoint import load_model
@@ -55,3 +56,25 @@ def test_tiny_training_lowers_loss(demo_dir, tmp_path):
                     log=lambda *_: None)
     assert resumed["steps"] == 32
     assert len(list(csv.DictReader((out / "history.csv").open()))) == 4
+
+
+@pytest.mark.parametrize("content", ["empty", "no-images"])
+def test_train_on_frameless_folder_exits_2_and_creates_nothing(tmp_path, monkeypatch, content):
+    """`dtk train EMPTY -o runs/t`: a clear error, exit 2, and no run folder (nor runs/) left behind."""
+    from typer.testing import CliRunner
+
+    from toolkit.app.cli import app
+
+    data = tmp_path / "EMPTY"
+    (data / "seq").mkdir(parents=True)
+    if content == "no-images":
+        (data / "seq" / "notes.txt").write_text("not a frame")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    res = CliRunner().invoke(app, ["train", "EMPTY", "-o", "runs/t", "--width", "8", "--epochs", "1",
+                                   "--steps", "1"])
+    out = res.output + (res.stderr if res.stderr_bytes is not None else "")
+    assert res.exit_code == 2, out
+    assert "Traceback" not in out and "no frames in EMPTY" in " ".join(out.split())
+    assert not (tmp_path / "runs").exists()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

@@ -24,7 +24,7 @@ from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
-from toolkit.app.report import eval_table, key_value_table
+from toolkit.app.report import eval_table, human_text, key_value_table
 from toolkit.app.run import run_job
 from toolkit.core.baselines import BASELINES
 from toolkit.core.console import console, dumps, err_console, write_json
@@ -37,6 +37,27 @@ from toolkit.core.modelfiles import checkpoint_paths, default_model_path, resolv
 from toolkit.core.progress import make_progress, resume_aware
 from training.data import write_training_photos
 from training.photoset import write_sources
+
+
+def _flags_without_type_label() -> None:
+    """Typer 0.2x's Rich help writes a `<bool>` type column for every flag (--overwrite, --help):
+    a flag takes no value, so it is shown bare, as Click does."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_dtk_flags_bare", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._dtk_flags_bare = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_type_label()
 
 app = typer.Typer(
     name="dtk",
@@ -215,7 +236,7 @@ def eval_cmd(
             runner.close()
     if str(json_out) != "-":
         if runner is not None:
-            err_console.print(f"model: {escape(str(runner.describe()))}")
+            err_console.print(f"model: {escape(human_text(runner.describe()))}")
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
@@ -346,8 +367,22 @@ def export_cmd(
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
                                fp16_io=fp16_io)
-    console.print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); parity vs PyTorch: "
-                  + ", ".join(f"{k} {v:.3g}" for k, v in result["parity"].items()))
+    console.print(escape(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); "
+                         f"parity vs PyTorch: {parity_text(result['parity'])}"))
+
+
+def parity_text(parity: dict) -> str:
+    """export's parity check for people: 'max abs diff random 1.2e-06, real ..., k11-blurred real ...;
+    k11-blurred real PSNR vs PyTorch 58.5 dB'."""
+    names = {"random": "random", "real": "real photo", "real_k11": "k11-blurred photo"}
+    diffs = [f"{names.get(k[:-len('_max_abs')], k[:-len('_max_abs')])} {v:.3g}" for k, v in parity.items()
+             if k.endswith("_max_abs")]
+    text = "max abs diff " + ", ".join(diffs)
+    if "real_psnr_vs_fp32_db" in parity:
+        from toolkit.core.metrics import format_db
+
+        text += f"; k11-blurred photo PSNR vs PyTorch {format_db(parity['real_psnr_vs_fp32_db'])} dB"
+    return text
 
 
 @app.command("run")
@@ -436,7 +471,7 @@ def run_cmd(
         shares = summary.shares()
         ratio = summary.to_json()["end_to_end_vs_compute"]
         rows = {
-            "backend": ", ".join(f"{k}={v}" for k, v in summary.backend.items() if v not in (None, "")),
+            "backend": human_text(summary.backend),
             "frames": f"{summary.frames_total} found: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",

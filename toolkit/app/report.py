@@ -11,6 +11,27 @@ from rich.table import Table
 from toolkit.core.metrics import format_db
 
 
+def human_text(value: Any) -> str:
+    """A value for people, never a Python repr: a dict is `key value, key value` (None and empty
+    values left out, booleans on/off), a nested dict `key (k v, ...)`, a list `a + b`, a float 4
+    significant digits."""
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if v is None or v == "" or v == [] or v == {}:
+                continue
+            text = human_text(v)
+            parts.append(f"{k} ({text})" if isinstance(v, dict) else f"{k} {text}")
+        return ", ".join(parts)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " + ".join(human_text(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("item", style="bold")

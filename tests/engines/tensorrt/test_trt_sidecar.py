@@ -82,3 +82,27 @@ def test_incompatible_engine_refused_with_rebuild_command(tmp_path, trt_version,
     msg = str(err.value)
     assert needle in msg
     assert "dtk build-engine dtk-unet-fp16.onnx -o" in msg and "--overwrite" in msg
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "3", '"x"'])
+def test_sidecar_that_is_not_an_object_is_a_clean_error(tmp_path, text):
+    engine = tmp_path / "m.engine"
+    sidecar_path(engine).write_text(text)
+    with pytest.raises(DtkError, match="unreadable engine sidecar.*dtk build-engine"):
+        load_sidecar(engine)
+
+
+@pytest.mark.parametrize("profile", ['"big"', "[]", "null", '{"opt": 8}',
+                                     '{"min": "x", "opt": 8, "max": 32}'])
+def test_invalid_profile_refused_not_defaulted(tmp_path, profile):
+    import json
+
+    engine = tmp_path / "m.engine"
+    obj = make_sidecar().to_json()
+    sidecar_path(engine).write_text(json.dumps(obj).replace(json.dumps(obj["profile"]), profile))
+    with pytest.raises(DtkError, match="unreadable engine sidecar"):
+        load_sidecar(engine)
+    obj.pop("profile")
+    sidecar_path(engine).write_text(json.dumps(obj))
+    with pytest.raises(DtkError, match="profile"):
+        load_sidecar(engine)

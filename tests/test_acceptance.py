@@ -1,0 +1,235 @@
+"""Acceptance: every dtk command on the shipped model and the demo frames, through the real CLI.
+
+Each test runs a command as a user would (typer's CliRunner on `toolkit.app.cli:app`, or a
+subprocess for `python -m ...`) with the shipped model (`toolkit/assets/dtk-unet.*`, no --model
+option or `--model default`) on a demo tree made by `dtk data demo`, and checks both what it
+printed and what it wrote. Sizes are the smallest that still exercise the real path (1 frame per
+sequence, batch 1, one timed call, a few training steps) so the whole file stays well under a
+minute or two on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from toolkit.app.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "toolkit" / "assets" / "dtk-unet.safetensors"
+runner = CliRunner()
+
+
+def dtk(*args, cwd: Path | None = None):
+    """Run `dtk ARGS` in-process; returns (result, stdout+stderr with Rich's wrapping undone)."""
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        res = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    finally:
+        os.chdir(old)
+    text = res.output + (res.stderr if res.stderr_bytes is not None else "")
+    return res, " ".join(text.replace("│", " ").split())
+
+
+def no_dict_repr(text: str) -> None:
+    assert "{'" not in text and "': " not in text, text
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """`dtk data demo DIR --frames 1`: 5 real-photo sequences of one 256x448 frame each."""
+    root = tmp_path_factory.mktemp("acceptance") / "demo"
+    res, out = dtk("data", "demo", root, "--frames", "1")
+    assert res.exit_code == 0, out
+    assert "demo frames: 5 in" in out and "astronaut" in out
+    pngs = sorted(root.rglob("*.png"))
+    assert len(pngs) == 5 and len({p.parent for p in pngs}) == 5
+    assert all(Image.open(p).size == (448, 256) for p in pngs)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_run(demo, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("run") / "out"
+    res, out = dtk("run", demo, "-o", out_dir, "--batch", "2", "--json", out_dir.parent / "run.json")
+    return res, out, out_dir
+
+
+def test_doctor(tmp_path):
+    res, out = dtk("doctor", "--json", tmp_path / "doctor.json")
+    assert res.exit_code == 0, out
+    for row in ("dtk doctor", "Python", "torch", "ONNX Runtime", "TensorRT", "default `dtk run` backend"):
+        assert row in out
+    info = json.loads((tmp_path / "doctor.json").read_text())
+    assert info["default_backend"] in ("tensorrt", "onnxruntime", "torch")
+    assert info["onnxruntime"]  # the cpu extra is what CI installs
+
+
+def test_run_local_writes_every_frame_with_a_manifest(demo, local_run):
+    res, out, out_dir = local_run
+    assert res.exit_code == 0, out
+    assert "5 found: 5 written, 0 already done, 0 failed" in out
+    assert "backend: onnxruntime" in out or "backend: torch" in out
+    assert "dtk-unet" in out  # the shipped model
+    no_dict_repr(out)
+    inputs = sorted(p.relative_to(demo) for p in demo.rglob("*.png"))
+    outputs = sorted(p.relative_to(out_dir) for p in out_dir.rglob("*.png"))
+    assert outputs == inputs
+    for rel in outputs:
+        got = np.asarray(Image.open(out_dir / rel))
+        assert got.shape == (256, 448, 3) and got.dtype == np.uint8 and got.std() > 10
+    settings = json.loads((out_dir / ".dtk-run.json").read_text())["settings"]
+    assert Path(settings["model"]).stem == "dtk-unet" and len(settings["model_sha256"]) == 64
+    assert settings["backend"] in ("onnxruntime", "torch") and settings["precision"] == "fp32"
+    summary = json.loads((out_dir.parent / "run.json").read_text())
+    assert summary["written"] == 5 and summary["failed"] == 0
+    # the same command again: nothing to do, exit 0
+    res, out = dtk("run", demo, "-o", out_dir, "--batch", "2")
+    assert res.exit_code == 0, out
+    assert "nothing to do" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="the ray extra is not installed (pip install .[ray])")
+def test_run_on_ray_matches_local(demo, local_run, tmp_path):
+    """`python -m toolkit.app.cli run --executor ray` in its own process (a local Ray starts and ends)."""
+    _, _, local_out = local_run
+    out_dir = tmp_path / "ray"
+    proc = subprocess.run([sys.executable, "-m", "toolkit.app.cli", "run", str(demo), "-o", str(out_dir),
+                           "--executor", "ray", "--workers", "1", "--batch", "2"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)})
+    out = " ".join((proc.stdout + proc.stderr).replace("│", " ").split())
+    assert proc.returncode == 0, out
+    assert "5 found: 5 written" in out and "executor ray" in out
+    no_dict_repr(proc.stdout)
+    for png in sorted(local_out.rglob("*.png")):
+        rel = png.relative_to(local_out)
+        assert np.array_equal(np.asarray(Image.open(out_dir / rel)), np.asarray(Image.open(png))), rel
+
+
+def test_eval_shipped_model(demo, tmp_path):
+    res, out = dtk("eval", demo, "--model", "default", "--no-ssim", "--json", tmp_path / "e.json",
+                   "--plot", tmp_path / "psnr.png")
+    assert res.exit_code == 0, out
+    assert "model: backend " in out and "dtk-unet" in out
+    no_dict_repr(out)
+    assert "k7+k11" in out  # the summary row says what it averages
+    report = json.loads((tmp_path / "e.json").read_text())
+    rows = {(r["kernel"], r["method"]): r for r in report["summary"]}
+    for kernel in ("k7", "k11", "k7+k11"):
+        assert rows[(kernel, "model")]["frames"] == 5 * (2 if "+" in kernel else 1)
+        assert rows[(kernel, "model")]["gain_db"] > 2  # the shipped model deblurs real photos
+    assert report["model"]["backend"] in ("onnxruntime", "torch")
+    assert (tmp_path / "psnr.png").stat().st_size > 1000
+    assert (tmp_path / "psnr-examples.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("bench") / "a.json"
+    res, out = dtk("bench", "--batch", "1", "--iterations", "1", "--warmup", "0", "--json", path)
+    assert res.exit_code == 0, out
+    return path, out
+
+
+def test_bench_defaults_on_the_shipped_model(bench_json):
+    """`dtk bench` with its default model and backends (batch, time cut to the minimum)."""
+    path, out = bench_json
+    assert "dtk bench — shipped" in out and "onnxruntime/cpu-fp32" in out and "torch/eager" in out
+    report = json.loads(path.read_text())
+    assert {r["backend"] for r in report["rows"]} == {"onnxruntime", "torch"}
+    assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 5 for r in report["rows"])
+
+
+def test_bench_compare(bench_json, tmp_path):
+    path, _ = bench_json
+    res, out = dtk("bench", "compare", path, path, "--json", tmp_path / "c.json")
+    assert res.exit_code == 0, out
+    assert "onnxruntime" in out and "1.00" in out
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert len(result["ratios"]) == 3  # onnxruntime cpu-fp32, torch eager and channels_last at batch 1
+    assert all(r["throughput_ratio"] == 1.0 and r["p99_ratio"] == 1.0 for r in result["ratios"])
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_export_shipped_checkpoint(tmp_path, fp16):
+    import onnxruntime as ort
+
+    target = tmp_path / ("m16.onnx" if fp16 else "m.onnx")
+    res, out = dtk("export", SHIPPED, "-o", target, *(["--fp16"] if fp16 else []))
+    assert res.exit_code == 0, out
+    assert f"wrote {target}" in out
+    assert "parity vs PyTorch: max abs diff random" in out and "PSNR vs PyTorch" in out
+    no_dict_repr(out)
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.shape[1:] == [3, 256, 448] and inp.type == "tensor(float)"  # fp32 I/O also for --fp16
+    ref_size = (ROOT / "toolkit" / "assets" / "dtk-unet.onnx").stat().st_size
+    assert target.stat().st_size < 0.6 * ref_size if fp16 else target.stat().st_size > 0.9 * ref_size
+
+
+def test_quantize_refuses_the_shipped_model_cleanly(demo, tmp_path):
+    """INT8 loses too much on the shipped model's Wiener bank: a clear refusal, exit 2, nothing written."""
+    target = tmp_path / "q.onnx"
+    res, out = dtk("quantize", "--calib", demo, "-o", target, "--calib-frames", "1", "--guard-frames", "1",
+                   "--max-float-layers", "0")
+    assert res.exit_code == 2, out
+    assert "Traceback" not in out
+    assert f"error: refusing to write {target}: INT8 loses more than 0.1 dB PSNR" in out
+    assert "--max-drop" in out  # says what to try
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_build_engine_without_tensorrt(tmp_path):
+    res, out = dtk("build-engine", ROOT / "toolkit" / "assets" / "dtk-unet.onnx", "-o", tmp_path / "e.plan")
+    assert res.exit_code == 2, out
+    assert "Traceback" not in out
+    assert "TensorRT not installed: pip install .[gpu]" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_a_few_steps(demo, tmp_path):
+    res, out = dtk("train", demo, "-o", "runs/t", "--width", "8", "--tail-convs", "1", "--epochs", "1",
+                   "--steps", "2", "--crop", "64", "--batch", "2", "--threads", "1", cwd=tmp_path)
+    assert res.exit_code == 0, out
+    assert "done: 2 steps" in out and "best checkpoint runs/t/best.safetensors" in out
+    run = tmp_path / "runs" / "t"
+    for name in ("best.safetensors", "best.json", "last.safetensors", "history.csv", "curves.png",
+                 "result.json", "config.json"):
+        assert (run / name).is_file(), name
+    result = json.loads((run / "result.json").read_text())
+    assert result["steps"] == 2
+    from toolkit.core.models.checkpoint import load_model
+
+    assert load_model(run / "best.safetensors").config.width == 8
+
+
+def test_gpu_check_without_a_gpu(tmp_path):
+    """`python -m bench.gpu_check --no-tests` on a CPU machine: says there is no GPU, exit 0."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the check would benchmark it (run it by hand)")
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--no-tests", "--out",
+                           str(tmp_path / "gc")], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.startswith("GPU: none;")
+    assert "missing cuda: no CUDA device visible to torch" in proc.stdout
+    summary = json.loads((tmp_path / "gc" / "summary.json").read_text())
+    assert summary["bench"] == {"skipped": summary["missing"]["cuda"]}
+    assert "tests" not in summary  # --no-tests
