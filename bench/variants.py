@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchTarget
-from engines.spec import MAX_BATCH, RunnerSpec
+from engines.options import MAX_BATCH
+from engines.spec import RunnerSpec
 from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from toolkit.core.lazy import INSTALL_HINTS, module_version

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Runner
-from engines.spec import check_threads
+from engines.options import check_threads
 from toolkit.core.errors import DtkError
 from toolkit.core.lazy import optional_import
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 import toolkit.core.modelfiles as models
-from engines.spec import RunnerSpec, check_threads, max_threads
+from engines.options import check_threads, max_threads
+from engines.spec import RunnerSpec
 from toolkit.core.errors import DtkError
 
 CPU_INFO = {"cuda_available": False, "torch": "2", "onnxruntime": "1", "tensorrt": None}

@@ -17,8 +17,9 @@ from bench.report import bench_table, load_report, write_csv, write_plot
 from bench.suite import BenchRequest, run_bench
 from bench.variants import parse_batches
 from engines.machine import collect
+from engines.options import check_batch, check_threads
 from engines.quantize import quantize_model
-from engines.spec import RunnerSpec, check_batch, check_threads
+from engines.spec import RunnerSpec
 from engines.tensorrt.build import build_engine
 from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev

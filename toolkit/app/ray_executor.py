@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.spec import SUPPORTED_OPTIONS, RunnerSpec, check_batch
+from engines.options import check_batch
+from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
