@@ -46,7 +46,6 @@ def pipeline_benchmark(frames_dir: Path | str | None = None, *, repeats: int = 3
     """Frames/s of each pipeline kind for each blur; a JSON-ready dict with one row per pair."""
     with tempfile.TemporaryDirectory(prefix="dtk-bench-pipeline-") as tmp:
         if frames_dir is None:
-
             write_demo(tmp, frames_per_sequence=demo_frames_per_sequence)
             frames_dir = tmp
         frames = discover_frames(frames_dir)

@@ -67,7 +67,6 @@ def model_sources(req: BenchRequest) -> list[ModelSource]:
 
 def measure_ceilings(req: BenchRequest, gpu: bool,
                      progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-
     out: list[dict[str, Any]] = []
     if req.ceiling_gflops:
         out.append({"device": "cpu", "dtype": "float32", "best_gflops": req.ceiling_gflops, "given": True})

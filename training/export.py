@@ -167,8 +167,19 @@ def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str
             "psnr_drop_max_db": float(np.max(drops))}
 
 
-def export_checkpoint(checkpoint: Path | str, output: Path | str, **kwargs) -> dict:
-    """Load a checkpoint, export it (metadata from its sidecar) and return path, size and parity."""
+def export_checkpoint(checkpoint: Path | str, output: Path | str, *, overwrite: bool = False,
+                      **kwargs) -> dict:
+    """Load a checkpoint, export it (metadata from its sidecar) and return path, size and parity.
+
+    DtkError before anything loads when the checkpoint is incomplete, or OUTPUT exists and not `overwrite`."""
+    weights, sidecar, _ = checkpoint_paths(checkpoint)
+    for needed in (weights, sidecar):
+        if not needed.is_file():
+            raise DtkError(f"checkpoint file {needed} not found (a checkpoint is X.safetensors with its "
+                           "X.json beside it)")
+    output = Path(output)
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
@@ -190,7 +201,8 @@ def ship_assets(checkpoint: Path | str, assets: Path | str | None = None, fp16: 
     weights, sidecar, _ = checkpoint_paths(checkpoint)
     shutil.copyfile(weights, dest / "dtk-unet.safetensors")
     shutil.copyfile(sidecar, dest / "dtk-unet.json")
-    export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet.onnx")
+    export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet.onnx", overwrite=True)
     if fp16:
-        export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet-fp16.onnx", fp16=True)
+        export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet-fp16.onnx", fp16=True,
+                          overwrite=True)
     return {p.name: p.stat().st_size for p in sorted(dest.glob("dtk-unet*"))}

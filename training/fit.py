@@ -132,7 +132,6 @@ def fit(config: FitConfig, *, log=print) -> dict:
     model_cfg = ModelConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
     model = create_model(model_cfg)
     if config.init:
-
         start = load_model(config.init)
         if start.config != model_cfg:
             raise DtkError(f"--init {config.init} is a {start.config}, not a {model_cfg}")

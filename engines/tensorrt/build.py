@@ -168,7 +168,6 @@ def build_engine(
 
     trt = optional_import("tensorrt")
     if gpu is None:
-
         gpu = _sidecar.cuda_gpu_facts()
     plan = plan_precision(trt.__version__, graph, precision)
     started = time.perf_counter()

@@ -27,14 +27,13 @@ from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table
 from toolkit.app.run import run_job
-from toolkit.core.baselines import BASELINES
 from toolkit.core.console import console, dumps, err_console, write_json
 from toolkit.core.demo import DEMO_PHOTOS, write_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
-from toolkit.core.modelfiles import checkpoint_paths, default_model_path, resolve_model
+from toolkit.core.modelfiles import default_model_path, resolve_model
 from toolkit.core.progress import make_progress, resume_aware
 from training.data import write_training_photos
 from training.photoset import write_sources
@@ -207,16 +206,11 @@ def eval_cmd(
     if predictions is not None:
         methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
     elif model is not None or engine is not None:
-
         spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
                 else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
         methods["model"] = ev.runner_method(runner)
-    names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
-    for name in names:
-        if name not in BASELINES:
-            raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")
-        methods[name] = ev.baseline_method(BASELINES[name])
+    methods.update(ev.baseline_methods(baselines))
     total = len(discover_frames(sharp_dir))
     try:
         with make_progress(transient=True) as bar:
@@ -226,7 +220,6 @@ def eval_cmd(
                                       max_pixels=max_pixels)
         primary = next((m for m in ("model", "predictions") if m in methods), None)
         if plot is not None:
-
             psnr_boxplot(result, plot)
             strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
             if primary:
@@ -272,7 +265,6 @@ def data_photos(
     side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
     """
     if frames:
-
         records = write_training_photos(out_dir, wallpapers)
         for r in records:
             console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
@@ -357,17 +349,10 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
-    weights, sidecar, _ = checkpoint_paths(checkpoint)
-    for needed in (weights, sidecar):
-        if not needed.is_file():
-            raise DtkError(f"checkpoint file {needed} not found (a checkpoint is X.safetensors with its "
-                           "X.json beside it)")
-    if (output.exists() or output.is_symlink()) and not overwrite:
-        raise DtkError(f"{output} already exists: pass --overwrite to replace it, or choose another -o")
     from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
-                               fp16_io=fp16_io)
+                               fp16_io=fp16_io, overwrite=overwrite)
     console.print(escape(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); "
                          f"parity vs PyTorch: {parity_text(result['parity'])}"))
 
@@ -448,7 +433,6 @@ def run_cmd(
                max_pixels=max_pixels)
     total = len(discover_frames(input_dir))
     if executor == "ray":
-
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
             summary = run_frames_ray(input_dir, output, spec, workers=workers,
                                      gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
@@ -576,7 +560,6 @@ def bench(
             err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
         pipe = report["extra"].get("pipeline")
         if pipe and pipe.get("rows"):
-
             console.print(render_table(pipe))
         elif pipe:
             err_console.print(f"[yellow]pipeline benchmark skipped:[/] {escape(str(pipe.get('skipped')))}")

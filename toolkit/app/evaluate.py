@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
+from toolkit.core.baselines import BASELINES
 from toolkit.core.convert import from_nchw, to_nchw
-from toolkit.core.errors import DtkError
+from toolkit.core.errors import DtkError, FrameSkipped
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
@@ -41,13 +42,8 @@ Method = Callable[[Frame, list[np.ndarray], list[BlurKernel]], list[np.ndarray]]
 SUMMARY_EXCLUDED = frozenset({"k3"})
 
 
-class FrameNotScored(DtkError):
+class FrameNotScored(FrameSkipped):
     """A method cannot score this frame (e.g. a prediction of another size): the frame is skipped."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -222,6 +218,15 @@ def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Metho
         return [fn(b, k) for b, k in zip(blurred, kernels, strict=True)]
 
     return method
+
+
+def baseline_methods(names: str) -> dict[str, Method]:
+    """--baselines 'prior,wiener' (or 'none' / ''): each known-kernel baseline as a Method."""
+    chosen = [] if names.strip() in ("", "none") else [b.strip() for b in names.split(",")]
+    for name in chosen:
+        if name not in BASELINES:
+            raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")
+    return {name: baseline_method(BASELINES[name]) for name in chosen}
 
 
 def runner_method(runner) -> Method:

@@ -9,3 +9,15 @@ class DtkError(Exception):
     """
 
     exit_code = 2
+
+
+class FrameSkipped(DtkError):
+    """One frame that a command cannot use (unreadable, or not scorable): skipped and listed with
+    `reason`, or raised with --strict."""
+
+    prefix = ""  # what the message says before the path
+
+    def __init__(self, path: object, reason: str):
+        super().__init__(f"{self.prefix}{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

@@ -21,7 +21,7 @@ import numpy as np
 
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
-from toolkit.core.errors import DtkError
+from toolkit.core.errors import DtkError, FrameSkipped
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 # Frames over this many pixels are unreadable frames (--max-pixels): 12x an 8K UHD frame (33 Mpx),
@@ -29,13 +29,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", 
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-class FrameReadError(DtkError):
-    """A frame file that cannot be decoded (missing, truncated, not an image)."""
+class FrameReadError(FrameSkipped):
+    """A frame file that cannot be decoded (missing, truncated, not an image, over the pixel limit)."""
 
-    def __init__(self, path: Path | str, reason: str):
-        super().__init__(f"cannot read frame {path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+    prefix = "cannot read frame "
 
 
 @dataclass(frozen=True)
