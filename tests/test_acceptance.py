@@ -23,6 +23,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.app.cli import app
+from toolkit.core.lazy import module_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "toolkit" / "assets" / "dtk-unet.safetensors"
@@ -192,7 +193,7 @@ def test_quantize_refuses_the_shipped_model_cleanly(demo, tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(module_version("tensorrt") is not None, reason="TensorRT is installed here")
 def test_build_engine_without_tensorrt(tmp_path):
     res, out = dtk("build-engine", ROOT / "toolkit" / "assets" / "dtk-unet.onnx", "-o", tmp_path / "e.plan")
     assert res.exit_code == 2, out
