@@ -73,7 +73,8 @@ class RunnerSpec:
             flags = ", ".join("--no-cuda-graphs" if n == "cuda_graphs" and self.cuda_graphs is False
                               else _FLAGS[n] for n in ignored)
             takers = sorted({b for n in ignored for b, opts in SUPPORTED_OPTIONS.items() if n in opts})
-            raise DtkError(f"{flags} do(es) not apply to the {self.backend} backend, which would ignore "
+            verb = "do" if len(ignored) > 1 else "does"
+            raise DtkError(f"{flags} {verb} not apply to the {self.backend} backend, which would ignore "
                            f"{'them' if len(ignored) > 1 else 'it'}: add --backend {' or '.join(takers)}, "
                            f"or leave {flags} out")
 
