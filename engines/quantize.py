@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.onnxruntime import cpu_session
+from engines.base import Runner
+from engines.spec import RunnerSpec
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.convert import nchw_to_nhwc_uint8
 from toolkit.core.errors import DtkError
@@ -176,9 +177,13 @@ class _CalibrationReader:
         self.i = 0
 
 
-def _run(session, x: np.ndarray, batch: int = 4) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+def _guard_runner(model: Path, threads: int | None) -> Runner:
+    """The guard's runner: ONNX Runtime on the CPU, as `dtk run --backend onnxruntime` opens it."""
+    return RunnerSpec("onnxruntime", Path(model), device="cpu", threads=threads).open()
+
+
+def _run(runner: Runner, x: np.ndarray, batch: int = 4) -> np.ndarray:
+    return np.concatenate([runner.infer(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 @dataclass
@@ -190,10 +195,10 @@ class GuardSet:
     fp32: dict[str, np.ndarray]
 
     def measure(self, int8_path: Path, threads: int | None = None) -> list[KernelGuard]:
-        session = cpu_session(int8_path, threads)
         result = []
-        for k, x in self.inputs.items():
-            out = nchw_to_nhwc_uint8(_run(session, x))
+        with _guard_runner(int8_path, threads) as runner:
+            outputs = {k: nchw_to_nhwc_uint8(_run(runner, x)) for k, x in self.inputs.items()}
+        for k, out in outputs.items():
             fp = self.fp32[k]
             f = [psnr_capped(o, s) for o, s in zip(fp, self.sharp, strict=True)]
             q = [psnr_capped(o, s) for o, s in zip(out, self.sharp, strict=True)]
@@ -323,12 +328,11 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
     samples = np.concatenate([load_inputs(split.calibration, size, k) for k in KERNEL_NAMES])
     digest = calibration_hash(samples, names)
 
-    fp32 = cpu_session(model_onnx, threads)
     guard_inputs = {k: load_inputs(split.guard, size, k) for k in KERNEL_NAMES}
     sharp = nchw_to_nhwc_uint8(load_inputs(split.guard, size, None))
-    guard_set = GuardSet(guard_inputs, sharp,
-                         {k: nchw_to_nhwc_uint8(_run(fp32, x)) for k, x in guard_inputs.items()})
-    del fp32
+    with _guard_runner(model_onnx, threads) as fp32:
+        guard_set = GuardSet(guard_inputs, sharp,
+                             {k: nchw_to_nhwc_uint8(_run(fp32, x)) for k, x in guard_inputs.items()})
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
