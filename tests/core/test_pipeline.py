@@ -195,3 +195,31 @@ def test_pipeline_benchmark_measures_each_pair(demo_dir):
     assert pairs == [(k, b) for b in ("none", "k7") for k in kinds]
     assert all(r["frames"] == 10 and r["best_fps"] > 0 for r in result["rows"])
     assert render_table(result).row_count == len(result["rows"])
+
+
+def test_torch_pipeline_blurs_like_the_fallback(demo_dir):
+    """The no-DALI GPU pipeline (run here on the CPU device): same frames, blur within 1 LSB."""
+    import torch
+
+    from toolkit.core.pipeline.torch_gpu import torch_batches
+
+    frames = discover_frames(demo_dir)[:5]
+    config = PipelineConfig(batch_size=2, blur="k11")
+    ref = list(open_pipeline(frames, config, kind="fallback"))
+    got = list(torch_batches(frames, config, device="cpu"))
+    assert [len(b) for b in got] == [len(b) for b in ref] == [2, 2, 1]
+    for r, g in zip(ref, got, strict=True):
+        assert torch.is_tensor(g.images) and g.sizes == r.sizes
+        diff = np.abs(g.images.numpy() * 255 - r.images * 255)
+        assert diff.max() <= 1.0 + 1e-3 and diff.mean() < 0.05
+    assert list(open_pipeline(frames, config, kind="torch"))[0].images.device.type == "cpu"
+
+
+@pytest.mark.gpu
+def test_auto_on_a_gpu_without_dali_blurs_on_the_gpu(demo_dir, monkeypatch):
+    import toolkit.core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_dali_available", lambda: False)
+    batch = next(iter(open_pipeline(discover_frames(demo_dir)[:2], PipelineConfig(batch_size=2, blur="k7"),
+                                    device="gpu")))
+    assert batch.images.is_cuda and tuple(batch.images.shape) == (2, 3, 256, 448)

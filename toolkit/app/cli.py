@@ -400,7 +400,9 @@ def run_cmd(
         "--cuda-graphs/--no-cuda-graphs", help="Capture a CUDA graph per batch size (torch on CUDA; "
                                                "default: on unless --compile).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
-    pipeline: Annotated[str, typer.Option(help="Frame pipeline: auto|dali|fallback.")] = "auto",
+    pipeline: Annotated[str, typer.Option(
+        help="Frame pipeline: auto|dali|fallback|torch (auto: DALI on a GPU when installed, else the "
+             "torch GPU blur when CUDA is there, else the CPU fallback).")] = "auto",
     executor: Annotated[str, typer.Option(
         help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
     ray_address: Annotated[str | None, typer.Option(

@@ -9,7 +9,7 @@ from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, Frame
 
-PIPELINES = ("auto", "dali", "fallback")
+PIPELINES = ("auto", "dali", "fallback", "torch")
 
 
 @dataclass(frozen=True)
