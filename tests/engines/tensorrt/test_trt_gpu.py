@@ -66,3 +66,22 @@ def test_cuda_graphs_on_off_equal_and_chunking(engine, photo_batch):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(b, b2)
     np.testing.assert_array_equal(b, c)
+
+
+def test_polygraphy_trt_runner_and_dtk_runner_agree(engine, photo_batch):
+    """Polygraphy's TrtRunner (NVIDIA's reference runner, host arrays in and out) and dtk's runner
+    (torch-owned device buffers, CUDA-graph replay) on the same engine and batch: equal outputs."""
+    pytest.importorskip("polygraphy")
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes
+    from polygraphy.backend.trt import TrtRunner as PolygraphyTrtRunner
+
+    from engines.tensorrt.runtime import TrtRunner
+
+    batch = np.ascontiguousarray(photo_batch[:4])
+    with PolygraphyTrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as reference:
+        ref = np.asarray(reference.infer({"input": batch})["output"], dtype=np.float32)
+    for graphs in (False, True):
+        with TrtRunner(engine, cuda_graphs=graphs) as runner:
+            out = runner.infer(batch)
+        np.testing.assert_array_equal(out, ref, err_msg=f"cuda_graphs={graphs}")
