@@ -193,6 +193,32 @@ def test_quantize_refuses_the_shipped_model_cleanly(demo, tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_compare_torch_vs_onnxruntime_fp32_fp16_int8(demo, tmp_path):
+    """`dtk compare` on the shipped model and demo frames: the fp32 ONNX matches torch to float
+    rounding, the fp16 graph to ~1e-3, a (loosely guarded) INT8 Q/DQ model fails --atol: exit 1."""
+    int8 = tmp_path / "int8.onnx"
+    res, out = dtk("quantize", "--calib", demo, "-o", int8, "--calib-frames", "2", "--guard-frames", "1",
+                   "--max-drop", "60")
+    assert res.exit_code == 0, out
+    fp16 = ROOT / "toolkit" / "assets" / "dtk-unet-fp16.onnx"
+    report = tmp_path / "compare.json"
+    res, out = dtk("compare", "torch", "onnxruntime", f"onnxruntime:{fp16}", f"onnxruntime:{int8}",
+                   "--frames", demo, "--max-frames", "2", "--atol", "1e-2", "--json", report)
+    assert res.exit_code == 1, out
+    assert "Traceback" not in out and "dtk compare: 2 frames x k7, k11, reference torch" in out
+    assert "outside the tolerance: onnxruntime:int8.onnx (k7)" in out
+    doc = json.loads(report.read_text())
+    rows = {(p["other"], p["kernel"]): p for p in doc["pairs"]}
+    assert len(rows) == 9 and doc["passed"] is False and doc["check"] == {"stat": "max", "atol": 0.01,
+                                                                          "rtol": 0.0}
+    fp32, half, q8 = (rows[(r, "all")] for r in ("onnxruntime", "onnxruntime:dtk-unet-fp16.onnx",
+                                                  "onnxruntime:int8.onnx"))
+    assert fp32["max_abs"] < 1e-5 and fp32["psnr_db"] > 120 and fp32["passed"]
+    assert 1e-5 < half["max_abs"] < 1e-2 and 50 < half["psnr_db"] < 80 and half["passed"]
+    assert q8["max_abs"] > 1e-2 and not q8["passed"]
+    assert fp32["median_abs"] <= fp32["quantile_abs"] <= fp32["max_abs"]
+
+
 @pytest.mark.skipif(module_version("tensorrt") is not None, reason="TensorRT is installed here")
 def test_build_engine_without_tensorrt(tmp_path):
     res, out = dtk("build-engine", ROOT / "toolkit" / "assets" / "dtk-unet.onnx", "-o", tmp_path / "e.plan")

@@ -15,6 +15,13 @@ https://docs.nvidia.com/deeplearning/tensorrt/latest/performance/best-practices.
 the runner does that warm-up run. Batches above the profile's max are split into chunks;
 a remainder below its min is zero-padded.
 
+Why dtk keeps its own runner next to Polygraphy's `TrtRunner` (issue 22): Polygraphy's runner
+is NVIDIA's reference for checking an engine (`dtk compare`, the `gpu` test that requires both to
+give equal outputs), but it takes and returns host arrays per call and allocates its own device
+buffers. A batch-inference tool needs what it does not offer: torch-owned device buffers that
+take DALI / GPU-blur output with no host copy between the pipeline and the engine, and replay of
+a CUDA graph captured per batch size over fixed tensor addresses.
+
 Device memory goes through a small `Device` object (`TorchCudaDevice` in production), so
 tests can swap in a CPU one; the call protocol into TensorRT is the same either way.
 """

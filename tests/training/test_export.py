@@ -89,3 +89,21 @@ def test_fp16_export_with_check_false_skips_parity(tiny, tmp_path, monkeypatch):
     assert calls == []
     export.export_onnx(tiny, tmp_path / "h2.onnx", height=H, width=W, fp16=True, check=True)
     assert len(calls) == 1
+
+
+def test_export_folds_constants_of_the_shipped_model(tmp_path):
+    """The Wiener bank's weight was a Constant node; after export every Conv weight is an initializer."""
+    import onnx
+
+    from toolkit.core.modelfiles import default_model_path
+    from toolkit.core.models.checkpoint import load_model
+
+    model = load_model(default_model_path("torch"))
+    path = export_onnx(model, tmp_path / "m.onnx")  # check=True: parity holds on the folded graph
+    graph = onnx.load(str(path)).graph
+    inits = {i.name for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) == 22 and all(n.input[1] in inits for n in convs)
+    assert not [n.name for n in graph.node if n.op_type == "Constant"]
+    res = check_parity(model, path, 256, 448)
+    assert res["real_k11_max_abs"] < 1e-4

@@ -16,6 +16,7 @@ from bench.pipeline import render_table
 from bench.report import bench_table, load_report, write_csv, write_plot
 from bench.suite import BenchRequest, run_bench
 from bench.variants import parse_batches
+from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
 from engines.options import check_batch, check_threads
 from engines.quantize import quantize_model
@@ -25,7 +26,7 @@ from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
-from toolkit.app.report import eval_table, human_text, key_value_table
+from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table
 from toolkit.app.run import run_job
 from toolkit.core.console import console, dumps, err_console, write_json
 from toolkit.core.demo import DEMO_PHOTOS, write_demo
@@ -614,6 +615,53 @@ def build_engine_cmd(
                            max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
                            overwrite=overwrite, log=err_console.print)
     emit_json(json_out, sidecar.to_json())
+
+
+@app.command("compare")
+@handle_errors
+def compare_cmd(
+    runners: Annotated[list[str] | None, typer.Argument(
+        metavar="RUNNER...",
+        help="backend[:MODEL] (torch, onnxruntime, tensorrt), the first the reference; default: torch, "
+             "onnxruntime and onnxruntime on the shipped fp16 graph.")] = None,
+    frames: Annotated[Path | None, typer.Option(
+        "--frames", help="Sharp frames folder (default: the built-in demo frames).")] = None,
+    max_frames: Annotated[int, typer.Option(help="Frames used (each blurred with every kernel).")] = 5,
+    blur: Annotated[str, typer.Option("--blur", help="Kernels, comma-separated.")] = "k7,k11",
+    batch: Annotated[int, typer.Option(help="Frames per batch.")] = 4,
+    atol: Annotated[float | None, typer.Option(
+        help="Absolute tolerance (0..1 scale); with --rtol, a pair fails when both are exceeded "
+             "(Polygraphy's rule) and the command exits 1.")] = None,
+    rtol: Annotated[float | None, typer.Option(
+        help="Relative tolerance (of the reference's output).")] = None,
+    check_stat: Annotated[str, typer.Option(
+        help=f"Error statistic checked against the tolerances: {'|'.join(CHECK_STATS)}.")] = "max",
+    quantile: Annotated[float, typer.Option(help="Quantile of the error reported (and checked).")
+                        ] = DEFAULT_QUANTILE,
+    json_out: JsonOut = None,
+) -> None:
+    """Run runners on the same blurred real frames and compare outputs with Polygraphy's comparator.
+
+    Per runner (vs the first) and kernel: max / mean / median / quantile absolute error, max
+    relative error and the PSNR between the outputs. Exit 1 when a tolerance is given and exceeded.
+    """
+
+    if not runners:
+        runners = ["torch", "onnxruntime"]
+        fp16 = default_model_path("onnxruntime").with_name("dtk-unet-fp16.onnx")
+        if fp16.is_file():
+            runners.append(f"onnxruntime:{fp16}")
+    report = compare_runners(runners, frames_dir=frames, max_frames=max_frames,
+                             kernels=[k.name for k in parse_kernels(blur)], batch_size=batch,
+                             quantile=quantile, atol=atol, rtol=rtol, check_stat=check_stat,
+                             log=err_console.print)
+    if str(json_out) != "-":
+        console.print(outputs_table(report))
+    emit_json(json_out, report.to_json())
+    if report.passed is False:
+        failed = ", ".join(f"{p.other} ({p.kernel})" for p in report.failed_pairs())
+        err_console.print(f"[bold red]outside the tolerance:[/] {escape(failed)}")
+        raise typer.Exit(1)
 
 
 @app.command("quantize")

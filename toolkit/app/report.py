@@ -61,3 +61,25 @@ def eval_table(result, by_sequence: bool = False) -> Table:
             f"{s.mean_ssim:.4f}" if math.isfinite(s.mean_ssim) else "n/a",
         )
     return table
+
+
+def outputs_table(report) -> Table:
+    """`dtk compare`: one row per (runner vs the reference, kernel); errors on the 0..1 scale."""
+    q = f"p{report.quantile * 100:g}"
+    reference = escape(report.runners[0]["label"])
+    table = Table(title=f"dtk compare: {len(report.frames)} frames x {', '.join(report.kernels)}, "
+                        f"reference {reference}")
+    for name in ("runner", "kernel", "max abs", "mean abs", "median abs", f"{q} abs", "max rel",
+                 "PSNR vs ref"):
+        table.add_column(name, justify="left" if name in ("runner", "kernel") else "right")
+    if report.check is not None:
+        check = report.check
+        table.add_column(f"{check['stat']} ≤ atol {check['atol']:g} or rtol {check['rtol']:g}")
+    for p in report.pairs:
+        row = [escape(p.other), p.kernel, *(f"{v:.3g}" for v in (p.max_abs, p.mean_abs, p.median_abs,
+                                                                 p.quantile_abs, p.max_rel)),
+               "inf" if p.psnr_db is None else f"{format_db(p.psnr_db)} dB"]
+        if report.check is not None:
+            row.append("[green]pass[/]" if p.passed else "[bold red]FAIL[/]")
+        table.add_row(*row)
+    return table

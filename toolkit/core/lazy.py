@@ -12,6 +12,8 @@ INSTALL_HINTS = {
     "nvidia.dali": "DALI not installed: pip install .[dali] (CPU operators) or .[gpu]",
     "onnxruntime": "ONNX Runtime not installed: pip install .[cpu] (or .[gpu] on a GPU machine)",
     "ray": "Ray not installed: pip install .[ray]",
+    "polygraphy": "Polygraphy not installed: pip install .[cpu] (or .[gpu])",
+    "onnx_graphsurgeon": "ONNX-GraphSurgeon not installed: pip install .[cpu] (or .[gpu])",
 }
 
 

@@ -42,10 +42,10 @@ def ort_fp32(batch: np.ndarray) -> np.ndarray:
 
 
 def test_engine_matches_onnxruntime_fp32(engine, photo_batch):
-    from engines.tensorrt.runtime import load_trt_runner
+    from engines.tensorrt.runtime import TrtRunner
 
     batch = photo_batch[:3]
-    with load_trt_runner(engine) as runner:
+    with TrtRunner(engine) as runner:
         out = runner.infer(batch)
     ref = ort_fp32(batch)
     to_255 = lambda x: np.clip(x, 0, 1) * 255.0  # noqa: E731
@@ -55,10 +55,10 @@ def test_engine_matches_onnxruntime_fp32(engine, photo_batch):
 def test_cuda_graphs_on_off_equal_and_chunking(engine, photo_batch):
     import torch
 
-    from engines.tensorrt.runtime import load_trt_runner
+    from engines.tensorrt.runtime import TrtRunner
 
     batch = np.concatenate([photo_batch, photo_batch[:3]])  # 10 > max 8: two chunks
-    with load_trt_runner(engine) as eager, load_trt_runner(engine, cuda_graphs=True) as graphs:
+    with TrtRunner(engine) as eager, TrtRunner(engine, cuda_graphs=True) as graphs:
         a = eager.infer(batch)
         b = graphs.infer(batch)
         b2 = graphs.infer(batch)  # replay
@@ -66,3 +66,22 @@ def test_cuda_graphs_on_off_equal_and_chunking(engine, photo_batch):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(b, b2)
     np.testing.assert_array_equal(b, c)
+
+
+def test_polygraphy_trt_runner_and_dtk_runner_agree(engine, photo_batch):
+    """Polygraphy's TrtRunner (NVIDIA's reference runner, host arrays in and out) and dtk's runner
+    (torch-owned device buffers, CUDA-graph replay) on the same engine and batch: equal outputs."""
+    pytest.importorskip("polygraphy")
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes
+    from polygraphy.backend.trt import TrtRunner as PolygraphyTrtRunner
+
+    from engines.tensorrt.runtime import TrtRunner
+
+    batch = np.ascontiguousarray(photo_batch[:4])
+    with PolygraphyTrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as reference:
+        ref = np.asarray(reference.infer({"input": batch})["output"], dtype=np.float32)
+    for graphs in (False, True):
+        with TrtRunner(engine, cuda_graphs=graphs) as runner:
+            out = runner.infer(batch)
+        np.testing.assert_array_equal(out, ref, err_msg=f"cuda_graphs={graphs}")
