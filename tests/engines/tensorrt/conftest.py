@@ -34,21 +34,37 @@ def onnx_qdq(tmp_path) -> Path:
     return path
 
 
+def _forget_polygraphy_trt() -> None:
+    """Make Polygraphy import `tensorrt` afresh: each of its modules caches the module it first got
+    (a `mod.lazy_import` LazyModule), and its TensorRT logger subclasses that module's ILogger."""
+    for name, module in list(sys.modules.items()):
+        lazy = getattr(module, "trt", None) if name.startswith("polygraphy.") else None
+        if lazy is not None and type(lazy).__name__ == "LazyModule":
+            object.__setattr__(lazy, "module", None)
+    trt_util = sys.modules.get("polygraphy.backend.trt.util")
+    if trt_util is not None:
+        trt_util.TRT_LOGGER = None
+
+
+def _install(version, monkeypatch, tmp_path):
+    mod = make_fake_trt(version)
+    monkeypatch.setitem(sys.modules, "tensorrt", mod)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _forget_polygraphy_trt()
+    return mod
+
+
 @pytest.fixture(params=["11.4.0", "10.14.1"], ids=["trt11", "trt10"])
 def fake_trt(request, monkeypatch, tmp_path):
     """The fake installed as `tensorrt` (both flavours); the timing cache goes to tmp_path."""
-    mod = make_fake_trt(request.param)
-    monkeypatch.setitem(sys.modules, "tensorrt", mod)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return mod
+    yield _install(request.param, monkeypatch, tmp_path)
+    _forget_polygraphy_trt()
 
 
 @pytest.fixture
 def fake_trt11(monkeypatch, tmp_path):
-    mod = make_fake_trt("11.4.0")
-    monkeypatch.setitem(sys.modules, "tensorrt", mod)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return mod
+    yield _install("11.4.0", monkeypatch, tmp_path)
+    _forget_polygraphy_trt()
 
 
 @pytest.fixture

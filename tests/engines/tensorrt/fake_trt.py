@@ -15,7 +15,7 @@ import ctypes
 import json
 import types
 from contextlib import nullcontext
-from enum import Enum
+from enum import Enum, IntEnum
 
 import numpy as np
 import onnx
@@ -42,6 +42,49 @@ class MemoryPoolType(Enum):
     WORKSPACE = 0
 
 
+# What Polygraphy's loaders touch besides dtk's own calls (checked against the names in the real
+# 11.x bindings by test_trt_bindings.py): enums with __members__, device type, profiling verbosity,
+# layer types, IHostMemory as a context manager (tensorrt/__init__.py sets __enter__/__exit__).
+class DeviceType(Enum):
+    GPU = 0
+    DLA = 1
+
+
+class ProfilingVerbosity(Enum):
+    LAYER_NAMES_ONLY = 0
+    NONE = 1
+    DETAILED = 2
+
+
+class LayerType(Enum):
+    CONVOLUTION = 0
+    ELEMENTWISE = 1
+    CAST = 2
+    SHAPE = 3
+    IDENTITY = 4
+    QUANTIZE = 5
+    DEQUANTIZE = 6
+
+
+_LAYER_TYPES = {"Conv": LayerType.CONVOLUTION, "Add": LayerType.ELEMENTWISE, "Cast": LayerType.CAST,
+                "Shape": LayerType.SHAPE, "QuantizeLinear": LayerType.QUANTIZE,
+                "DequantizeLinear": LayerType.DEQUANTIZE}
+
+
+class HostMemory(bytes):
+    """IHostMemory: a buffer (bytes here) that is also a context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    @property
+    def nbytes(self):
+        return len(self)
+
+
 _ONNX_TO_TRT = {onnx.TensorProto.FLOAT: DataType.FLOAT, onnx.TensorProto.FLOAT16: DataType.HALF}
 
 
@@ -58,29 +101,76 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
     mod.calls = []
     mod.builds = []
     mod.DataType, mod.TensorIOMode, mod.MemoryPoolType = DataType, TensorIOMode, MemoryPoolType
+    mod.DeviceType, mod.ProfilingVerbosity, mod.LayerType = DeviceType, ProfilingVerbosity, LayerType
+    mod.IHostMemory = HostMemory
 
     def record(*call):
         mod.calls.append(call)
 
-    class Logger:
+    class ILogger:
+        """Base class of loggers; Polygraphy subclasses it and calls `ILogger.__init__(self)`."""
+
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
 
-        def __init__(self, severity=WARNING):
-            self.severity = severity
+        def __init__(self):
+            pass
 
-    flag_names = ["STRONGLY_TYPED"] + (["EXPLICIT_BATCH"] if major < 11 else [])
-    mod.NetworkDefinitionCreationFlag = types.SimpleNamespace(**{n: i for i, n in enumerate(flag_names)})
-    builder_flags = ["DEBUG", "REFIT", "GPU_FALLBACK"] + (["FP16", "INT8", "BF16"] if major < 11 else [])
-    mod.BuilderFlag = types.SimpleNamespace(**{n: n for n in builder_flags})
+        def log(self, severity, msg):
+            raise NotImplementedError
+
+    class Logger(ILogger):
+        def __init__(self, min_severity=ILogger.WARNING):
+            super().__init__()
+            self.min_severity = min_severity
+
+        def log(self, severity, msg):
+            pass
+
+    def init_libnvinfer_plugins(logger, namespace):
+        if not isinstance(logger, ILogger):
+            raise ProtocolError(f"init_libnvinfer_plugins needs an ILogger, got {logger!r}")
+        record("init_libnvinfer_plugins", namespace)
+        return True
+
+    # Real values: STRONGLY_TYPED is bit 1 (EXPLICIT_BATCH, gone in 11.x, was bit 0).
+    flag_names = {"STRONGLY_TYPED": 1} | ({"EXPLICIT_BATCH": 0} if major < 11 else {})
+    mod.NetworkDefinitionCreationFlag = IntEnum("NetworkDefinitionCreationFlag", flag_names)
+    builder_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "TF32"] + (["FP16", "INT8", "BF16"] if major < 11 else [])
+    mod.BuilderFlag = IntEnum("BuilderFlag", builder_flags)
 
     class Tensor:
         def __init__(self, name, shape, dtype):
             self.name, self.shape, self.dtype = name, shape, dtype
+            self.is_shape_tensor = False
+
+    class Layer:
+        def __init__(self, node):
+            self.name, self.type = node.name or node.output[0], _LAYER_TYPES.get(node.op_type, LayerType.IDENTITY)
+            if major < 11:  # per-layer precision is weak typing: removed in 11.x
+                self.precision_is_set = False
 
     class Network:
         def __init__(self, flags):
-            self.flags = flags
-            self.inputs, self.outputs, self.onnx_path = [], [], None
+            self.flags = flags  # INetworkDefinition.flags: the NetworkDefinitionCreationFlag bitset
+            self.inputs, self.outputs, self.layers, self.onnx_path = [], [], [], None
+
+        def get_flag(self, flag):
+            return bool(self.flags & (1 << int(flag)))
+
+        @property
+        def num_layers(self):
+            return len(self.layers)
+
+        def get_layer(self, i):
+            return self.layers[i]
+
+        def __len__(self):
+            return len(self.layers)
+
+        def __getitem__(self, i):
+            if not 0 <= i < len(self.layers):
+                raise IndexError(i)  # ends `for layer in network`, as pybind11's __getitem__ does
+            return self.layers[i]
 
         @property
         def num_inputs(self):
@@ -109,6 +199,12 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
         def node_operator(self):
             return self._node.op_type
 
+        def func(self):
+            return "importFallbackPluginImporter"
+
+        def __str__(self):  # the bindings' format: "In node N (func): CODE: desc"
+            return f"In node {self.node()} ({self.func()}): {self.code()}: {self.desc()}"
+
         def desc(self):
             return f"no importer registered for op: {self._node.op_type}"
 
@@ -117,7 +213,10 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
 
     class OnnxParser:
         def __init__(self, network, logger):
+            if not isinstance(logger, ILogger):
+                raise ProtocolError(f"OnnxParser needs an ILogger, got {logger!r}")
             self.network, self.errors = network, []
+            self.flags = 0  # OnnxParser.flags: OnnxParserFlag bitset
 
         @property
         def num_errors(self):
@@ -139,6 +238,7 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
                                    for v in g.input]
             self.network.outputs = [Tensor(v.name, _dims(v), _ONNX_TO_TRT[v.type.tensor_type.elem_type])
                                     for v in g.output]
+            self.network.layers = [Layer(n) for n in g.node]
             return True
 
     class Profile:
@@ -150,16 +250,35 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
                 raise ProtocolError(f"profile needs min <= opt <= max: {lo} {opt} {hi}")
             self.shapes[name] = [list(lo), list(opt), list(hi)]
 
+        def __bool__(self):  # IOptimizationProfile.__bool__: isValid()
+            return bool(self.shapes)
+
     class TimingCache:
         def __init__(self, data: bytes):
             self.entries = [ln for ln in bytes(data).decode().splitlines() if ln]
 
         def serialize(self):
-            return "\n".join(self.entries).encode() + b"\n"
+            return HostMemory("\n".join(self.entries).encode() + b"\n")
+
+        def combine(self, input_cache, ignore_mismatch):
+            self.entries += [e for e in input_cache.entries if e not in self.entries]
+            return True
 
     class Config:
         def __init__(self):
-            self.profiles, self.flags, self.pools, self.cache = [], [], {}, None
+            self.profiles, self.pools, self.cache = [], {}, None
+            self.flags = {mod.BuilderFlag.TF32}  # TensorRT's default config has TF32 on
+            self.DLA_core, self.default_device_type = -1, DeviceType.GPU
+            self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
+            if major < 11:
+                self.int8_calibrator = None
+
+        @property
+        def num_optimization_profiles(self):
+            return len(self.profiles)
+
+        def get_memory_pool_limit(self, pool):
+            return self.pools.get(pool, 0)
 
         def add_optimization_profile(self, p):
             self.profiles.append(p)
@@ -170,13 +289,20 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             self.pools[pool] = size
 
         def set_flag(self, flag):
-            self.flags.append(flag)
+            self.flags.add(mod.BuilderFlag(flag))
+
+        def clear_flag(self, flag):
+            self.flags.discard(mod.BuilderFlag(flag))
+
+        def get_flag(self, flag):
+            return flag in self.flags
 
         def create_timing_cache(self, data):
             record("create_timing_cache", len(data))
             return TimingCache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            record("set_timing_cache", ignore_mismatch)
             self.cache = cache
 
         def get_timing_cache(self):
@@ -202,17 +328,17 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             if config.cache is None:
                 raise ProtocolError("no timing cache set")
             config.cache.entries.append(f"tactics for {network.onnx_path}")
-            typed_bit = 1 << mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED
-            strongly = major >= 11 or bool(network.flags & typed_bit)
+            strongly = major >= 11 or network.get_flag(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
             io = (("INPUT", network.inputs), ("OUTPUT", network.outputs))
             build = {"onnx": network.onnx_path, "version": version, "flags": network.flags,
-                     "strongly_typed": strongly, "builder_flags": list(config.flags),
+                     "strongly_typed": strongly, "builder_flags": sorted(f.name for f in config.flags),
+                     "profiling_verbosity": config.profiling_verbosity.name,
                      "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
                      "profile": config.profiles[0].shapes,
                      "io": {t.name: [mode, t.dtype.name, list(t.shape)]
                             for mode, ts in io for t in ts}}
             mod.builds.append(build)
-            return json.dumps(build).encode()
+            return HostMemory(json.dumps(build).encode())
 
     if major < 11:
         Builder.platform_has_fast_fp16 = property(lambda self: True)
@@ -316,6 +442,7 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
 
     mod.contexts = []
     mod.Logger, mod.Builder, mod.OnnxParser, mod.Runtime = Logger, Builder, OnnxParser, Runtime
+    mod.ILogger, mod.init_libnvinfer_plugins = ILogger, init_libnvinfer_plugins
     return mod
 
 
