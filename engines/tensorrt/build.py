@@ -1,4 +1,10 @@
-"""Build a TensorRT engine from an ONNX model: one batch profile, timing cache, plan + sidecar.
+"""Build a TensorRT engine from an ONNX model through Polygraphy's loaders: plan + dtk's sidecar.
+
+Polygraphy (NVIDIA's, tested against every TensorRT release) parses the ONNX
+(`network_from_onnx_path`, strongly typed as decided below), configures the build (`CreateConfig`:
+one `Profile` over the batch at the ONNX's H x W, the workspace pool limit, the timing cache) and
+builds (`engine_bytes_from_network`, saving the timing cache back). dtk decides the precision,
+writes the engine atomically and records the sidecar that `load_sidecar`/`check_compatible` use.
 
 Precision comes from the ONNX graph, because TensorRT 11 builds strongly typed networks
 only: `BuilderFlag.FP16`/`INT8`/`BF16`, `EXPLICIT_BATCH`, `platform_has_fast_fp16` and the
@@ -15,13 +21,18 @@ since 10.12).
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engines.polygraphy_log import quiet_polygraphy
 from engines.tensorrt import sidecar as _sidecar
 from engines.tensorrt.sidecar import (
     BatchProfile,
@@ -96,31 +107,53 @@ def plan_precision(trt_version: str, graph: str, requested: str | None) -> Preci
                    f"types; export or quantize a {want} ONNX to get a {want} engine")
 
 
-def network_flags(trt, plan: PrecisionPlan) -> int:
-    """Flags for `Builder.create_network`: 0, or the STRONGLY_TYPED bit on 10.x."""
-    if not plan.strongly_typed:
-        return 0
-    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-
-
 def default_timing_cache(trt_version: str, gpu: GpuFacts) -> Path:
     """One timing cache per TensorRT version and compute capability, reused by every build."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dtk" / "tensorrt"
     return root / f"timing-trt{trt_version}-sm{gpu.compute_capability.replace('.', '')}.cache"
 
 
-def format_parser_errors(parser) -> list[str]:
-    """One line per ONNX parser error, naming the node (index, name, operator) it came from."""
-    lines = []
-    for i in range(parser.num_errors):
-        err = parser.get_error(i)
-        where = f"node {err.node()}"
-        name = err.node_name() if hasattr(err, "node_name") else ""
-        op = err.node_operator() if hasattr(err, "node_operator") else ""
-        if name or op:
-            where += f" {name!r} ({op})" if op else f" {name!r}"
-        lines.append(f"{where}: {err.desc()} [{err.code()}]")
-    return lines
+class _Tee(io.TextIOBase):
+    """Text written to it goes on to `out` and is kept."""
+
+    def __init__(self, out) -> None:
+        self.out, self.text = out, []
+
+    def write(self, text: str) -> int:
+        self.text.append(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+@contextmanager
+def _polygraphy(failure: str, onnx_path: Path) -> Iterator[None]:
+    """Run Polygraphy quietly, its log on stderr (stdout may carry `--json -`); its failure becomes a
+    DtkError quoting the errors it logged, each parser error with its ONNX node's name and operator."""
+    exception = optional_import("polygraphy.exception").PolygraphyException
+    tee = _Tee(sys.stderr)
+    try:
+        with quiet_polygraphy(), redirect_stdout(tee):
+            yield
+    except exception as exc:
+        errors = [line[4:] for line in "".join(tee.text).splitlines() if line.startswith("[E] ")]
+        details = "\n  ".join(_name_nodes(errors, onnx_path) or [str(exc)])
+        raise DtkError(f"{failure}:\n  {details}") from None
+
+
+def _name_nodes(errors: list[str], onnx_path: Path) -> list[str]:
+    """Append the ONNX node's name and operator to each 'In node N (...)' parser error."""
+    import onnx  # heavy; already imported by graph_precision
+
+    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    named = []
+    for line in errors:
+        found = re.match(r"In node (\d+) ", line)
+        index = int(found.group(1)) if found else -1
+        named.append(f"{line} [node {nodes[index].name!r} ({nodes[index].op_type})]"
+                     if 0 <= index < len(nodes) else line)
+    return named
 
 
 def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
@@ -166,54 +199,39 @@ def build_engine(
         raise DtkError(f"--workspace must be > 0 GB; got {workspace_gb}")
     graph = graph_precision(onnx_path)
 
-    trt = optional_import("tensorrt")
+    trt = optional_import("tensorrt")  # first: without TensorRT, the install hint and nothing else
+    # Polygraphy (NVIDIA's loaders; imports tensorrt lazily) only after that check.
+    poly = optional_import("polygraphy.backend.trt")
     if gpu is None:
         gpu = _sidecar.cuda_gpu_facts()
     plan = plan_precision(trt.__version__, graph, precision)
     started = time.perf_counter()
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, plan))
-    parser = trt.OnnxParser(network, logger)
-    # parse_from_file keeps the model's directory, so external weights (.onnx.data) are found.
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = format_parser_errors(parser)
-        details = "\n  ".join(errors or ["(no details)"])
-        raise DtkError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  {details}")
-
+    # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
+    with _polygraphy(f"TensorRT's ONNX parser rejected {onnx_path}", onnx_path):
+        builder, network, parser = poly.network_from_onnx_path(str(onnx_path), strongly_typed=plan.strongly_typed)
     input_name, geometry = _input_geometry(network, height, width)
     profile_dims = BatchProfile(wanted.min, wanted.opt, wanted.max, geometry.height, geometry.width)
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *profile_dims.shapes())
-    config.add_optimization_profile(profile)
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    flags = []
-    if plan.builder_fp16:
-        # 10.x only (removed in 11, see the module docstring); guarded so 11.x never touches it.
-        fp16_flag = getattr(trt.BuilderFlag, "FP16", None)
-        if fp16_flag is None:
-            raise DtkError("this TensorRT has no BuilderFlag.FP16; build from an FP16 ONNX graph instead")
-        config.set_flag(fp16_flag)
-        flags.append("FP16")
-
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)
-    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another device is refused
+    reused = cache_path.is_file()
+    config = poly.CreateConfig(
+        profiles=[poly.Profile().add(input_name, *profile_dims.shapes())],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_gb * (1 << 30))},
+        load_timing_cache=str(cache_path) if reused else None,  # set with ignore_mismatch=False
+        fp16=plan.builder_fp16,  # BuilderFlag.FP16: 10.x only, see the module docstring
+        tf32=hasattr(trt.BuilderFlag, "TF32"),  # TensorRT's default; Polygraphy's is off
+    )
     log(f"building {plan.precision} engine from {onnx_path} (TensorRT {trt.__version__}, {gpu.name}); "
         f"batch {profile_dims.min}/{profile_dims.opt}/{profile_dims.max} at "
         f"{profile_dims.height}x{profile_dims.width}; timing cache "
-        f"{cache_path} ({'reused' if cache_bytes else 'new'})")
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise DtkError(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
-                       "a larger --workspace or a smaller --max-batch may help")
+        f"{cache_path} ({'reused' if reused else 'new'})")
 
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    with _polygraphy(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
+                     "a larger --workspace or a smaller --max-batch may help", onnx_path):
+        # save_timing_cache: merged into the file under a lock (Polygraphy's LockFile, <cache>.lock).
+        serialized = poly.engine_bytes_from_network((builder, network, parser), config=config,
+                                                    save_timing_cache=str(cache_path))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out_path, bytes(memoryview(serialized)))
 
@@ -232,7 +250,7 @@ def build_engine(
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         dtk_version=dtk_version,
         strongly_typed=plan.strongly_typed or trt_major(trt.__version__) >= 11,
-        builder_flags=flags,
+        builder_flags=["FP16"] if plan.builder_fp16 else [],
     )
     save_sidecar(out_path, sidecar)
     log(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out_path).name}")

@@ -1,4 +1,9 @@
-"""`build_engine` against the fake TensorRT (10.x and 11.x flavours) and the precision decision table."""
+"""`build_engine` against the fake TensorRT (10.x and 11.x flavours) and the precision decision table.
+
+The build goes through Polygraphy's real loaders (network_from_onnx_path, CreateConfig, Profile,
+engine_bytes_from_network) with `tensorrt` replaced by the fake: where the two disagree, the fake
+is what is wrong (its names are checked against the real bindings in test_trt_bindings.py).
+"""
 
 from __future__ import annotations
 
@@ -58,10 +63,13 @@ def test_build_writes_plan_and_sidecar(fake_trt, onnx_fp16, tmp_path):
     assert json.loads(out.read_bytes()) == build
     assert build["profile"]["input"] == [[2, 3, 256, 448], [4, 3, 256, 448], [6, 3, 256, 448]]
     assert build["workspace"] == int(1.5 * (1 << 30))
-    assert build["builder_flags"] == [] and build["strongly_typed"]
+    assert build["builder_flags"] == ["TF32"] and build["strongly_typed"]  # TF32: TensorRT's default, kept
     major = int(fake_trt.__version__.split(".")[0])
-    typed_bit = 1 << fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    assert build["flags"] == (0 if major >= 11 else typed_bit)
+    typed_bit = 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert build["flags"] == (0 if major >= 11 else typed_bit)  # STRONGLY_TYPED asked for on 10.x only
+    # Polygraphy's code ran: its plugin init, its default verbosity, the cache set with ignore_mismatch=False.
+    assert ("init_libnvinfer_plugins", "") in fake_trt.calls and build["profiling_verbosity"] == "DETAILED"
+    assert ("set_timing_cache", False) in fake_trt.calls
     assert load_sidecar(out) == sc
     assert (sc.precision, sc.tensorrt_version, sc.compute_capability) == ("fp16", fake_trt.__version__, "9.0")
     assert sc.profile == BatchProfile(2, 4, 6, 256, 448)
@@ -82,7 +90,9 @@ def test_engine_and_sidecar_get_the_umask_mode(fake_trt, onnx_fp16, tmp_path):
 
 def test_qdq_graph_builds_as_int8(fake_trt, onnx_qdq, tmp_path):
     sc = build_engine(onnx_qdq, tmp_path / "q.engine", gpu=GPU, log=quiet)
-    assert sc.precision == "int8" and fake_trt.builds[-1]["builder_flags"] == []
+    assert sc.precision == "int8" and fake_trt.builds[-1]["builder_flags"] == ["TF32"]
+    major = int(fake_trt.__version__.split(".")[0])
+    assert fake_trt.builds[-1]["flags"] == (0 if major >= 11 else 1 << 1)  # STRONGLY_TYPED is bit 1
 
 
 def test_fp32_graph_fp16_request(fake_trt, onnx_fp32, tmp_path):
@@ -90,10 +100,10 @@ def test_fp32_graph_fp16_request(fake_trt, onnx_fp32, tmp_path):
     if fake_trt.__version__.startswith("11"):
         with pytest.raises(DtkError, match="BuilderFlag.FP16 is removed"):
             build_engine(onnx_fp32, out, precision="fp16", gpu=GPU, log=quiet)
-        assert not out.exists()
+        assert not out.exists() and not fake_trt.calls  # refused before Polygraphy touched TensorRT
     else:
         sc = build_engine(onnx_fp32, out, precision="fp16", gpu=GPU, log=quiet)
-        assert fake_trt.builds[-1]["builder_flags"] == ["FP16"] and sc.builder_flags == ["FP16"]
+        assert fake_trt.builds[-1]["builder_flags"] == ["FP16", "TF32"] and sc.builder_flags == ["FP16"]
         assert not fake_trt.builds[-1]["strongly_typed"]
 
 
@@ -104,6 +114,7 @@ def test_timing_cache_reused_across_builds(fake_trt11, onnx_fp16, onnx_fp32, tmp
     loads = [c[1] for c in fake_trt11.calls if c[0] == "create_timing_cache"]
     assert loads[0] == 0 and loads[1] > 0  # created empty, then loaded the saved one
     assert cache.read_text().splitlines() == [f"tactics for {onnx_fp16}", f"tactics for {onnx_fp32}"]
+    assert (tmp_path / "timing.cache.lock").is_file()  # Polygraphy's LockFile guarded load and save
 
 
 def test_default_timing_cache_per_version_and_gpu(fake_trt11, onnx_fp16, tmp_path):
@@ -120,8 +131,23 @@ def test_parser_errors_name_the_node(fake_trt11, tmp_path):
     onnx.save(tiny_model(extra_op="DtkUnsupportedOp"), str(path))
     with pytest.raises(DtkError) as err:
         build_engine(path, tmp_path / "bad.engine", gpu=GPU, log=quiet)
-    assert "node 1 'mystery_node' (DtkUnsupportedOp): no importer registered" in str(err.value)
+    message = str(err.value)
+    assert message.startswith(f"TensorRT's ONNX parser rejected {path}:")
+    assert ("In node 1 (importFallbackPluginImporter): UNSUPPORTED_NODE: no importer registered for op: "
+            "DtkUnsupportedOp [node 'mystery_node' (DtkUnsupportedOp)]") in message
     assert not (tmp_path / "bad.engine").exists()
+
+
+def test_build_failure_is_a_dtk_error(fake_trt11, onnx_fp16, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake_trt11.Builder, "build_serialized_network", lambda self, network, config: None)
+    with pytest.raises(DtkError, match="could not build an engine .* a larger --workspace"):
+        build_engine(onnx_fp16, tmp_path / "x.engine", gpu=GPU, log=quiet)
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_polygraphy_log_stays_off_stdout(fake_trt, onnx_fp16, tmp_path, capsys):
+    build_engine(onnx_fp16, tmp_path / "x.engine", gpu=GPU, log=quiet)
+    assert capsys.readouterr().out == ""  # `--json -` writes the sidecar to stdout
 
 
 def test_dynamic_hw_uses_default_geometry(fake_trt11, tmp_path):
