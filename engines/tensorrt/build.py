@@ -209,7 +209,8 @@ def build_engine(
 
     # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
     with _polygraphy(f"TensorRT's ONNX parser rejected {onnx_path}", onnx_path):
-        builder, network, parser = poly.network_from_onnx_path(str(onnx_path), strongly_typed=plan.strongly_typed)
+        builder, network, parser = poly.network_from_onnx_path(str(onnx_path),
+                                                               strongly_typed=plan.strongly_typed)
     input_name, geometry = _input_geometry(network, height, width)
     profile_dims = BatchProfile(wanted.min, wanted.opt, wanted.max, geometry.height, geometry.width)
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)

@@ -135,7 +135,8 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
     # Real values: STRONGLY_TYPED is bit 1 (EXPLICIT_BATCH, gone in 11.x, was bit 0).
     flag_names = {"STRONGLY_TYPED": 1} | ({"EXPLICIT_BATCH": 0} if major < 11 else {})
     mod.NetworkDefinitionCreationFlag = IntEnum("NetworkDefinitionCreationFlag", flag_names)
-    builder_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "TF32"] + (["FP16", "INT8", "BF16"] if major < 11 else [])
+    builder_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "TF32"]
+    builder_flags += ["FP16", "INT8", "BF16"] if major < 11 else []
     mod.BuilderFlag = IntEnum("BuilderFlag", builder_flags)
 
     class Tensor:
@@ -145,7 +146,8 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
 
     class Layer:
         def __init__(self, node):
-            self.name, self.type = node.name or node.output[0], _LAYER_TYPES.get(node.op_type, LayerType.IDENTITY)
+            self.name = node.name or node.output[0]
+            self.type = _LAYER_TYPES.get(node.op_type, LayerType.IDENTITY)
             if major < 11:  # per-layer precision is weak typing: removed in 11.x
                 self.precision_is_set = False
 
@@ -443,6 +445,9 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
     mod.contexts = []
     mod.Logger, mod.Builder, mod.OnnxParser, mod.Runtime = Logger, Builder, OnnxParser, Runtime
     mod.ILogger, mod.init_libnvinfer_plugins = ILogger, init_libnvinfer_plugins
+    # Every class whose methods stand in for TensorRT's (test_trt_bindings checks their names are real).
+    mod._fake_classes = [ILogger, Logger, Tensor, Layer, Network, ParserError, OnnxParser, Profile,
+                         TimingCache, Config, Builder, Context, Engine, Runtime, HostMemory]
     return mod
 
 

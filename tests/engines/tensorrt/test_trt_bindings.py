@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fake_trt import make_fake_trt
 
 import engines.tensorrt.build as build_mod
 import engines.tensorrt.runtime as runtime_mod
@@ -71,8 +72,9 @@ def present(blob: bytes, name: str) -> bool:
 
 def test_names_we_use_exist_in_tensorrt_11(bindings_names):
     used = used_names()
-    assert {"execute_async_v3", "set_tensor_address", "set_input_shape", "STRONGLY_TYPED",
-            "build_serialized_network", "create_timing_cache", "WORKSPACE"} <= set().union(*used.values())
+    # The build's own TensorRT calls are Polygraphy's now (the fake's names are checked below).
+    assert {"execute_async_v3", "set_tensor_address", "set_input_shape", "MemoryPoolType",
+            "WORKSPACE"} <= set().union(*used.values())
     missing = {mod: sorted(n for n in names if not present(bindings_names, n)) for mod, names in used.items()}
     # BuilderFlag.FP16 is reached only through getattr on TensorRT 10.x, not as an attribute.
     assert missing == {mod: [] for mod in used}
@@ -83,3 +85,30 @@ def test_removed_apis_absent_and_unused(bindings_names):
                "num_bindings", "int8_calibrator", "IInt8EntropyCalibrator2"]
     assert [n for n in removed if re.search(rb"\0" + re.escape(n.encode()) + rb"\0", bindings_names)] == []
     assert set(removed).isdisjoint(set().union(*used_names().values()))
+
+
+# Set on instances in fake_trt.py (so not found in its class dicts) and read by dtk or Polygraphy.
+FAKE_INSTANCE_ATTRS = {"name", "shape", "dtype", "is_shape_tensor", "type", "flags", "DLA_core",
+                       "default_device_type", "profiling_verbosity"}
+FAKE_ONLY = {"calls", "builds", "contexts"}  # the fake's own records for the tests
+SPECIAL = {"__len__", "__getitem__", "__bool__"}  # Python protocols the bindings define
+
+
+def fake_names(version: str) -> set[str]:
+    """Every name the fake offers: module attributes, enum members, class methods and properties."""
+    mod = make_fake_trt(version)
+    names = set(FAKE_INSTANCE_ATTRS)
+    classes = [v for v in vars(mod).values() if isinstance(v, type)] + mod._fake_classes
+    names.update(n for n in vars(mod) if not n.startswith("_") and n not in FAKE_ONLY)
+    for cls in classes:
+        names.update(getattr(cls, "__members__", {}))
+        names.update(k for k in vars(cls) if not k.startswith("_") or k in SPECIAL)
+    return names
+
+
+def test_fake_offers_only_real_11_names(bindings_names):
+    """Polygraphy runs against the fake in test_trt_build.py; every name the fake gives it is real."""
+    names = fake_names("11.4.0")
+    assert {"ILogger", "init_libnvinfer_plugins", "num_layers", "get_layer", "get_flag", "clear_flag",
+            "combine", "num_optimization_profiles", "ProfilingVerbosity", "IHostMemory"} <= names
+    assert sorted(n for n in names if not present(bindings_names, n)) == []

@@ -16,6 +16,8 @@ cli = CliRunner()
 
 def test_without_tensorrt_exit_2_with_hint(monkeypatch, onnx_fp16, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
+    # Polygraphy is imported only after the TensorRT check: were it first, this would name Polygraphy.
+    monkeypatch.setitem(sys.modules, "polygraphy.backend.trt", None)
     out = tmp_path / "m.engine"
     res = cli.invoke(app, ["build-engine", str(onnx_fp16), "-o", str(out)])
     assert res.exit_code == 2
@@ -40,6 +42,7 @@ def test_builds_plan_and_sidecar_with_fake(fake_trt11, monkeypatch, onnx_fp16, t
                            "--timing-cache", str(cache), "--json", "-"])
     assert res.exit_code == 0, res.output
     assert out.is_file() and cache.is_file()
+    assert json.loads(res.stdout) == json.loads(sidecar_path(out).read_text())  # no Polygraphy log in it
     sc = json.loads(sidecar_path(out).read_text())
     assert sc["precision"] == "fp16" and sc["profile"]["max"] == 4 and sc["gpu_name"] == "Fake H200"
     assert fake_trt11.builds[-1]["workspace"] == 2 << 30
