@@ -21,18 +21,15 @@ since 10.12).
 
 from __future__ import annotations
 
-import io
 import os
 import re
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engines.polygraphy_log import quiet_polygraphy
+from engines.polygraphy_log import polygraphy_failures
 from engines.tensorrt import sidecar as _sidecar
 from engines.tensorrt.sidecar import (
     BatchProfile,
@@ -113,37 +110,8 @@ def default_timing_cache(trt_version: str, gpu: GpuFacts) -> Path:
     return root / f"timing-trt{trt_version}-sm{gpu.compute_capability.replace('.', '')}.cache"
 
 
-class _Tee(io.TextIOBase):
-    """Text written to it goes on to `out` and is kept."""
-
-    def __init__(self, out) -> None:
-        self.out, self.text = out, []
-
-    def write(self, text: str) -> int:
-        self.text.append(text)
-        return self.out.write(text)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-@contextmanager
-def _polygraphy(failure: str, onnx_path: Path) -> Iterator[None]:
-    """Run Polygraphy quietly, its log on stderr (stdout may carry `--json -`); its failure becomes a
-    DtkError quoting the errors it logged, each parser error with its ONNX node's name and operator."""
-    exception = optional_import("polygraphy.exception").PolygraphyException
-    tee = _Tee(sys.stderr)
-    try:
-        with quiet_polygraphy(), redirect_stdout(tee):
-            yield
-    except exception as exc:
-        errors = [line[4:] for line in "".join(tee.text).splitlines() if line.startswith("[E] ")]
-        details = "\n  ".join(_name_nodes(errors, onnx_path) or [str(exc)])
-        raise DtkError(f"{failure}:\n  {details}") from None
-
-
 def _name_nodes(errors: list[str], onnx_path: Path) -> list[str]:
-    """Append the ONNX node's name and operator to each 'In node N (...)' parser error."""
+    """Append the ONNX node's name and operator to each parser error ('In node N (func): ...')."""
     import onnx  # heavy; already imported by graph_precision
 
     nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
@@ -208,7 +176,8 @@ def build_engine(
     started = time.perf_counter()
 
     # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
-    with _polygraphy(f"TensorRT's ONNX parser rejected {onnx_path}", onnx_path):
+    named = lambda errors: _name_nodes(errors, onnx_path)  # noqa: E731
+    with polygraphy_failures(f"TensorRT's ONNX parser rejected {onnx_path}", named):
         builder, network, parser = poly.network_from_onnx_path(str(onnx_path),
                                                                strongly_typed=plan.strongly_typed)
     input_name, geometry = _input_geometry(network, height, width)
@@ -228,8 +197,8 @@ def build_engine(
         f"{cache_path} ({'reused' if reused else 'new'})")
 
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with _polygraphy(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
-                     "a larger --workspace or a smaller --max-batch may help", onnx_path):
+    with polygraphy_failures(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
+                             "a larger --workspace or a smaller --max-batch may help"):
         # save_timing_cache: merged into the file under a lock (Polygraphy's LockFile, <cache>.lock).
         serialized = poly.engine_bytes_from_network((builder, network, parser), config=config,
                                                     save_timing_cache=str(cache_path))
