@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from engines.polygraphy_log import polygraphy_failures
@@ -176,7 +177,7 @@ def build_engine(
     started = time.perf_counter()
 
     # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
-    named = lambda errors: _name_nodes(errors, onnx_path)  # noqa: E731
+    named = partial(_name_nodes, onnx_path=onnx_path)
     with polygraphy_failures(f"TensorRT's ONNX parser rejected {onnx_path}", named):
         builder, network, parser = poly.network_from_onnx_path(str(onnx_path),
                                                                strongly_typed=plan.strongly_typed)
