@@ -76,7 +76,8 @@ class BenchConfig:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 
     def stop_rule(self) -> tuple[float, int]:
-        """(seconds, calls) both to reach: --iterations alone is exact; neither means 3 s and 3 calls."""
+        """(seconds, calls) both to reach: --iterations alone is exact (before the stability extension);
+        neither means 3 s and 3 calls."""
         if self.duration_s is None and self.iterations is None:
             return 3.0, 3
         return (self.duration_s or 0.0), (self.iterations or 1)
@@ -175,6 +176,9 @@ class Timed:
     starts: list[float]
     wall_s: float
     extended_calls: int = 0
+
+    def __iter__(self):  # `samples, wall = timed_loop(...)`, as before the stability rule
+        return iter((self.samples, self.wall_s))
 
 
 def timed_loop(call: Callable[[int], Any], config: BenchConfig, timer: Timer, *, threshold: float = 0.05,
