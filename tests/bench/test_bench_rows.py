@@ -153,3 +153,56 @@ def test_min_psnr_fails_rows_with_exit_3_and_export_times(tmp_path):
     assert all(c["latency_ms"] > 0 and c["start_ms"] >= 0 for e in exported for c in e["calls"])
     ok = runner.invoke(app, [*TINY, "--backend", "onnxruntime", "--batch", "1", "--min-psnr", "1"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_second_model_is_scored_against_the_first_models_reference(tmp_path):
+    """`--model m.onnx --model m-int8.onnx`: each model's rows carry PSNR and the error vs the first's
+    fp32 reference (here the second is the shipped model with one weight perturbed, standing in for INT8)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from toolkit.core.modelfiles import resolve_model
+
+    first = resolve_model(None, "onnxruntime")
+    graph = onnx.load(first)
+    rng = np.random.default_rng(0)
+    for init in graph.graph.initializer:  # noise on every float weight (a scale alone a norm would undo)
+        weight = numpy_helper.to_array(init)
+        if weight.dtype == np.float32 and weight.size > 1:
+            noise = rng.normal(0, 0.05 * (weight.std() + 1e-3), weight.shape).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(weight + noise, init.name))
+    second = tmp_path / "perturbed.onnx"
+    onnx.save(graph, second)
+    out = tmp_path / "two.json"
+    args = [
+        "bench",
+        "--model",
+        str(first),
+        "--model",
+        str(second),
+        "--backend",
+        "onnxruntime",
+        "--batch",
+        "1",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+        "--max-extend",
+        "0",
+        "--quality-frames",
+        "1",
+        "--json",
+        str(out),
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {first.stem, "perturbed"}
+    assert rows[first.stem]["quality"]["max_abs_err"] == 0.0
+    q = rows["perturbed"]["quality"]
+    assert q["max_abs_err"] > 1e-3 and q["reference"] == f"{first.stem}: onnxruntime/cpu-fp32"
+    assert (
+        set(q["psnr_db"]) == {"k7", "k11"}
+        and q["psnr_db"]["k7"] != rows[first.stem]["quality"]["psnr_db"]["k7"]
+    )
