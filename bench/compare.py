@@ -1,7 +1,11 @@
 """Compare two bench reports row by row: ratios B / A of throughput and latency, and what differs.
 
 Rows match on (model, backend, variant, batch, mode). images/s ratio > 1 means B is faster;
-latency ratio < 1 means B is faster.
+latency ratio < 1 means B is faster. Only rows that ran in both are compared.
+
+The regression gate (`dtk bench compare A.json B.json --max-slowdown 5%`): a matching row is a
+regression when B's images/s is below A's by more than the allowed slowdown (A/B - 1 > limit), or
+when its PSNR on any kernel dropped by more than `--max-psnr-drop` dB; the CLI then exits 1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from typing import Any
 
 from rich.table import Table
 
+from toolkit.core.errors import DtkError
+
+EXIT_REGRESSION = 1  # the gate's exit code: a matching row got slower or lost PSNR
 ENV_KEYS = ("platform", "cpu_count", "torch", "onnxruntime", "tensorrt", "gpu", "cuda", "dali")
 
 
@@ -26,6 +33,8 @@ class RowRatio:
     throughput_ratio: float
     p50_ratio: float
     p99_ratio: float
+    slowdown: float = float("nan")  # A images/s / B images/s - 1: 0.05 = B is 5 % slower
+    psnr_drop_db: float | None = None  # largest PSNR loss over the kernels (A - B), when both have one
 
 
 def _key(row: dict) -> tuple:
@@ -41,8 +50,8 @@ def _ratio(b: float | None, a: float | None) -> float:
 
 def compare_reports(a: dict, b: dict) -> dict[str, Any]:
     """Ratios for rows present in both reports, rows only in one, and environment differences."""
-    rows_a = {_key(r): r for r in a["rows"]}
-    rows_b = {_key(r): r for r in b["rows"]}
+    rows_a = {_key(r): r for r in a["rows"] if r.get("latency_ms")}
+    rows_b = {_key(r): r for r in b["rows"] if r.get("latency_ms")}
     ratios = []
     for key, ra in rows_a.items():
         rb = rows_b.get(key)
@@ -51,7 +60,9 @@ def compare_reports(a: dict, b: dict) -> dict[str, Any]:
         ratios.append(RowRatio(*key, a_images_per_s=ra["images_per_s"], b_images_per_s=rb["images_per_s"],
                                throughput_ratio=_ratio(rb["images_per_s"], ra["images_per_s"]),
                                p50_ratio=_ratio(rb["latency_ms"]["p50"], ra["latency_ms"]["p50"]),
-                               p99_ratio=_ratio(rb["latency_ms"]["p99"], ra["latency_ms"]["p99"])))
+                               p99_ratio=_ratio(rb["latency_ms"]["p99"], ra["latency_ms"]["p99"]),
+                               slowdown=_ratio(ra["images_per_s"], rb["images_per_s"]) - 1.0,
+                               psnr_drop_db=psnr_drop(ra, rb)))
     env_a, env_b = a.get("environment", {}), b.get("environment", {})
     env_diff = {k: [env_a.get(k), env_b.get(k)] for k in ENV_KEYS if env_a.get(k) != env_b.get(k)}
     return {
@@ -60,6 +71,41 @@ def compare_reports(a: dict, b: dict) -> dict[str, Any]:
         "only_in_b": [list(k) for k in rows_b if k not in rows_a],
         "environment_diff": env_diff,
     }
+
+
+def psnr_drop(a: dict, b: dict) -> float | None:
+    """The largest PSNR loss (dB, A - B) over the kernels both rows scored, or None."""
+    pa = (a.get("quality") or {}).get("psnr_db") or {}
+    pb = (b.get("quality") or {}).get("psnr_db") or {}
+    drops = [pa[k] - pb[k] for k in pa if pa[k] is not None and pb.get(k) is not None]
+    return max(drops) if drops else None
+
+
+def parse_percent(text: str) -> float:
+    """'5%' or '5' -> 0.05; DtkError otherwise."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise DtkError(f"--max-slowdown takes a percentage such as 5%, got {text!r}") from None
+    if value < 0:
+        raise DtkError(f"--max-slowdown must be >= 0, got {text!r}")
+    return value / 100.0
+
+
+def regressions(result: dict[str, Any], max_slowdown: float | None,
+                max_psnr_drop: float | None = None) -> list[str]:
+    """Why the gate fails: one line per matching row slower than allowed or that lost PSNR."""
+    out = []
+    for r in result["ratios"]:
+        model = r["model"] + ": " if r["model"] else ""
+        name = f"{model}{r['backend']}/{r['variant']} batch {r['batch']} {r['mode']}"
+        if max_slowdown is not None and r["slowdown"] == r["slowdown"] and r["slowdown"] > max_slowdown:
+            out.append(f"{name}: {100 * r['slowdown']:.1f}% slower ({r['a_images_per_s']:.2f} -> "
+                       f"{r['b_images_per_s']:.2f} img/s), allowed {100 * max_slowdown:g}%")
+        drop = r.get("psnr_drop_db")
+        if max_psnr_drop is not None and drop is not None and drop > max_psnr_drop:
+            out.append(f"{name}: PSNR dropped {drop:.2f} dB, allowed {max_psnr_drop:g} dB")
+    return out
 
 
 def compare_table(result: dict, name_a: str = "A", name_b: str = "B") -> Table:

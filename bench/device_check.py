@@ -325,6 +325,8 @@ def bench_headlines(report: dict | None) -> list[dict]:
                     "backend",
                     "variant",
                     "batch",
+                    "status",
+                    "reason",
                     "images_per_s",
                     "gflops",
                     "ceiling_pct",

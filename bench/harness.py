@@ -16,13 +16,25 @@ from typing import Any
 import numpy as np
 
 from bench.memory import PeakMemory
-from bench.timing import LatencyStats, Timer, gflops, latency_stats, make_timer, throughput
+from bench.timing import (
+    LatencyStats,
+    Timer,
+    cv,
+    cv_threshold,
+    gflops,
+    latency_stats,
+    make_timer,
+    stability,
+    throughput,
+)
 from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 SCHEMA = "dtk.bench/1"
+STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY = "ran", "could not run", "failed quality"
+STATUSES = (STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY)
 MODES = ("compute", "e2e")
 
 
@@ -37,6 +49,13 @@ class BenchConfig:
     iterations: int | None = None  # measure at least this many calls
     buffers: int = 4  # distinct input batches rotated call by call
     seed: int = 0
+    # stability: above this CV (None: 5 % CPU, 1 % GPU) the run goes on, in windows of `window`
+    # calls, until the last 3 windows' means agree within 5 %, at most `max_extend_s` more seconds
+    # and `max_iterations` calls in all; a row that never settles is marked unstable
+    cv_threshold: float | None = None
+    window: int = 10
+    max_extend_s: float = 10.0
+    max_iterations: int = 1000
 
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
@@ -49,11 +68,16 @@ class BenchConfig:
             raise DtkError("--iterations must be >= 1")
         if self.buffers < 1:
             raise DtkError("--buffers must be >= 1")
+        if self.cv_threshold is not None and self.cv_threshold <= 0:
+            raise DtkError("--cv-threshold must be > 0 (a percentage)")
+        if self.max_extend_s < 0:
+            raise DtkError("--max-extend must be >= 0 seconds")
         if self.size[0] % 8 or self.size[1] % 8:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 
     def stop_rule(self) -> tuple[float, int]:
-        """(seconds, calls) both to reach: --iterations alone is exact; neither means 3 s and 3 calls."""
+        """(seconds, calls) both to reach: --iterations alone is exact (before the stability extension);
+        neither means 3 s and 3 calls."""
         if self.duration_s is None and self.iterations is None:
             return 3.0, 3
         return (self.duration_s or 0.0), (self.iterations or 1)
@@ -75,8 +99,8 @@ class BenchRow:
     timer: str
     iterations: int
     wall_s: float
-    images_per_s: float
-    latency_ms: LatencyStats
+    images_per_s: float | None
+    latency_ms: LatencyStats | None
     gflop_per_image: float | None = None
     gflops: float | None = None
     ceiling_gflops: float | None = None
@@ -88,19 +112,38 @@ class BenchRow:
     phases_ms: dict[str, float] | None = None  # mean H2D / compute / D2H per call (CUDA runners)
     runner: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
+    call_start_ms: list[float] = field(default_factory=list)  # start of each timed call, from the first
+    status: str = "ran"  # ran | could not run | failed quality (see STATUSES)
+    reason: str = ""  # why it could not run or failed quality
+    cv: float | None = None  # coefficient of variation of the per-call latency
+    cv_threshold: float | None = None
+    stability: str | None = None  # stable | settled | unstable (bench.timing.stability)
+    extended_calls: int = 0  # calls added by the stability rule
+    quality: dict[str, Any] | None = None  # bench.quality: vs the fp32 reference and the sharp frames
+    hints: list[str] = field(default_factory=list)
+
+    @classmethod
+    def not_run(cls, *, model: str, backend: str, variant: str, batch: int, mode: str, device: str,
+                reason: str) -> BenchRow:
+        """The row of a requested configuration that could not run here, with the reason."""
+        return cls(backend=backend, variant=variant, batch=batch, mode=mode, device=device, timer="",
+                   iterations=0, wall_s=0.0, images_per_s=None, latency_ms=None, model=model,
+                   status=STATUS_NOT_RUN, reason=reason)
 
     @property
     def key(self) -> tuple[str, str, str, int, str]:
         return (self.model, self.backend, self.variant, self.batch, self.mode)
 
     @property
-    def ms_per_image(self) -> float:
-        return 1e3 / self.images_per_s if self.images_per_s > 0 else float("nan")
+    def ms_per_image(self) -> float | None:
+        return 1e3 / self.images_per_s if self.images_per_s else None
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["latency_ms"] = self.latency_ms.to_json()
+        d["latency_ms"] = self.latency_ms.to_json() if self.latency_ms is not None else None
         d["ms_per_image"] = self.ms_per_image
+        if d["cv"] is not None and d["cv"] != d["cv"]:  # nan (under 2 calls) is not JSON
+            d["cv"] = None
         return d
 
 
@@ -125,25 +168,52 @@ def make_inputs(batch: int, config: BenchConfig, dtype: str = "float32") -> list
             for _ in range(config.buffers)]
 
 
-def timed_loop(call: Callable[[int], Any], config: BenchConfig, timer: Timer) -> tuple[list[float], float]:
-    """Warm up for `warmup_s` (>= 1 call, untimed), then time calls until the stop rule holds.
+@dataclass
+class Timed:
+    """What `timed_loop` measured: per-call ms, each call's start (ms from the first), wall seconds."""
 
-    `call(i)` does the i-th call. Returns per-call ms and the wall-clock seconds of the timed span.
+    samples: list[float]
+    starts: list[float]
+    wall_s: float
+    extended_calls: int = 0
+
+    def __iter__(self):  # `samples, wall = timed_loop(...)`, as before the stability rule
+        return iter((self.samples, self.wall_s))
+
+
+def timed_loop(call: Callable[[int], Any], config: BenchConfig, timer: Timer, *, threshold: float = 0.05,
+               clock: Callable[[], float] = time.perf_counter) -> Timed:
+    """Warm up for `warmup_s` (>= 1 call, untimed), time calls until the stop rule holds, then, while
+    the latency is unstable (`bench.timing.stability` with `threshold`), go on up to the caps.
+
+    `call(i)` does the i-th call.
     """
     i = 0
-    start = time.perf_counter()
+    start = clock()
     while True:
         call(i)
         i += 1
-        if time.perf_counter() - start >= config.warmup_s:
+        if clock() - start >= config.warmup_s:
             break
     min_s, min_calls = config.stop_rule()
     samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < min_calls or time.perf_counter() - start < min_s:
+    starts: list[float] = []
+    start = clock()
+
+    def one() -> None:
+        nonlocal i
+        starts.append((clock() - start) * 1e3)
         samples.append(timer.time(lambda i=i: call(i)))
         i += 1
-    return samples, time.perf_counter() - start
+
+    while len(samples) < min_calls or clock() - start < min_s:
+        one()
+    base = len(samples)
+    extend_from = clock()
+    while (stability(samples, threshold, config.window) == "unstable"
+           and len(samples) < config.max_iterations and clock() - extend_from < config.max_extend_s):
+        one()
+    return Timed(samples, starts, clock() - start, len(samples) - base)
 
 
 def bench_compute(runner: Any, batch: int, config: BenchConfig, *, backend: str, variant: str,
@@ -159,10 +229,11 @@ def bench_compute(runner: Any, batch: int, config: BenchConfig, *, backend: str,
         if split:
             phases.append(dict(split))
 
+    threshold = config.cv_threshold or cv_threshold(device)
     with PeakMemory(device) as mem:
-        samples, wall = timed_loop(call, config, timer)
-    row = _row(runner, backend, variant, batch, "compute", device, timer, samples, wall, mem)
-    row.phases_ms = mean_phases(phases[-len(samples):])
+        timed = timed_loop(call, config, timer, threshold=threshold)
+    row = _row(runner, backend, variant, batch, "compute", device, timer, timed, mem, threshold, config)
+    row.phases_ms = mean_phases(phases[-len(timed.samples):])
     return row
 
 
@@ -199,16 +270,18 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
         runner.infer(b.images)
 
     timer = make_timer("cpu")
+    threshold = config.cv_threshold or cv_threshold("cpu")
     with PeakMemory(device) as mem:
-        samples, wall = timed_loop(call, config, timer)
-    images = sum(counted[-len(samples):])
-    row = _row(runner, backend, variant, batch, "e2e", device, timer, samples, wall, mem)
-    row.images_per_s = throughput(images, wall)
+        timed = timed_loop(call, config, timer, threshold=threshold)
+    images = sum(counted[-len(timed.samples):])
+    row = _row(runner, backend, variant, batch, "e2e", device, timer, timed, mem, threshold, config)
+    row.images_per_s = throughput(images, timed.wall_s)
     return row
 
 
 def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device: str, timer: Timer,
-         samples: list[float], wall: float, mem: PeakMemory) -> BenchRow:
+         timed: Timed, mem: PeakMemory, threshold: float, config: BenchConfig) -> BenchRow:
+    samples, wall = timed.samples, timed.wall_s
     try:
         info = runner.describe()
     except Exception as exc:  # noqa: BLE001 - a describe() bug must not lose the measurement
@@ -218,6 +291,9 @@ def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device:
                     images_per_s=throughput(batch * len(samples), wall), latency_ms=latency_stats(samples),
                     peak_rss_mb=mem.peak_rss_mb, peak_device_mb=mem.peak_device_mb, runner=info,
                     samples_ms=[round(s, 4) for s in samples],
+                    call_start_ms=[round(s, 4) for s in timed.starts], cv=cv(samples),
+                    cv_threshold=threshold, stability=stability(samples, threshold, config.window),
+                    extended_calls=timed.extended_calls,
                     host_latency_ms=latency_stats(timer.host_ms[-len(samples):]).to_json()
                     if getattr(timer, "host_ms", None) else None)
 
@@ -252,42 +328,69 @@ class BenchReport:
 
 
 Progress = Callable[[str], None]
+Quality = Callable[[BenchTarget, Runner], dict[str, Any]]
+
+
+def not_run_rows(entries: Sequence[dict[str, str]], batches: Sequence[int],
+                 modes: Sequence[str]) -> list[BenchRow]:
+    """A 'could not run' row per entry (model, backend, variant, device, reason) x batch x mode."""
+    return [BenchRow.not_run(model=e.get("model", ""), backend=e["backend"], variant=e["variant"], batch=b,
+                             mode=m, device=e.get("device", ""), reason=e["reason"])
+            for e in entries for b in batches for m in modes]
 
 
 def sweep(specs: Sequence[BenchTarget], config: BenchConfig, *, modes: Sequence[str] = ("compute",),
           frames: Sequence[Any] = (), pipeline: str = "auto",
-          ceilings: dict[str, float] | None = None,
+          ceilings: dict[str, float] | None = None, quality: Quality | None = None,
           progress: Progress | None = None) -> tuple[list[BenchRow], list[dict[str, str]]]:
-    """Every spec x batch x mode. A runner that cannot be built is skipped with its reason.
+    """Every spec x batch x mode is a row. A runner that cannot be built, or a measurement that
+    fails, gives 'could not run' rows with the reason (also listed in the second value).
 
-    `ceilings` maps a device kind ('cpu', 'cuda') to its measured GFLOP/s.
+    `ceilings` maps a device kind ('cpu', 'cuda') to its measured GFLOP/s. `quality(target, runner)`
+    (once per runner) returns the quality columns shared by that runner's rows.
     """
     rows: list[BenchRow] = []
     skipped: list[dict[str, str]] = []
     for spec in specs:
         name = f"{spec.model + ': ' if spec.model else ''}{spec.backend}/{spec.variant}"
+        entry = {"model": spec.model, "backend": spec.backend, "variant": spec.variant, "device": spec.device}
         try:
             runner = spec.open()
         except DtkError as exc:
-            skipped.append({"model": spec.model, "backend": spec.backend, "variant": spec.variant,
-                            "reason": str(exc)})
+            skipped.append({**entry, "reason": str(exc)})
+            rows += not_run_rows([skipped[-1]], config.batches, modes)
             if progress:
-                progress(f"skipped {name}: {exc}")
+                progress(f"could not run {name}: {exc}")
             continue
         ceiling = (ceilings or {}).get("cuda" if spec.device.startswith("cuda") else "cpu")
+        mine: list[BenchRow] = []
         try:
             for batch in config.batches:
                 for mode in modes:
                     if progress:
                         progress(f"{name} batch {batch} {mode}")
-                    if mode == "e2e":
-                        row = bench_e2e(runner, batch, config, frames, backend=spec.backend,
-                                        variant=spec.variant, device=spec.device, pipeline=pipeline)
-                    else:
-                        row = bench_compute(runner, batch, config, backend=spec.backend,
-                                            variant=spec.variant, device=spec.device)
+                    try:
+                        if mode == "e2e":
+                            row = bench_e2e(runner, batch, config, frames, backend=spec.backend,
+                                            variant=spec.variant, device=spec.device, pipeline=pipeline)
+                        else:
+                            row = bench_compute(runner, batch, config, backend=spec.backend,
+                                                variant=spec.variant, device=spec.device)
+                    except DtkError as exc:
+                        reason = f"failed at batch {batch}: {exc}"
+                        skipped.append({**entry, "reason": reason})
+                        row = BenchRow.not_run(model=spec.model, backend=spec.backend, variant=spec.variant,
+                                               batch=batch, mode=mode, device=spec.device, reason=reason)
                     row.model = spec.model
-                    rows.append(add_flops(row, spec.gflop_per_image, ceiling))
+                    mine.append(add_flops(row, spec.gflop_per_image, ceiling))
+            if quality is not None and any(r.status == STATUS_RAN for r in mine):
+                if progress:
+                    progress(f"{name} quality")
+                q = quality(spec, runner)
+                for r in mine:
+                    if r.status == STATUS_RAN:
+                        r.quality = q
         finally:
             runner.close()
+        rows += mine
     return rows, skipped

@@ -11,16 +11,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
-from bench.harness import SCHEMA
+from bench.harness import SCHEMA, STATUS_RAN
+from bench.pareto import group_name, pareto_front, ran
+from bench.quality import QUALITY_KERNELS
+from bench.timing import shown_percentile
+from toolkit.core.console import write_json
 from toolkit.core.errors import DtkError
 from toolkit.core.figures import pyplot, save_figure
 
-CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "iterations", "images_per_s",
+CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "status", "reason", "iterations",
+              "cv", "stability", "extended_calls", "images_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
               "lat_p99_ms", "lat_max_ms", "gflop_per_image", "gflops", "ceiling_gflops", "ceiling_pct",
-              "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer")
+              "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer",
+              "psnr_k7_db", "psnr_k11_db", "max_abs_err", "p999_abs_err", "hints")
 
 
 def load_report(path: Path | str) -> dict:
@@ -53,8 +60,31 @@ def _ms(value: float) -> str:
     return format(value, ".1f" if value < 1000 else ".0f")
 
 
+def _pct(row: dict, p: int) -> str:
+    """A latency percentile cell: '—' when the row has too few calls for it to mean anything."""
+    lat = row["latency_ms"]
+    return _ms(lat[f"p{p}"]) if shown_percentile(p, lat["count"]) else "—"
+
+
+def status_cell(row: dict, notes: dict[str, int]) -> str:
+    """'ran', 'ran, unstable', or the status with a footnote number for its reason."""
+    status = row.get("status", STATUS_RAN)
+    if status == STATUS_RAN:
+        return "ran, unstable" if row.get("stability") == "unstable" else "ran"
+    n = notes.setdefault(row.get("reason", ""), len(notes) + 1)
+    return f"{status} [{n}]"
+
+
+def cv_cell(row: dict) -> str:
+    cv = row.get("cv")
+    if cv is None:
+        return "—"
+    mark = {"settled": "~", "unstable": "!"}.get(row.get("stability") or "", "")
+    return f"{100 * cv:.1f}%{mark}"
+
+
 def bench_table(report: dict) -> Table:
-    """One row per model x backend x variant x batch (x mode)."""
+    """One row per model x backend x variant x batch (x mode), every status included."""
     rows = report["rows"]
     models = {r.get("model", "") for r in rows}
     title = "dtk bench"
@@ -65,35 +95,84 @@ def bench_table(report: dict) -> Table:
         title += f" ({size[0]}x{size[1]})"
     table = Table(title=title)
     split = any(r.get("phases_ms") for r in rows)  # CUDA runners: H2D / compute / D2H per call
+    ceil = any(r.get("ceiling_pct") is not None for r in rows)
+    kernels = [k for k in QUALITY_KERNELS if any(k in ((r.get("quality") or {}).get("psnr_db") or {})
+                                                  for r in rows)]
+    errs = any("max_abs_err" in (r.get("quality") or {}) for r in rows)
     cols = (["model"] if len(models) > 1 else []) + [
-        "backend/variant", "batch", "img/s", "ms/img", "min", "mean", "median", "p90", "p95", "p99",
-        "max"] + (["H2D/compute/D2H"] if split else []) + ["GFLOP/s", "%ceil", "MiB"]
+        "backend/variant", "batch", "status", "calls", "CV", "img/s", "mean", "median", "p99", "max"] + (
+        ["H2D/compute/D2H"] if split else []) + ["GFLOP/s"] + (["%ceil"] if ceil else []) + ["MiB"] + [
+        f"PSNR {k}" for k in kernels] + (["max err", "p99.9 err"] if errs else [])
     for c in cols:
-        left = c in ("model", "backend/variant")
+        left = c in ("model", "backend/variant", "status")
         table.add_column(c, justify="left" if left else "right", no_wrap=left)
     last = None
     groups = dict.fromkeys((r.get("model"), r["backend"], r["variant"]) for r in rows)
     order = {k: i for i, k in enumerate(groups)}
     rows = sorted(rows, key=lambda r: (order[(r.get("model"), r["backend"], r["variant"])],
                                        r.get("mode", "compute") != "compute", r["batch"]))
+    notes: dict[str, int] = {}
     for r in rows:
         group = (r.get("model"), r["backend"], r["variant"], r.get("mode"))
         if last is not None and group != last:
             table.add_section()
         last = group
-        lat = r["latency_ms"]
+        head = ([r.get("model", "")] if len(models) > 1 else []) + [row_label(r), str(r["batch"]),
+                                                                    status_cell(r, notes)]
+        lat = r.get("latency_ms")
+        if not lat:
+            table.add_row(*head, *(["—"] * (len(cols) - len(head))), style="dim")
+            continue
         peak = r.get("peak_device_mb") if r.get("peak_device_mb") is not None else r.get("peak_rss_mb")
-        cells = ([r.get("model", "")] if len(models) > 1 else []) + [
-            row_label(r), str(r["batch"]), _f(r["images_per_s"], ".2f"), _ms(r["ms_per_image"]),
-            *(_ms(lat[k]) for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
+        q = r.get("quality") or {}
+        psnr = q.get("psnr_db") or {}
+        cells = head + [
+            str(lat["count"]), cv_cell(r), _f(r["images_per_s"], ".2f"),
+            _ms(lat["mean"]), _ms(lat["p50"]), _pct(r, 99), _ms(lat["max"]),
             *([phase_cell(r.get("phases_ms"))] if split else []),
-            _f(r.get("gflops"), ".1f"), _f(r.get("ceiling_pct"), ".0f"), _f(peak, ".0f")]
-        table.add_row(*cells)
-    table.caption = ("latency per call (one batch) in ms; warm-up excluded; MiB: peak RSS (CPU) or "
-                     "device memory (GPU); "
-                     + ", ".join(f"ceiling {c['device']} {c['dtype']} {c['best_gflops']:.0f} GFLOP/s"
-                                 for c in report.get("ceilings", [])))
+            _f(r.get("gflops"), ".1f"), *([_f(r.get("ceiling_pct"), ".0f")] if ceil else []), _f(peak, ".0f"),
+            *(_f(psnr.get(k), ".2f") for k in kernels),
+            *([_f(q.get("max_abs_err"), ".2e"), _f(q.get("p999_abs_err"), ".2e")] if errs else [])]
+        table.add_row(*cells, style="red" if r.get("status") != STATUS_RAN else None)
+    caption = ["latency per call (one batch) in ms, warm-up excluded; calls: timed calls; p99 '—' under "
+               "100 calls; CV: std/mean of the call latency (~ settled after extension, ! never settled); "
+               "MiB: peak RSS (CPU) or device memory (GPU); PSNR in dB vs the sharp frames; err: |output - "
+               "fp32 reference|"]
+    caption += [f"ceiling {c['device']} {c['dtype']} {c['best_gflops']:.0f} GFLOP/s"
+                for c in report.get("ceilings", [])]
+    caption += [escape(f"[{n}] {reason}") for reason, n in notes.items()]
+    table.caption = "\n".join(caption)
     return table
+
+
+def notes_text(report: dict) -> list[str]:
+    """Hints, GPU warnings and the best batch under the latency budget, as lines for the console."""
+    extra = report.get("extra", {})
+    lines = [f"hint: {h}" for h in extra.get("hints", [])]
+    lines += [f"warning: {w}" for w in extra.get("gpu_warnings", [])]
+    for r in report["rows"]:
+        for h in r.get("hints") or []:
+            lines.append(f"hint {group_name(r)} batch {r['batch']}: {h}")
+    for b in extra.get("latency_budget", []):
+        name = f"{b['backend']}/{b['variant']}"
+        if b["batch"] is None:
+            lines.append(f"latency budget {b['budget_ms']:g} ms: no batch of {name} fits ({b['statistic']})")
+        else:
+            lines.append(f"latency budget {b['budget_ms']:g} ms: {name} best at batch {b['batch']} "
+                         f"({b['images_per_s']:.2f} img/s, {b['statistic']} {b['latency_ms']:.1f} ms)")
+    return lines
+
+
+def export_times(report: dict, path: Path | str) -> Path:
+    """Every timed call of every row (trtexec's --exportTimes): start and latency in ms."""
+    doc = [{"model": r.get("model", ""), "backend": r["backend"], "variant": r["variant"],
+            "batch": r["batch"],
+            "mode": r.get("mode", "compute"), "status": r.get("status", STATUS_RAN),
+            "calls": [{"start_ms": s, "latency_ms": t}
+                      for s, t in zip(r.get("call_start_ms") or [None] * len(r.get("samples_ms") or []),
+                                      r.get("samples_ms") or [], strict=False)]}
+           for r in report["rows"]]
+    return write_json(path, doc)
 
 
 def phase_cell(phases: dict[str, float] | None) -> str:
@@ -106,10 +185,14 @@ def phase_cell(phases: dict[str, float] | None) -> str:
 def csv_rows(report: dict) -> list[dict[str, Any]]:
     out = []
     for r in report["rows"]:
-        lat = r["latency_ms"]
+        lat = r.get("latency_ms") or {}
         flat = {k: r.get(k) for k in CSV_FIELDS if k in r}
-        flat.update({f"lat_{k}_ms": lat[k] for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")})
+        flat.update({f"lat_{k}_ms": lat.get(k) for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")})
         flat.update({f"{k}_ms": v for k, v in (r.get("phases_ms") or {}).items()})
+        q = r.get("quality") or {}
+        flat.update({f"psnr_{k}_db": v for k, v in (q.get("psnr_db") or {}).items()})
+        flat.update({k: q.get(k) for k in ("max_abs_err", "p999_abs_err")})
+        flat["hints"] = "; ".join(r.get("hints") or [])
         out.append({k: flat.get(k) for k in CSV_FIELDS})
     return out
 
@@ -125,31 +208,56 @@ def write_csv(report: dict, path: Path | str) -> Path:
 
 
 def write_plot(report: dict, path: Path | str) -> Path:
-    """Left: throughput (images/s) vs batch per backend/variant. Right: latency CDF of every row."""
+    """Left: throughput vs batch per backend/variant. Middle: latency (p50 solid, p99 dashed; the max
+    under 100 calls) vs throughput across the batch sweep, Pareto front circled. Right: latency CDF."""
     import numpy as np
 
     plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(17, 4.8))
+    rows = ran(report["rows"])
+    if not rows:
+        raise DtkError("nothing to plot: no row ran")
+    many = len({x.get("model") for x in rows}) > 1
     groups: dict[str, list[dict]] = {}
-    for r in report["rows"]:
-        name = (r.get("model", "") + ": " if len({x.get("model") for x in report["rows"]}) > 1 else "") \
-            + row_label(r)
-        groups.setdefault(name, []).append(r)
-    for name, rows in groups.items():
-        rows = sorted(rows, key=lambda r: r["batch"])
-        ax1.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=name)
-        for r in rows:
+    for r in rows:
+        groups.setdefault(group_name(r, many), []).append(r)
+    for name, members in groups.items():
+        members = sorted(members, key=lambda r: r["batch"])
+        line, = ax1.plot([r["batch"] for r in members], [r["images_per_s"] for r in members], marker="o",
+                         label=name)
+        tput = [r["images_per_s"] for r in members]
+        p50 = [r["latency_ms"]["p50"] for r in members]
+        tail = [r["latency_ms"]["p99" if shown_percentile(99, r["latency_ms"]["count"]) else "max"]
+                for r in members]
+        ax3.plot(tput, p50, marker="o", color=line.get_color(), label=f"{name} p50")
+        ax3.plot(tput, tail, marker="^", ls="--", color=line.get_color(), alpha=0.6, label=f"{name} p99/max")
+        for r, x, y in zip(members, tput, p50, strict=True):
+            ax3.annotate(f"b{r['batch']}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        for r in members:
             s = np.sort(np.asarray(r.get("samples_ms") or [], dtype=float))
             if s.size:
                 ax2.step(s, np.arange(1, s.size + 1) / s.size, where="post", label=f"{name} b{r['batch']}")
+    points = [(r["latency_ms"]["p50"], r["images_per_s"]) for r in rows]
+    front = pareto_front(points)
+    ax3.plot([points[i][1] for i in front], [points[i][0] for i in front], "o", ms=13, mfc="none", mec="k",
+             label="Pareto front (p50)")
+    batches = sorted({r["batch"] for r in rows})
     ax1.set_xscale("log", base=2)
-    batches = sorted({r["batch"] for r in report["rows"]})
     ax1.set_xticks(batches, [str(b) for b in batches])
     ax1.set_xlabel("batch size")
     ax1.set_ylabel("throughput (images/s)")
     ax1.set_title("Throughput vs batch")
     ax1.grid(True, alpha=0.3)
     ax1.legend(fontsize=8)
+    ax3.set_yscale("log")
+    ax3.set_xlabel("throughput (images/s)")
+    ax3.set_ylabel("latency per call (ms, log)")
+    ax3.set_title("Latency vs throughput (batch sweep)")
+    ax3.grid(True, alpha=0.3)
+    budget = report.get("config", {}).get("latency_budget_ms")
+    if budget:
+        ax3.axhline(budget, color="r", lw=0.8, label=f"budget {budget:g} ms")
+    ax3.legend(fontsize=6)
     ax2.set_xscale("log")
     ax2.set_xlabel("latency per call (ms, log)")
     ax2.set_ylabel("fraction of calls")
@@ -157,3 +265,4 @@ def write_plot(report: dict, path: Path | str) -> Path:
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=7)
     return save_figure(fig, path, dpi=110)
+

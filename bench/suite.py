@@ -8,14 +8,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchConfig, BenchReport, sweep
+from bench.environment import cpu_environment, gpu_snapshot, gpu_warnings
+from bench.harness import STATUS_FAILED_QUALITY, STATUS_RAN, BenchConfig, BenchReport, not_run_rows, sweep
+from bench.hints import machine_hints, row_hints
+from bench.pareto import best_under_budget
 from bench.pipeline import pipeline_benchmark
+from bench.quality import QualityCheck, below_floor, load_inputs, quality_frames
 from bench.roofline import measure_ceiling
 from bench.variants import (
+    DEFAULT_GPU,
+    VARIANTS,
     ModelSource,
     cuda_available,
     file_model,
     random_model,
+    reference_opener,
     runner_specs,
     select_variants,
     tensorrt_problem,
@@ -44,6 +51,10 @@ class BenchRequest:
     roofline: bool = False  # measure the matmul ceiling(s)
     ceiling_gflops: float | None = None  # or give the CPU ceiling
     pipeline_bench: bool = False  # also run bench/pipeline.py (DALI vs fallback)
+    quality: bool = True  # quality columns per row (bench/quality.py)
+    quality_frames: int = 4  # frames scored per kernel (from frames_dir, else demo frames)
+    min_psnr: float | None = None  # a row below this PSNR (any kernel) fails quality
+    latency_budget_ms: float | None = None  # name the best batch per backend under this latency
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -92,6 +103,15 @@ def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
     return list(discover_frames(root)), f"{root} (demo frames)"
 
 
+def quality_check(req: BenchRequest, sources: list[ModelSource]) -> QualityCheck:
+    """Frames (--frames or demo) blurred per kernel, and the fp32 CPU reference of the first model."""
+    frames, where = quality_frames(req.frames_dir, req.quality_frames)
+    sharp, blurred = load_inputs(frames, req.config.size)
+    name, opener = reference_opener(sources[0], req.threads)
+    return QualityCheck(sharp=sharp, blurred=blurred, open_reference=opener,
+                        reference_name=f"{sources[0].label}: {name}" if name else "", where=where)
+
+
 def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
     """bench/pipeline.py's DALI vs fallback frames/s (over --frames, else demo frames)."""
     return pipeline_benchmark(req.frames_dir, device="gpu" if gpu else "cpu")
@@ -112,11 +132,20 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     pairs = select_variants(backends, req.variants, gpu)
     if req.engine is not None and ("tensorrt", "engine") not in pairs:
         pairs.append(("tensorrt", "engine"))
+    if backends == "all" and not req.variants and not gpu:  # all backends on all devices: GPU rows too
+        pairs += [(b, v) for b in VARIANTS for v in DEFAULT_GPU[b] if (b, v) not in pairs]
+    # a requested backend that cannot run here is a 'could not run' row, never dropped
     skipped: list[dict[str, str]] = []
-    if trt_problem:  # a requested backend that cannot run here is a skipped row, never dropped
-        skipped = [{"model": s.label, "backend": b, "variant": v, "reason": trt_problem}
+    if trt_problem:
+        skipped = [{"model": s.label, "backend": b, "variant": v, "device": "cuda", "reason": trt_problem}
                    for s in sources for b, v in pairs if b == "tensorrt"]
         pairs = [(b, v) for b, v in pairs if b != "tensorrt"]
+    if not gpu:
+        no_gpu = "no CUDA GPU visible here (torch.cuda.is_available() is False)"
+        cuda = [(b, v) for b, v in pairs if VARIANTS[b][v]["device"] == "cuda"]
+        skipped += [{"model": s.label, "backend": b, "variant": v, "device": "cuda", "reason": no_gpu}
+                    for s in sources for b, v in cuda]
+        pairs = [p for p in pairs if p not in cuda]
     specs, skipped_specs = runner_specs(sources, pairs, threads=req.threads)
     skipped += skipped_specs
     if not specs:
@@ -130,12 +159,26 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
             by_device["cuda" if c["device"].startswith("cuda") else "cpu"] = c["best_gflops"]
     modes = (["compute"] if req.compute else []) + (["e2e"] if req.e2e else [])
     frames, frames_where = _e2e_frames(req) if req.e2e else ([], None)
+    check = quality_check(req, sources) if req.quality else None
+    cpu_env = cpu_environment()
+    gpu_start = gpu_snapshot() if gpu else None
     rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
-                              ceilings=by_device, progress=progress)
-    if not rows:
+                              ceilings=by_device, quality=check, progress=progress)
+    gpu_end = gpu_snapshot() if gpu else None
+    if not any(r.status == STATUS_RAN for r in rows):
         raise DtkError("no runner could be built, nothing was measured: " + "; ".join(
             f"{s['backend']}/{s['variant']}: {s['reason']}" for s in skipped + skipped_run))
-    extra: dict[str, Any] = {}
+    rows += not_run_rows(skipped, req.config.batches, modes)
+    for r in rows:
+        r.hints = row_hints(r.to_json(), cpu_env["usable_cores"]) if r.status == STATUS_RAN else []
+        reason = below_floor(r.quality, req.min_psnr) if r.status == STATUS_RAN else None
+        if reason:
+            r.status, r.reason = STATUS_FAILED_QUALITY, reason
+    extra: dict[str, Any] = {"hints": machine_hints(cpu_env),
+                             "gpu_warnings": gpu_warnings(gpu_start, gpu_end)}
+    if check is not None:
+        extra["quality"] = {"where": check.where, "frames": len(check.sharp), "kernels": list(check.blurred),
+                            "reference": check.reference_name, "min_psnr": req.min_psnr}
     if frames_where:
         extra["e2e_frames"] = {"where": frames_where, "count": len(frames)}
     if req.pipeline_bench:
@@ -143,5 +186,8 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     model = {"label": ", ".join(s.label for s in sources),
              "sources": [{"label": s.label, "files": {k: str(v) for k, v in s.files.items()},
                           "gflop_per_image": s.gflop_per_image, **s.info} for s in sources]}
-    return BenchReport(rows=rows, config=req.to_json(), environment=collect(), model=model,
+    if req.latency_budget_ms is not None:
+        extra["latency_budget"] = best_under_budget([r.to_json() for r in rows], req.latency_budget_ms)
+    environment = {**collect(), **cpu_env, "threads": req.threads, "gpu_start": gpu_start, "gpu_end": gpu_end}
+    return BenchReport(rows=rows, config=req.to_json(), environment=environment, model=model,
                        ceilings=ceilings, skipped=skipped + skipped_run, extra=extra)

@@ -112,8 +112,55 @@ def throughput(images: int, wall_s: float) -> float:
     return images / wall_s if wall_s > 0 else float("nan")
 
 
-def gflops(gflop_per_image: float | None, images_per_s: float) -> float | None:
+def gflops(gflop_per_image: float | None, images_per_s: float | None) -> float | None:
     """Effective GFLOP/s: counted FLOPs per image x images per second."""
-    if gflop_per_image is None:
+    if gflop_per_image is None or images_per_s is None:
         return None
     return gflop_per_image * images_per_s
+
+
+# Stability (perf_analyzer's rule). CPU calls jitter more than GPU kernels: trtexec warns above 1 %
+# coefficient of variation of GPU compute; dtk's CPU threshold is 5 %.
+CV_THRESHOLD_CPU = 0.05
+CV_THRESHOLD_GPU = 0.01
+STABILITY_WINDOWS = 3  # the last 3 windows' means must agree ...
+STABILITY_BOUND = 0.05  # ... within 5 % of their mean
+# fewest calls for a percentile to be shown: p99 needs 100 calls (one sample above it), p95 20, p90 10
+MIN_CALLS_FOR = {50: 1, 90: 10, 95: 20, 99: 100}
+
+
+def cv(samples_ms: Sequence[float]) -> float:
+    """Coefficient of variation (population std / mean) of per-call latency; nan under 2 samples."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size < 2 or a.mean() <= 0:
+        return float("nan")
+    return float(a.std() / a.mean())
+
+
+def cv_threshold(device: str) -> float:
+    return CV_THRESHOLD_GPU if device.startswith("cuda") else CV_THRESHOLD_CPU
+
+
+def windows_agree(samples_ms: Sequence[float], window: int, windows: int = STABILITY_WINDOWS,
+                  bound: float = STABILITY_BOUND) -> bool:
+    """perf_analyzer's stop rule: the means of the last `windows` windows of `window` calls each
+    lie within `bound` (fraction) of their average. False while there are too few calls."""
+    if window < 1 or len(samples_ms) < window * windows:
+        return False
+    tail = np.asarray(samples_ms[len(samples_ms) - window * windows:], dtype=np.float64)
+    means = tail.reshape(windows, window).mean(axis=1)
+    centre = means.mean()
+    return bool(centre > 0 and np.all(np.abs(means - centre) <= bound * centre))
+
+
+def stability(samples_ms: Sequence[float], threshold: float, window: int) -> str:
+    """'stable' (CV <= threshold), 'settled' (CV above it but the last windows agree) or 'unstable'."""
+    c = cv(samples_ms)
+    if len(samples_ms) < 2 or c <= threshold:
+        return "stable"
+    return "settled" if windows_agree(samples_ms, window) else "unstable"
+
+
+def shown_percentile(p: int, count: int) -> bool:
+    """Whether a p-th percentile of `count` calls means something (p99 of 3 calls does not)."""
+    return count >= MIN_CALLS_FOR.get(p, 1)

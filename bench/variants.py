@@ -209,3 +209,13 @@ def _opener(backend: str, path: Path, opts: dict[str, Any], threads: int | None)
         return spec.open()  # DtkError when this backend cannot run it
 
     return make
+
+
+def reference_opener(src: ModelSource, threads: int | None = None):
+    """(name, opener) of the source's fp32 CPU reference runner: ONNX Runtime cpu-fp32, else torch
+    eager; ('', None) when it has neither file (an engine alone)."""
+    for backend, variant in (("onnxruntime", "cpu-fp32"), ("torch", "eager")):
+        if backend in src.files:
+            opts = VARIANTS[backend][variant]
+            return f"{backend}/{variant}", _opener(backend, src.files[backend], opts, threads)
+    return "", None

@@ -30,6 +30,8 @@ TINY = [
     "3",
     "--ceiling",
     "100",
+    "--max-extend",
+    "0",
 ]
 
 LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p95", "p99", "max", "std"}
@@ -73,6 +75,9 @@ def test_tiny_bench_writes_table_json_csv_png(tiny_report):
     }
     for r in rows:
         assert r["mode"] == "compute" and r["iterations"] == 3 and len(r["samples_ms"]) == 3
+        assert r["status"] == "ran" and r["reason"] == "" and r["extended_calls"] == 0
+        assert r["cv"] >= 0 and r["stability"] in ("stable", "unstable") and r["cv_threshold"] == 0.05
+        assert set(r["quality"]["psnr_db"]) == {"k7", "k11"} and r["quality"]["max_abs_err"] >= 0
         assert set(r["latency_ms"]) == LATENCY_KEYS
         assert r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"]
         assert isinstance(r["images_per_s"], float) and r["images_per_s"] > 0
@@ -214,10 +219,12 @@ def test_backend_all_lists_tensorrt_as_skipped_with_reason(tmp_path):
                               "--json", str(out)])
     assert res.exit_code == 0, _all_output(res)
     report = json.loads(out.read_text())
-    trt = [s for s in report["skipped"] if s["backend"] == "tensorrt"]
+    trt = [s for s in report["skipped"] if s["backend"] == "tensorrt"]  # the old key is kept
     assert trt and all(s["reason"] == problem for s in trt)
-    assert {r["backend"] for r in report["rows"]} == {"onnxruntime"}
-    assert f"skipped tensorrt/engine: {problem}" in _all_output(res)  # markup such as [gpu] shown
+    assert {r["backend"] for r in report["rows"] if r["status"] == "ran"} == {"onnxruntime"}
+    (row,) = [r for r in report["rows"] if r["backend"] == "tensorrt"]  # a row, with its reason
+    assert row["status"] == "could not run" and row["reason"] == problem and row["latency_ms"] is None
+    assert f"[1] {problem}" in _all_output(res)  # markup such as [gpu] shown
 
 
 def test_backend_all_default_variants_keep_tensorrt(tmp_path):

@@ -64,7 +64,7 @@ class CountingRunner(Runner):
 
 
 def test_iterations_alone_are_exact_and_warmup_is_excluded():
-    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=7, buffers=3)
+    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=7, buffers=3, max_extend_s=0)
     calls = []
     samples, wall = timed_loop(lambda i: calls.append(i), cfg, HostTimer())
     assert len(samples) == 7
@@ -73,14 +73,14 @@ def test_iterations_alone_are_exact_and_warmup_is_excluded():
 
 
 def test_duration_is_honoured():
-    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, duration_s=0.1)
+    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, duration_s=0.1, max_extend_s=0)
     samples, wall = timed_loop(lambda i: time.sleep(0.01), cfg, HostTimer())
     assert wall >= 0.1
     assert 3 <= len(samples) <= 12
 
 
 def test_inputs_are_rotated_and_distinct():
-    cfg = BenchConfig(batches=(2,), size=(8, 16), warmup_s=0.0, iterations=6, buffers=3)
+    cfg = BenchConfig(batches=(2,), size=(8, 16), warmup_s=0.0, iterations=6, buffers=3, max_extend_s=0)
     inputs = make_inputs(2, cfg)
     assert len(inputs) == 3 and inputs[0].shape == (2, 3, 8, 16) and inputs[0].dtype == np.float32
     assert not np.array_equal(inputs[0], inputs[1])
@@ -124,7 +124,7 @@ class SplitRunner(CountingRunner):
 def test_phase_split_is_averaged_over_timed_calls():
     from bench.report import bench_table, csv_rows
 
-    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=4, buffers=2)
+    cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=4, buffers=2, max_extend_s=0)
     row = bench_compute(SplitRunner(), 1, cfg, backend="fake", variant="v")
     # call 1 is the warm-up; the timed calls 2..5 report compute 2..5 ms
     assert row.phases_ms == {"h2d": 1.0, "compute": 3.5, "d2h": 0.5}

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bench.compare import compare_reports, compare_table
+from bench.compare import EXIT_REGRESSION, compare_reports, compare_table, parse_percent, regressions
 from bench.harness import BenchConfig
 from bench.pipeline import render_table
-from bench.report import bench_table, load_report, write_csv, write_plot
+from bench.report import bench_table, export_times, load_report, notes_text, write_csv, write_plot
 from bench.suite import BenchRequest, run_bench
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
@@ -532,7 +532,7 @@ def bench(
                                                     "pipeline (decode, resize) into the runner.")] = False,
     e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
     frames: Annotated[Path | None, typer.Option(
-        help="Frame tree for --e2e (default: demo frames written to a temp dir).")] = None,
+        help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
     roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
                                                               "when present) and show % of it.")] = False,
@@ -540,9 +540,25 @@ def bench(
         help="CPU ceiling in GFLOP/s to use instead of measuring it.")] = None,
     pipeline_bench: Annotated[bool, typer.Option(
         "--pipeline", help="Also run the DALI vs fallback pipeline benchmark (bench/pipeline.py).")] = False,
+    quality: Annotated[bool, typer.Option(
+        "--quality/--no-quality", help="Score each runner on real frames: PSNR per kernel vs sharp, error vs "
+                                       "the first model's fp32 CPU reference.")] = True,
+    quality_frames: Annotated[int, typer.Option(help="Frames scored per kernel (k7, k11).")] = 4,
+    min_psnr: Annotated[float | None, typer.Option(
+        help="A row whose PSNR on any kernel is below this (dB) fails quality: exit 3.")] = None,
+    latency_budget: Annotated[float | None, typer.Option(
+        help="Name the batch with the best throughput whose p99 latency (max under 100 calls) fits in "
+             "this many ms, per backend/variant.")] = None,
+    cv_threshold: Annotated[float | None, typer.Option(
+        help="Stability: above this CV (%) of call latency a row runs on (default 5 CPU, 1 GPU).")] = None,
+    max_extend: Annotated[float, typer.Option(
+        help="Stability: at most this many extra seconds per row (0: never extend).")] = 10.0,
     json_out: JsonOut = None,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per table row.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG: throughput vs batch, latency CDF.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write a PNG: throughput vs batch, latency vs throughput (Pareto front), latency CDF.")] = None,
+    export_times_to: Annotated[Path | None, typer.Option(
+        "--export-times", help="Write every timed call (start, latency in ms) of every row as JSON.")] = None,
 ) -> None:
     """Benchmark every backend x variant x batch size; `dtk bench compare A.json B.json` compares two runs."""
     if ctx.invoked_subcommand is not None:
@@ -551,16 +567,19 @@ def bench(
     check_threads(threads)
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
-                         duration_s=duration, iterations=iterations, buffers=buffers)
+                         duration_s=duration, iterations=iterations, buffers=buffers,
+                         cv_threshold=cv_threshold / 100 if cv_threshold is not None else None,
+                         max_extend_s=max_extend)
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
-                       ceiling_gflops=ceiling, pipeline_bench=pipeline_bench)
+                       ceiling_gflops=ceiling, pipeline_bench=pipeline_bench, quality=quality,
+                       quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
         console.print(bench_table(report))
-        for s in report["skipped"]:
-            err_console.print(f"[yellow]skipped {s['backend']}/{s['variant']}:[/] {escape(s['reason'])}")
+        for line in notes_text(report):
+            console.print(escape(line))
         pipe = report["extra"].get("pipeline")
         if pipe and pipe.get("rows"):
             console.print(render_table(pipe))
@@ -571,6 +590,13 @@ def bench(
         err_console.print(f"wrote {write_csv(report, csv)}")
     if plot is not None:
         err_console.print(f"wrote {write_plot(report, plot)}")
+    if export_times_to is not None:
+        err_console.print(f"wrote {export_times(report, export_times_to)}")
+    failed = [r for r in report["rows"] if r["status"] == "failed quality"]
+    if failed:
+        err_console.print(f"[red]{len(failed)} row(s) failed quality[/] (--min-psnr {min_psnr:g} dB); "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @bench_app.command("compare")
@@ -578,14 +604,25 @@ def bench(
 def bench_compare(
     a: Annotated[Path, typer.Argument(help="Baseline report (dtk bench --json A.json).")],
     b: Annotated[Path, typer.Argument(help="Report to compare with it.")],
+    max_slowdown: Annotated[str | None, typer.Option(
+        help="Regression gate: exit 1 when a matching row's images/s fell by more than this (5%).")] = None,
+    max_psnr_drop: Annotated[float | None, typer.Option(
+        help="Regression gate: exit 1 when a matching row lost more than this many dB on a kernel.")] = None,
     json_out: JsonOut = None,
 ) -> None:
-    """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99."""
+    """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99;
+    with --max-slowdown / --max-psnr-drop a regression gate (exit 1) for CI."""
 
+    limit = parse_percent(max_slowdown) if max_slowdown is not None else None
     result = compare_reports(load_report(a), load_report(b))
+    result["regressions"] = regressions(result, limit, max_psnr_drop)
     if str(json_out) != "-":
         console.print(compare_table(result, str(a), str(b)))
     emit_json(json_out, result)
+    if result["regressions"]:
+        for line in result["regressions"]:
+            err_console.print(f"[red]regression:[/] {escape(line)}")
+        raise typer.Exit(EXIT_REGRESSION)
 
 
 @app.command("build-engine")
