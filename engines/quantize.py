@@ -64,8 +64,9 @@ class QuantizeReport:
     calibration_sha256: str
     guard_frames: list[str]
     conv_transpose: str
-    float_layers: list[str]
+    float_layers: list[str]  # every layer kept in float: the fixed filters and those the search chose
     guard: list[KernelGuard]
+    fixed_float_layers: list[str] = field(default_factory=list)  # kept in float from the start
     attempts: list[dict] = field(default_factory=list)  # float layers tried and worst drop of each
     sensitivity: dict[str, float] = field(default_factory=dict)  # layer -> worst drop with it in float
     passed: bool = False
@@ -212,6 +213,16 @@ def _worst(guard: list[KernelGuard]) -> float:
     return max(g.drop_db for g in guard)
 
 
+# Fixed filters (the gated models' deconvolution bank, exported under the module name `bank`):
+# known-kernel inverses with gains of up to ~10x that int8 cannot hold; never trained, cheap.
+FIXED_FILTER_PREFIX = "/bank/"
+
+
+def fixed_filter_nodes(nodes: Sequence[str]) -> list[str]:
+    """The quantizable nodes of the fixed deconvolution bank (kept in float by default)."""
+    return [n for n in nodes if n.startswith(FIXED_FILTER_PREFIX)]
+
+
 def quantizable_nodes(model_path: Path, conv_transpose: str = "per-tensor") -> list[str]:
     """Names of the nodes the quantizer turns int8 (Conv; ConvTranspose unless kept in float)."""
     onnx = optional_import("onnx")
@@ -303,8 +314,12 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
                    calib_frames: int | None = 16, guard_frames: int | None = 16, method: str = "minmax",
                    max_drop_db: float = 0.1, guard_dir: Path | str | None = None,
                    conv_transpose: str = "per-tensor", max_float_layers: int = 4, percentile: float = 99.999,
-                   threads: int | None = None, log: Callable[[str], None] | None = None) -> QuantizeReport:
-    """Quantize `model_onnx` to a Q/DQ INT8 graph at `out_path`; DtkError (and no file) if the guard fails."""
+                   threads: int | None = None, quantize_bank: bool = False,
+                   log: Callable[[str], None] | None = None) -> QuantizeReport:
+    """Quantize `model_onnx` to a Q/DQ INT8 graph at `out_path`; DtkError (and no file) if the guard fails.
+
+    The fixed deconvolution bank stays in float unless `quantize_bank` (its sensitivity ranks it
+    first: an int8 bank alone costs the shipped model several dB)."""
     start = time.perf_counter()
     say = log or (lambda _m: None)
     model_onnx, out_path = Path(model_onnx), Path(out_path)
@@ -351,26 +366,29 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
             _quantize_static(pre, path, reader, method, cache, exclude, conv_transpose, percentile)
             return path, guard_set.measure(path, threads)
 
+        all_nodes = quantizable_nodes(pre, conv_transpose)
+        fixed = [] if quantize_bank else fixed_filter_nodes(all_nodes)
         t0 = time.perf_counter()
-        best_path, guard = attempt([], "all")
-        say(f"int8, all layers: worst drop {_worst(guard):+.3f} dB ({time.perf_counter() - t0:.1f} s)")
-        attempts = [{"float_layers": [], "worst_drop_db": _worst(guard)}]
-        float_layers: list[str] = []
+        best_path, guard = attempt(fixed, "all")
+        what = f"all layers but the fixed bank ({len(fixed)} in float)" if fixed else "all layers"
+        say(f"int8, {what}: worst drop {_worst(guard):+.3f} dB ({time.perf_counter() - t0:.1f} s)")
+        attempts = [{"float_layers": list(fixed), "worst_drop_db": _worst(guard)}]
+        float_layers: list[str] = list(fixed)
         sensitivity: dict[str, float] = {}
         if _worst(guard) > max_drop_db and max_float_layers > 0:
-            nodes = quantizable_nodes(pre, conv_transpose)
+            nodes = [n for n in all_nodes if n not in fixed]
             say(f"drop above {max_drop_db} dB: measuring the sensitivity of {len(nodes)} layers")
             for i, node in enumerate(nodes):
-                path, g = attempt([node], f"one{i}")
+                path, g = attempt([*fixed, node], f"one{i}")
                 path.unlink()  # one file per layer would add up on a large model
                 sensitivity[node] = _worst(g)
             ranked = sorted(nodes, key=lambda n: sensitivity[n])  # lowest drop when kept in float first
             cap = min(max_float_layers, len(ranked))
             for k in sorted({min(2 ** i, cap) for i in range(cap.bit_length() + 1)}):
-                trial = ranked[:k]
+                trial = [*fixed, *ranked[:k]]
                 path, g = attempt(trial, f"keep{k}")
                 attempts.append({"float_layers": trial, "worst_drop_db": _worst(g)})
-                say(f"{k} layer(s) in float ({', '.join(trial)}): worst drop {_worst(g):+.3f} dB")
+                say(f"{k} layer(s) in float ({', '.join(ranked[:k])}): worst drop {_worst(g):+.3f} dB")
                 if _worst(g) < _worst(guard):
                     best_path, guard, float_layers = path, g, trial
                 if _worst(g) <= max_drop_db:
@@ -379,13 +397,15 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
             model=str(model_onnx), output=None, method=method, max_drop_db=max_drop_db,
             calibration_frames=[str(f.path) for f in split.calibration], calibration_sha256=digest,
             guard_frames=[str(f.path) for f in split.guard], conv_transpose=conv_transpose,
-            float_layers=float_layers, guard=guard, attempts=attempts, sensitivity=sensitivity)
+            float_layers=float_layers, guard=guard, attempts=attempts, sensitivity=sensitivity,
+            fixed_float_layers=list(fixed))
         report.seconds = time.perf_counter() - start
         if report.worst_drop_db > max_drop_db:
             failing = ", ".join(f"{g.kernel} {g.drop_db:+.3f} dB" for g in guard if g.drop_db > max_drop_db)
             err = DtkError(f"refusing to write {out_path}: INT8 loses more than {max_drop_db} dB PSNR on the "
-                           f"guard frames ({failing}) even with {len(float_layers)} layer(s) kept in float; "
-                           "try --method entropy/percentile, more --calib-frames, or a larger --max-drop")
+                           f"guard frames ({failing}) even with {len(float_layers)} layer(s) kept in float"
+                           f"{_why(report)}; try --method entropy/percentile, more --calib-frames, "
+                           "or a larger --max-drop")
             err.report = report  # type: ignore[attr-defined]
             raise err
         meta = {
@@ -402,6 +422,18 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
     report.output, report.passed = str(out_path), True
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _why(report: QuantizeReport) -> str:
+    """Why the guard still fails: what was kept in float, and the layers that cost the most."""
+    parts = []
+    if report.fixed_float_layers:
+        parts.append(f"the fixed deconvolution bank ({len(report.fixed_float_layers)} convs) in float")
+    if report.sensitivity:
+        worst = sorted(report.sensitivity, key=report.sensitivity.__getitem__)[:3]
+        parts.append("keeping one layer in float helps most for " + ", ".join(
+            f"{n} (drop {report.sensitivity[n]:+.2f} dB)" for n in worst))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def fp32_input_name(path: Path) -> str:

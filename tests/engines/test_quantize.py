@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines.quantize import quantize_model
 from toolkit.core.errors import DtkError
 
 SIZE = (64, 128)  # small frames keep the tests fast; the pipeline resizes the demo frames to this
@@ -30,8 +31,6 @@ def fp32_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def quantized(fp32_model, demo_dir, tmp_path_factory):
-    from engines.quantize import quantize_model
-
     out = tmp_path_factory.mktemp("q8") / "w8-int8.onnx"
     report = quantize_model(fp32_model, demo_dir, out, calib_frames=4, guard_frames=4, max_drop_db=1.0)
     return report, out
@@ -121,8 +120,6 @@ def test_output_gets_the_umask_mode(quantized):
 
 
 def test_guard_refuses_and_leaves_no_file(fp32_model, demo_dir, tmp_path):
-    from engines.quantize import quantize_model
-
     out = tmp_path / "refused.onnx"
     with pytest.raises(DtkError, match="refusing") as info:
         quantize_model(fp32_model, demo_dir, out, calib_frames=2, guard_frames=2, max_drop_db=-1.0,
@@ -158,8 +155,6 @@ def test_split_is_by_sequence_disjoint_and_deterministic(demo_dir):
 
 
 def test_quantized_model_is_rejected_as_input(quantized, demo_dir, tmp_path):
-    from engines.quantize import quantize_model
-
     with pytest.raises(DtkError, match="already quantized"):
         quantize_model(quantized[1], demo_dir, tmp_path / "again.onnx")
 
@@ -171,3 +166,24 @@ def test_build_engine_reads_qdq_graph_as_int8(quantized):
     assert graph_precision(quantized[1]) == "int8"
     assert plan_precision("11.4.0", "int8", None).precision == "int8"
     assert plan_precision("10.13.0", "int8", None).strongly_typed
+
+
+@pytest.mark.parametrize("quantize_bank", [False, True])
+def test_the_fixed_bank_stays_in_float_by_default(demo_dir, tmp_path, quantize_bank):
+    """The shipped model's deconvolution bank (known-kernel inverses, gains ~10x) is kept in float
+    unless asked; every other conv is int8."""
+    from toolkit.core.modelfiles import default_model_path
+
+    out = tmp_path / "q.onnx"
+    report = quantize_model(default_model_path("onnxruntime"), demo_dir, out, calib_frames=1, guard_frames=1,
+                            max_drop_db=60.0, max_float_layers=0, quantize_bank=quantize_bank)
+    bank = [f"/bank/Conv{s}" for s in ("", "_1", "_2", "_3")]
+    assert report.fixed_float_layers == ([] if quantize_bank else bank)
+    assert report.float_layers == report.fixed_float_layers
+    model, producers, _, _ = _graph(out)
+    convs = {n.name: n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    assert set(bank) <= set(convs) and len(convs) == 22
+    for name, node in convs.items():
+        weight_from = getattr(producers.get(node.input[1]), "op_type", None)  # None: a float initializer
+        in_float = name.startswith("/bank/") and not quantize_bank
+        assert (weight_from != "DequantizeLinear") == in_float, name

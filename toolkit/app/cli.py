@@ -717,6 +717,9 @@ def quantize_cmd(
     conv_transpose: Annotated[str, typer.Option(help="ConvTranspose: per-tensor int8 or float.")
                               ] = "per-tensor",
     max_float_layers: Annotated[int, typer.Option(help="Most layers kept in float to pass the guard.")] = 4,
+    quantize_bank: Annotated[bool, typer.Option(
+        "--quantize-bank", help="Quantize the fixed deconvolution bank too (default: kept in float; "
+                                "int8 cannot hold its ~10x gains).")] = False,
     json_out: JsonOut = None,
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
@@ -734,7 +737,7 @@ def quantize_cmd(
         report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
                                 method=method, max_drop_db=max_drop, guard_dir=guard,
                                 conv_transpose=conv_transpose, max_float_layers=max_float_layers,
-                                log=err_console.print)
+                                quantize_bank=quantize_bank, log=err_console.print)
     except DtkError as exc:
         failed = getattr(exc, "report", None)
         if failed is not None:
