@@ -28,7 +28,7 @@ from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table
 from toolkit.app.run import run_job
-from toolkit.core.console import console, dumps, err_console, write_json
+from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, write_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
@@ -577,7 +577,7 @@ def bench(
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
-        console.print(bench_table(report))
+        print_wide(bench_table(report))
         for line in notes_text(report):
             console.print(escape(line))
         pipe = report["extra"].get("pipeline")

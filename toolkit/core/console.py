@@ -42,3 +42,19 @@ def dumps(obj: Any) -> str:
 def write_json(path: Path | str, obj: Any) -> Path:
     """`dumps(obj)` written atomically (parents created)."""
     return write_bytes_atomic(path, (dumps(obj) + "\n").encode())
+
+
+def print_wide(table, out: Console | None = None) -> None:
+    """Print a wide table whole: piped output (no terminal) gets the table's natural width instead
+    of cells cut short with '…'; a terminal keeps its own width."""
+    out = out or console
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = out.measure(table, options=out.options.update_width(100_000)).maximum
+    width = out.width
+    out.width = max(width, natural)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
