@@ -177,9 +177,6 @@ class Timed:
     wall_s: float
     extended_calls: int = 0
 
-    def __iter__(self):  # `samples, wall = timed_loop(...)`, as before the stability rule
-        return iter((self.samples, self.wall_s))
-
 
 def timed_loop(call: Callable[[int], Any], config: BenchConfig, timer: Timer, *, threshold: float = 0.05,
                clock: Callable[[], float] = time.perf_counter) -> Timed:

@@ -11,38 +11,21 @@ resized to the bench size and blurred with each kernel (k7, k11) through `toolki
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engines.base import Runner
 from toolkit.core.convert import from_nchw, to_host
-from toolkit.core.demo import write_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import Frame, discover_frames
+from toolkit.core.frames import Frame
 from toolkit.core.metrics import json_number, psnr
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 QUALITY_KERNELS = ("k7", "k11")
 ERROR_PERCENTILE = 99.9
-
-
-def quality_frames(frames_dir: Path | None, count: int) -> tuple[list[Frame], str]:
-    """The first `count` frames of `frames_dir`, else of demo frames written to a temp folder."""
-    if count < 1:
-        raise DtkError("--quality-frames must be >= 1")
-    if frames_dir is not None:
-        frames = list(discover_frames(frames_dir))
-        if not frames:
-            raise DtkError(f"no frames in {frames_dir}")
-        return frames[:count], str(frames_dir)
-    root = Path(tempfile.mkdtemp(prefix="dtk-bench-quality-"))
-    write_demo(root, 1)
-    return list(discover_frames(root))[:count], "demo frames"
 
 
 def load_inputs(frames: Sequence[Frame], size: tuple[int, int],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +13,7 @@ from bench.harness import STATUS_FAILED_QUALITY, STATUS_RAN, BenchConfig, BenchR
 from bench.hints import machine_hints, row_hints
 from bench.pareto import best_under_budget
 from bench.pipeline import pipeline_benchmark
-from bench.quality import QualityCheck, below_floor, load_inputs, quality_frames
+from bench.quality import QualityCheck, below_floor, load_inputs
 from bench.roofline import measure_ceiling
 from bench.variants import (
     DEFAULT_GPU,
@@ -28,9 +28,8 @@ from bench.variants import (
     tensorrt_problem,
 )
 from engines.machine import collect
-from toolkit.core.demo import write_demo
+from toolkit.core.demo import frames_or_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import discover_frames
 
 
 @dataclass
@@ -93,20 +92,15 @@ def measure_ceilings(req: BenchRequest, gpu: bool,
     return out
 
 
-def _e2e_frames(req: BenchRequest) -> tuple[list[Any], str]:
-
-    if req.frames_dir is not None:
-        return list(discover_frames(req.frames_dir)), str(req.frames_dir)
-
-    root = Path(tempfile.mkdtemp(prefix="dtk-bench-frames-"))
-    write_demo(root, 4)
-    return list(discover_frames(root)), f"{root} (demo frames)"
-
-
 def quality_check(req: BenchRequest, sources: list[ModelSource]) -> QualityCheck:
     """Frames (--frames or demo) blurred per kernel, and the fp32 CPU reference of the first model."""
-    frames, where = quality_frames(req.frames_dir, req.quality_frames)
-    sharp, blurred = load_inputs(frames, req.config.size)
+    if req.quality_frames < 1:
+        raise DtkError("--quality-frames must be >= 1")
+    with frames_or_demo(req.frames_dir, req.quality_frames) as frames:
+        if not frames:
+            raise DtkError(f"no frames in {req.frames_dir}")
+        sharp, blurred = load_inputs(frames, req.config.size)
+    where = str(req.frames_dir) if req.frames_dir is not None else "demo frames"
     name, opener = reference_opener(sources[0], req.threads)
     return QualityCheck(sharp=sharp, blurred=blurred, open_reference=opener,
                         reference_name=f"{sources[0].label}: {name}" if name else "", where=where)
@@ -158,12 +152,12 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
         if c["dtype"] == "float32":
             by_device["cuda" if c["device"].startswith("cuda") else "cpu"] = c["best_gflops"]
     modes = (["compute"] if req.compute else []) + (["e2e"] if req.e2e else [])
-    frames, frames_where = _e2e_frames(req) if req.e2e else ([], None)
     check = quality_check(req, sources) if req.quality else None
     cpu_env = cpu_environment()
     gpu_start = gpu_snapshot() if gpu else None
-    rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
-                              ceilings=by_device, quality=check, progress=progress)
+    with frames_or_demo(req.frames_dir) if req.e2e else contextlib.nullcontext([]) as frames:
+        rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
+                                  ceilings=by_device, quality=check, progress=progress)
     gpu_end = gpu_snapshot() if gpu else None
     if not any(r.status == STATUS_RAN for r in rows):
         raise DtkError("no runner could be built, nothing was measured: " + "; ".join(
@@ -179,8 +173,9 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     if check is not None:
         extra["quality"] = {"where": check.where, "frames": len(check.sharp), "kernels": list(check.blurred),
                             "reference": check.reference_name, "min_psnr": req.min_psnr}
-    if frames_where:
-        extra["e2e_frames"] = {"where": frames_where, "count": len(frames)}
+    if req.e2e:
+        extra["e2e_frames"] = {"where": str(req.frames_dir) if req.frames_dir is not None else "demo frames",
+                               "count": len(frames)}
     if req.pipeline_bench:
         extra["pipeline"] = run_pipeline_bench(req, gpu)
     model = {"label": ", ".join(s.label for s in sources),

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.harness import BenchTarget
 from engines.options import MAX_BATCH
-from engines.spec import RunnerSpec
+from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from toolkit.core.lazy import INSTALL_HINTS, module_version
@@ -203,7 +203,7 @@ def runner_specs(sources: list[ModelSource], pairs: list[tuple[str, str]],
 def _opener(backend: str, path: Path, opts: dict[str, Any], threads: int | None):
     def make():
         options = {k: v for k, v in opts.items() if k != "precision"}
-        if threads is not None and backend != "tensorrt":
+        if threads is not None and "threads" in SUPPORTED_OPTIONS[backend]:
             options["threads"] = threads
         spec = RunnerSpec.choose(backend, path, precision=opts.get("precision", "fp32"), **options)
         return spec.open()  # DtkError when this backend cannot run it

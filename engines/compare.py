@@ -16,7 +16,6 @@ missing tolerance counts as 0.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,9 +27,9 @@ from engines.polygraphy_log import quiet_polygraphy
 from engines.select import BACKENDS
 from engines.spec import RunnerSpec
 from toolkit import FRAME_SIZE
-from toolkit.core.demo import write_demo
+from toolkit.core.demo import frames_or_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import Frame, discover_frames
+from toolkit.core.frames import Frame
 from toolkit.core.kernels import KERNELS
 from toolkit.core.lazy import optional_import
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
@@ -101,19 +100,6 @@ def psnr_between(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float | Non
     """PSNR (dB) of `b` against `a` on the 0..`peak` scale; None when they are identical."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return None if mse == 0 else 10.0 * math.log10(peak * peak / mse)
-
-
-def _frames(frames_dir: Path | None, max_frames: int, scratch: Path) -> list[Frame]:
-    if frames_dir is None:
-        write_demo(scratch, frames_per_sequence=max(1, math.ceil(max_frames / 5)))
-        frames = discover_frames(scratch)
-    else:
-        frames = discover_frames(frames_dir)
-    if not frames:
-        raise DtkError(f"no frames found in {frames_dir}")
-    if frames_dir is None:  # spread over the photos: one window of each, then the next ones
-        frames = sorted(frames, key=lambda f: (f.rel.name, f.sequence))
-    return frames[:max_frames]
 
 
 def run_outputs(specs: Sequence[tuple[str, RunnerSpec]], frames: Sequence[Frame], kernels: Sequence[str],
@@ -209,8 +195,9 @@ def compare_runners(runners: Sequence[str], *, frames_dir: Path | None = None, m
     if len({label for label, _ in specs}) != len(specs):
         raise DtkError(f"a runner is named twice: {' '.join(runners)}")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dtk-compare-") as scratch:
-        frames = _frames(frames_dir, max_frames, Path(scratch))
+    with frames_or_demo(frames_dir, max_frames) as frames:
+        if not frames:
+            raise DtkError(f"no frames found in {frames_dir}")
         log(f"comparing {len(specs)} runners on {len(frames)} frames x {len(kernels)} kernels "
             f"({', '.join(kernels)}); reference: {specs[0][0]}")
         outputs = run_outputs(specs, frames, kernels, batch_size)

@@ -12,12 +12,13 @@ from test_bench_cli import TINY as CLI_TINY  # the tiny random-width bench both 
 from typer.testing import CliRunner
 
 from bench.harness import BenchConfig, BenchTarget, sweep
-from bench.quality import QualityCheck, load_inputs, quality_frames
+from bench.quality import QualityCheck, load_inputs
 from bench.variants import DEFAULT_CPU, DEFAULT_GPU, VARIANTS, cuda_available
 from engines.base import Runner
 from toolkit.app.cli import app
 from toolkit.core.convert import unit_to_uint8
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import discover_frames
 
 runner = CliRunner()
 TINY = [a for a in CLI_TINY if a not in ("--ceiling", "100")] + ["--quality-frames", "2"]
@@ -91,7 +92,7 @@ def test_backend_all_on_cpu_lists_gpu_and_tensorrt_rows_as_could_not_run(tmp_pat
 
 
 def test_quality_columns_equal_an_independent_psnr(demo_dir):
-    frames, _ = quality_frames(demo_dir, 2)
+    frames = discover_frames(demo_dir)[:2]
     sharp, blurred = load_inputs(frames, (64, 96))
     assert set(blurred) == {"k7", "k11"} and blurred["k7"].shape == (2, 3, 64, 96)
     check = QualityCheck(

@@ -66,7 +66,8 @@ class CountingRunner(Runner):
 def test_iterations_alone_are_exact_and_warmup_is_excluded():
     cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, iterations=7, buffers=3, max_extend_s=0)
     calls = []
-    samples, wall = timed_loop(lambda i: calls.append(i), cfg, HostTimer())
+    timed = timed_loop(lambda i: calls.append(i), cfg, HostTimer())
+    samples, wall = timed.samples, timed.wall_s
     assert len(samples) == 7
     assert len(calls) == 8  # one warm-up call (warm-up runs at least once), untimed
     assert wall >= 0
@@ -74,7 +75,8 @@ def test_iterations_alone_are_exact_and_warmup_is_excluded():
 
 def test_duration_is_honoured():
     cfg = BenchConfig(batches=(1,), size=(8, 8), warmup_s=0.0, duration_s=0.1, max_extend_s=0)
-    samples, wall = timed_loop(lambda i: time.sleep(0.01), cfg, HostTimer())
+    timed = timed_loop(lambda i: time.sleep(0.01), cfg, HostTimer())
+    samples, wall = timed.samples, timed.wall_s
     assert wall >= 0.1
     assert 3 <= len(samples) <= 12
 

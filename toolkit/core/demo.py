@@ -8,13 +8,17 @@ These photos are reserved for demos and evaluation: training never uses them
 
 from __future__ import annotations
 
+import math
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import read_frame, write_png_atomic
+from toolkit.core.frames import Frame, discover_frames, read_frame, write_png_atomic
 
 DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
 TRAINING_EXCLUDED = frozenset(DEMO_PHOTOS) | {"motorcycle_right"}
@@ -69,3 +73,19 @@ def write_demo(out_dir: Path | str, frames_per_sequence: int = 4,
         for i, window in enumerate(pan_windows(image, frames_per_sequence)):
             written.append(write_png_atomic(out / name / f"{i:08d}.png", window))
     return written
+
+
+@contextmanager
+def frames_or_demo(frames_dir: Path | str | None, count: int | None = None) -> Iterator[list[Frame]]:
+    """The frames of `frames_dir` (the first `count`), else `count` demo frames (default: 4 per
+    photo) spread over the photos, one window of each before the next ones, written to a temporary
+    folder that is removed on exit. May yield an empty list; the caller says what that means."""
+    if frames_dir is not None:
+        frames = discover_frames(frames_dir)
+        yield frames if count is None else frames[:count]
+        return
+    count = count or 4 * len(DEMO_PHOTOS)
+    with tempfile.TemporaryDirectory(prefix="dtk-demo-") as scratch:
+        write_demo(scratch, frames_per_sequence=math.ceil(count / len(DEMO_PHOTOS)))
+        frames = sorted(discover_frames(scratch), key=lambda f: (f.rel.name, f.sequence))
+        yield frames[:count]
