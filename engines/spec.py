@@ -4,8 +4,8 @@ Built once from the CLI options (`RunnerSpec.choose`) and used by `dtk run` (loc
 the spec is a plain picklable dataclass, each actor calls `.open()`), `dtk eval`, `dtk bench`
 and the quantizer's guard. Every option reaches every backend that supports it; one that a
 backend would ignore is refused here, naming the backend that takes it.
-Backend modules are imported only in `open`, so this module pulls in neither torch,
-onnxruntime nor tensorrt.
+The backend modules load their libraries lazily, and torch's runner is imported only in `open`,
+so this module pulls in neither torch, onnxruntime nor tensorrt.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engines.base import Runner
+from engines.machine import collect
+from engines.onnxruntime import OrtRunner
 from engines.options import check_precision, check_threads
 from engines.select import BACKENDS, default_backend
+from engines.tensorrt.runtime import TrtRunner
 from toolkit.core.errors import DtkError
 from toolkit.core.modelfiles import resolve_model
 
@@ -89,33 +92,23 @@ class RunnerSpec:
     def open(self) -> Runner:
         """Load the runner (the model's weights are read here, once)."""
         if self.backend == "onnxruntime":
-            from engines.onnxruntime import OrtRunner
-
             return OrtRunner(self.model, device=self.device or "auto", threads=self.threads,
                              trt_fp16=self.precision == "fp16", size=self.size)
         if self.backend == "torch":
             import torch
 
-            from engines.torch import TorchRunner
+            from engines.torch import TorchRunner  # imports torch: only when it runs
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             return TorchRunner(self.model, device=device, precision=self.precision, compile=self.compile,
                                channels_last=self.channels_last, threads=self.threads,
                                cuda_graphs=self.cuda_graphs)
         if self.backend == "tensorrt":
-            try:
-                from engines.tensorrt.runtime import TrtRunner
-            except ImportError as exc:
-                raise DtkError(f"the tensorrt backend is unavailable here ({exc}): install TensorRT with "
-                               "pip install .[gpu] on an NVIDIA GPU machine, "
-                               "or use --backend onnxruntime") from None
             return TrtRunner(self.model, cuda_graphs=bool(self.cuda_graphs))
         raise DtkError(f"unknown backend {self.backend!r}")
 
 
 def _choose_auto(cls, model, precision: str, info: dict | None, options: dict) -> RunnerSpec:
-    from engines.machine import collect
-
     info = collect() if info is None else info
     first = default_backend(info)
     order = [first] + [b for b in ("onnxruntime", "torch") if b != first]

@@ -181,8 +181,7 @@ def test_16bit_rgb_png_follows_round_x_over_257(tmp_path, astronaut):
 
 def test_summaries_are_text_not_dict_reprs():
     """eval's model line, run's backend row and export's parity line: `key value, key value`."""
-    from toolkit.app.cli import parity_text
-    from toolkit.app.report import human_text
+    from toolkit.app.report import human_text, parity_text
 
     text = human_text({"backend": "onnxruntime", "providers": ["CPUExecutionProvider"], "io_binding": False,
                        "threads": None, "trt_cache": "", "frames_per_worker": {"node:1": 5},

@@ -19,10 +19,10 @@ def test_missing_pieces_name_what_is_skipped():
 
 
 def test_cpu_machine_reports_no_cuda_and_writes_summary(tmp_path, capsys, monkeypatch):
-    import engines.machine
+    import bench.gpu_check
 
-    real = engines.machine.collect
-    monkeypatch.setattr(engines.machine, "collect", lambda: {**real(), "cuda_available": False})
+    real = bench.gpu_check.collect
+    monkeypatch.setattr(bench.gpu_check, "collect", lambda: {**real(), "cuda_available": False})
     assert main(["--out", str(tmp_path), "--no-tests"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "cuda" in summary["missing"]

@@ -127,7 +127,7 @@ def test_an_option_the_backend_ignores_is_refused_naming_who_takes_it(tmp_path, 
 
 def test_cuda_graphs_reach_tensorrt(tmp_path, monkeypatch):
     """--cuda-graphs is a TensorRT option too (it was unreachable from the CLI)."""
-    import engines.tensorrt.runtime as rt
+    import engines.spec as spec_module
 
     seen = {}
 
@@ -135,7 +135,7 @@ def test_cuda_graphs_reach_tensorrt(tmp_path, monkeypatch):
         def __init__(self, path, **kw):
             seen.update(kw, path=path)
 
-    monkeypatch.setattr(rt, "TrtRunner", Recorder)
+    monkeypatch.setattr(spec_module, "TrtRunner", Recorder)
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
     RunnerSpec.choose("tensorrt", engine, cuda_graphs=True).open()

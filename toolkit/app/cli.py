@@ -26,7 +26,7 @@ from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
-from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table
+from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
 from toolkit.app.run import run_job
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, write_demo
@@ -356,20 +356,6 @@ def export_cmd(
                                fp16_io=fp16_io, overwrite=overwrite)
     console.print(escape(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); "
                          f"parity vs PyTorch: {parity_text(result['parity'])}"))
-
-
-def parity_text(parity: dict) -> str:
-    """export's parity check for people: 'max abs diff random 1.2e-06, real ..., k11-blurred real ...;
-    k11-blurred real PSNR vs PyTorch 58.5 dB'."""
-    names = {"random": "random", "real": "real photo", "real_k11": "k11-blurred photo"}
-    diffs = [f"{names.get(k[:-len('_max_abs')], k[:-len('_max_abs')])} {v:.3g}" for k, v in parity.items()
-             if k.endswith("_max_abs")]
-    text = "max abs diff " + ", ".join(diffs)
-    if "real_psnr_vs_fp32_db" in parity:
-        from toolkit.core.metrics import format_db
-
-        text += f"; k11-blurred photo PSNR vs PyTorch {format_db(parity['real_psnr_vs_fp32_db'])} dB"
-    return text
 
 
 @app.command("run")

@@ -32,6 +32,18 @@ def human_text(value: Any) -> str:
     return str(value)
 
 
+def parity_text(parity: dict) -> str:
+    """export's parity check for people: 'max abs diff random 1.2e-06, real ..., k11-blurred real ...;
+    k11-blurred real PSNR vs PyTorch 58.5 dB'."""
+    names = {"random": "random", "real": "real photo", "real_k11": "k11-blurred photo"}
+    diffs = [f"{names.get(k[:-len('_max_abs')], k[:-len('_max_abs')])} {v:.3g}" for k, v in parity.items()
+             if k.endswith("_max_abs")]
+    text = "max abs diff " + ", ".join(diffs)
+    if "real_psnr_vs_fp32_db" in parity:
+        text += f"; k11-blurred photo PSNR vs PyTorch {format_db(parity['real_psnr_vs_fp32_db'])} dB"
+    return text
+
+
 def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("item", style="bold")

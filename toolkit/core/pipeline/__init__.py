@@ -15,9 +15,11 @@ from collections.abc import Iterator, Sequence
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame
 from toolkit.core.pipeline.batch import PIPELINES, FrameBatch, PipelineConfig
+from toolkit.core.pipeline.dali import dali_batches  # loads DALI itself, only when it runs
 from toolkit.core.pipeline.fallback import fallback_batches
 
 __all__ = ["PIPELINES", "FrameBatch", "PipelineConfig", "open_pipeline"]
+
 
 def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
                   kind: str = "auto", device: str = "cpu") -> Iterator[FrameBatch]:
@@ -36,8 +38,6 @@ def open_pipeline(frames: Sequence[Frame], config: PipelineConfig,
 
         return torch_batches(frames, config, device="cuda" if device == "gpu" else "cpu")
     if kind == "dali":
-        from toolkit.core.pipeline.dali import dali_batches  # imports DALI: only when asked for
-
         return dali_batches(frames, config, device=device)
     return fallback_batches(frames, config)
 
