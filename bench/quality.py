@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner
+from engines.base import Runner, infer_all
 from toolkit.core.convert import from_nchw, to_host
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame
@@ -40,12 +40,6 @@ def load_inputs(frames: Sequence[Frame], size: tuple[int, int],
         parts = open_pipeline(frames, pconf, kind="fallback")
         blurred[k] = np.concatenate([np.asarray(to_host(b.images), dtype=np.float32) for b in parts])
     return sharp, blurred
-
-
-def run_all(runner: Runner, batch: np.ndarray, step: int = 4) -> np.ndarray:
-    """The runner's float32 output for every image of `batch`, `step` images per call."""
-    return np.concatenate([np.asarray(to_host(runner.infer(batch[i:i + step])), dtype=np.float32)
-                           for i in range(0, len(batch), step)])
 
 
 def psnr_per_kernel(outputs: dict[str, np.ndarray], sharp: Sequence[np.ndarray]) -> dict[str, float]:
@@ -72,7 +66,7 @@ class QualityCheck:
     _reference: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def outputs(self, runner: Runner) -> dict[str, np.ndarray]:
-        return {k: run_all(runner, b) for k, b in self.blurred.items()}
+        return {k: infer_all(runner, b) for k, b in self.blurred.items()}
 
     def reference(self) -> dict[str, np.ndarray] | None:
         if self._reference is None and self.open_reference is not None:

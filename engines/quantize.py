@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Runner
+from engines.base import Runner, infer_all
 from engines.spec import RunnerSpec
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.convert import nchw_to_nhwc_uint8
@@ -183,10 +183,6 @@ def _guard_runner(model: Path, threads: int | None) -> Runner:
     return RunnerSpec("onnxruntime", Path(model), device="cpu", threads=threads).open()
 
 
-def _run(runner: Runner, x: np.ndarray, batch: int = 4) -> np.ndarray:
-    return np.concatenate([runner.infer(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
 @dataclass
 class GuardSet:
     """Guard frames per kernel: blurred inputs, sharp targets and the fp32 outputs (uint8 NHWC)."""
@@ -198,7 +194,7 @@ class GuardSet:
     def measure(self, int8_path: Path, threads: int | None = None) -> list[KernelGuard]:
         result = []
         with _guard_runner(int8_path, threads) as runner:
-            outputs = {k: nchw_to_nhwc_uint8(_run(runner, x)) for k, x in self.inputs.items()}
+            outputs = {k: nchw_to_nhwc_uint8(infer_all(runner, x)) for k, x in self.inputs.items()}
         for k, out in outputs.items():
             fp = self.fp32[k]
             f = [psnr_capped(o, s) for o, s in zip(fp, self.sharp, strict=True)]
@@ -347,7 +343,7 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
     sharp = nchw_to_nhwc_uint8(load_inputs(split.guard, size, None))
     with _guard_runner(model_onnx, threads) as fp32:
         guard_set = GuardSet(guard_inputs, sharp,
-                             {k: nchw_to_nhwc_uint8(_run(fp32, x)) for k, x in guard_inputs.items()})
+                             {k: nchw_to_nhwc_uint8(infer_all(fp32, x)) for k, x in guard_inputs.items()})
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
