@@ -27,7 +27,7 @@ from toolkit.app import evaluate as ev
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
-from toolkit.app.run import run_job
+from toolkit.app.run import check_mode, run_job
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, write_demo
 from toolkit.core.errors import DtkError
@@ -35,7 +35,8 @@ from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
-from toolkit.core.progress import make_progress, resume_aware
+from toolkit.core.progress import make_progress, resume_aware, tile_counter
+from toolkit.core.tiles import DEFAULT_OVERLAP
 from training.data import write_training_photos
 from training.photoset import write_sources
 
@@ -371,8 +372,15 @@ def run_cmd(
     blur: Annotated[str | None, typer.Option(
         help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
     ] = None,
+    resize: Annotated[bool, typer.Option(
+        "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
+                         "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
+    tile_overlap: Annotated[int, typer.Option(
+        help="Pixels shared by neighbouring 256x448 tiles at native size (multiple of 8, 0..128; "
+             "default 64 = twice the network's reach, see README).")] = DEFAULT_OVERLAP,
     keep_size: Annotated[bool, typer.Option(
-        "--keep-size", help="Keep outputs at 256x448 (default: resized back to each input's size).")] = False,
+        "--keep-size", help="With --resize: keep outputs at 256x448 (default: resized back to each "
+                            "input's size).")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Redo every frame, also into an OUTPUT made with other settings (default: "
                             "resume, skipping finished frames; other settings are refused).")] = False,
@@ -403,9 +411,11 @@ def run_cmd(
 ) -> None:
     """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
 
-    Frames are resized to 256x448 for the network; outputs are resized back to each input's
-    size with Pillow's bilinear filter unless --keep-size. OUTPUT must not be INPUT, inside it,
-    or contain it. OUTPUT/.dtk-run.json records the model, backend, precision, blur and sizes:
+    Each frame is deblurred at its own size: cut into overlapping 256x448 tiles (smaller frames
+    are padded, never enlarged), one blur decision per frame, the tiles' interiors stitched back;
+    --blur blurs it at that size. --resize is the seed's protocol instead (resize to 256x448,
+    deblur, resize back unless --keep-size). OUTPUT must not be INPUT, inside it, or contain it.
+    OUTPUT/.dtk-run.json records the model, backend, precision, blur, mode and sizes:
     a rerun with the same ones skips frames whose output is already a complete PNG; other
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
@@ -415,11 +425,12 @@ def run_cmd(
         raise DtkError(f"unknown executor {executor!r}: choose local or ray")
     check_max_pixels(max_pixels)
     check_batch(batch)
+    check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              size=FRAME_SIZE)
-    job = dict(batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite, strict=strict,
-               max_pixels=max_pixels)
+    job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
+               overwrite=overwrite, strict=strict, max_pixels=max_pixels)
     total = len(discover_frames(input_dir))
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
@@ -435,7 +446,7 @@ def run_cmd(
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
             summary = run_job(input_dir, output, spec, pipeline=pipeline, on_open=opened,
-                              progress=resume_aware(bar, task), **job)
+                              progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task), **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:
@@ -449,7 +460,13 @@ def run_cmd(
             "frames": f"{summary.frames_total} found: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
-            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "mode": (f"native size: {summary.network_passes} tiles of 256x448 (overlap "
+                     f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
+                     "decision per frame)" if summary.mode == "native"
+                     else "resized to 256x448 and back (--resize)"),
+            "end to end": f"{summary.frames_per_s:.2f} frames/s"
+                          + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"
+                             if summary.mode == "native" and summary.wall_s > 0 else ""),
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
                             + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
             "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
