@@ -22,6 +22,7 @@ from engines.options import check_batch, check_threads
 from engines.quantize import quantize_model
 from engines.spec import RunnerSpec
 from engines.tensorrt.build import build_engine
+from engines.tiled import Tiling
 from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
 from toolkit.app.plots import example_strip, psnr_boxplot
@@ -183,6 +184,11 @@ def eval_cmd(
         help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
              "wiener (flat Wiener), rl (Richardson-Lucy), none.")] = "prior,wiener",
     by_sequence: Annotated[bool, typer.Option(help="Also print a table per sequence.")] = False,
+    native: Annotated[bool, typer.Option(
+        "--native", help="Blur, deblur and score each frame at its own size (the model through tiles, as "
+                         "dtk run does); default: the seed's protocol, frames resized to 256x448.")] = False,
+    tile_overlap: Annotated[int, typer.Option(
+        help="With --native: pixels shared by neighbouring tiles (as dtk run).")] = DEFAULT_OVERLAP,
     strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
     no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
@@ -193,25 +199,26 @@ def eval_cmd(
 ) -> None:
     """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
 
-    Every sharp frame is resized to 256x448 and blurred with each seed kernel; the model (or the
-    predictions) and each baseline restore it. Means count an identical frame (PSNR inf) as
-    100 dB; 'identical' counts them; 'gain' is the mean dB over blurred; 'worse' the share of
-    frames the method made worse than the blurred input.
+    Every sharp frame is resized to 256x448 (--native: kept at its own size) and blurred with each
+    seed kernel; the model (or the predictions) and each baseline restore it. Means count an
+    identical frame (PSNR inf) as 100 dB; 'identical' counts them; 'gain' is the mean dB over
+    blurred; 'worse' the share of frames the method made worse than the blurred input.
     """
 
     ks = parse_kernels(kernels)
     check_max_pixels(max_pixels)
+    tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
     methods: dict = {}
     runner = None
     if predictions is not None:
-        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
+        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks, native=native)
     elif model is not None or engine is not None:
         spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
                 else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
-        methods["model"] = ev.runner_method(runner)
+        methods["model"] = ev.runner_method(runner, tiling)
     methods.update(ev.baseline_methods(baselines))
     total = len(discover_frames(sharp_dir))
     try:
@@ -219,13 +226,13 @@ def eval_cmd(
             task = bar.add_task("evaluating", total=total)
             result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
                                       progress=lambda done, _n: bar.update(task, completed=done),
-                                      max_pixels=max_pixels)
+                                      max_pixels=max_pixels, native=native)
         primary = next((m for m in ("model", "predictions") if m in methods), None)
         if plot is not None:
             psnr_boxplot(result, plot)
             strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
             if primary:
-                example_strip(ev.examples(result, methods, ks, primary), strip)
+                example_strip(ev.examples(result, methods, ks, primary, native=native), strip)
             err_console.print(f"wrote {plot}" + (f" and {strip}" if primary else ""))
     finally:
         if runner is not None:
