@@ -30,7 +30,7 @@ from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
 from toolkit.app.run import check_mode, run_job
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
-from toolkit.core.demo import DEMO_PHOTOS, write_demo
+from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
 from toolkit.core.kernels import parse_kernels
@@ -538,8 +538,12 @@ def bench(
     buffers: Annotated[int, typer.Option(help="Distinct input batches rotated call by call.")] = 4,
     threads: Annotated[int | None, typer.Option(
         help="CPU threads per runner (default: the backend's).")] = None,
-    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end: frame files through the real "
-                                                    "pipeline (decode, resize) into the runner.")] = False,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end as dtk run works: frame files "
+                                                    "through the real pipeline (decode), cut into tiles, "
+                                                    "into the runner (frames/s and tiles/s).")] = False,
+    e2e_size: Annotated[str | None, typer.Option(
+        help="--e2e on frames of this size, WIDTHxHEIGHT (e.g. 1280x720, 1920x1080), made of real photos "
+             "at their own scale (default: --frames, else the 448x256 demo frames).")] = None,
     e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
     frames: Annotated[Path | None, typer.Option(
         help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir).")] = None,
@@ -583,6 +587,7 @@ def bench(
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
+                       e2e_size=parse_frame_size(e2e_size) if e2e_size else None,
                        ceiling_gflops=ceiling, pipeline_bench=pipeline_bench, quality=quality,
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()

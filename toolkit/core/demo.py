@@ -109,3 +109,25 @@ def photo_mosaic(height: int, width: int, photos: tuple[str, ...] = DEMO_PHOTOS)
             x += w
         y += row_h
     return out
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """'1280x720' (width x height, as frame sizes are written) -> (H, W); DtkError otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DtkError(f"frame size {text!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise DtkError(f"frame size {text!r}: each side must be 1..16384 pixels")
+    return h, w
+
+
+@contextmanager
+def mosaic_frames(size: tuple[int, int], count: int = 8) -> Iterator[list[Frame]]:
+    """`count` frames of `size` (H, W) made of real photos at their own scale (`photo_mosaic`, each
+    frame starting from another photo), in a temporary folder removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="dtk-mosaic-") as scratch:
+        for i in range(count):
+            order = DEMO_PHOTOS[i % len(DEMO_PHOTOS):] + DEMO_PHOTOS[:i % len(DEMO_PHOTOS)]
+            write_png_atomic(Path(scratch) / "mosaic" / f"{i:08d}.png", photo_mosaic(*size, photos=order))
+        yield discover_frames(scratch)
