@@ -512,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=600.0, help="seconds for everything, packing included")
     p.add_argument("--train-minutes", type=float, default=0.0, help="minutes of step 6 (0: no training)")
     p.add_argument("--photos", type=Path, default=PHOTOSET, help="the photo set (dtk data photos DIR)")
+    p.add_argument("--steps", help="comma-separated step names to run (default: all), e.g. native,gpu-tests")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--native-frames", type=Path, help=argparse.SUPPRESS)
@@ -528,7 +529,15 @@ def main(argv: list[str] | None = None) -> int:
 
     info = collect()
     info["missing"] = missing_pieces(info)
-    steps = run_plan(plan(work, a.train_minutes, a.photos), work, a.budget, bool(info.get("cuda_available")))
+    chosen = plan(work, a.train_minutes, a.photos)
+    if a.steps:
+        wanted = {s.strip() for s in a.steps.split(",")}
+        unknown = wanted - {s.name for s in chosen}
+        if unknown:
+            p.error(f"unknown step(s) {', '.join(sorted(unknown))}: choose from "
+                    f"{', '.join(s.name for s in chosen)}")
+        chosen = [s for s in chosen if s.name in wanted]
+    steps = run_plan(chosen, work, a.budget, bool(info.get("cuda_available")))
     summary = summarise(steps, work, info)
     summary["total_seconds"] = round(time.monotonic() - t0, 1)
     items: list[tuple[str, Path | bytes]] = [

@@ -145,3 +145,30 @@ def test_a_bad_tile_batch_fails_the_frames_it_touched_only():
     assert res.images[1] is None  # every one of its batches holds a NaN too
     res = deblur_frames(NaNRunner(), frames, batch=8)
     assert all(im is None for im in res.images)
+
+
+class OnDevice:
+    """The torch runner declared as taking device tensors: the tiler's GPU path, run on the CPU."""
+
+    accepts_device_tensors = True
+
+    def __init__(self, runner):
+        self.runner, self.device, self.takes_evidence = runner, torch.device("cpu"), runner.takes_evidence
+
+    def evidence(self, batch):
+        assert torch.is_tensor(batch)
+        return self.runner.evidence(batch)
+
+    def infer(self, batch, evidence=None):
+        assert torch.is_tensor(batch)
+        return self.runner.infer(batch, evidence=evidence)
+
+
+def test_device_path_equals_the_host_path(torch_runner):
+    frames = [blur(photo_mosaic(300, 700), "k11"), blur(photo_mosaic(256, 448), "k7")]
+    host = deblur_frames(torch_runner, frames, batch=3)
+    device = deblur_frames(OnDevice(torch_runner), frames, batch=3)
+    assert (host.tiles, host.evidence_tiles) == (device.tiles, device.evidence_tiles)
+    for a, b in zip(host.images, device.images, strict=True):
+        assert isinstance(b, np.ndarray) and b.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
