@@ -181,6 +181,12 @@ def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: b
     return done, [], (len(fb), 0)
 
 
+def io_threads() -> int:
+    """Decode and PNG-writer threads: 2 on a small machine, up to 8 on a big one (half the cores:
+    on a GPU machine PNG encoding of native-size frames, not the network, bounds a run)."""
+    return max(2, min(8, (os.cpu_count() or 2) // 2))
+
+
 def pipeline_config(*, resize: bool, batch: int, blur: str | None, max_pixels: int | None,
                     workers: int = 2) -> PipelineConfig:
     """The pipeline a run reads through: frames at their own size, or resized to 256x448."""
@@ -455,7 +461,7 @@ def run_frames(
     overwrite: bool = False,
     strict: bool = False,
     pipeline: str = "auto",
-    writers: int = 2,
+    writers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_tiles: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
@@ -474,12 +480,14 @@ def run_frames(
 
     if blur is not None:
         get_kernel(blur)
+    writers = writers if writers is not None else io_threads()
     if writers < 1:
         raise DtkError(f"writers must be at least 1, got {writers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
     tiling = check_mode(resize, keep_size, tile_overlap)
-    config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels)
+    config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
+                             workers=io_threads())
     frames = discover_frames(input_dir)  # before OUTPUT is created: an empty INPUT changes nothing
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
