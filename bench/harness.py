@@ -32,6 +32,7 @@ from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
+from toolkit.core.tiles import fitting_overlap
 
 SCHEMA = "dtk.bench/1"
 STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY = "ran", "could not run", "failed quality"
@@ -257,7 +258,7 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
     if not frames:
         raise DtkError("--e2e needs frame files: none found")
     pconf = PipelineConfig(batch_size=batch, size=None)
-    tiling = Tiling(tuple(config.size))
+    tiling = Tiling(tuple(config.size), fitting_overlap(config.size))
     gpu = "gpu" if device.startswith("cuda") else "cpu"
 
     def batches() -> Iterator[Any]:

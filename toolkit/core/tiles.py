@@ -39,6 +39,11 @@ def check_overlap(overlap: int, tile: Sequence[int] = FRAME_SIZE) -> int:
     return int(overlap)
 
 
+def fitting_overlap(tile: Sequence[int], overlap: int = DEFAULT_OVERLAP) -> int:
+    """`overlap`, or the largest valid one below it for a small tile (e.g. a 64x64 test network)."""
+    return min(overlap, min(tile) // 2 // ALIGN * ALIGN)
+
+
 def padded_length(length: int, tile: int) -> int:
     """The axis length after padding: at least `tile`, a multiple of ALIGN."""
     if length < 1:
