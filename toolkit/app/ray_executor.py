@@ -35,6 +35,7 @@ from toolkit.app.run import (
     RunSettings,
     RunSummary,
     check_batch_output,
+    check_frames_outside,
     check_output_dir,
     claim_output,
     expected_output_size,
@@ -140,13 +141,16 @@ def run_frames_ray(
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
     settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size)
-    frames = discover_frames(input_dir)
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)
+    check_frames_outside(frames, output_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
                                    keep_size=keep_size, overwrite=claim["overwrite"], workers=workers,
                                    gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                                    max_pixels=max_pixels)
-        claim["finished"] = True
+        summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
+        claim["finished"] = not unreadable
     if strict and summary.failed:
         path, reason = summary.failed[0]
         raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
