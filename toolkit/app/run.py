@@ -197,7 +197,8 @@ def open_own_file(path: Path, flags: int) -> int:
             reason = "it is a folder"
         else:
             reason = exc.strerror or str(exc)
-        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another OUTPUT") from None
+        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another "
+                       "OUTPUT") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
         os.close(fd)
@@ -485,7 +486,7 @@ def run_frames(
     check_output_dir(input_dir, output_dir)
     config = PipelineConfig(batch_size=batch, blur=blur, max_pixels=max_pixels)
     unreadable: list[tuple[str, str]] = []
-    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes nothing
+    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes none
     if unreadable and strict:
         raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
     check_frames_outside(frames, output_dir)
