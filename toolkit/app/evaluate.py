@@ -26,6 +26,7 @@ from toolkit.core.frames import (
     Frame,
     FrameReadError,
     discover_frames,
+    oriented_size,
     pair_frames,
     read_frame,
     resize_frame,
@@ -265,7 +266,7 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
     def method(frame: Frame, _blurred: list[np.ndarray], ks: list[BlurKernel]) -> list[np.ndarray]:
         out = []
         with Image.open(frame.path) as im:
-            sharp_size = (im.height, im.width)
+            sharp_size = oriented_size(im)  # as read_frame shows it (EXIF orientation applied)
         for k in ks:
             path = index[k.name][frame.key].path
             pred = read_frame(path)
