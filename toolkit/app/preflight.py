@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engines.options import MAX_BATCH, check_batch, check_threads
+from engines.tensorrt.sidecar import sidecar_path
 from toolkit.core.bounds import check_choice, check_number, check_tolerance
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PIPELINES
@@ -109,8 +110,8 @@ def export_cmd(*, checkpoint: Path, output: Path, height: int, width: int, opset
     frame_size("--height", height, "--width", width)
     check_number("--opset", opset, min=ONNX_OPSETS[0], max=ONNX_OPSETS[1],
                  hint="the ONNX opsets torch's exporter writes")
-    sidecar = Path(checkpoint).with_suffix(".json")
-    check_output_file(output, "-o", inputs=[checkpoint, sidecar], overwrite=overwrite)
+    pair = [Path(checkpoint).with_suffix(".safetensors"), Path(checkpoint).with_suffix(".json")]
+    check_output_file(output, "-o", inputs=[checkpoint, *pair], overwrite=overwrite)
 
 
 def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int, threads: int | None,
@@ -166,7 +167,7 @@ def build_engine_cmd(*, onnx_model: Path, output: Path, min_batch: int, opt_batc
     check_number("--workspace", workspace, above=0, max=1024, hint="GB")
     inputs = [onnx_model, timing_cache]
     check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
-    check_output_file(Path(str(output) + ".json"), "-o (its sidecar)", inputs=inputs, overwrite=overwrite)
+    check_output_file(sidecar_path(output), "-o (its sidecar)", inputs=inputs, overwrite=overwrite)
     reports({"--json": json_out}, inputs=[*inputs, output])
 
 

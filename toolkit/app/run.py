@@ -8,7 +8,10 @@ Sizes: every frame goes through the network at 256x448; the output is resized ba
 frame's own size with Pillow's bilinear filter (antialiased when shrinking), unless
 `keep_size=True` keeps 256x448.
 
-Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
+Safety (README "What dtk writes"): OUTPUT may not be INPUT, inside it, or contain it, nor hold a
+symlink leading out of it, and no frame of INPUT may really be a file of OUTPUT; the manifest and
+the lock are opened without following links and only as regular files; PNGs no manifest vouches
+for are refused (never adopted as done) unless --overwrite. Each PNG is written to a temporary
 file and renamed, so an interrupted run leaves whole files only (temporary files a killed run
 left are removed at the next start). A lock (OUTPUT/.dtk-run.lock) keeps a second run out of
 an OUTPUT while one works on it. Every batch the model returns is checked before anything is
