@@ -133,9 +133,8 @@ def test_guard_refuses_and_leaves_no_file(fp32_model, demo_dir, tmp_path):
 def test_cli_refusal_exits_2_without_file(fp32_model, demo_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from toolkit.app.cli import app
-
     from engines.quantize import quantize_model
+    from toolkit.app.cli import app
 
     out = tmp_path / "x.onnx"
     # a negative --max-drop is refused before any work (issue 27: tolerances are finite and >= 0)
