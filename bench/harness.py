@@ -30,6 +30,7 @@ from bench.timing import (
 from engines.base import Runner
 from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
+from toolkit.core.bounds import check_number
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 from toolkit.core.tiles import fitting_overlap
@@ -62,18 +63,13 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
             raise DtkError(f"batch sizes must be positive integers, got {self.batches}")
-        if self.warmup_s < 0:
-            raise DtkError("--warmup must be >= 0 seconds")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise DtkError("--duration must be > 0 seconds")
-        if self.iterations is not None and self.iterations < 1:
-            raise DtkError("--iterations must be >= 1")
-        if self.buffers < 1:
-            raise DtkError("--buffers must be >= 1")
-        if self.cv_threshold is not None and self.cv_threshold <= 0:
-            raise DtkError("--cv-threshold must be > 0 (a percentage)")
-        if self.max_extend_s < 0:
-            raise DtkError("--max-extend must be >= 0 seconds")
+        # finite too (toolkit.core.bounds): an inf duration or a nan warm-up would never end
+        check_number("--warmup", self.warmup_s, min=0, hint="seconds")
+        check_number("--duration", self.duration_s, above=0, hint="seconds")
+        check_number("--iterations", self.iterations, min=1)
+        check_number("--buffers", self.buffers, min=1)
+        check_number("--cv-threshold", self.cv_threshold, above=0, hint="a fraction here")
+        check_number("--max-extend", self.max_extend_s, min=0, hint="seconds")
         if self.size[0] % 8 or self.size[1] % 8:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 

@@ -7,6 +7,7 @@ percentile(90/95/99)/max per call (one batch), in ms.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bench.harness import SCHEMA, STATUS_RAN
 from bench.pareto import group_name, pareto_front, ran
 from bench.quality import QUALITY_KERNELS
 from bench.timing import shown_percentile
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.console import write_json
 from toolkit.core.errors import DtkError
 from toolkit.core.figures import pyplot, save_figure
@@ -201,13 +203,12 @@ def csv_rows(report: dict) -> list[dict[str, Any]]:
 
 
 def write_csv(report: dict, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_rows(report))
-    return path
+    """One CSV row per table row, written atomically (a link at `path` is replaced, not followed)."""
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(csv_rows(report))
+    return write_bytes_atomic(path, fh.getvalue().encode())
 
 
 def write_plot(report: dict, path: Path | str) -> Path:

@@ -18,13 +18,13 @@ from bench.suite import BenchRequest, run_bench
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
-from engines.options import check_batch, check_threads
 from engines.quantize import quantize_model
 from engines.spec import RunnerSpec
 from engines.tensorrt.build import build_engine
 from engines.tiled import Tiling
 from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
+from toolkit.app import preflight
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
@@ -98,11 +98,6 @@ def _root(
     _state["debug"] = debug
 
 
-def check_max_pixels(max_pixels: int) -> None:
-    if max_pixels < 1:
-        raise DtkError(f"--max-pixels must be at least 1, got {max_pixels}")
-
-
 # Exit codes (README "Exit codes"): 0 every frame written (or already done), 2 usage or input
 # error (DtkError: nothing done), 3 the run finished but some frames failed or were skipped.
 EXIT_SOME_FAILED = 3
@@ -133,6 +128,7 @@ def emit_json(path: Path | None, obj) -> None:
 def doctor(json_out: JsonOut = None) -> None:
     """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
 
+    preflight.reports({"--json": json_out})
     info = collect()
     if str(json_out) != "-":
         rows = {
@@ -162,6 +158,7 @@ def data_demo(
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
 
+    preflight.data_demo(out_dir, frames)
     paths = write_demo(out_dir, frames, overwrite=overwrite)
     console.print(f"demo frames: {len(paths)} in {out_dir} "
                   f"({len(DEMO_PHOTOS)} sequences: {', '.join(DEMO_PHOTOS)})")
@@ -206,11 +203,13 @@ def eval_cmd(
     """
 
     ks = parse_kernels(kernels)
-    check_max_pixels(max_pixels)
+    preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels, model=model, engine=engine,
+                       predictions=predictions, json_out=json_out, csv=csv, plot=plot)
     tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
     methods: dict = {}
+    baselines_ = ev.baseline_methods(baselines)  # a typo fails before the model loads
     runner = None
     if predictions is not None:
         methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks, native=native)
@@ -219,8 +218,8 @@ def eval_cmd(
                 else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
         methods["model"] = ev.runner_method(runner, tiling)
-    methods.update(ev.baseline_methods(baselines))
-    total = len(discover_frames(sharp_dir))
+    methods.update(baselines_)
+    total = len(discover_frames(sharp_dir, []))
     try:
         with make_progress(transient=True) as bar:
             task = bar.add_task("evaluating", total=total)
@@ -255,6 +254,11 @@ def eval_cmd(
     if runner is not None:
         report["model"] = runner.describe()
     emit_json(json_out, report)
+    if not result.scores:
+        first = f" (first: {result.skipped[0][0]}: {result.skipped[0][1]})" if result.skipped else ""
+        err_console.print(f"[bold red]no frame was scored:[/] {len(result.skipped)} skipped{escape(first)}; "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @data_app.command("photos")
@@ -273,6 +277,7 @@ def data_photos(
     Default: the photo set of `python -m training.fit` and the device check: DIR/<photo>.jpg (short
     side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
     """
+    preflight.data_photos(out_dir, wallpapers)
     if frames:
         records = write_training_photos(out_dir, wallpapers)
         for r in records:
@@ -322,13 +327,19 @@ def train_cmd(
     resume: Annotated[Path | None, typer.Option(help="Resume from a last.safetensors checkpoint.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a training run already in --out (default: refused).")] = False,
 ) -> None:
     """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
     from dataclasses import replace
 
+    preflight.train_cmd(data=data, out=out, resume=resume, overwrite=overwrite, width=width,
+                        tail_convs=tail_convs, head_width=head_width, kernel_loss_weight=kernel_loss_weight,
+                        crop=crop, batch=batch, epochs=epochs, steps=steps, lr=lr, sharp_prob=sharp_prob,
+                        psnr_cap=psnr_cap, val_fraction=val_fraction, seed=seed, time_limit=time_limit,
+                        threads=threads)
     from training.train import TrainConfig, apply_preset, train  # torch: imported per command (start-up)
 
-    check_threads(threads)
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
     overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "wiener": wiener,
                  "head_width": head_width, "kernel_loss_weight": kernel_loss_weight, "crop": crop,
@@ -358,6 +369,8 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    preflight.export_cmd(checkpoint=checkpoint, output=output, height=height, width=width, opset=opset,
+                         overwrite=overwrite)
     from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
@@ -428,17 +441,17 @@ def run_cmd(
     3 finished but some frames failed or were skipped.
     """
 
-    if executor not in ("local", "ray"):
-        raise DtkError(f"unknown executor {executor!r}: choose local or ray")
-    check_max_pixels(max_pixels)
-    check_batch(batch)
+    preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
+                      workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
+                      json_out=json_out)
     check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              size=FRAME_SIZE)
+    preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                overwrite=overwrite, strict=strict, max_pixels=max_pixels)
-    total = len(discover_frames(input_dir))
+    total = len(discover_frames(input_dir, []))
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
             summary = run_frames_ray(input_dir, output, spec, workers=workers,
@@ -578,7 +591,12 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
 
-    check_threads(threads)
+    preflight.bench_cmd(models=list(model or []), engine=engine, frames=frames, width=width, height=height,
+                        frame_width=frame_width, warmup=warmup, duration=duration, iterations=iterations,
+                        buffers=buffers, threads=threads, e2e_pipeline=e2e_pipeline, ceiling=ceiling,
+                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget=latency_budget,
+                        cv_threshold=cv_threshold, max_extend=max_extend, json_out=json_out, csv=csv,
+                        plot=plot, export_times=export_times_to)
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers,
@@ -629,6 +647,7 @@ def bench_compare(
     with --max-slowdown / --max-psnr-drop a regression gate (exit 1) for CI."""
 
     limit = parse_percent(max_slowdown) if max_slowdown is not None else None
+    preflight.bench_compare(a=a, b=b, max_psnr_drop=max_psnr_drop, json_out=json_out)
     result = compare_reports(load_report(a), load_report(b))
     result["regressions"] = regressions(result, limit, max_psnr_drop)
     if str(json_out) != "-":
@@ -662,6 +681,9 @@ def build_engine_cmd(
 ) -> None:
     """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
 
+    preflight.build_engine_cmd(onnx_model=onnx_model, output=output, min_batch=min_batch, opt_batch=opt_batch,
+                               max_batch=max_batch, workspace=workspace, timing_cache=timing_cache,
+                               overwrite=overwrite, json_out=json_out)
     precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
     sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
@@ -703,6 +725,8 @@ def compare_cmd(
         fp16 = default_model_path("onnxruntime").with_name("dtk-unet-fp16.onnx")
         if fp16.is_file():
             runners.append(f"onnxruntime:{fp16}")
+    preflight.compare_cmd(runners=runners, frames=frames, max_frames=max_frames, batch=batch, atol=atol,
+                          rtol=rtol, quantile=quantile, json_out=json_out)
     report = compare_runners(runners, frames_dir=frames, max_frames=max_frames,
                              kernels=[k.name for k in parse_kernels(blur)], batch_size=batch,
                              quantile=quantile, atol=atol, rtol=rtol, check_stat=check_stat,
@@ -735,6 +759,7 @@ def quantize_cmd(
     quantize_bank: Annotated[bool, typer.Option(
         "--quantize-bank", help="Quantize the fixed deconvolution bank too (default: kept in float; "
                                 "int8 cannot hold its ~10x gains).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
     json_out: JsonOut = None,
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
@@ -748,6 +773,9 @@ def quantize_cmd(
         raise DtkError(f"no shipped model here ({default_model_path('onnxruntime')} missing): "
                        "pass an fp32 ONNX model: `dtk quantize model.onnx --calib FRAMES -o model-int8.onnx`")
     source = resolve_model(model, "onnxruntime")
+    preflight.quantize_cmd(model=source, calib=calib, guard=guard, output=output, overwrite=overwrite,
+                           calib_frames=calib_frames, guard_frames=guard_frames, max_drop=max_drop,
+                           max_float_layers=max_float_layers, json_out=json_out)
     try:
         report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
                                 method=method, max_drop_db=max_drop, guard_dir=guard,

@@ -19,6 +19,7 @@ import numpy as np
 
 from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
@@ -27,6 +28,7 @@ from toolkit.core.frames import (
     Frame,
     FrameReadError,
     discover_frames,
+    oriented_size,
     pair_frames,
     read_frame,
     resize_frame,
@@ -163,12 +165,15 @@ def evaluate_tree(
 ) -> EvalResult:
     """Score every frame of `root` for every kernel and method ('blurred' always included).
 
-    A frame over `max_pixels` is an unreadable frame: skipped and listed (raised when strict).
-    `native`: frames at their own size (else resized to 256x448, the seed's protocol)."""
-    frames = discover_frames(root)
+    A frame over `max_pixels` is an unreadable frame: skipped and listed (raised when strict); so
+    is a folder of the tree that cannot be read. `native`: frames at their own size (else resized
+    to 256x448, the seed's protocol)."""
+    skipped: list[tuple[str, str]] = []
+    frames = discover_frames(root, skipped)
+    if skipped and strict:
+        raise DtkError(f"cannot read {skipped[0][0]}: {skipped[0][1]} (--strict)")
     methods = dict(methods or {})
     result = EvalResult(str(root), [k.name for k in kernels], ["blurred", *methods])
-    skipped: list[tuple[str, str]] = []
     done = 0
 
     def tick() -> None:
@@ -273,7 +278,7 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
     def method(frame: Frame, _blurred: list[np.ndarray], ks: list[BlurKernel]) -> list[np.ndarray]:
         out = []
         with Image.open(frame.path) as im:
-            sharp_size = (im.height, im.width)
+            sharp_size = oriented_size(im)  # as read_frame shows it (EXIF orientation applied)
         for k in ks:
             path = index[k.name][frame.key].path
             pred = read_frame(path)
@@ -298,15 +303,14 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
 def write_csv(result: EvalResult, path: Path | str) -> Path:
     """One row per frame x kernel x method: rel, sequence, kernel, method, psnr, ssim (inf kept)."""
     import csv
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rel", "sequence", "kernel", "method", "psnr", "ssim"])
-        for s in result.scores:
-            writer.writerow([s.rel, s.sequence, s.kernel, s.method, f"{s.psnr:.4f}", f"{s.ssim:.6f}"])
-    return path
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(["rel", "sequence", "kernel", "method", "psnr", "ssim"])
+    for s in result.scores:
+        writer.writerow([s.rel, s.sequence, s.kernel, s.method, f"{s.psnr:.4f}", f"{s.ssim:.6f}"])
+    return write_bytes_atomic(path, fh.getvalue().encode())
 
 
 def worst_and_median(result: EvalResult, method: str, kernel: str) -> list[tuple[str, FrameScore]]:

@@ -34,6 +34,7 @@ from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
+    check_frames_outside,
     check_mode,
     check_output_dir,
     claim_output,
@@ -145,14 +146,17 @@ def run_frames_ray(
     check_mode(resize, keep_size, tile_overlap)
     settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size, resize=resize,
                                     tile_overlap=tile_overlap)
-    frames = discover_frames(input_dir)
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)
+    check_frames_outside(frames, output_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
                                    keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                                    overwrite=claim["overwrite"], workers=workers,
                                    gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                                    max_pixels=max_pixels)
-        claim["finished"] = True
+        summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
+        claim["finished"] = not unreadable
     if strict and summary.failed:
         path, reason = summary.failed[0]
         raise DtkError(f"cannot read frame {path}: {reason} (--strict)")

@@ -11,7 +11,10 @@ resized. `resize=True` is the seed's benchmark protocol: every frame goes throug
 (antialiased when shrinking), unless `keep_size=True` keeps 256x448. `blur` blurs the frame at the
 size it is deblurred at.
 
-Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
+Safety (README "What dtk writes"): OUTPUT may not be INPUT, inside it, or contain it, nor hold a
+symlink leading out of it, and no frame of INPUT may really be a file of OUTPUT; the manifest and
+the lock are opened without following links and only as regular files; PNGs no manifest vouches
+for are refused (never adopted as done) unless --overwrite. Each PNG is written to a temporary
 file and renamed, so an interrupted run leaves whole files only (temporary files a killed run
 left are removed at the next start). A lock (OUTPUT/.dtk-run.lock) keeps a second run out of
 an OUTPUT while one works on it. Every batch the model returns is checked before anything is
@@ -30,6 +33,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,11 +57,13 @@ from toolkit.core.frames import (
     Frame,
     discover_frames,
     ignore_pillow_bomb_warning,
+    oriented_size,
     resize_frame,
     write_png_atomic,
 )
 from toolkit.core.kernels import get_kernel
 from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
+from toolkit.core.safepaths import check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
 
 MODES = ("native", "resize")
@@ -69,13 +75,14 @@ def output_path_for(frame: Frame, out_root: Path | str) -> Path:
 
 
 def image_size(path: Path | str) -> tuple[int, int] | None:
-    """(H, W) from an image file's header (no full decode), or None when it cannot be read."""
+    """(H, W) from an image file's header (no full decode), EXIF orientation applied, or None when it
+    cannot be read."""
     from PIL import Image
 
     ignore_pillow_bomb_warning()
     try:
         with Image.open(path) as im:
-            return int(im.size[1]), int(im.size[0])
+            return oriented_size(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
@@ -142,6 +149,19 @@ def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
                        "choose an output folder that does not contain the input")
     if dst.exists() and not dst.is_dir():
         raise DtkError(f"OUTPUT {dst} exists and is not a folder")
+    check_output_folder(output_dir, "OUTPUT")  # writable, no symlink in it leading out of it
+
+
+def check_frames_outside(frames: Sequence[Frame], output_dir: Path | str) -> None:
+    """Refuse frames that are really files of OUTPUT (INPUT holds a symlink into OUTPUT): a rerun
+    would deblur its own outputs."""
+    dst = Path(os.path.realpath(output_dir))
+    for f in frames:
+        real = Path(os.path.realpath(f.path))
+        if dst in real.parents:
+            raise DtkError(f"frame {f.path} is {real}, inside OUTPUT {dst} (INPUT holds a symlink into "
+                           "OUTPUT): dtk would deblur its own outputs; remove the link or choose another "
+                           "OUTPUT")
 
 
 def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> float:
@@ -206,6 +226,32 @@ def check_mode(resize: bool, keep_size: bool, tile_overlap: int) -> Tiling:
 MANIFEST_NAME = ".dtk-run.json"
 LOCK_NAME = ".dtk-run.lock"
 MANIFEST_FORMAT = "dtk-run/1"
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def open_own_file(path: Path, flags: int) -> int:
+    """os.open for dtk's own files in OUTPUT (the manifest, the lock): never through a symlink
+    (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK); DtkError unless what is there is a
+    regular file with a single link (a hard link to another file would be truncated with it)."""
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    what = "lock" if path.name == LOCK_NAME else "run manifest"
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            reason = "it is a symlink; dtk never reads or writes its own files through a link"
+        elif os.path.isdir(path):
+            reason = "it is a folder"
+        else:
+            reason = exc.strerror or str(exc)
+        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another "
+                       "OUTPUT") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        reason = "it has other hard links" if stat.S_ISREG(st.st_mode) else "it is not a regular file"
+        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another OUTPUT")
+    return fd
 
 
 @dataclass(frozen=True)
@@ -256,10 +302,12 @@ class RunSettings:
 def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
     """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
     path = Path(output_dir) / MANIFEST_NAME
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        doc = json.loads(path.read_text())
+        fd = open_own_file(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            doc = json.loads(fh.read(MAX_MANIFEST_BYTES).decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DtkError(f"unreadable run manifest {path} ({exc}): rerun with --overwrite to redo every "
                        "frame, or choose another OUTPUT") from None
@@ -278,14 +326,35 @@ def write_manifest(output_dir: Path | str, settings: RunSettings, *, redo_all: b
 def check_manifest(output_dir: Path | str, settings: RunSettings, overwrite: bool = False) -> bool:
     """Whether every frame must be redone: DtkError when OUTPUT was made with other settings
     (unless `overwrite`); True also when an --overwrite run into it did not finish."""
-    doc = read_manifest(output_dir) if not overwrite else None
+    if overwrite:  # its content is not read (a damaged one is replaced), but it must be dtk's own file
+        path = Path(output_dir) / MANIFEST_NAME
+        if os.path.lexists(path):
+            os.close(open_own_file(path, os.O_RDONLY))
+        return True
+    doc = read_manifest(output_dir)
     if doc is None:
-        return overwrite
+        check_no_unvouched_outputs(output_dir)
+        return False
     diffs = settings.differences(doc["settings"])
     if diffs:
         raise DtkError(f"{output_dir} holds outputs made with other settings ({'; '.join(diffs)}): "
                        "rerun with --overwrite to redo every frame, or choose another OUTPUT")
     return bool(doc.get("redo_all"))
+
+
+def check_no_unvouched_outputs(output_dir: Path | str) -> None:
+    """Refuse PNGs in an OUTPUT without a run manifest: nothing says what made them, so they are
+    never taken as done (README, "Resume"); --overwrite redoes every frame."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        pngs = sorted(f for f in files if f.lower().endswith(".png") and not f.startswith("."))
+        if pngs:
+            raise DtkError(f"{root} holds PNGs that no run manifest ({MANIFEST_NAME}) vouches for (first: "
+                           f"{Path(folder) / pngs[0]}): dtk does not take them as done; rerun with "
+                           "--overwrite to redo every frame, or choose an empty OUTPUT")
 
 
 @contextlib.contextmanager
@@ -298,7 +367,7 @@ def output_lock(output_dir: Path | str):
         return
     path = Path(output_dir) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -488,13 +557,18 @@ def run_frames(
     tiling = check_mode(resize, keep_size, tile_overlap)
     config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
                              workers=io_threads())
-    frames = discover_frames(input_dir)  # before OUTPUT is created: an empty INPUT changes nothing
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes none
+    if unreadable and strict:
+        raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
+    check_frames_outside(frames, output_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
                                tiling=tiling, overwrite=claim["overwrite"], strict=strict,
                                pipeline=pipeline, writers=writers, progress=progress,
                                on_tiles=on_tiles, stop=stop)
-        claim["finished"] = not summary.interrupted
+        summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
+        claim["finished"] = not summary.interrupted and not unreadable
     return summary
 
 

@@ -48,6 +48,7 @@ from toolkit.core.frames import (
     FrameReadError,
     check_pixels,
     encode_png,
+    exif_orientation,
     read_frame,
 )
 from toolkit.core.kernels import get_kernel
@@ -72,7 +73,8 @@ def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
     """Bytes DALI can decode exactly as `read_frame` would; FrameReadError when unreadable.
 
     8-bit RGB PNG and RGB JPEG are passed as they are; anything else (gray, palette, alpha,
-    16-bit, other formats) is decoded by `read_frame` and re-encoded as 8-bit RGB PNG.
+    16-bit, other formats, an EXIF orientation other than 1) is decoded by `read_frame` and
+    re-encoded as 8-bit RGB PNG.
     """
     import io
 
@@ -84,12 +86,14 @@ def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
         raise FrameReadError(path, "file not found or not readable") from None
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
-            fmt, mode, size = im.format, im.mode, im.size
+            fmt, mode, size, oriented = im.format, im.mode, im.size, exif_orientation(im) != 1
     except Exception:  # noqa: BLE001 - read_frame below gives the documented reason
-        fmt, mode, size = None, None, (0, 0)
+        fmt, mode, size, oriented = None, None, (0, 0), False
     check_pixels(path, size, max_pixels)  # before DALI decodes anything
     plain_png = fmt == "PNG" and mode == "RGB" and len(data) > 25 and data[24] == 8  # IHDR bit depth
-    if plain_png or (fmt == "JPEG" and mode == "RGB"):
+    # an EXIF-rotated photo goes through read_frame, which applies the orientation (one rule for both
+    # pipelines, whatever DALI's decoder version does with the tag)
+    if not oriented and (plain_png or (fmt == "JPEG" and mode == "RGB")):
         return np.frombuffer(data, dtype=np.uint8)
     return np.frombuffer(encode_png(read_frame(path, max_pixels), compression=1), dtype=np.uint8)
 
