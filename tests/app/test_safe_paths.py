@@ -252,7 +252,7 @@ def test_pngs_no_manifest_vouches_for_are_not_taken_as_done(small, tmp_path, tin
     assert res.exit_code == 0, text
     (out / ".dtk-run.json").unlink()
     made = snapshot(out)
-    res, text = tiny_run(small, out, tiny_model_dir, "--keep-size", "--blur", "k7")
+    res, text = tiny_run(small, out, tiny_model_dir, "--resize", "--keep-size", "--blur", "k7")
     refused(res, text, "no run manifest", "--overwrite")
     assert snapshot(out) == made and not (out / ".dtk-run.json").exists()
     # cp -r of another run's PNGs (hidden manifest left behind) into a new OUTPUT: the same
