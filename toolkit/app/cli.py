@@ -37,7 +37,8 @@ from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
 from toolkit.core.progress import make_progress, resume_aware
 from training.data import write_training_photos
-from training.photoset import write_sources
+from training.photoset import MAX_SHORT_SIDE, photoset_summary, write_sources
+from training.photosources import DEFAULT_CACHE as DEFAULT_PHOTO_CACHE
 
 
 def _flags_without_type_label() -> None:
@@ -253,8 +254,15 @@ def eval_cmd(
 @handle_errors
 def data_photos(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the photo set (or frame tree) in.")],
+    cache: Annotated[Path, typer.Option(
+        help="Where the packages the photos come from are downloaded and unpacked (apt-get download + "
+             "dpkg -x; pip download --no-deps).")] = DEFAULT_PHOTO_CACHE,
+    fetch: Annotated[bool, typer.Option(
+        help="Download the packages missing from --cache (--no-fetch: use only what is there).")] = True,
+    max_short_side: Annotated[int, typer.Option(
+        min=256, help="Store photos downscaled to at most this short side.")] = MAX_SHORT_SIDE,
     wallpapers: Annotated[Path | None, typer.Option(
-        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos; "
+        help="With --frames: usr/share/wallpapers of Debian's plasma-workspace-wallpapers (its real photos; "
              "`apt-get download plasma-workspace-wallpapers && dpkg -x *.deb DIR`).")] = None,
     frames: Annotated[bool, typer.Option(
         "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
@@ -262,8 +270,10 @@ def data_photos(
 ) -> None:
     """Write the photos dtk may train and validate on (never the demo photos).
 
-    Default: the photo set of `python -m training.fit` and the device check: DIR/<photo>.jpg (short
-    side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
+    Default: the photo set of `python -m training.fit` and the device check, assembled from the
+    Debian and PyPI packages of training/photocatalog.py (fetched into --cache; only this command
+    downloads): DIR/<photo>.jpg (short side <= --max-short-side) and DIR/sources.json (package,
+    version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
     if frames:
         records = write_training_photos(out_dir, wallpapers)
@@ -272,12 +282,9 @@ def data_photos(
         console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
         return
 
-    records = write_sources(out_dir, wallpapers)
-    for r in records:
-        console.print(escape(f"{r['name']}: {r['size'][0]}x{r['size'][1]} {r['split']}"
-                             f"{'' if r['colour'] else ' (gray)'}  ({r['licence']})"))
-    val = sum(r["split"] == "val" for r in records)
-    console.print(f"{len(records)} photos in {out_dir} ({val} held out for validation)")
+    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side,
+                        log=lambda m: err_console.print(escape(m), highlight=False))
+    console.print(escape(photoset_summary(res)))
 
 
 @app.command("train")
