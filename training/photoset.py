@@ -209,7 +209,10 @@ def candidates(cache: PackageCache, log: Callable[[str], None] = lambda _m: None
                         (entries[k] for k in (f"{folder}/README", f"{folder}/readme") if k in entries), None
                     )
                     if readme is not None:
-                        licence = readme_licence(readme.decode(errors="replace"), entry.rsplit("/", 1)[-1])
+                        licence = readme_licence(
+                            readme.decode(errors="replace"),
+                            (entry.rsplit("/", 1)[-1], entry.removeprefix(folder + "/")),
+                        )
                     folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
                 load = partial(_blob_pixels, entries[entry])
             elif src.reader == "plasma":

@@ -400,11 +400,13 @@ def deb_licence(tree: Path, package: str, path: str) -> str | None:
     return stanza_licence(copyright_file.read_text(errors="replace"), path)
 
 
-def readme_licence(text: str, filename: str) -> str | None:
-    """'License (Copyright; Source)' of the paragraph of a GCompris README that names `filename`."""
+def readme_licence(text: str, filename: str | tuple[str, ...]) -> str | None:
+    """'License (Copyright; Source)' of the paragraph of a GCompris README that names `filename` (or
+    one of several spellings: the bare name, the path from the README's folder)."""
+    names = {filename} if isinstance(filename, str) else set(filename)
     for st in _stanzas(text):
         tokens = {t.strip(",") for lines in st.values() for line in lines for t in line.split()}
-        if filename in tokens and "license" in st:
+        if names & tokens and "license" in st:
             who = " ".join(st.get("copyright", [])).strip()
             src = " ".join(st.get("source", [])).strip() or " ".join(st.get("comment", [])).strip()
             extra = "; ".join(x for x in (who, src) if x)
