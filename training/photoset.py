@@ -418,6 +418,13 @@ def photoset_summary(result: dict) -> str:
         )
     )
     lines.append(f"validation: {len(val)} photos held out ({vch[cat.CRISP]} crisp, {vch[cat.SOFT]} soft)")
+    short = {c: n - vch[c] for c, n in VAL_COUNTS.items() if vch[c] < n}
+    if short:
+        lines.append(
+            "validation is short of "
+            + ", ".join(f"{n} {c}" for c, n in short.items())
+            + " photos: it cannot see the soft-photo failure; get the missing packages below"
+        )
     for s in result["skipped"]:
         lines.append(f"left out: {s['name']}: {s['reason']}")
     for pkg, why in sorted(result["missing"].items()):
