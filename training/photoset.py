@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def _decode(blob: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _safe(text: str) -> str:
+    """A file-name-safe photo name part: runs of characters other than letters, digits, - and _ become _."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text.replace("%2C", ","))
+
+
 def _blob_pixels(blob: bytes) -> tuple[np.ndarray, bytes | None]:
     return _decode(blob), blob if _lossy_kind(blob) else None
 
@@ -190,8 +196,8 @@ def candidates(cache: PackageCache, log: Callable[[str], None] = lambda _m: None
         found = [str(p.relative_to(base)) for g in src.glob for p in base.glob(g)]
         rcc_cache: dict[str, dict[str, bytes]] = {}
         for rel, character in src.items(found):
-            stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            name = f"{src.key}_{rel.rsplit('.', 1)[0].replace('/', '_')}" if src.glob else f"{src.key}_{stem}"
+            stem = _safe(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+            name = f"{src.key}_{_safe(rel.rsplit('.', 1)[0])}" if src.glob else f"{src.key}_{stem}"
             orig = f"{src.base}/{rel}".strip("/")
             licence = src.licence
             if src.reader == "rcc":

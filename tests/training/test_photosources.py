@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -199,5 +200,6 @@ def test_every_catalogued_photo_is_in_the_cache_and_none_is_a_demo_photo():
     present = {s.package.name for s in SOURCES} - set(pc.missing)
     assert present, "no catalogued package in the cache"
     assert len({c.name for c in found}) == len(found)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", c.name) for c in found)  # file names that travel anywhere
     assert all(c.character in CHARACTERS and c.licence for c in found)
     assert not {c.name.split("_", 1)[1] for c in found} & set(TRAINING_EXCLUDED)
