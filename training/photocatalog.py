@@ -102,7 +102,7 @@ LOMIRI = Source(
             "Bridge_by_Sander_Klootwijk.jpg",
             "Dragonfly_by_Bolly.jpg",
             "Picture_0B_by_freespace.jpg",
-            "Picture_1A_by_freespace.jpg",
+            "Wine_by_Jakkub_Mede.jpg",
             "aitzgorri_by_Aitzol_Berasategi.jpg",
             "friends_by_Aitzol_Berasategi.jpg",
             "life_by_Aitzol_Berasategi.jpg",
@@ -110,8 +110,8 @@ LOMIRI = Source(
             "sunset_by_Aitzol_Berasategi.jpg",
         ),
         **_s(
-            "Wine_by_Jakkub_Mede.jpg",
             "free_by_Peter_Nerlich.jpg",
+            "Picture_1A_by_freespace.jpg",
             "greentock_by_Peter_Nerlich.jpg",
             "seeding_by_Clements_Engelhardt.jpg",
         ),
@@ -177,10 +177,9 @@ TUXPAINT = Source(
             "sun_behind_clouds.jpg",
             "trees_above.jpg",
             "wool_mill_machine.jpg",
+            "trees_at_dusk.jpg",
         ),
-        **_s(
-            "jellyfish.jpg", "mossy_log.jpg", "spiders_web.jpg", "sun_behind_leaves.jpg", "trees_at_dusk.jpg"
-        ),
+        **_s("jellyfish.jpg", "mossy_log.jpg", "spiders_web.jpg", "sun_behind_leaves.jpg"),
     },
 )
 
@@ -324,7 +323,7 @@ GCOMPRIS = Source(
         **{
             f"explore_world_music.rcc:{k}": v
             for k, v in _gc(
-                _MUSIC, "africa", "america australia ireland italy japan mexico orchestra"
+                _MUSIC, "africa america australia orchestra", "ireland italy japan mexico"
             ).items()
         },
         **{

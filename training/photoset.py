@@ -1,15 +1,25 @@
 """The photos dtk trains and validates on: sources and licences, the split by photo, validation windows.
 
 `dtk data photos DIR` assembles the set from the packages of `training.photocatalog` (fetched into
-a cache by `training.photosources`, never at model run time) and writes every photo once
-(`DIR/<name>.jpg`: the original JPEG bytes when it needs no resizing, else Lanczos to a short side of
-at most `MAX_SHORT_SIDE`, JPEG quality 95 without chroma subsampling) and `DIR/sources.json` (per
-photo: package and version, original path, licence as stated, colour or gray, original and stored
-size, JPEG quality estimate, character crisp/soft, split).
+a cache by `training.photosources`, never at model run time) and writes every photo once, with
+`DIR/sources.json` (per photo: package and version, original path, licence as stated, colour or
+gray, original and stored size, JPEG quality estimate, character crisp/soft, split). Storage, so
+that the set stays under 40 MiB and travels with the project to a GPU machine:
 
-Validation (`validation_split`): colour photos held out whole, stratified by character, at least
-`VAL_COUNTS` of each; each scored as the whole photo squashed to 256x448 (what `dtk run` does to a
-photo) and as `NATIVE_WINDOWS` windows at 1:1 of the stored photo. Never the demo photos.
+- a lossy original (JPEG of estimated quality 80..95, lossy WebP) with a short side of at most
+  1080 (`KEEP_LOSSY_SHORT_SIDE`) is kept byte for byte (`DIR/<name>.jpg|webp`): no second
+  generation of loss;
+- anything else is Lanczos-downscaled to a short side of at most 640 (`MAX_SHORT_SIDE`) and written
+  as JPEG quality 95 without chroma subsampling; a JPEG of quality < 80 (8x8 blocking) is first
+  halved (never below one 256x448 frame), one below 60 is left out (`compression_scale`);
+- photos that hold no 256x448 frame are left out.
+
+Validation (`validation_split`), deterministic: colour photos held out whole, never one the round-2
+model trained on. First the five round-2 validation photos, then, per character, the photos first in
+sha256("dtk-val:" + name) order, at most 6 (`VAL_PER_SOURCE`) from one package, until there are 22
+crisp and 18 soft (`VAL_COUNTS`). Each held-out photo is scored as the whole photo squashed to
+256x448 (what `dtk run` does to a photo) and as 3 (`NATIVE_WINDOWS`) windows at 1:1 of the stored
+photo, spread over its grid. Never the demo photos.
 
     python -m training.photoset tune DIR     # tune the classical baselines on the validation windows
 """
