@@ -460,15 +460,16 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
 
 
 def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
-    """The whole photo squashed to `size`, then `NATIVE_WINDOWS` windows at 1:1 spread over its grid."""
+    """The whole photo squashed to `size`, then `NATIVE_WINDOWS` windows at 1:1 spread evenly over its
+    grid of windows (the first, the middle and the last one; every window when it has fewer)."""
     return [w for _, w in _val_windows(image, size)]
 
 
 def _val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[tuple[str, np.ndarray]]:
     out = [("squashed", resize_frame(image, size))]
     if holds_frame(*image.shape[:2], size):
-        grid = grid_windows(image, size)
-        pick = np.unique(np.linspace(0, len(grid) - 1, NATIVE_WINDOWS + 2).round().astype(int)[1:-1])
+        grid = grid_windows(image, size)  # rows x cols, row by row
+        pick = np.unique(np.linspace(0, len(grid) - 1, min(NATIVE_WINDOWS, len(grid))).round().astype(int))
         out += [("native", grid[i]) for i in pick]
     return out
 
@@ -489,7 +490,10 @@ def validation_set(root: Path | str) -> list[tuple[str, np.ndarray]]:
     return [(f["photo"], f["frame"]) for f in validation_frames(root)]
 
 
-def tune_baselines(root: Path | str, grid=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)) -> dict:
+TUNE_GRID = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)
+
+
+def tune_baselines(root: Path | str, grid=TUNE_GRID) -> dict:
     """Best balance per kernel of the flat Wiener and the power-law prior inverse on the validation set."""
 
     windows = [w for _, w in validation_set(root)]
