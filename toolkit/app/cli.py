@@ -260,7 +260,8 @@ def data_photos(
     fetch: Annotated[bool, typer.Option(
         help="Download the packages missing from --cache (--no-fetch: use only what is there).")] = True,
     max_short_side: Annotated[int, typer.Option(
-        min=256, help="Store photos downscaled to at most this short side.")] = MAX_SHORT_SIDE,
+        min=256, help="Short side of the photos dtk re-encodes (JPEG q95 4:4:4); lossy originals up to "
+                      "1080 are kept as they are. The default keeps the set under 40 MiB.")] = MAX_SHORT_SIDE,
     wallpapers: Annotated[Path | None, typer.Option(
         help="With --frames: usr/share/wallpapers of Debian's plasma-workspace-wallpapers (its real photos; "
              "`apt-get download plasma-workspace-wallpapers && dpkg -x *.deb DIR`).")] = None,
@@ -272,7 +273,7 @@ def data_photos(
 
     Default: the photo set of `python -m training.fit` and the device check, assembled from the
     Debian and PyPI packages of training/photocatalog.py (fetched into --cache; only this command
-    downloads): DIR/<photo>.jpg (short side <= --max-short-side) and DIR/sources.json (package,
+    downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
     version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
     if frames:
