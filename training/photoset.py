@@ -402,9 +402,14 @@ def write_sources(
     val = validation_split(records)
     for r in records:
         r["split"] = "val" if r["name"] in val else "train"
-    stale = {p.name for p in (*out.glob("*.jpg"), *out.glob("*.webp"))} - {r["file"] for r in records}
-    for name in stale:  # photos of an earlier build that this one did not write
-        (out / name).unlink()
+    index = out / SOURCES_FILE
+    try:  # photos an earlier build listed that this one did not write (never a file dtk did not write)
+        before = {r["file"] for r in json.loads(index.read_text())} if index.is_file() else set()
+    except (ValueError, KeyError, TypeError):
+        before = set()
+    for name in before - {r["file"] for r in records}:
+        if "/" not in name and (out / name).is_file():
+            (out / name).unlink()
     write_bytes_atomic(out / SOURCES_FILE, (json.dumps(records, indent=1) + "\n").encode())
     total = sum(r["bytes"] for r in records)
     return {"records": records, "skipped": skipped, "missing": pc.missing, "bytes": total}
