@@ -10,6 +10,7 @@ when its PSNR on any kernel dropped by more than `--max-psnr-drop` dB; the CLI t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class RowRatio:
     p99_ratio: float
     slowdown: float = float("nan")  # A images/s / B images/s - 1: 0.05 = B is 5 % slower
     psnr_drop_db: float | None = None  # largest PSNR loss over the kernels (A - B), when both have one
+    psnr_lost: bool = False  # A scored a PSNR that B does not have
 
 
 def _key(row: dict) -> tuple:
@@ -62,7 +64,7 @@ def compare_reports(a: dict, b: dict) -> dict[str, Any]:
                                p50_ratio=_ratio(rb["latency_ms"]["p50"], ra["latency_ms"]["p50"]),
                                p99_ratio=_ratio(rb["latency_ms"]["p99"], ra["latency_ms"]["p99"]),
                                slowdown=_ratio(ra["images_per_s"], rb["images_per_s"]) - 1.0,
-                               psnr_drop_db=psnr_drop(ra, rb)))
+                               psnr_drop_db=psnr_drop(ra, rb), psnr_lost=psnr_lost(ra, rb)))
     env_a, env_b = a.get("environment", {}), b.get("environment", {})
     env_diff = {k: [env_a.get(k), env_b.get(k)] for k in ENV_KEYS if env_a.get(k) != env_b.get(k)}
     return {
@@ -81,29 +83,56 @@ def psnr_drop(a: dict, b: dict) -> float | None:
     return max(drops) if drops else None
 
 
+def psnr_lost(a: dict, b: dict) -> bool:
+    """Whether A has a PSNR on a kernel where B has none."""
+    pa = (a.get("quality") or {}).get("psnr_db") or {}
+    pb = (b.get("quality") or {}).get("psnr_db") or {}
+    return any(v is not None and pb.get(k) is None for k, v in pa.items())
+
+
 def parse_percent(text: str) -> float:
     """'5%' or '5' -> 0.05; DtkError otherwise."""
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise DtkError(f"--max-slowdown takes a percentage such as 5%, got {text!r}") from None
-    if value < 0:
-        raise DtkError(f"--max-slowdown must be >= 0, got {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise DtkError(f"--max-slowdown must be a finite percentage >= 0, got {text!r}")
     return value / 100.0
 
 
 def regressions(result: dict[str, Any], max_slowdown: float | None,
                 max_psnr_drop: float | None = None) -> list[str]:
-    """Why the gate fails: one line per matching row slower than allowed or that lost PSNR."""
+    """Why the gate fails: one line per matching row slower than allowed or that lost PSNR.
+
+    The gate fails closed: with a limit given, DtkError "nothing to compare" when no row ran in
+    both reports (or, for --max-psnr-drop, no matching row has a PSNR in both); a row whose new
+    images/s is 0 or unknown is slower than any limit; a row that had a PSNR and lost it dropped."""
+    gating = max_slowdown is not None or max_psnr_drop is not None
+    ratios = result["ratios"]
+    if gating and not ratios:
+        raise DtkError(f"nothing to compare: no row ran in both reports ({len(result['only_in_a'])} only in "
+                       f"A, {len(result['only_in_b'])} only in B; rows match on model, backend, variant, "
+                       "batch and mode), so the gate cannot pass")
+    if max_psnr_drop is not None and not any(r.get("psnr_drop_db") is not None for r in ratios):
+        raise DtkError("nothing to compare: no matching row has a PSNR in both reports (bench without "
+                       "--no-quality), so --max-psnr-drop cannot pass")
     out = []
-    for r in result["ratios"]:
+    for r in ratios:
         model = r["model"] + ": " if r["model"] else ""
         name = f"{model}{r['backend']}/{r['variant']} batch {r['batch']} {r['mode']}"
-        if max_slowdown is not None and r["slowdown"] == r["slowdown"] and r["slowdown"] > max_slowdown:
-            out.append(f"{name}: {100 * r['slowdown']:.1f}% slower ({r['a_images_per_s']:.2f} -> "
-                       f"{r['b_images_per_s']:.2f} img/s), allowed {100 * max_slowdown:g}%")
+        slowdown, b_ips = r["slowdown"], r["b_images_per_s"]
+        if max_slowdown is not None:
+            if b_ips is None or not math.isfinite(b_ips) or b_ips <= 0 or not math.isfinite(slowdown):
+                out.append(f"{name}: B measured {b_ips} images/s (A {r['a_images_per_s']}): no throughput "
+                           "to compare counts as a regression")
+            elif slowdown > max_slowdown:
+                out.append(f"{name}: {100 * slowdown:.1f}% slower ({r['a_images_per_s']:.2f} -> "
+                           f"{b_ips:.2f} img/s), allowed {100 * max_slowdown:g}%")
         drop = r.get("psnr_drop_db")
-        if max_psnr_drop is not None and drop is not None and drop > max_psnr_drop:
+        if max_psnr_drop is not None and drop is None and r.get("psnr_lost"):
+            out.append(f"{name}: A has a PSNR, B has none: counts as a drop")
+        elif max_psnr_drop is not None and drop is not None and drop > max_psnr_drop:
             out.append(f"{name}: PSNR dropped {drop:.2f} dB, allowed {max_psnr_drop:g} dB")
     return out
 

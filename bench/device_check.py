@@ -1,18 +1,23 @@
 """Everything dtk can check on a GPU machine, in one command that keeps its own time budget.
 
-    PYTHONPATH=. python -m bench.device_check [--out DIR] [--budget 600] [--train-minutes 4]
+    PYTHONPATH=. python -m bench.device_check [--out DIR] [--budget 600] [--train-minutes 0]
         [--photos data/photoset] [--dry-run]
 
 Run from the repository root with no install step. Steps, in this order (each has its own time
 limit; a step that overruns is cut and reported, the others still run):
 
 1. machine: `nvidia-smi -q` summary (GPU, driver, clocks, power limit) and `dtk doctor`;
-2. train: three trainings side by side on the photo set (`training.fit`): the fast model with
-   dead leaves mixed in, the same without them (the ablation) and the seed preset (width 64);
-3. bench: `dtk bench` on torch CUDA, fp32/fp16/bf16 with CUDA graphs on and off, batch 1/8/32,
+2. gpu tests: `pytest -m gpu -rs`;
+3. native: real frames at their own size (tiles, one decision per frame), torch fp16 with CUDA
+   graphs: `dtk run` over NATIVE_FRAMES frames of 1280x720 (start-up included: the process's
+   wall time and the run's own), then `dtk bench --e2e-only` at 1280x720 and 1920x1080 (steady
+   state: warm-up excluded);
+4. run: `dtk run` end to end on the demo frames (GPU blur), and fp16/bf16 vs fp32 PSNR;
+5. bench: `dtk bench` on torch CUDA, fp32/fp16/bf16 with CUDA graphs on and off, batch 1/8/32,
    H2D/compute/D2H and the matmul ceiling, for the shipped model and the width-64 seed network;
-4. gpu tests: `pytest -m gpu -rs`;
-5. run: `dtk run` end to end on the demo frames (GPU blur), and fp16/bf16 vs fp32 PSNR.
+6. train (only with --train-minutes > 0): three trainings side by side on the photo set
+   (`training.fit`): the fast model with dead leaves mixed in, the same without them (the
+   ablation) and the seed preset (width 64).
 Then `pack` writes at most 8 files, each at most 16 MiB, into OUT (default $OUT): summary.json,
 bench.json, logs.txt, the fast model's best checkpoints (+ JSON sidecars) and its curves.
 TensorRT, DALI and ONNX Runtime's CUDA provider are probed, and what their absence skips is
@@ -42,6 +47,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 CARRY_LIMIT_BYTES = 64 * 1024 * 1024
 PACK_RESERVE_S = 15.0
 PHOTOSET = Path("data/photoset")
+NATIVE_FRAMES = 1000  # 1280x720 frames through `dtk run` in step 3 (hard links to 40 distinct ones)
+NATIVE_DISTINCT = 40
 MODULES = (
     "torch",
     "numpy",
@@ -122,7 +129,10 @@ def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step
         ]
         for name, args in TRAININGS.items()
     ]
-    return [
+    native = work / "native"
+    e2e_bench = [*dtk, "bench", "--backend", "torch", "--variants", "cuda-fp16", "--batch", "8,16",
+                 "--e2e-only", "--no-quality", "--warmup", "2", "--duration", "6"]
+    steps = [
         Step(
             "machine",
             40,
@@ -130,7 +140,21 @@ def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step
             needs_cuda=False,
             sequential=True,
         ),
-        Step("train", train_minutes * 60 + 75, fits),
+        Step("gpu-tests", 90, [[py, "-m", "pytest", "-m", "gpu", "-rs", "-q", "-p", "no:cacheprovider"]]),
+        Step(
+            "native",
+            200,
+            [
+                [py, "-m", "bench.device_check", "--native-frames", str(native)],
+                [*dtk, "run", str(native), "-o", str(work / "native-out"), "--backend", "torch",
+                 "--precision", "fp16", "--cuda-graphs", "--batch", "16", "--blur", "k7",
+                 "--json", str(work / "native-run.json")],
+                [*e2e_bench, "--e2e-size", "1280x720", "--json", str(work / "bench-native-720.json")],
+                [*e2e_bench, "--e2e-size", "1920x1080", "--json", str(work / "bench-native-1080.json")],
+            ],
+            sequential=True,
+        ),
+        Step("run", 60, [[py, "-m", "bench.device_check", "--e2e", str(work)]]),
         Step(
             "bench",
             150,
@@ -140,9 +164,10 @@ def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step
             ],
             sequential=True,
         ),
-        Step("gpu-tests", 90, [[py, "-m", "pytest", "-m", "gpu", "-rs", "-q", "-p", "no:cacheprovider"]]),
-        Step("run", 60, [[py, "-m", "bench.device_check", "--e2e", str(work)]]),
     ]
+    if train_minutes > 0:
+        steps.append(Step("train", train_minutes * 60 + 75, fits))
+    return steps
 
 
 def run_step(step: Step, timeout: float, log: Path) -> Step:
@@ -352,11 +377,44 @@ def summarise(steps: list[Step], work: Path, info: dict) -> dict[str, Any]:
     }
     summary["bench"] = {k: bench_headlines(_load(work / f"bench-{k}.json")) for k in ("shipped", "seed")}
     summary["e2e"] = _load(work / "e2e.json")
+    summary["native"] = native_summary(work, steps)
     summary["training"] = {name: _load(work / f"train-{name}" / "val.json") for name in TRAININGS}
     summary["training_history"] = {
         name: (_load(work / f"train-{name}" / "best.json") or {}).get("history") for name in TRAININGS
     }
     return summary
+
+
+def native_summary(work: Path, steps: list[Step]) -> dict[str, Any]:
+    """Step 3's figures: the 1,000-frame `dtk run` (start-up included) and the steady e2e rows."""
+    run = _load(work / "native-run.json") or {}
+    step = next((s for s in steps if s.name == "native"), None)
+    keys = ("frames_total", "written", "failed", "wall_s", "frames_per_s", "compute_frames_per_s",
+            "network_passes", "head_passes", "network_passes_per_s", "time_shares", "backend")
+    return {
+        "run": {k: run.get(k) for k in keys} if run else None,
+        "step_seconds": step.seconds if step else None,
+        "bench_720p": bench_headlines(_load(work / "bench-native-720.json")),
+        "bench_1080p": bench_headlines(_load(work / "bench-native-1080.json")),
+    }
+
+
+def native_frames(folder: Path, count: int = NATIVE_FRAMES, distinct: int = NATIVE_DISTINCT) -> int:
+    """Write `distinct` 1280x720 frames of real photos and hard links up to `count` frames."""
+    from toolkit.core.demo import DEMO_PHOTOS, photo_mosaic
+    from toolkit.core.frames import write_png_atomic
+
+    seq = folder / "seq"
+    for i in range(distinct):
+        k, shift = i % len(DEMO_PHOTOS), 8 * (i // len(DEMO_PHOTOS))  # another photo first, rows moved
+        image = photo_mosaic(720 + shift, 1280, photos=DEMO_PHOTOS[k:] + DEMO_PHOTOS[:k])
+        write_png_atomic(seq / f"{i:08d}.png", image[shift:shift + 720])
+    for i in range(distinct, count):
+        target = seq / f"{i:08d}.png"
+        if not target.exists():
+            os.link(seq / f"{i % distinct:08d}.png", target)
+    print(f"{count} frames of 1280x720 ({distinct} distinct) in {seq}")
+    return 0
 
 
 def dry_run(work: Path, out: Path, budget: float, train_minutes: float, photos: Path = PHOTOSET) -> int:
@@ -368,7 +426,9 @@ def dry_run(work: Path, out: Path, budget: float, train_minutes: float, photos: 
         if importlib.util.find_spec(mod) is None:
             problems.append(f"python module {mod} not importable")
     sources = photos / "sources.json"
-    if not sources.is_file():
+    if train_minutes <= 0:
+        pass  # no training step: the photo set is not needed
+    elif not sources.is_file():
         problems.append(f"{sources} missing: write it with `dtk data photos {photos} --wallpapers ...`")
     else:
         for r in json.loads(sources.read_text()):
@@ -450,13 +510,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "device-check-out"))
     p.add_argument("--work", type=Path, help="scratch folder (default: OUT/../device-check-work)")
     p.add_argument("--budget", type=float, default=600.0, help="seconds for everything, packing included")
-    p.add_argument("--train-minutes", type=float, default=4.0)
+    p.add_argument("--train-minutes", type=float, default=0.0, help="minutes of step 6 (0: no training)")
     p.add_argument("--photos", type=Path, default=PHOTOSET, help="the photo set (dtk data photos DIR)")
+    p.add_argument("--steps", help="comma-separated step names to run (default: all), e.g. native,gpu-tests")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--native-frames", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.e2e:
         return e2e(a.e2e)
+    if a.native_frames:
+        return native_frames(a.native_frames)
     work = a.work or a.out.resolve().parent / "device-check-work"
     if a.dry_run:
         return dry_run(work, a.out, a.budget, a.train_minutes, a.photos)
@@ -465,14 +529,24 @@ def main(argv: list[str] | None = None) -> int:
 
     info = collect()
     info["missing"] = missing_pieces(info)
-    steps = run_plan(plan(work, a.train_minutes, a.photos), work, a.budget, bool(info.get("cuda_available")))
+    chosen = plan(work, a.train_minutes, a.photos)
+    if a.steps:
+        wanted = {s.strip() for s in a.steps.split(",")}
+        unknown = wanted - {s.name for s in chosen}
+        if unknown:
+            p.error(f"unknown step(s) {', '.join(sorted(unknown))}: choose from "
+                    f"{', '.join(s.name for s in chosen)}")
+        chosen = [s for s in chosen if s.name in wanted]
+    steps = run_plan(chosen, work, a.budget, bool(info.get("cuda_available")))
     summary = summarise(steps, work, info)
     summary["total_seconds"] = round(time.monotonic() - t0, 1)
     items: list[tuple[str, Path | bytes]] = [
         (
             "bench.json",
             json.dumps(
-                {k: _load(work / f"bench-{k}.json") for k in ("shipped", "seed")}, default=str
+                {k: _load(work / f"bench-{k}.json")
+                 for k in ("shipped", "seed", "native-720", "native-1080")},
+                default=str,
             ).encode(),
         ),
         ("logs.txt", collect_logs(work, steps)),

@@ -28,9 +28,12 @@ from bench.timing import (
     throughput,
 )
 from engines.base import Runner
+from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
+from toolkit.core.bounds import check_number
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
+from toolkit.core.tiles import fitting_overlap
 
 SCHEMA = "dtk.bench/1"
 STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY = "ran", "could not run", "failed quality"
@@ -60,18 +63,13 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
             raise DtkError(f"batch sizes must be positive integers, got {self.batches}")
-        if self.warmup_s < 0:
-            raise DtkError("--warmup must be >= 0 seconds")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise DtkError("--duration must be > 0 seconds")
-        if self.iterations is not None and self.iterations < 1:
-            raise DtkError("--iterations must be >= 1")
-        if self.buffers < 1:
-            raise DtkError("--buffers must be >= 1")
-        if self.cv_threshold is not None and self.cv_threshold <= 0:
-            raise DtkError("--cv-threshold must be > 0 (a percentage)")
-        if self.max_extend_s < 0:
-            raise DtkError("--max-extend must be >= 0 seconds")
+        # finite too (toolkit.core.bounds): an inf duration or a nan warm-up would never end
+        check_number("--warmup", self.warmup_s, min=0, hint="seconds")
+        check_number("--duration", self.duration_s, above=0, hint="seconds")
+        check_number("--iterations", self.iterations, min=1)
+        check_number("--buffers", self.buffers, min=1)
+        check_number("--cv-threshold", self.cv_threshold, above=0, hint="a fraction here")
+        check_number("--max-extend", self.max_extend_s, min=0, hint="seconds")
         if self.size[0] % 8 or self.size[1] % 8:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 
@@ -120,6 +118,7 @@ class BenchRow:
     stability: str | None = None  # stable | settled | unstable (bench.timing.stability)
     extended_calls: int = 0  # calls added by the stability rule
     quality: dict[str, Any] | None = None  # bench.quality: vs the fp32 reference and the sharp frames
+    tiles_per_s: float | None = None  # e2e rows: network passes (tiles) per second; images_per_s: frames
     hints: list[str] = field(default_factory=list)
 
     @classmethod
@@ -243,15 +242,19 @@ def mean_phases(phases: list[dict[str, float]]) -> dict[str, float] | None:
 
 def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any], *, backend: str,
               variant: str, device: str = "cpu", pipeline: str = "auto") -> BenchRow:
-    """End-to-end row: frame files -> `open_pipeline` -> `runner.infer`, cycling the files.
+    """End-to-end row as `dtk run` works: frame files -> `open_pipeline` at their own size ->
+    tiles of `config.size`, one decision per frame (engines.tiled), cycling the files.
 
-    A call's latency runs from asking the pipeline for the next batch to the runner's output
-    (decoding overlaps inference through the pipeline's prefetch); host wall time.
+    A call is one pipeline batch of `batch` frames (their tiles go through the runner `batch` at a
+    time); its latency runs from asking the pipeline for the batch to the last tile's output
+    (decoding overlaps inference through the pipeline's prefetch); host wall time. images/s
+    counts frames; `tiles_per_s` the network passes (head-only passes not counted).
     """
 
     if not frames:
         raise DtkError("--e2e needs frame files: none found")
-    pconf = PipelineConfig(batch_size=batch, size=config.size)
+    pconf = PipelineConfig(batch_size=batch, size=None)
+    tiling = Tiling(tuple(config.size), fitting_overlap(config.size))
     gpu = "gpu" if device.startswith("cuda") else "cpu"
 
     def batches() -> Iterator[Any]:
@@ -260,11 +263,12 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
 
     stream = batches()
     counted: list[int] = []
+    tiles: list[int] = []
 
     def call(_i: int) -> None:
         b = next(stream)
         counted.append(len(b))
-        runner.infer(b.images)
+        tiles.append(deblur_frames(runner, b.images, tiling, batch=batch).tiles)
 
     timer = make_timer("cpu")
     threshold = config.cv_threshold or cv_threshold("cpu")
@@ -273,6 +277,7 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
     images = sum(counted[-len(timed.samples):])
     row = _row(runner, backend, variant, batch, "e2e", device, timer, timed, mem, threshold, config)
     row.images_per_s = throughput(images, timed.wall_s)
+    row.tiles_per_s = throughput(sum(tiles[-len(timed.samples):]), timed.wall_s)
     return row
 
 
@@ -296,9 +301,10 @@ def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device:
 
 
 def add_flops(row: BenchRow, gflop_per_image: float | None, ceiling_gflops: float | None) -> BenchRow:
-    """Fill effective GFLOP/s and its share of the ceiling (%) from counted FLOPs."""
+    """Fill effective GFLOP/s and its share of the ceiling (%) from counted FLOPs (per network
+    input: e2e rows count tiles, not frames; head-only passes left out)."""
     row.gflop_per_image = gflop_per_image
-    row.gflops = gflops(gflop_per_image, row.images_per_s)
+    row.gflops = gflops(gflop_per_image, row.tiles_per_s if row.tiles_per_s is not None else row.images_per_s)
     row.ceiling_gflops = ceiling_gflops
     if row.gflops is not None and ceiling_gflops:
         row.ceiling_pct = 100.0 * row.gflops / ceiling_gflops

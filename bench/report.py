@@ -7,6 +7,7 @@ percentile(90/95/99)/max per call (one batch), in ms.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ from bench.harness import SCHEMA, STATUS_RAN
 from bench.pareto import group_name, pareto_front, ran
 from bench.quality import QUALITY_KERNELS
 from bench.timing import shown_percentile
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.console import write_json
 from toolkit.core.errors import DtkError
 from toolkit.core.figures import pyplot, save_figure
 
 CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "status", "reason", "iterations",
-              "cv", "stability", "extended_calls", "images_per_s",
+              "cv", "stability", "extended_calls", "images_per_s", "tiles_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
               "lat_p99_ms", "lat_max_ms", "gflop_per_image", "gflops", "ceiling_gflops", "ceiling_pct",
               "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer",
@@ -99,8 +101,10 @@ def bench_table(report: dict) -> Table:
     kernels = [k for k in QUALITY_KERNELS if any(k in ((r.get("quality") or {}).get("psnr_db") or {})
                                                   for r in rows)]
     errs = any("max_abs_err" in (r.get("quality") or {}) for r in rows)
+    tiles = any(r.get("tiles_per_s") for r in rows)
     cols = (["model"] if len(models) > 1 else []) + [
-        "backend/variant", "batch", "status", "calls", "CV", "img/s", "mean", "median", "p99", "max"] + (
+        "backend/variant", "batch", "status", "calls", "CV", "img/s"] + (["tiles/s"] if tiles else []) + [
+        "mean", "median", "p99", "max"] + (
         ["H2D/compute/D2H"] if split else []) + ["GFLOP/s"] + (["%ceil"] if ceil else []) + ["MiB"] + [
         f"PSNR {k}" for k in kernels] + (["max err", "p99.9 err"] if errs else [])
     for c in cols:
@@ -128,6 +132,7 @@ def bench_table(report: dict) -> Table:
         psnr = q.get("psnr_db") or {}
         cells = head + [
             str(lat["count"]), cv_cell(r), _f(r["images_per_s"], ".2f"),
+            *([_f(r.get("tiles_per_s"), ".1f")] if tiles else []),
             _ms(lat["mean"]), _ms(lat["p50"]), _pct(r, 99), _ms(lat["max"]),
             *([phase_cell(r.get("phases_ms"))] if split else []),
             _f(r.get("gflops"), ".1f"), *([_f(r.get("ceiling_pct"), ".0f")] if ceil else []), _f(peak, ".0f"),
@@ -198,13 +203,12 @@ def csv_rows(report: dict) -> list[dict[str, Any]]:
 
 
 def write_csv(report: dict, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_rows(report))
-    return path
+    """One CSV row per table row, written atomically (a link at `path` is replaced, not followed)."""
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(csv_rows(report))
+    return write_bytes_atomic(path, fh.getvalue().encode())
 
 
 def write_plot(report: dict, path: Path | str) -> Path:

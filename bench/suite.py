@@ -28,7 +28,7 @@ from bench.variants import (
     tensorrt_problem,
 )
 from engines.machine import collect
-from toolkit.core.demo import frames_or_demo
+from toolkit.core.demo import frames_or_demo, mosaic_frames
 from toolkit.core.errors import DtkError
 
 
@@ -45,6 +45,7 @@ class BenchRequest:
     threads: int | None = None
     e2e: bool = False
     frames_dir: Path | None = None  # --e2e input; default: demo frames in a temp dir
+    e2e_size: tuple[int, int] | None = None  # --e2e on frames of this (H, W) made of real photos
     pipeline_kind: str = "auto"
     compute: bool = True  # compute-only rows (off with --e2e-only)
     roofline: bool = False  # measure the matmul ceiling(s)
@@ -155,7 +156,11 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     check = quality_check(req, sources) if req.quality else None
     cpu_env = cpu_environment()
     gpu_start = gpu_snapshot() if gpu else None
-    with frames_or_demo(req.frames_dir) if req.e2e else contextlib.nullcontext([]) as frames:
+    if req.e2e and req.e2e_size is not None and req.frames_dir is not None:
+        raise DtkError("give --frames or --e2e-size, not both")
+    e2e_frames = (mosaic_frames(req.e2e_size) if req.e2e and req.e2e_size is not None
+                  else frames_or_demo(req.frames_dir) if req.e2e else contextlib.nullcontext([]))
+    with e2e_frames as frames:
         rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
                                   ceilings=by_device, quality=check, progress=progress)
     gpu_end = gpu_snapshot() if gpu else None
@@ -174,8 +179,10 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
         extra["quality"] = {"where": check.where, "frames": len(check.sharp), "kernels": list(check.blurred),
                             "reference": check.reference_name, "min_psnr": req.min_psnr}
     if req.e2e:
-        extra["e2e_frames"] = {"where": str(req.frames_dir) if req.frames_dir is not None else "demo frames",
-                               "count": len(frames)}
+        size = f"{req.e2e_size[1]}x{req.e2e_size[0]}" if req.e2e_size else ""
+        where = (str(req.frames_dir) if req.frames_dir is not None else
+                 f"{size} frames of real photos" if size else "demo frames")
+        extra["e2e_frames"] = {"where": where, "count": len(frames), "mode": "native size, tiles"}
     if req.pipeline_bench:
         extra["pipeline"] = run_pipeline_bench(req, gpu)
     model = {"label": ", ".join(s.label for s in sources),

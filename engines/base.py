@@ -5,6 +5,11 @@ Layout contract: `infer` takes an N x 3 x H x W batch (NCHW), RGB, values in [0,
 the same shape and layout as float32 (not clipped). A runner that `accepts_device_tensors`
 takes torch CUDA tensors (DALI / GPU-blur output) without a host copy and returns one; every
 runner takes NumPy arrays and returns NumPy for them.
+
+Frame decisions: a runner that `takes_evidence` (a blind model whose head pools evidence over the
+image, toolkit.core.models.head) also offers `evidence(batch)` (N x width, float32 NumPy) and
+takes `infer(batch, evidence=E)`, E N x width with rows < 0 meaning "decide from this image":
+tiles of one frame are then decided together (engines.tiled).
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ class Runner(ABC):
     accepts_device_tensors: bool = False  # takes torch CUDA tensors in place (set per instance)
     reports_phases: bool = False  # `phases_ms` holds the last call's H2D / compute / D2H times
     warnings: tuple[str, ...] = ()  # what the user should know about this runner (printed once)
+    takes_evidence: bool = False  # `evidence()` and `infer(..., evidence=)` work (set per instance)
 
     @abstractmethod
-    def infer(self, batch: Any) -> Any:
-        """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input)."""
+    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
+        """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input); `evidence`
+        (N x width, rows < 0: own) only where `takes_evidence`."""
+
+    def evidence(self, batch: Any) -> np.ndarray:
+        """N x width float32: what the model's head pools from each image (`takes_evidence` only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no frame evidence")
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class TorchRunner(Runner):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.config = model.config
+        self.takes_evidence = bool(getattr(model, "takes_evidence", False))
+        self._net = model  # uncompiled: its `evidence` method
         self.model = torch.compile(model) if compile else model
         self.accepts_device_tensors = self.reports_phases = self._cuda
         self.cuda_graphs = bool(self._cuda and not compile and cuda_graphs is not False)
@@ -83,7 +85,9 @@ class TorchRunner(Runner):
         if self._cuda:
             torch.backends.cudnn.benchmark = True
             self._executor = CudaExecutor(self.model, self.device, self._dtype,
-                                          channels_last=channels_last, graphs=self.cuda_graphs)
+                                          channels_last=channels_last, graphs=self.cuda_graphs,
+                                          evidence_width=model.evidence_width if self.takes_evidence
+                                          else None)
 
     def _autocast(self):
         import contextlib
@@ -94,21 +98,40 @@ class TorchRunner(Runner):
             return contextlib.nullcontext()
         return torch.autocast("cpu", dtype=self._dtype)
 
-    def infer(self, batch: Any) -> Any:
+    def _input(self, batch: Any):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch)) if not torch.is_tensor(batch) else batch
+        x = x.to(self.device).float()
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
         """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input)."""
         import torch
 
         numpy_in = not torch.is_tensor(batch)
+        evidence = evidence if self.takes_evidence else None
         if self._executor is not None:
-            return self._executor.run_numpy(batch) if numpy_in else self._executor.run_tensor(batch)
-        x = torch.from_numpy(np.ascontiguousarray(batch)) if numpy_in else batch
-        x = x.to(self.device).float()
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            return (self._executor.run_numpy(batch, evidence) if numpy_in
+                    else self._executor.run_tensor(batch, evidence))
+        x = self._input(batch)
+        kwargs = {} if evidence is None else {"evidence": torch.as_tensor(evidence, dtype=torch.float32)}
         with torch.inference_mode(), self._autocast():
-            y = self.model(x)
+            y = self.model(x, **kwargs)
         y = y.float().contiguous()
         return y.numpy() if numpy_in else y
+
+    def evidence(self, batch: Any) -> np.ndarray:
+        """N x width float32 NumPy: the head's pooled evidence (eager, the bank and the head only)."""
+        import torch
+
+        if not self.takes_evidence:
+            return super().evidence(batch)
+        x = self._input(batch)
+        if self._cuda and self.precision != "fp32":
+            x = x.to(self._dtype)
+        with torch.inference_mode(), self._autocast():
+            return self._net.evidence(x).float().cpu().numpy()
 
     @property
     def phases_ms(self) -> dict[str, float] | None:
@@ -130,6 +153,7 @@ class TorchRunner(Runner):
             "torch": torch.__version__,
             "width": self.config.width,
             "cuda_graphs": self.cuda_graphs,
+            "frame_decision": "evidence input" if self.takes_evidence else None,
             **(self._executor.describe() if self._executor is not None
                else {"pinned_host_buffers": 0, "streams": "none (CPU)"}),
         }

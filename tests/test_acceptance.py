@@ -120,6 +120,80 @@ def test_run_on_ray_matches_local(demo, local_run, tmp_path):
         assert np.array_equal(np.asarray(Image.open(out_dir / rel)), np.asarray(Image.open(png))), rel
 
 
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> Path:
+    """Sharp frames larger and smaller than the network's 256x448: real photos at their own scale."""
+    from toolkit.core.demo import DEMO_PHOTOS, photo_mosaic
+    from toolkit.core.frames import write_png_atomic
+
+    root = tmp_path_factory.mktemp("native") / "in"
+    write_png_atomic(root / "city" / "00000000.png", photo_mosaic(720, 1280))
+    write_png_atomic(root / "city" / "00000001.png", photo_mosaic(300, 500, photos=DEMO_PHOTOS[2:]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def native_run(large, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("native-run") / "out"
+    res, out = dtk("run", large, "-o", out_dir, "--blur", "k7", "--batch", "4",
+                   "--json", out_dir.parent / "run.json")
+    return res, out, out_dir
+
+
+def test_run_at_native_size_beats_the_blurred_frame_and_the_resize_protocol(large, native_run, tmp_path):
+    from toolkit.core.kernels import blur
+    from toolkit.core.metrics import psnr
+
+    res, out, out_dir = native_run
+    assert res.exit_code == 0, out
+    assert "native size: 20 tiles of 256x448" in out  # 16 for 1280x720, 4 for 500x300 (padded)
+    summary = json.loads((out_dir.parent / "run.json").read_text())
+    assert (summary["mode"], summary["network_passes"], summary["written"]) == ("native", 20, 2)
+    rel = Path("city") / "00000000.png"
+    sharp = np.asarray(Image.open(large / rel))
+    native = np.asarray(Image.open(out_dir / rel))
+    assert native.shape == sharp.shape == (720, 1280, 3)
+    assert np.asarray(Image.open(out_dir / "city" / "00000001.png")).shape == (300, 500, 3)
+    gain = psnr(native, sharp) - psnr(blur(sharp, "k7"), sharp)
+    assert gain >= 1.5, f"native k7 output only {gain:+.2f} dB over its blurred input"
+    res, out = dtk("run", large, "-o", tmp_path / "resize", "--blur", "k7", "--resize")
+    assert res.exit_code == 0, out
+    resized = np.asarray(Image.open(tmp_path / "resize" / rel))
+    assert resized.shape == sharp.shape
+    assert psnr(native, sharp) - psnr(resized, sharp) >= 5.0
+    # the other mode into the same OUTPUT is refused, naming the mode
+    res, out = dtk("run", large, "-o", out_dir, "--blur", "k7", "--resize")
+    assert res.exit_code == 2 and "mode: 'native' in OUTPUT, 'resize' now" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="the ray extra is not installed (pip install .[ray])")
+def test_run_on_ray_matches_local_at_native_size(large, native_run, tmp_path):
+    _, _, local_out = native_run
+    out_dir = tmp_path / "ray"
+    proc = subprocess.run([sys.executable, "-m", "toolkit.app.cli", "run", str(large), "-o", str(out_dir),
+                           "--executor", "ray", "--workers", "1", "--batch", "4", "--blur", "k7"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)})
+    out = " ".join((proc.stdout + proc.stderr).replace("│", " ").split())
+    assert proc.returncode == 0, out
+    pngs = sorted(local_out.rglob("*.png"))
+    assert len(pngs) == 2
+    for png in pngs:
+        rel = png.relative_to(local_out)
+        assert (out_dir / rel).read_bytes() == png.read_bytes(), rel  # byte for byte
+
+
+def test_eval_native_scores_frames_at_their_own_size(large, tmp_path):
+    res, out = dtk("eval", large, "--model", "default", "--native", "--kernels", "k7", "--baselines",
+                   "prior", "--no-ssim", "--json", tmp_path / "e.json")
+    assert res.exit_code == 0, out
+    report = json.loads((tmp_path / "e.json").read_text())
+    rows = {(r["kernel"], r["method"]): r for r in report["summary"]}
+    assert rows[("k7", "model")]["frames"] == 2
+    assert rows[("k7", "model")]["gain_db"] >= 1.5
+
+
 def test_eval_shipped_model(demo, tmp_path):
     res, out = dtk("eval", demo, "--model", "default", "--no-ssim", "--json", tmp_path / "e.json",
                    "--plot", tmp_path / "psnr.png")

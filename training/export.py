@@ -24,32 +24,74 @@ from toolkit.core.metrics import psnr, psnr_capped
 from toolkit.core.modelfiles import checkpoint_paths, read_sidecar
 from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range, real_frame
+from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 
 FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
 
 
-class _CastIO(nn.Module):
-    """fp32 in -> fp16 network -> fp32 out (the Cast nodes of the fp16 graph with fp32 I/O)."""
+class _ExportIO(nn.Module):
+    """What the graph computes: `input` -> `output`, cast to fp16 and back when `cast_half`.
 
-    def __init__(self, net: nn.Module):
+    A blind model (`takes_evidence`) gets a second input `evidence` (the frame's pooled head
+    features, N x width or 1 x width; rows < 0 mean "decide from this image") and a second
+    output `tile_evidence` (each image's own pooled features), so tiles of one frame can share one
+    decision (toolkit.core.models.head).
+    """
+
+    def __init__(self, net: nn.Module, cast_half: bool):
         super().__init__()
-        self.net = net
+        self.net, self.cast_half = net, cast_half
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.half()).float()
+    def forward(self, x: torch.Tensor, evidence: torch.Tensor | None = None):
+        if self.cast_half:
+            x = x.half()
+        if evidence is None:
+            y = self.net(x)
+            return y.float() if self.cast_half else y
+        y, _, own = self.net.decided(x, evidence)
+        return (y.float(), own.float()) if self.cast_half else (y, own)
 
 
-def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int,
+                  evidence: torch.Tensor | None = None) -> None:
     """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN."""
     import warnings
 
+    names_in, names_out = ["input"], ["output"]
+    axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    args: tuple = (example,)
+    if evidence is not None:
+        names_in.append(EVIDENCE_INPUT)
+        names_out.append(EVIDENCE_OUTPUT)
+        axes.update({EVIDENCE_INPUT: {0: "evidence_batch"}, EVIDENCE_OUTPUT: {0: "batch"}})
+        args = (example, evidence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (example,), str(path), input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=opset, dynamo=False, do_constant_folding=True,
+            module, args, str(path), input_names=names_in, output_names=names_out,
+            dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
         )
+
+
+def _default_own_evidence(path: Path) -> None:
+    """Give the `evidence` input a default (1 x width of -1: every image decides alone), so a
+    caller that feeds only `input` (ONNX Runtime, OpenVINO) runs the whole model as one pass.
+
+    The default is an initializer listed as a graph input: ONNX Runtime treats it as an
+    overridable initializer; TensorRT's build (engines.tensorrt.build) turns it back into an input.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    spec = next(i for i in graph.input if i.name == EVIDENCE_INPUT)
+    width = spec.type.tensor_type.shape.dim[1].dim_value
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(spec.type.tensor_type.elem_type)
+    graph.initializer.append(numpy_helper.from_array(np.full((1, width), -1.0, dtype=dtype),
+                                                     EVIDENCE_INPUT))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def fold_constants(path: Path) -> dict:
@@ -121,6 +163,20 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
         if err > tol:
             raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
                            f"on the {name} input (tolerance {tol:g}); the file was not trusted")
+    if getattr(model, "takes_evidence", False):
+        # a frame decision given from outside: the sharp frame decided on the k11 frame's evidence
+        x = real
+        with torch.no_grad():
+            given = model.evidence(torch.from_numpy(inputs["real_k11"]))
+            ref = model(torch.from_numpy(x), evidence=given).numpy()
+        feed = {"input": x.astype(np.float16) if fp16_io else x,
+                EVIDENCE_INPUT: given.numpy().astype(np.float16 if fp16_io else np.float32)}
+        got, own = sess.run(["output", EVIDENCE_OUTPUT], feed)
+        err = float(np.max(np.abs(got.astype(np.float32) - ref)))
+        result["given_evidence_max_abs"] = err
+        if err > tol or not np.all(np.isfinite(own)):
+            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
+                           f"with a given frame evidence (tolerance {tol:g}); the file was not trusted")
     return result
 
 
@@ -155,13 +211,20 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
             raise DtkError(f"refusing the fp16 export: an activation reaches {peak:.4g} (layer "
                            f"{ranges.worst_layer}), too close to fp16's max {FP16_MAX:g}; export fp32")
         meta["fp32_peak_activation"] = f"{peak:.6g}"
-        half = copy.deepcopy(model).half()
-        module: nn.Module = half if fp16_io else _CastIO(half)
+        module = _ExportIO(copy.deepcopy(model).half(), cast_half=not fp16_io)
         example_in = example.half() if fp16_io else example
     else:
-        module, example_in = model, example
-    _torch_export(module, example_in, path, opset)
+        module, example_in = _ExportIO(model, cast_half=False), example
+    blind = bool(getattr(model, "takes_evidence", False))
+    evidence = None
+    if blind:
+        evidence = torch.full((1, model.evidence_width), -1.0, dtype=example_in.dtype)
+        meta["evidence"] = json.dumps({"input": EVIDENCE_INPUT, "output": EVIDENCE_OUTPUT,
+                                       "width": model.evidence_width, "own": -1.0})
+    _torch_export(module, example_in, path, opset, evidence)
     fold_constants(path)  # the parity check below runs on the folded graph
+    if blind:
+        _default_own_evidence(path)
     _set_metadata(path, meta)
     if check:
         check_parity(model, path, height, width, fp16=fp16, fp16_io=fp16_io)

@@ -324,9 +324,13 @@ def train(config: TrainConfig, *, log=print) -> dict:
 
             dist.destroy_process_group()
     minutes = (elapsed_before + time.monotonic() - t0) / 60
-    result = {"best": str(out / "best.safetensors"), "best_score": best_score, "best_metrics": best_metrics,
-              "steps": step, "minutes": round(minutes, 2), "stopped_by_time_limit": stop}
+    best = out / "best.safetensors"
+    best_written = best.is_file()  # never name a checkpoint that is not there
+    result = {"best": str(best) if best_written else None, "best_score": best_score,
+              "best_metrics": best_metrics, "steps": step, "minutes": round(minutes, 2),
+              "stopped_by_time_limit": stop}
     if main:
         (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        log(f"done: {step} steps in {minutes:.1f} min; best checkpoint {out / 'best.safetensors'}")
+        log(f"done: {step} steps in {minutes:.1f} min; "
+            + (f"best checkpoint {best}" if best_written else "no checkpoint written (no validation ran)"))
     return result

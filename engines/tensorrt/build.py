@@ -17,14 +17,22 @@ So an FP16 engine comes from the FP16 ONNX export and an INT8 engine from a Q/DQ
 (`dtk quantize`); TensorRT 10.x builds the same graphs with the STRONGLY_TYPED flag, and only
 10.x can still turn an fp32 graph into an FP16 engine with `BuilderFlag.FP16` (deprecated
 since 10.12).
+
+A blind model's graph has a second input, `evidence`, with a default (an initializer listed as
+a graph input, which ONNX Runtime overrides when fed). TensorRT's parser would take it as a
+constant, so the build parses a copy without that default: the engine keeps `evidence` as an
+input with its own profile (N x width over the same batch range) and one decision can cover all
+tiles of a frame (engines.tiled).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -43,6 +51,7 @@ from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
 from toolkit.core.lazy import optional_import
+from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 
 PRECISIONS = ("fp16", "fp32", "int8")
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -125,10 +134,41 @@ def _name_nodes(errors: list[str], onnx_path: Path) -> list[str]:
     return named
 
 
+@contextlib.contextmanager
+def parseable_onnx(onnx_path: Path) -> Iterator[Path]:
+    """The file TensorRT parses: `onnx_path` itself, or for a blind model a temporary copy whose
+    `evidence` input has no default (see the module docstring)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not any(t.name == EVIDENCE_INPUT for t in model.graph.initializer):
+        yield onnx_path
+        return
+    model = onnx.load(str(onnx_path))  # with any external weights, saved inline into the copy
+    kept = [t for t in model.graph.initializer if t.name != EVIDENCE_INPUT]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    with tempfile.TemporaryDirectory(prefix="dtk-trt-") as scratch:
+        copy = Path(scratch) / onnx_path.name
+        onnx.save(model, str(copy))
+        yield copy
+
+
+def _evidence_width(network) -> int | None:
+    """The width of the network's `evidence` input (N x width), None when it has none."""
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if tensor.name == EVIDENCE_INPUT:
+            return int(tuple(tensor.shape)[1])
+    return None
+
+
 def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
-    if network.num_inputs != 1:
-        raise DtkError(f"expected an ONNX model with one input (N x 3 x H x W); it has {network.num_inputs}")
-    tensor = network.get_input(0)
+    images = [network.get_input(i) for i in range(network.num_inputs)
+              if network.get_input(i).name != EVIDENCE_INPUT]
+    if len(images) != 1:
+        raise DtkError(f"expected an ONNX model with one image input (N x 3 x H x W); it has {len(images)}")
+    tensor = images[0]
     shape = tuple(tensor.shape)
     if len(shape) != 4 or shape[1] not in (3, -1):
         raise DtkError(f"expected the input {tensor.name!r} to be N x 3 x H x W; it is {shape}")
@@ -178,15 +218,21 @@ def build_engine(
 
     # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
     named = partial(_name_nodes, onnx_path=onnx_path)
-    with polygraphy_failures(f"TensorRT's ONNX parser rejected {onnx_path}", named):
-        builder, network, parser = poly.network_from_onnx_path(str(onnx_path),
+    with polygraphy_failures(f"TensorRT's ONNX parser rejected {onnx_path}", named), \
+            parseable_onnx(onnx_path) as parsed:
+        builder, network, parser = poly.network_from_onnx_path(str(parsed),
                                                                strongly_typed=plan.strongly_typed)
     input_name, geometry = _input_geometry(network, height, width)
     profile_dims = BatchProfile(wanted.min, wanted.opt, wanted.max, geometry.height, geometry.width)
+    shapes = poly.Profile().add(input_name, *profile_dims.shapes())  # Polygraphy's Profile
+    evidence_width = _evidence_width(network)
+    if evidence_width is not None:  # the frame-decision input: the same batch range
+        shapes.add(EVIDENCE_INPUT, *((b, evidence_width) for b in (profile_dims.min, profile_dims.opt,
+                                                                    profile_dims.max)))
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)
     reused = cache_path.is_file()
     config = poly.CreateConfig(
-        profiles=[poly.Profile().add(input_name, *profile_dims.shapes())],
+        profiles=[shapes],
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_gb * (1 << 30))},
         load_timing_cache=str(cache_path) if reused else None,  # set with ignore_mismatch=False
         fp16=plan.builder_fp16,  # BuilderFlag.FP16: 10.x only, see the module docstring
@@ -206,7 +252,8 @@ def build_engine(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out_path, bytes(memoryview(serialized)))
 
-    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)
+               if network.get_output(i).name != EVIDENCE_OUTPUT]
     sidecar = EngineSidecar(
         tensorrt_version=trt.__version__,
         gpu_name=gpu.name,

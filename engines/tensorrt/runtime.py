@@ -15,6 +15,12 @@ https://docs.nvidia.com/deeplearning/tensorrt/latest/performance/best-practices.
 the runner does that warm-up run. Batches above the profile's max are split into chunks;
 a remainder below its min is zero-padded.
 
+A blind model's engine (built from dtk's export) has a second input `evidence` (N x width: the
+frame's pooled head features, rows < 0 meaning "decide from this image") and a second output
+`tile_evidence`: `infer(batch, evidence=E)` decides every image on E (tiles of one frame share one
+decision, engines.tiled), and `evidence(batch)` returns each image's own (a whole pass: an engine
+cannot run a subgraph).
+
 Why dtk keeps its own runner next to Polygraphy's `TrtRunner` (issue 22): Polygraphy's runner
 is NVIDIA's reference for checking an engine (`dtk compare`, the `gpu` test that requires both to
 give equal outputs), but it takes and returns host arrays per call and allocates its own device
@@ -38,6 +44,7 @@ from engines.base import Runner
 from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
 from toolkit.core.errors import DtkError
 from toolkit.core.lazy import optional_import
+from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
 
 
 class Device(Protocol):
@@ -115,7 +122,8 @@ def _dtypes(trt) -> dict:
 
 
 class TrtRunner(Runner):
-    """A deserialized engine with one input and one output (N x 3 x H x W), Runner protocol."""
+    """A deserialized engine with one image input and output (N x 3 x H x W), Runner protocol;
+    `evidence` in and `tile_evidence` out beside them for a blind model."""
 
     name = "tensorrt"
 
@@ -166,18 +174,34 @@ class TrtRunner(Runner):
         self._d_out = self.device.empty(max_out, self.output_dtype)
         self._h_in = self.device.pinned(max_in, self.input_dtype)
         self._h_out = self.device.pinned(max_out, self.output_dtype)
+        self.takes_evidence = self._evidence_io is not None
+        if self.takes_evidence:
+            width = int(self._engine.get_tensor_shape(EVIDENCE_INPUT)[1])
+            ev_in = dtypes.get(self._engine.get_tensor_dtype(EVIDENCE_INPUT), self.input_dtype)
+            ev_out = dtypes.get(self._engine.get_tensor_dtype(EVIDENCE_OUTPUT), self.output_dtype)
+            self._evidence_width = width
+            self._d_ev_in = self.device.empty((self.profile.max, width), ev_in)
+            self._h_ev_in = self.device.pinned((self.profile.max, width), ev_in)
+            self._d_ev_out = self.device.empty((self.profile.max, width), ev_out)
+            self._h_ev_out = self.device.pinned((self.profile.max, width), ev_out)
         self._bound: int | None = None
         self._graphs: dict[int, Any] = {}
 
     # -- engine facts --------------------------------------------------------------------------
     def _io_names(self) -> tuple[str, str]:
+        """(image input, image output); sets `_evidence_io` when the engine has the evidence pair."""
         trt, engine = self._trt, self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        pair = EVIDENCE_INPUT in inputs and EVIDENCE_OUTPUT in outputs
+        self._evidence_io = (EVIDENCE_INPUT, EVIDENCE_OUTPUT) if pair else None
+        if pair:
+            inputs = [n for n in inputs if n != EVIDENCE_INPUT]
+            outputs = [n for n in outputs if n != EVIDENCE_OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise DtkError(f"expected an engine with one input and one output; it has inputs {inputs}, "
-                           f"outputs {outputs}")
+            raise DtkError(f"expected an engine with one image input and one image output; it has inputs "
+                           f"{inputs}, outputs {outputs}")
         return inputs[0], outputs[0]
 
     def _profile(self) -> BatchProfile:
@@ -194,11 +218,16 @@ class TrtRunner(Runner):
         ctx = self._context
         if not ctx.set_input_shape(self.input_name, self.profile.shape(n)):
             raise DtkError(f"TensorRT refused input shape {self.profile.shape(n)} (profile {self.profile})")
+        buffers = [(self.input_name, self._d_in), (self.output_name, self._d_out)]
+        if self.takes_evidence:
+            if not ctx.set_input_shape(EVIDENCE_INPUT, (n, self._evidence_width)):
+                raise DtkError(f"TensorRT refused evidence shape {(n, self._evidence_width)}")
+            buffers += [(EVIDENCE_INPUT, self._d_ev_in), (EVIDENCE_OUTPUT, self._d_ev_out)]
         expected = (n, *self._out_tail)
         if tuple(ctx.get_tensor_shape(self.output_name)) != expected:
             raise DtkError(f"engine output shape {tuple(ctx.get_tensor_shape(self.output_name))}, "
                            f"expected {expected}")
-        for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
+        for name, buf in buffers:
             if not ctx.set_tensor_address(name, int(buf.data_ptr())):
                 raise DtkError(f"TensorRT refused the address of tensor {name!r}")
         self._bound = n
@@ -227,15 +256,37 @@ class TrtRunner(Runner):
                            f"(NCHW); got {shape}")
         return shape[0]
 
-    def infer(self, batch):
+    def infer(self, batch, evidence: np.ndarray | None = None):
         """N x 3 x H x W in [0, 1] -> same shape, float32.
 
         NumPy in -> NumPy out (through pinned host buffers). A torch CUDA tensor in -> a torch
         CUDA tensor out: the input is copied device-to-device, never through the host.
+        `evidence` (N x width, rows < 0: own) where `takes_evidence`.
         """
+        return self._run(batch, evidence)[0]
+
+    def evidence(self, batch) -> np.ndarray:
+        """N x width float32: each image's own `tile_evidence` (a whole pass of the engine)."""
+        if not self.takes_evidence:
+            return super().evidence(batch)
+        return self._run(batch, None, collect=True)[1]
+
+    def _set_evidence(self, evidence: np.ndarray | None, start: int, rows: int, size: int) -> None:
+        """Fill the evidence input of one chunk (`size` rows; given rows, else -1: own)."""
+        self._d_ev_in[:size].fill_(OWN_EVIDENCE)
+        if evidence is not None:
+            import torch
+
+            given = torch.from_numpy(np.ascontiguousarray(evidence[start:start + rows], dtype=np.float32))
+            self._h_ev_in[:rows].copy_(given)
+            self._d_ev_in[:rows].copy_(self._h_ev_in[:rows], non_blocking=True)
+
+    def _run(self, batch, evidence: np.ndarray | None, collect: bool = False):
+        """(outputs, own evidence N x width as float32 NumPy when `collect`, else None)."""
         import torch
 
         n = self._check_batch(batch)
+        own = np.empty((n, self._evidence_width), dtype=np.float32) if collect else None
         on_gpu = isinstance(batch, torch.Tensor) and batch.device.type != "cpu"
         if on_gpu:
             self.device.wait_for_current_stream()
@@ -253,7 +304,13 @@ class TrtRunner(Runner):
                     self._d_in[:rows].copy_(self._h_in[:rows], non_blocking=True)
                 if size > rows:
                     self._d_in[rows:size].zero_()
+                if self.takes_evidence:
+                    self._set_evidence(evidence, start, rows, size)
                 self._execute(size)
+                if own is not None:
+                    self._h_ev_out[:rows].copy_(self._d_ev_out[:rows], non_blocking=True)
+                    self.device.synchronize()
+                    own[start:stop] = self._h_ev_out[:rows].float().numpy()
                 if on_gpu:
                     result[start:stop].copy_(self._d_out[:rows], non_blocking=True)
                 else:
@@ -262,8 +319,8 @@ class TrtRunner(Runner):
                     result_np[start:stop] = self._h_out[:rows].numpy()
         if on_gpu:
             torch.cuda.current_stream(batch.device).wait_stream(self.device.stream)
-            return result
-        return result_np
+            return result, own
+        return result_np, own
 
     def describe(self) -> dict[str, Any]:
         sc = self.sidecar
@@ -281,6 +338,7 @@ class TrtRunner(Runner):
                         "height": self.profile.height, "width": self.profile.width},
             "cuda_graphs": self.cuda_graphs,
             "graphs_captured": sorted(self._graphs),
+            "frame_decision": "evidence input" if self.takes_evidence else None,
             "onnx_sha256": sc.onnx_sha256 if sc else None,
         }
 
@@ -291,4 +349,5 @@ class TrtRunner(Runner):
         self._engine = None
         self._runtime = None
         self._d_in = self._d_out = self._h_in = self._h_out = None
+        self._d_ev_in = self._h_ev_in = self._d_ev_out = self._h_ev_out = None
         self._bound = None

@@ -172,8 +172,12 @@ def test_other_sizes_come_back_at_their_own_size(odd_tree, runner, tmp_path):
     rel = small.relative_to(odd_tree)
     run_frames(odd_tree, tmp_path / "a", runner, batch=4)
     assert read_frame(tmp_path / "a" / rel).shape == (200, 300, 3)
-    run_frames(odd_tree, tmp_path / "b", runner, batch=4, keep_size=True)
+    run_frames(odd_tree, tmp_path / "b", runner, batch=4, resize=True, keep_size=True)
     assert read_frame(tmp_path / "b" / rel).shape == (256, 448, 3)
+    run_frames(odd_tree, tmp_path / "c", runner, batch=4, resize=True)
+    assert read_frame(tmp_path / "c" / rel).shape == (200, 300, 3)
+    with pytest.raises(DtkError, match="--keep-size"):
+        run_frames(odd_tree, tmp_path / "d", runner, batch=4, keep_size=True)
 
 
 def test_cli_run_json_summary_and_resume(demo_dir, onnx_model, tmp_path):
@@ -295,7 +299,10 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(demo_dir, onnx_mo
         ("k7", "onnxruntime", "fp32", False)
     assert len(recorded["model_sha256"]) == 64 and recorded["model"].endswith("dtk-unet.onnx")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    for extra, named in ((["--blur", "k11"], "blur"), (["--blur", "k7", "--keep-size"], "keep_size"),
+    assert (recorded["mode"], recorded["tile_overlap"]) == ("native", 64)
+    for extra, named in ((["--blur", "k11"], "blur"), (["--blur", "k7", "--resize"], "mode"),
+                         (["--blur", "k7", "--resize", "--keep-size"], "keep_size"),
+                         (["--blur", "k7", "--tile-overlap", "32"], "tile_overlap"),
                          (["--blur", "k7", "--model", str(onnx_model)], "model_sha256"),
                          ([], "blur")):
         result = cli_run(demo_dir, out, *extra)

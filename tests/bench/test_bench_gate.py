@@ -75,7 +75,10 @@ def test_rows_that_did_not_run_are_not_compared(tmp_path):
     missing = dict(_row(), status="could not run", latency_ms=None, images_per_s=None)
     a = _report(tmp_path / "a.json", _row())
     b = _report(tmp_path / "b.json", missing)
-    assert runner.invoke(app, ["bench", "compare", a, b, "--max-slowdown", "5%"]).exit_code == 0
+    assert runner.invoke(app, ["bench", "compare", a, b]).exit_code == 0
+    # issue 27: a gate with no row that ran in both fails closed ("nothing to compare")
+    res = runner.invoke(app, ["bench", "compare", a, b, "--max-slowdown", "5%"])
+    assert res.exit_code == 2 and "nothing to compare" in res.output
 
 
 def test_parse_percent():

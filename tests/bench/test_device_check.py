@@ -51,6 +51,8 @@ def test_dry_run_passes_with_a_photo_set_and_prints_the_plan(tmp_path):
             "--dry-run",
             "--photos",
             str(photos),
+            "--train-minutes",
+            "4",
             "--out",
             str(tmp_path / "out"),
         ],
@@ -60,7 +62,7 @@ def test_dry_run_passes_with_a_photo_set_and_prints_the_plan(tmp_path):
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for step in ("machine", "train", "bench", "gpu-tests", "run", "pack"):
+    for step in ("machine", "train", "bench", "gpu-tests", "native", "run", "pack"):
         assert step in proc.stdout
     assert "dry run: ok" in proc.stdout
 
@@ -125,12 +127,17 @@ def test_budget_gives_later_steps_what_is_left_and_skips_when_none(tmp_path):
 
 
 def test_default_plan_fits_the_budget_with_its_training_minutes(tmp_path):
+    assert [s.name for s in dc.plan(tmp_path, 0)] == ["machine", "gpu-tests", "native", "run", "bench"]
     steps = dc.plan(tmp_path, 4.0)
-    assert [s.name for s in steps] == ["machine", "train", "bench", "gpu-tests", "run"]
-    train = steps[1]
+    assert [s.name for s in steps] == ["machine", "gpu-tests", "native", "run", "bench", "train"]
+    native = steps[2]
+    assert any("--e2e-size" in c and "1280x720" in c for c in native.commands)
+    assert any(c[3:5] == ["run", str(tmp_path / "native")] and "fp16" in c for c in native.commands)
+    train = steps[-1]
     assert len(train.commands) == len(dc.TRAININGS) and train.budget_s >= 4 * 60
     assert all("--minutes" in c and "4.0" in c for c in train.commands)
-    bench = steps[2]
+    bench = steps[4]
+    assert sum(s.budget_s for s in dc.plan(tmp_path, 0)) + dc.PACK_RESERVE_S <= 600  # the default budget
     assert bench.sequential and any("--width" in c for c in bench.commands)
     assert all("1,8,32" in c for c in bench.commands)
 

@@ -133,13 +133,21 @@ def test_guard_refuses_and_leaves_no_file(fp32_model, demo_dir, tmp_path):
 def test_cli_refusal_exits_2_without_file(fp32_model, demo_dir, tmp_path):
     from typer.testing import CliRunner
 
+    from engines.quantize import quantize_model
     from toolkit.app.cli import app
 
     out = tmp_path / "x.onnx"
+    # a negative --max-drop is refused before any work (issue 27: tolerances are finite and >= 0)
     result = CliRunner().invoke(app, ["quantize", str(fp32_model), "--calib", str(demo_dir), "-o", str(out),
                                       "--calib-frames", "2", "--guard-frames", "2", "--max-drop", "-5",
                                       "--max-float-layers", "0"])
-    assert result.exit_code == 2 and "refusing" in result.output
+    assert result.exit_code == 2 and "--max-drop" in result.output
+    assert not out.exists()
+    # the guard's own refusal (a drop no int8 graph meets) writes nothing either
+    with pytest.raises(DtkError, match="refusing") as info:
+        quantize_model(fp32_model, demo_dir, out, calib_frames=2, guard_frames=2, max_drop_db=-5,
+                       max_float_layers=0)
+    assert info.value.exit_code == 2
     assert not out.exists()
 
 

@@ -7,6 +7,7 @@ Stated bounds vs fp32 on real demo frames (uint8 outputs): bf16 >= 30 dB, fp16 >
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def invoke(*args):
 
 def dtk_run(src, out, ckpt, *extra):
     result = invoke("run", src, "-o", out, "--backend", "torch", "--model", ckpt, "--batch", 2,
-                    "--keep-size", *extra)
+                    "--resize", "--keep-size", *extra)
     assert result.exit_code == 0, result.output
     return {f.key: read_frame(f.path) for f in discover_frames(out)}
 
@@ -228,3 +229,38 @@ def test_dtk_run_cuda_graphs_flag_on_and_off(one_frame, ckpt, tmp_path):
     off = dtk_run(one_frame, tmp_path / "off", ckpt, "--no-cuda-graphs")
     for key, ref in off.items():
         assert psnr(ref, on[key]) >= 50.0
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "toolkit" / "assets" / "dtk-unet.safetensors"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_graphs_take_the_frame_evidence_of_the_shipped_model(batch, precision):
+    """A given frame evidence reaches the captured graph (static evidence buffer), not only eager."""
+    from toolkit.core.kernels import blur
+
+    cpu = TorchRunner(SHIPPED)
+    on = TorchRunner(SHIPPED, device="cuda", precision=precision)
+    off = TorchRunner(SHIPPED, device="cuda", precision=precision, cuda_graphs=False)
+    assert on.takes_evidence and on.describe()["cuda_graphs"]
+    blurred = to_nchw([blur(im, "k11") for im in from_nchw(batch)])
+    given = np.repeat(cpu.evidence(blurred[:1]), len(batch), axis=0)  # decide every frame as frame 0
+    ref = cpu.infer(batch, evidence=given)
+    tol = 1e-2 if precision == "fp32" else 3e-2  # CUDA "fp32" convolutions run in TF32 (cuDNN default)
+    for runner in (on, off):
+        np.testing.assert_allclose(runner.infer(batch, evidence=given), ref, atol=tol)
+        np.testing.assert_allclose(runner.infer(batch), cpu.infer(batch), atol=tol)  # own decisions
+    np.testing.assert_allclose(on.evidence(blurred), cpu.evidence(blurred), rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_native_tiles_on_cuda_match_the_cpu():
+    from engines.tiled import deblur_frames
+    from toolkit.core.demo import photo_mosaic
+    from toolkit.core.kernels import blur
+
+    frame = blur(photo_mosaic(720, 1280), "k7")
+    cpu = deblur_frames(TorchRunner(SHIPPED), [frame], batch=8).images[0]
+    gpu = deblur_frames(TorchRunner(SHIPPED, device="cuda"), [frame], batch=8).images[0]
+    assert np.abs(cpu.astype(int) - gpu.astype(int)).max() <= 1

@@ -18,24 +18,26 @@ from bench.suite import BenchRequest, run_bench
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
-from engines.options import check_batch, check_threads
 from engines.quantize import quantize_model
 from engines.spec import RunnerSpec
 from engines.tensorrt.build import build_engine
+from engines.tiled import Tiling
 from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
+from toolkit.app import preflight
 from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
-from toolkit.app.run import run_job
+from toolkit.app.run import check_mode, run_job
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
-from toolkit.core.demo import DEMO_PHOTOS, write_demo
+from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
-from toolkit.core.progress import make_progress, resume_aware
+from toolkit.core.progress import make_progress, resume_aware, tile_counter
+from toolkit.core.tiles import DEFAULT_OVERLAP
 from training.data import write_training_photos
 from training.photoset import MAX_SHORT_SIDE, photoset_summary, write_sources
 from training.photosources import DEFAULT_CACHE as DEFAULT_PHOTO_CACHE
@@ -97,11 +99,6 @@ def _root(
     _state["debug"] = debug
 
 
-def check_max_pixels(max_pixels: int) -> None:
-    if max_pixels < 1:
-        raise DtkError(f"--max-pixels must be at least 1, got {max_pixels}")
-
-
 # Exit codes (README "Exit codes"): 0 every frame written (or already done), 2 usage or input
 # error (DtkError: nothing done), 3 the run finished but some frames failed or were skipped.
 EXIT_SOME_FAILED = 3
@@ -132,6 +129,7 @@ def emit_json(path: Path | None, obj) -> None:
 def doctor(json_out: JsonOut = None) -> None:
     """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
 
+    preflight.reports({"--json": json_out})
     info = collect()
     if str(json_out) != "-":
         rows = {
@@ -161,6 +159,7 @@ def data_demo(
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
 
+    preflight.data_demo(out_dir, frames)
     paths = write_demo(out_dir, frames, overwrite=overwrite)
     console.print(f"demo frames: {len(paths)} in {out_dir} "
                   f"({len(DEMO_PHOTOS)} sequences: {', '.join(DEMO_PHOTOS)})")
@@ -183,6 +182,11 @@ def eval_cmd(
         help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
              "wiener (flat Wiener), rl (Richardson-Lucy), none.")] = "prior,wiener",
     by_sequence: Annotated[bool, typer.Option(help="Also print a table per sequence.")] = False,
+    native: Annotated[bool, typer.Option(
+        "--native", help="Blur, deblur and score each frame at its own size (the model through tiles, as "
+                         "dtk run does); default: the seed's protocol, frames resized to 256x448.")] = False,
+    tile_overlap: Annotated[int, typer.Option(
+        help="With --native: pixels shared by neighbouring tiles (as dtk run).")] = DEFAULT_OVERLAP,
     strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
     no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
@@ -193,39 +197,43 @@ def eval_cmd(
 ) -> None:
     """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
 
-    Every sharp frame is resized to 256x448 and blurred with each seed kernel; the model (or the
-    predictions) and each baseline restore it. Means count an identical frame (PSNR inf) as
-    100 dB; 'identical' counts them; 'gain' is the mean dB over blurred; 'worse' the share of
-    frames the method made worse than the blurred input by more than 0.1 dB.
+    Every sharp frame is resized to 256x448 (--native: kept at its own size) and blurred with each
+    seed kernel; the model (or the predictions) and each baseline restore it. Means count an
+    identical frame (PSNR inf) as 100 dB; 'identical' counts them; 'gain' is the mean dB over
+    blurred; 'worse' the share of frames the method made worse than the blurred input by more
+    than 0.1 dB.
     """
 
     ks = parse_kernels(kernels)
-    check_max_pixels(max_pixels)
+    preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels, model=model, engine=engine,
+                       predictions=predictions, json_out=json_out, csv=csv, plot=plot)
+    tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
     methods: dict = {}
+    baselines_ = ev.baseline_methods(baselines)  # a typo fails before the model loads
     runner = None
     if predictions is not None:
-        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks)
+        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks, native=native)
     elif model is not None or engine is not None:
         spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
                 else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
-        methods["model"] = ev.runner_method(runner)
-    methods.update(ev.baseline_methods(baselines))
-    total = len(discover_frames(sharp_dir))
+        methods["model"] = ev.runner_method(runner, tiling)
+    methods.update(baselines_)
+    total = len(discover_frames(sharp_dir, []))
     try:
         with make_progress(transient=True) as bar:
             task = bar.add_task("evaluating", total=total)
             result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
                                       progress=lambda done, _n: bar.update(task, completed=done),
-                                      max_pixels=max_pixels)
+                                      max_pixels=max_pixels, native=native)
         primary = next((m for m in ("model", "predictions") if m in methods), None)
         if plot is not None:
             psnr_boxplot(result, plot)
             strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
             if primary:
-                example_strip(ev.examples(result, methods, ks, primary), strip)
+                example_strip(ev.examples(result, methods, ks, primary, native=native), strip)
             err_console.print(f"wrote {plot}" + (f" and {strip}" if primary else ""))
     finally:
         if runner is not None:
@@ -248,6 +256,11 @@ def eval_cmd(
     if runner is not None:
         report["model"] = runner.describe()
     emit_json(json_out, report)
+    if not result.scores:
+        first = f" (first: {result.skipped[0][0]}: {result.skipped[0][1]})" if result.skipped else ""
+        err_console.print(f"[bold red]no frame was scored:[/] {len(result.skipped)} skipped{escape(first)}; "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @data_app.command("photos")
@@ -276,6 +289,7 @@ def data_photos(
     downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
     version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
+    preflight.data_photos(out_dir, wallpapers)
     if frames:
         records = write_training_photos(out_dir, wallpapers)
         for r in records:
@@ -322,13 +336,19 @@ def train_cmd(
     resume: Annotated[Path | None, typer.Option(help="Resume from a last.safetensors checkpoint.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a training run already in --out (default: refused).")] = False,
 ) -> None:
     """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
     from dataclasses import replace
 
+    preflight.train_cmd(data=data, out=out, resume=resume, overwrite=overwrite, width=width,
+                        tail_convs=tail_convs, head_width=head_width, kernel_loss_weight=kernel_loss_weight,
+                        crop=crop, batch=batch, epochs=epochs, steps=steps, lr=lr, sharp_prob=sharp_prob,
+                        psnr_cap=psnr_cap, val_fraction=val_fraction, seed=seed, time_limit=time_limit,
+                        threads=threads)
     from training.train import TrainConfig, apply_preset, train  # torch: imported per command (start-up)
 
-    check_threads(threads)
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
     overrides = {"width": width, "tail_convs": tail_convs, "residual": residual, "wiener": wiener,
                  "head_width": head_width, "kernel_loss_weight": kernel_loss_weight, "crop": crop,
@@ -358,6 +378,8 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    preflight.export_cmd(checkpoint=checkpoint, output=output, height=height, width=width, opset=opset,
+                         overwrite=overwrite)
     from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
@@ -379,8 +401,15 @@ def run_cmd(
     blur: Annotated[str | None, typer.Option(
         help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
     ] = None,
+    resize: Annotated[bool, typer.Option(
+        "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
+                         "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
+    tile_overlap: Annotated[int, typer.Option(
+        help="Pixels shared by neighbouring 256x448 tiles at native size (multiple of 8, 0..128; "
+             "default 64 = twice the network's reach, see README).")] = DEFAULT_OVERLAP,
     keep_size: Annotated[bool, typer.Option(
-        "--keep-size", help="Keep outputs at 256x448 (default: resized back to each input's size).")] = False,
+        "--keep-size", help="With --resize: keep outputs at 256x448 (default: resized back to each "
+                            "input's size).")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Redo every frame, also into an OUTPUT made with other settings (default: "
                             "resume, skipping finished frames; other settings are refused).")] = False,
@@ -411,24 +440,27 @@ def run_cmd(
 ) -> None:
     """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
 
-    Frames are resized to 256x448 for the network; outputs are resized back to each input's
-    size with Pillow's bilinear filter unless --keep-size. OUTPUT must not be INPUT, inside it,
-    or contain it. OUTPUT/.dtk-run.json records the model, backend, precision, blur and sizes:
+    Each frame is deblurred at its own size: cut into overlapping 256x448 tiles (smaller frames
+    are padded, never enlarged), one blur decision per frame, the tiles' interiors stitched back;
+    --blur blurs it at that size. --resize is the seed's protocol instead (resize to 256x448,
+    deblur, resize back unless --keep-size). OUTPUT must not be INPUT, inside it, or contain it.
+    OUTPUT/.dtk-run.json records the model, backend, precision, blur, mode and sizes:
     a rerun with the same ones skips frames whose output is already a complete PNG; other
     ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
     3 finished but some frames failed or were skipped.
     """
 
-    if executor not in ("local", "ray"):
-        raise DtkError(f"unknown executor {executor!r}: choose local or ray")
-    check_max_pixels(max_pixels)
-    check_batch(batch)
+    preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
+                      workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
+                      json_out=json_out)
+    check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              size=FRAME_SIZE)
-    job = dict(batch=batch, blur=blur, keep_size=keep_size, overwrite=overwrite, strict=strict,
-               max_pixels=max_pixels)
-    total = len(discover_frames(input_dir))
+    preflight.reports({"--json": json_out}, inputs=[spec.model])
+    job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
+               overwrite=overwrite, strict=strict, max_pixels=max_pixels)
+    total = len(discover_frames(input_dir, []))
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
             summary = run_frames_ray(input_dir, output, spec, workers=workers,
@@ -443,7 +475,7 @@ def run_cmd(
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
             summary = run_job(input_dir, output, spec, pipeline=pipeline, on_open=opened,
-                              progress=resume_aware(bar, task), **job)
+                              progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task), **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:
@@ -457,7 +489,13 @@ def run_cmd(
             "frames": f"{summary.frames_total} found: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
-            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "mode": (f"native size: {summary.network_passes} tiles of 256x448 (overlap "
+                     f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
+                     "decision per frame)" if summary.mode == "native"
+                     else "resized to 256x448 and back (--resize)"),
+            "end to end": f"{summary.frames_per_s:.2f} frames/s"
+                          + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"
+                             if summary.mode == "native" and summary.wall_s > 0 else ""),
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
                             + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
             "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
@@ -522,8 +560,12 @@ def bench(
     buffers: Annotated[int, typer.Option(help="Distinct input batches rotated call by call.")] = 4,
     threads: Annotated[int | None, typer.Option(
         help="CPU threads per runner (default: the backend's).")] = None,
-    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end: frame files through the real "
-                                                    "pipeline (decode, resize) into the runner.")] = False,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Also time end to end as dtk run works: frame files "
+                                                    "through the real pipeline (decode), cut into tiles, "
+                                                    "into the runner (frames/s and tiles/s).")] = False,
+    e2e_size: Annotated[str | None, typer.Option(
+        help="--e2e on frames of this size, WIDTHxHEIGHT (e.g. 1280x720, 1920x1080), made of real photos "
+             "at their own scale (default: --frames, else the 448x256 demo frames).")] = None,
     e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
     frames: Annotated[Path | None, typer.Option(
         help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir).")] = None,
@@ -558,7 +600,12 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
 
-    check_threads(threads)
+    preflight.bench_cmd(models=list(model or []), engine=engine, frames=frames, width=width, height=height,
+                        frame_width=frame_width, warmup=warmup, duration=duration, iterations=iterations,
+                        buffers=buffers, threads=threads, e2e_pipeline=e2e_pipeline, ceiling=ceiling,
+                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget=latency_budget,
+                        cv_threshold=cv_threshold, max_extend=max_extend, json_out=json_out, csv=csv,
+                        plot=plot, export_times=export_times_to)
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers,
@@ -567,6 +614,7 @@ def bench(
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
+                       e2e_size=parse_frame_size(e2e_size) if e2e_size else None,
                        ceiling_gflops=ceiling, pipeline_bench=pipeline_bench, quality=quality,
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
@@ -608,6 +656,7 @@ def bench_compare(
     with --max-slowdown / --max-psnr-drop a regression gate (exit 1) for CI."""
 
     limit = parse_percent(max_slowdown) if max_slowdown is not None else None
+    preflight.bench_compare(a=a, b=b, max_psnr_drop=max_psnr_drop, json_out=json_out)
     result = compare_reports(load_report(a), load_report(b))
     result["regressions"] = regressions(result, limit, max_psnr_drop)
     if str(json_out) != "-":
@@ -641,6 +690,9 @@ def build_engine_cmd(
 ) -> None:
     """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
 
+    preflight.build_engine_cmd(onnx_model=onnx_model, output=output, min_batch=min_batch, opt_batch=opt_batch,
+                               max_batch=max_batch, workspace=workspace, timing_cache=timing_cache,
+                               overwrite=overwrite, json_out=json_out)
     precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
     sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
@@ -682,6 +734,8 @@ def compare_cmd(
         fp16 = default_model_path("onnxruntime").with_name("dtk-unet-fp16.onnx")
         if fp16.is_file():
             runners.append(f"onnxruntime:{fp16}")
+    preflight.compare_cmd(runners=runners, frames=frames, max_frames=max_frames, batch=batch, atol=atol,
+                          rtol=rtol, quantile=quantile, json_out=json_out)
     report = compare_runners(runners, frames_dir=frames, max_frames=max_frames,
                              kernels=[k.name for k in parse_kernels(blur)], batch_size=batch,
                              quantile=quantile, atol=atol, rtol=rtol, check_stat=check_stat,
@@ -714,6 +768,7 @@ def quantize_cmd(
     quantize_bank: Annotated[bool, typer.Option(
         "--quantize-bank", help="Quantize the fixed deconvolution bank too (default: kept in float; "
                                 "int8 cannot hold its ~10x gains).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
     json_out: JsonOut = None,
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
@@ -727,6 +782,9 @@ def quantize_cmd(
         raise DtkError(f"no shipped model here ({default_model_path('onnxruntime')} missing): "
                        "pass an fp32 ONNX model: `dtk quantize model.onnx --calib FRAMES -o model-int8.onnx`")
     source = resolve_model(model, "onnxruntime")
+    preflight.quantize_cmd(model=source, calib=calib, guard=guard, output=output, overwrite=overwrite,
+                           calib_frames=calib_frames, guard_frames=guard_frames, max_drop=max_drop,
+                           max_float_layers=max_float_layers, json_out=json_out)
     try:
         report = quantize_model(source, calib, output, calib_frames=calib_frames, guard_frames=guard_frames,
                                 method=method, max_drop_db=max_drop, guard_dir=guard,

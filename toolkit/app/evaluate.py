@@ -1,7 +1,8 @@
 """PSNR/SSIM of a frame tree: blurred vs sharp per kernel, and any deblurring method vs sharp.
 
-Each sharp frame (resized to 256x448) is blurred with each kernel; each method turns the
-blurred frame back into an estimate of the sharp one. "blurred" is the do-nothing method:
+Each sharp frame (resized to 256x448: the seed's protocol; at its own size with `native=True`) is
+blurred with each kernel; each method turns the blurred frame back into an estimate of the sharp
+one (a model at native size through tiles, engines.tiled). "blurred" is the do-nothing method:
 the seed's "Average PSNR of Blurred Images". Means count an identical frame (PSNR inf) as
 `PSNR_CAP` dB; the count of identical frames is reported beside them.
 """
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
@@ -25,6 +28,7 @@ from toolkit.core.frames import (
     Frame,
     FrameReadError,
     discover_frames,
+    oriented_size,
     pair_frames,
     read_frame,
     resize_frame,
@@ -157,14 +161,19 @@ def evaluate_tree(
     with_ssim: bool = True,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    native: bool = False,
 ) -> EvalResult:
     """Score every frame of `root` for every kernel and method ('blurred' always included).
 
-    A frame over `max_pixels` is an unreadable frame: skipped and listed (raised when strict)."""
-    frames = discover_frames(root)
+    A frame over `max_pixels` is an unreadable frame: skipped and listed (raised when strict); so
+    is a folder of the tree that cannot be read. `native`: frames at their own size (else resized
+    to 256x448, the seed's protocol)."""
+    skipped: list[tuple[str, str]] = []
+    frames = discover_frames(root, skipped)
+    if skipped and strict:
+        raise DtkError(f"cannot read {skipped[0][0]}: {skipped[0][1]} (--strict)")
     methods = dict(methods or {})
     result = EvalResult(str(root), [k.name for k in kernels], ["blurred", *methods])
-    skipped: list[tuple[str, str]] = []
     done = 0
 
     def tick() -> None:
@@ -175,7 +184,7 @@ def evaluate_tree(
 
     if not frames:
         return result
-    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick):
+    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick, native):
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}
         try:
@@ -199,17 +208,17 @@ def evaluate_tree(
 
 
 def _sharp_frames(frames: list[Frame], strict: bool, max_pixels: int | None, skipped: list[tuple[str, str]],
-                  tick: Callable[[], None]) -> Iterator[tuple[Frame, np.ndarray]]:
-    """(frame, 256x448 RGB uint8) read and resized by the pipeline `dtk run` reads with; an
-    unreadable frame is listed in `skipped` (raised when strict)."""
-    config = PipelineConfig(batch_size=4, max_pixels=max_pixels)
+                  tick: Callable[[], None], native: bool = False) -> Iterator[tuple[Frame, np.ndarray]]:
+    """(frame, RGB uint8: 256x448, or its own size when `native`) read by the pipeline `dtk run`
+    reads with; an unreadable frame is listed in `skipped` (raised when strict)."""
+    config = PipelineConfig(batch_size=4, max_pixels=max_pixels, size=None if native else FRAME_SIZE)
     for fb in open_pipeline(frames, config):
         for path, reason in fb.failed:
             if strict:
                 raise FrameReadError(path, reason)
             skipped.append((path, reason))
             tick()
-        yield from zip(fb.frames, from_nchw(fb.images), strict=True)
+        yield from zip(fb.frames, fb.images if fb.native else from_nchw(fb.images), strict=True)
 
 
 def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Method:
@@ -229,23 +238,31 @@ def baseline_methods(names: str) -> dict[str, Method]:
     return {name: baseline_method(BASELINES[name]) for name in chosen}
 
 
-def runner_method(runner) -> Method:
-    """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch."""
-    def method(_frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
-        return from_nchw(runner.infer(to_nchw(blurred)))
+def runner_method(runner, tiling: Tiling | None = None, batch: int = 8) -> Method:
+    """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch, or with
+    `tiling` (native size) as `dtk run` deblurs them: tiles, one decision per frame."""
+    def method(frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
+        if tiling is None:
+            return from_nchw(runner.infer(to_nchw(blurred)))
+        res = deblur_frames(runner, blurred, tiling, batch=batch)
+        for why in res.failures:
+            if why:
+                raise FrameNotScored(str(frame.path), why)
+        return list(res.images)
 
     return method
 
 
 def predictions_method(pred_root: Path | str, sharp_root: Path | str,
-                       kernels: Sequence[BlurKernel]) -> Method:
+                       kernels: Sequence[BlurKernel], native: bool = False) -> Method:
     """Outputs made elsewhere (e.g. `dtk run --blur k7`), paired with sharp frames by relative path.
 
     Layout: `pred_root/<kernel>/<rel path>` when `pred_root` has a folder per kernel, else
     `pred_root/<rel path>` for a single kernel. Any image extension. A prediction must be
     256x448 (`dtk run --keep-size`) or the size of its sharp frame (`dtk run`, resized back),
     and is then resized to 256x448 like the sharp frame; any other size is never rescaled and
-    scored: the frame is skipped with the reason (FrameNotScored).
+    scored: the frame is skipped with the reason (FrameNotScored). With `native` a prediction must
+    be its sharp frame's size and is scored as it is.
     """
     from PIL import Image
 
@@ -261,10 +278,17 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
     def method(frame: Frame, _blurred: list[np.ndarray], ks: list[BlurKernel]) -> list[np.ndarray]:
         out = []
         with Image.open(frame.path) as im:
-            sharp_size = (im.height, im.width)
+            sharp_size = oriented_size(im)  # as read_frame shows it (EXIF orientation applied)
         for k in ks:
             path = index[k.name][frame.key].path
             pred = read_frame(path)
+            if native and pred.shape[:2] != sharp_size:
+                raise FrameNotScored(path, f"prediction is {pred.shape[1]}x{pred.shape[0]} but its sharp "
+                                           f"frame {frame.rel} is {sharp_size[1]}x{sharp_size[0]}: with "
+                                           "--native a prediction must be its sharp frame's size")
+            if native:
+                out.append(pred)
+                continue
             if pred.shape[:2] not in (sharp_size, FRAME_SIZE):
                 raise FrameNotScored(path, f"prediction is {pred.shape[1]}x{pred.shape[0]} but its sharp "
                                            f"frame {frame.rel} is {sharp_size[1]}x{sharp_size[0]}: a "
@@ -279,15 +303,14 @@ def predictions_method(pred_root: Path | str, sharp_root: Path | str,
 def write_csv(result: EvalResult, path: Path | str) -> Path:
     """One row per frame x kernel x method: rel, sequence, kernel, method, psnr, ssim (inf kept)."""
     import csv
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rel", "sequence", "kernel", "method", "psnr", "ssim"])
-        for s in result.scores:
-            writer.writerow([s.rel, s.sequence, s.kernel, s.method, f"{s.psnr:.4f}", f"{s.ssim:.6f}"])
-    return path
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(["rel", "sequence", "kernel", "method", "psnr", "ssim"])
+    for s in result.scores:
+        writer.writerow([s.rel, s.sequence, s.kernel, s.method, f"{s.psnr:.4f}", f"{s.ssim:.6f}"])
+    return write_bytes_atomic(path, fh.getvalue().encode())
 
 
 def worst_and_median(result: EvalResult, method: str, kernel: str) -> list[tuple[str, FrameScore]]:
@@ -300,7 +323,7 @@ def worst_and_median(result: EvalResult, method: str, kernel: str) -> list[tuple
 
 
 def examples(result: EvalResult, methods: dict[str, Method], kernels: Sequence[BlurKernel],
-             primary: str) -> list[tuple[str, dict[str, np.ndarray]]]:
+             primary: str, native: bool = False) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Images for the strip: sharp / blurred / `primary` / best baseline, worst and median frames."""
     root = Path(result.root)
     baselines = [m for m in result.methods if m not in ("blurred", primary)]
@@ -308,7 +331,8 @@ def examples(result: EvalResult, methods: dict[str, Method], kernels: Sequence[B
     for k in kernels:
         for label, score in worst_and_median(result, primary, k.name):
             frame = next(f for f in discover_frames(root) if str(f.rel) == score.rel)
-            sharp = resize_frame(read_frame(frame.path), FRAME_SIZE)
+            sharp = read_frame(frame.path)
+            sharp = sharp if native else resize_frame(sharp, FRAME_SIZE)
             blurred = blur(sharp, k)
             images = {"sharp": sharp, f"blurred {psnr(blurred, sharp):.2f} dB": blurred}
             pred = methods[primary](frame, [blurred], [k])[0] if primary in methods else blurred

@@ -34,21 +34,24 @@ from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
-    check_batch_output,
+    check_frames_outside,
+    check_mode,
     check_output_dir,
     claim_output,
+    deblur_batch,
     expected_output_size,
     is_done,
     output_path_for,
+    pipeline_config,
     split_done,
     write_output,
 )
-from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, Frame, discover_frames
 from toolkit.core.kernels import get_kernel
 from toolkit.core.lazy import optional_import
-from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
+from toolkit.core.pipeline import FrameBatch, open_pipeline
+from toolkit.core.tiles import DEFAULT_OVERLAP
 
 FAULT_ENV = "DTK_RAY_FAULT_MARKER"  # test hook: the first actor to see no marker file dies mid-batch
 
@@ -58,10 +61,12 @@ class DeblurActor:
     same pipeline as `dtk run` (DALI on a GPU when present, else the fallback), infers, writes PNGs."""
 
     def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, *, blur: str | None,
-                 keep_size: bool, fault_marker: str | None = None,
+                 keep_size: bool, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
+                 batch: int = 8, fault_marker: str | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
-        self.blur, self.keep_size = blur, keep_size
+        self.blur, self.keep_size, self.resize, self.batch = blur, keep_size, resize, batch
+        self.tiling = check_mode(resize, keep_size, tile_overlap)
         self.max_pixels = max_pixels
         self.runner = spec.open()
         self.fault_marker = fault_marker
@@ -70,8 +75,8 @@ class DeblurActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rels = [str(r) for r in batch["rel"]]
         frames = [Frame(self.input_dir, PurePosixPath(rel)) for rel in rels]
-        config = PipelineConfig(batch_size=max(1, len(frames)), blur=self.blur, max_pixels=self.max_pixels,
-                                workers=1)
+        config = pipeline_config(resize=self.resize, batch=max(1, len(frames)), blur=self.blur,
+                                 max_pixels=self.max_pixels, workers=1)
         device = "gpu" if self.runner.accepts_device_tensors else "cpu"
         failed: dict[str, str] = {}
         loaded: list[FrameBatch] = []
@@ -85,15 +90,12 @@ class DeblurActor:
         compute_s = 0.0
         for fb in loaded:
             t0 = time.perf_counter()
-            out = to_host(self.runner.infer(fb.images))
+            outputs, bad, _ = deblur_batch(self.runner, fb, tiling=self.tiling, keep_size=self.keep_size,
+                                           batch=self.batch)
             compute_s += time.perf_counter() - t0
-            problem = check_batch_output(out, tuple(fb.images.shape))
-            if problem:  # nothing of this batch is written
-                failed.update({str(f.path): problem for f in fb.frames})
-                continue
-            for i, frame in enumerate(fb.frames):
-                write_output(output_path_for(frame, self.output_dir), out[i],
-                             None if self.keep_size else fb.sizes[i])
+            failed.update(dict(bad))  # nothing of a failed frame is written
+            for frame, data, size in outputs:
+                write_output(output_path_for(frame, self.output_dir), data, size)
         status = ["failed" if str(f.path) in failed else "written" for f in frames]
         share = compute_s / max(1, status.count("written"))
         return {"rel": rels, "status": status, "reason": [failed.get(str(f.path), "") for f in frames],
@@ -124,6 +126,8 @@ def run_frames_ray(
     batch: int = 8,
     blur: str | None = None,
     keep_size: bool = False,
+    resize: bool = False,
+    tile_overlap: int = DEFAULT_OVERLAP,
     overwrite: bool = False,
     strict: bool = False,
     workers: int = 2,
@@ -139,14 +143,20 @@ def run_frames_ray(
     check_batch(batch)
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
-    settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size)
-    frames = discover_frames(input_dir)
+    check_mode(resize, keep_size, tile_overlap)
+    settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size, resize=resize,
+                                    tile_overlap=tile_overlap)
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)
+    check_frames_outside(frames, output_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
-                                   keep_size=keep_size, overwrite=claim["overwrite"], workers=workers,
+                                   keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
+                                   overwrite=claim["overwrite"], workers=workers,
                                    gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                                    max_pixels=max_pixels)
-        claim["finished"] = True
+        summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
+        claim["finished"] = not unreadable
     if strict and summary.failed:
         path, reason = summary.failed[0]
         raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
@@ -154,7 +164,8 @@ def run_frames_ray(
 
 
 def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, spec: RunnerSpec, *,
-                     batch: int, blur: str | None, keep_size: bool, overwrite: bool,
+                     batch: int, blur: str | None, keep_size: bool, resize: bool, tile_overlap: int,
+                     overwrite: bool,
                      workers: int, gpus_per_worker: float, ray_address: str | None,
                      max_pixels: int | None) -> RunSummary:
     """run_frames_ray with OUTPUT locked and its manifest settled."""
@@ -163,7 +174,8 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, keep_size=keep_size, pipeline="ray",
                          backend={"backend": spec.backend, "model": str(spec.model),
-                                  "executor": "ray", "workers": workers})
+                                  "executor": "ray", "workers": workers},
+                         mode="resize" if resize else "native", tile_overlap=None if resize else tile_overlap)
     summary.plan_s = time.perf_counter() - t_plan
     if not todo:
         return summary
@@ -183,7 +195,8 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
     map_kwargs: dict[str, Any] = dict(
         fn_constructor_kwargs=dict(
             input_dir=str(input_dir), output_dir=str(output_dir), spec=spec.with_options(**options),
-            blur=blur, keep_size=keep_size, fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels),
+            blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap, batch=batch,
+            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels),
         compute=ActorPoolStrategy(size=workers),
         batch_size=batch,
         num_cpus=num_cpus,

@@ -4,11 +4,17 @@ Data flow: discover -> drop frames already done -> pipeline (decode/resize/blur,
 batches ahead on its own threads) -> runner.infer -> writer threads (to uint8, resize back,
 atomic PNG). While batch i computes, batch i+1 is being decoded and batch i-1 written.
 
-Sizes: every frame goes through the network at 256x448; the output is resized back to the
-frame's own size with Pillow's bilinear filter (antialiased when shrinking), unless
-`keep_size=True` keeps 256x448.
+Sizes: by default every frame is deblurred at its own size, cut into overlapping 256x448 tiles
+with one blur decision per frame (engines.tiled); the output has the input's size and nothing is
+resized. `resize=True` is the seed's benchmark protocol: every frame goes through the network at
+256x448 and the output is resized back to the frame's own size with Pillow's bilinear filter
+(antialiased when shrinking), unless `keep_size=True` keeps 256x448. `blur` blurs the frame at the
+size it is deblurred at.
 
-Safety: OUTPUT may not be INPUT, inside it, or contain it; each PNG is written to a temporary
+Safety (README "What dtk writes"): OUTPUT may not be INPUT, inside it, or contain it, nor hold a
+symlink leading out of it, and no frame of INPUT may really be a file of OUTPUT; the manifest and
+the lock are opened without following links and only as regular files; PNGs no manifest vouches
+for are refused (never adopted as done) unless --overwrite. Each PNG is written to a temporary
 file and renamed, so an interrupted run leaves whole files only (temporary files a killed run
 left are removed at the next start). A lock (OUTPUT/.dtk-run.lock) keeps a second run out of
 an OUTPUT while one works on it. Every batch the model returns is checked before anything is
@@ -27,6 +33,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +47,7 @@ import numpy as np
 import toolkit
 from engines.base import Runner
 from engines.spec import RunnerSpec
+from engines.tiled import Tiling, batch_problem, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import file_sha256, stale_temp_files, write_bytes_atomic
 from toolkit.core.convert import to_host, to_uint8_hwc
@@ -49,11 +57,16 @@ from toolkit.core.frames import (
     Frame,
     discover_frames,
     ignore_pillow_bomb_warning,
+    oriented_size,
     resize_frame,
     write_png_atomic,
 )
 from toolkit.core.kernels import get_kernel
-from toolkit.core.pipeline import PipelineConfig, open_pipeline
+from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
+from toolkit.core.safepaths import check_output_folder
+from toolkit.core.tiles import DEFAULT_OVERLAP
+
+MODES = ("native", "resize")
 
 
 def output_path_for(frame: Frame, out_root: Path | str) -> Path:
@@ -62,13 +75,14 @@ def output_path_for(frame: Frame, out_root: Path | str) -> Path:
 
 
 def image_size(path: Path | str) -> tuple[int, int] | None:
-    """(H, W) from an image file's header (no full decode), or None when it cannot be read."""
+    """(H, W) from an image file's header (no full decode), EXIF orientation applied, or None when it
+    cannot be read."""
     from PIL import Image
 
     ignore_pillow_bomb_warning()
     try:
         with Image.open(path) as im:
-            return int(im.size[1]), int(im.size[0])
+            return oriented_size(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
@@ -135,33 +149,109 @@ def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
                        "choose an output folder that does not contain the input")
     if dst.exists() and not dst.is_dir():
         raise DtkError(f"OUTPUT {dst} exists and is not a folder")
+    check_output_folder(output_dir, "OUTPUT")  # writable, no symlink in it leading out of it
 
 
-def write_output(path: Path, chw: np.ndarray, size: tuple[int, int] | None) -> float:
-    """Convert, resize back to `size` (None: keep), write atomically; returns seconds spent."""
+def check_frames_outside(frames: Sequence[Frame], output_dir: Path | str) -> None:
+    """Refuse frames that are really files of OUTPUT (INPUT holds a symlink into OUTPUT): a rerun
+    would deblur its own outputs."""
+    dst = Path(os.path.realpath(output_dir))
+    for f in frames:
+        real = Path(os.path.realpath(f.path))
+        if dst in real.parents:
+            raise DtkError(f"frame {f.path} is {real}, inside OUTPUT {dst} (INPUT holds a symlink into "
+                           "OUTPUT): dtk would deblur its own outputs; remove the link or choose another "
+                           "OUTPUT")
+
+
+def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> float:
+    """Write one output atomically: `data` is an H x W x 3 uint8 image (native size) or a 3 x H x W
+    float network output, converted and resized back to `size` (None: keep); returns seconds spent."""
     t0 = time.perf_counter()
-    image = to_uint8_hwc(chw)
-    if size is not None:
+    native = data.dtype == np.uint8 and data.ndim == 3 and data.shape[-1] == 3
+    image = data if native else to_uint8_hwc(data)
+    if size is not None and not native:
         image = resize_frame(image, size)
     write_png_atomic(path, image)
     return time.perf_counter() - t0
 
 
-def check_batch_output(out: np.ndarray, input_shape: Sequence[int]) -> str | None:
-    """Why a runner's output batch must not be written (None: fine): not the input batch's
-    shape (N x 3 x H x W) or not all finite."""
-    shape, expected = tuple(int(d) for d in np.shape(out)), tuple(int(d) for d in input_shape)
-    if shape != expected:
-        return f"model output shape {shape} is not its input's {expected}; the model does not fit dtk"
-    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
-    if bad:
-        return f"model output has {bad} non-finite value(s) (NaN/inf); nothing written for this batch"
-    return None
+Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, size for write_output
+
+
+def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: bool, batch: int,
+                 on_tiles: Callable[[int], None] | None = None
+                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int]]:
+    """Run one pipeline batch: ([(frame, data, size) for `write_output`], [(path, reason)
+    failed], (network passes, head-only passes)). Native batches go through tiles; 256x448
+    batches through one `infer` call, checked (shape, finite) before anything is written. The
+    one path of the local and Ray runs."""
+    if fb.native:
+        res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles)
+        done = [(f, im, None) for f, im in zip(fb.frames, res.images, strict=True) if im is not None]
+        failed = [(str(f.path), why) for f, why in zip(fb.frames, res.failures, strict=True) if why]
+        return done, failed, (res.tiles, res.evidence_tiles)
+    out = to_host(runner.infer(fb.images))
+    problem = batch_problem(out, tuple(fb.images.shape))
+    if problem:
+        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0)
+    if on_tiles is not None:
+        on_tiles(len(fb))
+    done = [(f, out[i], None if keep_size else fb.sizes[i]) for i, f in enumerate(fb.frames)]
+    return done, [], (len(fb), 0)
+
+
+def io_threads() -> int:
+    """Decode and PNG-writer threads: 2 on a small machine, up to 8 on a big one (half the cores:
+    on a GPU machine PNG encoding of native-size frames, not the network, bounds a run)."""
+    return max(2, min(8, (os.cpu_count() or 2) // 2))
+
+
+def pipeline_config(*, resize: bool, batch: int, blur: str | None, max_pixels: int | None,
+                    workers: int = 2) -> PipelineConfig:
+    """The pipeline a run reads through: frames at their own size, or resized to 256x448."""
+    return PipelineConfig(batch_size=batch, size=FRAME_SIZE if resize else None, blur=blur,
+                          max_pixels=max_pixels, workers=workers)
+
+
+def check_mode(resize: bool, keep_size: bool, tile_overlap: int) -> Tiling:
+    """The tiling of a run; DtkError for --keep-size without --resize or a bad overlap."""
+    if keep_size and not resize:
+        raise DtkError("--keep-size keeps the network's 256x448 outputs of --resize; at native size "
+                       "(the default) outputs already have each input's size: add --resize or drop "
+                       "--keep-size")
+    return Tiling(FRAME_SIZE, tile_overlap)
 
 
 MANIFEST_NAME = ".dtk-run.json"
 LOCK_NAME = ".dtk-run.lock"
 MANIFEST_FORMAT = "dtk-run/1"
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def open_own_file(path: Path, flags: int) -> int:
+    """os.open for dtk's own files in OUTPUT (the manifest, the lock): never through a symlink
+    (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK); DtkError unless what is there is a
+    regular file with a single link (a hard link to another file would be truncated with it)."""
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    what = "lock" if path.name == LOCK_NAME else "run manifest"
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            reason = "it is a symlink; dtk never reads or writes its own files through a link"
+        elif os.path.isdir(path):
+            reason = "it is a folder"
+        else:
+            reason = exc.strerror or str(exc)
+        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another "
+                       "OUTPUT") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        reason = "it has other hard links" if stat.S_ISREG(st.st_mode) else "it is not a regular file"
+        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another OUTPUT")
+    return fd
 
 
 @dataclass(frozen=True)
@@ -177,37 +267,47 @@ class RunSettings:
     precision: str = "fp32"
     blur: str | None = None
     keep_size: bool = False
-    network_size: tuple[int, int] = FRAME_SIZE  # (H, W) every frame goes through the model at
+    network_size: tuple[int, int] = FRAME_SIZE  # (H, W) of the network's input (tiles at native size)
+    mode: str = "native"  # "native" (tiles, no resize) or "resize" (the seed's protocol)
+    tile_overlap: int | None = DEFAULT_OVERLAP  # native only
     model: str = ""
     dtk_version: str = toolkit.__version__
 
-    COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size")
+    COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size", "mode",
+                "tile_overlap")
+    # what a manifest written before a field existed meant by it
+    LEGACY = {"mode": "resize", "tile_overlap": None}
 
     @classmethod
-    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False) -> RunSettings:
+    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False,
+                 resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP) -> RunSettings:
         """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
         return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
-                   blur=blur, keep_size=keep_size, model=str(spec.model))
+                   blur=blur, keep_size=keep_size, mode="resize" if resize else "native",
+                   tile_overlap=None if resize else tile_overlap, model=str(spec.model))
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
                 "precision": self.precision, "blur": self.blur, "keep_size": self.keep_size,
-                "network_size": list(self.network_size), "dtk_version": self.dtk_version}
+                "network_size": list(self.network_size), "mode": self.mode,
+                "tile_overlap": self.tile_overlap, "dtk_version": self.dtk_version}
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """'setting: recorded -> now' for each compared setting that differs from `recorded`."""
         now = self.to_json()
-        return [f"{k}: {recorded.get(k)!r} in OUTPUT, {now[k]!r} now" for k in self.COMPARED
-                if recorded.get(k) != now[k]]
+        return [f"{k}: {recorded.get(k, self.LEGACY.get(k))!r} in OUTPUT, {now[k]!r} now"
+                for k in self.COMPARED if recorded.get(k, self.LEGACY.get(k)) != now[k]]
 
 
 def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
     """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
     path = Path(output_dir) / MANIFEST_NAME
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        doc = json.loads(path.read_text())
+        fd = open_own_file(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            doc = json.loads(fh.read(MAX_MANIFEST_BYTES).decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DtkError(f"unreadable run manifest {path} ({exc}): rerun with --overwrite to redo every "
                        "frame, or choose another OUTPUT") from None
@@ -226,14 +326,35 @@ def write_manifest(output_dir: Path | str, settings: RunSettings, *, redo_all: b
 def check_manifest(output_dir: Path | str, settings: RunSettings, overwrite: bool = False) -> bool:
     """Whether every frame must be redone: DtkError when OUTPUT was made with other settings
     (unless `overwrite`); True also when an --overwrite run into it did not finish."""
-    doc = read_manifest(output_dir) if not overwrite else None
+    if overwrite:  # its content is not read (a damaged one is replaced), but it must be dtk's own file
+        path = Path(output_dir) / MANIFEST_NAME
+        if os.path.lexists(path):
+            os.close(open_own_file(path, os.O_RDONLY))
+        return True
+    doc = read_manifest(output_dir)
     if doc is None:
-        return overwrite
+        check_no_unvouched_outputs(output_dir)
+        return False
     diffs = settings.differences(doc["settings"])
     if diffs:
         raise DtkError(f"{output_dir} holds outputs made with other settings ({'; '.join(diffs)}): "
                        "rerun with --overwrite to redo every frame, or choose another OUTPUT")
     return bool(doc.get("redo_all"))
+
+
+def check_no_unvouched_outputs(output_dir: Path | str) -> None:
+    """Refuse PNGs in an OUTPUT without a run manifest: nothing says what made them, so they are
+    never taken as done (README, "Resume"); --overwrite redoes every frame."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        pngs = sorted(f for f in files if f.lower().endswith(".png") and not f.startswith("."))
+        if pngs:
+            raise DtkError(f"{root} holds PNGs that no run manifest ({MANIFEST_NAME}) vouches for (first: "
+                           f"{Path(folder) / pngs[0]}): dtk does not take them as done; rerun with "
+                           "--overwrite to redo every frame, or choose an empty OUTPUT")
 
 
 @contextlib.contextmanager
@@ -246,7 +367,7 @@ def output_lock(output_dir: Path | str):
         return
     path = Path(output_dir) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -313,6 +434,10 @@ class RunSummary:
     keep_size: bool = False
     pipeline: str = "auto"
     backend: dict[str, Any] = field(default_factory=dict)
+    mode: str = "native"
+    tile_overlap: int | None = DEFAULT_OVERLAP
+    network_passes: int = 0  # images through the whole network: tiles at native size, else frames
+    head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
 
     @property
     def frames_per_s(self) -> float:
@@ -346,6 +471,9 @@ class RunSummary:
             "time_shares": self.shares(),
             "batch": self.batch, "blur": self.blur, "keep_size": self.keep_size,
             "pipeline": self.pipeline, "backend": self.backend,
+            "mode": self.mode, "tile_overlap": self.tile_overlap, "network_passes": self.network_passes,
+            "head_passes": self.head_passes,
+            "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
         }
 
 
@@ -375,7 +503,11 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
     check_output_dir(input_dir, output_dir)
     if options.get("blur") is not None:
         get_kernel(options["blur"])  # a typo fails before the model loads
-    settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False))
+    check_mode(options.get("resize", False), options.get("keep_size", False),
+               options.get("tile_overlap", DEFAULT_OVERLAP))
+    settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False),
+                                    resize=options.get("resize", False),
+                                    tile_overlap=options.get("tile_overlap", DEFAULT_OVERLAP))
     if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
         with output_lock(output_dir):
             check_manifest(output_dir, settings, options.get("overwrite", False))
@@ -393,11 +525,14 @@ def run_frames(
     batch: int = 8,
     blur: str | None = None,
     keep_size: bool = False,
+    resize: bool = False,
+    tile_overlap: int = DEFAULT_OVERLAP,
     overwrite: bool = False,
     strict: bool = False,
     pipeline: str = "auto",
-    writers: int = 2,
+    writers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_tiles: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     settings: RunSettings | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -409,29 +544,38 @@ def run_frames(
     (or Ctrl-C) ends the run after the current batch; everything written by then is complete.
     `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
     None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
-    is an unreadable frame.
+    is an unreadable frame. `on_tiles(n)` is called after each runner call with its images.
     """
 
     if blur is not None:
         get_kernel(blur)
+    writers = writers if writers is not None else io_threads()
     if writers < 1:
         raise DtkError(f"writers must be at least 1, got {writers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
-    config = PipelineConfig(batch_size=batch, blur=blur, max_pixels=max_pixels)
-    frames = discover_frames(input_dir)  # before OUTPUT is created: an empty INPUT changes nothing
+    tiling = check_mode(resize, keep_size, tile_overlap)
+    config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
+                             workers=io_threads())
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes none
+    if unreadable and strict:
+        raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
+    check_frames_outside(frames, output_dir)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
-                               overwrite=claim["overwrite"], strict=strict, pipeline=pipeline,
-                               writers=writers, progress=progress, stop=stop)
-        claim["finished"] = not summary.interrupted
+                               tiling=tiling, overwrite=claim["overwrite"], strict=strict,
+                               pipeline=pipeline, writers=writers, progress=progress,
+                               on_tiles=on_tiles, stop=stop)
+        summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
+        claim["finished"] = not summary.interrupted and not unreadable
     return summary
 
 
 def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, config: Any, *,
-                 keep_size: bool, overwrite: bool, strict: bool, pipeline: str, writers: int,
-                 progress: Callable[[int, int], None] | None,
-                 stop: threading.Event | None) -> RunSummary:
+                 keep_size: bool, tiling: Tiling, overwrite: bool, strict: bool, pipeline: str,
+                 writers: int, progress: Callable[[int, int], None] | None,
+                 on_tiles: Callable[[int], None] | None, stop: threading.Event | None) -> RunSummary:
     """run_frames with OUTPUT locked and its manifest settled."""
 
     batch, blur = config.batch_size, config.blur
@@ -439,7 +583,8 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, keep_size=keep_size, pipeline=pipeline,
-                         backend=runner.describe())
+                         backend=runner.describe(), mode="resize" if config.size else "native",
+                         tile_overlap=None if config.size else tiling.overlap)
     summary.plan_s = time.perf_counter() - t_plan
     stop = stop or threading.Event()
     finished = len(done)
@@ -493,20 +638,20 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                 if len(fb) == 0:
                     continue
                 t0 = time.perf_counter()
-                out = to_host(runner.infer(fb.images))
+                outputs, failed, (passes, heads) = deblur_batch(
+                    runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles)
                 summary.compute_s += time.perf_counter() - t0
+                summary.network_passes += passes
+                summary.head_passes += heads
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:
                     break
-                problem = check_batch_output(out, tuple(fb.images.shape))
-                if problem:
-                    summary.failed.extend((str(f.path), problem) for f in fb.frames)
-                    tick(len(fb.frames))
-                    continue
-                for i, frame in enumerate(fb.frames):
+                if failed:
+                    summary.failed.extend(failed)
+                    tick(len(failed))
+                for frame, data, size in outputs:
                     path = output_path_for(frame, output_dir)
-                    size = None if keep_size else fb.sizes[i]
-                    fut = pool.submit(write_output, path, out[i], size)
+                    fut = pool.submit(write_output, path, data, size)
                     fut.add_done_callback(lambda _f: tick())
                     in_flight.append((path, fut))
             summary.interrupted = stop.is_set()

@@ -89,3 +89,45 @@ def frames_or_demo(frames_dir: Path | str | None, count: int | None = None) -> I
         write_demo(scratch, frames_per_sequence=math.ceil(count / len(DEMO_PHOTOS)))
         frames = sorted(discover_frames(scratch), key=lambda f: (f.rel.name, f.sequence))
         yield frames[:count]
+
+
+def photo_mosaic(height: int, width: int, photos: tuple[str, ...] = DEMO_PHOTOS) -> np.ndarray:
+    """An H x W x 3 uint8 frame of real photos at their own scale, laid side by side in rows
+    (row-major, cycling through `photos`, each cut to the row's height): real content larger
+    than any photo scikit-image bundles, for native-resolution tests and demos. Never resized."""
+    images = [read_frame(skimage_photo_path(name)) for name in photos]
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    y, k = 0, 0
+    while y < height:
+        row_h = min(min(im.shape[0] for im in images), height - y)
+        x = 0
+        while x < width:
+            im = images[k % len(images)]
+            k += 1
+            w = min(im.shape[1], width - x)
+            out[y:y + row_h, x:x + w] = im[:row_h, :w]
+            x += w
+        y += row_h
+    return out
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """'1280x720' (width x height, as frame sizes are written) -> (H, W); DtkError otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DtkError(f"frame size {text!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise DtkError(f"frame size {text!r}: each side must be 1..16384 pixels")
+    return h, w
+
+
+@contextmanager
+def mosaic_frames(size: tuple[int, int], count: int = 8) -> Iterator[list[Frame]]:
+    """`count` frames of `size` (H, W) made of real photos at their own scale (`photo_mosaic`, each
+    frame starting from another photo), in a temporary folder removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="dtk-mosaic-") as scratch:
+        for i in range(count):
+            order = DEMO_PHOTOS[i % len(DEMO_PHOTOS):] + DEMO_PHOTOS[:i % len(DEMO_PHOTOS)]
+            write_png_atomic(Path(scratch) / "mosaic" / f"{i:08d}.png", photo_mosaic(*size, photos=order))
+        yield discover_frames(scratch)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from toolkit.core.atomic import write_bytes_atomic
 
 
 def pyplot():
@@ -16,11 +19,13 @@ def pyplot():
 
 
 def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
-    """Tight layout, write the PNG (parent folders made), close the figure."""
+    """Tight layout, write the PNG atomically (parent folders made; a link at `path` is replaced,
+    never written through), close the figure."""
     plt = pyplot()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())

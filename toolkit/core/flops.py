@@ -99,7 +99,14 @@ def count_onnx_macs(model: Path | str | Any, input_shape: tuple[int, ...]) -> in
     """
     import onnx
 
-    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
+    if isinstance(model, (str, Path)):
+        try:
+            proto = onnx.load(str(model))
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX model
+            raise DtkError(f"{model} is not a readable ONNX model ({type(exc).__name__}: {exc}); "
+                           "export one with `dtk export`") from None
+    else:
+        proto = model
     proto = _with_input_shape(proto, input_shape)
     try:
         return _count(proto)

@@ -3,8 +3,9 @@
 Layouts: REDS (`root/<sequence>/<frame>.png|jpg`) or flat (`root/<frame>.png`); deeper
 trees work too, and every frame keeps its path relative to the root so outputs mirror it.
 
-Conversions on read (documented in README): grayscale -> RGB by repeating the channel;
-RGBA/LA/palette -> RGB with alpha dropped; 16-bit -> 8-bit by round(x / 257).
+Conversions on read (documented in README): EXIF orientation applied (as a photo viewer shows
+the image); grayscale -> RGB by repeating the channel; RGBA/LA/palette -> RGB with alpha dropped;
+16-bit (PNG and TIFF) -> 8-bit by round(x / 257).
 Resize: Pillow's bilinear filter with antialiasing (triangle filter widened when
 downscaling), the same family as DALI's `fn.resize(interp_type=INTERP_LINEAR, antialias=True)`.
 """
@@ -66,12 +67,13 @@ def _rel_sort_key(rel: PurePosixPath) -> list:
     return [natural_key(p) for p in rel.parts]
 
 
-def _walk_files(root: Path) -> Iterator[PurePosixPath]:
+def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[PurePosixPath]:
     """Relative paths of the files under `root`, following symlinked folders.
 
     Hidden entries (a name starting with '.') are left out. A folder is entered once: one whose
     real path was already entered (a symlink loop, or a second link to the same folder) is
-    skipped, so a hostile tree cannot make the walk endless.
+    skipped, so a hostile tree cannot make the walk endless. A folder that cannot be listed
+    (permission denied) is appended to `unreadable` as (path, reason).
     """
     seen: set[str] = set()
     stack = [PurePosixPath()]
@@ -84,7 +86,13 @@ def _walk_files(root: Path) -> Iterator[PurePosixPath]:
         seen.add(real)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
-        except OSError:  # unreadable or vanished folder, or a dangling symlink
+        except PermissionError:
+            unreadable.append((str(folder), "folder not readable (permission denied): its frames "
+                                             "are left out"))
+            continue
+        except OSError as exc:  # vanished folder
+            unreadable.append((str(folder), f"folder not readable ({exc.strerror or exc}): its frames "
+                                             "are left out"))
             continue
         subdirs = []
         for entry in entries:
@@ -100,15 +108,30 @@ def _walk_files(root: Path) -> Iterator[PurePosixPath]:
         stack.extend(reversed(subdirs))
 
 
-def discover_frames(root: Path | str) -> list[Frame]:
-    """All image files under `root` (any depth, symlinked folders followed), in natural order."""
+def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None = None) -> list[Frame]:
+    """All image files under `root` (any depth, symlinked folders followed), in natural order.
+
+    A folder of the tree that cannot be listed (permission denied) is appended to `unreadable`
+    as (path, reason), for the caller to list like an unreadable frame; without that list it is
+    a DtkError: no frame is left out silently.
+    """
     root = Path(root)
     if not root.exists():
         raise DtkError(f"frame directory not found: {root}")
     if not root.is_dir():
         raise DtkError(f"not a directory: {root} (give a folder of frames)")
-    rels = [rel for rel in _walk_files(root) if rel.suffix.lower() in IMAGE_EXTENSIONS]
+    problems: list[tuple[str, str]] = []
+    rels = [rel for rel in _walk_files(root, problems) if rel.suffix.lower() in IMAGE_EXTENSIONS]
+    if problems and unreadable is None:
+        path, reason = problems[0]
+        raise DtkError(f"cannot read {path}: {reason}" + (f" (and {len(problems) - 1} more folder(s))"
+                                                            if len(problems) > 1 else "")
+                       + "; fix its permissions or leave it out of the tree")
+    if unreadable is not None:
+        unreadable.extend(problems)
     if not rels:
+        if problems:
+            raise DtkError(f"no readable frames in {root}: {problems[0][0]}: {problems[0][1]}")
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise DtkError(f"no frames in {root}: expected image files ({exts}) in it or its subfolders")
     rels.sort(key=_rel_sort_key)
@@ -182,12 +205,13 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             check_pixels(path, im.size, max_pixels)
             im.load()
             mode = im.mode
+            orientation = exif_orientation(im)
             if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 arr = np.asarray(im).astype(np.uint16 if mode != "I" else np.int64)
                 if mode == "I":
                     arr = np.clip(arr, 0, 65535).astype(np.uint16)
-            elif mode in ("RGB", "RGBA") and im.format == "PNG" and _png_bit_depth(path) == 16:
-                arr = _read_png_16bit_color(path)  # Pillow keeps only the high byte of each channel
+            elif mode in ("RGB", "RGBA") and _is_16bit_color(im, path):
+                arr = _read_16bit_color(path)  # Pillow keeps only the high byte of each channel
             elif mode == "RGB":
                 arr = np.asarray(im)
             elif mode in ("RGBA", "LA", "L", "1"):
@@ -198,6 +222,8 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                 arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise FrameReadError(path, "file not found") from None
+    except PermissionError:
+        raise FrameReadError(path, "permission denied (the file is not readable)") from None
     except UnidentifiedImageError:
         raise FrameReadError(path, "not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: as an error
@@ -206,7 +232,55 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
     except MemoryError:
         raise FrameReadError(path, "not enough memory to decode it") from None
-    return to_rgb_uint8(arr)
+    return to_rgb_uint8(apply_orientation(arr, orientation))
+
+
+EXIF_ORIENTATION = 0x0112  # the EXIF/TIFF Orientation tag: 1 = as stored, 2..8 = flip/rotate to show
+
+
+def exif_orientation(im) -> int:
+    """The EXIF Orientation (1..8) of an open Pillow image; 1 when absent or unreadable."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """HxW[xC] array as a viewer shows it under EXIF `orientation` (Pillow's ImageOps.exif_transpose)."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(arr, -1)
+    if orientation == 7:
+        return arr[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(arr, 1)
+    return arr
+
+
+def oriented_size(im) -> tuple[int, int]:
+    """(H, W) of an open Pillow image as shown, EXIF orientation applied (header only, no decode)."""
+    w, h = im.size
+    return (w, h) if exif_orientation(im) in (5, 6, 7, 8) else (h, w)
+
+
+def _is_16bit_color(im, path: Path) -> bool:
+    """Whether an RGB(A) image stores 16 bits per channel (PNG IHDR, TIFF BitsPerSample)."""
+    if im.format == "PNG":
+        return _png_bit_depth(path) == 16
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return bool(bits) and all(b == 16 for b in bits)
+    return False
 
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -218,14 +292,15 @@ def _png_bit_depth(path: Path) -> int | None:
     return head[24]
 
 
-def _read_png_16bit_color(path: Path) -> np.ndarray:
-    """A 16-bit RGB(A) PNG as HxWx3/4 uint16 RGB(A) (OpenCV decodes all 16 bits)."""
+def _read_16bit_color(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) PNG or TIFF as HxWx3/4 uint16 RGB(A), as stored (OpenCV decodes all 16 bits;
+    IMREAD_UNCHANGED ignores the EXIF orientation, which read_frame applies)."""
     import cv2
 
     data = np.fromfile(path, dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
-        raise ValueError("OpenCV could not decode this 16-bit PNG")
+        raise ValueError("OpenCV could not decode this 16-bit image")
     return arr[:, :, [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[:, :, ::-1]
 
 

@@ -72,3 +72,15 @@ def resume_aware(progress: Progress, task) -> Callable[[int, int], None]:
             progress.update(task, completed=finished)
 
     return update
+
+
+def tile_counter(progress: Progress, task, label: str = "deblurring") -> Callable[[int], None]:
+    """An `on_tiles(n)` callback: the task's description counts network passes (tiles of large
+    frames), so a frame of many tiles shows progress before it is written."""
+    count = [0]
+
+    def update(n: int) -> None:
+        count[0] += n
+        progress.update(task, description=f"{label} ({count[0]:,} tiles)")
+
+    return update

@@ -11,11 +11,13 @@ CPU stand-in for `TorchCudaDevice` (torch CPU tensors; `data_ptr()` is a real ad
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import types
 from contextlib import nullcontext
 from enum import Enum, IntEnum
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -236,6 +238,7 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
                 return False
             g = model.graph
             self.network.onnx_path = path
+            self.network.onnx_bytes = Path(path).read_bytes()  # the parsed file may be a temporary copy
             self.network.inputs = [Tensor(v.name, _dims(v), _ONNX_TO_TRT[v.type.tensor_type.elem_type])
                                    for v in g.input]
             self.network.outputs = [Tensor(v.name, _dims(v), _ONNX_TO_TRT[v.type.tensor_type.elem_type])
@@ -332,7 +335,8 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             config.cache.entries.append(f"tactics for {network.onnx_path}")
             strongly = major >= 11 or network.get_flag(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
             io = (("INPUT", network.inputs), ("OUTPUT", network.outputs))
-            build = {"onnx": network.onnx_path, "version": version, "flags": network.flags,
+            build = {"onnx": network.onnx_path, "onnx_bytes": base64.b64encode(network.onnx_bytes).decode(),
+                     "version": version, "flags": network.flags,
                      "strongly_typed": strongly, "builder_flags": sorted(f.name for f in config.flags),
                      "profiling_verbosity": config.profiling_verbosity.name,
                      "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
@@ -382,10 +386,12 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             if missing:
                 raise ProtocolError(f"execute_async_v3 with unbound tensors {missing}")
             self.executions += 1
-            x = self._view(self.engine.input_name, self.shapes[self.engine.input_name])
-            y = self.engine.session.run(None, {self.engine.input_name: x.copy()})[0]
-            out = self._view(self.engine.output_name, self.get_tensor_shape(self.engine.output_name))
-            out[...] = y.astype(out.dtype)
+            inputs = [n for n in self.engine.names if self.engine.io[n][0] == "INPUT"]
+            feeds = {n: self._view(n, self.shapes[n]).copy() for n in inputs}
+            names = [o.name for o in self.engine.session.get_outputs()]
+            for name, y in zip(names, self.engine.session.run(names, feeds), strict=True):
+                out = self._view(name, self.get_tensor_shape(name))
+                out[...] = y.astype(out.dtype)
             return True
 
         def _view(self, name, shape):
@@ -403,7 +409,8 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             self.names = list(self.io)
             self.input_name = next(n for n, v in self.io.items() if v[0] == "INPUT")
             self.output_name = next(n for n, v in self.io.items() if v[0] == "OUTPUT")
-            self.session = ort.InferenceSession(plan["onnx"], providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(base64.b64decode(plan["onnx_bytes"]),
+                                                providers=["CPUExecutionProvider"])
 
         @property
         def num_io_tensors(self):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -119,3 +121,34 @@ def test_without_tensorrt_says_how_to_install(monkeypatch, onnx_fp32, tmp_path):
     engine.write_bytes(b"plan")
     with pytest.raises(DtkError, match=r"TensorRT not installed: pip install \.\[gpu\]"):
         TrtRunner(engine)
+
+
+SHIPPED_ONNX = Path(__file__).resolve().parents[3] / "toolkit" / "assets" / "dtk-unet.onnx"
+
+
+def test_blind_model_engine_keeps_the_evidence_input(fake_trt, tmp_path, photo_batch, device):
+    """The shipped ONNX's `evidence` default is stripped for TensorRT: the engine takes a frame
+    decision, gives each tile's own evidence, and tiles through it equal ONNX Runtime's."""
+    from engines.onnxruntime import OrtRunner
+    from engines.tiled import deblur_frames
+    from toolkit.core.convert import from_nchw
+    from toolkit.core.kernels import blur
+
+    engine = build(SHIPPED_ONNX, tmp_path, min_batch=1, opt_batch=2, max_batch=3)
+    build_info = fake_trt.builds[-1]
+    assert build_info["io"]["evidence"][0] == "INPUT" and "evidence" in build_info["profile"]
+    assert build_info["profile"]["evidence"] == [[1, 32], [2, 32], [3, 32]]
+    blurred = np.stack([blur(im, "k11") for im in from_nchw(photo_batch[:4])])
+    x = (blurred.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+    with TrtRunner(engine, device=device) as trt, OrtRunner(SHIPPED_ONNX, device="cpu") as ref:
+        assert trt.takes_evidence and trt.describe()["frame_decision"] == "evidence input"
+        own = trt.evidence(x)
+        np.testing.assert_allclose(own, ref.evidence(x), rtol=1e-5, atol=1e-6)
+        given = np.repeat(own[:1], len(x), axis=0)
+        np.testing.assert_allclose(trt.infer(photo_batch[:4], evidence=given),
+                                   ref.infer(photo_batch[:4], evidence=given), atol=1e-5)
+        np.testing.assert_allclose(trt.infer(photo_batch[:4]), ref.infer(photo_batch[:4]), atol=1e-5)
+        frame = np.concatenate([blurred[0], blurred[1]], axis=1)[:, :700]  # 256 x 700: 2 tiles
+        a = deblur_frames(trt, [frame], batch=3).images[0]
+        b = deblur_frames(ref, [frame], batch=3).images[0]
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -26,7 +26,7 @@ from torch import nn
 
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
-from toolkit.core.models.head import KernelHead
+from toolkit.core.models.head import KernelHead, given_or_own
 from toolkit.core.models.registry import register
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)
@@ -161,16 +161,36 @@ class FastWienerNet(nn.Module):
         self.head = _head(n, config.head_width)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
 
-    def forward(self, x: torch.Tensor, return_logits: bool = False):
+    takes_evidence = True  # tiles of one frame can share one decision (see toolkit.core.models.head)
+
+    @property
+    def evidence_width(self) -> int:
+        return self.head.width
+
+    def _bank_and_head_input(self, x: torch.Tensor):
         with torch.no_grad():
             bank = self.bank(x)
         inv7, inv11 = self.bank.candidate(bank, "k7"), self.bank.candidate(bank, "k11")
-        logits = self.head(torch.cat([x, inv7 - x, inv11 - x], dim=1))
+        return bank, inv7, inv11, torch.cat([x, inv7 - x, inv11 - x], dim=1)
+
+    def evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """N x width: what the head pools from each image (the bank and the head only)."""
+        return self.head.pool(self._bank_and_head_input(x)[3])
+
+    def decided(self, x: torch.Tensor, evidence: torch.Tensor | None = None):
+        """(output, logits, own evidence); the decision uses `evidence` rows >= 0, else the own."""
+        bank, inv7, inv11, head_in = self._bank_and_head_input(x)
+        own = self.head.pool(head_in)
+        logits = self.head.decide(given_or_own(own, evidence))
         p = torch.softmax(logits, dim=1)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)
         y = p0 * x + p7 * inv7 + p11 * inv11 + (p7 + p11) * r
+        return y, logits, own
+
+    def forward(self, x: torch.Tensor, return_logits: bool = False, evidence: torch.Tensor | None = None):
+        y, logits, _ = self.decided(x, evidence)
         return (y, logits) if return_logits else y
 
 

@@ -15,7 +15,7 @@ PIPELINES = ("auto", "dali", "fallback", "torch")
 @dataclass(frozen=True)
 class PipelineConfig:
     batch_size: int = 8
-    size: tuple[int, int] = FRAME_SIZE  # (H, W) every frame is resized to
+    size: tuple[int, int] | None = FRAME_SIZE  # (H, W) every frame is resized to; None: native size
     blur: str | None = None  # seed kernel applied after resize (k3/k7/k11), or None
     dtype: str = "float32"  # float32 or float16 (FP16 engines)
     prefetch: int = 2  # batches decoded ahead of the consumer
@@ -27,6 +27,8 @@ class PipelineConfig:
             raise DtkError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise DtkError(f"--max-pixels must be at least 1, got {self.max_pixels}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise DtkError(f"pipeline size must be (H, W) of positive ints, got {self.size}")
         if self.dtype not in ("float32", "float16"):
             raise DtkError(f"pipeline dtype must be float32 or float16, got {self.dtype}")
 
@@ -36,7 +38,9 @@ class FrameBatch:
     """A batch in frame-list order.
 
     images: N x 3 x H x W, RGB in [0, 1], `config.dtype`; a NumPy array on CPU, a torch CUDA
-    tensor from the DALI GPU pipeline. sizes: each frame's (H, W) before the resize.
+    tensor from the DALI GPU pipeline. At native size (`config.size` None) a list of each frame's
+    H x W x 3 uint8 NumPy array instead (sizes differ; engines.tiled cuts them into tiles).
+    sizes: each frame's (H, W) before any resize.
     failed: (path, reason) of frames of this batch's span that could not be decoded.
     """
 
@@ -47,3 +51,8 @@ class FrameBatch:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def native(self) -> bool:
+        """True when `images` is a list of uint8 frames at their own sizes."""
+        return isinstance(self.images, list)

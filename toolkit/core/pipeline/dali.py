@@ -1,4 +1,5 @@
-"""The DALI pipeline: encoded frame files -> decode -> resize to 256x448 -> seed blur -> NCHW batches.
+"""The DALI pipeline: encoded frame files -> decode -> resize to 256x448 -> seed blur -> NCHW batches
+(at native size: decode -> seed blur at the frame's size -> uint8 frames, tiled by engines.tiled).
 
 One `@pipeline_def` function (`frame_pipeline`) serves both devices: `device="gpu"` decodes with
 `"mixed"` (nvImageCodec/nvJPEG) and runs every operator on the GPU; `device="cpu"` runs the same
@@ -47,6 +48,7 @@ from toolkit.core.frames import (
     FrameReadError,
     check_pixels,
     encode_png,
+    exif_orientation,
     read_frame,
 )
 from toolkit.core.kernels import get_kernel
@@ -71,7 +73,8 @@ def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
     """Bytes DALI can decode exactly as `read_frame` would; FrameReadError when unreadable.
 
     8-bit RGB PNG and RGB JPEG are passed as they are; anything else (gray, palette, alpha,
-    16-bit, other formats) is decoded by `read_frame` and re-encoded as 8-bit RGB PNG.
+    16-bit, other formats, an EXIF orientation other than 1) is decoded by `read_frame` and
+    re-encoded as 8-bit RGB PNG.
     """
     import io
 
@@ -83,12 +86,14 @@ def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
         raise FrameReadError(path, "file not found or not readable") from None
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
-            fmt, mode, size = im.format, im.mode, im.size
+            fmt, mode, size, oriented = im.format, im.mode, im.size, exif_orientation(im) != 1
     except Exception:  # noqa: BLE001 - read_frame below gives the documented reason
-        fmt, mode, size = None, None, (0, 0)
+        fmt, mode, size, oriented = None, None, (0, 0), False
     check_pixels(path, size, max_pixels)  # before DALI decodes anything
     plain_png = fmt == "PNG" and mode == "RGB" and len(data) > 25 and data[24] == 8  # IHDR bit depth
-    if plain_png or (fmt == "JPEG" and mode == "RGB"):
+    # an EXIF-rotated photo goes through read_frame, which applies the orientation (one rule for both
+    # pipelines, whatever DALI's decoder version does with the tag)
+    if not oriented and (plain_png or (fmt == "JPEG" and mode == "RGB")):
         return np.frombuffer(data, dtype=np.uint8)
     return np.frombuffer(encode_png(read_frame(path, max_pixels), compression=1), dtype=np.uint8)
 
@@ -105,10 +110,12 @@ def read_span(frames: Sequence[Frame], start: int, max_pixels: int | None = DEFA
     return span
 
 
-def frame_pipeline(source: Callable, device: str, size: tuple[int, int], blur: str | None, dtype: str):
+def frame_pipeline(source: Callable, device: str, size: tuple[int, int] | None, blur: str | None,
+                   dtype: str):
     """The pipeline graph (decorated by `build_pipeline`): read -> decode -> resize -> blur -> NCHW.
 
     Outputs: images N x 3 x H x W in [0, 1] (`dtype`), original (H, W, C) per frame, frame index.
+    `size` None (native): no resize, the blur at the frame's own size, images H x W x 3 uint8.
     """
     from nvidia.dali import fn, types
 
@@ -118,7 +125,7 @@ def frame_pipeline(source: Callable, device: str, size: tuple[int, int], blur: s
     image = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu",
                               output_type=types.RGB, adjust_orientation=False)
     height, width = shape[0], shape[1]
-    if (height == size[0]) & (width == size[1]):
+    if size is None or (height == size[0]) & (width == size[1]):
         resized = image
     else:
         # Pillow renormalises the filter where it leaves the image; DALI clamps. Resize the image
@@ -133,6 +140,8 @@ def frame_pipeline(source: Callable, device: str, size: tuple[int, int], blur: s
     if blur:
         kernel = get_kernel(blur)
         resized = fn.gaussian_blur(resized, window_size=kernel.size, sigma=kernel.sigma)  # reflect-101
+    if size is None:
+        return resized, shape, index
     images = fn.crop_mirror_normalize(resized, dtype=types.FLOAT16 if dtype == "float16" else types.FLOAT,
                                       output_layout="CHW", mean=0.0, std=255.0)
     return images, shape, index
@@ -148,7 +157,7 @@ def build_pipeline(source: Callable, config: PipelineConfig, device: str, batch_
 
         device_id = torch.cuda.current_device()
     pipe = pipeline_def(frame_pipeline, enable_conditionals=True)(
-        source, device, tuple(config.size), config.blur, config.dtype,
+        source, device, tuple(config.size) if config.size else None, config.blur, config.dtype,
         batch_size=batch_size, num_threads=max(1, config.workers), device_id=device_id,
         prefetch_queue_depth=max(1, prefetch), exec_dynamic=True,
     )
@@ -229,7 +238,11 @@ def _to_batch(span: _Span, outputs, frames: list[Frame], device: str, stream) ->
 
 
 def _to_array(images, device: str, stream) -> Any:
-    """DALI TensorList -> NumPy (CPU) or a torch CUDA tensor owned by the consumer (GPU, no host copy)."""
+    """DALI TensorList -> NumPy (CPU) or a torch CUDA tensor owned by the consumer (GPU, no host copy);
+    native-size uint8 frames -> a list of host H x W x 3 arrays (engines.tiled tiles them there)."""
+    if images.dtype == _dali_uint8():
+        host = images.as_cpu() if device == "gpu" else images
+        return [np.array(host[i]) for i in range(len(host))]
     if device == "cpu":
         return np.array(images.as_tensor())
     import torch
@@ -263,11 +276,21 @@ def _once(encoded: np.ndarray, index: int) -> Callable:
     return lambda: next(batches)
 
 
+def _dali_uint8():
+    from nvidia.dali import types
+
+    return types.UINT8
+
+
 def _empty_batch(span: _Span, config: PipelineConfig) -> FrameBatch:
+    if config.size is None:
+        return FrameBatch([], [], [], list(span.failed))
     return FrameBatch([], np.zeros((0, 3, *config.size), dtype=config.dtype), [], list(span.failed))
 
 
 def _concat(parts: list, config: PipelineConfig, device: str) -> Any:
+    if config.size is None:
+        return [im for part in parts for im in part]
     if device == "gpu":
         import torch
 

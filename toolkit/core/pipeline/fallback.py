@@ -1,4 +1,5 @@
-"""The no-DALI pipeline: a thread pool decodes (Pillow), resizes and blurs (OpenCV reference)."""
+"""The no-DALI pipeline: a thread pool decodes (Pillow), resizes (unless native) and blurs (OpenCV
+reference, at the size the frame is deblurred at)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from toolkit.core.pipeline.batch import FrameBatch, PipelineConfig
 
 
 def load_frame(frame: Frame, config: PipelineConfig) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode -> resize -> blur: HxWx3 uint8 and the frame's size before resizing."""
+    """Decode -> resize (not at native size) -> blur: HxWx3 uint8 and the frame's own size."""
     image = read_frame(frame.path, config.max_pixels)
     size = image.shape[:2]
-    image = resize_frame(image, config.size)
+    if config.size is not None:
+        image = resize_frame(image, config.size)
     if config.blur:
         image = blur(image, get_kernel(config.blur))
     return image, (int(size[0]), int(size[1]))
@@ -54,5 +56,11 @@ def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterato
                     sizes.append(size)
                 fill()
             if done or failed:
-                yield FrameBatch(done, to_nchw(images, config.dtype) if images else
-                                 np.zeros((0, 3, *config.size), dtype=config.dtype), sizes, failed)
+                yield FrameBatch(done, _batch_images(images, config), sizes, failed)
+
+
+def _batch_images(images: list[np.ndarray], config: PipelineConfig):
+    """A batch's images: N x 3 x H x W floats, or at native size the uint8 frames themselves."""
+    if config.size is None:
+        return images
+    return to_nchw(images, config.dtype) if images else np.zeros((0, 3, *config.size), dtype=config.dtype)

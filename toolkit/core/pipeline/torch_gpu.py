@@ -21,7 +21,11 @@ from toolkit.core.torch_blur import blur_tensor
 
 def torch_batches(frames: Sequence[Frame], config: PipelineConfig,
                   device: str | torch.device = "cuda") -> Iterator[FrameBatch]:
-    """Fallback batches (unblurred) moved to `device` and blurred there; images are torch tensors."""
+    """Fallback batches (unblurred) moved to `device` and blurred there; images are torch tensors.
+    At native size the frames stay on the host (they are cut into tiles there): the fallback's."""
+    if config.size is None:
+        yield from fallback_batches(frames, config)
+        return
     dtype = torch.float16 if config.dtype == "float16" else torch.float32
     for fb in fallback_batches(frames, replace(config, blur=None, dtype="float32")):
         x = torch.from_numpy(fb.images).to(device, non_blocking=True)

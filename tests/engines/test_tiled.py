@@ -1,0 +1,174 @@
+"""Native resolution through tiles: equal to one whole-frame pass, no seams, one decision per frame."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.onnxruntime import OrtRunner
+from engines.tiled import Tiling, deblur_frames, frame_evidence
+from engines.torch import TorchRunner
+from toolkit.core.convert import to_nchw, unit_to_uint8
+from toolkit.core.demo import photo_mosaic
+from toolkit.core.kernels import blur
+from toolkit.core.tiles import evidence_tiles
+
+ASSETS = Path(__file__).resolve().parents[2] / "toolkit" / "assets"
+CKPT, ONNX = ASSETS / "dtk-unet.safetensors", ASSETS / "dtk-unet.onnx"
+FRAME = (1080, 1280)  # >= 1080 rows of real photos at their own scale
+
+
+@pytest.fixture(scope="module")
+def torch_runner():
+    torch.set_num_threads(2)
+    with TorchRunner(CKPT) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def blurred_k7():
+    return blur(photo_mosaic(*FRAME), "k7")
+
+
+def whole_frame_pass(runner, image: np.ndarray, tiling: Tiling = Tiling()) -> np.ndarray:
+    """The network over the whole frame at once with the frame's decision (fully convolutional)."""
+    ev, _ = frame_evidence(runner, [image], [tiling.grid(*image.shape[:2])], 8)
+    y = runner.infer(to_nchw([image]), evidence=ev[0][None].astype(np.float32))
+    return unit_to_uint8(y[0]).transpose(1, 2, 0)
+
+
+def test_stitched_equals_one_whole_frame_pass_torch(torch_runner, blurred_k7):
+    whole = whole_frame_pass(torch_runner, blurred_k7)
+    res = deblur_frames(torch_runner, [blurred_k7], batch=4)
+    tiled = res.images[0]
+    assert tiled.shape == blurred_k7.shape
+    assert res.tiles == len(Tiling().grid(*FRAME)) > 1
+    diff = np.abs(tiled.astype(int) - whole.astype(int))
+    assert diff.max() <= 1  # within one grey level everywhere, edges included
+    assert (diff > 0).mean() < 1e-3  # and equal almost everywhere (float rounding at .5 only)
+
+
+def test_stitched_equals_one_whole_frame_pass_onnxruntime(tmp_path: Path, torch_runner, blurred_k7):
+    from training.export import export_onnx
+
+    whole_model = export_onnx(torch_runner.model, tmp_path / "whole.onnx", height=FRAME[0], width=FRAME[1],
+                              check=False)
+    with OrtRunner(whole_model, device="cpu") as whole_runner, \
+            OrtRunner(ONNX, device="cpu") as tile_runner:
+        assert tile_runner.takes_evidence and whole_runner.takes_evidence
+        ev, _ = frame_evidence(tile_runner, [blurred_k7], [Tiling().grid(*FRAME)], 8)
+        y = whole_runner.infer(to_nchw([blurred_k7]), evidence=ev[0][None].astype(np.float32))
+        whole = unit_to_uint8(y[0]).transpose(1, 2, 0)
+        tiled = deblur_frames(tile_runner, [blurred_k7], batch=4).images[0]
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+def _seam_steps(image: np.ndarray, tiling: Tiling) -> tuple[float, float]:
+    """(largest step between neighbouring pixels across a tile cut, largest step elsewhere)."""
+    g = tiling.grid(*image.shape[:2])
+    rows = sorted({t.keep[0] for t in g.tiles} - {0})
+    cols = sorted({t.keep[2] for t in g.tiles} - {0})
+    f = image.astype(np.int32)
+    dy = np.abs(np.diff(f, axis=0)).max(axis=(1, 2))  # dy[i]: between rows i and i+1
+    dx = np.abs(np.diff(f, axis=1)).max(axis=(0, 2))
+    seam = max([dy[r - 1] for r in rows] + [dx[c - 1] for c in cols])
+    inside = max(np.delete(dy, [r - 1 for r in rows]).max(), np.delete(dx, [c - 1 for c in cols]).max())
+    return float(seam), float(inside)
+
+
+def test_no_seam_on_a_flat_frame(torch_runner):
+    flat = np.full((720, 1280, 3), (90, 140, 200), dtype=np.uint8)
+    out = deblur_frames(torch_runner, [flat], batch=4).images[0]
+    seam, inside = _seam_steps(out, Tiling())
+    assert seam <= inside
+    assert np.abs(out.astype(int) - flat.astype(int)).max() <= 1  # a flat frame stays flat
+
+
+def test_no_seam_on_a_real_photo(torch_runner, blurred_k7):
+    tiling = Tiling()
+    tiled = deblur_frames(torch_runner, [blurred_k7], batch=4).images[0]
+    seam, inside = _seam_steps(tiled, tiling)
+    assert seam <= inside
+    # and across every cut the step is the whole-frame pass's step within 2 grey levels
+    whole = whole_frame_pass(torch_runner, blurred_k7).astype(np.int32)
+    g = tiling.grid(*FRAME)
+    t = tiled.astype(np.int32)
+    for r in sorted({tile.keep[0] for tile in g.tiles} - {0}):
+        assert np.abs((t[r] - t[r - 1]) - (whole[r] - whole[r - 1])).max() <= 2
+    for c in sorted({tile.keep[2] for tile in g.tiles} - {0}):
+        assert np.abs((t[:, c] - t[:, c - 1]) - (whole[:, c] - whole[:, c - 1])).max() <= 2
+
+
+class Recording:
+    """Wraps a runner and records the evidence rows each deblurring call gets."""
+
+    def __init__(self, runner):
+        self.runner, self.rows = runner, []
+        self.takes_evidence = runner.takes_evidence
+
+    def evidence(self, batch):
+        return self.runner.evidence(batch)
+
+    def infer(self, batch, evidence=None):
+        self.rows.extend(list(evidence))
+        return self.runner.infer(batch, evidence=evidence)
+
+
+def test_every_tile_of_a_frame_gets_the_frames_one_decision(torch_runner):
+    sharp = photo_mosaic(512, 900)
+    half = sharp.copy()
+    half[:, :450] = blur(sharp, "k11")[:, :450]  # tiles alone would disagree about the blur
+    small = blur(photo_mosaic(256, 448), "k7")  # one tile: decides on itself
+    rec = Recording(torch_runner)
+    res = deblur_frames(rec, [half, small], batch=3)
+    n = len(Tiling().grid(512, 900))
+    assert res.tiles == n + 1 and res.evidence_tiles == len(evidence_tiles(Tiling().grid(512, 900)))
+    first = np.stack(rec.rows[:n])
+    assert (first >= 0).all() and np.ptp(first, axis=0).max() == 0  # one evidence for all its tiles
+    assert (rec.rows[n] < 0).all()  # the one-tile frame: its own
+
+
+class NaNRunner:
+    takes_evidence = False
+
+    def infer(self, batch, evidence=None):
+        out = np.array(batch, dtype=np.float32)
+        out[0, 0, 0, 0] = np.nan
+        return out
+
+
+def test_a_bad_tile_batch_fails_the_frames_it_touched_only():
+    frames = [np.zeros((256, 448, 3), np.uint8), np.zeros((300, 500, 3), np.uint8)]
+    res = deblur_frames(NaNRunner(), frames, batch=1)
+    assert res.images[0] is None and "non-finite" in res.failures[0]
+    assert res.images[1] is None  # every one of its batches holds a NaN too
+    res = deblur_frames(NaNRunner(), frames, batch=8)
+    assert all(im is None for im in res.images)
+
+
+class OnDevice:
+    """The torch runner declared as taking device tensors: the tiler's GPU path, run on the CPU."""
+
+    accepts_device_tensors = True
+
+    def __init__(self, runner):
+        self.runner, self.device, self.takes_evidence = runner, torch.device("cpu"), runner.takes_evidence
+
+    def evidence(self, batch):
+        assert torch.is_tensor(batch)
+        return self.runner.evidence(batch)
+
+    def infer(self, batch, evidence=None):
+        assert torch.is_tensor(batch)
+        return self.runner.infer(batch, evidence=evidence)
+
+
+def test_device_path_equals_the_host_path(torch_runner):
+    frames = [blur(photo_mosaic(300, 700), "k11"), blur(photo_mosaic(256, 448), "k7")]
+    host = deblur_frames(torch_runner, frames, batch=3)
+    device = deblur_frames(OnDevice(torch_runner), frames, batch=3)
+    assert (host.tiles, host.evidence_tiles) == (device.tiles, device.evidence_tiles)
+    for a, b in zip(host.images, device.images, strict=True):
+        assert isinstance(b, np.ndarray) and b.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,194 @@
+"""What every command checks before any work: its numbers (`toolkit.core.bounds`: finite, in range)
+and the paths it will write (`toolkit.core.safepaths`: not an input, not a folder, writable, no
+silent replacement). One function per command; the CLI calls it first, before a model or a frame
+loads, so a mistake costs nothing and prints one line (exit 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from engines.options import MAX_BATCH, check_batch, check_threads
+from engines.tensorrt.sidecar import sidecar_path
+from toolkit.core.bounds import check_choice, check_number, check_tolerance
+from toolkit.core.errors import DtkError
+from toolkit.core.pipeline import PIPELINES
+from toolkit.core.safepaths import check_output_file, check_output_folder
+
+HOUR, DAY = 3600.0, 86400.0
+MAX_SIDE = 8192  # largest frame side (pixels) the export and bench accept
+# torch's TorchScript ONNX exporter (training/export.py, dynamo=False) writes opsets 17..20
+ONNX_OPSETS = (17, 20)
+
+Paths = Iterable[Path | str | None]
+
+
+def reports(named: dict[str, Path | str | None], inputs: Paths = ()) -> None:
+    """Report files (--json, --csv, --plot, --export-times) a command will write: may dtk write them?"""
+    for flag, path in named.items():
+        check_output_file(path, flag, inputs=inputs)
+
+
+def plot_paths(plot: Path | None) -> dict[str, Path | None]:
+    """--plot F.png and the F-examples.png dtk eval writes beside it."""
+    if plot is None:
+        return {}
+    return {"--plot": plot, "--plot (examples strip)": plot.with_name(plot.stem + "-examples" + plot.suffix)}
+
+
+def frame_size(height_flag: str, height: int, width_flag: str, width: int) -> None:
+    for flag, value in ((height_flag, height), (width_flag, width)):
+        check_number(flag, value, min=8, max=MAX_SIDE, multiple_of=8)
+
+
+def check_max_pixels(max_pixels: int) -> None:
+    check_number("--max-pixels", max_pixels, min=1)
+
+
+def data_demo(out_dir: Path, frames: int) -> None:
+    check_number("--frames", frames, min=1, max=10_000)
+    check_output_folder(out_dir, "DIR")
+
+
+def data_photos(out_dir: Path, wallpapers: Path | None) -> None:
+    check_output_folder(out_dir, "DIR", inputs=[wallpapers])
+
+
+def eval_cmd(sharp_dir: Path, *, kernels: list, max_pixels: int, model: str | None, engine: Path | None,
+             predictions: Path | None, json_out: Path | None, csv: Path | None, plot: Path | None) -> None:
+    if not kernels:
+        raise DtkError("--kernels names no kernel: give some of k3,k7,k11")
+    check_max_pixels(max_pixels)
+    model_file = model if model not in (None, "default") else None
+    reports({"--json": json_out, "--csv": csv, **plot_paths(plot)},
+            inputs=[sharp_dir, model_file, engine, predictions])
+
+
+def train_cmd(*, data: Path, out: Path, resume: Path | None, overwrite: bool, width: int | None,
+              tail_convs: int | None, head_width: int | None, kernel_loss_weight: float | None,
+              crop: int | None, batch: int | None, epochs: int | None, steps: int | None, lr: float | None,
+              sharp_prob: float | None, psnr_cap: float, val_fraction: float, seed: int,
+              time_limit: float | None, threads: int | None) -> None:
+    check_threads(threads)
+    if batch is not None:
+        check_batch(batch)
+    check_number("--width", width, min=1, max=512)
+    check_number("--tail-convs", tail_convs, min=0, max=64)
+    check_number("--head-width", head_width, min=1, max=512)
+    check_tolerance("--kernel-loss-weight", kernel_loss_weight)
+    check_number("--crop", crop, min=16, max=256, multiple_of=8,
+                 hint="a square inside the 256x448 frames, through the U-Net's 3 poolings")
+    check_number("--epochs", epochs, min=1, max=1_000_000)
+    check_number("--steps", steps, min=1, max=100_000_000)
+    check_number("--lr", lr, above=0, max=1)
+    check_number("--sharp-prob", sharp_prob, min=0, below=1)
+    check_number("--psnr-cap", psnr_cap, above=0, max=200)
+    check_number("--val-fraction", val_fraction, above=0, below=1)
+    check_number("--seed", seed, min=0)
+    check_number("--time-limit", time_limit, above=0, max=365 * 24 * 60, hint="minutes")
+    check_output_folder(out, "--out", inputs=[data])
+    check_run_folder(out, resume, overwrite)
+
+
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", "config.json", "result.json")
+
+
+def check_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """A training run folder that already holds a run is replaced only with --overwrite (or
+    continued with --resume of a checkpoint in it)."""
+    found = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if not found or overwrite:
+        return
+    if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return
+    raise DtkError(f"{out} already holds a training run ({', '.join(found)}): pass --overwrite to replace "
+                   "it, --resume to continue it, or choose another --out")
+
+
+def export_cmd(*, checkpoint: Path, output: Path, height: int, width: int, opset: int,
+               overwrite: bool) -> None:
+    frame_size("--height", height, "--width", width)
+    check_number("--opset", opset, min=ONNX_OPSETS[0], max=ONNX_OPSETS[1],
+                 hint="the ONNX opsets torch's exporter writes")
+    pair = [Path(checkpoint).with_suffix(".safetensors"), Path(checkpoint).with_suffix(".json")]
+    check_output_file(output, "-o", inputs=[checkpoint, *pair], overwrite=overwrite)
+
+
+def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int, threads: int | None,
+            workers: int, gpus_per_worker: float, pipeline: str, executor: str,
+            json_out: Path | None) -> None:
+    check_choice("--executor", executor, ("local", "ray"))
+    check_choice("--pipeline", pipeline, PIPELINES)
+    check_max_pixels(max_pixels)
+    check_batch(batch)
+    check_threads(threads)
+    check_number("--workers", workers, min=1, max=1024)
+    check_number("--gpus-per-worker", gpus_per_worker, min=0, max=64)
+    reports({"--json": json_out}, inputs=[input_dir, model])
+
+
+def bench_cmd(*, models: list[Path], engine: Path | None, frames: Path | None, width: int | None,
+              height: int, frame_width: int, warmup: float, duration: float | None, iterations: int | None,
+              buffers: int, threads: int | None, e2e_pipeline: str, ceiling: float | None,
+              quality_frames: int, min_psnr: float | None, latency_budget: float | None,
+              cv_threshold: float | None, max_extend: float, json_out: Path | None, csv: Path | None,
+              plot: Path | None, export_times: Path | None) -> None:
+    check_threads(threads)
+    check_number("--width", width, min=1, max=512)
+    frame_size("--height", height, "--frame-width", frame_width)
+    check_number("--warmup", warmup, min=0, max=HOUR, hint="seconds")
+    check_number("--duration", duration, above=0, max=DAY, hint="seconds")
+    check_number("--iterations", iterations, min=1, max=10_000_000)
+    check_number("--buffers", buffers, min=1, max=64)
+    check_choice("--e2e-pipeline", e2e_pipeline, PIPELINES)
+    check_number("--ceiling", ceiling, above=0, hint="GFLOP/s")
+    check_number("--quality-frames", quality_frames, min=1, max=10_000)
+    check_tolerance("--min-psnr", min_psnr)
+    check_number("--latency-budget", latency_budget, above=0, hint="ms")
+    check_number("--cv-threshold", cv_threshold, above=0, max=100, hint="percent")
+    check_number("--max-extend", max_extend, min=0, max=HOUR, hint="seconds")
+    reports({"--json": json_out, "--csv": csv, "--plot": plot, "--export-times": export_times},
+            inputs=[*models, engine, frames])
+
+
+def bench_compare(*, a: Path, b: Path, max_psnr_drop: float | None, json_out: Path | None) -> None:
+    check_tolerance("--max-psnr-drop", max_psnr_drop)
+    reports({"--json": json_out}, inputs=[a, b])
+
+
+def build_engine_cmd(*, onnx_model: Path, output: Path, min_batch: int, opt_batch: int, max_batch: int,
+                     workspace: float, timing_cache: Path | None, overwrite: bool,
+                     json_out: Path | None) -> None:
+    for flag, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
+        check_number(flag, value, min=1, max=MAX_BATCH)
+    if not min_batch <= opt_batch <= max_batch:
+        raise DtkError(f"batches must satisfy --min-batch <= --opt-batch <= --max-batch, got {min_batch}, "
+                       f"{opt_batch}, {max_batch}")
+    check_number("--workspace", workspace, above=0, max=1024, hint="GB")
+    inputs = [onnx_model, timing_cache]
+    check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
+    check_output_file(sidecar_path(output), "-o (its sidecar)", inputs=inputs, overwrite=overwrite)
+    reports({"--json": json_out}, inputs=[*inputs, output])
+
+
+def compare_cmd(*, runners: list[str], frames: Path | None, max_frames: int, batch: int, atol: float | None,
+                rtol: float | None, quantile: float, json_out: Path | None) -> None:
+    check_number("--max-frames", max_frames, min=1, max=10_000)
+    check_batch(batch)
+    check_tolerance("--atol", atol)
+    check_tolerance("--rtol", rtol)
+    check_number("--quantile", quantile, above=0, below=1)
+    models = [r.split(":", 1)[1] for r in runners if ":" in r]
+    reports({"--json": json_out}, inputs=[frames, *models])
+
+
+def quantize_cmd(*, model: Path | None, calib: Path, guard: Path | None, output: Path, overwrite: bool,
+                 calib_frames: int, guard_frames: int, max_drop: float, max_float_layers: int,
+                 json_out: Path | None) -> None:
+    check_number("--calib-frames", calib_frames, min=1, max=100_000)
+    check_number("--guard-frames", guard_frames, min=1, max=100_000)
+    check_tolerance("--max-drop", max_drop)
+    check_number("--max-float-layers", max_float_layers, min=0, max=10_000)
+    inputs = [model, calib, guard]
+    check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
+    reports({"--json": json_out}, inputs=[*inputs, output])

@@ -1,0 +1,142 @@
+"""The one rule for "may dtk write this path?", checked by every command before any work.
+
+A file dtk writes (a report: --json, --csv, --plot, --export-times; an artefact: the -o of export,
+quantize, build-engine) and a folder it writes into (dtk run's OUTPUT, train's run folder, dtk
+data's DIR) pass `check_output_file` / `check_output_folder` first:
+
+- not an input: not one of the command's input files, not inside one of its input folders (a
+  report there would replace a frame, or be read as one next time);
+- not a folder (for a file), not a file (for a folder), not a FIFO, socket or device;
+- its folder is a folder dtk can write (a missing one is created later when its nearest existing
+  ancestor is a writable folder);
+- an existing artefact is replaced only with --overwrite (reports are rewritten by each run, as
+  `> FILE` would: a report path that exists as a regular file is replaced);
+- no symlink under an output folder leads out of it (with --overwrite too): dtk would write
+  through it into someone else's files.
+
+Writes themselves go through `toolkit.core.atomic` (a fresh temporary file, then rename), which
+replaces a symlink at the target instead of writing through it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from toolkit.core.errors import DtkError
+
+STDOUT = "-"
+
+
+def _real(path: Path | str) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _input_clash(target: Path, inputs: Iterable[Path | str | None]) -> str | None:
+    """Why `target` would touch an input (None: it would not). Compares real paths, so a link
+    to an input is caught as the input itself."""
+    candidates = {Path(os.path.abspath(target)), _real(target)}
+    for given in inputs:
+        if given is None or str(given) == STDOUT:
+            continue
+        given = Path(given)
+        real = _real(given)
+        if real.is_dir():
+            for c in candidates:
+                if _inside(c, real):
+                    return f"it is inside the input folder {given}"
+        elif any(c == real or c == Path(os.path.abspath(given)) for c in candidates):
+            return f"it is the input {given}"
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_folder_writable(folder: Path, flag: str, shown: Path) -> None:
+    """DtkError unless `folder` (or, when missing, its nearest existing ancestor) is a folder dtk
+    may create files in."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise DtkError(f"cannot write {flag} {shown}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "folder" if existing == Path(os.path.abspath(folder)) else "nearest existing folder"
+        raise DtkError(f"cannot write {flag} {shown}: the {what} {existing} is not writable "
+                       "(permission denied); choose another path")
+
+
+def check_output_file(path: Path | str | None, flag: str, *, inputs: Iterable[Path | str | None] = (),
+                      overwrite: bool | None = None) -> None:
+    """DtkError unless dtk may write the file `path` (named `flag` in messages); None and '-'
+    (stdout) pass. `overwrite`: None for a report (an existing regular file is replaced), else
+    whether an existing file may be replaced (the command's --overwrite)."""
+    if path is None or str(path) == STDOUT:
+        return
+    path = Path(path)
+    clash = _input_clash(path, inputs)
+    if clash:
+        raise DtkError(f"refusing to write {flag} {path}: {clash}; dtk never writes over its inputs, "
+                       "choose another path")
+    if os.path.lexists(path):
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) or (stat.S_ISLNK(st.st_mode) and path.is_dir()):
+            raise DtkError(f"cannot write {flag} {path}: it is a folder; give a file path")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise DtkError(f"cannot write {flag} {path}: it is not a regular file (a FIFO, socket or "
+                           "device); give a file path")
+        if overwrite is False:
+            raise DtkError(f"{path} already exists: pass --overwrite to replace it, or choose another "
+                           f"{flag}")
+    _check_folder_writable(path.parent, flag, path)
+
+
+def links_out_of(root: Path | str) -> list[Path]:
+    """Symlinks under `root` (not followed) whose target lies outside `root`, or nowhere."""
+    root = Path(root)
+    real_root = _real(root)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p.is_symlink():
+                target = _real(p)
+                if not (_inside(target, real_root) and target.exists()):
+                    found.append(p)
+    return found
+
+
+def check_no_links_out(root: Path | str, flag: str) -> None:
+    """DtkError when a symlink under the output folder `root` leads out of it: dtk would read or
+    write through it (a link to the input folder would have its frames replaced)."""
+    if not Path(root).is_dir():
+        return
+    links = links_out_of(root)
+    if links:
+        first = links[0]
+        raise DtkError(f"{flag} {root} holds {len(links)} symlink(s) leading out of it (first: {first} -> "
+                       f"{os.path.realpath(first)}); dtk never writes through a link, with --overwrite "
+                       "neither: remove the link(s) or choose another folder")
+
+
+def check_output_folder(path: Path | str, flag: str, *, inputs: Iterable[Path | str | None] = ()) -> None:
+    """DtkError unless dtk may write files into the folder `path` (named `flag`): not an input nor
+    inside one, not a file, writable (or creatable), no symlink inside leading out of it."""
+    path = Path(path)
+    clash = _input_clash(path, inputs)
+    if clash:
+        raise DtkError(f"refusing to write into {flag} {path}: {clash}; dtk never writes over its inputs, "
+                       "choose another folder")
+    if os.path.lexists(path) and not path.is_dir():
+        raise DtkError(f"cannot write into {flag} {path}: it exists and is not a folder")
+    _check_folder_writable(path, flag, path)
+    check_no_links_out(path, flag)
