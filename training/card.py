@@ -2,6 +2,11 @@
 
     python -m training.card CKPT --data data/photos --demo /tmp/demo
 prints a markdown table (held-out validation sequences of the checkpoint, and the demo frames).
+
+    python -m training.card CKPT --photoset data/photoset [--also LABEL=CKPT] [--json F]
+scores on the photo set's held-out photos per kernel and per character (crisp / soft): mean PSNR,
+the worst frame's gain over its input and the share of frames made worse than their input by more
+than 0.1 dB (the rule of dtk eval's 'worse' column), beside blurred and the tuned classical baselines.
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import torch
 from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain, wiener
 from toolkit.core.flops import frame_flops
 from toolkit.core.kernels import KERNELS, parse_kernels
-from toolkit.core.metrics import psnr_capped
+from toolkit.core.metrics import capped, psnr_capped, worse_share
 from toolkit.core.modelfiles import read_sidecar
 from toolkit.core.models import count_parameters
 from toolkit.core.models.checkpoint import load_model
 from training.data import load_frames
 from training.fit import validate
-from training.photoset import validation_set
+from training.photoset import TUNE_GRID, validation_frames
 from training.sampler import psnr_uint8, validation_tensors
 from training.train import evaluate_pairs, validation_pairs
 
@@ -80,29 +85,24 @@ def main() -> None:
         "with the tuned classical baselines; more checkpoints with --also LABEL=PATH",
     )
     parser.add_argument("--also", action="append", default=[], help="LABEL=CHECKPOINT to score beside it")
+    parser.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="--photoset: classical baselines at dtk eval's balances (default: tuned on these frames)",
+    )
     args = parser.parse_args()
     if args.photoset:
         ckpts = {"model": args.checkpoint} | dict(a.split("=", 1) for a in args.also)
-        res = photoset_card(ckpts, args.photoset)
-        print(f"{res['windows']} validation windows")
-        for k in ("k7", "k11", "k3", "sharp"):
-            for method, by_k in res["table"].items():
-                if k in by_k:
-                    m = by_k[k]
-                    print(
-                        f"| {k} | {method} | {m['mean']:.2f} | {m['half_a']:.2f} | {m['half_b']:.2f} | "
-                        + " | ".join(f"{v:.2f}" for v in m["per_photo"].values())
-                        + " |"
-                    )
+        res = photoset_card(ckpts, args.photoset, tune=not args.no_tune)
+        print(
+            f"{res['windows']} validation frames of {sum(len(v) for v in res['photos'].values())} held-out "
+            f"photos ({len(res['photos']['crisp'])} crisp, {len(res['photos']['soft'])} soft; "
+            f"{res['frames']['squashed']} squashed to 256x448, {res['frames']['native']} at 1:1)"
+        )
+        print(character_table(res))
+        print("classical balances:", json.dumps(res["baseline_balance"]))
         for k, a in res["rank_agreement"].items():
-            print(
-                k,
-                "Spearman between halves",
-                round(a["spearman"], 3),
-                a["methods"],
-                a["rank_half_a"],
-                a["rank_half_b"],
-            )
+            print(k, "Spearman between halves", round(a["spearman"], 3), a["methods"])
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump(res, fh, indent=1)
@@ -117,18 +117,43 @@ def main() -> None:
             json.dump(raw, fh, indent=2)
 
 
-def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> dict:
-    """Per kernel and per held-out photo: blurred, the tuned classical baselines and each checkpoint.
+GROUPS = ("crisp", "soft", "all")  # the characters of the held-out photos (training.photocatalog)
 
-    Also the rank agreement of all methods between the two halves of the validation photos (the
-    protocol's check that the set ranks methods consistently).
+
+def group_stats(outputs: list[float], inputs: list[float]) -> dict:
+    """Mean, input mean, the worst frame's gain over its input and the share of frames made worse
+    than their input by more than 0.1 dB (`toolkit.core.metrics.worse_share`, as dtk eval)."""
+    import numpy as np
+
+    o, i = np.array([capped(v) for v in outputs]), np.array([capped(v) for v in inputs])
+    gains = o - i
+    return {
+        "frames": len(o),
+        "mean": float(o.mean()),
+        "input": float(i.mean()),
+        "worst_gain": float(gains.min()),
+        "worst_output": float(o.min()),
+        "worse_share": worse_share(zip(outputs, inputs, strict=True)),
+    }
+
+
+def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4, tune: bool = True) -> dict:
+    """Per kernel, per character of the held-out photos (crisp / soft / all) and per method (blurred,
+    the tuned classical baselines, each checkpoint): mean PSNR, the worst frame's gain over its input
+    and the share of frames made worse. The classical baselines are given the true kernel and, with
+    `tune`, their balance is the best of `TUNE_GRID` on these very frames (an oracle the blind model
+    does not have); else dtk eval's defaults. Frames: each held-out photo squashed to 256x448 and at 1:1
+    (`training.photoset.validation_frames`). Also per photo, and the rank agreement of the methods
+    between the two halves of the held-out photos (the protocol's check that the set ranks methods
+    consistently).
     """
     import numpy as np
 
-    windows = validation_set(photos)
-    names = [n for n, _ in windows]
-    tensors = validation_tensors([w for _, w in windows], "cpu")
-    per: dict[str, dict[str, list[float]]] = {}  # method -> kernel -> per-window PSNR
+    frames = validation_frames(photos)
+    names = [f["photo"] for f in frames]
+    tensors = validation_tensors([f["frame"] for f in frames], "cpu")
+    per: dict[str, dict[str, list[float]]] = {}  # method -> kernel -> per-frame PSNR
+    balances: dict[str, dict[str, float]] = {}  # classical method -> kernel -> balance used
 
     def psnrs(a, b):
         return psnr_uint8(a, b).tolist()
@@ -141,26 +166,42 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
             ("flat Wiener", "flat", BALANCE[k]),
             ("prior inverse", "power", PRIOR_BALANCE[k]),
         ):
-            outs = [_apply_gain(b.permute(1, 2, 0).numpy(), KERNELS[k], bal, prior) for b in blurred]
-            out = torch.from_numpy(np.stack(outs).transpose(0, 3, 1, 2).copy())
-            per.setdefault(method, {})[k] = psnrs(out, sharp)
+            scores = {}
+            for b_ in TUNE_GRID if tune else (bal,):
+                outs = [_apply_gain(b.permute(1, 2, 0).numpy(), KERNELS[k], b_, prior) for b in blurred]
+                out = torch.from_numpy(np.stack(outs).transpose(0, 3, 1, 2).copy())
+                scores[b_] = psnrs(out, sharp)
+            best = max(scores, key=lambda b_: float(np.mean(scores[b_])))
+            per.setdefault(method, {})[k] = scores[best]
+            balances.setdefault(method, {})[k] = best
     for label, path in checkpoints.items():
         model = load_model(path)
         res = validate(model, tensors, batch=batch, per_window=True)
         per[label] = {k: v["windows"] for k, v in res.items()}
+    members = {
+        "all": [True] * len(frames),
+        **{c: [f["character"] == c for f in frames] for c in ("crisp", "soft")},
+        **{s: [f["scale"] == s for f in frames] for s in ("squashed", "native")},
+    }
     photos_sorted = sorted(set(names))
     half_a = set(photos_sorted[::2])
     table: dict = {}
     for method, by_k in per.items():
         for k, vals in by_k.items():
             v = np.array(vals)
+            inp = per["blurred"][k]
             mask = np.array([n in half_a for n in names])
-            table.setdefault(method, {})[k] = {
+            row = {
                 "mean": float(v.mean()),
                 "half_a": float(v[mask].mean()),
                 "half_b": float(v[~mask].mean()),
                 "per_photo": {p: float(v[np.array(names) == p].mean()) for p in photos_sorted},
             }
+            for group, keep in members.items():
+                idx = [i for i, m in enumerate(keep) if m]
+                if idx:
+                    row[group] = group_stats([vals[i] for i in idx], [inp[i] for i in idx])
+            table.setdefault(method, {})[k] = row
     agree = {}
     for k in ("k7", "k11"):
         methods = [m for m in table if k in table[m] and m != "blurred"]
@@ -174,7 +215,39 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4) -> d
             "spearman": float(1 - 6 * np.sum((ra - rb) ** 2) / (n * (n * n - 1))) if n > 1 else 1.0,
             "halves": [sorted(half_a), sorted(set(photos_sorted) - half_a)],
         }
-    return {"windows": len(windows), "table": table, "rank_agreement": agree}
+    characters = {f["photo"]: f["character"] for f in frames}
+    return {
+        "windows": len(frames),
+        "photos": {c: sorted(p for p, ch in characters.items() if ch == c) for c in ("crisp", "soft")},
+        "frames": {g: int(sum(m)) for g, m in members.items()},
+        "table": table,
+        "baseline_balance": balances,
+        "rank_agreement": agree,
+    }
+
+
+def character_table(res: dict) -> str:
+    """Markdown: per kernel x method x character, mean dB, the worst frame's gain, share made worse."""
+    rows = [
+        "| kernel | method | photos | frames | input dB | mean dB | worst frame's gain dB "
+        "| worse by > 0.1 dB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k in ("sharp", "k3", "k7", "k11"):
+        for method, by_k in res["table"].items():
+            if k not in by_k:
+                continue
+            for g in GROUPS:
+                m = by_k[k].get(g)
+                if m is None:
+                    continue
+                worst = "-" if method == "blurred" else f"{m['worst_gain']:+.2f}"
+                worse = "-" if method == "blurred" else f"{100 * m['worse_share']:.0f} %"
+                rows.append(
+                    f"| {k} | {method} | {g} | {m['frames']} | {m['input']:.2f} | {m['mean']:.2f} | "
+                    f"{worst} | {worse} |"
+                )
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,16 @@ def test_y_channel_is_bt601_like_basicsr():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         psnr(np.zeros((2, 2, 3)), np.zeros((2, 3, 3)))
+
+
+def test_worse_share_counts_frames_more_than_a_tenth_of_a_db_below_their_input():
+    import math
+
+    from toolkit.core.metrics import WORSE_DB, worse_share
+
+    assert WORSE_DB == 0.1
+    # (output, input): 0.05 below is not worse, 1 dB below is; identical frames (inf) count 100 dB
+    pairs = [(30.0, 30.05), (40.0, 41.0), (math.inf, math.inf), (99.0, math.inf)]
+    assert worse_share(pairs) == 0.5
+    assert worse_share(pairs, margin=0.0) == 0.75
+    assert math.isnan(worse_share([]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from PIL import Image
 
 from toolkit.core.metrics import psnr_capped
+from training.data import grid_windows
 from training.photoset import VAL_PHOTOS, is_colour, load_sources, scale_to_short, val_windows
 from training.sampler import PhotoSampler, psnr_uint8, quantize, render_dead_leaves, validation_tensors
 
@@ -44,12 +47,59 @@ def test_is_colour():
     assert is_colour(colour)
 
 
-def test_val_windows_squash_the_whole_photo_then_cut_scales():
+def test_val_windows_squash_the_whole_photo_then_take_native_windows():
+    from training.photoset import NATIVE_WINDOWS
+
     img = np.random.default_rng(0).integers(0, 256, (1080, 1728, 3), dtype=np.uint8)
     wins = val_windows(img)
     assert all(w.shape == (256, 448, 3) for w in wins)
-    assert len(wins) == 35  # 1 whole + 4 + 4 + 4 + 4 + 9 + 9 windows at 300..720 short sides
+    assert len(wins) == 1 + NATIVE_WINDOWS == 4  # the whole photo squashed, then 3 windows at 1:1
+    grid = [w.tobytes() for w in grid_windows(img)]
+    assert all(w.tobytes() in grid for w in wins[1:])
     assert scale_to_short(img, 2000) is img  # never upscales
+
+
+def _records(n_crisp=60, n_soft=25, sources=("a", "b", "c", "d", "e", "f", "g", "h")):
+    recs = [
+        {"name": f"{c}{i}", "character": c, "colour": True, "source": sources[i % len(sources)]}
+        for c, n in (("crisp", n_crisp), ("soft", n_soft))
+        for i in range(n)
+    ]
+    recs += [{"name": "gray1", "character": "soft", "colour": False, "source": "a"}]
+    recs += [
+        {"name": "plasma_Grey", "character": "crisp", "colour": True, "source": "a"}
+    ]  # round 2 trained on it
+    recs += [{"name": "plasma_Kite", "character": "crisp", "colour": True, "source": "plasma"}]  # round-2 val
+    return recs
+
+
+def test_validation_split_is_stratified_deterministic_and_fair():
+    import random
+
+    from training.photoset import VAL_COUNTS, VAL_PER_SOURCE, validation_split
+
+    recs = _records()
+    val = validation_split(recs)
+    by = {r["name"]: r for r in recs}
+    assert len(val) >= 30 and sum(by[n]["character"] == "soft" for n in val) >= 10
+    assert sum(by[n]["character"] == "soft" for n in val) == VAL_COUNTS["soft"]
+    assert sum(by[n]["character"] == "crisp" for n in val) == VAL_COUNTS["crisp"]
+    assert "plasma_Kite" in val  # the round-2 validation photos stay held out
+    assert "plasma_Grey" not in val and "gray1" not in val  # never what round 2 trained on, never gray
+    assert max(Counter(by[n]["source"] for n in val).values()) <= VAL_PER_SOURCE
+    shuffled = recs[:]
+    random.Random(3).shuffle(shuffled)
+    assert validation_split(shuffled) == val  # order-independent
+
+
+def test_the_built_split_has_enough_soft_photos_when_the_set_is_here():
+    root = Path(__file__).resolve().parents[2] / "data" / "photoset"
+    if not (root / "sources.json").is_file():
+        pytest.skip(f"no photo set at {root} (dtk data photos {root})")
+    recs = json.loads((root / "sources.json").read_text())
+    val = [r for r in recs if r["split"] == "val"]
+    assert len(val) >= 30 and sum(r["character"] == "soft" for r in val) >= 10
+    assert sum(r["bytes"] for r in recs) <= 40 * 2**20
 
 
 def test_load_sources_by_split(photos):

@@ -39,7 +39,8 @@ from toolkit.core.modelfiles import default_model_path, resolve_model
 from toolkit.core.progress import make_progress, resume_aware, tile_counter
 from toolkit.core.tiles import DEFAULT_OVERLAP
 from training.data import write_training_photos
-from training.photoset import write_sources
+from training.photoset import MAX_SHORT_SIDE, photoset_summary, write_sources
+from training.photosources import DEFAULT_CACHE as DEFAULT_PHOTO_CACHE
 
 
 def _flags_without_type_label() -> None:
@@ -199,7 +200,8 @@ def eval_cmd(
     Every sharp frame is resized to 256x448 (--native: kept at its own size) and blurred with each
     seed kernel; the model (or the predictions) and each baseline restore it. Means count an
     identical frame (PSNR inf) as 100 dB; 'identical' counts them; 'gain' is the mean dB over
-    blurred; 'worse' the share of frames the method made worse than the blurred input.
+    blurred; 'worse' the share of frames the method made worse than the blurred input by more
+    than 0.1 dB.
     """
 
     ks = parse_kernels(kernels)
@@ -265,8 +267,16 @@ def eval_cmd(
 @handle_errors
 def data_photos(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the photo set (or frame tree) in.")],
+    cache: Annotated[Path, typer.Option(
+        help="Where the packages the photos come from are downloaded and unpacked (apt-get download + "
+             "dpkg -x; pip download --no-deps).")] = DEFAULT_PHOTO_CACHE,
+    fetch: Annotated[bool, typer.Option(
+        help="Download the packages missing from --cache (--no-fetch: use only what is there).")] = True,
+    max_short_side: Annotated[int, typer.Option(
+        min=256, help="Short side of the photos dtk re-encodes (JPEG q95 4:4:4); lossy originals up to "
+                      "1080 are kept as they are. The default keeps the set under 40 MiB.")] = MAX_SHORT_SIDE,
     wallpapers: Annotated[Path | None, typer.Option(
-        help="usr/share/wallpapers of Debian's plasma-workspace-wallpapers (only its real photos; "
+        help="With --frames: usr/share/wallpapers of Debian's plasma-workspace-wallpapers (its real photos; "
              "`apt-get download plasma-workspace-wallpapers && dpkg -x *.deb DIR`).")] = None,
     frames: Annotated[bool, typer.Option(
         "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
@@ -274,8 +284,10 @@ def data_photos(
 ) -> None:
     """Write the photos dtk may train and validate on (never the demo photos).
 
-    Default: the photo set of `python -m training.fit` and the device check: DIR/<photo>.jpg (short
-    side <= 1080) and DIR/sources.json (licence, colour, split: held-out colour photos are 'val').
+    Default: the photo set of `python -m training.fit` and the device check, assembled from the
+    Debian and PyPI packages of training/photocatalog.py (fetched into --cache; only this command
+    downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
+    version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
     preflight.data_photos(out_dir, wallpapers)
     if frames:
@@ -285,12 +297,9 @@ def data_photos(
         console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
         return
 
-    records = write_sources(out_dir, wallpapers)
-    for r in records:
-        console.print(escape(f"{r['name']}: {r['size'][0]}x{r['size'][1]} {r['split']}"
-                             f"{'' if r['colour'] else ' (gray)'}  ({r['licence']})"))
-    val = sum(r["split"] == "val" for r in records)
-    console.print(f"{len(records)} photos in {out_dir} ({val} held out for validation)")
+    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side,
+                        log=lambda m: err_console.print(escape(m), highlight=False))
+    console.print(escape(photoset_summary(res)))
 
 
 @app.command("train")

@@ -34,7 +34,7 @@ from toolkit.core.frames import (
     resize_frame,
 )
 from toolkit.core.kernels import BlurKernel, blur
-from toolkit.core.metrics import PSNR_CAP, capped, json_number, psnr, ssim
+from toolkit.core.metrics import PSNR_CAP, capped, json_number, psnr, ssim, worse_share
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 # A method restores one frame's blurred copies: (frame, [blurred RGB uint8 HxWx3 per kernel],
@@ -148,7 +148,7 @@ def _summarise(kernel: str, method: str, rows: list[FrameScore],
                  if (r.rel, r.kernel) in base]
         if pairs:
             summary.gain_db = statistics.fmean(p - b for p, b in pairs)
-            summary.worse_share = sum(p < b for p, b in pairs) / len(pairs)
+            summary.worse_share = worse_share(pairs)
     return summary
 
 

@@ -84,6 +84,18 @@ def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
     return capped(psnr(a, b))
 
 
+WORSE_DB = 0.1  # a method made a frame worse when its PSNR is below the input's by more than this
+
+
+def worse_share(pairs, margin: float = WORSE_DB) -> float:
+    """Share of (output dB, input dB) pairs whose output is more than `margin` dB below its input,
+    both capped (`capped`); dtk eval's 'worse' column and the model card use this one rule."""
+    pairs = [(capped(o), capped(i)) for o, i in pairs]
+    if not pairs:
+        return math.nan
+    return sum(o < i - margin for o, i in pairs) / len(pairs)
+
+
 def json_number(value: float) -> float | None:
     """A float for JSON: inf/nan become null (JSON has no infinity)."""
     return None if value is None or not math.isfinite(value) else float(value)
