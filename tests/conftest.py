@@ -61,3 +61,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     save_checkpoint(root / "m.safetensors", model)
     export_onnx(model, root / "m.onnx", check=False)
     return root
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if a runner is opened: a refusal must come before the model loads."""
+    from engines.spec import RunnerSpec
+
+    def boom(*_a, **_k):
+        raise AssertionError("the model was loaded before the check")
+
+    monkeypatch.setattr(RunnerSpec, "open", boom)

@@ -196,11 +196,12 @@ def allowed_photo_sources(wallpapers: Path | str | None = None) -> list[tuple[st
         for name in WALLPAPER_PHOTOS:
             images = sorted((root / name / "contents" / "images").glob("*.*"), key=lambda p: p.stat().st_size)
             if images:
-                out.append((f"plasma_{name}", images[-1], _wallpaper_licence(root / name)))
+                out.append((f"plasma_{name}", images[-1], wallpaper_licence(root / name)))
     return out
 
 
-def _wallpaper_licence(folder: Path) -> str:
+def wallpaper_licence(folder: Path) -> str:
+    """A plasma wallpaper's licence and authors from its metadata.json (the package's, if absent)."""
     import json
 
     meta = folder / "metadata.json"

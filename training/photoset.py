@@ -47,7 +47,7 @@ from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import KERNELS, blur
 from toolkit.core.metrics import psnr_capped
 from training import photocatalog as cat
-from training.data import grid_windows
+from training.data import grid_windows, wallpaper_licence
 from training.photosources import (
     DEFAULT_CACHE,
     PackageCache,
@@ -238,7 +238,7 @@ def candidates(cache: PackageCache, log: Callable[[str], None] = lambda _m: None
                 if not images:
                     continue
                 orig = str(images[-1].relative_to(tree))
-                licence = licence or _plasma_licence(base / rel)
+                licence = licence or wallpaper_licence(base / rel)
                 load = _file_loader(images[-1])
             elif src.reader == "edj":
                 load = _edj_loader(base / rel)
@@ -269,16 +269,6 @@ def candidates(cache: PackageCache, log: Callable[[str], None] = lambda _m: None
     if dup:
         raise DtkError(f"photo names used twice in the catalogue: {', '.join(dup)}")
     return out
-
-
-def _plasma_licence(folder: Path) -> str:
-    meta = folder / "metadata.json"
-    try:
-        plugin = json.loads(meta.read_text())["KPlugin"]
-        author = ", ".join(a.get("Name", "") for a in plugin.get("Authors", []))
-        return f"{plugin.get('License', '?')} ({author}; metadata.json)"
-    except (OSError, ValueError, KeyError):
-        return "KDE plasma-workspace-wallpapers (see the package's copyright file)"
 
 
 def _lossy_kind(raw: bytes) -> str | None:

@@ -27,17 +27,6 @@ def assert_user_error(result, *fragments):
     return out
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    """Fail the test if a runner is opened: every check must come before the model loads."""
-    from engines.spec import RunnerSpec
-
-    def boom(*_a, **_k):
-        raise AssertionError("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(RunnerSpec, "open", boom)
-
-
 def test_run_unknown_precision_refused_before_load(demo_dir, tmp_path, no_model_load):
     res = invoke("run", demo_dir, "-o", tmp_path / "out", "--precision", "fp8")
     assert_user_error(res, "fp8", "fp32", "bf16")

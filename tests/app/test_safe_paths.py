@@ -40,17 +40,6 @@ def refused(res, out, *fragments, code=2):
 
 
 @pytest.fixture
-def no_model_load(monkeypatch):
-    """Fail the test if a runner is opened: the refusal must come before the model loads."""
-    from engines.spec import RunnerSpec
-
-    def boom(*_a, **_k):
-        raise AssertionError("the model was loaded before the check")
-
-    monkeypatch.setattr(RunnerSpec, "open", boom)
-
-
-@pytest.fixture
 def small(demo_dir, tmp_path) -> Path:
     """2 sequences x 1 real 256x448 frame, a tree the test may change."""
     root = tmp_path / "in"
