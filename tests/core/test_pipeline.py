@@ -92,6 +92,25 @@ def test_dali_converts_gray_alpha_16bit_like_read_frame(tmp_path, astronaut):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kernel", [None, "k7"])
+def test_native_size_frames_are_blurred_at_their_own_size(mixed_dir, kind, kernel):
+    """size=None: uint8 frames of every size, never resized, blurred like the reference (1 LSB)."""
+    frames = discover_frames(mixed_dir)
+    config = PipelineConfig(batch_size=2, blur=kernel, size=None)
+    batches = list(open_pipeline(frames, config, kind=kind))
+    assert all(b.native for b in batches) and [len(b) for b in batches] == [2, 2, 1]
+    got = {str(f.rel): im for b in batches for f, im in zip(b.frames, b.images, strict=True)}
+    assert list(got) == [str(f.rel) for f in frames]
+    for f in frames:
+        sharp = read_frame(f.path)
+        ref = sharp if kernel is None else blur(sharp, kernel)
+        im = got[str(f.rel)]
+        assert im.dtype == np.uint8 and im.shape == sharp.shape
+        assert np.abs(im.astype(int) - ref.astype(int)).max() <= 1, f.rel
+    assert [s for b in batches for s in b.sizes] == [read_frame(f.path).shape[:2] for f in frames]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_order_names_and_partial_last_batch(demo_dir, kind):
     frames = discover_frames(demo_dir)  # 10 frames in 5 sequences
     batches = list(open_pipeline(frames, PipelineConfig(batch_size=4, prefetch=2), kind=kind))
