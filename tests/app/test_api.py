@@ -57,7 +57,8 @@ def test_three_line_example_equals_dtk_run_on_the_demo_frames(demo_dir, tmp_path
         assert got.dtype == np.uint8 and np.array_equal(got, want)
     assert isinstance(summary, RunSummary) and summary.written == 10 and not summary.failed
     for f in frames:  # the folder run writes the very same files as the CLI
-        assert output_path_for(f, tmp_path / "api").read_bytes() == output_path_for(f, tmp_path / "cli").read_bytes()
+        api_png, cli_png = (output_path_for(f, tmp_path / d) for d in ("api", "cli"))
+        assert api_png.read_bytes() == cli_png.read_bytes()
     assert len(count_loads) == 2  # the CLI's load, then the Deblurrer's one for both calls
 
 
@@ -76,7 +77,8 @@ def test_a_1280x720_frame_equals_dtk_run_at_native_size(tmp_path):
 
 def test_import_toolkit_and_its_deblurrer_import_no_torch():
     code = ("import sys, toolkit; toolkit.Deblurrer; from toolkit import Deblurrer; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'engines.spec') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'engines.spec') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -69,8 +69,9 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                       threads=spec.threads, workers=workers, gpus_per_worker=gpus_per_worker,
                       pipeline=pipeline, executor=executor, json_out=None)
     check_mode(resize, keep_size, tile_overlap)
-    job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
-               overwrite=overwrite, strict=strict, max_pixels=max_pixels)
+    job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
+                               tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                               max_pixels=max_pixels)
     if executor == "ray":
         return run_frames_ray(input_dir, output_dir, spec, workers=workers, gpus_per_worker=gpus_per_worker,
                               ray_address=ray_address, **job)
