@@ -19,6 +19,7 @@ from toolkit.app.run import RunSummary, output_path_for
 from toolkit.core.demo import photo_mosaic
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames, read_frame, write_png_atomic
+from toolkit.core.kernels import blur
 
 
 def dtk_run(input_dir, out, *extra):
@@ -45,13 +46,13 @@ def count_loads(monkeypatch):
 
 @pytest.mark.slow
 def test_three_line_example_equals_dtk_run_on_the_demo_frames(demo_dir, tmp_path, count_loads):
-    frames, pngs = dtk_run(demo_dir, tmp_path / "cli")
-    images = [read_frame(f.path) for f in frames]  # what dtk run reads
+    frames, pngs = dtk_run(demo_dir, tmp_path / "cli", "--blur", "k7")
+    images = [blur(read_frame(f.path), "k7") for f in frames]  # what dtk run --blur k7 deblurs
     from toolkit import Deblurrer
 
     with Deblurrer("default", backend="auto") as deblur:
         sharp = deblur(images)
-        summary = deblur.run(demo_dir, tmp_path / "api")
+        summary = deblur.run(demo_dir, tmp_path / "api", blur="k7")
     assert len(sharp) == len(pngs) == 10
     for got, want in zip(sharp, pngs, strict=True):
         assert got.dtype == np.uint8 and np.array_equal(got, want)
@@ -183,3 +184,16 @@ def test_run_refuses_an_output_inside_the_input_like_the_cli(demo_dir, no_model_
 def test_docstring_examples_run():
     result = doctest.testmod(api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 2 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_the_example_script_writes_a_before_after_strip(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "deblur_photos.py"
+    write_png_atomic(tmp_path / "a.png", photo_mosaic(120, 200))
+    out = tmp_path / "strip.png"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "a.png"), "--blur", "k3", "-o", str(out),
+                    "--height", "60"], check=True, capture_output=True)
+    with Image.open(out) as im:
+        assert im.size == (2 * 100 + 8, 60)  # before | gap | after, scaled to 60 rows
