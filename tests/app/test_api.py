@@ -197,3 +197,38 @@ def test_the_example_script_writes_a_before_after_strip(tmp_path):
                     "--height", "60"], check=True, capture_output=True)
     with Image.open(out) as im:
         assert im.size == (2 * 100 + 8, 60)  # before | gap | after, scaled to 60 rows
+
+
+class OnDevice:
+    """The shipped runner dressed as one that takes device tensors (as the CUDA runners do), on
+    the CPU: drives the tensor path (convert, pad, tile, stitch in torch) without a GPU."""
+
+    accepts_device_tensors = True
+
+    def __init__(self, inner, torch):
+        self.inner, self.torch, self.device = inner, torch, torch.device("cpu")
+        self.takes_evidence, self.seen = inner.takes_evidence, []
+
+    def infer(self, x, **kwargs):
+        self.seen.append(type(x).__name__)
+        return self.torch.from_numpy(self.inner.infer(x.numpy(), **kwargs))
+
+    def evidence(self, x):
+        return self.inner.evidence(x.numpy())
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("size", [(40, 56), (300, 500)])  # padded past its own size; several tiles
+def test_a_tensor_through_a_device_runner_stays_tensors_and_equals_the_host_path(size):
+    torch = pytest.importorskip("torch")
+    photo = photo_mosaic(*size)
+    x = torch.from_numpy(np.stack([photo, photo[::-1].copy()])).permute(0, 3, 1, 2).float() / 255
+    with api.Deblurrer() as deblur:
+        want = deblur(x)  # the host path: the ORT runner takes NumPy
+        device_runner = OnDevice(deblur.open(), torch)
+        deblur._runner = device_runner
+        got = deblur(x)
+    assert set(device_runner.seen) == {"Tensor"}  # tiles were cut on the "device", never NumPy
+    assert got.dtype == x.dtype and got.shape == x.shape and torch.equal(got, want)

@@ -164,7 +164,7 @@ class Deblurrer:
         - a torch N x 3 x H x W float tensor on the 0..1 scale -> the same shape, dtype and device
           (quantized to uint8 on the way in, as a PNG would be, by core.convert's rule).
         """
-        if type(frames).__module__.split(".")[0] == "torch":
+        if _is_tensor(frames):
             return self._call_torch(frames)
         if isinstance(frames, np.ndarray):
             _check_uint8(frames, "frames")
@@ -188,18 +188,20 @@ class Deblurrer:
         raise FramesError(f"cannot deblur a {type(frames).__name__}: pass an H x W x 3 or N x H x W x 3 "
                           "uint8 NumPy array, a list of them, or a torch N x 3 x H x W float tensor (0..1)")
 
-    def deblur_images(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def deblur_images(self, images: Sequence[Any], *, on_device: bool = False) -> list[Any]:
         """H x W x 3 uint8 frames (any sizes) -> their deblurred H x W x 3 uint8 frames, `batch`
         frames per step as `dtk run` batches them (engines.tiled.deblur_frames, as
-        toolkit.app.run.deblur_batch calls it)."""
+        toolkit.app.run.deblur_batch calls it). With a runner that takes device tensors, frames
+        may be uint8 tensors on its GPU, and `on_device` returns tensors there."""
         from engines.tiled import deblur_frames
 
-        out: list[np.ndarray] = []
+        out: list[Any] = []
         with self._lock:
             runner = self.open()
             for start in range(0, len(images), self.batch):
-                chunk = [np.ascontiguousarray(im) for im in images[start:start + self.batch]]
-                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch)
+                chunk = [im if _is_tensor(im) else np.ascontiguousarray(im)
+                         for im in images[start:start + self.batch]]
+                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch, on_device=on_device)
                 for k, (im, why) in enumerate(zip(res.images, res.failures, strict=True)):
                     if im is None:
                         raise ModelOutputError(f"frame {start + k}: {why}")
@@ -207,17 +209,25 @@ class Deblurrer:
         return out
 
     def _call_torch(self, x: Any) -> Any:
+        """N x 3 x H x W float (0..1) -> the same. With a runner that takes device tensors (CUDA)
+        the frames are converted, padded, deblurred and stitched on its GPU (no host copy);
+        otherwise through the host, and the result is moved back to `x`'s device."""
         import torch  # the caller passed a tensor: torch is loaded already
 
-        from toolkit.core.convert import nchw_to_nhwc_uint8
+        from toolkit.core.convert import nchw_to_nhwc_uint8, unit_to_uint8_tensor
 
         if x.ndim != 4 or x.shape[1] != 3 or not torch.is_floating_point(x):
             raise FramesError(f"a torch tensor must be N x 3 x H x W float on the 0..1 scale, got "
                               f"{tuple(x.shape)} {x.dtype}")
-        images = self.deblur_images(list(nchw_to_nhwc_uint8(x)))
-        if not images:
+        if len(x) == 0:
             return x.clone()
-        out = torch.from_numpy(np.stack(images)).to(x.device).permute(0, 3, 1, 2)
+        with self._lock:
+            if self.open().accepts_device_tensors:
+                frames = unit_to_uint8_tensor(x).permute(0, 2, 3, 1)  # N x H x W x 3 uint8, on x's device
+                out = torch.stack(self.deblur_images(list(frames), on_device=True))
+            else:
+                out = torch.from_numpy(np.stack(self.deblur_images(list(nchw_to_nhwc_uint8(x)))))
+        out = out.to(x.device).permute(0, 3, 1, 2)
         return out.float().div_(255.0).to(x.dtype).contiguous()
 
     # -- a folder: dtk run --------------------------------------------------------------------
@@ -236,6 +246,10 @@ class Deblurrer:
                               strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
                               workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                               progress=progress, runner=self.open)
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
 
 
 def _check_uint8(frames: np.ndarray, name: str) -> None:
