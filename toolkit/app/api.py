@@ -104,7 +104,7 @@ class Deblurrer:
     def __init__(self, model: str | Path = "default", backend: str = "auto", *, batch: int = 8,
                  tile_overlap: int = DEFAULT_OVERLAP, precision: str = "fp32", threads: int | None = None,
                  compile: bool = False, channels_last: bool = False,  # noqa: A002 - the CLI's name
-                 cuda_graphs: bool | None = None, device: str | None = None) -> None:
+                 cuda_graphs: bool | None = None) -> None:
         from engines.options import check_batch  # engines.spec imports torch: on construction
         from engines.spec import RunnerSpec
         from engines.tiled import Tiling
@@ -115,8 +115,7 @@ class Deblurrer:
         self.batch = batch
         self.spec: RunnerSpec = RunnerSpec.choose(
             backend, None if str(model) == "default" else model, precision=precision, compile=compile,
-            channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads, device=device,
-            size=FRAME_SIZE)
+            channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads, size=FRAME_SIZE)
         self._runner: Runner | None = None
         self._lock = threading.RLock()
 
