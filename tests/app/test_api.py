@@ -232,3 +232,25 @@ def test_a_tensor_through_a_device_runner_stays_tensors_and_equals_the_host_path
         got = deblur(x)
     assert set(device_runner.seen) == {"Tensor"}  # tiles were cut on the "device", never NumPy
     assert got.dtype == x.dtype and got.shape == x.shape and torch.equal(got, want)
+
+
+@pytest.mark.slow
+def test_evaluate_returns_the_result_dtk_eval_renders(demo_dir, tmp_path):
+    import json
+
+    report = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(demo_dir), "--model", "default", "--kernels", "k7",
+                                      "--baselines", "wiener", "--no-ssim", "--native", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    with api.Deblurrer() as deblur:
+        evaluated = deblur.evaluate(demo_dir, kernels="k7", baselines="wiener", ssim=False, native=True)
+    cli = json.loads(report.read_text())
+    assert cli.pop("model")["backend"] == deblur.spec.backend  # the one entry the command adds
+    assert json.loads(json.dumps(evaluated.to_json())) == cli
+
+
+def test_bad_evaluate_options_raise_before_any_load(demo_dir, no_model_load):
+    with pytest.raises(DtkError, match="unknown blur kernel"):
+        api.Deblurrer().evaluate(demo_dir, kernels="k5")
+    with pytest.raises(DtkError, match="baseline"):
+        api.Deblurrer().evaluate(demo_dir, baselines="median")

@@ -32,6 +32,7 @@ from toolkit.core.tiles import DEFAULT_OVERLAP
 if TYPE_CHECKING:  # the engines import torch: at run time they are imported on first use
     from engines.base import Runner
     from engines.spec import RunnerSpec
+    from toolkit.app.evaluate import EvalResult
     from toolkit.app.run import RunSummary
 
 __all__ = ["Deblurrer", "FramesError", "ModelOutputError", "run_folder"]
@@ -245,6 +246,30 @@ class Deblurrer:
                               strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
                               workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                               progress=progress, runner=self.open)
+
+
+    # -- quality: dtk eval -------------------------------------------------------------------
+
+    def evaluate(self, sharp_dir: Path | str, *, kernels: str = "k3,k7,k11", baselines: str = "prior,wiener",
+                 native: bool = False, strict: bool = False, ssim: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 progress: Callable[[int, int], None] | None = None) -> EvalResult:
+        """`dtk eval SHARP_DIR --model <this model>`: every sharp frame blurred with each kernel,
+        restored by this model (`native`: at its own size, in tiles, as `dtk run`) and the
+        `baselines`, scored against the sharp frame; returns the `EvalResult` the command renders
+        (`.to_json()` is its `--json`, less the "model" entry the command adds)."""
+        from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
+        from toolkit.core.kernels import parse_kernels
+
+        ks = parse_kernels(kernels)
+        preflight.eval_cmd(Path(sharp_dir), kernels=ks, max_pixels=max_pixels, model=str(self.spec.model),
+                           engine=None, predictions=None, json_out=None, csv=None, plot=None)
+        others = ev.baseline_methods(baselines)  # a typo fails before the model loads
+        with self._lock:
+            methods = {"model": ev.runner_method(self.open(), self.tiling if native else None, self.batch),
+                       **others}
+            return ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=ssim, progress=progress,
+                                    max_pixels=max_pixels, native=native)
 
 
 def _is_tensor(x: Any) -> bool:
