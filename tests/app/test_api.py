@@ -165,6 +165,25 @@ def test_bad_options_raise_the_clis_message_before_any_load(demo_dir, tmp_path, 
     assert " ".join(str(caught.value).split()) in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("options", [{"batch": "8"}, {"batch": 2.5}, {"threads": True},
+                                     {"tile_overlap": 64.0}])
+def test_options_of_the_wrong_type_raise_a_dtk_error(no_model_load, options):
+    with pytest.raises(DtkError, match="must be a whole number"):
+        api.Deblurrer(**options)
+
+
+def test_calls_from_several_threads_are_serialized_and_agree():
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [photo_mosaic(48 + 8 * i, 64) for i in range(6)]
+    with api.Deblurrer(batch=2) as deblur:
+        serial = deblur(frames)
+        with ThreadPoolExecutor(3) as pool:
+            parallel = list(pool.map(deblur, [[f] for f in frames]))
+    for got, want in zip(parallel, serial, strict=True):
+        assert np.array_equal(got[0], want)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"blur": "k5"}, "unknown blur kernel"),
     ({"keep_size": True}, "--keep-size keeps"),
@@ -239,8 +258,9 @@ def test_evaluate_returns_the_result_dtk_eval_renders(demo_dir, tmp_path):
     import json
 
     report = tmp_path / "eval.json"
-    result = CliRunner().invoke(app, ["eval", str(demo_dir), "--model", "default", "--kernels", "k7",
-                                      "--baselines", "wiener", "--no-ssim", "--native", "--json", str(report)])
+    args = ["eval", str(demo_dir), "--model", "default", "--kernels", "k7", "--baselines", "wiener",
+            "--no-ssim", "--native", "--json", str(report)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     with api.Deblurrer() as deblur:
         evaluated = deblur.evaluate(demo_dir, kernels="k7", baselines="wiener", ssim=False, native=True)

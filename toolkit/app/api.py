@@ -111,6 +111,9 @@ class Deblurrer:
         from engines.tiled import Tiling
         from toolkit import FRAME_SIZE
 
+        for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise DtkError(f"{flag} must be a whole number, got {value!r}")
         check_batch(batch)
         self.tiling = Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check and message
         self.batch = batch
