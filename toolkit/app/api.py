@@ -242,7 +242,18 @@ class Deblurrer:
             progress: Callable[[int, int], None] | None = None) -> RunSummary:
         """`dtk run INPUT_DIR -o OUTPUT_DIR` with this model and options (same checks, resume and
         manifest), reusing the loaded runner (Ray workers load their own); returns the
-        `RunSummary` (`.to_json()` is what `dtk run --json` prints)."""
+        `RunSummary` (`.to_json()` is what `dtk run --json` prints).
+
+        >>> import tempfile
+        >>> from toolkit.core.demo import write_demo
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = write_demo(root / "frames", 1, photos=("astronaut", "coffee"))
+        >>> with Deblurrer() as deblur:
+        ...     summary = deblur.run(root / "frames", root / "out", blur="k7")
+        >>> summary.written, sorted(p.name for p in (root / "out").rglob("*.png"))
+        (2, ['00000000.png', '00000000.png'])
+        >>> import shutil; shutil.rmtree(root)
+        """
         with self._lock:
             return run_folder(input_dir, output_dir, self.spec, batch=self.batch, blur=blur, resize=resize,
                               tile_overlap=self.tiling.overlap, keep_size=keep_size, overwrite=overwrite,
@@ -260,7 +271,18 @@ class Deblurrer:
         """`dtk eval SHARP_DIR --model <this model>`: every sharp frame blurred with each kernel,
         restored by this model (`native`: at its own size, in tiles, as `dtk run`) and the
         `baselines`, scored against the sharp frame; returns the `EvalResult` the command renders
-        (`.to_json()` is its `--json`, less the "model" entry the command adds)."""
+        (`.to_json()` is its `--json`, less the "model" entry the command adds).
+
+        >>> import tempfile
+        >>> from toolkit.core.demo import write_demo
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = write_demo(root, 1, photos=("astronaut",))
+        >>> with Deblurrer() as deblur:
+        ...     result = deblur.evaluate(root, kernels="k7", baselines="none", ssim=False)
+        >>> [(s.kernel, s.method) for s in result.summaries()]
+        [('k7', 'blurred'), ('k7', 'model')]
+        >>> import shutil; shutil.rmtree(root)
+        """
         from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
         from toolkit.core.kernels import parse_kernels
 
