@@ -86,6 +86,10 @@ class _HostOps:
     def upload(self, frame: np.ndarray) -> np.ndarray:
         return frame
 
+    def pad_upload(self, frame: Any, padded: tuple[int, int]) -> Any:
+        """A frame (H x W x 3 uint8), padded to `padded` (core.tiles.pad_frame) where tiles are cut."""
+        return self.upload(pad_frame(np.asarray(frame, dtype=np.uint8), padded))
+
     def tile(self, padded: np.ndarray, y: int, x: int, tile: tuple[int, int]) -> np.ndarray:
         """3 x th x tw float32 on the 0..1 scale from a padded H x W x 3 uint8 frame."""
         th, tw = tile
@@ -119,6 +123,18 @@ class _DeviceOps(_HostOps):
     def upload(self, frame: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
 
+    def pad_upload(self, frame: Any, padded: tuple[int, int]):
+        """A NumPy frame is padded on the host and copied once; a uint8 tensor already on the device
+        is padded there, by gathering the rows and columns pad_frame's rule picks (no host copy)."""
+        if not self.torch.is_tensor(frame):
+            return super().pad_upload(frame, padded)
+        frame = frame.to(self.device)
+        for axis, size in enumerate(padded):
+            if frame.shape[axis] != size:
+                index = pad_frame(np.arange(frame.shape[axis])[:, None], (size, 1))[:, 0]
+                frame = frame.index_select(axis, self.torch.from_numpy(index).to(self.device))
+        return frame
+
     def tile(self, padded, y: int, x: int, tile: tuple[int, int]):
         th, tw = tile
         return padded[y:y + th, x:x + tw].permute(2, 0, 1).float().mul_(1.0 / 255.0)
@@ -141,15 +157,24 @@ class _DeviceOps(_HostOps):
         return np.ascontiguousarray(out[:height, :width].cpu().numpy())
 
 
-def _ops(runner: Runner) -> _HostOps:
-    """Where a runner's tiles live: on its GPU when it takes device tensors, else on the host."""
+class _DeviceResultOps(_DeviceOps):
+    """_DeviceOps whose stitched frames stay on the device (uint8 tensors)."""
+
+    def download(self, out, height: int, width: int):
+        return out[:height, :width].contiguous()
+
+
+def _ops(runner: Runner, on_device: bool = False) -> _HostOps:
+    """Where a runner's tiles live: on its GPU when it takes device tensors, else on the host
+    (`on_device`: the stitched frames stay on its GPU too)."""
     if not getattr(runner, "accepts_device_tensors", False):
         return _HostOps()
     import torch
 
     device = getattr(runner, "device", None)
-    return _DeviceOps(device if isinstance(device, torch.device) else
-                      torch.device("cuda", getattr(runner, "device_id", 0)))
+    if not isinstance(device, torch.device):
+        device = torch.device("cuda", getattr(runner, "device_id", 0))
+    return _DeviceResultOps(device) if on_device else _DeviceOps(device)
 
 
 @dataclass
@@ -178,15 +203,17 @@ def frame_evidence(runner: Runner, padded: Sequence[Any], grids: Sequence[TileGr
     return {i: combine_evidence(np.stack(rows)) for i, rows in per_frame.items()}, len(jobs)
 
 
-def deblur_frames(runner: Runner, images: Sequence[np.ndarray], tiling: Tiling = Tiling(), *,
-                  batch: int = 8, on_tiles: Callable[[int], None] | None = None) -> TiledResult:
+def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling(), *,
+                  batch: int = 8, on_tiles: Callable[[int], None] | None = None,
+                  on_device: bool = False) -> TiledResult:
     """Deblur H x W x 3 uint8 frames at their own size (see the module doc).
 
-    `on_tiles(n)` is called after each runner call with the tiles it deblurred."""
-    ops = _ops(runner)
+    `on_tiles(n)` is called after each runner call with the tiles it deblurred. For a runner that
+    `accepts_device_tensors`, frames may be uint8 tensors on its GPU, and `on_device` keeps the
+    results there (uint8 tensors): device in, device out, no host copy."""
+    ops = _ops(runner, on_device)
     grids = [tiling.grid(int(im.shape[0]), int(im.shape[1])) for im in images]
-    padded = [ops.upload(pad_frame(np.asarray(im, dtype=np.uint8), g.padded))
-              for im, g in zip(images, grids, strict=True)]
+    padded = [ops.pad_upload(im, g.padded) for im, g in zip(images, grids, strict=True)]
     evidence: dict[int, np.ndarray] = {}
     result = TiledResult([None] * len(images), [None] * len(images),
                          tiles_per_frame=[len(g) for g in grids])

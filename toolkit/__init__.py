@@ -1,4 +1,5 @@
-"""dtk: batch inference and benchmarking for image deblurring.
+"""dtk: batch inference and benchmarking for image deblurring; `from toolkit import Deblurrer` is
+the Python API (toolkit.app.api, imported on first use).
 
 Importing this package never imports a GPU library (tensorrt, DALI, CUDA); those
 are loaded lazily by the modules that need them (see `toolkit.core.lazy`).
@@ -9,3 +10,15 @@ __version__ = "0.1.0"
 FRAME_HEIGHT = 256
 FRAME_WIDTH = 448
 FRAME_SIZE = (FRAME_HEIGHT, FRAME_WIDTH)  # (H, W), as in the seed report
+
+__all__ = ["FRAME_HEIGHT", "FRAME_SIZE", "FRAME_WIDTH", "Deblurrer", "__version__"]
+
+
+def __getattr__(name: str):
+    """`toolkit.Deblurrer` (the Python API, toolkit.app.api), imported on first access: importing
+    dtk (and its constants, which every layer reads) stays free of the application and of torch."""
+    if name == "Deblurrer":
+        from toolkit.app.api import Deblurrer  # the top layer: only when asked for
+
+        return Deblurrer
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

@@ -25,10 +25,10 @@ from engines.tiled import Tiling
 from toolkit import FRAME_SIZE
 from toolkit.app import evaluate as ev
 from toolkit.app import preflight
+from toolkit.app.api import run_folder
 from toolkit.app.plots import example_strip, psnr_boxplot
-from toolkit.app.ray_executor import run_frames_ray
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
-from toolkit.app.run import check_mode, run_job
+from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
@@ -463,8 +463,8 @@ def run_cmd(
     total = len(discover_frames(input_dir, []))
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
-            summary = run_frames_ray(input_dir, output, spec, workers=workers,
-                                     gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
+            summary = run_folder(input_dir, output, spec, pipeline=pipeline, executor="ray", workers=workers,
+                                 gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
     else:
         def opened(runner) -> None:
             err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
@@ -474,8 +474,8 @@ def run_cmd(
 
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
-            summary = run_job(input_dir, output, spec, pipeline=pipeline, on_open=opened,
-                              progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task), **job)
+            summary = run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
+                                 progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task), **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:

@@ -497,9 +497,12 @@ def _sigint_sets(stop: threading.Event):
 
 
 def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
-            on_open: Callable[[Runner], None] | None = None, **options) -> RunSummary:
+            on_open: Callable[[Runner], None] | None = None,
+            runner: Callable[[], Runner] | None = None, **options) -> RunSummary:
     """`dtk run` on this machine: check INPUT/OUTPUT and the manifest before the model loads, open
-    the runner once (`on_open` sees it), deblur every frame (`run_frames`), close the runner."""
+    the runner once (`on_open` sees it), deblur every frame (`run_frames`), close the runner.
+    `runner`: returns an open runner of `spec` that the caller owns (a Deblurrer's), called
+    after the checks and left open."""
     check_output_dir(input_dir, output_dir)
     if options.get("blur") is not None:
         get_kernel(options["blur"])  # a typo fails before the model loads
@@ -511,10 +514,11 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
     if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
         with output_lock(output_dir):
             check_manifest(output_dir, settings, options.get("overwrite", False))
-    with spec.open() as runner:
+    with contextlib.ExitStack() as stack:
+        opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
-            on_open(runner)
-        return run_frames(input_dir, output_dir, runner, settings=settings, **options)
+            on_open(opened)
+        return run_frames(input_dir, output_dir, opened, settings=settings, **options)
 
 
 def run_frames(

@@ -22,6 +22,14 @@ def unit_to_uint8(x: np.ndarray) -> np.ndarray:
     return round_uint8(np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0) * 255.0)
 
 
+def unit_to_uint8_tensor(x):
+    """The same rule for a torch tensor on the 0..1 scale, computed where it lives (a CUDA tensor
+    stays on its GPU): float32, clipped, x255, rounded half to even (`torch.round`), uint8."""
+    import torch  # the caller holds a tensor: torch is loaded already
+
+    return x.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
 def to_host(batch) -> np.ndarray:
     """A runner's output as a NumPy array (torch tensors, CUDA ones too, copied to the host as float32)."""
     if isinstance(batch, np.ndarray):

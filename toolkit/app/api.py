@@ -1,0 +1,318 @@
+"""dtk from Python: `Deblurrer` (frames in memory, or `dtk run` on a folder) and `run_folder`.
+
+`from toolkit import Deblurrer` reaches this module lazily (toolkit/__init__.py), and this module
+imports the engines (and with them torch) only when a `Deblurrer` is constructed or a folder is
+run: importing dtk stays cheap and torch-free.
+
+Example (runs on CPU with the shipped model; a doctest in tests/app/test_api.py):
+
+>>> import numpy as np
+>>> from toolkit import Deblurrer
+>>> frame = np.full((120, 160, 3), 128, dtype=np.uint8)     # any H x W x 3 uint8 frame
+>>> with Deblurrer("default", backend="auto") as deblur:
+...     sharp = deblur(frame)
+>>> sharp.shape, sharp.dtype
+((120, 160, 3), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toolkit.app import preflight
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import DEFAULT_MAX_PIXELS
+from toolkit.core.tiles import DEFAULT_OVERLAP
+
+if TYPE_CHECKING:  # the engines import torch: at run time they are imported on first use
+    from engines.base import Runner
+    from engines.spec import RunnerSpec
+    from toolkit.app.evaluate import EvalResult
+    from toolkit.app.run import RunSummary
+
+__all__ = ["Deblurrer", "FramesError", "ModelOutputError", "run_folder"]
+
+
+class FramesError(DtkError):
+    """Frames a `Deblurrer` cannot take (type, dtype, shape or value range); the message says
+    what it accepts."""
+
+
+class ModelOutputError(DtkError):
+    """The model returned an unusable batch for some frames (wrong shape, NaN/inf): the reason
+    `dtk run` prints for those frames."""
+
+
+def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *, batch: int = 8,
+               blur: str | None = None, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
+               keep_size: bool = False, overwrite: bool = False, strict: bool = False,
+               pipeline: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, executor: str = "local",
+               workers: int = 2, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+               on_open: Callable[[Runner], None] | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               on_tiles: Callable[[int], None] | None = None,
+               runner: Callable[[], Runner] | None = None) -> RunSummary:
+    """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd, the mode),
+    then the local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints.
+
+    `runner` (local only): a callable returning an open runner the caller owns and keeps open
+    (a `Deblurrer`'s); by default the job opens `spec` and closes it at the end.
+    """
+    from toolkit.app.ray_executor import run_frames_ray  # engines and torch: on first use
+    from toolkit.app.run import check_mode, run_job
+
+    preflight.run_cmd(input_dir=Path(input_dir), model=spec.model, batch=batch, max_pixels=max_pixels,
+                      threads=spec.threads, workers=workers, gpus_per_worker=gpus_per_worker,
+                      pipeline=pipeline, executor=executor, json_out=None)
+    check_mode(resize, keep_size, tile_overlap)
+    job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
+                               tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                               max_pixels=max_pixels)
+    if executor == "ray":
+        return run_frames_ray(input_dir, output_dir, spec, workers=workers, gpus_per_worker=gpus_per_worker,
+                              ray_address=ray_address, **job)
+    return run_job(input_dir, output_dir, spec, pipeline=pipeline, on_open=on_open, progress=progress,
+                   on_tiles=on_tiles, runner=runner, **job)
+
+
+class Deblurrer:
+    """Deblur frames in memory (`deblur(frames)`) or a folder (`deblur.run(...)`) with one model,
+    loaded once on first use and kept until `close()` (or the end of a `with` block).
+
+    `model`: "default" (the shipped model) or any file `dtk run --model` takes; `backend`:
+    auto|tensorrt|onnxruntime|torch; the keyword options are `dtk run`'s, checked here (before
+    anything loads) by the same functions, with the same messages, as `DtkError`s.
+
+    Frames go through `dtk run`'s path: at their own size, in overlapping 256x448 tiles
+    (`tile_overlap` pixels shared), one blur decision per frame, `batch` frames at a time; the
+    output equals the PNG `dtk run` writes for the same frame, byte for byte.
+
+    Thread safety: calls are serialized by an internal lock (the runner, its buffers and CUDA
+    graphs are not shareable). For work in parallel use one `Deblurrer` per thread.
+
+    >>> import numpy as np
+    >>> with Deblurrer(batch=2) as deblur:
+    ...     frames = [np.zeros((64, 96, 3), np.uint8), np.full((300, 500, 3), 200, np.uint8)]
+    ...     [im.shape for im in deblur(frames)]
+    [(64, 96, 3), (300, 500, 3)]
+    """
+
+    def __init__(self, model: str | Path = "default", backend: str = "auto", *, batch: int = 8,
+                 tile_overlap: int = DEFAULT_OVERLAP, precision: str = "fp32", threads: int | None = None,
+                 compile: bool = False, channels_last: bool = False,  # noqa: A002 - the CLI's name
+                 cuda_graphs: bool | None = None) -> None:
+        from engines.options import check_batch  # engines.spec imports torch: on construction
+        from engines.spec import RunnerSpec
+        from engines.tiled import Tiling
+        from toolkit import FRAME_SIZE
+
+        for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise DtkError(f"{flag} must be a whole number, got {value!r}")
+        check_batch(batch)
+        self.tiling = Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check and message
+        self.batch = batch
+        self.spec: RunnerSpec = RunnerSpec.choose(
+            backend, None if str(model) == "default" else model, precision=precision, compile=compile,
+            channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads, size=FRAME_SIZE)
+        self._runner: Runner | None = None
+        self._lock = threading.RLock()
+
+    # -- the runner ---------------------------------------------------------------------------
+
+    def open(self) -> Runner:
+        """The loaded runner (loads the model the first time; later calls reuse it)."""
+        with self._lock:
+            if self._runner is None:
+                self._runner = self.spec.open()
+            return self._runner
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded now."""
+        return self._runner is not None
+
+    def close(self) -> None:
+        """Free the runner (its sessions, buffers and GPU memory); the next call loads it again."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+            if runner is not None:
+                runner.close()
+                _release_cuda_cache()
+
+    def __enter__(self) -> Deblurrer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Deblurrer(backend={self.spec.backend!r}, model={str(self.spec.model)!r}, "
+                f"batch={self.batch}, tile_overlap={self.tiling.overlap}, "
+                f"precision={self.spec.precision!r}, loaded={self.loaded})")
+
+    # -- frames in memory ---------------------------------------------------------------------
+
+    def __call__(self, frames: Any) -> Any:
+        """Deblur `frames`, returned in their own type, layout, dtype and device:
+
+        - an H x W x 3 uint8 NumPy array -> an H x W x 3 uint8 array;
+        - an N x H x W x 3 uint8 array -> N x H x W x 3 uint8;
+        - a list (or tuple) of H x W x 3 uint8 arrays, any sizes -> a list of them;
+        - a torch N x 3 x H x W float tensor on the 0..1 scale -> the same shape, dtype and device
+          (quantized to uint8 on the way in, as a PNG would be, by core.convert's rule).
+        """
+        if _is_tensor(frames):
+            return self._call_torch(frames)
+        if isinstance(frames, np.ndarray):
+            _check_uint8(frames, "frames")
+            if frames.ndim == 3:
+                return self.deblur_images([frames])[0]
+            if frames.ndim == 4:
+                out = np.empty_like(frames)
+                for i, im in enumerate(self.deblur_images(list(frames))):
+                    out[i] = im
+                return out
+            raise FramesError(f"frames must be H x W x 3 or N x H x W x 3 uint8, got shape {frames.shape}")
+        if isinstance(frames, (list, tuple)):
+            for i, im in enumerate(frames):
+                if not isinstance(im, np.ndarray):
+                    raise FramesError(f"frames[{i}] is a {type(im).__name__}: a list holds H x W x 3 uint8 "
+                                      "NumPy arrays")
+                _check_uint8(im, f"frames[{i}]")
+                if im.ndim != 3:
+                    raise FramesError(f"frames[{i}] must be H x W x 3 uint8, got shape {im.shape}")
+            return self.deblur_images(list(frames))
+        raise FramesError(f"cannot deblur a {type(frames).__name__}: pass an H x W x 3 or N x H x W x 3 "
+                          "uint8 NumPy array, a list of them, or a torch N x 3 x H x W float tensor (0..1)")
+
+    def deblur_images(self, images: Sequence[Any], *, on_device: bool = False) -> list[Any]:
+        """H x W x 3 uint8 frames (any sizes) -> their deblurred H x W x 3 uint8 frames, `batch`
+        frames per step as `dtk run` batches them (engines.tiled.deblur_frames, as
+        toolkit.app.run.deblur_batch calls it). With a runner that takes device tensors, frames
+        may be uint8 tensors on its GPU, and `on_device` returns tensors there."""
+        from engines.tiled import deblur_frames
+
+        out: list[Any] = []
+        with self._lock:
+            runner = self.open()
+            for start in range(0, len(images), self.batch):
+                chunk = [im if _is_tensor(im) else np.ascontiguousarray(im)
+                         for im in images[start:start + self.batch]]
+                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch, on_device=on_device)
+                for k, (im, why) in enumerate(zip(res.images, res.failures, strict=True)):
+                    if im is None:
+                        raise ModelOutputError(f"frame {start + k}: {why}")
+                    out.append(im)
+        return out
+
+    def _call_torch(self, x: Any) -> Any:
+        """N x 3 x H x W float (0..1) -> the same. With a runner that takes device tensors (CUDA)
+        the frames are converted, padded, deblurred and stitched on its GPU (no host copy);
+        otherwise through the host, and the result is moved back to `x`'s device."""
+        import torch  # the caller passed a tensor: torch is loaded already
+
+        from toolkit.core.convert import nchw_to_nhwc_uint8, unit_to_uint8_tensor
+
+        if x.ndim != 4 or x.shape[1] != 3 or not torch.is_floating_point(x):
+            raise FramesError(f"a torch tensor must be N x 3 x H x W float on the 0..1 scale, got "
+                              f"{tuple(x.shape)} {x.dtype}")
+        if len(x) == 0:
+            return x.clone()
+        with self._lock:
+            if self.open().accepts_device_tensors:
+                frames = unit_to_uint8_tensor(x).permute(0, 2, 3, 1)  # N x H x W x 3 uint8, on x's device
+                out = torch.stack(self.deblur_images(list(frames), on_device=True))
+            else:
+                out = torch.from_numpy(np.stack(self.deblur_images(list(nchw_to_nhwc_uint8(x)))))
+        out = out.to(x.device).permute(0, 3, 1, 2)
+        return out.float().div_(255.0).to(x.dtype).contiguous()
+
+    # -- a folder: dtk run --------------------------------------------------------------------
+
+    def run(self, input_dir: Path | str, output_dir: Path | str, *, blur: str | None = None,
+            resize: bool = False, keep_size: bool = False, overwrite: bool = False, strict: bool = False,
+            pipeline: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, executor: str = "local",
+            workers: int = 2, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> RunSummary:
+        """`dtk run INPUT_DIR -o OUTPUT_DIR` with this model and options (same checks, resume and
+        manifest), reusing the loaded runner (Ray workers load their own); returns the
+        `RunSummary` (`.to_json()` is what `dtk run --json` prints).
+
+        >>> import tempfile
+        >>> from toolkit.core.demo import write_demo
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = write_demo(root / "frames", 1, photos=("astronaut", "coffee"))
+        >>> with Deblurrer() as deblur:
+        ...     summary = deblur.run(root / "frames", root / "out", blur="k7")
+        >>> summary.written, sorted(p.name for p in (root / "out").rglob("*.png"))
+        (2, ['00000000.png', '00000000.png'])
+        >>> import shutil; shutil.rmtree(root)
+        """
+        with self._lock:
+            return run_folder(input_dir, output_dir, self.spec, batch=self.batch, blur=blur, resize=resize,
+                              tile_overlap=self.tiling.overlap, keep_size=keep_size, overwrite=overwrite,
+                              strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
+                              workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                              progress=progress, runner=self.open)
+
+
+    # -- quality: dtk eval -------------------------------------------------------------------
+
+    def evaluate(self, sharp_dir: Path | str, *, kernels: str = "k3,k7,k11", baselines: str = "prior,wiener",
+                 native: bool = False, strict: bool = False, ssim: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 progress: Callable[[int, int], None] | None = None) -> EvalResult:
+        """`dtk eval SHARP_DIR --model <this model>`: every sharp frame blurred with each kernel,
+        restored by this model (`native`: at its own size, in tiles, as `dtk run`) and the
+        `baselines`, scored against the sharp frame; returns the `EvalResult` the command renders
+        (`.to_json()` is its `--json`, less the "model" entry the command adds).
+
+        >>> import tempfile
+        >>> from toolkit.core.demo import write_demo
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = write_demo(root, 1, photos=("astronaut",))
+        >>> with Deblurrer() as deblur:
+        ...     result = deblur.evaluate(root, kernels="k7", baselines="none", ssim=False)
+        >>> [(s.kernel, s.method) for s in result.summaries()]
+        [('k7', 'blurred'), ('k7', 'model')]
+        >>> import shutil; shutil.rmtree(root)
+        """
+        from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
+        from toolkit.core.kernels import parse_kernels
+
+        ks = parse_kernels(kernels)
+        preflight.eval_cmd(Path(sharp_dir), kernels=ks, max_pixels=max_pixels, model=str(self.spec.model),
+                           engine=None, predictions=None, json_out=None, csv=None, plot=None)
+        others = ev.baseline_methods(baselines)  # a typo fails before the model loads
+        with self._lock:
+            methods = {"model": ev.runner_method(self.open(), self.tiling if native else None, self.batch),
+                       **others}
+            return ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=ssim, progress=progress,
+                                    max_pixels=max_pixels, native=native)
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _check_uint8(frames: np.ndarray, name: str) -> None:
+    if frames.dtype != np.uint8:
+        raise FramesError(f"{name} must be uint8 (0..255), got {frames.dtype}: convert it, e.g. "
+                          "np.clip(x * 255, 0, 255).round().astype(np.uint8) for floats on the 0..1 scale")
+    if frames.ndim < 3 or frames.shape[-1] != 3:
+        raise FramesError(f"{name} must hold RGB frames (last axis 3: H x W x 3), got shape {frames.shape}")
+
+
+def _release_cuda_cache() -> None:
+    """Give the CUDA memory torch cached back to the device (when torch is loaded and has CUDA)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
