@@ -11,14 +11,16 @@ FRAME_HEIGHT = 256
 FRAME_WIDTH = 448
 FRAME_SIZE = (FRAME_HEIGHT, FRAME_WIDTH)  # (H, W), as in the seed report
 
-__all__ = ["FRAME_HEIGHT", "FRAME_SIZE", "FRAME_WIDTH", "Deblurrer", "__version__"]
+__all__ = ["FRAME_HEIGHT", "FRAME_SIZE", "FRAME_WIDTH", "Deblurrer", "__version__", "bench", "evaluate"]
+_API = {"Deblurrer": "Deblurrer", "evaluate": "evaluate_folder", "bench": "bench"}  # -> toolkit.app.api
 
 
 def __getattr__(name: str):
-    """`toolkit.Deblurrer` (the Python API, toolkit.app.api), imported on first access: importing
-    dtk (and its constants, which every layer reads) stays free of the application and of torch."""
-    if name == "Deblurrer":
-        from toolkit.app.api import Deblurrer  # the top layer: only when asked for
+    """`toolkit.Deblurrer`, `toolkit.evaluate` (dtk eval) and `toolkit.bench` (dtk bench): the Python
+    API (toolkit.app.api), imported on first access: importing dtk (and its constants, which every
+    layer reads) stays free of the application and of torch."""
+    if name in _API:
+        from toolkit.app import api  # the top layer: only when asked for
 
-        return Deblurrer
+        return getattr(api, _API[name])
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

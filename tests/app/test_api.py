@@ -4,6 +4,7 @@ keeps the caller's types, refuses bad options before loading, and `import toolki
 from __future__ import annotations
 
 import doctest
+import json
 import subprocess
 import sys
 
@@ -287,3 +288,29 @@ def test_a_cuda_tensor_comes_back_on_its_gpu_equal_to_the_numpy_path():
         want = deblur(photo)
     assert y.device == x.device and y.dtype == x.dtype and y.shape == x.shape
     assert np.array_equal((y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8), want)
+
+
+def test_dtk_eval_renders_the_apis_evaluation(demo_dir, tmp_path):
+    """`toolkit.evaluate` returns the object `dtk eval --json` writes (same scores, same model)."""
+    import toolkit
+
+    evaluation = toolkit.evaluate(demo_dir, model="default", kernels="k7", baselines="prior", ssim=False)
+    assert evaluation.model is not None
+    assert evaluation.model["backend"] in ("onnxruntime", "torch", "openvino")
+    cli = CliRunner().invoke(app, ["eval", str(demo_dir), "--model", "default", "--kernels", "k7",
+                                   "--baselines", "prior", "--no-ssim", "--json", str(tmp_path / "e.json")])
+    assert cli.exit_code == 0, cli.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["summary"] == evaluation.to_json()["summary"] and doc["model"] == evaluation.model
+
+
+def test_toolkit_bench_returns_the_report_dtk_bench_renders(tiny_model_dir):
+    import toolkit
+    from bench.harness import BenchConfig
+    from bench.suite import BenchRequest
+
+    req = BenchRequest(config=BenchConfig(batches=(1,), iterations=2, warmup_s=0.0, max_extend_s=0.0),
+                       models=[tiny_model_dir / "m.onnx"], backends="onnxruntime", quality=False)
+    report = toolkit.bench(req)
+    rows = report.to_json()["rows"]
+    assert [(r["backend"], r["batch"], r["status"]) for r in rows] == [("onnxruntime", 1, "ran")]

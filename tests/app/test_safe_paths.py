@@ -194,7 +194,6 @@ def test_a_report_path_that_is_a_folder_is_refused_before_work(small, tmp_path, 
         raise AssertionError("the work started before the output path was checked")
 
     monkeypatch.setattr(bench.suite, "run_bench", no_work)
-    monkeypatch.setattr("toolkit.app.cli.run_bench", no_work)
     monkeypatch.setattr(toolkit.app.evaluate, "evaluate_tree", no_work)
     monkeypatch.setattr("toolkit.app.cli.collect", no_work)
     d = tmp_path / "a-folder"
@@ -338,7 +337,7 @@ def test_tolerances_nan_inf_negative_refused_before_work(small, tmp_path, argv, 
     def no_work(*_a, **_k):
         raise AssertionError("the work started before the option was checked")
 
-    monkeypatch.setattr("toolkit.app.cli.run_bench", no_work)
+    monkeypatch.setattr("bench.suite.run_bench", no_work)
     monkeypatch.setattr("toolkit.app.cli.compare_runners", no_work)
     monkeypatch.setattr("toolkit.app.cli.quantize_model", no_work)
     a = _bench_report(tmp_path / "a.json", "cpu-fp32")
@@ -377,7 +376,7 @@ def test_numeric_options_checked_before_anything_loads(small, tmp_path, tiny_mod
     def no_work(*_a, **_k):
         raise AssertionError("the work started before the option was checked")
 
-    monkeypatch.setattr("toolkit.app.cli.run_bench", no_work)
+    monkeypatch.setattr("bench.suite.run_bench", no_work)
     monkeypatch.setattr(training.train, "train", no_work)
     args = [x.format(small=small, tmp=tmp_path, ckpt=tiny_model_dir / "m.safetensors") for x in argv]
     res, out = dtk(*args)

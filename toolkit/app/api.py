@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,14 @@ from toolkit.core.frames import DEFAULT_MAX_PIXELS
 from toolkit.core.tiles import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # the engines import torch: at run time they are imported on first use
+    from bench.suite import BenchReport, BenchRequest
     from engines.base import Runner
     from engines.spec import RunnerSpec
     from toolkit.app.evaluate import EvalResult
     from toolkit.app.run import RunSummary
 
-__all__ = ["Deblurrer", "FramesError", "ModelOutputError", "run_folder"]
+__all__ = ["Deblurrer", "Evaluation", "FramesError", "ModelOutputError", "bench", "evaluate_folder",
+           "run_folder"]
 
 
 class FramesError(DtkError):
@@ -78,6 +81,84 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                               ray_address=ray_address, **job)
     return run_job(input_dir, output_dir, spec, pipeline=pipeline, on_open=on_open, progress=progress,
                    on_tiles=on_tiles, runner=runner, **job)
+
+
+@dataclass
+class Evaluation:
+    """What `dtk eval` renders: the scores, the model that was scored (its `describe()`, None for
+    predictions or baselines alone) and the plot files written."""
+
+    result: EvalResult
+    model: dict[str, Any] | None = None
+    plots: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """`dtk eval --json`: the result's JSON, with the model's description when one was scored."""
+        return {**self.result.to_json(), **({"model": self.model} if self.model is not None else {})}
+
+
+def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, engine: Path | None = None,
+                    predictions: Path | None = None, backend: str = "auto", kernels: str = "k3,k7,k11",
+                    baselines: str = "prior,wiener", native: bool = False,
+                    tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, ssim: bool = True,
+                    max_pixels: int = DEFAULT_MAX_PIXELS, plot: Path | None = None,
+                    json_out: Path | str | None = None, csv: Path | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """`dtk eval SHARP_DIR`: blurred, a model (`model`: "default" or a file, or a TensorRT `engine`)
+    or `predictions` made elsewhere, and the known-kernel `baselines`, scored against the sharp
+    frames (resized to 256x448, or at their own size with `native`); writes the box plot and the
+    example strip when `plot` is given. Checks every option and path (`json_out`, `csv` and `plot`
+    too, which the caller writes) before any model loads, as the command does."""
+    from engines.spec import RunnerSpec
+    from engines.tiled import Tiling
+    from toolkit import FRAME_SIZE
+    from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
+    from toolkit.core.kernels import parse_kernels
+
+    ks = parse_kernels(kernels)
+    sharp_dir = Path(sharp_dir)
+    preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels,
+                       model=None if model is None else str(model), engine=engine, predictions=predictions,
+                       json_out=None if json_out is None else Path(json_out), csv=csv, plot=plot)
+    tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
+    if sum(x is not None for x in (model, engine, predictions)) > 1:
+        raise DtkError("give at most one of --model, --engine, --predictions")
+    others = ev.baseline_methods(baselines)  # a typo fails before the model loads
+    methods: dict[str, Any] = {}
+    runner = None
+    if predictions is not None:
+        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks, native=native)
+    elif model is not None or engine is not None:
+        spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
+                else RunnerSpec.choose(backend, None if str(model) == "default" else model, size=FRAME_SIZE))
+        runner = spec.open()
+        methods["model"] = ev.runner_method(runner, tiling)
+    methods.update(others)
+    try:
+        result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=ssim, progress=progress,
+                                  max_pixels=max_pixels, native=native)
+        evaluation = Evaluation(result, runner.describe() if runner is not None else None)
+        if plot is not None:
+            from toolkit.app.plots import example_strip, psnr_boxplot  # matplotlib: only for plots
+
+            evaluation.plots.append(psnr_boxplot(result, plot))
+            primary = next((m for m in ("model", "predictions") if m in methods), None)
+            if primary:
+                strip = Path(plot).with_name(Path(plot).stem + "-examples" + Path(plot).suffix)
+                evaluation.plots.append(example_strip(ev.examples(result, methods, ks, primary,
+                                                                  native=native), strip))
+    finally:
+        if runner is not None:
+            runner.close()
+    return evaluation
+
+
+def bench(request: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """`dtk bench`: every backend x variant x batch of `request` measured; the `BenchReport` whose
+    `to_json()` is the command's `--json` and whose rows its table shows."""
+    from bench.suite import run_bench
+
+    return run_bench(request, progress=progress)
 
 
 class Deblurrer:

@@ -14,19 +14,16 @@ from bench.compare import EXIT_REGRESSION, compare_reports, compare_table, parse
 from bench.harness import BenchConfig
 from bench.pipeline import render_table
 from bench.report import bench_table, export_times, load_report, notes_text, write_csv, write_plot
-from bench.suite import BenchRequest, run_bench
+from bench.suite import BenchRequest
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
 from engines.quantize import quantize_model
 from engines.spec import RunnerSpec
 from engines.tensorrt.build import build_engine
-from engines.tiled import Tiling
 from toolkit import FRAME_SIZE
+from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
-from toolkit.app import preflight
-from toolkit.app.api import run_folder
-from toolkit.app.plots import example_strip, psnr_boxplot
 from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
 from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
@@ -204,43 +201,20 @@ def eval_cmd(
     than 0.1 dB.
     """
 
-    ks = parse_kernels(kernels)
-    preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels, model=model, engine=engine,
-                       predictions=predictions, json_out=json_out, csv=csv, plot=plot)
-    tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
-    if sum(x is not None for x in (model, engine, predictions)) > 1:
-        raise DtkError("give at most one of --model, --engine, --predictions")
-    methods: dict = {}
-    baselines_ = ev.baseline_methods(baselines)  # a typo fails before the model loads
-    runner = None
-    if predictions is not None:
-        methods["predictions"] = ev.predictions_method(predictions, sharp_dir, ks, native=native)
-    elif model is not None or engine is not None:
-        spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
-                else RunnerSpec.choose(backend, None if model == "default" else model, size=FRAME_SIZE))
-        runner = spec.open()
-        methods["model"] = ev.runner_method(runner, tiling)
-    methods.update(baselines_)
-    total = len(discover_frames(sharp_dir, []))
-    try:
-        with make_progress(transient=True) as bar:
-            task = bar.add_task("evaluating", total=total)
-            result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=not no_ssim,
-                                      progress=lambda done, _n: bar.update(task, completed=done),
-                                      max_pixels=max_pixels, native=native)
-        primary = next((m for m in ("model", "predictions") if m in methods), None)
-        if plot is not None:
-            psnr_boxplot(result, plot)
-            strip = plot.with_name(plot.stem + "-examples" + plot.suffix)
-            if primary:
-                example_strip(ev.examples(result, methods, ks, primary, native=native), strip)
-            err_console.print(f"wrote {plot}" + (f" and {strip}" if primary else ""))
-    finally:
-        if runner is not None:
-            runner.close()
+    total = len(discover_frames(sharp_dir, [])) if Path(sharp_dir).is_dir() else 0
+    with make_progress(transient=True) as bar:
+        task = bar.add_task("evaluating", total=total)
+        evaluation = api.evaluate_folder(
+            sharp_dir, model=model, engine=engine, predictions=predictions, backend=backend, kernels=kernels,
+            baselines=baselines, native=native, tile_overlap=tile_overlap, strict=strict, ssim=not no_ssim,
+            max_pixels=max_pixels, plot=plot, json_out=json_out, csv=csv,
+            progress=lambda done, _n: bar.update(task, completed=done))
+    result = evaluation.result
+    if evaluation.plots:
+        err_console.print("wrote " + " and ".join(str(p) for p in evaluation.plots))
     if str(json_out) != "-":
-        if runner is not None:
-            err_console.print(f"model: {escape(human_text(runner.describe()))}")
+        if evaluation.model is not None:
+            err_console.print(f"model: {escape(human_text(evaluation.model))}")
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
@@ -252,10 +226,7 @@ def eval_cmd(
     if csv is not None:
         ev.write_csv(result, csv)
         err_console.print(f"wrote {csv}")
-    report = result.to_json()
-    if runner is not None:
-        report["model"] = runner.describe()
-    emit_json(json_out, report)
+    emit_json(json_out, evaluation.to_json())
     if not result.scores:
         first = f" (first: {result.skipped[0][0]}: {result.skipped[0][1]})" if result.skipped else ""
         err_console.print(f"[bold red]no frame was scored:[/] {len(result.skipped)} skipped{escape(first)}; "
@@ -463,8 +434,9 @@ def run_cmd(
     total = len(discover_frames(input_dir, []))
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
-            summary = run_folder(input_dir, output, spec, pipeline=pipeline, executor="ray", workers=workers,
-                                 gpus_per_worker=gpus_per_worker, ray_address=ray_address, **job)
+            summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, executor="ray",
+                                     workers=workers, gpus_per_worker=gpus_per_worker,
+                                     ray_address=ray_address, **job)
     else:
         def opened(runner) -> None:
             err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
@@ -474,8 +446,9 @@ def run_cmd(
 
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
-            summary = run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
-                                 progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task), **job)
+            summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
+                                     progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task),
+                                     **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total)
     if str(json_out) != "-" and nothing_to_do:
@@ -617,7 +590,7 @@ def bench(
                        e2e_size=parse_frame_size(e2e_size) if e2e_size else None,
                        ceiling_gflops=ceiling, pipeline_bench=pipeline_bench, quality=quality,
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
-    report = run_bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
+    report = api.bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
         print_wide(bench_table(report))
         for line in notes_text(report):
