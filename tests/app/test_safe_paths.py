@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from engines.machine import collect
+from engines.select import default_backend
 from toolkit.app.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,7 +265,8 @@ def test_pngs_no_manifest_vouches_for_are_not_taken_as_done(small, tmp_path, tin
     # --overwrite redoes them, and the manifest then vouches for them
     res, text = tiny_run(small, copy, tiny_model_dir, "--overwrite")
     assert res.exit_code == 0 and "2 written" in text, text
-    assert json.loads((copy / ".dtk-run.json").read_text())["settings"]["backend"] == "onnxruntime"
+    assert json.loads((copy / ".dtk-run.json").read_text())["settings"]["backend"] == \
+        default_backend(collect())
 
 
 # --- rule 5: nothing left out silently ---------------------------------------------------------------
