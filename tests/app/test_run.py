@@ -299,7 +299,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(demo_dir, onnx_mo
     assert result.exit_code == 0, result.output
     recorded = manifest(out)["settings"]
     assert (recorded["blur"], recorded["backend"], recorded["precision"], recorded["keep_size"]) == \
-        ("k7", "onnxruntime", "fp32", False)
+        ("k7", default_backend(collect()), "fp32", False)
     assert len(recorded["model_sha256"]) == 64 and recorded["model"].endswith("dtk-unet.onnx")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     assert (recorded["mode"], recorded["tile_overlap"]) == ("native", 64)

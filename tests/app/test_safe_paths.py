@@ -19,8 +19,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from engines.machine import collect
-from engines.select import default_backend
 from toolkit.app.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,8 +263,7 @@ def test_pngs_no_manifest_vouches_for_are_not_taken_as_done(small, tmp_path, tin
     # --overwrite redoes them, and the manifest then vouches for them
     res, text = tiny_run(small, copy, tiny_model_dir, "--overwrite")
     assert res.exit_code == 0 and "2 written" in text, text
-    assert json.loads((copy / ".dtk-run.json").read_text())["settings"]["backend"] == \
-        default_backend(collect())
+    assert json.loads((copy / ".dtk-run.json").read_text())["settings"]["backend"] == "onnxruntime"
 
 
 # --- rule 5: nothing left out silently ---------------------------------------------------------------
