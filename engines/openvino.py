@@ -183,7 +183,10 @@ class OvRunner(Runner):
         if self.takes_evidence:
             if evidence is None:
                 evidence = np.full((len(x), self._evidence_width()), OWN_EVIDENCE)
-            feed[EVIDENCE_INPUT] = np.ascontiguousarray(evidence, dtype=self.evidence_dtype)
+            evidence = np.asarray(evidence, dtype=self.evidence_dtype)
+            if len(evidence) == 1 and len(x) > 1:  # one row for the whole batch
+                evidence = np.broadcast_to(evidence, (len(x), evidence.shape[1]))
+            feed[EVIDENCE_INPUT] = np.ascontiguousarray(evidence)
         return feed
 
     def _evidence_width(self) -> int:
@@ -220,7 +223,7 @@ class OvRunner(Runner):
 
         self._queue.set_callback(done)
         for i in range(len(x)):
-            ev = None if evidence is None else evidence[i:i + 1]
+            ev = None if evidence is None else evidence[min(i, len(evidence) - 1):][:1]
             self._queue.start_async(self._feed(x[i:i + 1], ev), i)
         self._queue.wait_all()
         return y

@@ -167,3 +167,13 @@ def test_missing_openvino_names_the_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(DtkError, match=r"OpenVINO not installed: pip install \.\[cpu\]"):
         OvRunner(SHIPPED, cache_dir=tmp_path)
+
+
+def test_one_evidence_row_covers_the_batch(runners, demo_dir, tmp_path):
+    ovr, ort = runners
+    x = blurred_batch(demo_dir, n=2)
+    row = ort.evidence(blurred_batch(demo_dir, n=1, kernel=None))
+    want = ort.infer(x, evidence=np.repeat(row, 2, axis=0))
+    assert float(np.abs(ovr.infer(x, evidence=row) - want).max()) <= 1e-5
+    fast = OvRunner(SHIPPED, hint="throughput", cache_dir=tmp_path)
+    assert float(np.abs(fast.infer(x, evidence=row) - want).max()) <= 1e-5
