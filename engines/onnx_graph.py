@@ -25,6 +25,16 @@ def has_evidence_default(onnx_path: Path | str) -> bool:
     return any(t.name == EVIDENCE_INPUT for t in model.graph.initializer)
 
 
+def input_shape(onnx_path: Path | str, name: str) -> list[int | str | None]:
+    """The declared shape of graph input `name`: ints, symbolic names (str) or None per dimension."""
+    import onnx  # heavy: only when a graph is read
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inp = next(i for i in model.graph.input if i.name == name)
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in inp.type.tensor_type.shape.dim]
+
+
 @contextlib.contextmanager
 def parseable_onnx(onnx_path: Path | str, prefix: str = "dtk-onnx-") -> Iterator[Path]:
     """The file a parser that freezes initializer-inputs should read: `onnx_path` itself, or for a

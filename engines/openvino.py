@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Runner
-from engines.onnx_graph import parseable_onnx
+from engines.onnx_graph import input_shape, parseable_onnx
 from engines.onnxruntime import check_input_shape
 from engines.options import check_threads
 from toolkit.core.convert import to_host
@@ -115,9 +115,11 @@ class OvRunner(Runner):
         if len(images) != 1 or len(outputs) != 1 or (ev_param is not None and not self.takes_evidence):
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "
                            "outputs; dtk runs models with one image input and one image output")
-        shape = [d.get_length() if d.is_static else None for d in images[0].get_partial_shape()]
-        check_input_shape(self.model, shape, size)
         self.input_name = images[0].output(0).get_any_name()
+        shape = [d.get_length() if d.is_static else None for d in images[0].get_partial_shape()]
+        if self.model.suffix != IR_SUFFIX:  # the ONNX's own names of its free dimensions
+            shape = input_shape(self.model, self.input_name)
+        check_input_shape(self.model, shape, size)
         self.output_name = outputs[0].get_any_name()
         self.input_dtype = _np_dtype(images[0].get_element_type())
         self.evidence_dtype = _np_dtype(ev_param.get_element_type()) if ev_param is not None else None
