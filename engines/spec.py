@@ -5,7 +5,7 @@ the spec is a plain picklable dataclass, each actor calls `.open()`), `dtk eval`
 and the quantizer's guard. Every option reaches every backend that supports it; one that a
 backend would ignore is refused here, naming the backend that takes it.
 The backend modules load their libraries lazily, and torch's runner is imported only in `open`,
-so this module pulls in neither torch, onnxruntime nor tensorrt.
+so this module pulls in neither torch, onnxruntime, openvino nor tensorrt.
 """
 
 from __future__ import annotations
