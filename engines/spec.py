@@ -104,7 +104,7 @@ class RunnerSpec:
                              trt_fp16=self.precision == "fp16", size=self.size)
         if self.backend == "openvino":
             return OvRunner(self.model, device=self.device or "auto", threads=self.threads,
-                            hint=self.hint or "latency", size=self.size)
+                            hint=self.hint or "latency", size=self.size, precision=self.precision)
         if self.backend == "torch":
             import torch
 
@@ -122,7 +122,8 @@ class RunnerSpec:
 def _choose_auto(cls, model, precision: str, info: dict | None, options: dict) -> RunnerSpec:
     info = collect() if info is None else info
     first = default_backend(info)
-    order = [first] + [b for b in ("onnxruntime", "openvino", "torch") if b != first]
+    fallbacks = ("onnxruntime", "openvino", "torch") if info.get("openvino") else ("onnxruntime", "torch")
+    order = [first] + [b for b in fallbacks if b != first]
     notes: list[str] = []
     for name in order:
         problem = _precision_problem(name, precision)
@@ -156,10 +157,9 @@ def _precision_problem(backend: str, precision: str) -> str | None:
             "TensorrtExecutionProvider" not in _ort_gpu_providers():
         return ("ONNX Runtime without its TensorRT EP runs the graph's own types: pass an fp16 graph "
                 "(`dtk export --fp16`) with --model and --precision fp32, or use --backend torch")
-    if backend == "openvino" and precision != "fp32":
-        return ("OpenVINO runs the graph's own types in exact fp32 arithmetic: pass an fp16 graph "
-                "(`dtk export --fp16`) or a Q/DQ graph (`dtk quantize`) with --model and leave --precision "
-                "out, or use --backend torch")
+    if backend == "openvino" and precision == "fp16":
+        return ("OpenVINO runs fp32 (exact) or bf16 arithmetic on a CPU: for fp16 weights pass an fp16 "
+                "graph (`dtk export --fp16`) with --model and leave --precision out, or use --backend torch")
     if backend == "tensorrt" and precision != "fp32":
         return ("a TensorRT engine runs the precision it was built with (`dtk build-engine --fp16`); "
                 "leave --precision out")

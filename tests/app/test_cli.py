@@ -43,7 +43,7 @@ def test_doctor_json():
                 "default_backend"):
         assert key in info
     if info["openvino"]:
-        assert "CPU" in info["ov_devices"] and info["default_backend"] == "openvino" or info["cuda_available"]
+        assert "CPU" in info["ov_devices"]
     text = invoke("doctor").stdout
     assert "OpenVINO" in text and "OpenVINO devices" in text
     assert info["default_backend"] in ("tensorrt", "onnxruntime", "openvino", "torch")

@@ -177,3 +177,13 @@ def test_one_evidence_row_covers_the_batch(runners, demo_dir, tmp_path):
     assert float(np.abs(ovr.infer(x, evidence=row) - want).max()) <= 1e-5
     fast = OvRunner(SHIPPED, hint="throughput", cache_dir=tmp_path)
     assert float(np.abs(fast.infer(x, evidence=row) - want).max()) <= 1e-5
+
+
+def test_bf16_is_asked_for_and_said(runners, demo_dir, tmp_path):
+    """bf16 (OpenVINO's CPU default on bf16 CPUs) only when asked: close to fp32, not equal."""
+    ovr, _ = runners
+    half = RunnerSpec.choose("openvino", None, precision="bf16").open()
+    assert half.describe()["inference_precision"] == "bf16" and ovr.describe()["inference_precision"] == "f32"
+    x = blurred_batch(demo_dir, n=1)
+    err = float(np.abs(half.infer(x) - ovr.infer(x)).max())
+    assert 1e-4 < err < 0.2

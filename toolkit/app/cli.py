@@ -400,8 +400,8 @@ def run_cmd(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
     backend: Annotated[str, typer.Option(
-        help="auto|tensorrt|onnxruntime|openvino|torch (auto: TensorRT or torch on a GPU, OpenVINO on a "
-             "CPU when installed, else ONNX Runtime).")] = "auto",
+        help="auto|tensorrt|onnxruntime|openvino|torch (auto: TensorRT or torch on a GPU, ONNX Runtime on "
+             "a CPU, OpenVINO for --precision bf16 on a CPU).")] = "auto",
     batch: Annotated[int, typer.Option(help="Frames per batch.")] = 8,
     blur: Annotated[str | None, typer.Option(
         help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
@@ -420,8 +420,8 @@ def run_cmd(
                             "resume, skipping finished frames; other settings are refused).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
-    precision: Annotated[str, typer.Option(help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP).")
-                         ] = "fp32",
+    precision: Annotated[str, typer.Option(
+        help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP; bf16 also OpenVINO).")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
                              ] = False,
