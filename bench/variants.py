@@ -45,11 +45,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "openvino": {
         "cpu-latency": {"device": "cpu", "hint": "latency"},
         "cpu-throughput": {"device": "cpu", "hint": "throughput"},
+        "cpu-bf16": {"device": "cpu", "hint": "latency", "precision": "bf16"},  # not exact: see its PSNR
     },
 }
 # tensorrt has no CPU variant: named on a machine without a GPU, its row is skipped with the reason
 DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ("engine",),
-               "openvino": ("cpu-latency", "cpu-throughput")}
+               "openvino": ("cpu-latency", "cpu-throughput", "cpu-bf16")}
 DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16",
                          "cuda-bf16-nographs"),
                "onnxruntime": ("gpu",), "tensorrt": ("engine",), "openvino": ()}

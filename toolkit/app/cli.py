@@ -554,7 +554,7 @@ def bench(
     variants: Annotated[str | None, typer.Option(
         help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
              "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
-             "openvino: cpu-latency, cpu-throughput; "
+             "openvino: cpu-latency, cpu-throughput, cpu-bf16; "
              "tensorrt: engine.")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
     height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
