@@ -99,8 +99,8 @@ def test_openvino_rows_without_openvino_could_not_run_with_the_install_hint(tmp_
     assert res.exit_code == 0, res.output
     rows = {(r["backend"], r["variant"]): r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {("openvino", "cpu-latency"), ("openvino", "cpu-throughput"),
-                         ("onnxruntime", "cpu-fp32")}
-    for variant in ("cpu-latency", "cpu-throughput"):
+                         ("openvino", "cpu-bf16"), ("onnxruntime", "cpu-fp32")}
+    for variant in ("cpu-latency", "cpu-throughput", "cpu-bf16"):
         row = rows[("openvino", variant)]
         assert row["status"] == "could not run" and "pip install .[cpu]" in row["reason"]
     assert rows[("onnxruntime", "cpu-fp32")]["status"] == "ran"
