@@ -19,7 +19,7 @@ from rich.table import Table
 from toolkit.core.errors import DtkError
 
 EXIT_REGRESSION = 1  # the gate's exit code: a matching row got slower or lost PSNR
-ENV_KEYS = ("platform", "cpu_count", "torch", "onnxruntime", "tensorrt", "gpu", "cuda", "dali")
+ENV_KEYS = ("platform", "cpu_count", "torch", "onnxruntime", "openvino", "tensorrt", "gpu", "cuda", "dali")
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,20 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "gpu-trt-fp16": {"device": "cuda", "precision": "fp16"},
     },
     "tensorrt": {"engine": {"device": "cuda"}},
+    # OpenVINO's performance hints: one synchronous request (dtk run's default), or the THROUGHPUT
+    # hint's streams fed a batch image by image through an AsyncInferQueue
+    "openvino": {
+        "cpu-latency": {"device": "cpu", "hint": "latency"},
+        "cpu-throughput": {"device": "cpu", "hint": "throughput"},
+        "cpu-bf16": {"device": "cpu", "hint": "latency", "precision": "bf16"},  # not exact: see its PSNR
+    },
 }
 # tensorrt has no CPU variant: named on a machine without a GPU, its row is skipped with the reason
-DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ("engine",)}
+DEFAULT_CPU = {"torch": ("eager", "channels_last"), "onnxruntime": ("cpu-fp32",), "tensorrt": ("engine",),
+               "openvino": ("cpu-latency", "cpu-throughput", "cpu-bf16")}
 DEFAULT_GPU = {"torch": ("cuda-fp32", "cuda-fp32-nographs", "cuda-fp16", "cuda-fp16-nographs", "cuda-bf16",
                          "cuda-bf16-nographs"),
-               "onnxruntime": ("gpu",), "tensorrt": ("engine",)}
+               "onnxruntime": ("gpu",), "tensorrt": ("engine",), "openvino": ()}
 
 
 @dataclass
@@ -132,7 +140,8 @@ def random_model(width: int, size: tuple[int, int], workdir: Path | None = None)
     save_checkpoint(stem.with_suffix(".safetensors"), model, meta={"note": "random init (dtk bench)"})
     export_onnx(model, stem.with_suffix(".onnx"), height=size[0], width=size[1], check=False)
     macs = count_torch_macs(model, (1, 3, *size))
-    files = {"torch": stem.with_suffix(".safetensors"), "onnxruntime": stem.with_suffix(".onnx")}
+    files = {"torch": stem.with_suffix(".safetensors"), "onnxruntime": stem.with_suffix(".onnx"),
+             "openvino": stem.with_suffix(".onnx")}
     return ModelSource(f"random-w{width}", files, gflop_per_image(macs),
                        {"kind": "random-init", "width": width, "folder": str(folder)})
 
@@ -142,7 +151,7 @@ def file_model(path: Path | str | None, size: tuple[int, int], engine: bool = Fa
 
     files: dict[str, Path] = {}
     reasons: dict[str, str] = {}
-    backends = ("tensorrt",) if engine else ("torch", "onnxruntime", "tensorrt")
+    backends = ("tensorrt",) if engine else ("torch", "onnxruntime", "openvino", "tensorrt")
     for backend in backends:
         try:
             files[backend] = resolve_model(path, backend)

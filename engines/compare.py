@@ -84,14 +84,14 @@ class CompareReport:
 
 
 def parse_runner(text: str, size: tuple[int, int] = FRAME_SIZE) -> tuple[str, RunnerSpec]:
-    """`backend[:model]` (torch, onnxruntime, tensorrt; model: a file, default the shipped one).
+    """`backend[:model]` (torch, onnxruntime, openvino, tensorrt; model: a file, default the shipped one).
 
     The label is `backend` or `backend:FILE-NAME` (the folder left out)."""
     backend, _, model = text.partition(":")
     if backend not in BACKENDS:
         raise DtkError(f"runner {text!r}: the backend must be one of {', '.join(BACKENDS)} "
                        "(then optionally :MODEL, e.g. onnxruntime:model-fp16.onnx)")
-    options = {"size": size} if backend == "onnxruntime" else {}
+    options = {"size": size} if backend in ("onnxruntime", "openvino") else {}
     label = f"{backend}:{Path(model).name}" if model else backend
     return label, RunnerSpec.choose(backend, model or None, **options)
 

@@ -1,4 +1,4 @@
-"""What this machine offers dtk: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, Ray, GPU.
+"""What this machine offers dtk: Python, torch/CUDA, ONNX Runtime, OpenVINO, TensorRT, DALI, Ray, GPU.
 
 Read by `dtk doctor`, every bench report and `--backend auto`.
 """
@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 
+from engines.openvino import ov_devices
 from engines.select import default_backend
 from toolkit import __version__
 from toolkit.core.lazy import module_version
@@ -52,6 +53,8 @@ def collect() -> dict:
     info["cpu_count"] = os.cpu_count()
     info.update(_torch_info())
     info.update(_ort_info())
+    info["openvino"] = module_version("openvino")
+    info["ov_devices"] = ov_devices() if info["openvino"] else []
     info["tensorrt"] = module_version("tensorrt")
     info["dali"] = module_version("nvidia.dali")
     info["ray"] = module_version("ray")

@@ -5,7 +5,7 @@ the spec is a plain picklable dataclass, each actor calls `.open()`), `dtk eval`
 and the quantizer's guard. Every option reaches every backend that supports it; one that a
 backend would ignore is refused here, naming the backend that takes it.
 The backend modules load their libraries lazily, and torch's runner is imported only in `open`,
-so this module pulls in neither torch, onnxruntime nor tensorrt.
+so this module pulls in neither torch, onnxruntime, openvino nor tensorrt.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from engines.base import Runner
 from engines.machine import collect
 from engines.onnxruntime import OrtRunner
+from engines.openvino import OvRunner, check_hint
 from engines.options import check_precision, check_threads
 from engines.select import BACKENDS, default_backend
 from engines.tensorrt.runtime import TrtRunner
@@ -27,10 +28,11 @@ BACKEND_CHOICES = ("auto", *BACKENDS)
 SUPPORTED_OPTIONS = {
     "torch": ("compile", "channels_last", "cuda_graphs", "threads"),
     "onnxruntime": ("threads",),
+    "openvino": ("threads", "hint"),
     "tensorrt": ("cuda_graphs",),
 }
 _FLAGS = {"compile": "--compile", "channels_last": "--channels-last", "cuda_graphs": "--cuda-graphs",
-          "threads": "--threads"}
+          "threads": "--threads", "hint": "--ov-mode"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class RunnerSpec:
     channels_last: bool = False
     cuda_graphs: bool | None = None  # None: the backend's default
     size: tuple[int, int] | None = None  # (H, W) the caller feeds; an ONNX model of another is refused
+    hint: str | None = None  # OpenVINO's mode: latency | throughput (None: latency)
     reason: str = field(default="asked for", compare=False)
 
     @classmethod
@@ -55,6 +58,8 @@ class RunnerSpec:
         the shipped one); DtkError with a hint when impossible."""
         check_precision(precision)
         check_threads(options.get("threads"))
+        if options.get("hint") is not None:
+            check_hint(options["hint"])
         if backend not in BACKEND_CHOICES:
             raise DtkError(f"unknown backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
         if backend != "auto":
@@ -70,7 +75,8 @@ class RunnerSpec:
     def check_options(self) -> None:
         """DtkError naming the options this backend would ignore (and the backend that takes them)."""
         given = {"compile": self.compile, "channels_last": self.channels_last,
-                 "cuda_graphs": self.cuda_graphs is not None, "threads": self.threads is not None}
+                 "cuda_graphs": self.cuda_graphs is not None, "threads": self.threads is not None,
+                 "hint": self.hint is not None}
         ignored = [name for name, on in given.items() if on and name not in SUPPORTED_OPTIONS[self.backend]]
         if ignored:
             flags = ", ".join("--no-cuda-graphs" if n == "cuda_graphs" and self.cuda_graphs is False
@@ -86,6 +92,8 @@ class RunnerSpec:
         spec = replace(self, **changes)
         check_precision(spec.precision)
         check_threads(spec.threads)
+        if spec.hint is not None:
+            check_hint(spec.hint)
         spec.check_options()
         return spec
 
@@ -94,6 +102,9 @@ class RunnerSpec:
         if self.backend == "onnxruntime":
             return OrtRunner(self.model, device=self.device or "auto", threads=self.threads,
                              trt_fp16=self.precision == "fp16", size=self.size)
+        if self.backend == "openvino":
+            return OvRunner(self.model, device=self.device or "auto", threads=self.threads,
+                            hint=self.hint or "latency", size=self.size, precision=self.precision)
         if self.backend == "torch":
             import torch
 
@@ -111,7 +122,8 @@ class RunnerSpec:
 def _choose_auto(cls, model, precision: str, info: dict | None, options: dict) -> RunnerSpec:
     info = collect() if info is None else info
     first = default_backend(info)
-    order = [first] + [b for b in ("onnxruntime", "torch") if b != first]
+    fallbacks = ("onnxruntime", "openvino", "torch") if info.get("openvino") else ("onnxruntime", "torch")
+    order = [first] + [b for b in fallbacks if b != first]
     notes: list[str] = []
     for name in order:
         problem = _precision_problem(name, precision)
@@ -145,6 +157,9 @@ def _precision_problem(backend: str, precision: str) -> str | None:
             "TensorrtExecutionProvider" not in _ort_gpu_providers():
         return ("ONNX Runtime without its TensorRT EP runs the graph's own types: pass an fp16 graph "
                 "(`dtk export --fp16`) with --model and --precision fp32, or use --backend torch")
+    if backend == "openvino" and precision == "fp16":
+        return ("OpenVINO runs fp32 (exact) or bf16 arithmetic on a CPU: for fp16 weights pass an fp16 "
+                "graph (`dtk export --fp16`) with --model and leave --precision out, or use --backend torch")
     if backend == "tensorrt" and precision != "fp32":
         return ("a TensorRT engine runs the precision it was built with (`dtk build-engine --fp16`); "
                 "leave --precision out")

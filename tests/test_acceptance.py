@@ -73,7 +73,7 @@ def test_doctor(tmp_path):
     for row in ("dtk doctor", "Python", "torch", "ONNX Runtime", "TensorRT", "default `dtk run` backend"):
         assert row in out
     info = json.loads((tmp_path / "doctor.json").read_text())
-    assert info["default_backend"] in ("tensorrt", "onnxruntime", "torch")
+    assert info["default_backend"] in ("tensorrt", "onnxruntime", "openvino", "torch")
     assert info["onnxruntime"]  # the cpu extra is what CI installs
 
 
@@ -81,7 +81,7 @@ def test_run_local_writes_every_frame_with_a_manifest(demo, local_run):
     res, out, out_dir = local_run
     assert res.exit_code == 0, out
     assert "5 found: 5 written, 0 already done, 0 failed" in out
-    assert "backend: onnxruntime" in out or "backend: torch" in out
+    assert any(f"backend: {b}" in out for b in ("openvino", "onnxruntime", "torch"))
     assert "dtk-unet" in out  # the shipped model
     no_dict_repr(out)
     inputs = sorted(p.relative_to(demo) for p in demo.rglob("*.png"))
@@ -92,7 +92,7 @@ def test_run_local_writes_every_frame_with_a_manifest(demo, local_run):
         assert got.shape == (256, 448, 3) and got.dtype == np.uint8 and got.std() > 10
     settings = json.loads((out_dir / ".dtk-run.json").read_text())["settings"]
     assert Path(settings["model"]).stem == "dtk-unet" and len(settings["model_sha256"]) == 64
-    assert settings["backend"] in ("onnxruntime", "torch") and settings["precision"] == "fp32"
+    assert settings["backend"] in ("openvino", "onnxruntime", "torch") and settings["precision"] == "fp32"
     summary = json.loads((out_dir.parent / "run.json").read_text())
     assert summary["written"] == 5 and summary["failed"] == 0
     # the same command again: nothing to do, exit 0
@@ -206,7 +206,7 @@ def test_eval_shipped_model(demo, tmp_path):
     for kernel in ("k7", "k11", "k7+k11"):
         assert rows[(kernel, "model")]["frames"] == 5 * (2 if "+" in kernel else 1)
         assert rows[(kernel, "model")]["gain_db"] > 2  # the shipped model deblurs real photos
-    assert report["model"]["backend"] in ("onnxruntime", "torch")
+    assert report["model"]["backend"] in ("openvino", "onnxruntime", "torch")
     assert (tmp_path / "psnr.png").stat().st_size > 1000
     assert (tmp_path / "psnr-examples.png").stat().st_size > 1000
 
@@ -291,6 +291,62 @@ def test_compare_torch_vs_onnxruntime_fp32_fp16_int8(demo, tmp_path):
     assert 1e-5 < half["max_abs"] < 1e-2 and 50 < half["psnr_db"] < 80 and half["passed"]
     assert q8["max_abs"] > 1e-2 and not q8["passed"]
     assert fp32["median_abs"] <= fp32["quantile_abs"] <= fp32["max_abs"]
+
+
+@pytest.mark.skipif(module_version("openvino") is None, reason="OpenVINO not installed (pip install .[cpu])")
+def test_openvino_everywhere_a_backend_goes(large, tmp_path):
+    """`dtk run --backend openvino` at native size equals the ONNX Runtime run within 1 grey level;
+    `dtk compare torch openvino` within 1e-5; `dtk bench` rows for both OpenVINO modes with PSNR;
+    `dtk eval --backend openvino`."""
+    outs = {}
+    for backend in ("openvino", "onnxruntime"):
+        outs[backend] = tmp_path / backend
+        res, out = dtk("run", large, "-o", outs[backend], "--backend", backend, "--blur", "k7",
+                       "--batch", "4", "--json", tmp_path / f"{backend}.json")
+        assert res.exit_code == 0, out
+        assert f"backend: {backend} (asked for)" in out and "0 failed" in out
+    summary = json.loads((tmp_path / "openvino.json").read_text())
+    assert summary["backend"]["backend"] == "openvino" and summary["backend"]["mode"].startswith("latency")
+    assert summary["backend"]["startup_s"] > 0
+    pngs = sorted(p.relative_to(outs["openvino"]) for p in outs["openvino"].rglob("*.png"))
+    assert pngs and pngs == sorted(p.relative_to(outs["onnxruntime"])
+                                   for p in outs["onnxruntime"].rglob("*.png"))
+    for rel in pngs:
+        a = np.asarray(Image.open(outs["openvino"] / rel), dtype=int)
+        b = np.asarray(Image.open(outs["onnxruntime"] / rel), dtype=int)
+        assert int(np.abs(a - b).max()) <= 1, rel
+    settings = json.loads((outs["openvino"] / ".dtk-run.json").read_text())["settings"]
+    assert settings["backend"] == "openvino"
+    res, out = dtk("run", large, "-o", tmp_path / "tp", "--backend", "openvino", "--ov-mode", "throughput",
+                   "--blur", "k7", "--batch", "4", "--threads", "2")
+    assert res.exit_code == 0 and "AsyncInferQueue" in out, out
+    res, out = dtk("run", large, "-o", tmp_path / "bad", "--backend", "onnxruntime", "--ov-mode", "latency")
+    assert res.exit_code == 2 and "--ov-mode does not apply to the onnxruntime backend" in out, out
+
+    res, out = dtk("compare", "torch", "openvino", "onnxruntime", "--frames", large, "--max-frames", "2",
+                   "--atol", "1e-5", "--json", tmp_path / "c.json")
+    assert res.exit_code == 0, out
+    rows = {(p["other"], p["kernel"]): p for p in json.loads((tmp_path / "c.json").read_text())["pairs"]}
+    assert rows[("openvino", "all")]["max_abs"] < 1e-5 and rows[("openvino", "all")]["passed"]
+
+    res, out = dtk("bench", "--backend", "openvino,onnxruntime", "--batch", "2", "--iterations", "1",
+                   "--warmup", "0", "--quality-frames", "1", "--json", tmp_path / "b.json")
+    assert res.exit_code == 0, out
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    ov_rows = {r["variant"]: r for r in rows if r["backend"] == "openvino"}
+    assert set(ov_rows) == {"cpu-latency", "cpu-throughput", "cpu-bf16"}
+    ort = next(r for r in rows if r["backend"] == "onnxruntime")
+    assert ov_rows["cpu-bf16"]["status"] == "ran"  # bf16 arithmetic: its PSNR is its own
+    for row in (ov_rows["cpu-latency"], ov_rows["cpu-throughput"]):
+        assert row["status"] == "ran" and row["images_per_s"] > 0
+        for kernel in ("k7", "k11"):
+            got, want = row["quality"]["psnr_db"][kernel], ort["quality"]["psnr_db"][kernel]
+            assert abs(got - want) < 0.01, (kernel, got, want)
+
+    res, out = dtk("eval", large, "--model", "default", "--backend", "openvino", "--native",
+                   "--kernels", "k7", "--baselines", "none", "--no-ssim", "--json", tmp_path / "e.json")
+    assert res.exit_code == 0, out
+    assert json.loads((tmp_path / "e.json").read_text())["model"]["backend"] == "openvino"
 
 
 @pytest.mark.skipif(module_version("tensorrt") is not None, reason="TensorRT is installed here")

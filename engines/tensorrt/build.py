@@ -20,24 +20,23 @@ since 10.12).
 
 A blind model's graph has a second input, `evidence`, with a default (an initializer listed as
 a graph input, which ONNX Runtime overrides when fed). TensorRT's parser would take it as a
-constant, so the build parses a copy without that default: the engine keeps `evidence` as an
-input with its own profile (N x width over the same batch range) and one decision can cover all
-tiles of a frame (engines.tiled).
+constant, so the build parses a copy without that default (engines.onnx_graph.parseable_onnx):
+the engine keeps `evidence` as an input with its own profile (N x width over the same batch
+range) and one decision can cover all tiles of a frame (engines.tiled).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
+from engines.onnx_graph import parseable_onnx
 from engines.polygraphy_log import polygraphy_failures
 from engines.tensorrt import sidecar as _sidecar
 from engines.tensorrt.sidecar import (
@@ -134,26 +133,6 @@ def _name_nodes(errors: list[str], onnx_path: Path) -> list[str]:
     return named
 
 
-@contextlib.contextmanager
-def parseable_onnx(onnx_path: Path) -> Iterator[Path]:
-    """The file TensorRT parses: `onnx_path` itself, or for a blind model a temporary copy whose
-    `evidence` input has no default (see the module docstring)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    if not any(t.name == EVIDENCE_INPUT for t in model.graph.initializer):
-        yield onnx_path
-        return
-    model = onnx.load(str(onnx_path))  # with any external weights, saved inline into the copy
-    kept = [t for t in model.graph.initializer if t.name != EVIDENCE_INPUT]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    with tempfile.TemporaryDirectory(prefix="dtk-trt-") as scratch:
-        copy = Path(scratch) / onnx_path.name
-        onnx.save(model, str(copy))
-        yield copy
-
-
 def _evidence_width(network) -> int | None:
     """The width of the network's `evidence` input (N x width), None when it has none."""
     for i in range(network.num_inputs):
@@ -219,7 +198,7 @@ def build_engine(
     # parse_from_file (NetworkFromOnnxPath) keeps the model's directory, so external weights are found.
     named = partial(_name_nodes, onnx_path=onnx_path)
     with polygraphy_failures(f"TensorRT's ONNX parser rejected {onnx_path}", named), \
-            parseable_onnx(onnx_path) as parsed:
+            parseable_onnx(onnx_path, prefix="dtk-trt-") as parsed:
         builder, network, parser = poly.network_from_onnx_path(str(parsed),
                                                                strongly_typed=plan.strongly_typed)
     input_name, geometry = _input_geometry(network, height, width)

@@ -39,9 +39,14 @@ def test_doctor_json():
     result = invoke("doctor", "--json", "-")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    for key in ("python", "torch", "onnxruntime", "tensorrt", "dali", "gpu", "default_backend"):
+    for key in ("python", "torch", "onnxruntime", "openvino", "ov_devices", "tensorrt", "dali", "gpu",
+                "default_backend"):
         assert key in info
-    assert info["default_backend"] in ("tensorrt", "onnxruntime", "torch")
+    if info["openvino"]:
+        assert "CPU" in info["ov_devices"]
+    text = invoke("doctor").stdout
+    assert "OpenVINO" in text and "OpenVINO devices" in text
+    assert info["default_backend"] in ("tensorrt", "onnxruntime", "openvino", "torch")
 
 
 def test_demo_and_eval_blurred_baseline(tmp_path):

@@ -51,11 +51,11 @@ def run_local(src, dst, model):
     return run_frames(src, dst, OrtRunner(model, threads=1), batch=1, blur="k7", pipeline="fallback")
 
 
-def run_ray(src, dst, model, **kw):
+def run_ray(src, dst, model, backend="onnxruntime", **kw):
     from engines.spec import RunnerSpec
     from toolkit.app.ray_executor import run_frames_ray
 
-    spec = RunnerSpec.choose("onnxruntime", model, size=(256, 448))
+    spec = RunnerSpec.choose(backend, model, size=(256, 448))
     return run_frames_ray(src, dst, spec, batch=kw.pop("batch", 1), blur="k7", workers=2, **kw)
 
 
@@ -70,6 +70,19 @@ def test_ray_output_is_byte_identical_to_local(cluster, frames_in, onnx_model, t
     # a rerun finds everything done
     again = run_ray(frames_in, tmp_path / "ray", onnx_model)
     assert again.written == 0 and again.skipped_done == n_good
+
+
+def test_openvino_on_ray_matches_local_openvino(cluster, frames_in, tmp_path):
+    """The shipped blind model through OpenVINO on Ray actors: the local OpenVINO run's bytes."""
+    pytest.importorskip("openvino", reason="OpenVINO not installed (pip install .[cpu])")
+    from engines.spec import RunnerSpec
+    from toolkit.app.run import run_frames
+
+    spec = RunnerSpec.choose("openvino", None, size=(256, 448))
+    local = run_frames(frames_in, tmp_path / "local", spec.open(), batch=2, blur="k7", pipeline="fallback")
+    summary = run_ray(frames_in, tmp_path / "ray", None, backend="openvino", batch=2)
+    assert summary.written == local.written > 0
+    assert tree(tmp_path / "ray") == tree(tmp_path / "local")
 
 
 def test_partial_tree_is_completed(cluster, frames_in, onnx_model, tmp_path):

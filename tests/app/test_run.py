@@ -15,7 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from engines.base import Runner
+from engines.machine import collect
 from engines.onnxruntime import OrtRunner
+from engines.select import default_backend
 from engines.spec import RunnerSpec
 from toolkit.app.cli import app
 from toolkit.app.run import check_output_dir, is_done, output_path_for, run_frames
@@ -225,7 +227,8 @@ def test_cli_auto_backend_says_which_and_bad_combinations_exit_2(demo_dir, onnx_
     result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "a"), "--model", str(onnx_model),
                               "--batch", "10"])
     assert result.exit_code == 0, result.output
-    assert "backend: onnxruntime (fastest available" in result.output  # no GPU here
+    expected = default_backend(collect())  # no GPU here: openvino when installed, else onnxruntime
+    assert f"backend: {expected} (fastest available" in result.output
     result = cli.invoke(app, ["run", str(demo_dir), "-o", str(tmp_path / "b"), "--model", str(onnx_model),
                               "--backend", "onnxruntime", "--precision", "bf16"])
     assert result.exit_code == 2 and "bf16" in result.output and "Traceback" not in result.output
@@ -296,7 +299,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(demo_dir, onnx_mo
     assert result.exit_code == 0, result.output
     recorded = manifest(out)["settings"]
     assert (recorded["blur"], recorded["backend"], recorded["precision"], recorded["keep_size"]) == \
-        ("k7", "onnxruntime", "fp32", False)
+        ("k7", default_backend(collect()), "fp32", False)
     assert len(recorded["model_sha256"]) == 64 and recorded["model"].endswith("dtk-unet.onnx")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     assert (recorded["mode"], recorded["tile_overlap"]) == ("native", 64)

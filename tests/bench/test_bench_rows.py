@@ -91,6 +91,21 @@ def test_backend_all_on_cpu_lists_gpu_and_tensorrt_rows_as_could_not_run(tmp_pat
     assert "could not run [1]" in res.output and "could not run [2]" in res.output
 
 
+def test_openvino_rows_without_openvino_could_not_run_with_the_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # as if not installed
+    out = tmp_path / "ov.json"
+    res = runner.invoke(app, [*TINY, "--backend", "openvino,onnxruntime", "--batch", "1", "--no-quality",
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = {(r["backend"], r["variant"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {("openvino", "cpu-latency"), ("openvino", "cpu-throughput"),
+                         ("openvino", "cpu-bf16"), ("onnxruntime", "cpu-fp32")}
+    for variant in ("cpu-latency", "cpu-throughput", "cpu-bf16"):
+        row = rows[("openvino", variant)]
+        assert row["status"] == "could not run" and "pip install .[cpu]" in row["reason"]
+    assert rows[("onnxruntime", "cpu-fp32")]["status"] == "ran"
+
+
 def test_quality_columns_equal_an_independent_psnr(demo_dir):
     frames = discover_frames(demo_dir)[:2]
     sharp, blurred = load_inputs(frames, (64, 96))

@@ -13,6 +13,7 @@ from toolkit.core.errors import DtkError
 
 CPU_INFO = {"cuda_available": False, "torch": "2", "onnxruntime": "1", "tensorrt": None}
 GPU_TRT_INFO = {"cuda_available": True, "torch": "2", "onnxruntime": "1", "tensorrt": "10"}
+CPU_OV_INFO = {**CPU_INFO, "openvino": "2026.4"}
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,60 @@ def test_auto_picks_and_falls_back_with_a_reason(tiny, tmp_path):
     assert RunnerSpec.choose("auto", tmp_path / "ck.json", info=CPU_INFO).backend == "torch"
 
 
+def test_auto_keeps_onnxruntime_ahead_of_openvino_on_a_cpu(tiny, tmp_path):
+    """OpenVINO's exact fp32 measured slower than ONNX Runtime on the dev CPU: auto picks it only
+    without ONNX Runtime."""
+    assert RunnerSpec.choose("auto", tiny / "m.onnx", info=CPU_OV_INFO).backend == "onnxruntime"
+    only_ov = {**CPU_OV_INFO, "onnxruntime": None}
+    choice = RunnerSpec.choose("auto", tiny / "m.onnx", info=only_ov)
+    assert choice.backend == "openvino" and "fastest" in choice.reason
+    assert choice.model == tiny / "m.onnx"
+    # a GPU machine keeps TensorRT / torch first
+    assert RunnerSpec.choose("auto", tiny / "m.onnx", info={**GPU_TRT_INFO, "openvino": "2026.4"}
+                             ).backend == "onnxruntime"
+    # precisions OpenVINO does not take fall through to the next backend, saying why
+    # bf16 on a CPU: ONNX Runtime cannot, OpenVINO can (its CPU's bf16 arithmetic)
+    bf16 = RunnerSpec.choose("auto", tiny / "m.onnx", precision="bf16", info=CPU_OV_INFO)
+    assert bf16.backend == "openvino"
+    choice = RunnerSpec.choose("auto", tiny / "m.onnx", precision="fp16", info=only_ov)
+    assert choice.backend == "torch" and "openvino not usable" in choice.reason
+    # a checkpoint without an ONNX sibling runs on torch
+    for f in ("ck.safetensors", "ck.json"):
+        (tmp_path / f).write_bytes((tiny / f.replace("ck", "m")).read_bytes())
+    assert RunnerSpec.choose("auto", tmp_path / "ck.json", info=CPU_OV_INFO).backend == "torch"
+
+
+def test_openvino_options_are_checked_before_loading(tiny):
+    with pytest.raises(DtkError, match="unknown OpenVINO mode"):
+        RunnerSpec.choose("openvino", tiny / "m.onnx", hint="fast")
+    with pytest.raises(DtkError, match="--ov-mode does not apply to the onnxruntime backend"):
+        RunnerSpec.choose("onnxruntime", tiny / "m.onnx", hint="latency")
+    with pytest.raises(DtkError, match="OpenVINO runs fp32 .exact. or bf16"):
+        RunnerSpec.choose("openvino", tiny / "m.onnx", precision="fp16")
+    assert RunnerSpec.choose("openvino", tiny / "m.onnx", precision="bf16").precision == "bf16"
+    with pytest.raises(DtkError, match="--compile does not apply to the openvino backend"):
+        RunnerSpec.choose("openvino", tiny / "m.onnx", compile=True)
+    spec = RunnerSpec.choose("openvino", tiny / "m.json", threads=1, hint="throughput")
+    assert (spec.model.name, spec.threads, spec.hint) == ("m.onnx", 1, "throughput")
+
+
+def test_openvino_reads_onnx_or_ir(tiny, tmp_path):
+    assert models.resolve_model(tiny / "m.safetensors", "openvino") == tiny / "m.onnx"
+    (tmp_path / "ir.xml").write_text("<net/>")
+    assert models.resolve_model(tmp_path / "ir.xml", "openvino") == tmp_path / "ir.xml"
+    (tmp_path / "ir.onnx").write_bytes((tiny / "m.onnx").read_bytes())
+    assert models.resolve_model(tmp_path / "ir.xml", "openvino") == tmp_path / "ir.xml"  # the file given
+    assert models.resolve_model(tmp_path / "ir.onnx", "openvino") == tmp_path / "ir.onnx"
+    with pytest.raises(DtkError, match="OpenVINO needs an .onnx model or its IR"):
+        models.resolve_model(_checkpoint_only(tiny, tmp_path), "openvino")
+
+
+def _checkpoint_only(tiny, folder):
+    for f in ("solo.safetensors", "solo.json"):
+        (folder / f).write_bytes((tiny / f.replace("solo", "m")).read_bytes())
+    return folder / "solo.safetensors"
+
+
 def test_explicit_backends_load_runners(tiny):
     ort = RunnerSpec.choose("onnxruntime", tiny / "m.json", threads=1).open()
     assert ort.name == "onnxruntime" and ort.describe()["model"].endswith("m.onnx")
@@ -75,7 +130,7 @@ def test_explicit_backends_load_runners(tiny):
     with pytest.raises(DtkError, match="bf16"):
         RunnerSpec.choose("onnxruntime", tiny / "m.onnx", precision="bf16")
     with pytest.raises(DtkError, match="unknown backend"):
-        RunnerSpec.choose("openvino", tiny / "m.onnx")
+        RunnerSpec.choose("onnxrt", tiny / "m.onnx")
 
 
 def test_tensorrt_without_tensorrt_is_a_hint(tmp_path, monkeypatch):
@@ -113,7 +168,7 @@ def test_spec_is_picklable_and_opens_what_it_names(tiny):
 @pytest.mark.parametrize("backend,options,flag,taker", [
     ("onnxruntime", {"compile": True}, "--compile", "torch"),
     ("onnxruntime", {"cuda_graphs": True}, "--cuda-graphs", "tensorrt"),
-    ("tensorrt", {"threads": 2}, "--threads", "onnxruntime or torch"),
+    ("tensorrt", {"threads": 2}, "--threads", "onnxruntime or openvino or torch"),
     ("tensorrt", {"channels_last": True}, "--channels-last", "torch"),
 ])
 def test_an_option_the_backend_ignores_is_refused_naming_who_takes_it(tmp_path, tiny, backend, options,

@@ -124,7 +124,7 @@ def emit_json(path: Path | None, obj) -> None:
 @app.command()
 @handle_errors
 def doctor(json_out: JsonOut = None) -> None:
-    """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, TensorRT, DALI, GPU."""
+    """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, OpenVINO, TensorRT, DALI, GPU."""
 
     preflight.reports({"--json": json_out})
     info = collect()
@@ -136,6 +136,8 @@ def doctor(json_out: JsonOut = None) -> None:
             "torch CUDA": ("yes, CUDA " + str(info["cuda"])) if info.get("cuda_available") else "no",
             "ONNX Runtime": info["onnxruntime"] or "not installed",
             "ORT providers": ", ".join(info["ort_providers"]) or "—",
+            "OpenVINO": info["openvino"] or "not installed (pip install openvino)",
+            "OpenVINO devices": ", ".join(info["ov_devices"]) or "—",
             "TensorRT": info["tensorrt"] or "not installed",
             "DALI": info["dali"] or "not installed",
             "Ray": info["ray"] or "not installed",
@@ -173,7 +175,8 @@ def eval_cmd(
     predictions: Annotated[Path | None, typer.Option(
         help="Score outputs made elsewhere (dtk run): DIR/<kernel>/<frame> or DIR/<frame> for one kernel.")
     ] = None,
-    backend: Annotated[str, typer.Option(help="Backend for --model: auto|onnxruntime|torch.")] = "auto",
+    backend: Annotated[str, typer.Option(
+        help="Backend for --model: auto|onnxruntime|openvino|torch.")] = "auto",
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels: k3,k7,k11.")] = "k3,k7,k11",
     baselines: Annotated[str, typer.Option(
         help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
@@ -367,7 +370,9 @@ def run_cmd(
     model: Annotated[Path | None, typer.Option(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
-    backend: Annotated[str, typer.Option(help="auto|tensorrt|onnxruntime|torch.")] = "auto",
+    backend: Annotated[str, typer.Option(
+        help="auto|tensorrt|onnxruntime|openvino|torch (auto: TensorRT or torch on a GPU, ONNX Runtime on "
+             "a CPU, OpenVINO for --precision bf16 on a CPU).")] = "auto",
     batch: Annotated[int, typer.Option(help="Frames per batch.")] = 8,
     blur: Annotated[str | None, typer.Option(
         help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
@@ -386,8 +391,8 @@ def run_cmd(
                             "resume, skipping finished frames; other settings are refused).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
-    precision: Annotated[str, typer.Option(help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP).")
-                         ] = "fp32",
+    precision: Annotated[str, typer.Option(
+        help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP; bf16 also OpenVINO).")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
                              ] = False,
@@ -395,6 +400,9 @@ def run_cmd(
         "--cuda-graphs/--no-cuda-graphs", help="Capture a CUDA graph per batch size (torch on CUDA; "
                                                "default: on unless --compile).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
+    ov_mode: Annotated[str | None, typer.Option(
+        "--ov-mode", help="OpenVINO: latency (one request per batch, the default) or throughput (its "
+                          "streams, the batch's tiles spread over an async request queue).")] = None,
     pipeline: Annotated[str, typer.Option(
         help="Frame pipeline: auto|dali|fallback|torch (auto: DALI on a GPU when installed, else the "
              "torch GPU blur when CUDA is there, else the CPU fallback).")] = "auto",
@@ -423,11 +431,11 @@ def run_cmd(
 
     preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
                       workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
-                      json_out=json_out)
+                      json_out=json_out, ov_mode=ov_mode)
     check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
-                             size=FRAME_SIZE)
+                             hint=ov_mode, size=FRAME_SIZE)
     preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                overwrite=overwrite, strict=strict, max_pixels=max_pixels)
@@ -515,10 +523,11 @@ def bench(
         help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
              "not a trained model.")] = None,
     backend: Annotated[str, typer.Option(
-        help="Comma-separated backends: onnxruntime,torch,tensorrt or all.")] = "onnxruntime,torch",
+        help="Comma-separated backends: onnxruntime,openvino,torch,tensorrt or all.")] = "onnxruntime,torch",
     variants: Annotated[str | None, typer.Option(
         help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
              "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
+             "openvino: cpu-latency, cpu-throughput, cpu-bf16; "
              "tensorrt: engine.")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
     height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
@@ -678,8 +687,8 @@ def build_engine_cmd(
 def compare_cmd(
     runners: Annotated[list[str] | None, typer.Argument(
         metavar="RUNNER...",
-        help="backend[:MODEL] (torch, onnxruntime, tensorrt), the first the reference; default: torch, "
-             "onnxruntime and onnxruntime on the shipped fp16 graph.")] = None,
+        help="backend[:MODEL] (torch, onnxruntime, openvino, tensorrt), the first the reference; default: "
+             "torch, onnxruntime and onnxruntime on the shipped fp16 graph.")] = None,
     frames: Annotated[Path | None, typer.Option(
         "--frames", help="Sharp frames folder (default: the built-in demo frames).")] = None,
     max_frames: Annotated[int, typer.Option(help="Frames used (each blurred with every kernel).")] = 5,

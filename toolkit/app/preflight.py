@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from engines.openvino import HINTS as OV_MODES
 from engines.options import MAX_BATCH, check_batch, check_threads
 from engines.tensorrt.sidecar import sidecar_path
 from toolkit.core.bounds import check_choice, check_number, check_tolerance
@@ -116,8 +117,10 @@ def export_cmd(*, checkpoint: Path, output: Path, height: int, width: int, opset
 
 def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int, threads: int | None,
             workers: int, gpus_per_worker: float, pipeline: str, executor: str,
-            json_out: Path | None) -> None:
+            json_out: Path | None, ov_mode: str | None = None) -> None:
     check_choice("--executor", executor, ("local", "ray"))
+    if ov_mode is not None:
+        check_choice("--ov-mode", ov_mode, OV_MODES)
     check_choice("--pipeline", pipeline, PIPELINES)
     check_max_pixels(max_pixels)
     check_batch(batch)

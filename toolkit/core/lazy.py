@@ -12,6 +12,7 @@ INSTALL_HINTS = {
     "nvidia.dali": "DALI not installed: pip install .[dali] (CPU operators) or .[gpu]",
     "onnxruntime": "ONNX Runtime not installed: pip install .[cpu] (or .[gpu] on a GPU machine)",
     "ray": "Ray not installed: pip install .[ray]",
+    "openvino": "OpenVINO not installed: pip install .[cpu] (or pip install openvino)",
     "polygraphy": "Polygraphy not installed: pip install .[cpu] (or .[gpu])",
     "onnx_graphsurgeon": "ONNX-GraphSurgeon not installed: pip install .[cpu] (or .[gpu])",
 }

@@ -1,8 +1,9 @@
 """Model files without loading them (no torch): the shipped default, the sibling a backend
 loads, a checkpoint's three paths and its JSON sidecar. The one home of model path resolution.
 
-A dtk model is one stem with up to four files: `X.onnx` (ONNX Runtime, TensorRT builds),
-`X.safetensors` + `X.json` (torch checkpoint), `X.engine` / `X.plan` (a built TensorRT engine).
+A dtk model is one stem with up to four files: `X.onnx` (ONNX Runtime, OpenVINO, TensorRT builds),
+`X.safetensors` + `X.json` (torch checkpoint), `X.engine` / `X.plan` (a built TensorRT engine);
+OpenVINO also reads its IR `X.xml` (+ `X.bin`).
 Given any one of them, a backend finds the one it needs next to it.
 """
 
@@ -18,7 +19,8 @@ ASSETS_DIR = Path(toolkit.__file__).resolve().parent / "assets"  # shipped as pa
 DEFAULT_STEM = "dtk-unet"
 _CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 _ENGINE_SUFFIXES = (".engine", ".plan")
-_KNOWN = (".onnx", *_CHECKPOINT_SUFFIXES, *_ENGINE_SUFFIXES)
+_IR_SUFFIX = ".xml"  # OpenVINO IR (X.xml + X.bin)
+_KNOWN = (".onnx", *_CHECKPOINT_SUFFIXES, *_ENGINE_SUFFIXES, _IR_SUFFIX)
 
 
 def default_model_path(backend: str) -> Path:
@@ -40,7 +42,7 @@ def resolve_model(path: Path | str | None, backend: str) -> Path:
     """The file `backend` loads for model `path` (None: the shipped default); DtkError when absent.
 
     onnxruntime: X.onnx. torch: X.safetensors (X.json must sit next to it). tensorrt: a built
-    X.engine / X.plan.
+    X.engine / X.plan. openvino: the IR X.xml when that is the file given, else X.onnx, else X.xml.
     """
     shipped = path is None
     given = default_model_path(backend) if shipped else Path(path)
@@ -49,8 +51,8 @@ def resolve_model(path: Path | str | None, backend: str) -> Path:
     if not shipped and given.is_dir():
         raise DtkError(f"--model takes a file (X.onnx or X.safetensors), got the folder {given}")
     if not shipped and given.suffix not in _KNOWN:
-        raise DtkError(f"unknown model type {given.name}: expected .onnx, .safetensors(+.json) "
-                       "or a TensorRT .engine/.plan")
+        raise DtkError(f"unknown model type {given.name}: expected .onnx, .safetensors(+.json), "
+                       "a TensorRT .engine/.plan or an OpenVINO .xml")
     stem = _stem_path(given)
     where = "the shipped model" if shipped else str(given)
     if backend == "onnxruntime":
@@ -61,6 +63,15 @@ def resolve_model(path: Path | str | None, backend: str) -> Path:
                               f"export it with `dtk export {stem}.safetensors -o {onnx}`, "
                               "or use --backend torch"))
         return onnx
+    if backend == "openvino":
+        onnx, ir = stem.with_name(stem.name + ".onnx"), stem.with_name(stem.name + _IR_SUFFIX)
+        for candidate in ((ir, onnx) if given.suffix == _IR_SUFFIX else (onnx, ir)):
+            if candidate.is_file():
+                return candidate
+        raise DtkError(f"OpenVINO needs an .onnx model or its IR (.xml + .bin) and {where} has neither "
+                       f"({onnx} missing): " + ("reinstall dtk or pass --model X.onnx" if shipped else
+                                                f"export it with `dtk export {stem}.safetensors -o {onnx}`, "
+                                                "or use --backend torch"))
     if backend == "torch":
         weights = stem.with_name(stem.name + ".safetensors")
         sidecar = stem.with_name(stem.name + ".json")

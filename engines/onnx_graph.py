@@ -1,0 +1,55 @@
+"""ONNX graph edits that several backends share (the one home of `parseable_onnx`).
+
+A blind model's graph has a second input, `evidence`, with a default: an initializer that is
+also listed as a graph input, which ONNX Runtime overrides when it is fed. TensorRT's parser and
+OpenVINO's ONNX frontend take such an initializer as a constant (the input disappears), so they
+parse a copy without that default: `evidence` is then a real input (N x width) and one decision
+can cover all tiles of a frame (engines.tiled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from toolkit.core.models.head import EVIDENCE_INPUT
+
+
+def has_evidence_default(onnx_path: Path | str) -> bool:
+    """True when the graph's `evidence` input has a default (an initializer of that name)."""
+    import onnx  # heavy: only when a graph is read
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(t.name == EVIDENCE_INPUT for t in model.graph.initializer)
+
+
+def input_shape(onnx_path: Path | str, name: str) -> list[int | str | None]:
+    """The declared shape of graph input `name`: ints, symbolic names (str) or None per dimension."""
+    import onnx  # heavy: only when a graph is read
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inp = next(i for i in model.graph.input if i.name == name)
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in inp.type.tensor_type.shape.dim]
+
+
+@contextlib.contextmanager
+def parseable_onnx(onnx_path: Path | str, prefix: str = "dtk-onnx-") -> Iterator[Path]:
+    """The file a parser that freezes initializer-inputs should read: `onnx_path` itself, or for a
+    blind model a temporary copy whose `evidence` input has no default (removed on exit)."""
+    import onnx  # heavy: only when a graph is read
+
+    onnx_path = Path(onnx_path)
+    if not has_evidence_default(onnx_path):
+        yield onnx_path
+        return
+    model = onnx.load(str(onnx_path))  # with any external weights, saved inline into the copy
+    kept = [t for t in model.graph.initializer if t.name != EVIDENCE_INPUT]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        copy = Path(scratch) / onnx_path.name
+        onnx.save(model, str(copy))
+        yield copy
