@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from toolkit.core.models.head import EVIDENCE_INPUT
+from toolkit.core.evidence import EVIDENCE_INPUT
 
 
 def has_evidence_default(onnx_path: Path | str) -> bool:

@@ -18,8 +18,8 @@ from engines.base import Runner
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 from toolkit.core.lazy import optional_import
-from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"

@@ -35,8 +35,8 @@ from engines.onnxruntime import check_input_shape
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
 from toolkit.core.lazy import module_version, optional_import
-from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
 
 HINTS = ("latency", "throughput")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # dtk's --precision -> OpenVINO's inference precision

@@ -34,7 +34,7 @@ import numpy as np
 from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host, unit_to_uint8
-from toolkit.core.models.head import OWN_EVIDENCE, combine_evidence
+from toolkit.core.evidence import OWN_EVIDENCE, combine_evidence
 from toolkit.core.tiles import DEFAULT_OVERLAP, TileGrid, check_overlap, evidence_tiles, pad_frame, tile_grid
 
 

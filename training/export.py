@@ -18,13 +18,13 @@ from engines.onnxruntime import cpu_session
 from engines.polygraphy_log import quiet_polygraphy
 from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 from toolkit.core.kernels import blur
 from toolkit.core.lazy import optional_import
 from toolkit.core.metrics import psnr, psnr_capped
 from toolkit.core.modelfiles import checkpoint_paths, read_sidecar
 from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import FP16_MAX, blurred_demo_frames, check_fp16_range, real_frame
-from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 
 FP32_TOLERANCE = 1e-4  # max abs error ORT fp32 vs torch fp32, on the 0..1 scale
 

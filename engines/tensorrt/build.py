@@ -49,8 +49,8 @@ from engines.tensorrt.sidecar import (
 from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 from toolkit.core.lazy import optional_import
-from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT
 
 PRECISIONS = ("fp16", "fp32", "int8")
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}

@@ -43,8 +43,8 @@ import numpy as np
 from engines.base import Runner
 from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
 from toolkit.core.lazy import optional_import
-from toolkit.core.models.head import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
 
 
 class Device(Protocol):

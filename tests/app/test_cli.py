@@ -35,6 +35,17 @@ def test_import_needs_no_gpu_library():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_cli_import_loads_no_torch_or_runtime():
+    """`dtk --help` stays fast: the CLI and every engine module it imports load torch, ONNX Runtime,
+    OpenVINO and Polygraphy only when a command needs them (the evidence names live in torch-free
+    toolkit.core.evidence for that reason)."""
+    code = ("import sys, toolkit.app.cli, engines.tiled, engines.onnxruntime, engines.openvino, "
+            "engines.tensorrt.build, engines.tensorrt.runtime; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'polygraphy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_doctor_json():
     result = invoke("doctor", "--json", "-")
     assert result.exit_code == 0, result.output

@@ -3,17 +3,14 @@
 The head's evidence is the frame's pooled features (`pool`: the spatial mean of the feature
 maps, N x width, all >= 0 after ReLU). `decide` turns evidence into class logits. Splitting the
 two lets one decision cover a whole frame cut into tiles: pool each tile, average the tiles'
-evidence (`combine_evidence`), and run every tile with that frame evidence (`given_or_own`).
+evidence (toolkit.core.evidence, torch-free, where the names and the rule live), and run every
+tile with that frame evidence (`given_or_own`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
-
-OWN_EVIDENCE = -1.0  # a negative evidence row means "decide from this batch item itself"
-EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in ONNX graphs
 
 
 class KernelHead(nn.Module):
@@ -46,10 +43,3 @@ def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     if given is None:
         return own
     return torch.where(given < 0, own, given.to(own.dtype))
-
-
-def combine_evidence(tiles: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """One frame's evidence from its tiles' (T x width): their mean, weighted by `weights` (T)."""
-    tiles = np.asarray(tiles, dtype=np.float64)
-    w = np.ones(len(tiles)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return (w[:, None] * tiles).sum(axis=0) / w.sum()

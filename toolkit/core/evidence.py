@@ -1,0 +1,21 @@
+"""A blind model's frame decision, outside the network (NumPy only: no torch here).
+
+The head's evidence is an image's pooled features (N x width, all >= 0). Exported graphs take it
+as the input `evidence` (rows < 0: decide from this image, the default) and give each image's own
+as the output `tile_evidence`; tiles of one frame share one decision by running on the mean of
+their evidence (`combine_evidence`). The network side is toolkit.core.models.head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OWN_EVIDENCE = -1.0  # a negative evidence row means "decide from this batch item itself"
+EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in ONNX graphs and engines
+
+
+def combine_evidence(tiles: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """One frame's evidence from its tiles' (T x width): their mean, weighted by `weights` (T)."""
+    tiles = np.asarray(tiles, dtype=np.float64)
+    w = np.ones(len(tiles)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return (w[:, None] * tiles).sum(axis=0) / w.sum()
