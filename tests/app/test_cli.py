@@ -41,7 +41,8 @@ def test_cli_import_loads_no_torch_or_runtime():
     toolkit.core.evidence for that reason)."""
     code = ("import sys, toolkit.app.cli, engines.tiled, engines.onnxruntime, engines.openvino, "
             "engines.tensorrt.build, engines.tensorrt.runtime; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'polygraphy') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'polygraphy') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
