@@ -33,7 +33,7 @@ import numpy as np
 
 from engines.base import Runner
 from toolkit import FRAME_SIZE
-from toolkit.core.convert import to_host, unit_to_uint8
+from toolkit.core.convert import to_host, unit_to_uint8, unit_to_uint8_tensor
 from toolkit.core.evidence import OWN_EVIDENCE, combine_evidence
 from toolkit.core.tiles import DEFAULT_OVERLAP, TileGrid, check_overlap, evidence_tiles, pad_frame, tile_grid
 
@@ -150,8 +150,7 @@ class _DeviceOps(_HostOps):
 
     def paste(self, out, keep: tuple[int, int, int, int], chw, inner) -> None:
         y0, y1, x0, x1 = keep
-        part = chw[:, inner[0], inner[1]].float().clamp(0.0, 1.0).mul_(255.0).round_()
-        out[y0:y1, x0:x1] = part.to(self.torch.uint8).permute(1, 2, 0)
+        out[y0:y1, x0:x1] = unit_to_uint8_tensor(chw[:, inner[0], inner[1]]).permute(1, 2, 0)
 
     def download(self, out, height: int, width: int) -> np.ndarray:
         return np.ascontiguousarray(out[:height, :width].cpu().numpy())
@@ -172,6 +171,7 @@ def _ops(runner: Runner, on_device: bool = False) -> _HostOps:
     import torch
 
     device = getattr(runner, "device", None)
+    device = getattr(device, "device", device)  # TensorRT's TorchCudaDevice holds its torch.device
     if not isinstance(device, torch.device):
         device = torch.device("cuda", getattr(runner, "device_id", 0))
     return _DeviceResultOps(device) if on_device else _DeviceOps(device)

@@ -66,8 +66,6 @@ from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
 from toolkit.core.safepaths import check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
 
-MODES = ("native", "resize")
-
 
 def output_path_for(frame: Frame, out_root: Path | str) -> Path:
     """Where a frame's result goes: `<out_root>/<relative path with a .png suffix>`."""
