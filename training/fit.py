@@ -25,7 +25,7 @@ from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
 from toolkit.core.models.fastwiener import class_index
-from training.photoset import load_sources, validation_set
+from training.photoset import calibration_split, load_sources, validation_set
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
 
@@ -55,7 +55,12 @@ class FitConfig:
     seed: int = 0
     max_steps: int | None = None
     device: str | None = None
-    init: str | None = None  # start from these weights (a checkpoint of the same architecture)
+    init: str | None = None  # start from these weights (tensors of another head size are left new)
+    head_shares: int = 0  # the head's local detectors (fastwiener; toolkit.core.models.head)
+    soften: float = 0.0  # share of training frames softened by nature (training.soften)
+    train: str = "all"  # which part learns: all, head (cross-entropy only) or refiner (image loss)
+    calibration: int = 0  # crisp and as many soft training photos held out for `training.calibrate`
+    threads: int | None = None  # torch CPU threads
 
 
 def score(metrics: dict[str, dict[str, float]]) -> float:
@@ -119,33 +124,46 @@ def fit(config: FitConfig, *, log=print) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if config.train not in PARTS:
+        raise DtkError(f"unknown --train {config.train!r}: choose one of {', '.join(PARTS)}")
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     train_photos = load_sources(config.photos, "train")
+    held = calibration_split(config.photos, config.calibration) if config.calibration else set()
+    train_photos = {n: im for n, im in train_photos.items() if n not in held}
     windows = validation_set(config.photos)
     pick = np.linspace(0, len(windows) - 1, min(config.val_windows, len(windows))).round().astype(int)
     val_small = validation_tensors([windows[i][1] for i in pick], device)
     sampler = PhotoSampler(
-        train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed
+        train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed,
+        soften=config.soften,
     )
-    model_cfg = ModelConfig(**dict(ARCHS[config.arch], **({"width": config.width} if config.width else {})))
+    sizes = {"width": config.width} if config.width else {}
+    if config.head_shares:
+        sizes["head_shares"] = config.head_shares
+    model_cfg = ModelConfig(**dict(ARCHS[config.arch], **sizes))
     model = create_model(model_cfg)
+    fresh: list[str] = []
     if config.init:
-        start = load_model(config.init)
-        if start.config != model_cfg:
-            raise DtkError(f"--init {config.init} is a {start.config}, not a {model_cfg}")
-        model.load_state_dict(start.state_dict())
+        fresh = init_from(model, load_model(config.init))
+        log(f"--init {config.init}: new (not in it or another shape): {', '.join(fresh) or 'none'}")
     model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     has_head = config.arch == "fastwiener"
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.train != "all" and not has_head:
+        raise DtkError(f"--train {config.train} needs a model with a kernel head (fastwiener)")
+    learning = learned_parameters(model, config.train)
+    opt = torch.optim.Adam(learning, lr=config.lr)
     meta = {
         "kernels": ["k3", "k7", "k11"],
         "data": config.photos,
         "train_photos": sorted(train_photos),
         "val_photos": sorted({n for n, _ in windows}),
+        "calibration_photos": sorted(held),
         "params": count_parameters(model),
         "fit_config": asdict(config),
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
@@ -178,18 +196,10 @@ def fit(config: FitConfig, *, log=print) -> dict:
                 y.contiguous(memory_format=torch.channels_last),
             )
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            if has_head:
-                pred, logits = model(x, True)
-                loss = image_loss(
-                    pred.float(), y, config.loss
-                ) + config.kernel_loss_weight * torch.nn.functional.cross_entropy(
-                    logits.float(), class_index(labels).to(device)
-                )
-            else:
-                loss = image_loss(model(x).float(), y, config.loss)
+            loss = batch_loss(model, x, y, labels, config, has_head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(learning, 1.0)
         opt.step()
         step += 1
         loss_sum += loss.detach()
@@ -251,6 +261,48 @@ def fit(config: FitConfig, *, log=print) -> dict:
     return result
 
 
+PARTS = ("all", "head", "refiner")
+
+
+def init_from(model: torch.nn.Module, start: torch.nn.Module) -> list[str]:
+    """Copy `start`'s tensors into `model` where name and shape agree; the names left new."""
+    if getattr(start.config, "arch", None) != model.config.arch:
+        raise DtkError(f"--init is a {start.config.arch} model, not a {model.config.arch}")
+    theirs = start.state_dict()
+    mine = model.state_dict()
+    same = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    model.load_state_dict(same, strict=False)
+    return sorted(k for k in mine if k not in same)
+
+
+def learned_parameters(model: torch.nn.Module, part: str) -> list[torch.nn.Parameter]:
+    """The parameters `part` trains (the rest are frozen)."""
+    if part == "all":
+        chosen = list(model.parameters())
+    else:
+        chosen = list((model.head if part == "head" else model.refine).parameters())
+    keep = {id(p) for p in chosen}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return chosen
+
+
+def batch_loss(model, x, y, labels, config: FitConfig, has_head: bool) -> torch.Tensor:
+    """The training loss of one batch: the image loss with the true classes mixing (teacher
+    forcing) and/or the head's cross-entropy, as `config.train` says."""
+    if not has_head:
+        return image_loss(model(x).float(), y, config.loss)
+    classes = class_index(labels).to(x.device)
+    if config.train == "head":  # the bank and the head only: no refiner pass
+        logits = model.head.decide(model.evidence(x))
+        return torch.nn.functional.cross_entropy(logits.float(), classes)
+    pred, logits, _ = model.decided(x, classes=classes)
+    loss = image_loss(pred.float(), y, config.loss)
+    if config.train == "all":
+        loss = loss + config.kernel_loss_weight * torch.nn.functional.cross_entropy(logits.float(), classes)
+    return loss
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("photos")
@@ -271,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device")
     p.add_argument("--init", help="start from this checkpoint's weights")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--head-shares", type=int, default=0, help="the head's local detectors")
+    p.add_argument("--soften", type=float, default=0.0, help="share of frames softened by nature")
+    p.add_argument("--train", default="all", choices=list(PARTS), help="which part learns")
+    p.add_argument("--calibration", type=int, default=0,
+                   help="crisp and as many soft training photos held out for training.calibrate")
+    p.add_argument("--threads", type=int)
     fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
     return 0
 

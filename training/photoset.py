@@ -454,6 +454,23 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
     return {r["name"]: read_frame(root / r["file"]) for r in records if split is None or r["split"] == split}
 
 
+def calibration_split(root: Path | str, per_character: int) -> set[str]:
+    """Training photos held out to calibrate a model's decision thresholds (never trained on):
+    `per_character` crisp and as many soft colour photos, by a fixed hash order; deterministic."""
+    records = json.loads((Path(root) / SOURCES_FILE).read_text())
+    pool = sorted((r for r in records if r["split"] == "train" and r["colour"]),
+                  key=lambda r: hashlib.sha256(f"dtk-calibration:{r['name']}".encode()).hexdigest())
+    out: set[str] = set()
+    for character in (cat.CRISP, cat.SOFT):
+        out |= set([r["name"] for r in pool if r.get("character", cat.CRISP) == character][:per_character])
+    return out
+
+
+def photo_windows(images: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(name, 256x448 window) for each photo: squashed and 1:1 windows, as the validation set."""
+    return [(name, w) for name, image in sorted(images.items()) for _, w in _val_windows(image)]
+
+
 def val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
     """The whole photo squashed to `size`, then `NATIVE_WINDOWS` windows at 1:1 spread evenly over its
     grid of windows (the first, the middle and the last one; every window when it has fewer)."""

@@ -19,6 +19,7 @@ from toolkit.core.frames import resize_frame
 from toolkit.core.kernels import KERNELS
 from toolkit.core.metrics import PSNR_CAP
 from toolkit.core.torch_blur import blur_tensor
+from training.soften import soften_frames
 
 LABELS = ("sharp", "k3", "k7", "k11")
 DEFAULT_MIX = {"sharp": 0.15, "k3": 0.15, "k7": 0.35, "k11": 0.35}
@@ -90,10 +91,12 @@ class PhotoSampler:
         size: tuple[int, int] = FRAME_SIZE,
         seed: int = 0,
         leaves_pool: int | None = None,
+        soften: float = 0.0,
     ):
         if not photos:
             raise DtkError("no training photos")
         self.device, self.size, self.crop, self.p_leaves = torch.device(device), size, crop, dead_leaves
+        self.p_soften = soften  # share of frames softened by nature (training.soften), softened target
         mix = dict(mix or DEFAULT_MIX)
         unknown = set(mix) - set(LABELS)
         if unknown:
@@ -157,6 +160,10 @@ class PhotoSampler:
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         sharp = self.frames(n)
+        if self.p_soften > 0:
+            pick = torch.from_numpy(self.rng.random(n) < self.p_soften)
+            if pick.any():
+                sharp[pick.to(self.device)] = soften_frames(sharp[pick.to(self.device)], self.rng)
         idx = torch.multinomial(
             self.probs,
             n,

@@ -9,27 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from toolkit.core.metrics import psnr_capped
 from training.data import grid_windows
 from training.photoset import VAL_PHOTOS, is_colour, load_sources, scale_to_short, val_windows
 from training.sampler import PhotoSampler, psnr_uint8, quantize, render_dead_leaves, validation_tensors
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    from toolkit.core.demo import skimage_photo_path
-    from toolkit.core.frames import read_frame
-
-    root = tmp_path_factory.mktemp("photos")
-    records = []
-    for name, split in (("brick", "train"), ("retina", "train"), ("ihc", "val")):
-        img = read_frame(skimage_photo_path(name))
-        Image.fromarray(img).save(root / f"{name}.jpg", quality=95)
-        records.append({"name": name, "file": f"{name}.jpg", "split": split, "colour": is_colour(img)})
-    (root / "sources.json").write_text(json.dumps(records))
-    return root
 
 
 def test_validation_photos_are_colour_photos_and_never_demo_or_training():
@@ -103,7 +87,7 @@ def test_the_built_split_has_enough_soft_photos_when_the_set_is_here():
 
 
 def test_load_sources_by_split(photos):
-    assert set(load_sources(photos, "train")) == {"brick", "retina"}
+    assert set(load_sources(photos, "train")) == {"brick", "retina", "hubble_deep_field"}
     assert set(load_sources(photos, "val")) == {"ihc"}
 
 

@@ -16,6 +16,9 @@ class ModelConfig:
     in_channels: int = 3
     out_channels: int = 3
     head_width: int = 32  # channels of the kernel head (wiener, fastwiener)
+    head_shares: int = 0  # local detectors whose share of positions the head pools (fastwiener; 0: none)
+    gate_deblur: float = 0.0  # deblur only when P(k7)+P(k11) exceeds this (fastwiener; 0: a soft mix)
+    gate_strong: float = 0.0  # ... and as k11 only when P(k11) exceeds this (with gate_deblur > 0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ from torch import nn
 
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
-from toolkit.core.models.head import KernelHead, given_or_own
+from toolkit.core.models.head import KernelHead, gate, given_or_own
 from toolkit.core.models.registry import register
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)
@@ -107,11 +107,11 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
 
 
-def _head(in_channels: int, width: int) -> KernelHead:
+def _head(in_channels: int, width: int, shares: int = 0) -> KernelHead:
     """Class logits (pass, k7, k11) from the frame and the inverses' differences to it."""
     features = nn.Sequential(_conv(in_channels, width // 2, 2), _conv(width // 2, width, 2),
                              _conv(width, width, 2), _conv(width, width, 2))
-    return KernelHead(features, width, len(CLASSES))
+    return KernelHead(features, width, len(CLASSES), shares)
 
 
 class HalfResUNet(nn.Module):
@@ -158,14 +158,14 @@ class FastWienerNet(nn.Module):
         self.config = config
         self.bank = SeparableBank()
         n = 3 + 3 * len(self.bank.bank)
-        self.head = _head(n, config.head_width)
+        self.head = _head(n, config.head_width, config.head_shares)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
 
     takes_evidence = True  # tiles of one frame can share one decision (see toolkit.core.models.head)
 
     @property
     def evidence_width(self) -> int:
-        return self.head.width
+        return self.head.evidence_width
 
     def _bank_and_head_input(self, x: torch.Tensor):
         with torch.no_grad():
@@ -177,12 +177,19 @@ class FastWienerNet(nn.Module):
         """N x width: what the head pools from each image (the bank and the head only)."""
         return self.head.pool(self._bank_and_head_input(x)[3])
 
-    def decided(self, x: torch.Tensor, evidence: torch.Tensor | None = None):
-        """(output, logits, own evidence); the decision uses `evidence` rows >= 0, else the own."""
+    def decided(self, x: torch.Tensor, evidence: torch.Tensor | None = None,
+                classes: torch.Tensor | None = None):
+        """(output, logits, own evidence); the decision uses `evidence` rows >= 0, else the own.
+
+        The mix follows the head (`gate`: soft, or the config's thresholds); `classes` (N class
+        indices, training) mixes by the true classes instead."""
         bank, inv7, inv11, head_in = self._bank_and_head_input(x)
         own = self.head.pool(head_in)
         logits = self.head.decide(given_or_own(own, evidence))
-        p = torch.softmax(logits, dim=1)
+        if classes is None:
+            p = gate(torch.softmax(logits, dim=1), self.config.gate_deblur, self.config.gate_strong)
+        else:
+            p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)

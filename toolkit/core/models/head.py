@@ -1,10 +1,13 @@
-"""The kernel head both gated models share: conv features, global mean, log, MLP -> class logits.
+"""The kernel head both gated models share: conv features, pooled evidence, MLP -> class logits.
 
-The head's evidence is the frame's pooled features (`pool`: the spatial mean of the feature
-maps, N x width, all >= 0 after ReLU). `decide` turns evidence into class logits. Splitting the
-two lets one decision cover a whole frame cut into tiles: pool each tile, average the tiles'
-evidence (toolkit.core.evidence, torch-free, where the names and the rule live), and run every
-tile with that frame evidence (`given_or_own`).
+The head's evidence is what it pools from an image (`pool`, N x evidence_width, all >= 0): the
+spatial mean of each feature map and, with `shares` > 0, the share of positions each of `shares`
+learned local detectors fires on (a sigmoid of a 1x1 conv over the log features). A synthetic blur
+is uniform, natural softness is not: the share of sharp regions lets the sharpest part of a frame
+bound its blur. Both are means over positions, so a frame cut into tiles has exactly the evidence
+of the whole frame when its tiles' evidence is averaged (toolkit.core.evidence, torch-free, where
+the names and that rule live). `decide` turns evidence into class logits; `gate` turns the class
+probabilities into the mix weights, soft or by conservative thresholds.
 """
 
 from __future__ import annotations
@@ -12,23 +15,36 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+LOG_FLOOR = 1e-4  # features and shares are logged above this floor (fits fp16)
+
 
 class KernelHead(nn.Module):
-    """Which blur does this frame carry? `features` (strided convs) -> mean -> log -> MLP."""
+    """Which blur does this frame carry? `features` (strided convs) -> pooled evidence -> MLP."""
 
-    def __init__(self, features: nn.Module, width: int, classes: int):
+    def __init__(self, features: nn.Module, width: int, classes: int, shares: int = 0):
         super().__init__()
         self.features = features
-        self.width = width
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
+        self.width, self.shares = width, shares
+        self.local = nn.Conv2d(width, shares, 1) if shares else None
+        n = width + shares
+        self.mlp = nn.Sequential(nn.Linear(n, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
+
+    @property
+    def evidence_width(self) -> int:
+        return self.width + self.shares
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """N x width evidence: the mean of each feature map over the image."""
-        return self.features(x).mean(dim=(2, 3))
+        """N x evidence_width: each feature map's mean, then each local detector's share of positions."""
+        f = self.features(x)
+        mean = f.mean(dim=(2, 3))
+        if self.local is None:
+            return mean
+        share = torch.sigmoid(self.local(torch.log(f + LOG_FLOOR))).mean(dim=(2, 3))
+        return torch.cat([mean, share], dim=1)
 
     def decide(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits from evidence (log: ratios of energies, not the frame's contrast)."""
-        return self.mlp(torch.log(pooled + 1e-4))
+        return self.mlp(torch.log(pooled + LOG_FLOOR))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decide(self.pool(x))
@@ -43,3 +59,18 @@ def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     if given is None:
         return own
     return torch.where(given < 0, own, given.to(own.dtype))
+
+
+def gate(p: torch.Tensor, deblur: float, strong: float) -> torch.Tensor:
+    """Mix weights (N x 3: pass, k7, k11) from ordered class probabilities (pass < k7 < k11).
+
+    `deblur` <= 0: the probabilities themselves (a soft mix). Otherwise a hard, conservative
+    choice: deblur only when P(k7) + P(k11) > `deblur`, and as k11 only when P(k11) > `strong`
+    too (deconvolving one class too hard costs ~11 dB, one class too soft ~3 dB), so a pass is
+    exactly the input. Comparisons and casts: one ONNX Greater + Cast each.
+    """
+    if deblur <= 0:
+        return p
+    d7 = (p[:, 1:2] + p[:, 2:3] > deblur).to(p.dtype)
+    d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
+    return torch.cat([1 - d7, d7 - d11, d11], dim=1)

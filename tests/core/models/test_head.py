@@ -1,0 +1,104 @@
+"""The round-3 head: pooled shares of local detectors, tiles that add up to their frame, and the
+conservative gate (a pass is exactly the input)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.core.demo import skimage_photo_path
+from toolkit.core.frames import read_frame, resize_frame
+from toolkit.core.kernels import blur
+from toolkit.core.models import create_model
+from toolkit.core.models.head import gate
+from training.calibrate import decisions
+from training.fit import init_from
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from toolkit.core.modelfiles import default_model_path
+    from toolkit.core.models.checkpoint import load_model
+
+    return load_model(default_model_path("torch"))
+
+
+@pytest.fixture(scope="module")
+def round3(shipped):
+    """The shipped weights with 8 local detectors (new, seeded) and a hard gate."""
+    torch.manual_seed(0)
+    model = create_model(replace(shipped.config, head_shares=8, gate_deblur=0.6, gate_strong=0.8))
+    fresh = init_from(model, shipped)
+    assert fresh == ["head.local.bias", "head.local.weight", "head.mlp.0.weight"]
+    return model.eval()
+
+
+def nchw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+
+
+def test_evidence_is_means_and_shares_so_tiles_average_to_their_frame(round3):
+    frame = resize_frame(read_frame(skimage_photo_path("astronaut")), (512, 896))
+    frame = blur(frame, "k7")
+    with torch.no_grad():
+        whole = round3.evidence(nchw(frame))[0].numpy()
+        tiles = [round3.evidence(nchw(frame[y : y + 256, x : x + 448]))[0].numpy()
+                 for y in (0, 256) for x in (0, 448)]
+    assert whole.shape == (32 + 8,) and (whole >= 0).all()
+    assert ((whole[32:] > 0) & (whole[32:] < 1)).all()  # shares of positions
+    combined = np.mean(tiles, axis=0)
+    gap = np.abs(np.log(combined + 1e-4) - np.log(whole + 1e-4))  # what the head's MLP sees
+    assert np.median(gap) < 0.1, gap  # only the tiles' borders differ
+    with torch.no_grad():
+        decide = [round3.head.decide(torch.from_numpy(e)[None]).softmax(1)[0] for e in (whole, combined)]
+    assert (decide[0] - decide[1]).abs().max() < 0.05
+
+
+def test_gate_soft_or_conservative():
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.5, 0.4], [0.05, 0.25, 0.7], [0.3, 0.1, 0.6]])
+    assert torch.equal(gate(p, 0.0, 0.0), p)
+    w = gate(p, 0.6, 0.65)
+    assert w.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    # training.calibrate scores thresholds with the same rule, in NumPy
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet([1, 1, 1], 500)
+    for d, s in ((0.5, 0.5), (0.8, 0.9), (0.3, 0.99)):
+        want = gate(torch.from_numpy(q), d, s).argmax(dim=1).numpy()
+        assert (decisions(q, d, s) == want).all()
+
+
+def test_a_pass_is_exactly_the_input(shipped):
+    never = create_model(replace(shipped.config, gate_deblur=1.5, gate_strong=1.5))
+    never.load_state_dict(shipped.state_dict())
+    x = nchw(blur(resize_frame(read_frame(skimage_photo_path("coffee")), (256, 448)), "k7"))
+    with torch.no_grad():
+        assert torch.equal(never.eval()(x), x)
+
+
+def test_teacher_forced_classes_mix_that_class(shipped):
+    x = nchw(blur(resize_frame(read_frame(skimage_photo_path("coffee")), (256, 448)), "k11"))
+    with torch.no_grad():
+        passed, _, _ = shipped.decided(x, classes=torch.tensor([0]))
+        k11, _, _ = shipped.decided(x, classes=torch.tensor([2]))
+    assert torch.equal(passed, x) and not torch.equal(k11, x)
+
+
+def test_gated_model_exports_and_onnx_runtime_agrees_with_torch(round3, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from training.export import export_onnx
+
+    path = export_onnx(round3, tmp_path / "r3.onnx")  # checks parity itself
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frame = blur(resize_frame(read_frame(skimage_photo_path("chelsea")), (256, 448)), "k7")
+    x = nchw(frame)
+    with torch.no_grad():
+        ev = round3.evidence(x)
+        want = round3(x, evidence=ev).numpy()
+    got, own = sess.run(None, {"input": x.numpy(), "evidence": ev.numpy()})
+    assert own.shape == (1, 40)
+    assert np.abs(got - want).max() < 1e-3

@@ -1,0 +1,86 @@
+"""Round-3 training: natural softening, head-only fits with held-out calibration photos, and the
+threshold calibration that puts no harm first."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from toolkit.core.demo import skimage_photo_path
+from toolkit.core.frames import read_frame, resize_frame
+from training.calibrate import HARM_PENALTY, calibrate, score_gate
+from training.photoset import calibration_split
+from training.soften import defocus_taps, gaussian_taps, motion_taps, soften_frames
+
+
+def detail(frames: torch.Tensor) -> float:
+    f = frames.float()
+    return float((f[..., 1:] - f[..., :-1]).abs().mean())
+
+
+def test_softening_kernels_and_frames():
+    for taps in (defocus_taps(3.2), gaussian_taps(1.3), motion_taps(8.0, 0.7)):
+        assert abs(taps.sum() - 1) < 1e-9 and (taps >= 0).all()
+        assert np.allclose(taps, taps[::-1, ::-1])  # centred: softening never shifts the photo
+    photo = resize_frame(read_frame(skimage_photo_path("astronaut")), (256, 448))
+    frames = torch.from_numpy(photo.transpose(2, 0, 1)[None].copy()).repeat(6, 1, 1, 1)
+    rng = np.random.default_rng(3)
+    for share in (0.0, 1.0):  # in part of the frame / frame-wide and mild
+        soft = soften_frames(frames, rng, uniform_share=share)
+        assert soft.shape == frames.shape and soft.dtype == torch.uint8
+        for a, b in zip(soft, frames, strict=True):
+            assert detail(a[None]) < detail(b[None])
+
+
+def test_calibration_photos_are_training_photos_of_both_characters(photos):
+    held = calibration_split(photos, 1)
+    assert held == {"hubble_deep_field", "retina"}  # brick is gray; ihc is a validation photo
+
+
+def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tmp_path):
+    from toolkit.core.modelfiles import default_model_path
+    from toolkit.core.models.checkpoint import load_model
+    from training import calibrate as cal
+    from training.fit import FitConfig, fit
+
+    out = tmp_path / "head"
+    res = fit(FitConfig(photos=str(photos), out=str(out), max_steps=3, batch=2, val_windows=2,
+                        final_windows=2, dead_leaves=0, train="head", head_shares=4, soften=0.5,
+                        calibration=1, init=str(default_model_path("torch"))), log=lambda *_: None)
+    assert res["steps"] == 3
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["calibration_photos"] == ["hubble_deep_field", "retina"]
+    assert meta["train_photos"] == ["brick"]
+    start, after = load_model(default_model_path("torch")).state_dict(), load_model(out / "last.safetensors")
+    trained = after.state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in start.items() if k.startswith("refine."))
+    assert not torch.equal(trained["head.features.0.0.weight"], start["head.features.0.0.weight"])
+    assert after.config.head_shares == 4 and after.evidence_width == 32 + 4
+
+    cal.main([str(out / "last.safetensors"), "--photos", str(photos), "-o", str(tmp_path / "gated")])
+    gated = load_model(tmp_path / "gated.safetensors")
+    assert gated.config.gate_deblur in cal.GRID and gated.config.gate_strong >= gated.config.gate_deblur
+    doc = json.loads((tmp_path / "gated.json").read_text())
+    assert doc["calibration"]["photos"] == ["hubble_deep_field", "retina"]
+    assert all(torch.equal(gated.state_dict()[k], v) for k, v in trained.items())
+
+
+def outcome(probs, psnr):
+    return {"probs": np.array(probs, dtype=float), "psnr": np.array(psnr, dtype=float)}
+
+
+def test_calibration_puts_no_harm_before_gain():
+    # a sharp frame the head half-believes is k7, and two k7 frames it is sure of
+    res = {
+        "sharp": outcome([[0.4, 0.55, 0.05]], [[100, 34, 30]]),
+        "k7": outcome([[0.02, 0.9, 0.08], [0.1, 0.7, 0.2]], [[36, 42, 30], [35, 41, 31]]),
+    }
+    loose = score_gate(res, 0.5, 0.99)
+    assert loose["harmed"] == 1 and loose["labels"]["sharp"]["decided"] == [0, 1, 0]
+    best, rows = calibrate(res)
+    assert best["harmed"] == 0 and best["labels"]["k7"]["decided"] == [0, 2, 0]
+    assert 0.6 <= best["deblur"] < 0.8 and best["strong"] >= 0.3
+    assert all(r["utility"] <= best["utility"] for r in rows)
+    assert loose["utility"] < best["utility"] - HARM_PENALTY / 3 / 2

@@ -1,0 +1,128 @@
+"""Choose a blind model's decision thresholds on photos it never trained on, for no harm first.
+
+    python -m training.calibrate runs/r3/head/best.safetensors --photos data/photoset -o runs/r3/gated
+
+The photos: the training photos its fit held out (`--calibration N` of training.fit, named in its
+sidecar), never the validation photos. Each is cut into 256x448 windows (squashed and 1:1, as the
+validation set) and blurred sharp / k3 / k7 / k11. For every frame: the head's class
+probabilities and the PSNR of each decision (pass: the input itself; k7 or k11: the network mixing
+that class). Then every (deblur, strong) threshold pair of a grid is scored by what the frames gain
+over their inputs (PSNR capped at 60 dB, so an untouched sharp frame is not worth 40 dB more than a
+blurred one), less `HARM_PENALTY` dB for each frame made worse than its input by more than 0.5 dB
+(a sharp frame: below 55 dB). The best pair goes into the model's config (`gate_deblur`,
+`gate_strong`: toolkit.core.models.head.gate) of the checkpoint written to `-o`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from toolkit.core.modelfiles import read_sidecar
+from toolkit.core.models import create_model
+from toolkit.core.models.checkpoint import load_model, save_checkpoint
+from training.photoset import load_sources, photo_windows
+from training.sampler import psnr_uint8, quantize, validation_tensors
+
+CAP_DB = 60.0
+HARM_PENALTY = 10.0  # dB per frame made worse (deconvolving a class too hard costs ~11 dB)
+HARM_MARGIN, SHARP_FLOOR = 0.5, 55.0  # the issue's "no frame made worse" rule
+GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+
+
+@torch.no_grad()
+def outcomes(model, tensors: dict, batch: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    """Per label: the head's probabilities (N x 3) and the PSNR of each decision (pass, k7, k11)."""
+    model.eval()
+    out = {}
+    for label, (blurred, sharp) in tensors.items():
+        probs, scores = [], []
+        for i in range(0, len(blurred), batch):
+            x = blurred[i : i + batch].float() / 255.0
+            s = sharp[i : i + batch]
+            probs.append(torch.softmax(model.head.decide(model.evidence(x)), dim=1))
+            row = [psnr_uint8(blurred[i : i + batch], s)]
+            for c in (1, 2):
+                classes = torch.full((len(x),), c, dtype=torch.long)
+                y, _, _ = model.decided(x, classes=classes)
+                row.append(psnr_uint8(quantize(y), s))
+            scores.append(torch.stack(row, dim=1))
+        out[label] = {"probs": torch.cat(probs).numpy(), "psnr": torch.cat(scores).numpy()}
+    return out
+
+
+def decisions(probs: np.ndarray, deblur: float, strong: float) -> np.ndarray:
+    """The class each frame is mixed as (0 pass, 1 k7, 2 k11): head.gate's rule, in NumPy."""
+    d7 = probs[:, 1] + probs[:, 2] > deblur
+    return np.where(d7, np.where(probs[:, 2] > strong, 2, 1), 0)
+
+
+def harmed(label: str, out: np.ndarray, inp: np.ndarray) -> np.ndarray:
+    return out < SHARP_FLOOR if label == "sharp" else out < inp - HARM_MARGIN
+
+
+def score_gate(res: dict, deblur: float, strong: float) -> dict:
+    """Mean capped gain over the inputs, frames harmed, and the utility (gain less the penalty)."""
+    gains, harm, per = [], 0, {}
+    for label, r in res.items():
+        d = decisions(r["probs"], deblur, strong)
+        out = r["psnr"][np.arange(len(d)), d]
+        inp = r["psnr"][:, 0]
+        g = np.minimum(out, CAP_DB) - np.minimum(inp, CAP_DB)
+        h = int(harmed(label, out, inp).sum())
+        gains.append(g)
+        harm += h
+        per[label] = {"mean": float(out.mean()), "gain": float(g.mean()), "harmed": h,
+                      "worst_gain": float((out - inp).min()),
+                      "decided": np.bincount(d, minlength=3).tolist()}
+    all_g = np.concatenate(gains)
+    return {"deblur": deblur, "strong": strong, "gain": float(all_g.mean()), "harmed": harm,
+            "utility": float(all_g.sum() - HARM_PENALTY * harm) / len(all_g), "labels": per}
+
+
+def calibrate(res: dict, grid=GRID) -> tuple[dict, list[dict]]:
+    """The best (deblur, strong) pair of `grid` (strong >= deblur) by utility; and every pair's row."""
+    rows = [score_gate(res, d, s) for d in grid for s in grid if s >= d]
+    return max(rows, key=lambda r: r["utility"]), rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--photos", default="data/photoset")
+    p.add_argument("-o", "--out", required=True, help="the calibrated checkpoint (without suffix)")
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    doc = read_sidecar(args.checkpoint)
+    names = set(doc.get("calibration_photos") or [])
+    if not names:
+        raise SystemExit(f"{args.checkpoint} names no calibration photos (train with --calibration N)")
+    photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
+    windows = photo_windows(photos)
+    model = load_model(args.checkpoint)
+    res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
+    best, rows = calibrate(res)
+    gated = create_model(replace(model.config, gate_deblur=best["deblur"], gate_strong=best["strong"]))
+    gated.load_state_dict(model.state_dict())
+    meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
+    meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "best": best,
+                           "harm_penalty_db": HARM_PENALTY, "cap_db": CAP_DB}
+    save_checkpoint(args.out, gated, meta)
+    print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed", "utility")}))
+    for label, r in best["labels"].items():
+        print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
+              f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
+    never = score_gate(res, 1.1, 1.1)  # the do-nothing reference
+    soft = [r for r in rows if r["deblur"] == GRID[0] and r["strong"] == GRID[0]][0]
+    print(f"reference: pass everything utility {never['utility']:.3f}; loosest gate {soft['utility']:.3f} "
+          f"({soft['harmed']} harmed)")
+
+
+if __name__ == "__main__":
+    main()
