@@ -15,11 +15,13 @@ limit; a step that overruns is cut and reported, the others still run):
 4. run: `dtk run` end to end on the demo frames (GPU blur), and fp16/bf16 vs fp32 PSNR;
 5. bench: `dtk bench` on torch CUDA, fp32/fp16/bf16 with CUDA graphs on and off, batch 1/8/32,
    H2D/compute/D2H and the matmul ceiling, for the shipped model and the width-64 seed network;
-6. train (only with --train-minutes > 0): three trainings side by side on the photo set
-   (`training.fit`): the fast model with dead leaves mixed in, the same without them (the
-   ablation) and the seed preset (width 64).
+6. train (only with --train-minutes > 0): the round-3 candidate and its ablation side by side
+   on the photo set (`training.fit`, see TRAININGS), then (on the CPU) `training.calibrate`
+   chooses the candidate's thresholds on its held-out calibration photos and `training.card`
+   scores it beside the shipped model per kernel and character.
 Then `pack` writes at most 8 files, each at most 16 MiB, into OUT (default $OUT): summary.json,
-bench.json, logs.txt, the fast model's best checkpoints (+ JSON sidecars) and its curves.
+bench.json, logs.txt, the calibrated candidate (+ JSON sidecar), its card, the ablation's weights
+and the curves.
 TensorRT, DALI and ONNX Runtime's CUDA provider are probed, and what their absence skips is
 written in the summary. `--dry-run` checks inputs, paths and tools and prints the plan.
 """
@@ -63,11 +65,16 @@ MODULES = (
     "cv2",
     "scipy",
 )
-# Training runs of step 2: name -> training.fit arguments.
+SHIPPED = "toolkit/assets/dtk-unet.safetensors"
+# Training runs of step 6: name -> training.fit arguments. The round-3 candidate (issue 28: the
+# head with local detectors, targets softened by nature, 15 + 15 training photos held out for the
+# calibration of its thresholds), started from the shipped weights, and its ablation without the
+# softening.
+ROUND3 = ["--arch", "fastwiener", "--head-shares", "32", "--dead-leaves", "0.1", "--calibration", "15",
+          "--init", SHIPPED]
 TRAININGS = {
-    "fast": ["--arch", "fastwiener", "--dead-leaves", "0.25"],
-    "fast-nodl": ["--arch", "fastwiener", "--dead-leaves", "0"],
-    "seed": ["--arch", "seed", "--loss", "mse", "--batch", "10", "--lr", "1e-3", "--dead-leaves", "0"],
+    "r3": [*ROUND3, "--soften", "0.35"],
+    "r3-nosoften": [*ROUND3, "--soften", "0"],
 }
 
 
@@ -167,6 +174,12 @@ def plan(work: Path, train_minutes: float, photos: Path = PHOTOSET) -> list[Step
     ]
     if train_minutes > 0:
         steps.append(Step("train", train_minutes * 60 + 75, fits))
+        steps.append(Step("calibrate", 240, [
+            [py, "-m", "training.calibrate", str(work / "train-r3" / "best.safetensors"),
+             "--photos", str(photos), "-o", str(work / "r3-gated")],
+            [py, "-m", "training.card", str(work / "r3-gated.safetensors"), "--photoset", str(photos),
+             "--also", f"shipped={SHIPPED}", "--json", str(work / "card.json")],
+        ], needs_cuda=False, sequential=True))
     return steps
 
 
@@ -550,11 +563,11 @@ def main(argv: list[str] | None = None) -> int:
             ).encode(),
         ),
         ("logs.txt", collect_logs(work, steps)),
-        ("fast.safetensors", work / "train-fast" / "best.safetensors"),
-        ("fast.json", work / "train-fast" / "best.json"),
-        ("fast-nodl.safetensors", work / "train-fast-nodl" / "best.safetensors"),
-        ("fast-nodl.json", work / "train-fast-nodl" / "best.json"),
-        ("curves.png", work / "train-fast" / "curves.png"),
+        ("r3-gated.safetensors", work / "r3-gated.safetensors"),
+        ("r3-gated.json", work / "r3-gated.json"),
+        ("card.json", work / "card.json"),
+        ("r3-nosoften.safetensors", work / "train-r3-nosoften" / "best.safetensors"),
+        ("curves.png", work / "train-r3" / "curves.png"),
     ]
     packed = pack(items, a.out, max_files=MAX_FILES - 1)  # summary.json is the last one
     summary["packed"] = packed
