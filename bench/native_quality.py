@@ -1,6 +1,7 @@
 """Quality of `dtk run` at native size on the held-out photos, against `--resize` and classical.
 
     python -m bench.native_quality data/photoset -o reports/native [--size 1280x720] [--backend auto]
+        [--model MODEL]
 
 1. crops: every validation photo of the set (`sources.json`, split "val") whose *original* (in
    the package cache `dtk data photos` filled, ~/.cache/dtk/photos) holds a window of `--size`
@@ -64,8 +65,11 @@ def write_crops(photoset: Path, out: Path, size: tuple[int, int],
     return written
 
 
-def run_dtk(frames: Path, out: Path, kernel: str, resize: bool, backend: str) -> None:
+def run_dtk(frames: Path, out: Path, kernel: str, resize: bool, backend: str,
+            model: Path | None = None) -> None:
     args = [sys.executable, "-m", "toolkit.app.cli", "run", str(frames), "-o", str(out), "--backend", backend]
+    if model is not None:
+        args += ["--model", str(model)]
     if kernel != "sharp":
         args += ["--blur", kernel]
     if resize:
@@ -130,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1280x720", help="window WIDTHxHEIGHT (default 1280x720)")
     p.add_argument("--cache", type=Path, help="dtk data photos' package cache (default ~/.cache/dtk/photos)")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--model", type=Path, help="the model dtk run uses (default: the shipped one)")
     a = p.parse_args(argv)
     frames = a.out / "frames"
     characters = write_crops(a.photoset, frames, parse_frame_size(a.size), a.cache)
@@ -137,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"no validation photo's original holds a {a.size} window (is the package cache filled? "
                 f"run `dtk data photos {a.photoset}`)")
     for k in KERNELS:
-        run_dtk(frames, a.out / f"native-{k}", k, False, a.backend)
+        run_dtk(frames, a.out / f"native-{k}", k, False, a.backend, a.model)
     for k in RESIZED:
-        run_dtk(frames, a.out / f"resize-{k}", k, True, a.backend)
+        run_dtk(frames, a.out / f"resize-{k}", k, True, a.backend, a.model)
     rows = score(frames, a.out, characters)
     summ = summary(rows)
     (a.out / "native-quality.json").write_text(json.dumps({"size": a.size, "summary": summ, "frames": rows},
