@@ -58,7 +58,9 @@ class FitConfig:
     init: str | None = None  # start from these weights (tensors of another head size are left new)
     head_shares: int = 0  # the head's local detectors (fastwiener; toolkit.core.models.head)
     soften: float = 0.0  # share of training frames softened by nature (training.soften)
-    train: str = "all"  # which part learns: all, head (cross-entropy only) or refiner (image loss)
+    train: str = "all"  # which part learns: all, head or decision (cross-entropy only), refiner
+    label_smoothing: float = 0.0  # of the head's cross-entropy (head, decision)
+    native_share: float | None = None  # share of training windows at the photo's own scale
     calibration: int = 0  # crisp and as many soft training photos held out for `training.calibrate`
     threads: int | None = None  # torch CPU threads
 
@@ -139,7 +141,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
     val_small = validation_tensors([windows[i][1] for i in pick], device)
     sampler = PhotoSampler(
         train_photos, device, dead_leaves=config.dead_leaves, crop=config.crop, seed=config.seed,
-        soften=config.soften,
+        soften=config.soften, native_share=config.native_share,
     )
     sizes = {"width": config.width} if config.width else {}
     if config.head_shares:
@@ -261,16 +263,27 @@ def fit(config: FitConfig, *, log=print) -> dict:
     return result
 
 
-PARTS = ("all", "head", "refiner")
+PARTS = ("all", "head", "decision", "refiner")
 
 
 def init_from(model: torch.nn.Module, start: torch.nn.Module) -> list[str]:
-    """Copy `start`'s tensors into `model` where name and shape agree; the names left new."""
+    """Copy `start`'s tensors into `model` where name and shape agree; the names left new.
+
+    A 2-D weight that only grew inputs (the head's first MLP layer when local detectors are
+    added) gets `start`'s columns first and zeros after: the grown model starts deciding exactly
+    as `start` did."""
     if getattr(start.config, "arch", None) != model.config.arch:
         raise DtkError(f"--init is a {start.config.arch} model, not a {model.config.arch}")
     theirs = start.state_dict()
     mine = model.state_dict()
     same = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    for k, v in theirs.items():
+        m = mine.get(k)
+        if m is not None and v.dim() == 2 and m.dim() == 2 and m.shape[0] == v.shape[0] > 0 \
+                and m.shape[1] > v.shape[1]:
+            grown = torch.zeros_like(m)
+            grown[:, : v.shape[1]] = v
+            same[k] = grown
     model.load_state_dict(same, strict=False)
     return sorted(k for k in mine if k not in same)
 
@@ -279,6 +292,8 @@ def learned_parameters(model: torch.nn.Module, part: str) -> list[torch.nn.Param
     """The parameters `part` trains (the rest are frozen)."""
     if part == "all":
         chosen = list(model.parameters())
+    elif part == "decision":  # the head's local detectors and MLP; its conv features stay
+        chosen = [p for n, p in model.head.named_parameters() if not n.startswith("features.")]
     else:
         chosen = list((model.head if part == "head" else model.refine).parameters())
     keep = {id(p) for p in chosen}
@@ -293,9 +308,10 @@ def batch_loss(model, x, y, labels, config: FitConfig, has_head: bool) -> torch.
     if not has_head:
         return image_loss(model(x).float(), y, config.loss)
     classes = class_index(labels).to(x.device)
-    if config.train == "head":  # the bank and the head only: no refiner pass
+    if config.train in ("head", "decision"):  # the bank and the head only: no refiner pass
         logits = model.head.decide(model.evidence(x))
-        return torch.nn.functional.cross_entropy(logits.float(), classes)
+        return torch.nn.functional.cross_entropy(logits.float(), classes,
+                                                 label_smoothing=config.label_smoothing)
     pred, logits, _ = model.decided(x, classes=classes)
     loss = image_loss(pred.float(), y, config.loss)
     if config.train == "all":
@@ -329,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=int, default=0,
                    help="crisp and as many soft training photos held out for training.calibrate")
     p.add_argument("--threads", type=int)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--native-share", type=float,
+                   help="share of windows at the photo's own scale (default: every level alike)")
     fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
     return 0
 

@@ -92,11 +92,13 @@ class PhotoSampler:
         seed: int = 0,
         leaves_pool: int | None = None,
         soften: float = 0.0,
+        native_share: float | None = None,
     ):
         if not photos:
             raise DtkError("no training photos")
         self.device, self.size, self.crop, self.p_leaves = torch.device(device), size, crop, dead_leaves
         self.p_soften = soften  # share of frames softened by nature (training.soften), softened target
+        self.native_share = native_share  # share of windows from the 1:1 level (None: levels alike)
         mix = dict(mix or DEFAULT_MIX)
         unknown = set(mix) - set(LABELS)
         if unknown:
@@ -135,7 +137,10 @@ class PhotoSampler:
         out = []
         for _ in range(n):
             levels = self.levels[self.rng.integers(len(self.levels))]
-            img = levels[self.rng.integers(len(levels))]
+            if self.native_share is not None and len(levels) > 1 and self.rng.random() < self.native_share:
+                img = levels[-1]  # the photo at its own scale: where natural softness shows most
+            else:
+                img = levels[self.rng.integers(len(levels))]
             y = int(self.rng.integers(img.shape[1] - h + 1))
             x = int(self.rng.integers(img.shape[2] - w + 1))
             frame = img[:, y : y + h, x : x + w]
