@@ -365,8 +365,24 @@ def export_cmd(
 @app.command("run")
 @handle_errors
 def run_cmd(
-    input_dir: Annotated[Path, typer.Argument(help="Tree of (blurred) frames: REDS layout or flat.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (mirrors INPUT, .png).")],
+    input_dir: Annotated[Path, typer.Argument(
+        metavar="INPUT", help="Tree of (blurred) frames (REDS layout or flat), or a video file (mp4, mkv, "
+                              "mov, ...).")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Output folder (mirrors INPUT, .png); for a video INPUT the output video "
+                               "(OUT.mp4, .mkv, .mov, ...).")] = None,
+    frames_out: Annotated[Path | None, typer.Option(
+        "--frames-out", help="Video INPUT: write each frame as DIR/<index>.png instead of a video "
+                             "(resumable).")] = None,
+    codec: Annotated[str | None, typer.Option(
+        help="Video INPUT: the output's encoder, e.g. libx264 (the default when PyAV has it), libx265, "
+             "libvpx-vp9, ffv1 or utvideo (lossless).")] = None,
+    crf: Annotated[int | None, typer.Option(
+        help="Video INPUT: quality of libx264/libx265/libvpx-vp9/libsvtav1 (0 = lossless; default 18 for "
+             "libx264).")] = None,
+    pix_fmt: Annotated[str | None, typer.Option(
+        "--pix-fmt", help="Video INPUT: the output's pixel format (default: the input's, when the "
+                          "encoder takes it).")] = None,
     model: Annotated[Path | None, typer.Option(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
@@ -429,6 +445,20 @@ def run_cmd(
     3 finished but some frames failed or were skipped.
     """
 
+    if input_dir.is_file():
+        video_run_cmd(input_dir, output=output, frames_out=frames_out, codec=codec, crf=crf, pix_fmt=pix_fmt,
+                      model=model, backend=backend, batch=batch, blur=blur, resize=resize,
+                      tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite, strict=strict,
+                      precision=precision, compile_=compile_, channels_last=channels_last,
+                      cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
+                      executor=executor, max_pixels=max_pixels, json_out=json_out)
+        return
+    if output is None:
+        raise DtkError("give the output folder: dtk run INPUT -o OUTPUT")
+    video_only = (("--frames-out", frames_out), ("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt))
+    for flag, value in video_only:
+        if value is not None:
+            raise DtkError(f"{flag} is for a video INPUT; {input_dir} is a folder of frames")
     preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
                       workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
                       json_out=json_out, ov_mode=ov_mode)
@@ -494,6 +524,70 @@ def run_cmd(
         raise typer.Exit(130)
     if summary.failed:
         err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (failed or skipped); "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
+                  crf: int | None, pix_fmt: str | None, model: Path | None, backend: str, batch: int,
+                  blur: str | None, resize: bool, tile_overlap: int, keep_size: bool, overwrite: bool,
+                  strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
+                  threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
+                  json_out: Path | None) -> None:
+    """`dtk run CLIP -o OUT.mp4` / `--frames-out DIR`: parse, api.run_video, render."""
+    preflight.run_video_cmd(input_path=input_path, output=output, frames_out=frames_out, model=model,
+                            batch=batch, max_pixels=max_pixels, threads=threads, overwrite=overwrite,
+                            json_out=json_out, resize=resize, keep_size=keep_size, executor=executor,
+                            pipeline=pipeline)
+    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
+                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
+                             hint=ov_mode, size=FRAME_SIZE)
+
+    def opened(runner) -> None:
+        err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
+                          f"model: {escape(str(spec.model))}")
+        for warning in runner.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+    with make_progress() as bar:
+        task = bar.add_task("deblurring", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
+                                pix_fmt=pix_fmt, batch=batch, blur=blur, tile_overlap=tile_overlap,
+                                overwrite=overwrite, strict=strict, max_pixels=max_pixels, on_open=opened,
+                                progress=progress, on_tiles=tile_counter(bar, task))
+    if str(json_out) != "-":
+        shares = summary.shares()
+        video = summary.video
+        rows = {
+            "backend": human_text(summary.backend),
+            "input": f"{video['codec']} {video['size'][1]}x{video['size'][0]} {video['pix_fmt']}, "
+                     f"{video['frames']} frames at {video['rate']} fps, colour {video['colour']['matrix']} "
+                     f"{video['colour']['range']}" + (" (assumed)" if video['colour']['assumed'] else "")
+                     + f", {len(video['audio'])} audio stream(s)",
+            "frames": f"{summary.frames_total} in the clip: {summary.written} written, "
+                      f"{summary.skipped_done} already done, {len(summary.failed)} failed",
+            "wall time": f"{summary.wall_s:.2f} s",
+            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "compute only": f"{summary.compute_frames_per_s:.2f} frames/s",
+            "time shares": f"decode {100 * shares['decode']:.0f}%, compute {100 * shares['compute']:.0f}%, "
+                           f"encode {100 * shares['encode']:.0f}%, other {100 * shares['other']:.0f}%",
+            "output": summary.output + (f" ({enc['codec']}, crf {enc['crf']}, {enc['pix_fmt']})"
+                                        if (enc := summary.encode) else " (PNG frames)"),
+        }
+        console.print(key_value_table("dtk run (video)", rows))
+        for frame, reason in summary.failed:
+            err_console.print(f"[yellow]not written:[/] {escape(frame)}: {escape(reason)}")
+    emit_json(json_out, summary.to_json())
+    if summary.interrupted:
+        err_console.print("[yellow]interrupted:[/] no video was written under the final name (PNG frames "
+                          "written are complete); run the same command again")
+        raise typer.Exit(130)
+    if summary.failed:
+        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt or failed); "
                           f"exit code {EXIT_SOME_FAILED}")
         raise typer.Exit(EXIT_SOME_FAILED)
 
