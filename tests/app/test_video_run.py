@@ -139,6 +139,16 @@ def test_existing_output_needs_overwrite_and_output_may_not_be_the_input(make_cl
     assert clip.read_bytes() == before and not (tmp_path / "out.mp4").exists()
 
 
+def test_a_container_that_cannot_hold_the_codecs_is_refused_first(make_clip, tmp_path, no_model_load):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, 25, frames=2, size=(256, 448))  # H.264 + AAC
+    result = dtk("run", clip, "-o", tmp_path / "out.webm", "--codec", "libvpx-vp9")
+    assert result.exit_code == 2 and "cannot hold the input's aac audio" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--codec", "utvideo")
+    assert result.exit_code == 2 and "cannot hold utvideo video" in result.said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 @pytest.mark.parametrize("content", [b"", b"this is a text file, not a video\n" * 40,
                                      "truncated"], ids=["empty", "text", "truncated"])
 def test_a_file_that_is_no_video_is_a_one_line_error(content, make_clip, tmp_path, no_model_load):

@@ -71,6 +71,26 @@ def check_codec(codec: str, crf: int | None) -> None:
         check_number("--crf", crf, min=0, max=CRF[codec][1], hint=f"{codec}: 0 = lossless")
 
 
+def check_container(muxer: str, codec: str, audio: list[str]) -> None:
+    """DtkError unless the `muxer` can hold the video encoder's codec and each copied audio codec."""
+    mod = av()
+    container = mod.open(os.devnull, "w", format=muxer)
+    try:
+        held = container.supported_codecs
+    finally:
+        container.close()
+    if not held:  # a muxer that does not list its codecs (MPEG-TS): FFmpeg decides when writing
+        return
+    video = {codec, mod.Codec(codec, "w").canonical_name}
+    if not video & held:
+        raise DtkError(f"a {muxer} file cannot hold {codec} video (in this FFmpeg): choose another --codec "
+                       "or output suffix")
+    for name in audio:
+        if name not in held:
+            raise DtkError(f"a {muxer} file cannot hold the input's {name} audio (copied untouched): choose "
+                           "another output suffix (.mkv or .mov hold most)")
+
+
 def choose_pix_fmt(codec: str, source: str, wanted: str | None = None) -> str:
     """The output pixel format: `wanted`, else the input's when the encoder takes it, else the
     encoder's first format of the same family (YUV or RGB); DtkError for a format it cannot take."""
@@ -106,6 +126,7 @@ def encode_settings(path: Path | str, info: VideoInfo, codec: str | None = None,
     muxer = muxer_for(path)
     codec = codec or default_codec()
     check_codec(codec, crf)
+    check_container(muxer, codec, [a.codec for a in info.audio])
     if crf is None and codec in CRF:
         crf = CRF[codec][0]
     return EncodeSettings(codec, crf, choose_pix_fmt(codec, info.pix_fmt, pix_fmt), muxer)
