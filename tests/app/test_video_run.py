@@ -217,3 +217,20 @@ def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_mo
     result = run_video(clip, "-o", out, model=onnx_model)
     assert result.exit_code == 130 and "interrupted" in result.said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no video, temp file or manifest
+
+
+def test_eval_scores_a_video_output_against_its_sharp_video(make_clip, onnx_model, tmp_path):
+    clip, out, js = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "eval.json"
+    make_clip(clip, Fraction(30000, 1001), frames=6, size=(256, 448))
+    assert run_video(clip, "-o", out, "--blur", "k7", "--crf", "0", model=onnx_model).exit_code == 0
+    result = dtk("eval", clip, "--predictions", out, "--kernels", "k7", "--native", "--baselines", "none",
+                 "--no-ssim", "--json", js)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert doc["root"] == str(clip)
+    rows = {(r["kernel"], r["method"]): r for r in doc["summary"]}
+    assert rows[("k7", "predictions")]["frames"] == rows[("k7", "blurred")]["frames"] == 6
+    short = tmp_path / "short.mp4"
+    make_clip(short, Fraction(30000, 1001), frames=5, size=(256, 448))
+    result = dtk("eval", clip, "--predictions", short, "--kernels", "k7", "--native")
+    assert result.exit_code == 2 and "does not hold" in result.said

@@ -138,6 +138,14 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
     frames (resized to 256x448, or at their own size with `native`); writes the box plot and the
     example strip when `plot` is given. Checks every option and path (`json_out`, `csv` and `plot`
     too, which the caller writes) before any model loads, as the command does."""
+    if Path(sharp_dir).is_file():
+        return _evaluate_video(Path(sharp_dir), model=model, engine=engine, predictions=predictions,
+                               backend=backend, kernels=kernels, baselines=baselines, native=native,
+                               tile_overlap=tile_overlap, strict=strict, ssim=ssim, max_pixels=max_pixels,
+                               plot=plot, json_out=json_out, csv=csv, progress=progress)
+    if predictions is not None and Path(predictions).is_file():
+        raise DtkError(f"--predictions {predictions} is a video: score it against the sharp video, "
+                       f"`dtk eval SHARP.mp4 --predictions {predictions} --kernels K`")
     from engines.spec import RunnerSpec
     from engines.tiled import Tiling
     from toolkit import FRAME_SIZE
@@ -180,6 +188,37 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
         if runner is not None:
             runner.close()
     return evaluation
+
+
+def _evaluate_video(sharp: Path, *, predictions: Path | None, **options: Any) -> Evaluation:
+    """`dtk eval SHARP.mp4 [--predictions PRED.mp4]`: both decoded to PNG folders (frame i of one
+    paired with frame i of the other, which must have the same timestamps), then scored as folders;
+    frames that fail to decode are listed as skipped."""
+    import contextlib
+
+    from toolkit.core.video import frames_folder  # PyAV: on first use
+
+    preflight.reports({"--json": options["json_out"], "--csv": options["csv"],
+                       **preflight.plot_paths(options["plot"])}, inputs=[sharp, predictions])
+    with contextlib.ExitStack() as stack:
+        ref = stack.enter_context(frames_folder(sharp))
+        pred_dir = None
+        failed = list(ref.failed)
+        if predictions is not None:
+            if not Path(predictions).is_file():
+                raise DtkError(f"{sharp} is a video: give --predictions as a video too (dtk run {sharp} -o "
+                               "PRED.mp4), not a folder")
+            pred = stack.enter_context(frames_folder(predictions))
+            if pred.pts != ref.pts:
+                raise DtkError(f"{predictions} does not hold {sharp}'s frames: {len(pred.pts)} frames vs "
+                               f"{len(ref.pts)}, or other timestamps; score the output of `dtk run {sharp}`")
+            pred_dir, failed = pred.folder, failed + pred.failed
+        if failed and options["strict"]:
+            raise DtkError(f"cannot decode {failed[0][0]}: {failed[0][1]} (--strict)")
+        evaluation = evaluate_folder(ref.folder, predictions=pred_dir, **options)
+        evaluation.result.skipped[:0] = failed
+        evaluation.result.root = str(sharp)  # frames are named <index:08d> in the temporary folder
+        return evaluation
 
 
 def bench(request: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:

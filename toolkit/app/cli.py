@@ -167,7 +167,9 @@ def data_demo(
 @app.command("eval")
 @handle_errors
 def eval_cmd(
-    sharp_dir: Annotated[Path, typer.Argument(help="Tree of sharp frames (REDS layout or flat).")],
+    sharp_dir: Annotated[Path, typer.Argument(
+        help="Tree of sharp frames (REDS layout or flat), or a sharp video (frame i of --predictions "
+             "PRED.mp4 scored against its frame i).")],
     model: Annotated[str | None, typer.Option(
         help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
     engine: Annotated[Path | None, typer.Option(

@@ -11,7 +11,9 @@ PyAV is imported on first use (`av()`): `import toolkit` and `dtk --help` work w
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.core.errors import DtkError
+from toolkit.core.frames import write_png_atomic
 from toolkit.core.lazy import optional_import
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".nut", ".ts"})
@@ -248,3 +251,28 @@ class VideoReader:
         if frame.is_corrupt:
             return DecodedFrame(index, frame.pts, None, "the decoder flagged the frame corrupt")
         return DecodedFrame(index, frame.pts, to_rgb(frame, self.info.colour))
+
+
+@dataclass(frozen=True)
+class FramesFolder:
+    """A video's frames as `folder/<index:08d>.png`, their pts, and the frames that failed."""
+
+    folder: Path
+    pts: list[int | None]
+    failed: list[tuple[str, str]]
+
+
+@contextmanager
+def frames_folder(path: Path | str) -> Iterator[FramesFolder]:
+    """Decode every frame of the video `path` to PNGs in a temporary folder (removed on exit), for
+    the commands that take frame folders (dtk eval)."""
+    with tempfile.TemporaryDirectory(prefix="dtk-video-") as scratch, VideoReader(path) as reader:
+        pts: list[int | None] = []
+        failed: list[tuple[str, str]] = []
+        for f in reader.frames():
+            pts.append(f.pts)
+            if f.image is None:
+                failed.append((f"{path}: frame {f.index} (pts {f.pts})", f.reason or "corrupt"))
+            else:
+                write_png_atomic(Path(scratch) / f"{f.index:08d}.png", f.image)
+        yield FramesFolder(Path(scratch), pts, failed)
