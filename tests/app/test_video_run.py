@@ -234,3 +234,28 @@ def test_eval_scores_a_video_output_against_its_sharp_video(make_clip, onnx_mode
     make_clip(short, Fraction(30000, 1001), frames=5, size=(256, 448))
     result = dtk("eval", clip, "--predictions", short, "--kernels", "k7", "--native")
     assert result.exit_code == 2 and "does not hold" in result.said
+
+
+def test_variable_frame_rate_keeps_every_timestamp(onnx_model, tmp_path):
+    from toolkit.core.demo import pan_windows, skimage_photo_path
+
+    clip, out = tmp_path / "vfr.mp4", tmp_path / "out.mp4"
+    stamps = [0, 40, 100, 120, 200, 290, 300, 380]  # ms: irregular gaps
+    images = pan_windows(read_frame(skimage_photo_path("coffee")), len(stamps), (256, 448))
+    with av.open(str(clip), "w") as c:
+        video = c.add_stream("libx264", rate=25, options={"crf": "12", "bf": "0"})
+        video.width, video.height, video.pix_fmt = 448, 256, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(images, stamps, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in video.encode(frame):
+                c.mux(packet)
+        for packet in video.encode(None):
+            c.mux(packet)
+    with av.open(str(clip)) as c:
+        times_in = [Fraction(f.pts) * f.time_base for f in c.decode(video=0)]
+    assert times_in == [Fraction(ms, 1000) for ms in stamps]  # the clip really is VFR
+    assert run_video(clip, "-o", out, "--crf", "0", model=onnx_model).exit_code == 0
+    with av.open(str(out)) as c:
+        assert [Fraction(f.pts) * f.time_base for f in c.decode(video=0)] == times_in
