@@ -646,7 +646,8 @@ def bench(
              "at their own scale (default: --frames, else the 448x256 demo frames).")] = None,
     e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
     frames: Annotated[Path | None, typer.Option(
-        help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir).")] = None,
+        help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir); or a video "
+             "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
     roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
                                                               "when present) and show % of it.")] = False,

@@ -276,3 +276,23 @@ def frames_folder(path: Path | str) -> Iterator[FramesFolder]:
             else:
                 write_png_atomic(Path(scratch) / f"{f.index:08d}.png", f.image)
         yield FramesFolder(Path(scratch), pts, failed)
+
+
+def cycle_batches(path: Path | str, batch: int) -> Iterator[list[np.ndarray]]:
+    """Endless batches of `batch` RGB frames of a video, reopened from its start when it ends
+    (frames that fail to decode are left out): `dtk bench --e2e` on a video."""
+    info = probe(path)
+    chunk: list[np.ndarray] = []
+    while True:
+        got = 0
+        with VideoReader(path, info) as reader:
+            for f in reader.frames():
+                if f.image is None:
+                    continue
+                got += 1
+                chunk.append(f.image)
+                if len(chunk) == batch:
+                    yield chunk
+                    chunk = []
+        if not got:
+            raise DtkError(f"{path}: no frame could be decoded")
