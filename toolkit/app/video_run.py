@@ -196,8 +196,13 @@ class _Sink:
         return self.writer.copy_packet if self.writer is not None else None
 
     def close(self, ok: bool) -> None:
-        if self.writer is not None:
-            self.writer.commit() if ok else self.writer.abort()
+        """Rename the finished video into place (`ok`), else delete its temporary file."""
+        if self.writer is None:
+            return
+        if ok:
+            self.writer.commit()
+        else:
+            self.writer.abort()
 
 
 def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | None = None,

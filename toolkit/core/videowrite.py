@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ class VideoWriter:
     """Encode RGB frames to `path` (via a temporary file; `commit()` renames it into place)."""
 
     def __init__(self, path: Path | str, info: VideoInfo, settings: EncodeSettings,
-                 audio_templates: list[Any] = ()):  # type: ignore[assignment]
+                 audio_templates: Sequence[Any] = ()):
         mod = av()
         self.path, self.info, self.settings = Path(path), info, settings
         self.tmp = temp_name(self.path)
@@ -197,12 +198,20 @@ class VideoWriter:
 
     def commit(self) -> Path:
         """Flush the encoder, close, fsync and rename the file to its final name."""
-        for packet in self.stream.encode(None):
-            self._mux(packet)
-        self.container.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
+        mod = av()
+        try:
+            for packet in self.stream.encode(None):
+                self._mux(packet)
+            self.container.close()
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+        except (OSError, mod.FFmpegError) as exc:
+            self.abort()
+            raise DtkError(f"cannot write {self.path}: {exc} (check free space and permissions)") from None
+        except BaseException:
+            self.abort()
+            raise
         self._committed = True
         return self.path
 
