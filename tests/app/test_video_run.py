@@ -259,3 +259,36 @@ def test_variable_frame_rate_keeps_every_timestamp(onnx_model, tmp_path):
     assert run_video(clip, "-o", out, "--crf", "0", model=onnx_model).exit_code == 0
     with av.open(str(out)) as c:
         assert [Fraction(f.pts) * f.time_base for f in c.decode(video=0)] == times_in
+
+
+def test_resumable_run_resumes_after_an_interrupt_and_cleans_up(make_clip, onnx_model, tmp_path, monkeypatch):
+    from engines import tiled
+    from toolkit.app import video_run
+
+    clip, out, whole = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "whole.mp4"
+    make_clip(clip, Fraction(30000, 1001), frames=8, size=(256, 448))
+    assert run_video(clip, "-o", whole, "--crf", "0", model=onnx_model).exit_code == 0  # never interrupted
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return tiled.deblur_frames(*args, **kwargs)
+
+    monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+    result = run_video(clip, "-o", out, "--crf", "0", "--resumable", model=onnx_model)
+    assert result.exit_code == 130 and "to resume" in result.said
+    work = tmp_path / ".out.mp4.dtk-frames"
+    assert not out.exists()
+    assert sorted(p.name for p in work.glob("*.png")) == [f"{i:08d}.png" for i in range(4)]
+
+    monkeypatch.setattr(video_run, "deblur_frames", tiled.deblur_frames)
+    js = tmp_path / "s.json"
+    result = run_video(clip, "-o", out, "--crf", "0", "--resumable", "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert (doc["written"], doc["skipped_done"], doc["network_passes"]) == (4, 4, 4)  # only 4 deblurred
+    assert not work.exists()
+    assert streams(out)[0] == streams(clip)[0] and streams(out)[3] == streams(clip)[3]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(out), decoded(whole), strict=True))

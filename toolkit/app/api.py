@@ -88,13 +88,15 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
               frames_out: Path | str | None = None, codec: str | None = None, crf: int | None = None,
               pix_fmt: str | None = None, batch: int = 8, blur: str | None = None,
               tile_overlap: int = DEFAULT_OVERLAP, overwrite: bool = False, strict: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, on_open: Callable[[Runner], None] | None = None,
+              max_pixels: int = DEFAULT_MAX_PIXELS, resumable: bool = False,
+              on_open: Callable[[Runner], None] | None = None,
               progress: Callable[[int, int], None] | None = None,
               on_tiles: Callable[[int], None] | None = None,
               runner: Callable[[], Runner] | None = None) -> VideoRunSummary:
     """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
     the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
-    prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default."""
+    prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
+    deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes."""
     from engines.tiled import Tiling
     from toolkit import FRAME_SIZE
     from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
@@ -103,10 +105,10 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     frames = None if frames_out is None else Path(frames_out)
     preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
                             batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
-                            json_out=None)
+                            json_out=None, resumable=resumable)
     Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check
     job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                     max_pixels=max_pixels)
+                     max_pixels=max_pixels, resumable=resumable)
     return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
                          blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
                          on_tiles=on_tiles)

@@ -385,6 +385,10 @@ def run_cmd(
     pix_fmt: Annotated[str | None, typer.Option(
         "--pix-fmt", help="Video INPUT: the output's pixel format (default: the input's, when the "
                           "encoder takes it).")] = None,
+    resumable: Annotated[bool, typer.Option(
+        "--resumable", help="Video INPUT with -o: keep deblurred frames as PNGs in .OUT.dtk-frames/ beside "
+                            "the output until it is written, so an interrupted run resumes (disk: one PNG "
+                            "per frame).")] = False,
     model: Annotated[Path | None, typer.Option(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
@@ -449,6 +453,7 @@ def run_cmd(
 
     if input_dir.is_file():
         video_run_cmd(input_dir, output=output, frames_out=frames_out, codec=codec, crf=crf, pix_fmt=pix_fmt,
+                      resumable=resumable,
                       model=model, backend=backend, batch=batch, blur=blur, resize=resize,
                       tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite, strict=strict,
                       precision=precision, compile_=compile_, channels_last=channels_last,
@@ -457,7 +462,8 @@ def run_cmd(
         return
     if output is None:
         raise DtkError("give the output folder: dtk run INPUT -o OUTPUT")
-    video_only = (("--frames-out", frames_out), ("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt))
+    video_only = (("--frames-out", frames_out), ("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt),
+                  ("--resumable", resumable or None))
     for flag, value in video_only:
         if value is not None:
             raise DtkError(f"{flag} is for a video INPUT; {input_dir} is a folder of frames")
@@ -531,7 +537,8 @@ def run_cmd(
 
 
 def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
-                  crf: int | None, pix_fmt: str | None, model: Path | None, backend: str, batch: int,
+                  crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
+                  batch: int,
                   blur: str | None, resize: bool, tile_overlap: int, keep_size: bool, overwrite: bool,
                   strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
                   threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
@@ -540,7 +547,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
     preflight.run_video_cmd(input_path=input_path, output=output, frames_out=frames_out, model=model,
                             batch=batch, max_pixels=max_pixels, threads=threads, overwrite=overwrite,
                             json_out=json_out, resize=resize, keep_size=keep_size, executor=executor,
-                            pipeline=pipeline)
+                            pipeline=pipeline, resumable=resumable)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
@@ -559,8 +566,9 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
 
         summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
                                 pix_fmt=pix_fmt, batch=batch, blur=blur, tile_overlap=tile_overlap,
-                                overwrite=overwrite, strict=strict, max_pixels=max_pixels, on_open=opened,
-                                progress=progress, on_tiles=tile_counter(bar, task))
+                                overwrite=overwrite, strict=strict, max_pixels=max_pixels,
+                                resumable=resumable, on_open=opened, progress=progress,
+                                on_tiles=tile_counter(bar, task))
     if str(json_out) != "-":
         shares = summary.shares()
         video = summary.video
@@ -586,7 +594,9 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
     emit_json(json_out, summary.to_json())
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] no video was written under the final name (PNG frames "
-                          "written are complete); run the same command again")
+                          "written are complete); run the same command again"
+                          + (" to resume" if resumable or frames_out else " (it starts over; --resumable "
+                             "keeps finished frames)"))
         raise typer.Exit(130)
     if summary.failed:
         err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt or failed); "

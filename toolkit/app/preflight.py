@@ -133,10 +133,10 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
 def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | None, model: Path | None,
                   batch: int, max_pixels: int, threads: int | None, overwrite: bool, json_out: Path | None,
                   resize: bool = False, keep_size: bool = False, executor: str = "local",
-                  pipeline: str = "auto") -> None:
+                  pipeline: str = "auto", resumable: bool = False) -> None:
     """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
     and paths that are not the input (an existing OUT.mp4 only with --overwrite)."""
-    from toolkit.app.video_run import manifest_path  # PyAV stays unloaded: it is imported on use
+    from toolkit.app.video_run import manifest_path, work_dir_for  # PyAV stays unloaded: imported on use
 
     if (output is None) == (frames_out is None):
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
@@ -154,6 +154,10 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
     if output is not None:
         check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
         check_output_file(manifest_path(output), "-o (its run manifest)", inputs=inputs)
+        if resumable:
+            check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
+    elif resumable:
+        raise DtkError("--resumable is for a video output (-o OUT.mp4); --frames-out DIR resumes anyway")
     else:
         check_output_folder(frames_out, "--frames-out", inputs=inputs)
     reports({"--json": json_out}, inputs=[*inputs, output, frames_out])

@@ -9,8 +9,12 @@ Safety and resume:
 - OUT.mp4 is never INPUT (toolkit.core.safepaths); an existing one is replaced only with
   --overwrite. The video is written to `.OUT.mp4.XXXXXXXX.tmp` beside it and renamed when every
   frame is encoded: a failed or interrupted run leaves no file under the final name (Ctrl-C
-  removes the temporary file; a killed process leaves it) and a rerun starts from the first frame.
-  `OUT.mp4.dtk-run.json`, written after the rename, records the settings (the run manifest).
+  removes the temporary file; a killed process leaves it). `OUT.mp4.dtk-run.json`, written after
+  the rename, records the settings (the run manifest).
+- By default a rerun starts from the first frame. With --resumable each deblurred frame is also
+  kept as a PNG in the work folder `.OUT.mp4.dtk-frames/` (its own manifest and lock, the frame
+  folder's resume rule): a rerun decodes the clip again, re-encodes every frame, and deblurs only
+  frames without a complete PNG there; the folder is deleted once the video is in place.
 - --frames-out DIR resumes like a frame folder: DIR/.dtk-run.json records the settings, and a
   rerun with the same ones decodes the clip again but deblurs only frames whose PNG is missing
   or incomplete.
@@ -36,10 +40,19 @@ from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
-from toolkit.app.run import MANIFEST_FORMAT, RunSettings, check_manifest, claim_output, is_done, output_lock
+from toolkit.app.run import (
+    LOCK_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    RunSettings,
+    check_manifest,
+    claim_output,
+    is_done,
+    output_lock,
+)
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import write_png_atomic
+from toolkit.core.frames import read_frame, write_png_atomic
 from toolkit.core.kernels import blur as blur_image
 from toolkit.core.kernels import get_kernel
 from toolkit.core.tiles import DEFAULT_OVERLAP
@@ -53,6 +66,12 @@ def manifest_path(output: Path | str) -> Path:
     """The run manifest of a video output: `OUT.mp4.dtk-run.json` beside it."""
     output = Path(output)
     return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def work_dir_for(output: Path | str) -> Path:
+    """--resumable's folder of deblurred frames beside the output: `.OUT.mp4.dtk-frames`."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.dtk-frames")
 
 
 def frame_png(frames_out: Path | str, index: int) -> Path:
@@ -69,17 +88,24 @@ class VideoJob:
     output: Path | None = None  # a video file
     frames_out: Path | None = None  # a folder of PNGs
     encode: EncodeSettings | None = None
+    work_dir: Path | None = None  # --resumable: deblurred frames kept as PNGs until the video is done
 
-    def settings_json(self) -> dict[str, Any]:
-        """The video part of the run settings (manifest): the stream read and how it is written."""
+    @property
+    def png_dir(self) -> Path | None:
+        """Where deblurred frames are written as PNGs (and found done on resume), if anywhere."""
+        return self.frames_out or self.work_dir
+
+    def settings_json(self, with_encoding: bool = True) -> dict[str, Any]:
+        """The video part of the run settings (manifest): the stream read and how it is written
+        (`with_encoding` False: the PNGs only, for the work folder; another --crf reuses them)."""
         src = self.info.to_json()
         src.pop("path")
-        return {"source": src, "output": self.encode.to_json() if self.encode else "png"}
+        return {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
 
 
 def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
                codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
-               max_pixels: int | None = None) -> VideoJob:
+               max_pixels: int | None = None, resumable: bool = False) -> VideoJob:
     """Probe the input and settle the output's encoding (DtkError for a bad input or option):
     everything that can fail before the model loads. Paths are checked in app.preflight."""
     info = probe(input_path)
@@ -87,7 +113,8 @@ def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path 
         raise DtkError(f"{input_path}: frames of {info.width}x{info.height} are over --max-pixels "
                        f"{max_pixels}")
     enc = encode_settings(output, info, codec, crf, pix_fmt) if output is not None else None
-    return VideoJob(Path(input_path), info, output, frames_out, enc)
+    work = work_dir_for(output) if resumable and output is not None else None
+    return VideoJob(Path(input_path), info, output, frames_out, enc, work)
 
 
 @dataclass
@@ -143,10 +170,11 @@ class VideoRunSummary:
         }
 
 
-def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_overlap: int) -> RunSettings:
+def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_overlap: int,
+                   with_encoding: bool = True) -> RunSettings:
     """The run settings of a video job (the manifest's)."""
     base = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
-    return RunSettings(**{**base.__dict__, "video": job.settings_json()})
+    return RunSettings(**{**base.__dict__, "video": job.settings_json(with_encoding)})
 
 
 def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner], None] | None = None,
@@ -156,26 +184,40 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
     opened once (`on_open` sees it; `runner`: an open one the caller owns), the clip deblurred."""
     if options.get("blur") is not None:
         get_kernel(options["blur"])
-    settings = video_settings(spec, job, blur=options.get("blur"),
-                              tile_overlap=options.get("tile_overlap", DEFAULT_OVERLAP))
-    if job.frames_out is not None and job.frames_out.is_dir():
-        with output_lock(job.frames_out):
-            check_manifest(job.frames_out, settings, overwrite)
+    blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
+    settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
+    png_settings = video_settings(spec, job, blur=blur, tile_overlap=overlap, with_encoding=False)
+    if job.png_dir is not None and job.png_dir.is_dir():
+        with output_lock(job.png_dir):
+            check_manifest(job.png_dir, png_settings, overwrite)
     with contextlib.ExitStack() as stack:
         opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
             on_open(opened)
-        if job.frames_out is not None:
-            with claim_output(job.frames_out, settings, overwrite) as claim:
+        if job.png_dir is not None:
+            with claim_output(job.png_dir, png_settings, overwrite) as claim:
                 summary = deblur_video(job, opened, redo_all=claim["overwrite"], **options)
                 claim["finished"] = not summary.interrupted
-            return summary
-        summary = deblur_video(job, opened, **options)
+            if job.work_dir is not None and not summary.interrupted:
+                remove_work_dir(job.work_dir)
+        else:
+            summary = deblur_video(job, opened, **options)
         if job.output is not None and not summary.interrupted:
             doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "input": str(job.input),
                    "output": str(job.output), "written": summary.written, "failed": len(summary.failed)}
             write_bytes_atomic(manifest_path(job.output), (json.dumps(doc, indent=2) + "\n").encode())
         return summary
+
+
+def remove_work_dir(work_dir: Path) -> None:
+    """Delete --resumable's work folder once the video is in place: only the files dtk wrote there
+    (its frame PNGs, manifest and lock); a folder holding anything else is left."""
+    for path in work_dir.iterdir():
+        if path.is_file() and not path.is_symlink() and (
+                path.name in (MANIFEST_NAME, LOCK_NAME) or (path.suffix == ".png" and path.stem.isdigit())):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        work_dir.rmdir()
 
 
 class _Sink:
@@ -186,11 +228,13 @@ class _Sink:
         self.writer = (VideoWriter(job.output, job.info, job.encode, reader.audio_streams)
                        if job.output is not None and job.encode is not None else None)
 
-    def put(self, frame: DecodedFrame, image: np.ndarray) -> None:
+    def put(self, frame: DecodedFrame, image: np.ndarray, *, done: bool = False) -> None:
+        """Write a deblurred frame: as a PNG (--frames-out, --resumable; not when `done`, read
+        from there) and into the video."""
+        if self.job.png_dir is not None and not done:
+            write_png_atomic(frame_png(self.job.png_dir, frame.index), image)
         if self.writer is not None:
             self.writer.write(image, frame.pts)
-        else:
-            write_png_atomic(frame_png(self.job.frames_out, frame.index), image)
 
     def copy_packet(self) -> Callable[[Any], None] | None:
         return self.writer.copy_packet if self.writer is not None else None
@@ -264,11 +308,19 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
                     summary.failed.append((f"frame {item.index} (pts {item.pts})", item.reason or "corrupt"))
                     tick()
                     continue
-                if (not redo_all and job.frames_out is not None
-                        and is_done(frame_png(job.frames_out, item.index), info.size)):
-                    summary.skipped_done += 1
-                    tick()
-                    continue
+                if not redo_all and job.png_dir is not None:
+                    png = frame_png(job.png_dir, item.index)
+                    if is_done(png, info.size):
+                        if pending:  # frames reach the encoder in order
+                            deblur(pending)
+                            pending = []
+                        if sink.writer is not None:
+                            t0 = time.perf_counter()
+                            sink.put(item, read_frame(png), done=True)
+                            summary.encode_s += time.perf_counter() - t0
+                        summary.skipped_done += 1
+                        tick()
+                        continue
                 pending.append(item)
                 if len(pending) >= batch:
                     deblur(pending)
