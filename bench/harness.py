@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from toolkit.core.bounds import check_number
 from toolkit.core.errors import DtkError
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 from toolkit.core.tiles import fitting_overlap
+from toolkit.core.video import cycle_batches
 
 SCHEMA = "dtk.bench/1"
 STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY = "ran", "could not run", "failed quality"
@@ -240,21 +242,36 @@ def mean_phases(phases: list[dict[str, float]]) -> dict[str, float] | None:
     return {k: float(np.mean([p[k] for p in phases if k in p])) for k in phases[0]}
 
 
-def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any], *, backend: str,
-              variant: str, device: str = "cpu", pipeline: str = "auto") -> BenchRow:
+@dataclass(frozen=True)
+class VideoClip:
+    """--e2e on a video file: its frames decoded with PyAV as `dtk run CLIP` decodes them."""
+
+    path: Path
+    frames: int
+
+    def __len__(self) -> int:
+        return self.frames
+
+
+def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any] | VideoClip, *,
+              backend: str, variant: str, device: str = "cpu", pipeline: str = "auto") -> BenchRow:
     """End-to-end row as `dtk run` works: frame files -> `open_pipeline` at their own size ->
     tiles of `config.size`, one decision per frame (engines.tiled), cycling the files.
 
     A call is one pipeline batch of `batch` frames (their tiles go through the runner `batch` at a
     time); its latency runs from asking the pipeline for the batch to the last tile's output
     (decoding overlaps inference through the pipeline's prefetch); host wall time. images/s
-    counts frames; `tiles_per_s` the network passes (head-only passes not counted).
+    counts frames; `tiles_per_s` the network passes (head-only passes not counted). A `VideoClip`
+    is decoded in the calling thread instead (as `dtk run CLIP`: no prefetch), so its latency
+    includes decoding; encoding is not timed.
     """
 
+    if isinstance(frames, VideoClip):
+        return _timed_e2e(runner, batch, config, cycle_batches(frames.path, batch), backend=backend,
+                          variant=variant, device=device)
     if not frames:
         raise DtkError("--e2e needs frame files: none found")
     pconf = PipelineConfig(batch_size=batch, size=None)
-    tiling = Tiling(tuple(config.size), fitting_overlap(config.size))
     gpu = "gpu" if device.startswith("cuda") else "cpu"
 
     # one pipeline spans many calls: restarting it every pass over a few frames would decode each
@@ -265,14 +282,22 @@ def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any
         for _ in itertools.count():
             yield from open_pipeline(cycle, pconf, kind=pipeline, device=gpu)
 
-    stream = batches()
+    return _timed_e2e(runner, batch, config, (b.images for b in batches()), backend=backend,
+                      variant=variant, device=device)
+
+
+def _timed_e2e(runner: Any, batch: int, config: BenchConfig, stream: Iterator[Any], *, backend: str,
+               variant: str, device: str) -> BenchRow:
+    """Time calls of: the next batch of frames from `stream` (a list of H x W x 3 uint8 frames)
+    through tiles and the runner."""
+    tiling = Tiling(tuple(config.size), fitting_overlap(config.size))
     counted: list[int] = []
     tiles: list[int] = []
 
     def call(_i: int) -> None:
-        b = next(stream)
-        counted.append(len(b))
-        tiles.append(deblur_frames(runner, b.images, tiling, batch=batch).tiles)
+        images = next(stream)
+        counted.append(len(images))
+        tiles.append(deblur_frames(runner, images, tiling, batch=batch).tiles)
 
     timer = make_timer("cpu")
     threshold = config.cv_threshold or cv_threshold("cpu")
@@ -347,7 +372,7 @@ def not_run_rows(entries: Sequence[dict[str, str]], batches: Sequence[int],
 
 
 def sweep(specs: Sequence[BenchTarget], config: BenchConfig, *, modes: Sequence[str] = ("compute",),
-          frames: Sequence[Any] = (), pipeline: str = "auto",
+          frames: Sequence[Any] | VideoClip = (), pipeline: str = "auto",
           ceilings: dict[str, float] | None = None, quality: Quality | None = None,
           progress: Progress | None = None) -> tuple[list[BenchRow], list[dict[str, str]]]:
     """Every spec x batch x mode is a row. A runner that cannot be built, or a measurement that

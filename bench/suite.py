@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import cpu_environment, gpu_snapshot, gpu_warnings
-from bench.harness import STATUS_FAILED_QUALITY, STATUS_RAN, BenchConfig, BenchReport, not_run_rows, sweep
+from bench.harness import (
+    STATUS_FAILED_QUALITY,
+    STATUS_RAN,
+    BenchConfig,
+    BenchReport,
+    VideoClip,
+    not_run_rows,
+    sweep,
+)
 from bench.hints import machine_hints, row_hints
 from bench.pareto import best_under_budget
 from bench.pipeline import pipeline_benchmark
@@ -30,6 +38,7 @@ from bench.variants import (
 from engines.machine import collect
 from toolkit.core.demo import frames_or_demo, mosaic_frames
 from toolkit.core.errors import DtkError
+from toolkit.core.video import probe
 
 
 @dataclass
@@ -44,7 +53,7 @@ class BenchRequest:
     variants: str | None = None
     threads: int | None = None
     e2e: bool = False
-    frames_dir: Path | None = None  # --e2e input; default: demo frames in a temp dir
+    frames_dir: Path | None = None  # --e2e input (a frame tree or a video file); default: demo frames
     e2e_size: tuple[int, int] | None = None  # --e2e on frames of this (H, W) made of real photos
     pipeline_kind: str = "auto"
     compute: bool = True  # compute-only rows (off with --e2e-only)
@@ -93,15 +102,21 @@ def measure_ceilings(req: BenchRequest, gpu: bool,
     return out
 
 
+def frame_tree(req: BenchRequest) -> Path | None:
+    """--frames when it is a frame tree; None (demo frames) when absent or a video file (--e2e only)."""
+    return req.frames_dir if req.frames_dir is not None and not Path(req.frames_dir).is_file() else None
+
+
 def quality_check(req: BenchRequest, sources: list[ModelSource]) -> QualityCheck:
     """Frames (--frames or demo) blurred per kernel, and the fp32 CPU reference of the first model."""
     if req.quality_frames < 1:
         raise DtkError("--quality-frames must be >= 1")
-    with frames_or_demo(req.frames_dir, req.quality_frames) as frames:
+    tree = frame_tree(req)
+    with frames_or_demo(tree, req.quality_frames) as frames:
         if not frames:
-            raise DtkError(f"no frames in {req.frames_dir}")
+            raise DtkError(f"no frames in {tree}")
         sharp, blurred = load_inputs(frames, req.config.size)
-    where = str(req.frames_dir) if req.frames_dir is not None else "demo frames"
+    where = str(tree) if tree is not None else "demo frames"
     name, opener = reference_opener(sources[0], req.threads)
     return QualityCheck(sharp=sharp, blurred=blurred, open_reference=opener,
                         reference_name=f"{sources[0].label}: {name}" if name else "", where=where)
@@ -109,7 +124,7 @@ def quality_check(req: BenchRequest, sources: list[ModelSource]) -> QualityCheck
 
 def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
     """bench/pipeline.py's DALI vs fallback frames/s (over --frames, else demo frames)."""
-    return pipeline_benchmark(req.frames_dir, device="gpu" if gpu else "cpu")
+    return pipeline_benchmark(frame_tree(req), device="gpu" if gpu else "cpu")
 
 
 def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:
@@ -158,7 +173,9 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
     gpu_start = gpu_snapshot() if gpu else None
     if req.e2e and req.e2e_size is not None and req.frames_dir is not None:
         raise DtkError("give --frames or --e2e-size, not both")
-    e2e_frames = (mosaic_frames(req.e2e_size) if req.e2e and req.e2e_size is not None
+    video = req.frames_dir if req.e2e and req.frames_dir is not None and frame_tree(req) is None else None
+    e2e_frames = (contextlib.nullcontext(VideoClip(video, probe(video).frames)) if video is not None
+                  else mosaic_frames(req.e2e_size) if req.e2e and req.e2e_size is not None
                   else frames_or_demo(req.frames_dir) if req.e2e else contextlib.nullcontext([]))
     with e2e_frames as frames:
         rows, skipped_run = sweep(specs, req.config, modes=modes, frames=frames, pipeline=req.pipeline_kind,
@@ -182,7 +199,8 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
         size = f"{req.e2e_size[1]}x{req.e2e_size[0]}" if req.e2e_size else ""
         where = (str(req.frames_dir) if req.frames_dir is not None else
                  f"{size} frames of real photos" if size else "demo frames")
-        extra["e2e_frames"] = {"where": where, "count": len(frames), "mode": "native size, tiles"}
+        extra["e2e_frames"] = {"where": where, "count": len(frames), "mode": "native size, tiles"
+                               + (", video decoded with PyAV in the calling thread" if video else "")}
     if req.pipeline_bench:
         extra["pipeline"] = run_pipeline_bench(req, gpu)
     model = {"label": ", ".join(s.label for s in sources),

@@ -72,3 +72,55 @@ def no_model_load(monkeypatch):
         raise AssertionError("the model was loaded before the check")
 
     monkeypatch.setattr(RunnerSpec, "open", boom)
+
+
+@pytest.fixture(scope="session")
+def make_clip():
+    """A function writing a short test clip of real photos: `make_clip(path, rate, frames=24,
+    size=(H, W), codec="libx264", audio=True, **tags)` pans a `size` window over scikit-image's
+    astronaut photo, encodes it (yuv420p, BT.709 limited tags unless given) with a 48 kHz sine
+    track in AAC (mp4/mov) or FLAC; returns the RGB frames it encoded."""
+    pytest.importorskip("av", reason="video tests need PyAV (pip install .[cpu])")
+
+    def make(path, rate, frames=24, size=(272, 480), codec="libx264", audio=True, colorspace=1,
+             color_range=1, pix_fmt="yuv420p"):
+        import av
+
+        from toolkit.core.demo import pan_windows, skimage_photo_path
+        from toolkit.core.frames import read_frame
+
+        images = pan_windows(read_frame(skimage_photo_path("astronaut")), frames, size)
+        options = {"crf": "12"} if codec == "libx264" else {}
+        with av.open(str(path), "w") as out:
+            video = out.add_stream(codec, rate=rate, options=options)
+            video.height, video.width = size
+            video.pix_fmt = pix_fmt
+            video.codec_context.colorspace, video.codec_context.color_range = colorspace, color_range
+            sound = None
+            if audio:
+                sound = out.add_stream("aac" if str(path).endswith((".mp4", ".mov")) else "flac", rate=48000)
+            for im in images:
+                frame = av.VideoFrame.from_ndarray(im, format="rgb24").reformat(
+                    format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range)
+                for packet in video.encode(frame):
+                    out.mux(packet)
+            for packet in video.encode(None):
+                out.mux(packet)
+            if sound is not None:
+                seconds = frames / float(rate)
+                t = np.arange(int(48000 * seconds)) / 48000.0
+                wave = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+                fmt = "fltp" if sound.codec_context.name == "aac" else "s16"
+                for i in range(0, len(wave), 1024):
+                    chunk = wave[i:i + 1024][None]
+                    if fmt == "s16":
+                        chunk = (chunk * 32767).astype(np.int16)
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=fmt, layout="mono")
+                    af.sample_rate, af.pts = 48000, i
+                    for packet in sound.encode(af):
+                        out.mux(packet)
+                for packet in sound.encode(None):
+                    out.mux(packet)
+        return images
+
+    return make

@@ -37,11 +37,11 @@ def test_import_needs_no_gpu_library():
 
 def test_cli_import_loads_no_torch_or_runtime():
     """`dtk --help` stays fast: the CLI and every engine module it imports load torch, ONNX Runtime,
-    OpenVINO and Polygraphy only when a command needs them (the evidence names live in torch-free
+    OpenVINO, Polygraphy and PyAV only when a command needs them (the evidence names live in torch-free
     toolkit.core.evidence for that reason)."""
     code = ("import sys, toolkit.app.cli, engines.tiled, engines.onnxruntime, engines.openvino, "
-            "engines.tensorrt.build, engines.tensorrt.runtime; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'polygraphy') "
+            "engines.tensorrt.build, engines.tensorrt.runtime, toolkit.app.video_run; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'polygraphy', 'av') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

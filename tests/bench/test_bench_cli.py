@@ -239,3 +239,16 @@ def test_backend_all_default_variants_keep_tensorrt(tmp_path):
 def test_batch_sizes_are_bounded_before_anything_loads():
     res = runner.invoke(app, [*TINY, "--batch", "1,100000"])
     assert res.exit_code == 2 and "1..1024" in res.output
+
+
+def test_e2e_rows_on_a_video(make_clip, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, 25, frames=5, size=(96, 128))
+    res = runner.invoke(app, [*TINY, "--backend", "onnxruntime", "--batch", "2", "--e2e-only",
+                              "--frames", str(clip), "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    rows = doc["rows"]
+    assert [(r["mode"], r["batch"], r["iterations"], r["status"]) for r in rows] == [("e2e", 2, 3, "ran")]
+    assert rows[0]["images_per_s"] > 0 and rows[0]["tiles_per_s"] > rows[0]["images_per_s"]  # 4 tiles a frame
+    assert doc["extra"]["e2e_frames"]["count"] == 5 and "PyAV" in doc["extra"]["e2e_frames"]["mode"]

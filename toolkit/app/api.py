@@ -36,9 +36,10 @@ if TYPE_CHECKING:  # the engines import torch: at run time they are imported on 
     from engines.spec import RunnerSpec
     from toolkit.app.evaluate import EvalResult
     from toolkit.app.run import RunSummary
+    from toolkit.app.video_run import VideoRunSummary
 
 __all__ = ["Deblurrer", "Evaluation", "FramesError", "ModelOutputError", "bench", "evaluate_folder",
-           "run_folder"]
+           "run_folder", "run_video"]
 
 
 class FramesError(DtkError):
@@ -83,6 +84,36 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                    on_tiles=on_tiles, runner=runner, **job)
 
 
+def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | None = None,
+              frames_out: Path | str | None = None, codec: str | None = None, crf: int | None = None,
+              pix_fmt: str | None = None, batch: int = 8, blur: str | None = None,
+              tile_overlap: int = DEFAULT_OVERLAP, overwrite: bool = False, strict: bool = False,
+              max_pixels: int = DEFAULT_MAX_PIXELS, resumable: bool = False,
+              on_open: Callable[[Runner], None] | None = None,
+              progress: Callable[[int, int], None] | None = None,
+              on_tiles: Callable[[int], None] | None = None,
+              runner: Callable[[], Runner] | None = None) -> VideoRunSummary:
+    """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
+    the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
+    prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
+    deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes."""
+    from engines.tiled import Tiling
+    from toolkit import FRAME_SIZE
+    from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
+
+    out = None if output is None else Path(output)
+    frames = None if frames_out is None else Path(frames_out)
+    preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
+                            batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
+                            json_out=None, resumable=resumable)
+    Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check
+    job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
+                     max_pixels=max_pixels, resumable=resumable)
+    return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
+                         blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
+                         on_tiles=on_tiles)
+
+
 @dataclass
 class Evaluation:
     """What `dtk eval` renders: the scores, the model that was scored (its `describe()`, None for
@@ -109,6 +140,14 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
     frames (resized to 256x448, or at their own size with `native`); writes the box plot and the
     example strip when `plot` is given. Checks every option and path (`json_out`, `csv` and `plot`
     too, which the caller writes) before any model loads, as the command does."""
+    if Path(sharp_dir).is_file():
+        return _evaluate_video(Path(sharp_dir), model=model, engine=engine, predictions=predictions,
+                               backend=backend, kernels=kernels, baselines=baselines, native=native,
+                               tile_overlap=tile_overlap, strict=strict, ssim=ssim, max_pixels=max_pixels,
+                               plot=plot, json_out=json_out, csv=csv, progress=progress)
+    if predictions is not None and Path(predictions).is_file():
+        raise DtkError(f"--predictions {predictions} is a video: score it against the sharp video, "
+                       f"`dtk eval SHARP.mp4 --predictions {predictions} --kernels K`")
     from engines.spec import RunnerSpec
     from engines.tiled import Tiling
     from toolkit import FRAME_SIZE
@@ -151,6 +190,37 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
         if runner is not None:
             runner.close()
     return evaluation
+
+
+def _evaluate_video(sharp: Path, *, predictions: Path | None, **options: Any) -> Evaluation:
+    """`dtk eval SHARP.mp4 [--predictions PRED.mp4]`: both decoded to PNG folders (frame i of one
+    paired with frame i of the other, which must have the same timestamps), then scored as folders;
+    frames that fail to decode are listed as skipped."""
+    import contextlib
+
+    from toolkit.core.video import frames_folder  # PyAV: on first use
+
+    preflight.reports({"--json": options["json_out"], "--csv": options["csv"],
+                       **preflight.plot_paths(options["plot"])}, inputs=[sharp, predictions])
+    with contextlib.ExitStack() as stack:
+        ref = stack.enter_context(frames_folder(sharp))
+        pred_dir = None
+        failed = list(ref.failed)
+        if predictions is not None:
+            if not Path(predictions).is_file():
+                raise DtkError(f"{sharp} is a video: give --predictions as a video too (dtk run {sharp} -o "
+                               "PRED.mp4), not a folder")
+            pred = stack.enter_context(frames_folder(predictions))
+            if pred.pts != ref.pts:
+                raise DtkError(f"{predictions} does not hold {sharp}'s frames: {len(pred.pts)} frames vs "
+                               f"{len(ref.pts)}, or other timestamps; score the output of `dtk run {sharp}`")
+            pred_dir, failed = pred.folder, failed + pred.failed
+        if failed and options["strict"]:
+            raise DtkError(f"cannot decode {failed[0][0]}: {failed[0][1]} (--strict)")
+        evaluation = evaluate_folder(ref.folder, predictions=pred_dir, **options)
+        evaluation.result.skipped[:0] = failed
+        evaluation.result.root = str(sharp)  # frames are named <index:08d> in the temporary folder
+        return evaluation
 
 
 def bench(request: BenchRequest, progress: Callable[[str], None] | None = None) -> BenchReport:

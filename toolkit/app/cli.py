@@ -167,7 +167,9 @@ def data_demo(
 @app.command("eval")
 @handle_errors
 def eval_cmd(
-    sharp_dir: Annotated[Path, typer.Argument(help="Tree of sharp frames (REDS layout or flat).")],
+    sharp_dir: Annotated[Path, typer.Argument(
+        help="Tree of sharp frames (REDS layout or flat), or a sharp video (frame i of --predictions "
+             "PRED.mp4 scored against its frame i).")],
     model: Annotated[str | None, typer.Option(
         help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
     engine: Annotated[Path | None, typer.Option(
@@ -365,8 +367,28 @@ def export_cmd(
 @app.command("run")
 @handle_errors
 def run_cmd(
-    input_dir: Annotated[Path, typer.Argument(help="Tree of (blurred) frames: REDS layout or flat.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (mirrors INPUT, .png).")],
+    input_dir: Annotated[Path, typer.Argument(
+        metavar="INPUT", help="Tree of (blurred) frames (REDS layout or flat), or a video file (mp4, mkv, "
+                              "mov, ...).")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Output folder (mirrors INPUT, .png); for a video INPUT the output video "
+                               "(OUT.mp4, .mkv, .mov, ...).")] = None,
+    frames_out: Annotated[Path | None, typer.Option(
+        "--frames-out", help="Video INPUT: write each frame as DIR/<index>.png instead of a video "
+                             "(resumable).")] = None,
+    codec: Annotated[str | None, typer.Option(
+        help="Video INPUT: the output's encoder, e.g. libx264 (the default when PyAV has it), libx265, "
+             "libvpx-vp9, ffv1 or utvideo (lossless).")] = None,
+    crf: Annotated[int | None, typer.Option(
+        help="Video INPUT: quality of libx264/libx265/libvpx-vp9/libsvtav1 (0 = lossless; default 18 for "
+             "libx264).")] = None,
+    pix_fmt: Annotated[str | None, typer.Option(
+        "--pix-fmt", help="Video INPUT: the output's pixel format (default: the input's, when the "
+                          "encoder takes it).")] = None,
+    resumable: Annotated[bool, typer.Option(
+        "--resumable", help="Video INPUT with -o: keep deblurred frames as PNGs in .OUT.dtk-frames/ beside "
+                            "the output until it is written, so an interrupted run resumes (disk: one PNG "
+                            "per frame).")] = False,
     model: Annotated[Path | None, typer.Option(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
@@ -429,6 +451,22 @@ def run_cmd(
     3 finished but some frames failed or were skipped.
     """
 
+    if input_dir.is_file():
+        video_run_cmd(input_dir, output=output, frames_out=frames_out, codec=codec, crf=crf, pix_fmt=pix_fmt,
+                      resumable=resumable,
+                      model=model, backend=backend, batch=batch, blur=blur, resize=resize,
+                      tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite, strict=strict,
+                      precision=precision, compile_=compile_, channels_last=channels_last,
+                      cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
+                      executor=executor, max_pixels=max_pixels, json_out=json_out)
+        return
+    if output is None:
+        raise DtkError("give the output folder: dtk run INPUT -o OUTPUT")
+    video_only = (("--frames-out", frames_out), ("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt),
+                  ("--resumable", resumable or None))
+    for flag, value in video_only:
+        if value is not None:
+            raise DtkError(f"{flag} is for a video INPUT; {input_dir} is a folder of frames")
     preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
                       workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
                       json_out=json_out, ov_mode=ov_mode)
@@ -498,6 +536,74 @@ def run_cmd(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
+                  crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
+                  batch: int,
+                  blur: str | None, resize: bool, tile_overlap: int, keep_size: bool, overwrite: bool,
+                  strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
+                  threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
+                  json_out: Path | None) -> None:
+    """`dtk run CLIP -o OUT.mp4` / `--frames-out DIR`: parse, api.run_video, render."""
+    preflight.run_video_cmd(input_path=input_path, output=output, frames_out=frames_out, model=model,
+                            batch=batch, max_pixels=max_pixels, threads=threads, overwrite=overwrite,
+                            json_out=json_out, resize=resize, keep_size=keep_size, executor=executor,
+                            pipeline=pipeline, resumable=resumable)
+    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
+                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
+                             hint=ov_mode, size=FRAME_SIZE)
+
+    def opened(runner) -> None:
+        err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
+                          f"model: {escape(str(spec.model))}")
+        for warning in runner.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+    with make_progress() as bar:
+        task = bar.add_task("deblurring", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
+                                pix_fmt=pix_fmt, batch=batch, blur=blur, tile_overlap=tile_overlap,
+                                overwrite=overwrite, strict=strict, max_pixels=max_pixels,
+                                resumable=resumable, on_open=opened, progress=progress,
+                                on_tiles=tile_counter(bar, task))
+    if str(json_out) != "-":
+        shares = summary.shares()
+        video = summary.video
+        rows = {
+            "backend": human_text(summary.backend),
+            "input": f"{video['codec']} {video['size'][1]}x{video['size'][0]} {video['pix_fmt']}, "
+                     f"{video['frames']} frames at {video['rate']} fps, colour {video['colour']['matrix']} "
+                     f"{video['colour']['range']}" + (" (assumed)" if video['colour']['assumed'] else "")
+                     + f", {len(video['audio'])} audio stream(s)",
+            "frames": f"{summary.frames_total} in the clip: {summary.written} written, "
+                      f"{summary.skipped_done} already done, {len(summary.failed)} failed",
+            "wall time": f"{summary.wall_s:.2f} s",
+            "end to end": f"{summary.frames_per_s:.2f} frames/s",
+            "compute only": f"{summary.compute_frames_per_s:.2f} frames/s",
+            "time shares": f"decode {100 * shares['decode']:.0f}%, compute {100 * shares['compute']:.0f}%, "
+                           f"encode {100 * shares['encode']:.0f}%, other {100 * shares['other']:.0f}%",
+            "output": summary.output + (f" ({enc['codec']}, crf {enc['crf']}, {enc['pix_fmt']})"
+                                        if (enc := summary.encode) else " (PNG frames)"),
+        }
+        console.print(key_value_table("dtk run (video)", rows))
+        for frame, reason in summary.failed:
+            err_console.print(f"[yellow]not written:[/] {escape(frame)}: {escape(reason)}")
+    emit_json(json_out, summary.to_json())
+    if summary.interrupted:
+        err_console.print("[yellow]interrupted:[/] no video was written under the final name (PNG frames "
+                          "written are complete); run the same command again"
+                          + (" to resume" if resumable or frames_out else " (it starts over; --resumable "
+                             "keeps finished frames)"))
+        raise typer.Exit(130)
+    if summary.failed:
+        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt or failed); "
+                          f"exit code {EXIT_SOME_FAILED}")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 bench_app = typer.Typer(
     help="Latency and throughput per backend x variant x batch size (trtexec method).\n\n"
          "Warm-up is excluded; each call gets one of several pre-made input batches in turn; "
@@ -550,7 +656,8 @@ def bench(
              "at their own scale (default: --frames, else the 448x256 demo frames).")] = None,
     e2e_only: Annotated[bool, typer.Option("--e2e-only", help="Only the end-to-end rows.")] = False,
     frames: Annotated[Path | None, typer.Option(
-        help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir).")] = None,
+        help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir); or a video "
+             "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
     roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
                                                               "when present) and show % of it.")] = False,

@@ -130,6 +130,39 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
     reports({"--json": json_out}, inputs=[input_dir, model])
 
 
+def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | None, model: Path | None,
+                  batch: int, max_pixels: int, threads: int | None, overwrite: bool, json_out: Path | None,
+                  resize: bool = False, keep_size: bool = False, executor: str = "local",
+                  pipeline: str = "auto", resumable: bool = False) -> None:
+    """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
+    and paths that are not the input (an existing OUT.mp4 only with --overwrite)."""
+    from toolkit.app.video_run import manifest_path, work_dir_for  # PyAV stays unloaded: imported on use
+
+    if (output is None) == (frames_out is None):
+        raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
+                       "give one of them")
+    frame_only = (("--resize", resize), ("--keep-size", keep_size), ("--executor ray", executor != "local"),
+                  (f"--pipeline {pipeline}", pipeline not in ("auto", "fallback")))
+    for flag, given in frame_only:
+        if given:
+            raise DtkError(f"{flag} is for frame folders; a video is decoded with PyAV on the CPU and "
+                           "deblurred at its own size: drop it")
+    check_max_pixels(max_pixels)
+    check_batch(batch)
+    check_threads(threads)
+    inputs = [input_path, model]
+    if output is not None:
+        check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
+        check_output_file(manifest_path(output), "-o (its run manifest)", inputs=inputs)
+        if resumable:
+            check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
+    elif resumable:
+        raise DtkError("--resumable is for a video output (-o OUT.mp4); --frames-out DIR resumes anyway")
+    else:
+        check_output_folder(frames_out, "--frames-out", inputs=inputs)
+    reports({"--json": json_out}, inputs=[*inputs, output, frames_out])
+
+
 def bench_cmd(*, models: list[Path], engine: Path | None, frames: Path | None, width: int | None,
               height: int, frame_width: int, warmup: float, duration: float | None, iterations: int | None,
               buffers: int, threads: int | None, e2e_pipeline: str, ceiling: float | None,

@@ -270,11 +270,13 @@ class RunSettings:
     tile_overlap: int | None = DEFAULT_OVERLAP  # native only
     model: str = ""
     dtk_version: str = toolkit.__version__
+    # a video input (app.video_run): its stream, colour conversion and output encoding, JSON values
+    video: dict[str, Any] | None = field(default=None, hash=False)
 
     COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size", "mode",
-                "tile_overlap")
+                "tile_overlap", "video")
     # what a manifest written before a field existed meant by it
-    LEGACY = {"mode": "resize", "tile_overlap": None}
+    LEGACY = {"mode": "resize", "tile_overlap": None, "video": None}
 
     @classmethod
     def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False,
@@ -288,7 +290,7 @@ class RunSettings:
         return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
                 "precision": self.precision, "blur": self.blur, "keep_size": self.keep_size,
                 "network_size": list(self.network_size), "mode": self.mode,
-                "tile_overlap": self.tile_overlap, "dtk_version": self.dtk_version}
+                "tile_overlap": self.tile_overlap, "dtk_version": self.dtk_version, "video": self.video}
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """'setting: recorded -> now' for each compared setting that differs from `recorded`."""

@@ -15,6 +15,7 @@ INSTALL_HINTS = {
     "openvino": "OpenVINO not installed: pip install .[cpu] (or pip install openvino)",
     "polygraphy": "Polygraphy not installed: pip install .[cpu] (or .[gpu])",
     "onnx_graphsurgeon": "ONNX-GraphSurgeon not installed: pip install .[cpu] (or .[gpu])",
+    "av": "PyAV (video files) not installed: pip install .[cpu] (or pip install av)",
 }
 
 

@@ -1,0 +1,294 @@
+"""`dtk run CLIP -o OUT.mp4` / `--frames-out DIR` through the real CLI: frame-exact timing, copied
+audio, the same pixels as `dtk run` on the clip's PNG frames, resume, refusals and corrupt input."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.app.cli import app
+from toolkit.core.frames import read_frame, write_png_atomic
+
+av = pytest.importorskip("av", reason="video tests need PyAV (pip install .[cpu])")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tiny_model_dir):
+    return tiny_model_dir / "m.onnx"
+
+
+def dtk(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    result.said = " ".join(result.output.split())
+    return result
+
+
+def run_video(clip, *extra, model):
+    return dtk("run", clip, "--model", model, "--backend", "onnxruntime", "--threads", "1", "--batch", "4",
+               *extra)
+
+
+def streams(path):
+    """(video pts as seconds, size, colour tags), [(audio pts as seconds, packet bytes)]."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        cc = vs.codec_context
+        tags = (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc)
+        size = (cc.height, cc.width)
+        times = sorted(Fraction(p.pts) * vs.time_base for p in c.demux(vs) if p.size)
+    with av.open(str(path)) as c:
+        sound = [(Fraction(p.pts) * p.time_base, bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
+    return times, size, tags, sound
+
+
+def decoded(path):
+    from toolkit.core.video import VideoReader
+
+    with VideoReader(path) as reader:
+        return [f.image for f in reader.frames()]
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+@pytest.mark.parametrize("rate", [Fraction(25), Fraction(30000, 1001)], ids=["25fps", "29.97fps"])
+def test_video_out_is_frame_exact_with_its_audio_and_matches_the_png_run(rate, make_clip, onnx_model,
+                                                                         tmp_path):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, rate, frames=24)
+    out, js = tmp_path / "sharp.mp4", tmp_path / "run.json"
+    result = run_video(clip, "-o", out, "--codec", "libx264", "--crf", "0", "--blur", "k7", "--json", js,
+                       model=onnx_model)
+    assert result.exit_code == 0, result.output
+
+    times_in, size_in, tags_in, sound_in = streams(clip)
+    times_out, size_out, tags_out, sound_out = streams(out)
+    assert len(times_in) == len(times_out) == 24
+    assert times_out == times_in and size_out == size_in == (272, 480) and tags_out == tags_in
+    assert sound_out == sound_in and len(sound_in) > 10  # the AAC packets, byte for byte, same times
+
+    doc = json.loads(js.read_text())
+    assert doc["written"] == 24 and doc["failed"] == 0 and doc["encode"]["codec"] == "libx264"
+    assert set(doc["time_shares"]) == {"decode", "compute", "encode", "other"} and doc["compute_s"] > 0
+    manifest = json.loads((tmp_path / "sharp.mp4.dtk-run.json").read_text())
+    assert manifest["settings"]["video"]["source"]["rate"] == str(rate)
+    assert manifest["settings"]["video"]["output"]["crf"] == 0 and manifest["settings"]["blur"] == "k7"
+
+    # the same clip as PNG frames through `dtk run` on a folder
+    frames_dir, frames_sharp = tmp_path / "frames", tmp_path / "frames-sharp"
+    for i, image in enumerate(decoded(clip)):
+        write_png_atomic(frames_dir / f"{i:08d}.png", image)
+    result = dtk("run", frames_dir, "-o", frames_sharp, "--model", onnx_model, "--backend", "onnxruntime",
+                 "--threads", "1", "--batch", "4", "--blur", "k7")
+    assert result.exit_code == 0, result.output
+    expected = [read_frame(p) for p in sorted(frames_sharp.glob("*.png"))]
+    got = decoded(out)
+    assert len(got) == len(expected) == 24
+    scores = [psnr(a, b) for a, b in zip(got, expected, strict=True)]
+    assert min(scores) >= 45.0, scores
+
+    # --frames-out: the very PNGs of the folder run
+    pngs = tmp_path / "pngs"
+    result = run_video(clip, "--frames-out", pngs, "--blur", "k7", model=onnx_model)
+    assert result.exit_code == 0, result.output
+    for i, want in enumerate(expected):
+        assert np.array_equal(read_frame(pngs / f"{i:08d}.png"), want), i
+
+
+def test_frames_out_resumes_and_refuses_other_settings(make_clip, onnx_model, tmp_path):
+    clip, pngs = tmp_path / "clip.mkv", tmp_path / "pngs"
+    make_clip(clip, 25, frames=6, size=(256, 448), codec="ffv1")
+    assert run_video(clip, "--frames-out", pngs, model=onnx_model).exit_code == 0
+    (pngs / "00000003.png").unlink()
+    (pngs / "00000004.png").write_bytes((pngs / "00000004.png").read_bytes()[:100])  # truncated
+    js = tmp_path / "s.json"
+    result = run_video(clip, "--frames-out", pngs, "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert (doc["written"], doc["skipped_done"]) == (2, 4)
+    assert all(read_frame(pngs / f"{i:08d}.png").shape == (256, 448, 3) for i in range(6))
+    result = run_video(clip, "--frames-out", pngs, "--blur", "k3", model=onnx_model)
+    assert result.exit_code == 2 and "other settings" in result.said
+
+
+def test_existing_output_needs_overwrite_and_output_may_not_be_the_input(make_clip, tmp_path, no_model_load):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, 25, frames=2, size=(256, 448), audio=False)
+    before = clip.read_bytes()
+    result = dtk("run", clip, "-o", clip)
+    assert result.exit_code == 2 and "never writes over its inputs" in result.said
+    (tmp_path / "old.mp4").write_bytes(b"x")
+    result = dtk("run", clip, "-o", tmp_path / "old.mp4")
+    assert result.exit_code == 2 and "--overwrite" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--frames-out", tmp_path / "d")
+    assert result.exit_code == 2 and "give one of them" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.xyz")
+    assert result.exit_code == 2 and "suffixes" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--codec", "ffv1", "--crf", "3")
+    assert result.exit_code == 2 and "no CRF scale" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--crf", "99")
+    assert result.exit_code == 2 and "--crf must be" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--resize")
+    assert result.exit_code == 2 and "--resize is for frame folders" in result.said
+    assert clip.read_bytes() == before and not (tmp_path / "out.mp4").exists()
+
+
+def test_a_container_that_cannot_hold_the_codecs_is_refused_first(make_clip, tmp_path, no_model_load):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, 25, frames=2, size=(256, 448))  # H.264 + AAC
+    result = dtk("run", clip, "-o", tmp_path / "out.webm", "--codec", "libvpx-vp9")
+    assert result.exit_code == 2 and "cannot hold the input's aac audio" in result.said
+    result = dtk("run", clip, "-o", tmp_path / "out.mp4", "--codec", "utvideo")
+    assert result.exit_code == 2 and "cannot hold utvideo video" in result.said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("content", [b"", b"this is a text file, not a video\n" * 40,
+                                     "truncated"], ids=["empty", "text", "truncated"])
+def test_a_file_that_is_no_video_is_a_one_line_error(content, make_clip, tmp_path, no_model_load):
+    bad = tmp_path / "bad.mp4"
+    if content == "truncated":
+        make_clip(tmp_path / "ok.mp4", 25, frames=4, size=(256, 448))
+        bad.write_bytes((tmp_path / "ok.mp4").read_bytes()[:300])  # the header cut short
+    else:
+        bad.write_bytes(content)
+    result = dtk("run", bad, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "bad.mp4" in result.said
+    assert not list(tmp_path.glob("*out.mp4*"))
+
+
+def test_audio_only_file_is_refused(tmp_path, no_model_load):
+    path = tmp_path / "sound.mkv"
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("flac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*sound.encode(frame), *sound.encode(None)]:
+            out.mux(packet)
+    result = dtk("run", path, "-o", tmp_path / "out.mkv")
+    assert result.exit_code == 2 and "no video stream" in result.said
+
+
+def test_corrupt_frame_mid_stream_is_listed_exit_3_and_strict_exit_2(make_clip, onnx_model, tmp_path):
+    clip = tmp_path / "clip.mov"
+    make_clip(clip, 25, frames=6, size=(256, 448), codec="png", pix_fmt="rgb24", audio=False)
+    with av.open(str(clip)) as c:
+        payloads = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(clip.read_bytes())
+    at = data.find(payloads[3])
+    assert at > 0
+    middle = at + len(payloads[3]) // 2
+    data[middle:middle + 64] = b"\xff" * 64  # inside frame 3's compressed image data
+    clip.write_bytes(bytes(data))
+
+    out, js = tmp_path / "out.mkv", tmp_path / "s.json"
+    result = run_video(clip, "-o", out, "--codec", "ffv1", "--json", js, model=onnx_model)
+    assert result.exit_code == 3, result.output
+    doc = json.loads(js.read_text())
+    assert doc["written"] == 5 and [f["frame"].split(" (")[0] for f in doc["failures"]] == ["frame 3"]
+    assert len(decoded(out)) == 5
+    result = run_video(clip, "-o", tmp_path / "strict.mkv", "--codec", "ffv1", "--strict", model=onnx_model)
+    assert result.exit_code == 2 and "frame 3" in result.said
+    assert not list(tmp_path.glob("*strict.mkv*"))  # no video, no temporary file left
+
+
+def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_model, tmp_path, monkeypatch):
+    from engines import tiled
+    from toolkit.app import video_run
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    make_clip(clip, 25, frames=8, size=(256, 448))
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return tiled.deblur_frames(*args, **kwargs)
+
+    monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+    result = run_video(clip, "-o", out, model=onnx_model)
+    assert result.exit_code == 130 and "interrupted" in result.said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no video, temp file or manifest
+
+
+def test_eval_scores_a_video_output_against_its_sharp_video(make_clip, onnx_model, tmp_path):
+    clip, out, js = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "eval.json"
+    make_clip(clip, Fraction(30000, 1001), frames=6, size=(256, 448))
+    assert run_video(clip, "-o", out, "--blur", "k7", "--crf", "0", model=onnx_model).exit_code == 0
+    result = dtk("eval", clip, "--predictions", out, "--kernels", "k7", "--native", "--baselines", "none",
+                 "--no-ssim", "--json", js)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert doc["root"] == str(clip)
+    rows = {(r["kernel"], r["method"]): r for r in doc["summary"]}
+    assert rows[("k7", "predictions")]["frames"] == rows[("k7", "blurred")]["frames"] == 6
+    short = tmp_path / "short.mp4"
+    make_clip(short, Fraction(30000, 1001), frames=5, size=(256, 448))
+    result = dtk("eval", clip, "--predictions", short, "--kernels", "k7", "--native")
+    assert result.exit_code == 2 and "does not hold" in result.said
+
+
+def test_variable_frame_rate_keeps_every_timestamp(onnx_model, tmp_path):
+    from toolkit.core.demo import pan_windows, skimage_photo_path
+
+    clip, out = tmp_path / "vfr.mp4", tmp_path / "out.mp4"
+    stamps = [0, 40, 100, 120, 200, 290, 300, 380]  # ms: irregular gaps
+    images = pan_windows(read_frame(skimage_photo_path("coffee")), len(stamps), (256, 448))
+    with av.open(str(clip), "w") as c:
+        video = c.add_stream("libx264", rate=25, options={"crf": "12", "bf": "0"})
+        video.width, video.height, video.pix_fmt = 448, 256, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(images, stamps, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in video.encode(frame):
+                c.mux(packet)
+        for packet in video.encode(None):
+            c.mux(packet)
+    with av.open(str(clip)) as c:
+        times_in = [Fraction(f.pts) * f.time_base for f in c.decode(video=0)]
+    assert times_in == [Fraction(ms, 1000) for ms in stamps]  # the clip really is VFR
+    assert run_video(clip, "-o", out, "--crf", "0", model=onnx_model).exit_code == 0
+    with av.open(str(out)) as c:
+        assert [Fraction(f.pts) * f.time_base for f in c.decode(video=0)] == times_in
+
+
+def test_resumable_run_resumes_after_an_interrupt_and_cleans_up(make_clip, onnx_model, tmp_path, monkeypatch):
+    from engines import tiled
+    from toolkit.app import video_run
+
+    clip, out, whole = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "whole.mp4"
+    make_clip(clip, Fraction(30000, 1001), frames=8, size=(256, 448))
+    assert run_video(clip, "-o", whole, "--crf", "0", model=onnx_model).exit_code == 0  # never interrupted
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return tiled.deblur_frames(*args, **kwargs)
+
+    monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+    result = run_video(clip, "-o", out, "--crf", "0", "--resumable", model=onnx_model)
+    assert result.exit_code == 130 and "to resume" in result.said
+    work = tmp_path / ".out.mp4.dtk-frames"
+    assert not out.exists()
+    assert sorted(p.name for p in work.glob("*.png")) == [f"{i:08d}.png" for i in range(4)]
+
+    monkeypatch.setattr(video_run, "deblur_frames", tiled.deblur_frames)
+    js = tmp_path / "s.json"
+    result = run_video(clip, "-o", out, "--crf", "0", "--resumable", "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert (doc["written"], doc["skipped_done"], doc["network_passes"]) == (4, 4, 4)  # only 4 deblurred
+    assert not work.exists()
+    assert streams(out)[0] == streams(clip)[0] and streams(out)[3] == streams(clip)[3]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(out), decoded(whole), strict=True))

@@ -1,0 +1,342 @@
+"""`dtk run CLIP -o OUT.mp4` (or `--frames-out DIR`): a video through dtk run's deblur path.
+
+Data flow: decode (core.video: RGB with the stream's matrix and range; audio packets handed on
+untouched) -> optional seed blur -> engines.tiled.deblur_frames (each frame at its own size in
+overlapping tiles, one blur decision per frame) -> encode (core.videowrite: the input's pts,
+time_base, size and colour tags; audio copied) or one PNG per frame (`DIR/<index:08d>.png`).
+
+Safety and resume:
+- OUT.mp4 is never INPUT (toolkit.core.safepaths); an existing one is replaced only with
+  --overwrite. The video is written to `.OUT.mp4.XXXXXXXX.tmp` beside it and renamed when every
+  frame is encoded: a failed or interrupted run leaves no file under the final name (Ctrl-C
+  removes the temporary file; a killed process leaves it). `OUT.mp4.dtk-run.json`, written after
+  the rename, records the settings (the run manifest).
+- By default a rerun starts from the first frame. With --resumable each deblurred frame is also
+  kept as a PNG in the work folder `.OUT.mp4.dtk-frames/` (its own manifest and lock, the frame
+  folder's resume rule): a rerun decodes the clip again, re-encodes every frame, and deblurs only
+  frames without a complete PNG there; the folder is deleted once the video is in place.
+- --frames-out DIR resumes like a frame folder: DIR/.dtk-run.json records the settings, and a
+  rerun with the same ones decodes the clip again but deblurs only frames whose PNG is missing
+  or incomplete.
+- A file that is no readable video, or has no video stream, is an error before the model loads
+  (exit 2). A packet the decoder rejects mid-stream, or a frame it flags corrupt, is listed and
+  left out (the video keeps the other frames at their own timestamps), exit 3; --strict stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import Runner
+from engines.spec import RunnerSpec
+from engines.tiled import Tiling, deblur_frames
+from toolkit import FRAME_SIZE
+from toolkit.app.run import (
+    LOCK_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    RunSettings,
+    check_manifest,
+    claim_output,
+    is_done,
+    output_lock,
+)
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.errors import DtkError
+from toolkit.core.frames import read_frame, write_png_atomic
+from toolkit.core.kernels import blur as blur_image
+from toolkit.core.kernels import get_kernel
+from toolkit.core.tiles import DEFAULT_OVERLAP
+from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, probe
+from toolkit.core.videowrite import EncodeSettings, VideoWriter, encode_settings
+
+MANIFEST_SUFFIX = ".dtk-run.json"
+
+
+def manifest_path(output: Path | str) -> Path:
+    """The run manifest of a video output: `OUT.mp4.dtk-run.json` beside it."""
+    output = Path(output)
+    return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def work_dir_for(output: Path | str) -> Path:
+    """--resumable's folder of deblurred frames beside the output: `.OUT.mp4.dtk-frames`."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.dtk-frames")
+
+
+def frame_png(frames_out: Path | str, index: int) -> Path:
+    """Where --frames-out puts frame `index` (0-based, presentation order)."""
+    return Path(frames_out) / f"{index:08d}.png"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A checked video run: what the input holds and what is written where."""
+
+    input: Path
+    info: VideoInfo
+    output: Path | None = None  # a video file
+    frames_out: Path | None = None  # a folder of PNGs
+    encode: EncodeSettings | None = None
+    work_dir: Path | None = None  # --resumable: deblurred frames kept as PNGs until the video is done
+
+    @property
+    def png_dir(self) -> Path | None:
+        """Where deblurred frames are written as PNGs (and found done on resume), if anywhere."""
+        return self.frames_out or self.work_dir
+
+    def settings_json(self, with_encoding: bool = True) -> dict[str, Any]:
+        """The video part of the run settings (manifest): the stream read and how it is written
+        (`with_encoding` False: the PNGs only, for the work folder; another --crf reuses them)."""
+        src = self.info.to_json()
+        src.pop("path")
+        return {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
+
+
+def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
+               codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
+               max_pixels: int | None = None, resumable: bool = False) -> VideoJob:
+    """Probe the input and settle the output's encoding (DtkError for a bad input or option):
+    everything that can fail before the model loads. Paths are checked in app.preflight."""
+    info = probe(input_path)
+    if max_pixels is not None and info.width * info.height > max_pixels:
+        raise DtkError(f"{input_path}: frames of {info.width}x{info.height} are over --max-pixels "
+                       f"{max_pixels}")
+    enc = encode_settings(output, info, codec, crf, pix_fmt) if output is not None else None
+    work = work_dir_for(output) if resumable and output is not None else None
+    return VideoJob(Path(input_path), info, output, frames_out, enc, work)
+
+
+@dataclass
+class VideoRunSummary:
+    """What a video run did and where its time went (seconds; shares are of wall time)."""
+
+    input: str
+    output: str
+    frames_total: int
+    video: dict[str, Any]
+    encode: dict[str, Any] | None
+    written: int = 0
+    skipped_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    decode_s: float = 0.0  # demux + decode + conversion to RGB (+ audio packets copied)
+    compute_s: float = 0.0  # blur (--blur) + tiles through the runner + stitch
+    encode_s: float = 0.0  # conversion from RGB + encode + mux (or PNG writing)
+    batch: int = 8
+    blur: str | None = None
+    backend: dict[str, Any] = field(default_factory=dict)
+    tile_overlap: int = DEFAULT_OVERLAP
+    network_passes: int = 0
+    head_passes: int = 0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def compute_frames_per_s(self) -> float:
+        return self.written / self.compute_s if self.compute_s > 0 else 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Share of wall time decoding / computing / encoding / other."""
+        if self.wall_s <= 0:
+            return {"decode": 0.0, "compute": 0.0, "encode": 0.0, "other": 0.0}
+        d, c, e = (t / self.wall_s for t in (self.decode_s, self.compute_s, self.encode_s))
+        return {"decode": d, "compute": c, "encode": e, "other": max(0.0, 1.0 - d - c - e)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input": self.input, "output": self.output, "kind": "video",
+            "frames_total": self.frames_total, "written": self.written, "skipped_done": self.skipped_done,
+            "failed": len(self.failed), "failures": [{"frame": p, "reason": r} for p, r in self.failed],
+            "interrupted": self.interrupted, "wall_s": self.wall_s, "decode_s": self.decode_s,
+            "compute_s": self.compute_s, "encode_s": self.encode_s, "frames_per_s": self.frames_per_s,
+            "compute_frames_per_s": self.compute_frames_per_s, "time_shares": self.shares(),
+            "video": self.video, "encode": self.encode, "batch": self.batch, "blur": self.blur,
+            "backend": self.backend, "mode": "native", "tile_overlap": self.tile_overlap,
+            "network_passes": self.network_passes, "head_passes": self.head_passes,
+        }
+
+
+def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_overlap: int,
+                   with_encoding: bool = True) -> RunSettings:
+    """The run settings of a video job (the manifest's)."""
+    base = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
+    return RunSettings(**{**base.__dict__, "video": job.settings_json(with_encoding)})
+
+
+def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner], None] | None = None,
+                  runner: Callable[[], Runner] | None = None, overwrite: bool = False,
+                  **options: Any) -> VideoRunSummary:
+    """`dtk run CLIP` on this machine: the manifest checked before the model loads, the runner
+    opened once (`on_open` sees it; `runner`: an open one the caller owns), the clip deblurred."""
+    if options.get("blur") is not None:
+        get_kernel(options["blur"])
+    blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
+    settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
+    png_settings = video_settings(spec, job, blur=blur, tile_overlap=overlap, with_encoding=False)
+    if job.png_dir is not None and job.png_dir.is_dir():
+        with output_lock(job.png_dir):
+            check_manifest(job.png_dir, png_settings, overwrite)
+    with contextlib.ExitStack() as stack:
+        opened = runner() if runner is not None else stack.enter_context(spec.open())
+        if on_open is not None:
+            on_open(opened)
+        if job.png_dir is not None:
+            with claim_output(job.png_dir, png_settings, overwrite) as claim:
+                summary = deblur_video(job, opened, redo_all=claim["overwrite"], **options)
+                claim["finished"] = not summary.interrupted
+            if job.work_dir is not None and not summary.interrupted:
+                remove_work_dir(job.work_dir)
+        else:
+            summary = deblur_video(job, opened, **options)
+        if job.output is not None and not summary.interrupted:
+            doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "input": str(job.input),
+                   "output": str(job.output), "written": summary.written, "failed": len(summary.failed)}
+            write_bytes_atomic(manifest_path(job.output), (json.dumps(doc, indent=2) + "\n").encode())
+        return summary
+
+
+def remove_work_dir(work_dir: Path) -> None:
+    """Delete --resumable's work folder once the video is in place: only the files dtk wrote there
+    (its frame PNGs, manifest and lock); a folder holding anything else is left."""
+    for path in work_dir.iterdir():
+        if path.is_file() and not path.is_symlink() and (
+                path.name in (MANIFEST_NAME, LOCK_NAME) or (path.suffix == ".png" and path.stem.isdigit())):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        work_dir.rmdir()
+
+
+class _Sink:
+    """Where deblurred frames go: the encoder, or PNG files."""
+
+    def __init__(self, job: VideoJob, reader: VideoReader):
+        self.job = job
+        self.writer = (VideoWriter(job.output, job.info, job.encode, reader.audio_streams)
+                       if job.output is not None and job.encode is not None else None)
+
+    def put(self, frame: DecodedFrame, image: np.ndarray, *, done: bool = False) -> None:
+        """Write a deblurred frame: as a PNG (--frames-out, --resumable; not when `done`, read
+        from there) and into the video."""
+        if self.job.png_dir is not None and not done:
+            write_png_atomic(frame_png(self.job.png_dir, frame.index), image)
+        if self.writer is not None:
+            self.writer.write(image, frame.pts)
+
+    def copy_packet(self) -> Callable[[Any], None] | None:
+        return self.writer.copy_packet if self.writer is not None else None
+
+    def close(self, ok: bool) -> None:
+        """Rename the finished video into place (`ok`), else delete its temporary file."""
+        if self.writer is None:
+            return
+        if ok:
+            self.writer.commit()
+        else:
+            self.writer.abort()
+
+
+def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | None = None,
+                 tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, redo_all: bool = True,
+                 progress: Callable[[int, int], None] | None = None,
+                 on_tiles: Callable[[int], None] | None = None,
+                 stop: threading.Event | None = None) -> VideoRunSummary:
+    """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc).
+    `progress(finished, total)` after each frame (written, failed or already done); setting
+    `stop` (or Ctrl-C) ends the run after the current batch: no video is written then."""
+    tiling = Tiling(FRAME_SIZE, tile_overlap)
+    stop = stop or threading.Event()
+    info = job.info
+    summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
+                              job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
+                              backend=runner.describe(), tile_overlap=tile_overlap)
+    finished = 0
+
+    def tick() -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(finished, max(info.frames, finished))
+
+    def deblur(pending: list[DecodedFrame]) -> None:
+        t0 = time.perf_counter()
+        images = [f.image if blur is None else blur_image(f.image, blur) for f in pending]
+        res = deblur_frames(runner, images, tiling, batch=batch, on_tiles=on_tiles)
+        summary.compute_s += time.perf_counter() - t0
+        summary.network_passes += res.tiles
+        summary.head_passes += res.evidence_tiles
+        t0 = time.perf_counter()
+        for f, image, why in zip(pending, res.images, res.failures, strict=True):
+            if image is None:
+                summary.failed.append((f"frame {f.index} (pts {f.pts})", why or "no output"))
+            else:
+                sink.put(f, image)
+                summary.written += 1
+            tick()
+        summary.encode_s += time.perf_counter() - t0
+
+    t_start = time.perf_counter()
+    ok = False
+    with VideoReader(job.input, info) as reader:
+        sink = _Sink(job, reader)
+        try:
+            frames = reader.frames(on_packet=sink.copy_packet())
+            pending: list[DecodedFrame] = []
+            while True:
+                t0 = time.perf_counter()
+                item = next(frames, None)
+                summary.decode_s += time.perf_counter() - t0
+                if item is None or stop.is_set():
+                    break
+                if item.image is None:
+                    if strict:
+                        raise DtkError(f"{job.input}: frame {item.index}: {item.reason} (--strict; without "
+                                       "it a corrupt frame is left out and listed)")
+                    summary.failed.append((f"frame {item.index} (pts {item.pts})", item.reason or "corrupt"))
+                    tick()
+                    continue
+                if not redo_all and job.png_dir is not None:
+                    png = frame_png(job.png_dir, item.index)
+                    if is_done(png, info.size):
+                        if pending:  # frames reach the encoder in order
+                            deblur(pending)
+                            pending = []
+                        if sink.writer is not None:
+                            t0 = time.perf_counter()
+                            sink.put(item, read_frame(png), done=True)
+                            summary.encode_s += time.perf_counter() - t0
+                        summary.skipped_done += 1
+                        tick()
+                        continue
+                pending.append(item)
+                if len(pending) >= batch:
+                    deblur(pending)
+                    pending = []
+            if pending and not stop.is_set():
+                deblur(pending)
+            summary.interrupted = stop.is_set()
+            ok = not summary.interrupted
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except OSError as exc:
+            raise DtkError(f"cannot write {summary.output}: {exc} (check free space and permissions)"
+                           ) from None
+        finally:
+            t0 = time.perf_counter()
+            sink.close(ok)
+            summary.encode_s += time.perf_counter() - t0
+            summary.wall_s = time.perf_counter() - t_start
+    return summary

@@ -1,0 +1,224 @@
+"""Video files out: encode RGB frames with the input's timing, size and colour, copy its audio.
+
+Each frame keeps its input pts in the input's time_base (variable and fractional rates carry
+over); the stream is tagged with the input's colour tags and converted from RGB with the matrix
+and range the input was decoded with (toolkit.core.video); chroma siting is tagged "center", the
+siting the conversion produces. Audio packets are muxed as read: the
+same bytes, no decode. The file is written to a temporary name beside the target
+(toolkit.core.atomic.temp_name) and renamed at the end: a failed or interrupted run never leaves a
+video under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.core.atomic import temp_name
+from toolkit.core.errors import DtkError
+from toolkit.core.video import RANGE_TAGS, VideoInfo, av, interpolation
+
+# suffix -> FFmpeg muxer (the temporary name ends in .tmp, so the muxer is named, not guessed)
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+          ".avi": "avi", ".nut": "nut", ".ts": "mpegts"}
+# encoders with a CRF scale: (default, largest)
+CRF = {"libx264": (18, 51), "libx264rgb": (18, 51), "libx265": (20, 51), "libvpx-vp9": (24, 63),
+       "libsvtav1": (30, 63)}
+LOSSLESS = ("ffv1", "utvideo", "huffyuv", "png", "qtrle")
+# swscale's RGB -> YUV conversion puts subsampled chroma at the centre of its luma samples; the
+# output is tagged so, or a decoder assuming H.264's default (left) would shift chroma half a pixel
+CHROMA_SITING = "center"
+
+
+def default_codec() -> str:
+    """libx264 when the installed FFmpeg has it, else the first lossless encoder it has."""
+    available = av().codecs_available
+    for name in ("libx264", *LOSSLESS):
+        if name in available:
+            return name
+    raise DtkError("this PyAV build has neither libx264 nor a lossless video encoder; pass --codec")
+
+
+def muxer_for(path: Path | str) -> str:
+    """The FFmpeg muxer of an output video's suffix; DtkError for another suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in MUXERS:
+        raise DtkError(f"cannot write a video named {Path(path).name}: give it one of the suffixes "
+                       f"{', '.join(sorted(MUXERS))}")
+    return MUXERS[suffix]
+
+
+def check_codec(codec: str, crf: int | None) -> None:
+    """DtkError unless `codec` is a video encoder of this FFmpeg and `crf` fits it."""
+    mod = av()
+    try:
+        found = mod.Codec(codec, "w")
+    except (mod.FFmpegError, ValueError):
+        found = None
+    if found is None or found.type != "video":
+        raise DtkError(f"unknown video encoder --codec {codec!r} in this PyAV build: try libx264, "
+                       f"libx265, libvpx-vp9, ffv1 (lossless) or utvideo (lossless)")
+    if crf is not None and codec not in CRF:
+        raise DtkError(f"--crf is for {', '.join(CRF)}; {codec} has no CRF scale (drop --crf)")
+    if crf is not None:
+        from toolkit.core.bounds import check_number
+
+        check_number("--crf", crf, min=0, max=CRF[codec][1], hint=f"{codec}: 0 = lossless")
+
+
+def check_container(muxer: str, codec: str, audio: list[str]) -> None:
+    """DtkError unless the `muxer` can hold the video encoder's codec and each copied audio codec."""
+    mod = av()
+    container = mod.open(os.devnull, "w", format=muxer)
+    try:
+        held = container.supported_codecs
+    finally:
+        container.close()
+    if not held:  # a muxer that does not list its codecs (MPEG-TS): FFmpeg decides when writing
+        return
+    video = {codec, mod.Codec(codec, "w").canonical_name}
+    if not video & held:
+        raise DtkError(f"a {muxer} file cannot hold {codec} video (in this FFmpeg): choose another --codec "
+                       "or output suffix")
+    for name in audio:
+        if name not in held:
+            raise DtkError(f"a {muxer} file cannot hold the input's {name} audio (copied untouched): choose "
+                           "another output suffix (.mkv or .mov hold most)")
+
+
+def choose_pix_fmt(codec: str, source: str, wanted: str | None = None) -> str:
+    """The output pixel format: `wanted`, else the input's when the encoder takes it, else the
+    encoder's first format of the same family (YUV or RGB); DtkError for a format it cannot take."""
+    mod = av()
+    formats = [f.name for f in (mod.Codec(codec, "w").video_formats or [])]
+    if wanted is not None:
+        if formats and wanted not in formats:
+            raise DtkError(f"--pix-fmt {wanted}: {codec} takes {', '.join(formats)}")
+        return wanted
+    if not formats or source in formats:
+        return source
+    rgb = mod.VideoFormat(source).is_rgb
+    same = [f for f in formats if mod.VideoFormat(f).is_rgb == rgb and not f.startswith("yuva")]
+    return (same or formats)[0]
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How the output video is encoded (recorded in the manifest and the --json summary)."""
+
+    codec: str
+    crf: int | None
+    pix_fmt: str
+    muxer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"codec": self.codec, "crf": self.crf, "pix_fmt": self.pix_fmt, "muxer": self.muxer}
+
+
+def encode_settings(path: Path | str, info: VideoInfo, codec: str | None = None, crf: int | None = None,
+                    pix_fmt: str | None = None) -> EncodeSettings:
+    """Check and fill the output options (before any model loads)."""
+    muxer = muxer_for(path)
+    codec = codec or default_codec()
+    check_codec(codec, crf)
+    check_container(muxer, codec, [a.codec for a in info.audio])
+    if crf is None and codec in CRF:
+        crf = CRF[codec][0]
+    return EncodeSettings(codec, crf, choose_pix_fmt(codec, info.pix_fmt, pix_fmt), muxer)
+
+
+class VideoWriter:
+    """Encode RGB frames to `path` (via a temporary file; `commit()` renames it into place)."""
+
+    def __init__(self, path: Path | str, info: VideoInfo, settings: EncodeSettings,
+                 audio_templates: Sequence[Any] = ()):
+        mod = av()
+        self.path, self.info, self.settings = Path(path), info, settings
+        self.tmp = temp_name(self.path)
+        self._committed = False
+        try:
+            self.container = mod.open(str(self.tmp), "w", format=settings.muxer)
+        except (mod.FFmpegError, OSError) as exc:
+            raise DtkError(f"cannot create {self.tmp}: {exc}") from None
+        try:
+            self.stream = self._video_stream(info, settings)
+            self.audio = {t.index: self.container.add_stream_from_template(t) for t in audio_templates}
+        except (mod.FFmpegError, ValueError) as exc:
+            self.abort()
+            raise DtkError(f"cannot write {settings.codec} ({settings.pix_fmt}) with its audio into a "
+                           f"{settings.muxer} file: {exc}; try another --codec or output suffix") from None
+        self.colour = info.colour
+        self.rgb_out = mod.VideoFormat(settings.pix_fmt).is_rgb
+
+    def _video_stream(self, info: VideoInfo, settings: EncodeSettings) -> Any:
+        options = {"crf": str(settings.crf)} if settings.crf is not None else {}
+        if not av().VideoFormat(settings.pix_fmt).is_rgb:
+            options["chroma_sample_location"] = CHROMA_SITING
+        stream = self.container.add_stream(settings.codec, rate=info.rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, settings.pix_fmt
+        stream.time_base = info.time_base
+        cc = stream.codec_context
+        cc.time_base = info.time_base
+        c = info.colour
+        cc.colorspace, cc.color_range = c.colorspace, c.color_range
+        cc.color_primaries, cc.color_trc = c.primaries, c.trc
+        return stream
+
+    def copy_packet(self, packet: Any) -> None:
+        """Mux an input packet (audio) as it is."""
+        packet.stream = self.audio[packet.stream.index]
+        self._mux(packet)
+
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        """Encode one H x W x 3 uint8 RGB frame at `pts` (the input's, in its time_base)."""
+        mod = av()
+        frame = mod.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self.rgb_out or self.colour.swscale_matrix is None:
+            frame = frame.reformat(format=self.settings.pix_fmt, interpolation=interpolation())
+        else:
+            frame = frame.reformat(format=self.settings.pix_fmt, dst_colorspace=self.colour.swscale_matrix,
+                                   dst_color_range=RANGE_TAGS[self.colour.range],
+                                   interpolation=interpolation())
+        frame.pts, frame.time_base = pts, self.info.time_base
+        for packet in self.stream.encode(frame):
+            self._mux(packet)
+
+    def _mux(self, packet: Any) -> None:
+        mod = av()
+        try:
+            self.container.mux(packet)
+        except mod.FFmpegError as exc:
+            raise DtkError(f"cannot write {self.path}: {exc}") from None
+
+    def commit(self) -> Path:
+        """Flush the encoder, close, fsync and rename the file to its final name."""
+        mod = av()
+        try:
+            for packet in self.stream.encode(None):
+                self._mux(packet)
+            self.container.close()
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+        except (OSError, mod.FFmpegError) as exc:
+            self.abort()
+            raise DtkError(f"cannot write {self.path}: {exc} (check free space and permissions)") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._committed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (nothing appears under the final name)."""
+        if self._committed:
+            return
+        with contextlib.suppress(Exception):  # a half-written file: deleted anyway
+            self.container.close()
+        self.tmp.unlink(missing_ok=True)
