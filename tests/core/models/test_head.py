@@ -32,8 +32,15 @@ def round3(shipped):
     torch.manual_seed(0)
     model = create_model(replace(shipped.config, head_shares=8, gate_deblur=0.6, gate_strong=0.8))
     fresh = init_from(model, shipped)
-    assert fresh == ["head.local.bias", "head.local.weight", "head.mlp.0.weight"]
+    assert fresh == ["head.local.bias", "head.local.weight"]  # the MLP's first layer grew zero columns
     return model.eval()
+
+
+def test_a_grown_head_starts_deciding_as_its_start(round3, shipped):
+    x = nchw(blur(resize_frame(read_frame(skimage_photo_path("rocket")), (256, 448)), "k7"))
+    with torch.no_grad():
+        mine, theirs = (m.head.decide(m.evidence(x)) for m in (round3, shipped.eval()))
+    assert torch.allclose(mine, theirs, atol=1e-4)
 
 
 def nchw(img: np.ndarray) -> torch.Tensor:
