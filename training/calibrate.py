@@ -3,7 +3,8 @@
     python -m training.calibrate runs/r3/head/best.safetensors --photos data/photoset -o runs/r3/gated
 
 The photos: the training photos its fit held out (`--calibration N` of training.fit, named in its
-sidecar), never the validation photos. Each is cut into 256x448 windows (squashed and 1:1, as the
+sidecar), or `--calibration N` here (for a model trained before: photos it never saw), never the
+validation photos. Each is cut into 256x448 windows (squashed and 1:1, as the
 validation set) and blurred sharp / k3 / k7 / k11. For every frame: the head's class
 probabilities and the PSNR of each decision (pass: the input itself; k7 or k11: the network mixing
 that class). Then every (deblur, strong) threshold pair of a grid is scored by what the frames gain
@@ -25,7 +26,7 @@ import torch
 from toolkit.core.modelfiles import read_sidecar
 from toolkit.core.models import create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
-from training.photoset import load_sources, photo_windows
+from training.photoset import calibration_split, load_sources, photo_windows
 from training.sampler import psnr_uint8, quantize, validation_tensors
 
 CAP_DB = 60.0
@@ -35,23 +36,29 @@ GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 
 
 
 @torch.no_grad()
-def outcomes(model, tensors: dict, batch: int = 8) -> dict[str, dict[str, np.ndarray]]:
-    """Per label: the head's probabilities (N x 3) and the PSNR of each decision (pass, k7, k11)."""
+def outcomes(model, tensors: dict, batch: int = 8,
+             floor: float = GRID[0]) -> dict[str, dict[str, np.ndarray]]:
+    """Per label: the head's probabilities (N x 3) and the PSNR of each decision (pass, k7, k11).
+
+    A decision no threshold of the grid can make (k7 or k11 while P(k7) + P(k11) <= `floor`,
+    k11 while P(k11) <= `floor`) is not run: its PSNR is NaN."""
     model.eval()
     out = {}
     for label, (blurred, sharp) in tensors.items():
-        probs, scores = [], []
-        for i in range(0, len(blurred), batch):
-            x = blurred[i : i + batch].float() / 255.0
-            s = sharp[i : i + batch]
-            probs.append(torch.softmax(model.head.decide(model.evidence(x)), dim=1))
-            row = [psnr_uint8(blurred[i : i + batch], s)]
-            for c in (1, 2):
-                classes = torch.full((len(x),), c, dtype=torch.long)
-                y, _, _ = model.decided(x, classes=classes)
-                row.append(psnr_uint8(quantize(y), s))
-            scores.append(torch.stack(row, dim=1))
-        out[label] = {"probs": torch.cat(probs).numpy(), "psnr": torch.cat(scores).numpy()}
+        probs = torch.cat([
+            torch.softmax(model.head.decide(model.evidence(blurred[i : i + batch].float() / 255)), dim=1)
+            for i in range(0, len(blurred), batch)
+        ])
+        psnr = torch.full((len(blurred), 3), float("nan"), dtype=torch.float64)
+        psnr[:, 0] = psnr_uint8(blurred, sharp)
+        for c, possible in ((1, probs[:, 1] + probs[:, 2] > floor), (2, probs[:, 2] > floor)):
+            idx = torch.nonzero(possible).flatten()
+            for j in range(0, len(idx), batch):
+                part = idx[j : j + batch]
+                x = blurred[part].float() / 255.0
+                y, _, _ = model.decided(x, classes=torch.full((len(part),), c, dtype=torch.long))
+                psnr[part, c] = psnr_uint8(quantize(y), sharp[part])
+        out[label] = {"probs": probs.numpy(), "psnr": psnr.numpy()}
     return out
 
 
@@ -72,6 +79,7 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
         d = decisions(r["probs"], deblur, strong)
         out = r["psnr"][np.arange(len(d)), d]
         inp = r["psnr"][:, 0]
+        assert not np.isnan(out).any(), "a decision below the grid's floor was chosen"
         g = np.minimum(out, CAP_DB) - np.minimum(inp, CAP_DB)
         h = int(harmed(label, out, inp).sum())
         gains.append(g)
@@ -96,13 +104,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--photos", default="data/photoset")
     p.add_argument("-o", "--out", required=True, help="the calibrated checkpoint (without suffix)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--calibration", type=int,
+                   help="calibrate on this many crisp and as many soft training photos "
+                        "(training.photoset.calibration_split) instead of those the fit held out")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     doc = read_sidecar(args.checkpoint)
     names = set(doc.get("calibration_photos") or [])
+    if args.calibration:
+        names = calibration_split(args.photos, args.calibration)
     if not names:
-        raise SystemExit(f"{args.checkpoint} names no calibration photos (train with --calibration N)")
+        raise SystemExit(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
+                         "or give --calibration N here (photos it never trained on)")
     photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
     windows = photo_windows(photos)
     model = load_model(args.checkpoint)

@@ -455,10 +455,12 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
 
 
 def calibration_split(root: Path | str, per_character: int) -> set[str]:
-    """Training photos held out to calibrate a model's decision thresholds (never trained on):
-    `per_character` crisp and as many soft colour photos, by a fixed hash order; deterministic."""
+    """Training photos held out to calibrate a model's decision thresholds (never trained on, by
+    the round-2 model either): `per_character` crisp and as many soft colour photos, by a fixed
+    hash order; deterministic."""
     records = json.loads((Path(root) / SOURCES_FILE).read_text())
-    pool = sorted((r for r in records if r["split"] == "train" and r["colour"]),
+    pool = sorted((r for r in records if r["split"] == "train" and r["colour"]
+                   and r["name"] not in cat.ROUND2_TRAINED),  # the shipped model saw those
                   key=lambda r: hashlib.sha256(f"dtk-calibration:{r['name']}".encode()).hexdigest())
     out: set[str] = set()
     for character in (cat.CRISP, cat.SOFT):
