@@ -36,33 +36,17 @@ RESIZED = ("k7", "k11")
 WORSE_DB = 0.1
 
 
-def centre_window(image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
-    """The centre `size` (H, W) window of an image, or its portrait turn (W, H); None if neither fits."""
-    h, w = image.shape[:2]
-    for th, tw in (size, size[::-1]):
-        if h >= th and w >= tw:
-            y, x = (h - th) // 2, (w - tw) // 2
-            return np.ascontiguousarray(image[y:y + th, x:x + tw])
-    return None
-
-
 def write_crops(photoset: Path, out: Path, size: tuple[int, int],
                 cache: Path | None = None) -> dict[str, str]:
     """Write the validation photos' native windows; returns {photo: character}."""
-    from training.photoset import candidates
-    from training.photosources import DEFAULT_CACHE, PackageCache
+    from training.photoset import native_crops
 
     records = json.loads((photoset / "sources.json").read_text())
     val = {r["name"]: r.get("character", "crisp") for r in records if r.get("split") == "val"}
-    written = {}
-    for cand in candidates(PackageCache(cache or DEFAULT_CACHE, fetch=False)):
-        if cand.name not in val:
-            continue
-        window = centre_window(cand.load()[0], size)
-        if window is not None:
-            write_png_atomic(out / cand.name / "00000000.png", window)
-            written[cand.name] = val[cand.name]
-    return written
+    crops = native_crops(set(val), size, cache)
+    for name, window in crops.items():
+        write_png_atomic(out / name / "00000000.png", window)
+    return {name: val[name] for name in crops}
 
 
 def run_dtk(frames: Path, out: Path, kernel: str, resize: bool, backend: str,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch
 from toolkit.core.modelfiles import read_sidecar
 from toolkit.core.models import create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
-from training.photoset import calibration_split, load_sources, photo_windows
+from training.photoset import calibration_split, load_sources, native_crops, photo_windows
 from training.sampler import psnr_uint8, quantize, validation_tensors
 
 CAP_DB = 60.0
@@ -60,6 +61,56 @@ def outcomes(model, tensors: dict, batch: int = 8,
                 psnr[part, c] = psnr_uint8(quantize(y), sharp[part])
         out[label] = {"probs": probs.numpy(), "psnr": psnr.numpy()}
     return out
+
+
+NATIVE_LABELS = ("sharp", "k7", "k11")  # k3 frames are decided as sharp ones (their blur is below the head's)
+
+
+def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
+                    floor: float = GRID[0], log=print) -> dict[str, dict[str, np.ndarray]]:
+    """`outcomes` for frames at their own size, through the product's path (engines.tiled): the
+    head's probabilities on the frame's evidence (its tiles' evidence averaged), and the PSNR of
+    each decision from `deblur_frames` with the decision forced (a copy of the model whose gate
+    always takes it)."""
+    import tempfile
+
+    from engines.tiled import Tiling, deblur_frames, frame_evidence
+    from engines.torch import TorchRunner
+    from toolkit.core.convert import to_nchw
+    from toolkit.core.kernels import KERNELS, blur
+    from toolkit.core.metrics import capped, psnr
+    from toolkit.core.tiles import pad_frame
+
+    model = load_model(checkpoint).eval()
+    runner = TorchRunner(checkpoint)
+    tiling = Tiling()
+    res: dict[str, dict[str, np.ndarray]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        forced = {}
+        for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12))):
+            m = create_model(replace(model.config, gate_deblur=d, gate_strong=s))
+            m.load_state_dict(model.state_dict())
+            forced[c] = TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", m, {}))
+        for label in NATIVE_LABELS:
+            inputs = [f if label == "sharp" else blur(f, KERNELS[label]) for f in frames]
+            grids = [tiling.grid(*f.shape[:2]) for f in inputs]
+            padded = [pad_frame(f, g.padded) for f, g in zip(inputs, grids, strict=True)]
+            evidence, _ = frame_evidence(runner, padded, grids, batch)
+            own = [i for i in range(len(inputs)) if i not in evidence]  # one-tile frames decide alone
+            for i in own:
+                evidence[i] = np.asarray(runner.evidence(to_nchw([padded[i]])))[0]
+            ev = np.stack([evidence[i] for i in range(len(inputs))]).astype(np.float32)
+            with torch.no_grad():
+                probs = torch.softmax(model.head.decide(torch.from_numpy(ev)), dim=1).numpy()
+            scores = np.full((len(inputs), 3), np.nan)
+            scores[:, 0] = [capped(psnr(f, t)) for f, t in zip(inputs, frames, strict=True)]
+            for c, possible in ((1, probs[:, 1] + probs[:, 2] > floor), (2, probs[:, 2] > floor)):
+                idx = np.flatnonzero(possible)
+                out = deblur_frames(forced[c], [inputs[i] for i in idx], tiling, batch=batch).images
+                scores[idx, c] = [capped(psnr(o, frames[i])) for o, i in zip(out, idx, strict=True)]
+            res[label] = {"probs": probs, "psnr": scores}
+            log(f"{label}: {len(inputs)} frames decided and scored")
+    return res
 
 
 def decisions(probs: np.ndarray, deblur: float, strong: float) -> np.ndarray:
@@ -104,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--photos", default="data/photoset")
     p.add_argument("-o", "--out", required=True, help="the calibrated checkpoint (without suffix)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--native", metavar="WxH",
+                   help="calibrate on WxH windows of the photos' originals at their own scale (the package "
+                        "cache of dtk data photos), decided and deblurred in tiles as dtk run does")
     p.add_argument("--calibration", type=int,
                    help="calibrate on this many crisp and as many soft training photos "
                         "(training.photoset.calibration_split) instead of those the fit held out")
@@ -117,15 +171,23 @@ def main(argv: list[str] | None = None) -> None:
     if not names:
         raise SystemExit(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
                          "or give --calibration N here (photos it never trained on)")
-    photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
-    windows = photo_windows(photos)
     model = load_model(args.checkpoint)
-    res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
+    if args.native:
+        from toolkit.core.demo import parse_frame_size
+
+        photos = native_crops(names, parse_frame_size(args.native))
+        windows = sorted(photos.items())
+        res = native_outcomes(Path(args.checkpoint), [w for _, w in windows])
+    else:
+        photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
+        windows = photo_windows(photos)
+        res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
     best, rows = calibrate(res)
     gated = create_model(replace(model.config, gate_deblur=best["deblur"], gate_strong=best["strong"]))
     gated.load_state_dict(model.state_dict())
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
-    meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "best": best,
+    meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
+                           "best": best,
                            "harm_penalty_db": HARM_PENALTY, "cap_db": CAP_DB}
     save_checkpoint(args.out, gated, meta)
     print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed", "utility")}))

@@ -454,6 +454,30 @@ def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.nda
     return {r["name"]: read_frame(root / r["file"]) for r in records if split is None or r["split"] == split}
 
 
+def centre_window(image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """The centre `size` (H, W) window of an image, or its portrait turn (W, H); None if neither fits."""
+    h, w = image.shape[:2]
+    for th, tw in (size, size[::-1]):
+        if h >= th and w >= tw:
+            y, x = (h - th) // 2, (w - tw) // 2
+            return np.ascontiguousarray(image[y:y + th, x:x + tw])
+    return None
+
+
+def native_crops(names: set[str], size: tuple[int, int], cache: Path | None = None) -> dict[str, np.ndarray]:
+    """{name: centre `size` window of the photo's original at its own scale} for the photos of
+    `names` whose original (in `dtk data photos`' package cache) holds one: frames as a user's."""
+    from training.photosources import DEFAULT_CACHE, PackageCache
+
+    out = {}
+    for cand in candidates(PackageCache(cache or DEFAULT_CACHE, fetch=False)):
+        if cand.name in names:
+            window = centre_window(cand.load()[0], size)
+            if window is not None:
+                out[cand.name] = window
+    return out
+
+
 def calibration_split(root: Path | str, per_character: int) -> set[str]:
     """Training photos held out to calibrate a model's decision thresholds (never trained on, by
     the round-2 model either): `per_character` crisp and as many soft colour photos, by a fixed

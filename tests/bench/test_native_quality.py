@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from bench.native_quality import centre_window, summary
+from bench.native_quality import summary
+from training.photoset import centre_window
 
 
 def test_centre_window_is_cut_at_native_scale_or_turned_or_refused():
