@@ -149,6 +149,20 @@ def calibrate(res: dict, grid=GRID) -> tuple[dict, list[dict]]:
     return max(rows, key=lambda r: r["utility"]), rows
 
 
+def frontier(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats on both counts: fewer frames harmed and more gain."""
+    best: dict[int, dict] = {}
+    for r in rows:
+        if r["harmed"] not in best or r["gain"] > best[r["harmed"]]["gain"]:
+            best[r["harmed"]] = r
+    out, top = [], -np.inf
+    for h in sorted(best):
+        if best[h]["gain"] > top:
+            out.append(best[h])
+            top = best[h]["gain"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -182,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
         windows = photo_windows(photos)
         res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
+    np.savez_compressed(f"{args.out}.outcomes.npz",
+                        **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
     best, rows = calibrate(res)
     gated = create_model(replace(model.config, gate_deblur=best["deblur"], gate_strong=best["strong"]))
     gated.load_state_dict(model.state_dict())
@@ -194,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, r in best["labels"].items():
         print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
               f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
+    print("frontier (the best gain for each count of frames harmed):")
+    for r in frontier(rows):
+        print(f"  harmed {r['harmed']:3d}  gain {r['gain']:+.3f} dB  "
+              f"deblur {r['deblur']}  strong {r['strong']}")
     never = score_gate(res, 1.1, 1.1)  # the do-nothing reference
     soft = [r for r in rows if r["deblur"] == GRID[0] and r["strong"] == GRID[0]][0]
     print(f"reference: pass everything utility {never['utility']:.3f}; loosest gate {soft['utility']:.3f} "

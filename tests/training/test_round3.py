@@ -10,6 +10,7 @@ import torch
 
 from toolkit.core.demo import skimage_photo_path
 from toolkit.core.frames import read_frame, resize_frame
+from toolkit.core.kernels import blur
 from training.calibrate import HARM_PENALTY, calibrate, score_gate
 from training.photoset import calibration_split
 from training.soften import defocus_taps, gaussian_taps, motion_taps, soften_frames
@@ -84,3 +85,27 @@ def test_calibration_puts_no_harm_before_gain():
     assert 0.6 <= best["deblur"] < 0.8 and best["strong"] >= 0.3
     assert all(r["utility"] <= best["utility"] for r in rows)
     assert loose["utility"] < best["utility"] - HARM_PENALTY / 3 / 2
+
+
+def test_frontier_keeps_the_rows_nothing_beats():
+    from training.calibrate import frontier
+
+    rows = [{"harmed": 0, "gain": 1.0}, {"harmed": 0, "gain": 1.5}, {"harmed": 2, "gain": 1.2},
+            {"harmed": 3, "gain": 2.0}, {"harmed": 5, "gain": 1.9}]
+    assert [(r["harmed"], r["gain"]) for r in frontier(rows)] == [(0, 1.5), (3, 2.0)]
+
+
+def test_native_outcomes_decide_on_tile_evidence_and_score_forced_decisions(tmp_path):
+    from toolkit.core.metrics import capped, psnr
+    from toolkit.core.modelfiles import default_model_path
+    from training.calibrate import NATIVE_LABELS, native_outcomes
+
+    photo = resize_frame(read_frame(skimage_photo_path("chelsea")), (320, 520))  # 2 x 2 tiles
+    res = native_outcomes(default_model_path("torch"), [photo], log=lambda *_: None)
+    assert set(res) == set(NATIVE_LABELS)
+    for label, r in res.items():
+        assert r["probs"].shape == (1, 3) and np.isclose(r["probs"].sum(), 1.0, atol=1e-5)
+        blurred = photo if label == "sharp" else blur(photo, label)
+        assert r["psnr"][0, 0] == capped(psnr(blurred, photo))
+    k7 = res["k7"]
+    assert np.isfinite(k7["psnr"][0, 1]) and k7["psnr"][0, 1] > k7["psnr"][0, 0] + 1.0  # deblurred as k7
