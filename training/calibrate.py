@@ -7,11 +7,13 @@ sidecar), or `--calibration N` here (for a model trained before: photos it never
 validation photos. Each is cut into 256x448 windows (squashed and 1:1, as the
 validation set) and blurred sharp / k3 / k7 / k11. For every frame: the head's class
 probabilities and the PSNR of each decision (pass: the input itself; k7 or k11: the network mixing
-that class). Then every (deblur, strong) threshold pair of a grid is scored by what the frames gain
-over their inputs (PSNR capped at 60 dB, so an untouched sharp frame is not worth 40 dB more than a
-blurred one), less `HARM_PENALTY` dB for each frame made worse than its input by more than 0.5 dB
-(a sharp frame: below 55 dB). The best pair goes into the model's config (`gate_deblur`,
-`gate_strong`: toolkit.core.models.head.gate) of the checkpoint written to `-o`.
+that class). Then every (deblur, strong) threshold pair of a grid is scored by the frames it makes worse than
+their input by more than 0.5 dB (a sharp frame: below 55 dB) and by what the frames gain over their
+inputs (PSNR capped at 60 dB, so an untouched sharp frame is not worth 40 dB more than a blurred
+one). The pair chosen harms the fewest frames, then gains the most, then is the most conservative
+(issue 28: no frame made worse comes first). It goes into the model's config (`gate_deblur`,
+`gate_strong`: toolkit.core.models.head.gate) of the checkpoint written to `-o`; the outcomes are
+saved beside it (`-o`.outcomes.npz: choose again with `--outcomes`, no network pass).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from training.photoset import calibration_split, load_sources, native_crops, pho
 from training.sampler import psnr_uint8, quantize, validation_tensors
 
 CAP_DB = 60.0
-HARM_PENALTY = 10.0  # dB per frame made worse (deconvolving a class too hard costs ~11 dB)
 HARM_MARGIN, SHARP_FLOOR = 0.5, 55.0  # the issue's "no frame made worse" rule
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
@@ -124,7 +125,7 @@ def harmed(label: str, out: np.ndarray, inp: np.ndarray) -> np.ndarray:
 
 
 def score_gate(res: dict, deblur: float, strong: float) -> dict:
-    """Mean capped gain over the inputs, frames harmed, and the utility (gain less the penalty)."""
+    """Mean capped gain over the inputs and frames harmed, overall and per label."""
     gains, harm, per = [], 0, {}
     for label, r in res.items():
         d = decisions(r["probs"], deblur, strong)
@@ -139,14 +140,14 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
                       "worst_gain": float((out - inp).min()),
                       "decided": np.bincount(d, minlength=3).tolist()}
     all_g = np.concatenate(gains)
-    return {"deblur": deblur, "strong": strong, "gain": float(all_g.mean()), "harmed": harm,
-            "utility": float(all_g.sum() - HARM_PENALTY * harm) / len(all_g), "labels": per}
+    return {"deblur": deblur, "strong": strong, "gain": float(all_g.mean()), "harmed": harm, "labels": per}
 
 
 def calibrate(res: dict, grid=GRID) -> tuple[dict, list[dict]]:
-    """The best (deblur, strong) pair of `grid` (strong >= deblur) by utility; and every pair's row."""
+    """The pair of `grid` (strong >= deblur) that harms the fewest frames, then gains the most, then
+    has the highest thresholds; and every pair's row."""
     rows = [score_gate(res, d, s) for d in grid for s in grid if s >= d]
-    return max(rows, key=lambda r: r["utility"]), rows
+    return max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"])), rows
 
 
 def frontier(rows: list[dict]) -> list[dict]:
@@ -163,6 +164,13 @@ def frontier(rows: list[dict]) -> list[dict]:
     return out
 
 
+def load_outcomes(path: Path | str) -> dict[str, dict[str, np.ndarray]]:
+    """Outcomes saved by `main` (-o NAME -> NAME.outcomes.npz)."""
+    z = np.load(path)
+    labels = sorted({k.rsplit("_", 1)[0] for k in z.files})
+    return {lb: {"probs": z[f"{lb}_probs"], "psnr": z[f"{lb}_psnr"]} for lb in labels}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -175,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=int,
                    help="calibrate on this many crisp and as many soft training photos "
                         "(training.photoset.calibration_split) instead of those the fit held out")
+    p.add_argument("--outcomes", help="choose from these saved outcomes (NAME.outcomes.npz of an earlier "
+                                      "run on the same checkpoint and photos) instead of running the network")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,33 +201,34 @@ def main(argv: list[str] | None = None) -> None:
 
         photos = native_crops(names, parse_frame_size(args.native))
         windows = sorted(photos.items())
-        res = native_outcomes(Path(args.checkpoint), [w for _, w in windows])
     else:
         photos = {n: im for n, im in load_sources(args.photos, "train").items() if n in names}
         windows = photo_windows(photos)
+    if args.outcomes:
+        res = load_outcomes(args.outcomes)
+    elif args.native:
+        res = native_outcomes(Path(args.checkpoint), [w for _, w in windows])
+    else:
         res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
-    np.savez_compressed(f"{args.out}.outcomes.npz",
-                        **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+    if not args.outcomes:
+        np.savez_compressed(f"{args.out}.outcomes.npz",
+                            **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
     best, rows = calibrate(res)
     gated = create_model(replace(model.config, gate_deblur=best["deblur"], gate_strong=best["strong"]))
     gated.load_state_dict(model.state_dict())
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
+    front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
     meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
-                           "best": best,
-                           "harm_penalty_db": HARM_PENALTY, "cap_db": CAP_DB}
+                           "best": best, "cap_db": CAP_DB, "frontier": front}
     save_checkpoint(args.out, gated, meta)
-    print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed", "utility")}))
+    print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed")}))
     for label, r in best["labels"].items():
         print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
               f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
     print("frontier (the best gain for each count of frames harmed):")
-    for r in frontier(rows):
+    for r in front:
         print(f"  harmed {r['harmed']:3d}  gain {r['gain']:+.3f} dB  "
               f"deblur {r['deblur']}  strong {r['strong']}")
-    never = score_gate(res, 1.1, 1.1)  # the do-nothing reference
-    soft = [r for r in rows if r["deblur"] == GRID[0] and r["strong"] == GRID[0]][0]
-    print(f"reference: pass everything utility {never['utility']:.3f}; loosest gate {soft['utility']:.3f} "
-          f"({soft['harmed']} harmed)")
 
 
 if __name__ == "__main__":
