@@ -76,7 +76,8 @@ def test_parity_exercises_the_shipped_models_deconvolution_path(tmp_path):
 
     res = check_parity(model, path, 256, 448)
     assert res["real_max_abs"] < 1e-6  # pass-through: the same pixels
-    assert 0 < res["real_k11_max_abs"] < 1e-4  # deconvolution path computed by both, float rounding apart
+    # the deconvolution path computed by both (k7 at least: round 3's gate passes this k11 frame)
+    assert 0 < max(res["real_k7_max_abs"], res["real_k11_max_abs"]) < 1e-4
 
 
 def test_fp16_export_with_check_false_skips_parity(tiny, tmp_path, monkeypatch):
@@ -106,4 +107,4 @@ def test_export_folds_constants_of_the_shipped_model(tmp_path):
     assert len(convs) == 22 and all(n.input[1] in inits for n in convs)
     assert not [n.name for n in graph.node if n.op_type == "Constant"]
     res = check_parity(model, path, 256, 448)
-    assert res["real_k11_max_abs"] < 1e-4
+    assert res["real_k7_max_abs"] < 1e-4 and res["real_k11_max_abs"] < 1e-4
