@@ -111,6 +111,18 @@ MaxPixels = Annotated[int, typer.Option(
                          "one is an unreadable frame: skipped and listed, or refused with --strict.")]
 
 
+def announce_runner(spec):
+    """A run's on_open callback: says which backend and model, and the runner's warnings."""
+
+    def opened(runner) -> None:
+        err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
+                          f"model: {escape(str(spec.model))}")
+        for warning in runner.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+    return opened
+
+
 def emit_json(path: Path | None, obj) -> None:
     if path is None:
         return
@@ -484,12 +496,7 @@ def run_cmd(
                                      workers=workers, gpus_per_worker=gpus_per_worker,
                                      ray_address=ray_address, **job)
     else:
-        def opened(runner) -> None:
-            err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
-                              f"model: {escape(str(spec.model))}")
-            for warning in runner.warnings:
-                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
-
+        opened = announce_runner(spec)
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
             summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
@@ -552,12 +559,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
 
-    def opened(runner) -> None:
-        err_console.print(f"backend: [bold]{spec.backend}[/] ({escape(spec.reason)}); "
-                          f"model: {escape(str(spec.model))}")
-        for warning in runner.warnings:
-            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
-
+    opened = announce_runner(spec)
     with make_progress() as bar:
         task = bar.add_task("deblurring", total=None)
 
