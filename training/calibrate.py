@@ -87,11 +87,8 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
     tiling = Tiling()
     res: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        forced = {}
-        for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12))):
-            m = create_model(replace(model.config, gate_deblur=d, gate_strong=s))
-            m.load_state_dict(model.state_dict())
-            forced[c] = TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", m, {}))
+        forced = {c: TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", with_gate(model, d, s), {}))
+                  for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12)))}
         for label in NATIVE_LABELS:
             inputs = [f if label == "sharp" else blur(f, KERNELS[label]) for f in frames]
             grids = [tiling.grid(*f.shape[:2]) for f in inputs]
@@ -112,6 +109,13 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
             res[label] = {"probs": probs, "psnr": scores}
             log(f"{label}: {len(inputs)} frames decided and scored")
     return res
+
+
+def with_gate(model, deblur: float, strong: float):
+    """A copy of `model` (same weights) whose gate has these thresholds."""
+    gated = create_model(replace(model.config, gate_deblur=deblur, gate_strong=strong))
+    gated.load_state_dict(model.state_dict())
+    return gated
 
 
 def decisions(probs: np.ndarray, deblur: float, strong: float) -> np.ndarray:
@@ -214,8 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         np.savez_compressed(f"{args.out}.outcomes.npz",
                             **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
     best, rows = calibrate(res)
-    gated = create_model(replace(model.config, gate_deblur=best["deblur"], gate_strong=best["strong"]))
-    gated.load_state_dict(model.state_dict())
+    gated = with_gate(model, best["deblur"], best["strong"])
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
     front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
     meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,

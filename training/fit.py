@@ -148,7 +148,6 @@ def fit(config: FitConfig, *, log=print) -> dict:
         sizes["head_shares"] = config.head_shares
     model_cfg = ModelConfig(**dict(ARCHS[config.arch], **sizes))
     model = create_model(model_cfg)
-    fresh: list[str] = []
     if config.init:
         fresh = init_from(model, load_model(config.init))
         log(f"--init {config.init}: new (not in it or another shape): {', '.join(fresh) or 'none'}")

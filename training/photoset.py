@@ -525,7 +525,7 @@ def validation_frames(root: Path | str) -> list[dict]:
 
 def validation_set(root: Path | str) -> list[tuple[str, np.ndarray]]:
     """(photo name, 256x448 sharp window) for every held-out photo."""
-    return [(f["photo"], f["frame"]) for f in validation_frames(root)]
+    return photo_windows(load_sources(root, "val"))
 
 
 TUNE_GRID = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)

@@ -166,9 +166,9 @@ class PhotoSampler:
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         sharp = self.frames(n)
         if self.p_soften > 0:
-            pick = torch.from_numpy(self.rng.random(n) < self.p_soften)
+            pick = torch.from_numpy(self.rng.random(n) < self.p_soften).to(self.device)
             if pick.any():
-                sharp[pick.to(self.device)] = soften_frames(sharp[pick.to(self.device)], self.rng)
+                sharp[pick] = soften_frames(sharp[pick], self.rng)
         idx = torch.multinomial(
             self.probs,
             n,

@@ -16,14 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toolkit.core.kernels import gaussian_taps
+
 KINDS = ("defocus", "gaussian", "motion")
 
 
-def gaussian_taps(sigma: float) -> np.ndarray:
-    r = max(1, math.ceil(3 * sigma))
-    t = np.arange(-r, r + 1)
-    g = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * sigma * sigma))
-    return g / g.sum()
+def gaussian_2d(sigma: float) -> np.ndarray:
+    """A round Gaussian out to 3 sigma: the outer product of toolkit.core.kernels' 1-D one."""
+    g = gaussian_taps(2 * max(1, math.ceil(3 * sigma)) + 1, sigma)
+    return np.outer(g, g)
 
 
 def defocus_taps(radius: float) -> np.ndarray:
@@ -55,7 +56,7 @@ def random_taps(rng: np.random.Generator, mild: bool) -> np.ndarray:
     if kind == "defocus":
         return defocus_taps(rng.uniform(0.7, 1.4) if mild else rng.uniform(1.0, 5.0))
     if kind == "gaussian":
-        return gaussian_taps(rng.uniform(0.4, 0.8) if mild else rng.uniform(0.7, 3.0))
+        return gaussian_2d(rng.uniform(0.4, 0.8) if mild else rng.uniform(0.7, 3.0))
     return motion_taps(rng.uniform(1.5, 3.0) if mild else rng.uniform(3.0, 12.0), rng.uniform(0, math.pi))
 
 

@@ -199,12 +199,11 @@ def test_corrupt_frame_mid_stream_is_listed_exit_3_and_strict_exit_2(make_clip, 
     assert not list(tmp_path.glob("*strict.mkv*"))  # no video, no temporary file left
 
 
-def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_model, tmp_path, monkeypatch):
+def interrupt_second_batch(monkeypatch) -> None:
+    """Ctrl-C while the run deblurs its second batch of frames."""
     from engines import tiled
     from toolkit.app import video_run
 
-    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
-    make_clip(clip, 25, frames=8, size=(256, 448))
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -214,6 +213,12 @@ def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_mo
         return tiled.deblur_frames(*args, **kwargs)
 
     monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+
+
+def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_model, tmp_path, monkeypatch):
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    make_clip(clip, 25, frames=8, size=(256, 448))
+    interrupt_second_batch(monkeypatch)
     result = run_video(clip, "-o", out, model=onnx_model)
     assert result.exit_code == 130 and "interrupted" in result.said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no video, temp file or manifest
@@ -262,28 +267,17 @@ def test_variable_frame_rate_keeps_every_timestamp(onnx_model, tmp_path):
 
 
 def test_resumable_run_resumes_after_an_interrupt_and_cleans_up(make_clip, onnx_model, tmp_path, monkeypatch):
-    from engines import tiled
-    from toolkit.app import video_run
-
     clip, out, whole = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "whole.mp4"
     make_clip(clip, Fraction(30000, 1001), frames=8, size=(256, 448))
     assert run_video(clip, "-o", whole, "--crf", "0", model=onnx_model).exit_code == 0  # never interrupted
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return tiled.deblur_frames(*args, **kwargs)
-
-    monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+    interrupt_second_batch(monkeypatch)
     result = run_video(clip, "-o", out, "--crf", "0", "--resumable", model=onnx_model)
     assert result.exit_code == 130 and "to resume" in result.said
     work = tmp_path / ".out.mp4.dtk-frames"
     assert not out.exists()
     assert sorted(p.name for p in work.glob("*.png")) == [f"{i:08d}.png" for i in range(4)]
 
-    monkeypatch.setattr(video_run, "deblur_frames", tiled.deblur_frames)
+    monkeypatch.undo()  # the run is not interrupted again
     js = tmp_path / "s.json"
     result = run_video(clip, "-o", out, "--crf", "0", "--resumable", "--json", js, model=onnx_model)
     assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import blur
 from training.calibrate import calibrate, score_gate
 from training.photoset import calibration_split
-from training.soften import defocus_taps, gaussian_taps, motion_taps, soften_frames
+from training.soften import defocus_taps, gaussian_2d, motion_taps, soften_frames
 
 
 def detail(frames: torch.Tensor) -> float:
@@ -22,7 +22,7 @@ def detail(frames: torch.Tensor) -> float:
 
 
 def test_softening_kernels_and_frames():
-    for taps in (defocus_taps(3.2), gaussian_taps(1.3), motion_taps(8.0, 0.7)):
+    for taps in (defocus_taps(3.2), gaussian_2d(1.3), motion_taps(8.0, 0.7)):
         assert abs(taps.sum() - 1) < 1e-9 and (taps >= 0).all()
         assert np.allclose(taps, taps[::-1, ::-1])  # centred: softening never shifts the photo
     photo = resize_frame(read_frame(skimage_photo_path("astronaut")), (256, 448))

@@ -412,8 +412,34 @@ def claim_output(output_dir: Path | str, settings: RunSettings | None, overwrite
             write_manifest(output_dir, settings, redo_all=False)
 
 
+def wall_shares(wall_s: float, **phases: float) -> dict[str, float]:
+    """Each phase's share of the wall time, then "other" (what no phase covers); zeros without time."""
+    if wall_s <= 0:
+        return {**dict.fromkeys(phases, 0.0), "other": 0.0}
+    shares = {name: t / wall_s for name, t in phases.items()}
+    return {**shares, "other": max(0.0, 1.0 - sum(shares.values()))}
+
+
+class FrameRates:
+    """Frames per second of a run summary with `written`, `wall_s` and `compute_s`."""
+
+    written: int
+    wall_s: float
+    compute_s: float
+
+    @property
+    def frames_per_s(self) -> float:
+        """End to end: frames written per second of wall time."""
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def compute_frames_per_s(self) -> float:
+        """Compute only: frames written per second of compute time."""
+        return self.written / self.compute_s if self.compute_s > 0 else 0.0
+
+
 @dataclass
-class RunSummary:
+class RunSummary(FrameRates):
     """What a run did and where its time went (seconds; shares are of wall time)."""
 
     input_dir: str
@@ -439,22 +465,10 @@ class RunSummary:
     network_passes: int = 0  # images through the whole network: tiles at native size, else frames
     head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
 
-    @property
-    def frames_per_s(self) -> float:
-        """End to end: frames written per second of wall time."""
-        return self.written / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def compute_frames_per_s(self) -> float:
-        """Compute only: frames written per second inside runner.infer."""
-        return self.written / self.compute_s if self.compute_s > 0 else 0.0
-
     def shares(self) -> dict[str, float]:
-        """Share of wall time waiting for data / computing / waiting for writes / other."""
-        if self.wall_s <= 0:
-            return {"data_wait": 0.0, "compute": 0.0, "write_wait": 0.0, "other": 0.0}
-        d, c, w = (t / self.wall_s for t in (self.data_wait_s, self.compute_s, self.write_wait_s))
-        return {"data_wait": d, "compute": c, "write_wait": w, "other": max(0.0, 1.0 - d - c - w)}
+        """Share of wall time waiting for data / computing (runner.infer) / waiting for writes / other."""
+        return wall_shares(self.wall_s, data_wait=self.data_wait_s, compute=self.compute_s,
+                           write_wait=self.write_wait_s)
 
     def to_json(self) -> dict[str, Any]:
         return {

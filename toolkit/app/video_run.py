@@ -44,11 +44,13 @@ from toolkit.app.run import (
     LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
+    FrameRates,
     RunSettings,
     check_manifest,
     claim_output,
     is_done,
     output_lock,
+    wall_shares,
 )
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
@@ -118,7 +120,7 @@ def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path 
 
 
 @dataclass
-class VideoRunSummary:
+class VideoRunSummary(FrameRates):
     """What a video run did and where its time went (seconds; shares are of wall time)."""
 
     input: str
@@ -141,20 +143,9 @@ class VideoRunSummary:
     network_passes: int = 0
     head_passes: int = 0
 
-    @property
-    def frames_per_s(self) -> float:
-        return self.written / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def compute_frames_per_s(self) -> float:
-        return self.written / self.compute_s if self.compute_s > 0 else 0.0
-
     def shares(self) -> dict[str, float]:
         """Share of wall time decoding / computing / encoding / other."""
-        if self.wall_s <= 0:
-            return {"decode": 0.0, "compute": 0.0, "encode": 0.0, "other": 0.0}
-        d, c, e = (t / self.wall_s for t in (self.decode_s, self.compute_s, self.encode_s))
-        return {"decode": d, "compute": c, "encode": e, "other": max(0.0, 1.0 - d - c - e)}
+        return wall_shares(self.wall_s, decode=self.decode_s, compute=self.compute_s, encode=self.encode_s)
 
     def to_json(self) -> dict[str, Any]:
         return {
