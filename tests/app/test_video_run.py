@@ -286,3 +286,89 @@ def test_resumable_run_resumes_after_an_interrupt_and_cleans_up(make_clip, onnx_
     assert not work.exists()
     assert streams(out)[0] == streams(clip)[0] and streams(out)[3] == streams(clip)[3]
     assert all(np.array_equal(a, b) for a, b in zip(decoded(out), decoded(whole), strict=True))
+
+
+def frame_folder_with_a_video(root, make_clip):
+    """root/seq/00000000.png, 00000001.png (real photos) and root/sub/deeper/clip.mp4 (6 frames)."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    images = make_clip(root / "sub" / "deeper" / "clip.mp4", 25, frames=6, size=(256, 448))
+    for i, image in enumerate(images[:2]):
+        write_png_atomic(root / "seq" / f"{i:08d}.png", image[:, ::-1])
+    return root / "sub" / "deeper" / "clip.mp4"
+
+
+def test_folder_with_frames_and_a_video_writes_both_and_a_rerun_skips_them(make_clip, onnx_model, tmp_path):
+    src, out, js = tmp_path / "in", tmp_path / "out", tmp_path / "run.json"
+    clip = frame_folder_with_a_video(src, make_clip)
+    result = run_video(src, "-o", out, "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    assert "video 1/1 sub/deeper/clip.mp4" in result.said
+    assert sorted(p.name for p in (out / "seq").glob("*.png")) == ["00000000.png", "00000001.png"]
+    video = out / "sub" / "deeper" / "clip.mp4"
+    assert streams(video)[0] == streams(clip)[0] and streams(video)[1] == (256, 448)  # timing, size
+    assert streams(video)[3] == streams(clip)[3]  # the audio, copied
+    doc = json.loads(js.read_text())
+    assert (doc["frames_total"], doc["written"], doc["failed"]) == (2, 2, 0)
+    [row] = doc["videos"]
+    assert (row["status"], row["frames"], row["written"], row["rate"]) == ("written", 6, 6, "25")
+    assert row["encode"]["codec"] == "libx264" and row["output"] == str(video)
+    assert json.loads((out / "sub/deeper/clip.mp4.dtk-run.json").read_text())["failed"] == 0
+
+    before = video.stat().st_mtime_ns
+    result = run_video(src, "-o", out, "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert (doc["written"], doc["skipped_done"], doc["videos"][0]["status"]) == (0, 2, "already done")
+    assert video.stat().st_mtime_ns == before
+    result = run_video(src, "-o", out, "--crf", "0", model=onnx_model)  # another encoding: refused
+    assert result.exit_code == 2 and "other settings" in result.said and "--overwrite" in result.said
+    assert video.stat().st_mtime_ns == before
+
+
+def test_a_corrupt_video_among_good_ones_is_listed_and_the_others_written(make_clip, onnx_model, tmp_path):
+    src, out, js = tmp_path / "in", tmp_path / "out", tmp_path / "run.json"
+    (src / "bad").mkdir(parents=True)
+    make_clip(src / "good.mkv", 25, frames=6, size=(256, 448), codec="ffv1", audio=False)
+    (src / "bad" / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    result = run_video(src, "-o", out, "--json", js, "--codec", "ffv1", model=onnx_model)
+    assert result.exit_code == 3, result.output
+    assert "bad/broken.mp4" in result.said and "Traceback" not in result.output
+    assert len(decoded(out / "good.mkv")) == 6
+    assert not (out / "bad").exists() or not list((out / "bad").iterdir())
+    doc = json.loads(js.read_text())
+    rows = {r["input"]: r for r in doc["videos"]}
+    assert rows[str(src / "good.mkv")]["status"] == "written"
+    assert rows[str(src / "bad" / "broken.mp4")]["status"] == "failed"
+    assert "broken.mp4" in rows[str(src / "bad" / "broken.mp4")]["reason"]
+
+
+def test_folder_options_that_do_not_apply_are_refused_first(make_clip, tmp_path, no_model_load):
+    src = tmp_path / "in"
+    frame_folder_with_a_video(src, make_clip)
+    result = dtk("run", src, "-o", tmp_path / "out", "--frames-out", tmp_path / "pngs")
+    assert result.exit_code == 2 and "--frames-out DIR is for a video file INPUT" in result.said
+    assert "Traceback" not in result.output
+    result = dtk("run", src, "-o", tmp_path / "out", "--resize")
+    assert result.exit_code == 2 and "--resize is for frame folders" in result.said
+    assert "holds 1 video(s) (first: sub/deeper/clip.mp4)" in result.said
+    frames_only = tmp_path / "frames"
+    write_png_atomic(frames_only / "a.png", read_frame(src / "seq" / "00000000.png"))
+    result = dtk("run", frames_only, "-o", tmp_path / "out", "--codec", "ffv1")
+    assert result.exit_code == 2 and "--codec is for videos" in result.said
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pngs").exists()
+
+
+def test_folder_video_interrupted_resumes_with_resumable(make_clip, onnx_model, tmp_path, monkeypatch):
+    src, out, js = tmp_path / "in", tmp_path / "out", tmp_path / "run.json"
+    src.mkdir()
+    make_clip(src / "clip.mkv", 25, frames=8, size=(256, 448), codec="ffv1", audio=False)
+    interrupt_second_batch(monkeypatch)
+    result = run_video(src, "-o", out, "--codec", "ffv1", "--resumable", model=onnx_model)
+    assert result.exit_code == 130 and "interrupted" in result.said
+    assert not (out / "clip.mkv").exists() and len(list((out / ".clip.mkv.dtk-frames").glob("*.png"))) == 4
+    monkeypatch.undo()
+    result = run_video(src, "-o", out, "--codec", "ffv1", "--resumable", "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    row = json.loads(js.read_text())["videos"][0]
+    assert (row["status"], row["written"], row["skipped_done"]) == ("written", 4, 4)
+    assert len(decoded(out / "clip.mkv")) == 8 and not (out / ".clip.mkv.dtk-frames").exists()

@@ -29,6 +29,7 @@ from toolkit.app import preflight
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS
 from toolkit.core.tiles import DEFAULT_OVERLAP
+from toolkit.core.video import discover_videos
 
 if TYPE_CHECKING:  # the engines import torch: at run time they are imported on first use
     from bench.suite import BenchReport, BenchRequest
@@ -60,23 +61,39 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                on_open: Callable[[Runner], None] | None = None,
                progress: Callable[[int, int], None] | None = None,
                on_tiles: Callable[[int], None] | None = None,
-               runner: Callable[[], Runner] | None = None) -> RunSummary:
+               runner: Callable[[], Runner] | None = None, codec: str | None = None,
+               crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
+               on_video: Callable[[int, int, Any], None] | None = None) -> RunSummary:
     """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd, the mode),
     then the local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints.
+
+    Videos under INPUT (any depth) are deblurred too, each into OUTPUT/<its path> as `run_video`
+    writes one (`codec`, `crf`, `pix_fmt`, `resumable` apply to each; `on_video(i, n, video)`
+    before each); the summary's `videos` say what became of them.
 
     `runner` (local only): a callable returning an open runner the caller owns and keeps open
     (a `Deblurrer`'s); by default the job opens `spec` and closes it at the end.
     """
     from toolkit.app.ray_executor import run_frames_ray  # engines and torch: on first use
     from toolkit.app.run import check_mode, run_job
+    from toolkit.app.video_run import run_tree_job
 
+    unreadable: list[tuple[str, str]] = []
+    videos = discover_videos(input_dir, unreadable) if Path(input_dir).is_dir() else []
     preflight.run_cmd(input_dir=Path(input_dir), model=spec.model, batch=batch, max_pixels=max_pixels,
                       threads=spec.threads, workers=workers, gpus_per_worker=gpus_per_worker,
-                      pipeline=pipeline, executor=executor, json_out=None)
+                      pipeline=pipeline, executor=executor, json_out=None, videos=videos, codec=codec,
+                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size)
     check_mode(resize, keep_size, tile_overlap)
     job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
                                tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
                                max_pixels=max_pixels)
+    if videos:
+        return run_tree_job(input_dir, output_dir, spec, videos, unreadable=unreadable, codec=codec, crf=crf,
+                            pix_fmt=pix_fmt, resumable=resumable, batch=batch, blur=blur,
+                            tile_overlap=tile_overlap, overwrite=overwrite, strict=strict, pipeline=pipeline,
+                            max_pixels=max_pixels, on_open=on_open, runner=runner, on_video=on_video,
+                            progress=progress, on_tiles=on_tiles)
     if executor == "ray":
         return run_frames_ray(input_dir, output_dir, spec, workers=workers, gpus_per_worker=gpus_per_worker,
                               ray_address=ray_address, **job)

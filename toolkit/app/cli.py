@@ -24,17 +24,25 @@ from engines.tensorrt.build import build_engine
 from toolkit import FRAME_SIZE
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
-from toolkit.app.report import eval_table, human_text, key_value_table, outputs_table, parity_text
+from toolkit.app.report import (
+    eval_table,
+    human_text,
+    key_value_table,
+    outputs_table,
+    parity_text,
+    videos_table,
+)
 from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import DEFAULT_MAX_PIXELS, discover_frames
+from toolkit.core.frames import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, discover_frames, tree_files
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
 from toolkit.core.progress import make_progress, resume_aware, tile_counter
 from toolkit.core.tiles import DEFAULT_OVERLAP
+from toolkit.core.video import discover_videos
 from training.data import write_training_photos
 from training.photoset import MAX_SHORT_SIDE, photoset_summary, write_sources
 from training.photosources import DEFAULT_CACHE as DEFAULT_PHOTO_CACHE
@@ -380,27 +388,28 @@ def export_cmd(
 @handle_errors
 def run_cmd(
     input_dir: Annotated[Path, typer.Argument(
-        metavar="INPUT", help="Tree of (blurred) frames (REDS layout or flat), or a video file (mp4, mkv, "
-                              "mov, ...).")],
+        metavar="INPUT", help="Tree of (blurred) frames (REDS layout or flat), videos among them too, or "
+                              "a video file (mp4, mkv, mov, ...).")],
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Output folder (mirrors INPUT, .png); for a video INPUT the output video "
+        "-o", "--output", help="Output folder (mirrors INPUT: frames as .png, videos as videos of the "
+                               "same name); for a video INPUT the output video "
                                "(OUT.mp4, .mkv, .mov, ...).")] = None,
     frames_out: Annotated[Path | None, typer.Option(
         "--frames-out", help="Video INPUT: write each frame as DIR/<index>.png instead of a video "
                              "(resumable).")] = None,
     codec: Annotated[str | None, typer.Option(
-        help="Video INPUT: the output's encoder, e.g. libx264 (the default when PyAV has it), libx265, "
+        help="Videos: the output's encoder, e.g. libx264 (the default when PyAV has it), libx265, "
              "libvpx-vp9, ffv1 or utvideo (lossless).")] = None,
     crf: Annotated[int | None, typer.Option(
-        help="Video INPUT: quality of libx264/libx265/libvpx-vp9/libsvtav1 (0 = lossless; default 18 for "
+        help="Videos: quality of libx264/libx265/libvpx-vp9/libsvtav1 (0 = lossless; default 18 for "
              "libx264).")] = None,
     pix_fmt: Annotated[str | None, typer.Option(
-        "--pix-fmt", help="Video INPUT: the output's pixel format (default: the input's, when the "
+        "--pix-fmt", help="Videos: the output's pixel format (default: the input's, when the "
                           "encoder takes it).")] = None,
     resumable: Annotated[bool, typer.Option(
-        "--resumable", help="Video INPUT with -o: keep deblurred frames as PNGs in .OUT.dtk-frames/ beside "
-                            "the output until it is written, so an interrupted run resumes (disk: one PNG "
-                            "per frame).")] = False,
+        "--resumable", help="Videos written as videos: keep deblurred frames as PNGs in .OUT.dtk-frames/ "
+                            "beside each output until it is written, so an interrupted run resumes (disk: "
+                            "one PNG per frame).")] = False,
     model: Annotated[Path | None, typer.Option(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
@@ -459,8 +468,10 @@ def run_cmd(
     deblur, resize back unless --keep-size). OUTPUT must not be INPUT, inside it, or contain it.
     OUTPUT/.dtk-run.json records the model, backend, precision, blur, mode and sizes:
     a rerun with the same ones skips frames whose output is already a complete PNG; other
-    ones are refused unless --overwrite. Exit codes: 0 all written, 2 usage or input error,
-    3 finished but some frames failed or were skipped.
+    ones are refused unless --overwrite. Videos in the tree (mp4, mkv, mov, ...) are written as
+    videos of the same name under OUTPUT, as `dtk run CLIP -o OUT` writes one; a rerun skips
+    those already done. Exit codes: 0 all written, 2 usage or input error, 3 finished but some
+    frames or videos failed or were skipped.
     """
 
     if input_dir.is_file():
@@ -474,22 +485,20 @@ def run_cmd(
         return
     if output is None:
         raise DtkError("give the output folder: dtk run INPUT -o OUTPUT")
-    video_only = (("--frames-out", frames_out), ("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt),
-                  ("--resumable", resumable or None))
-    for flag, value in video_only:
-        if value is not None:
-            raise DtkError(f"{flag} is for a video INPUT; {input_dir} is a folder of frames")
+    videos = discover_videos(input_dir, []) if input_dir.is_dir() else []
     preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
                       workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
-                      json_out=json_out, ov_mode=ov_mode)
+                      json_out=json_out, ov_mode=ov_mode, videos=videos, frames_out=frames_out, codec=codec,
+                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size)
     check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
     preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
-               overwrite=overwrite, strict=strict, max_pixels=max_pixels)
-    total = len(discover_frames(input_dir, []))
+               overwrite=overwrite, strict=strict, max_pixels=max_pixels, codec=codec, crf=crf,
+               pix_fmt=pix_fmt, resumable=resumable)
+    total = len(tree_files(input_dir, IMAGE_EXTENSIONS, [])) if input_dir.is_dir() else 0
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
             summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, executor="ray",
@@ -499,14 +508,28 @@ def run_cmd(
         opened = announce_runner(spec)
         with make_progress() as bar:
             task = bar.add_task("deblurring", total=total)
+
+            def on_video(i: int, n: int, video) -> None:
+                label = f"video {i}/{n} {video.rel}"
+                frames = video.info.frames if video.info else None
+                status = "" if video.status == "to do" else f": {video.status}"
+                err_console.print(f"{escape(label)} ({frames or 'no'} frames){status}", highlight=False)
+                done = frames if video.status == "already done" else 0
+                bar.reset(task, total=frames, completed=done, description=label, label=label,
+                          done_before=done)
+
             summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
                                      progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task),
-                                     **job)
+                                     on_video=on_video, **job)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
-                     and summary.skipped_done == summary.frames_total)
+                     and summary.skipped_done == summary.frames_total
+                     and all(v.status == "already done" for v in summary.videos))
     if str(json_out) != "-" and nothing_to_do:
-        console.print(f"nothing to do: {summary.frames_total} found, {summary.skipped_done} already done in "
-                      f"{escape(str(output))} (--overwrite redoes them)")
+        videos_done = f", {len(summary.videos)} video(s) already done" if summary.videos else ""
+        console.print(f"nothing to do: {summary.frames_total} frame(s) found, {summary.skipped_done} already "
+                      f"done{videos_done} in {escape(str(output))} (--overwrite redoes them)")
+    elif str(json_out) != "-" and summary.videos and not summary.frames_total:
+        console.print(videos_table(summary.videos, str(output)))
     elif str(json_out) != "-":
         shares = summary.shares()
         ratio = summary.to_json()["end_to_end_vs_compute"]
@@ -530,16 +553,22 @@ def run_cmd(
             "output": str(output),
         }
         console.print(key_value_table("dtk run", rows))
-        for path, reason in summary.failed:
+        if summary.videos:
+            console.print(videos_table(summary.videos, str(output)))
+    if str(json_out) != "-":
+        problems = summary.failed + [p for v in summary.videos for p in v.problems()]
+        for path, reason in problems:
             err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")
     emit_json(json_out, summary.to_json())
     if summary.interrupted:
-        err_console.print("[yellow]interrupted:[/] every PNG written is complete; run the same command "
-                          "again to resume")
+        err_console.print("[yellow]interrupted:[/] every PNG and video written is complete; run the same "
+                          "command again to resume" + (" (a video cut short starts over; --resumable keeps "
+                                                        "its finished frames)" if summary.videos else ""))
         raise typer.Exit(130)
-    if summary.failed:
-        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (failed or skipped); "
-                          f"exit code {EXIT_SOME_FAILED}")
+    if summary.failed or summary.videos_failed:
+        parts = [f"{len(summary.failed)} frame(s) not written (failed or skipped)"] if summary.failed else []
+        parts += [f"{len(summary.videos_failed)} video(s) not written whole"] if summary.videos_failed else []
+        err_console.print(f"[yellow]{'; '.join(parts)}[/]; exit code {EXIT_SOME_FAILED}")
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

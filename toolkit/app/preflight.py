@@ -5,8 +5,9 @@ loads, so a mistake costs nothing and prints one line (exit 2)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engines.openvino import HINTS as OV_MODES
 from engines.options import MAX_BATCH, check_batch, check_threads
@@ -115,9 +116,37 @@ def export_cmd(*, checkpoint: Path, output: Path, height: int, width: int, opset
     check_output_file(output, "-o", inputs=[checkpoint, *pair], overwrite=overwrite)
 
 
+def frame_only(given: dict[str, bool], why: str) -> None:
+    """DtkError for the first option in `given` that is on: it applies to frames only (`why`: what
+    is deblurred otherwise)."""
+    for flag, on in given.items():
+        if on:
+            raise DtkError(f"{flag} is for frame folders; {why}: drop it")
+
+
 def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int, threads: int | None,
             workers: int, gpus_per_worker: float, pipeline: str, executor: str,
-            json_out: Path | None, ov_mode: str | None = None) -> None:
+            json_out: Path | None, ov_mode: str | None = None, videos: Sequence[Any] = (),
+            frames_out: Path | None = None, codec: str | None = None, crf: int | None = None,
+            pix_fmt: str | None = None, resumable: bool = False, resize: bool = False,
+            keep_size: bool = False) -> None:
+    """`dtk run FOLDER`: its options, and those a folder's `videos` (core.video.discover_videos)
+    take or refuse; the paths of the videos are checked as each is planned (app.video_run)."""
+    if frames_out is not None:
+        raise DtkError(f"--frames-out DIR is for a video file INPUT; {input_dir} is a folder: its frames "
+                       "are written as PNGs and its videos as videos under OUTPUT (OUTPUT/<path>, same "
+                       "name and container): drop --frames-out")
+    if videos:
+        frame_only({"--resize": resize, "--keep-size": keep_size, "--executor ray": executor == "ray"},
+                   f"{input_dir} holds {len(videos)} video(s) (first: {videos[0].rel}), decoded with PyAV on "
+                   "this machine and deblurred at their own size (move them out of INPUT to run its frames "
+                   "so)")
+    else:
+        video_only = (("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt),
+                      ("--resumable", resumable or None))
+        for flag, value in video_only:
+            if value is not None:
+                raise DtkError(f"{flag} is for videos; {input_dir} holds none (only frames)")
     check_choice("--executor", executor, ("local", "ray"))
     if ov_mode is not None:
         check_choice("--ov-mode", ov_mode, OV_MODES)
@@ -136,26 +165,20 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
                   pipeline: str = "auto", resumable: bool = False) -> None:
     """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
     and paths that are not the input (an existing OUT.mp4 only with --overwrite)."""
-    from toolkit.app.video_run import manifest_path, work_dir_for  # PyAV stays unloaded: imported on use
+    from toolkit.app.video_run import check_video_output  # PyAV stays unloaded: imported on use
 
     if (output is None) == (frames_out is None):
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
                        "give one of them")
-    frame_only = (("--resize", resize), ("--keep-size", keep_size), ("--executor ray", executor != "local"),
-                  (f"--pipeline {pipeline}", pipeline not in ("auto", "fallback")))
-    for flag, given in frame_only:
-        if given:
-            raise DtkError(f"{flag} is for frame folders; a video is decoded with PyAV on the CPU and "
-                           "deblurred at its own size: drop it")
+    frame_only({"--resize": resize, "--keep-size": keep_size, "--executor ray": executor != "local",
+                f"--pipeline {pipeline}": pipeline not in ("auto", "fallback")},
+               "a video is decoded with PyAV on the CPU and deblurred at its own size")
     check_max_pixels(max_pixels)
     check_batch(batch)
     check_threads(threads)
     inputs = [input_path, model]
     if output is not None:
-        check_output_file(output, "-o", inputs=inputs, overwrite=overwrite)
-        check_output_file(manifest_path(output), "-o (its run manifest)", inputs=inputs)
-        if resumable:
-            check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
+        check_video_output(output, "-o", inputs=inputs, overwrite=overwrite, resumable=resumable)
     elif resumable:
         raise DtkError("--resumable is for a video output (-o OUT.mp4); --frames-out DIR resumes anyway")
     else:

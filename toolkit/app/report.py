@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from rich.markup import escape
@@ -95,4 +96,20 @@ def outputs_table(report) -> Table:
         if report.check is not None:
             row.append("[green]pass[/]" if p.passed else "[bold red]FAIL[/]")
         table.add_row(*row)
+    return table
+
+
+def videos_table(videos, output: str) -> Table:
+    """`dtk run FOLDER`: one row per video of the folder (app.video_run.FolderVideo): its frames and
+    rate, what became of it, frames written / left out, end-to-end frames/s."""
+    table = Table(title=f"dtk run: videos -> {escape(output)}")
+    for name in ("video", "frames", "fps", "status", "written", "left out", "frames/s"):
+        table.add_column(name, justify="left" if name in ("video", "status") else "right")
+    for v in videos:
+        row = v.to_json()
+        rate = row["rate"]
+        fps = f"{float(Fraction(rate)):.3g}" if rate else "—"
+        table.add_row(escape(v.rel), "—" if row["frames"] is None else str(row["frames"]), fps,
+                      escape(v.status), str(row["written"]), str(row["failed"]),
+                      f"{row['frames_per_s']:.2f}" if v.run is not None else "—")
     return table

@@ -301,7 +301,12 @@ class RunSettings:
 
 def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
     """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
-    path = Path(output_dir) / MANIFEST_NAME
+    return read_manifest_file(Path(output_dir) / MANIFEST_NAME)
+
+
+def read_manifest_file(path: Path) -> dict[str, Any] | None:
+    """The run manifest `path` (OUTPUT's, or a video's `OUT.mp4.dtk-run.json`), None when there is
+    none; DtkError when it is unreadable or no manifest."""
     if not os.path.lexists(path):
         return None
     try:
@@ -464,6 +469,12 @@ class RunSummary(FrameRates):
     tile_overlap: int | None = DEFAULT_OVERLAP
     network_passes: int = 0  # images through the whole network: tiles at native size, else frames
     head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
+    videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
+
+    @property
+    def videos_failed(self) -> list[Any]:
+        """The videos that failed, were not run, or left frames out."""
+        return [v for v in self.videos if not v.ok]
 
     def shares(self) -> dict[str, float]:
         """Share of wall time waiting for data / computing (runner.infer) / waiting for writes / other."""
@@ -488,11 +499,12 @@ class RunSummary(FrameRates):
             "mode": self.mode, "tile_overlap": self.tile_overlap, "network_passes": self.network_passes,
             "head_passes": self.head_passes,
             "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
+            "videos": [v.to_json() for v in self.videos],
         }
 
 
 @contextlib.contextmanager
-def _sigint_sets(stop: threading.Event):
+def sigint_sets(stop: threading.Event):
     """First Ctrl-C sets `stop` (the run ends after the current batch); a second one interrupts."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -639,7 +651,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
     batches = open_pipeline(todo, config, kind=pipeline, device=device)
     pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="dtk-write")
     try:
-        with _sigint_sets(stop):
+        with sigint_sets(stop):
             while not stop.is_set():
                 t0 = time.perf_counter()
                 fb = next(batches, None)

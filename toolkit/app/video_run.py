@@ -21,12 +21,20 @@ Safety and resume:
 - A file that is no readable video, or has no video stream, is an error before the model loads
   (exit 2). A packet the decoder rejects mid-stream, or a frame it flags corrupt, is listed and
   left out (the video keeps the other frames at their own timestamps), exit 3; --strict stops.
+
+A folder (`dtk run FOLDER -o OUTPUT`, `run_tree_job`) may hold videos beside its frames: the frames
+are run as app.run runs them, then each video INPUT/<path> through the path above into
+OUTPUT/<path> (same name and container, the same encoder options for all), one runner for all.
+Each video's output is checked as a single video's, before the model loads; one whose manifest
+records the same settings and no frame left out is skipped (already done). A video that cannot be
+read is listed and the others are run (exit 3).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,20 +54,35 @@ from toolkit.app.run import (
     MANIFEST_NAME,
     FrameRates,
     RunSettings,
+    RunSummary,
+    check_frames_outside,
     check_manifest,
+    check_mode,
+    check_output_dir,
     claim_output,
     is_done,
     output_lock,
+    read_manifest_file,
+    run_frames,
+    sigint_sets,
     wall_shares,
 )
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import read_frame, write_png_atomic
+from toolkit.core.frames import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    Frame,
+    read_frame,
+    tree_files,
+    write_png_atomic,
+)
 from toolkit.core.kernels import blur as blur_image
 from toolkit.core.kernels import get_kernel
+from toolkit.core.safepaths import check_output_file, check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
 from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, probe
-from toolkit.core.videowrite import EncodeSettings, VideoWriter, encode_settings
+from toolkit.core.videowrite import EncodeSettings, VideoWriter, check_encoder, encode_settings
 
 MANIFEST_SUFFIX = ".dtk-run.json"
 
@@ -105,12 +128,24 @@ class VideoJob:
         return {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
 
 
+def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | None], overwrite: bool,
+                       resumable: bool) -> None:
+    """May dtk write the video `output` (named `flag`), its run manifest and --resumable's work
+    folder? (toolkit.core.safepaths' rule; an existing video only with `overwrite`.)"""
+    check_output_file(output, flag, inputs=inputs, overwrite=overwrite)
+    check_output_file(manifest_path(output), f"{flag} (its run manifest)", inputs=inputs)
+    if resumable:
+        check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
+
+
 def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
                codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
-               max_pixels: int | None = None, resumable: bool = False) -> VideoJob:
-    """Probe the input and settle the output's encoding (DtkError for a bad input or option):
-    everything that can fail before the model loads. Paths are checked in app.preflight."""
-    info = probe(input_path)
+               max_pixels: int | None = None, resumable: bool = False,
+               info: VideoInfo | None = None) -> VideoJob:
+    """Probe the input (unless `info` is its probe) and settle the output's encoding (DtkError for
+    a bad input or option): everything that can fail before the model loads. Paths are checked in
+    app.preflight (`check_video_output`)."""
+    info = info or probe(input_path)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DtkError(f"{input_path}: frames of {info.width}x{info.height} are over --max-pixels "
                        f"{max_pixels}")
@@ -168,6 +203,17 @@ def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_ov
     return RunSettings(**{**base.__dict__, "video": job.settings_json(with_encoding)})
 
 
+def check_png_dir(job: VideoJob, spec: RunnerSpec, *, blur: str | None, tile_overlap: int,
+                  overwrite: bool) -> RunSettings:
+    """The settings of the job's PNGs (--frames-out or --resumable's work folder), checked against
+    the folder's manifest when it exists (DtkError for other settings, unless `overwrite`)."""
+    png_settings = video_settings(spec, job, blur=blur, tile_overlap=tile_overlap, with_encoding=False)
+    if job.png_dir is not None and job.png_dir.is_dir():
+        with output_lock(job.png_dir):
+            check_manifest(job.png_dir, png_settings, overwrite)
+    return png_settings
+
+
 def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner], None] | None = None,
                   runner: Callable[[], Runner] | None = None, overwrite: bool = False,
                   **options: Any) -> VideoRunSummary:
@@ -177,10 +223,7 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
         get_kernel(options["blur"])
     blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
     settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
-    png_settings = video_settings(spec, job, blur=blur, tile_overlap=overlap, with_encoding=False)
-    if job.png_dir is not None and job.png_dir.is_dir():
-        with output_lock(job.png_dir):
-            check_manifest(job.png_dir, png_settings, overwrite)
+    png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite)
     with contextlib.ExitStack() as stack:
         opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
@@ -331,3 +374,183 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
             summary.encode_s += time.perf_counter() - t0
             summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+# -- a folder holding videos: `dtk run FOLDER -o OUTPUT` -----------------------------------------
+
+TO_DO, WRITTEN, DONE, FAILED, INTERRUPTED, NOT_RUN = (
+    "to do", "written", "already done", "failed", "interrupted", "not run")
+
+
+@dataclass
+class FolderVideo:
+    """A video of a folder run, INPUT/<rel> -> OUTPUT/<rel>, and what became of it (`status`)."""
+
+    rel: str
+    input: Path
+    output: Path
+    status: str = TO_DO
+    reason: str | None = None  # why the video was not written (unreadable, refused by the encoder, ...)
+    job: VideoJob | None = None
+    run: VideoRunSummary | None = None
+
+    @property
+    def info(self) -> VideoInfo | None:
+        return self.job.info if self.job is not None else None
+
+    @property
+    def ok(self) -> bool:
+        """Written (or already done) with every frame."""
+        return self.status in (WRITTEN, DONE) and not (self.run is not None and self.run.failed)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(what, why) for the video when it was not written, else for each frame left out of it."""
+        if self.reason is not None:
+            return [(self.rel, self.reason)]
+        return [(f"{self.rel} {frame}", why) for frame, why in (self.run.failed if self.run else [])]
+
+    def to_json(self) -> dict[str, Any]:
+        info, run = self.info, self.run
+        done_before = info.frames if info and self.status == DONE else 0
+        return {"input": str(self.input), "output": str(self.output), "status": self.status,
+                "reason": self.reason, "frames": info.frames if info else None,
+                "rate": str(info.rate) if info and info.rate else None,
+                "size": list(info.size) if info else None,
+                "written": run.written if run else 0,
+                "skipped_done": run.skipped_done if run else done_before,
+                "failed": len(run.failed) if run else 0,
+                "failures": [{"frame": p, "reason": r} for p, r in (run.failed if run else [])],
+                "wall_s": run.wall_s if run else 0.0, "frames_per_s": run.frames_per_s if run else 0.0,
+                "encode": self.job.encode.to_json() if self.job and self.job.encode else None}
+
+
+def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> tuple[bool, bool]:
+    """(done, ours) for a folder run's video `output`: done when it and its manifest record a run
+    with these settings that left no frame out (the rerun skips it); ours when the manifest records
+    these settings (the video may be redone without --overwrite). A video made with other settings
+    is refused unless `overwrite` (DtkError), as a frame folder's outputs are."""
+    if overwrite:
+        return False, True
+    doc = read_manifest_file(manifest_path(output))
+    if doc is None:
+        return False, False
+    diffs = settings.differences(doc["settings"])
+    if diffs and os.path.lexists(output):
+        raise DtkError(f"{output} was made with other settings ({'; '.join(diffs)}): rerun with --overwrite "
+                       "to redo it, or choose another OUTPUT")
+    done = not diffs and output.is_file() and not output.is_symlink() and doc.get("failed") == 0
+    return done, not diffs
+
+
+def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
+                       crf: int | None, pix_fmt: str | None, max_pixels: int | None, resumable: bool,
+                       blur: str | None, tile_overlap: int, overwrite: bool,
+                       strict: bool) -> list[FolderVideo]:
+    """Each video of a folder run, planned before the model loads: the encoder options checked once
+    (DtkError), each video probed (one that cannot be read or written in its container is FAILED,
+    listed; with `strict` a DtkError), found done (its manifest) or its paths checked as a single
+    video's are (an existing video made otherwise needs --overwrite)."""
+    check_encoder(codec, crf, pix_fmt)
+    planned = []
+    for video in videos:
+        fv = FolderVideo(str(video.rel), video.path, output_dir / Path(video.rel))
+        planned.append(fv)
+        try:
+            fv.job = plan_video(video.path, output=fv.output, frames_out=None, codec=codec, crf=crf,
+                                pix_fmt=pix_fmt, max_pixels=max_pixels, resumable=resumable)
+        except DtkError as exc:
+            if strict:
+                raise DtkError(f"{exc} (--strict; without it the video is left out and listed)") from None
+            fv.status, fv.reason = FAILED, str(exc)
+            continue
+        done, ours = video_resume_state(fv.output, video_settings(spec, fv.job, blur=blur,
+                                                                  tile_overlap=tile_overlap), overwrite)
+        if done:
+            fv.status = DONE
+            continue
+        check_video_output(fv.output, "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite or ours,
+                           resumable=resumable)
+        check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite)
+    return planned
+
+
+def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, videos: list[Frame], *,
+                 unreadable: list[tuple[str, str]] | None = None, codec: str | None = None,
+                 crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
+                 batch: int = 8, blur: str | None = None, tile_overlap: int = DEFAULT_OVERLAP,
+                 overwrite: bool = False, strict: bool = False, pipeline: str = "auto",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 on_open: Callable[[Runner], None] | None = None, runner: Callable[[], Runner] | None = None,
+                 on_video: Callable[[int, int, FolderVideo], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 on_tiles: Callable[[int], None] | None = None,
+                 stop: threading.Event | None = None) -> RunSummary:
+    """`dtk run FOLDER -o OUTPUT` when FOLDER holds `videos` (core.video.discover_videos; `unreadable`:
+    the folders that walk could not list): its frames as `run_job` does them, then each video through
+    the single-video path (`run_video_job`) into OUTPUT/<its path>, one runner for all. Refusals come
+    before the model loads. `on_video(i, n, video)` before each video (1-based); `progress` counts
+    the frames, then each video's frames. The RunSummary's `videos` are the `FolderVideo`s."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_output_dir(input_dir, output_dir)
+    check_frames_outside(videos, output_dir)
+    if blur is not None:
+        get_kernel(blur)
+    check_mode(False, False, tile_overlap)
+    has_frames = bool(tree_files(input_dir, IMAGE_EXTENSIONS, []))
+    settings = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
+    if has_frames and output_dir.is_dir():
+        with output_lock(output_dir):
+            check_manifest(output_dir, settings, overwrite)
+    if not has_frames and unreadable and strict:
+        raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
+    planned = plan_folder_videos(videos, output_dir, spec, codec=codec, crf=crf, pix_fmt=pix_fmt,
+                                 max_pixels=max_pixels, resumable=resumable, blur=blur,
+                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict)
+    stop = stop or threading.Event()
+    with contextlib.ExitStack() as stack:
+        opened = runner() if runner is not None else stack.enter_context(spec.open())
+        if on_open is not None:
+            on_open(opened)
+        if has_frames:
+            summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur,
+                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                 pipeline=pipeline, progress=progress, on_tiles=on_tiles, stop=stop,
+                                 settings=settings, max_pixels=max_pixels)
+        else:
+            summary = RunSummary(str(input_dir), str(output_dir), 0, failed=list(unreadable or []),
+                                 batch=batch, blur=blur, pipeline=pipeline, backend=opened.describe(),
+                                 tile_overlap=tile_overlap)
+        summary.videos = planned
+        with output_lock(output_dir), sigint_sets(stop):
+            for i, fv in enumerate(planned, 1):
+                if stop.is_set() or summary.interrupted:
+                    fv.status = NOT_RUN if fv.status == TO_DO else fv.status
+                    continue
+                if on_video is not None:
+                    on_video(i, len(planned), fv)
+                if fv.status == TO_DO:
+                    _run_folder_video(fv, spec, opened, overwrite=overwrite, strict=strict, stop=stop,
+                                      batch=batch, blur=blur, tile_overlap=tile_overlap, progress=progress,
+                                      on_tiles=on_tiles)
+                    summary.interrupted = summary.interrupted or fv.status == INTERRUPTED
+    return summary
+
+
+def _run_folder_video(fv: FolderVideo, spec: RunnerSpec, runner: Runner, *, overwrite: bool, strict: bool,
+                      stop: threading.Event, **options: Any) -> None:
+    """One planned video of a folder run through `run_video_job` with the open `runner`; its status
+    and summary set on `fv` (a DtkError fails this video only, unless `strict`)."""
+    fv.output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fv.run = run_video_job(fv.job, spec, runner=lambda: runner, overwrite=overwrite, strict=strict,
+                               stop=stop, **options)
+    except DtkError as exc:
+        if strict:
+            raise
+        fv.status, fv.reason = FAILED, str(exc)
+        return
+    except KeyboardInterrupt:  # outside the frame loop (which stops on its own): this video is not done
+        stop.set()
+        fv.status = INTERRUPTED
+        return
+    fv.status = INTERRUPTED if fv.run.interrupted else WRITTEN

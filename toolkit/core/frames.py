@@ -108,6 +108,15 @@ def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[PureP
         stack.extend(reversed(subdirs))
 
 
+def tree_files(root: Path | str, suffixes: frozenset[str] | set[str],
+               unreadable: list[tuple[str, str]]) -> list[PurePosixPath]:
+    """Relative paths of the files under `root` whose suffix (lower case) is in `suffixes`, in
+    natural order, walked as `discover_frames` walks (hidden entries left out, symlinked folders
+    entered once); a folder that cannot be listed is appended to `unreadable`."""
+    rels = [rel for rel in _walk_files(Path(root), unreadable) if rel.suffix.lower() in suffixes]
+    return sorted(rels, key=_rel_sort_key)
+
+
 def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None = None) -> list[Frame]:
     """All image files under `root` (any depth, symlinked folders followed), in natural order.
 
@@ -121,7 +130,7 @@ def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None =
     if not root.is_dir():
         raise DtkError(f"not a directory: {root} (give a folder of frames)")
     problems: list[tuple[str, str]] = []
-    rels = [rel for rel in _walk_files(root, problems) if rel.suffix.lower() in IMAGE_EXTENSIONS]
+    rels = tree_files(root, IMAGE_EXTENSIONS, problems)
     if problems and unreadable is None:
         path, reason = problems[0]
         raise DtkError(f"cannot read {path}: {reason}" + (f" (and {len(problems) - 1} more folder(s))"
@@ -134,7 +143,6 @@ def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None =
             raise DtkError(f"no readable frames in {root}: {problems[0][0]}: {problems[0][1]}")
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise DtkError(f"no frames in {root}: expected image files ({exts}) in it or its subfolders")
-    rels.sort(key=_rel_sort_key)
     frames = [Frame(root, r) for r in rels]
     keys: dict[str, Frame] = {}
     for f in frames:

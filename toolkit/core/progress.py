@@ -76,11 +76,13 @@ def resume_aware(progress: Progress, task) -> Callable[[int, int], None]:
 
 def tile_counter(progress: Progress, task, label: str = "deblurring") -> Callable[[int], None]:
     """An `on_tiles(n)` callback: the task's description counts network passes (tiles of large
-    frames), so a frame of many tiles shows progress before it is written."""
+    frames), so a frame of many tiles shows progress before it is written. The task field `label`,
+    when set (a folder run names the video it is on), replaces `label`."""
     count = [0]
 
     def update(n: int) -> None:
         count[0] += n
-        progress.update(task, description=f"{label} ({count[0]:,} tiles)")
+        shown = next((t.fields.get("label", label) for t in progress.tasks if t.id == task), label)
+        progress.update(task, description=f"{shown} ({count[0]:,} tiles)")
 
     return update

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import write_png_atomic
+from toolkit.core.frames import Frame, tree_files, write_png_atomic
 from toolkit.core.lazy import optional_import
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".nut", ".ts"})
@@ -136,6 +136,14 @@ def is_video_path(path: Path | str) -> bool:
     """True for a file (not a folder) with a video container's suffix (.mp4, .mkv, .mov, ...)."""
     path = Path(path)
     return path.suffix.lower() in VIDEO_EXTENSIONS and not path.is_dir()
+
+
+def discover_videos(root: Path | str, unreadable: list[tuple[str, str]]) -> list[Frame]:
+    """The video files under the folder `root` (any depth, walked as frames are: hidden entries left
+    out, symlinked folders entered once), in natural order, each with its path relative to `root`
+    (a folder run writes it to OUTPUT/<that path>). A folder that cannot be listed is appended to
+    `unreadable`."""
+    return [Frame(Path(root), rel) for rel in tree_files(root, VIDEO_EXTENSIONS, unreadable)]
 
 
 def _open_input(path: Path | str) -> Any:

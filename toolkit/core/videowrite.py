@@ -121,12 +121,21 @@ class EncodeSettings:
         return {"codec": self.codec, "crf": self.crf, "pix_fmt": self.pix_fmt, "muxer": self.muxer}
 
 
+def check_encoder(codec: str | None, crf: int | None = None, pix_fmt: str | None = None) -> str:
+    """The encoder of --codec (None: `default_codec()`), checked with --crf and --pix-fmt before any
+    video is probed (a folder run checks its options once for all its videos)."""
+    codec = codec or default_codec()
+    check_codec(codec, crf)
+    if pix_fmt is not None:
+        choose_pix_fmt(codec, pix_fmt, pix_fmt)
+    return codec
+
+
 def encode_settings(path: Path | str, info: VideoInfo, codec: str | None = None, crf: int | None = None,
                     pix_fmt: str | None = None) -> EncodeSettings:
     """Check and fill the output options (before any model loads)."""
     muxer = muxer_for(path)
-    codec = codec or default_codec()
-    check_codec(codec, crf)
+    codec = check_encoder(codec, crf)
     check_container(muxer, codec, [a.codec for a in info.audio])
     if crf is None and codec in CRF:
         crf = CRF[codec][0]
