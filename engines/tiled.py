@@ -203,6 +203,22 @@ def frame_evidence(runner: Runner, padded: Sequence[Any], grids: Sequence[TileGr
     return {i: combine_evidence(np.stack(rows)) for i, rows in per_frame.items()}, len(jobs)
 
 
+def frames_evidence(runner: Runner, images: Sequence[np.ndarray], tiling: Tiling = Tiling(),
+                    batch: int = 8) -> np.ndarray:
+    """N x width: each H x W x 3 uint8 frame's evidence as `deblur_frames` decides on it (its tiles'
+    evidence averaged; a frame of one tile: its own). For calibrating and fitting decisions."""
+    grids = [tiling.grid(int(im.shape[0]), int(im.shape[1])) for im in images]
+    padded = [pad_frame(np.asarray(im, dtype=np.uint8), g.padded)
+              for im, g in zip(images, grids, strict=True)]
+    evidence, _ = frame_evidence(runner, padded, grids, batch)
+    single = [i for i in range(len(images)) if i not in evidence]
+    for chunk in _chunks(iter(single), batch):
+        x = np.stack([_HostOps().tile(padded[i], 0, 0, grids[i].tile) for i in chunk])
+        for i, row in zip(chunk, np.asarray(runner.evidence(x), dtype=np.float32), strict=True):
+            evidence[i] = row
+    return np.stack([evidence[i] for i in range(len(images))]).astype(np.float32)
+
+
 def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling(), *,
                   batch: int = 8, on_tiles: Callable[[int], None] | None = None,
                   on_device: bool = False) -> TiledResult:

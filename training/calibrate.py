@@ -37,30 +37,43 @@ HARM_MARGIN, SHARP_FLOOR = 0.5, 55.0  # the issue's "no frame made worse" rule
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
+def head_probabilities(model, evidence: torch.Tensor) -> dict[str, np.ndarray]:
+    """{"probs": the head's class probabilities (N x 3), "strong": its second MLP's (without one: none)}."""
+    with torch.no_grad():
+        p, q = model.head.probabilities(evidence)
+    return {"probs": p.numpy()} | ({} if q is None else {"strong": q.numpy()})
+
+
+def possible(r: dict, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which frames some threshold of the grid (all >= `floor`) could decide k7, and k11."""
+    p = r["probs"]
+    return p[:, 1] + p[:, 2] > floor, r.get("strong", p)[:, 2] > floor
+
+
 @torch.no_grad()
 def outcomes(model, tensors: dict, batch: int = 8,
              floor: float = GRID[0]) -> dict[str, dict[str, np.ndarray]]:
-    """Per label: the head's probabilities (N x 3) and the PSNR of each decision (pass, k7, k11).
+    """Per label: the head's probabilities (N x 3; "strong": its second MLP's) and the PSNR of
+    each decision (pass, k7, k11).
 
-    A decision no threshold of the grid can make (k7 or k11 while P(k7) + P(k11) <= `floor`,
-    k11 while P(k11) <= `floor`) is not run: its PSNR is NaN."""
+    A decision no threshold of the grid can make (k7 while P(k7) + P(k11) <= `floor`, k11 while
+    P(k11) <= `floor`) is not run: its PSNR is NaN."""
     model.eval()
     out = {}
     for label, (blurred, sharp) in tensors.items():
-        probs = torch.cat([
-            torch.softmax(model.head.decide(model.evidence(blurred[i : i + batch].float() / 255)), dim=1)
-            for i in range(0, len(blurred), batch)
-        ])
+        ev = torch.cat([model.evidence(blurred[i : i + batch].float() / 255)
+                        for i in range(0, len(blurred), batch)])
+        r = head_probabilities(model, ev)
         psnr = torch.full((len(blurred), 3), float("nan"), dtype=torch.float64)
         psnr[:, 0] = psnr_uint8(blurred, sharp)
-        for c, possible in ((1, probs[:, 1] + probs[:, 2] > floor), (2, probs[:, 2] > floor)):
-            idx = torch.nonzero(possible).flatten()
+        for c, can in enumerate(possible(r, floor), start=1):
+            idx = torch.from_numpy(np.flatnonzero(can))
             for j in range(0, len(idx), batch):
                 part = idx[j : j + batch]
                 x = blurred[part].float() / 255.0
                 y, _, _ = model.decided(x, classes=torch.full((len(part),), c, dtype=torch.long))
                 psnr[part, c] = psnr_uint8(quantize(y), sharp[part])
-        out[label] = {"probs": probs.numpy(), "psnr": psnr.numpy()}
+        out[label] = r | {"psnr": psnr.numpy()}
     return out
 
 
@@ -75,12 +88,10 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
     always takes it)."""
     import tempfile
 
-    from engines.tiled import Tiling, deblur_frames, frame_evidence
+    from engines.tiled import Tiling, deblur_frames, frames_evidence
     from engines.torch import TorchRunner
-    from toolkit.core.convert import to_nchw
     from toolkit.core.kernels import KERNELS, blur
     from toolkit.core.metrics import capped, psnr
-    from toolkit.core.tiles import pad_frame
 
     model = load_model(checkpoint).eval()
     runner = TorchRunner(checkpoint)
@@ -91,22 +102,14 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
                   for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12)))}
         for label in NATIVE_LABELS:
             inputs = [f if label == "sharp" else blur(f, KERNELS[label]) for f in frames]
-            grids = [tiling.grid(*f.shape[:2]) for f in inputs]
-            padded = [pad_frame(f, g.padded) for f, g in zip(inputs, grids, strict=True)]
-            evidence, _ = frame_evidence(runner, padded, grids, batch)
-            own = [i for i in range(len(inputs)) if i not in evidence]  # one-tile frames decide alone
-            for i in own:
-                evidence[i] = np.asarray(runner.evidence(to_nchw([padded[i]])))[0]
-            ev = np.stack([evidence[i] for i in range(len(inputs))]).astype(np.float32)
-            with torch.no_grad():
-                probs = torch.softmax(model.head.decide(torch.from_numpy(ev)), dim=1).numpy()
+            r = head_probabilities(model, torch.from_numpy(frames_evidence(runner, inputs, tiling, batch)))
             scores = np.full((len(inputs), 3), np.nan)
             scores[:, 0] = [capped(psnr(f, t)) for f, t in zip(inputs, frames, strict=True)]
-            for c, possible in ((1, probs[:, 1] + probs[:, 2] > floor), (2, probs[:, 2] > floor)):
-                idx = np.flatnonzero(possible)
+            for c, can in enumerate(possible(r, floor), start=1):
+                idx = np.flatnonzero(can)
                 out = deblur_frames(forced[c], [inputs[i] for i in idx], tiling, batch=batch).images
                 scores[idx, c] = [capped(psnr(o, frames[i])) for o, i in zip(out, idx, strict=True)]
-            res[label] = {"probs": probs, "psnr": scores}
+            res[label] = r | {"psnr": scores}
             log(f"{label}: {len(inputs)} frames decided and scored")
     return res
 
@@ -118,9 +121,12 @@ def with_gate(model, deblur: float, strong: float):
     return gated
 
 
-def decisions(probs: np.ndarray, deblur: float, strong: float) -> np.ndarray:
+def decisions(probs: np.ndarray, deblur: float, strong: float,
+              strong_probs: np.ndarray | None = None) -> np.ndarray:
     """The class each frame is mixed as (0 pass, 1 k7, 2 k11): head.gate's rule, in NumPy."""
     d7 = probs[:, 1] + probs[:, 2] > deblur
+    if strong_probs is not None:
+        return np.where(strong_probs[:, 2] > strong, 2, np.where(d7, 1, 0))
     return np.where(d7, np.where(probs[:, 2] > strong, 2, 1), 0)
 
 
@@ -132,7 +138,7 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
     """Mean capped gain over the inputs and frames harmed, overall and per label."""
     gains, harm, per = [], 0, {}
     for label, r in res.items():
-        d = decisions(r["probs"], deblur, strong)
+        d = decisions(r["probs"], deblur, strong, r.get("strong"))
         out = r["psnr"][np.arange(len(d)), d]
         inp = r["psnr"][:, 0]
         assert not np.isnan(out).any(), "a decision below the grid's floor was chosen"
@@ -148,9 +154,10 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
 
 
 def calibrate(res: dict, grid=GRID) -> tuple[dict, list[dict]]:
-    """The pair of `grid` (strong >= deblur) that harms the fewest frames, then gains the most, then
-    has the highest thresholds; and every pair's row."""
-    rows = [score_gate(res, d, s) for d in grid for s in grid if s >= d]
+    """The pair of `grid` (strong >= deblur, unless a second MLP decides k11) that harms the fewest
+    frames, then gains the most, then has the highest thresholds; and every pair's row."""
+    second = any("strong" in r for r in res.values())
+    rows = [score_gate(res, d, s) for d in grid for s in grid if s >= d or second]
     return max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"])), rows
 
 
@@ -171,8 +178,11 @@ def frontier(rows: list[dict]) -> list[dict]:
 def load_outcomes(path: Path | str) -> dict[str, dict[str, np.ndarray]]:
     """Outcomes saved by `main` (-o NAME -> NAME.outcomes.npz)."""
     z = np.load(path)
-    labels = sorted({k.rsplit("_", 1)[0] for k in z.files})
-    return {lb: {"probs": z[f"{lb}_probs"], "psnr": z[f"{lb}_psnr"]} for lb in labels}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key in z.files:  # LABEL_probs, LABEL_psnr and, with a second MLP, LABEL_strong
+        label, name = key.rsplit("_", 1)
+        out.setdefault(label, {})[name] = z[key]
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

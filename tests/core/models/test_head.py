@@ -109,3 +109,41 @@ def test_gated_model_exports_and_onnx_runtime_agrees_with_torch(round3, tmp_path
     got, own = sess.run(None, {"input": x.numpy(), "evidence": ev.numpy()})
     assert own.shape == (1, 40)
     assert np.abs(got - want).max() < 1e-3
+
+
+def test_gate_with_a_second_mlp_lets_it_alone_decide_k11():
+    p = torch.tensor([[0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.4, 0.4]])
+    q = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.9, 0.1], [0.0, 0.05, 0.95], [0.3, 0.6, 0.1]])
+    w = gate(p, 0.99, 0.9, q)
+    # k11 when q is sure whatever p says; else k7 only when p is sure of a blur; else pass
+    assert w.tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0]]
+    rng = np.random.default_rng(1)
+    a, b = rng.dirichlet([1, 1, 1], 500), rng.dirichlet([1, 1, 1], 500)
+    for d, s in ((0.5, 0.5), (0.9, 0.6), (0.3, 0.99)):
+        want = gate(torch.from_numpy(a), d, s, torch.from_numpy(b)).argmax(dim=1).numpy()
+        assert (decisions(a, d, s, b) == want).all()
+
+
+def test_a_second_mlp_exports_and_onnx_runtime_agrees_with_torch(shipped, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from training.decision import with_strong
+    from training.export import export_onnx
+
+    model = with_strong(shipped)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for prm in model.head.strong.parameters():
+            prm.add_(0.3 * torch.randn_like(prm))  # unlike the first MLP
+    model = create_model(replace(model.config, gate_deblur=0.5, gate_strong=0.5)).eval()
+    model.load_state_dict(with_strong(shipped).state_dict())
+    path = export_onnx(model, tmp_path / "strong.onnx")  # checks parity itself
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for kernel in ("k7", "k11"):
+        x = nchw(blur(resize_frame(read_frame(skimage_photo_path("chelsea")), (256, 448)), kernel))
+        with torch.no_grad():
+            ev = model.evidence(x)
+            want = model(x, evidence=ev).numpy()
+        got, own = sess.run(None, {"input": x.numpy(), "evidence": ev.numpy()})
+        assert np.abs(got - want).max() < 1e-3 and np.allclose(own, ev.numpy(), atol=1e-4)

@@ -19,6 +19,7 @@ class ModelConfig:
     head_shares: int = 0  # local detectors whose share of positions the head pools (fastwiener; 0: none)
     gate_deblur: float = 0.0  # deblur only when P(k7)+P(k11) exceeds this (fastwiener; 0: a soft mix)
     gate_strong: float = 0.0  # ... and as k11 only when P(k11) exceeds this (with gate_deblur > 0)
+    head_strong: bool = False  # a second head MLP whose P(k11) alone decides k11 (training.decision)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -107,11 +107,11 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
 
 
-def _head(in_channels: int, width: int, shares: int = 0) -> KernelHead:
+def _head(in_channels: int, width: int, shares: int = 0, strong: bool = False) -> KernelHead:
     """Class logits (pass, k7, k11) from the frame and the inverses' differences to it."""
     features = nn.Sequential(_conv(in_channels, width // 2, 2), _conv(width // 2, width, 2),
                              _conv(width, width, 2), _conv(width, width, 2))
-    return KernelHead(features, width, len(CLASSES), shares)
+    return KernelHead(features, width, len(CLASSES), shares, strong)
 
 
 class HalfResUNet(nn.Module):
@@ -158,7 +158,7 @@ class FastWienerNet(nn.Module):
         self.config = config
         self.bank = SeparableBank()
         n = 3 + 3 * len(self.bank.bank)
-        self.head = _head(n, config.head_width, config.head_shares)
+        self.head = _head(n, config.head_width, config.head_shares, config.head_strong)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
 
     takes_evidence = True  # tiles of one frame can share one decision (see toolkit.core.models.head)
@@ -185,9 +185,12 @@ class FastWienerNet(nn.Module):
         indices, training) mixes by the true classes instead."""
         bank, inv7, inv11, head_in = self._bank_and_head_input(x)
         own = self.head.pool(head_in)
-        logits = self.head.decide(given_or_own(own, evidence))
+        pooled = given_or_own(own, evidence)
+        logits = self.head.decide(pooled)
         if classes is None:
-            p = gate(torch.softmax(logits, dim=1), self.config.gate_deblur, self.config.gate_strong)
+            strong = self.head.decide_strong(pooled)
+            q = None if strong is None else torch.softmax(strong, dim=1)
+            p = gate(torch.softmax(logits, dim=1), self.config.gate_deblur, self.config.gate_strong, q)
         else:
             p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))

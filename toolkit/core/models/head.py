@@ -7,7 +7,9 @@ is uniform, natural softness is not: the share of sharp regions lets the sharpes
 bound its blur. Both are means over positions, so a frame cut into tiles has exactly the evidence
 of the whole frame when its tiles' evidence is averaged (toolkit.core.evidence, torch-free, where
 the names and that rule live). `decide` turns evidence into class logits; `gate` turns the class
-probabilities into the mix weights, soft or by conservative thresholds.
+probabilities into the mix weights, soft or by conservative thresholds. With `strong`, a second MLP
+on the same evidence (fitted at the frames' own scale: training.decision) says alone when a frame
+is deconvolved as k11.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ LOG_FLOOR = 1e-4  # features and shares are logged above this floor (fits fp16)
 class KernelHead(nn.Module):
     """Which blur does this frame carry? `features` (strided convs) -> pooled evidence -> MLP."""
 
-    def __init__(self, features: nn.Module, width: int, classes: int, shares: int = 0):
+    def __init__(self, features: nn.Module, width: int, classes: int, shares: int = 0, strong: bool = False):
         super().__init__()
         self.features = features
         self.width, self.shares = width, shares
         self.local = nn.Conv2d(width, shares, 1) if shares else None
         n = width + shares
         self.mlp = nn.Sequential(nn.Linear(n, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
+        self.strong = (nn.Sequential(nn.Linear(n, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
+                       if strong else None)
 
     @property
     def evidence_width(self) -> int:
@@ -46,6 +50,16 @@ class KernelHead(nn.Module):
         """Class logits from evidence (log: ratios of energies, not the frame's contrast)."""
         return self.mlp(torch.log(pooled + LOG_FLOOR))
 
+    def decide_strong(self, pooled: torch.Tensor) -> torch.Tensor | None:
+        """The second MLP's class logits (None without one): only its P(k11) is used (`gate`)."""
+        return None if self.strong is None else self.strong(torch.log(pooled + LOG_FLOOR))
+
+    def probabilities(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(class probabilities, the second MLP's or None): what `gate` decides on."""
+        strong = self.decide_strong(pooled)
+        return (torch.softmax(self.decide(pooled), dim=1),
+                None if strong is None else torch.softmax(strong, dim=1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decide(self.pool(x))
 
@@ -61,16 +75,22 @@ def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     return torch.where(given < 0, own, given.to(own.dtype))
 
 
-def gate(p: torch.Tensor, deblur: float, strong: float) -> torch.Tensor:
+def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None = None) -> torch.Tensor:
     """Mix weights (N x 3: pass, k7, k11) from ordered class probabilities (pass < k7 < k11).
 
     `deblur` <= 0: the probabilities themselves (a soft mix). Otherwise a hard, conservative
     choice: deblur only when P(k7) + P(k11) > `deblur`, and as k11 only when P(k11) > `strong`
     too (deconvolving one class too hard costs ~11 dB, one class too soft ~3 dB), so a pass is
-    exactly the input. Comparisons and casts: one ONNX Greater + Cast each.
+    exactly the input. With `q` (the second MLP's probabilities, KernelHead.strong): k11 exactly
+    when q's P(k11) > `strong`, else k7 when p's P(k7) + P(k11) > `deblur`, else pass.
+    Comparisons and casts: one ONNX Greater + Cast each.
     """
     if deblur <= 0:
         return p
     d7 = (p[:, 1:2] + p[:, 2:3] > deblur).to(p.dtype)
-    d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
-    return torch.cat([1 - d7, d7 - d11, d11], dim=1)
+    if q is None:
+        d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
+        return torch.cat([1 - d7, d7 - d11, d11], dim=1)
+    d11 = (q[:, 2:3] > strong).to(p.dtype)
+    d7 = d7 * (1 - d11)
+    return torch.cat([1 - d7 - d11, d7, d11], dim=1)
