@@ -153,11 +153,12 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
     return {"deblur": deblur, "strong": strong, "gain": float(all_g.mean()), "harmed": harm, "labels": per}
 
 
-def calibrate(res: dict, grid=GRID) -> tuple[dict, list[dict]]:
-    """The pair of `grid` (strong >= deblur, unless a second MLP decides k11) that harms the fewest
-    frames, then gains the most, then has the highest thresholds; and every pair's row."""
+def calibrate(res: dict, grid=GRID, strong_floor: float = 0.0) -> tuple[dict, list[dict]]:
+    """The pair of `grid` (strong >= deblur, unless a second MLP decides k11; strong >=
+    `strong_floor`) that harms the fewest frames, then gains the most, then has the highest
+    thresholds; and every pair's row."""
     second = any("strong" in r for r in res.values())
-    rows = [score_gate(res, d, s) for d in grid for s in grid if s >= d or second]
+    rows = [score_gate(res, d, s) for d in grid for s in grid if (s >= d or second) and s >= strong_floor]
     return max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"])), rows
 
 
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=int,
                    help="calibrate on this many crisp and as many soft training photos "
                         "(training.photoset.calibration_split) instead of those the fit held out")
+    p.add_argument("--strong-floor", type=float, default=0.0,
+                   help="never choose a strong threshold below this (a second MLP: see training.decision's "
+                        "out-of-fold count of frames it took for k11 above each threshold)")
     p.add_argument("--outcomes", help="choose from these saved outcomes (NAME.outcomes.npz of an earlier "
                                       "run on the same checkpoint and photos) instead of running the network")
     args = p.parse_args(argv)
@@ -227,17 +231,20 @@ def main(argv: list[str] | None = None) -> None:
     if not args.outcomes:
         np.savez_compressed(f"{args.out}.outcomes.npz",
                             **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
-    best, rows = calibrate(res)
+    safe = args.strong_floor
+    best, rows = calibrate(res, strong_floor=safe)
     gated = with_gate(model, best["deblur"], best["strong"])
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
     front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
     meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
-                           "best": best, "cap_db": CAP_DB, "frontier": front}
+                           "best": best, "cap_db": CAP_DB, "frontier": front, "strong_floor": safe}
     save_checkpoint(args.out, gated, meta)
     print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed")}))
     for label, r in best["labels"].items():
         print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
               f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
+    if safe:
+        print(f"strong >= {safe} (--strong-floor)")
     print("frontier (the best gain for each count of frames harmed):")
     for r in front:
         print(f"  harmed {r['harmed']:3d}  gain {r['gain']:+.3f} dB  "

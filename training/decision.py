@@ -3,7 +3,7 @@ frozen evidence from frames at the scales dtk meets.
 
     python -m training.decision toolkit/assets/dtk-unet.safetensors --photos data/photoset -o runs/r3/strong
     python -m training.calibrate runs/r3/strong.safetensors --native 1280x720 --calibration 200 \
-        -o runs/r3/strong-gated
+        --strong-floor 0.999 -o runs/r3/strong-gated
 
 Why: the head's features are fixed convolutions whose pooled means (the evidence, as `dtk run`
 decides on it: engines.tiled.frames_evidence) are what its MLP judges. Round 2 fitted that MLP on
@@ -22,8 +22,10 @@ is smaller but holds one 256x448 tile) and the stored copy's validation-style 25
 
 Loss: cross-entropy plus `over` x -log P(no class stronger than the truth): deconvolving one class
 too hard costs ~11 dB, one class too soft ~3 dB. Frames at their own scale weigh 3x, soft photos
-2x. `--folds K` first reports a K-fold cross-validation by photo (the proxy frontier of
-`proxy_frontier`), so the settings are judged on photos the fit did not see.
+2x. `--folds K` (default 5) first cross-validates by photo: the proxy frontier (`proxy_frontier`)
+judges the settings on photos the fit did not see, and `false_strong` counts, per threshold, the
+frames (own scale and 256x448) it took for k11 that were not: the sidecar keeps the counts, from
+which calibrate's `--strong-floor` is chosen (its 65 photos alone cannot see a one-in-twenty error).
 """
 
 from __future__ import annotations
@@ -167,12 +169,23 @@ def proxy_frontier(probs: np.ndarray, classes: np.ndarray, strong_probs: np.ndar
     return out
 
 
+def false_strong(strong_probs: np.ndarray, classes: np.ndarray) -> dict[str, int]:
+    """{threshold: frames that are not k11 whose P(k11) from the second MLP exceeds it} for each
+    threshold of calibrate's grid (out-of-fold probabilities: the rate at which it deconvolves a
+    frame too hard on photos it did not see; calibrate --strong-floor is chosen from it)."""
+    from training.calibrate import GRID
+
+    wrong = strong_probs[classes < 2, 2]
+    return {str(g): int((wrong > g).sum()) for g in GRID}
+
+
 def cross_validate(start: nn.Module, data: dict[str, np.ndarray], folds: int, **fit_args) -> np.ndarray:
     """Probabilities of every frame from an MLP fitted without its photo (K folds by photo)."""
     import copy
 
     names = np.unique(data["photo"])
-    fold_of = dict(zip(names, np.random.default_rng(0).integers(0, folds, len(names)), strict=True))
+    order = np.random.default_rng(0).permutation(len(names)) % folds  # folds of equal size
+    fold_of = dict(zip(names, order, strict=True))
     fold = np.array([fold_of[p] for p in data["photo"]])
     classes = np.array([LABEL_CLASS[lb] for lb in data["label"]])
     probs = np.zeros((len(classes), 3))
@@ -212,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--over", type=float, default=4.0, help="weight of -log P(no class too strong)")
     p.add_argument("--weight-decay", type=float, default=1e-3)
-    p.add_argument("--folds", type=int, default=0, help="report a K-fold cross-validation by photo first")
+    p.add_argument("--folds", type=int, default=5,
+                   help="cross-validate by photo first (0: no)")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
     if args.threads:
@@ -230,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     classes = np.array([LABEL_CLASS[lb] for lb in data["label"]])
     own = np.isin(data["kind"], OWN_SCALE)
     fit_args = {"steps": args.steps, "over": args.over, "weight_decay": args.weight_decay}
-    report = {}
+    report, false = {}, None
     if args.folds:
         main_probs = probabilities(model.head.mlp, data["ev"])
         cv = cross_validate(model.head.mlp, data, args.folds, **fit_args)
@@ -243,11 +257,14 @@ def main(argv: list[str] | None = None) -> None:
                 for r in rows[:5]:
                     print(f"  over {r['over']:3d}  proxy gain {r['gain']:+.2f}  deblur {r['deblur']} strong "
                           f"{r['strong']}  k7 as k7 {r['k7_as_k7']:.2f}  k11 as k11 {r['k11_as_k11']:.2f}")
+        false = false_strong(cv, classes)
+        print(f"out of fold, of {int((classes < 2).sum())} frames that are not k11, taken for k11 above "
+              "each threshold: " + ", ".join(f"{g}: {n}" for g, n in false.items()))
     fit_mlp(model.head.strong, data["ev"], classes, weights(data), **fit_args)
     meta = {"decision_fit": {"from": str(args.checkpoint), "photos": int(len(np.unique(data["photo"]))),
                              "frames": int(len(classes)), "own_scale_frames": int(own.sum()),
                              "native": args.native, "calibration": args.calibration, **fit_args,
-                             "cross_validation": report}}
+                             "cross_validation": report, "false_k11_out_of_fold": false}}
     print(f"wrote {save_checkpoint(args.out, model, meta)}")
 
 

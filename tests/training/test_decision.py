@@ -31,6 +31,14 @@ def test_frames_evidence_is_what_a_run_decides_on():
     assert np.allclose(ev[1], np.asarray(runner.evidence(to_nchw([frames[1]])))[0], atol=1e-6)
 
 
+def test_false_k11_counts_per_threshold():
+    from training.decision import false_strong
+
+    q = np.array([[0, 0.1, 0.9], [0, 0.04, 0.96], [0, 0, 1.0], [0.5, 0.5, 0.0]])
+    counts = false_strong(q, np.array([1, 0, 2, 2]))  # a k7 frame at 0.9, a sharp one at 0.96
+    assert counts["0.85"] == 2 and counts["0.9"] == 1 and counts["0.95"] == 1 and counts["0.97"] == 0
+
+
 def test_the_fit_penalises_classes_stronger_than_the_truth():
     from torch import nn
 
@@ -61,7 +69,7 @@ def test_decision_fits_the_second_mlp_only_and_calibration_uses_it(photos, tmp_p
     start = default_model_path("torch")
     out = tmp_path / "strong"
     decision.main([str(start), "--photos", str(photos), "-o", str(out), "--steps", "20",
-                   "--calibration", "1", "--native", "512x384"])
+                   "--calibration", "1", "--native", "512x384", "--folds", "2"])
     data = np.load(f"{out}.evidence.npz")
     # brick is gray; ihc is a validation photo; the colour training photos have no original in a
     # package cache here, so none is one calibrate --native decides on
@@ -74,10 +82,14 @@ def test_decision_fits_the_second_mlp_only_and_calibration_uses_it(photos, tmp_p
     assert not torch.equal(after["head.strong.2.weight"], before["head.mlp.2.weight"])
     doc = json.loads((tmp_path / "strong.json").read_text())
     assert doc["decision_fit"]["steps"] == 20 and doc["config"]["head_strong"] is True
+    false = doc["decision_fit"]["false_k11_out_of_fold"]
+    assert set(false) == {str(g) for g in cal.GRID}
+    assert list(false.values()) == sorted(false.values(), reverse=True)
 
     cal.main([f"{out}.safetensors", "--photos", str(photos), "-o", str(tmp_path / "gated"),
-              "--calibration", "1"])
+              "--calibration", "1", "--strong-floor", "0.9"])
     res = cal.load_outcomes(tmp_path / "gated.outcomes.npz")
     assert all(r["strong"].shape == r["probs"].shape for r in res.values())
     gated = load_model(tmp_path / "gated.safetensors")
     assert gated.config.head_strong and gated.config.gate_deblur in cal.GRID
+    assert gated.config.gate_strong >= 0.9
