@@ -12,7 +12,8 @@ their input by more than 0.5 dB (a sharp frame: below 55 dB) and by what the fra
 inputs (PSNR capped at 60 dB, so an untouched sharp frame is not worth 40 dB more than a blurred
 one). The pair chosen harms the fewest frames, then gains the most, then is the most conservative
 (issue 28: no frame made worse comes first). It goes into the model's config (`gate_deblur`,
-`gate_strong`: toolkit.core.models.head.gate) of the checkpoint written to `-o`; the outcomes are
+`gate_strong`: toolkit.core.models.head.gate; with `--native` and a second MLP, its threshold for
+frames of several tiles, `gate_strong_native`) of the checkpoint written to `-o`; the outcomes are
 saved beside it (`-o`.outcomes.npz: choose again with `--outcomes`, no network pass).
 """
 
@@ -98,7 +99,7 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
     tiling = Tiling()
     res: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        forced = {c: TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", with_gate(model, d, s), {}))
+        forced = {c: TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", with_gate(model, d, s, s), {}))
                   for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12)))}
         for label in NATIVE_LABELS:
             inputs = [f if label == "sharp" else blur(f, KERNELS[label]) for f in frames]
@@ -114,9 +115,12 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
     return res
 
 
-def with_gate(model, deblur: float, strong: float):
-    """A copy of `model` (same weights) whose gate has these thresholds."""
-    gated = create_model(replace(model.config, gate_deblur=deblur, gate_strong=strong))
+def with_gate(model, deblur: float, strong: float, strong_native: float | None = None):
+    """A copy of `model` (same weights) whose gate has these thresholds (`strong_native`: for frames
+    of several tiles; None: keep the model's)."""
+    native = model.config.gate_strong_native if strong_native is None else strong_native
+    gated = create_model(replace(model.config, gate_deblur=deblur, gate_strong=strong,
+                                 gate_strong_native=native))
     gated.load_state_dict(model.state_dict())
     return gated
 
@@ -233,7 +237,10 @@ def main(argv: list[str] | None = None) -> None:
                             **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
     safe = args.strong_floor
     best, rows = calibrate(res, strong_floor=safe)
-    gated = with_gate(model, best["deblur"], best["strong"])
+    if args.native and model.config.head_strong:  # its k11 threshold for frames of several tiles
+        gated = with_gate(model, best["deblur"], model.config.gate_strong, best["strong"])
+    else:
+        gated = with_gate(model, best["deblur"], best["strong"])
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
     front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
     meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,

@@ -23,9 +23,11 @@ is smaller but holds one 256x448 tile) and the stored copy's validation-style 25
 Loss: cross-entropy plus `over` x -log P(no class stronger than the truth): deconvolving one class
 too hard costs ~11 dB, one class too soft ~3 dB. Frames at their own scale weigh 3x, soft photos
 2x. `--folds K` (default 5) first cross-validates by photo: the proxy frontier (`proxy_frontier`)
-judges the settings on photos the fit did not see, and `false_strong` counts, per threshold, the
-frames (own scale and 256x448) it took for k11 that were not: the sidecar keeps the counts, from
-which calibrate's `--strong-floor` is chosen (its 65 photos alone cannot see a one-in-twenty error).
+judges the settings on photos the fit did not see, and `false_strong` counts, per threshold and
+scale (own scale; 256x448 windows), the frames it took for k11 that were not: the sidecar keeps the
+counts, from which calibrate's `--strong-floor` is chosen (its 65 photos alone cannot see a
+one-in-twenty error): the lowest threshold with none at own scale for `--native` (the model's
+`gate_strong_native`, for frames of several tiles), with none in windows for 256x448 frames.
 """
 
 from __future__ import annotations
@@ -257,9 +259,11 @@ def main(argv: list[str] | None = None) -> None:
                 for r in rows[:5]:
                     print(f"  over {r['over']:3d}  proxy gain {r['gain']:+.2f}  deblur {r['deblur']} strong "
                           f"{r['strong']}  k7 as k7 {r['k7_as_k7']:.2f}  k11 as k11 {r['k11_as_k11']:.2f}")
-        false = false_strong(cv, classes)
-        print(f"out of fold, of {int((classes < 2).sum())} frames that are not k11, taken for k11 above "
-              "each threshold: " + ", ".join(f"{g}: {n}" for g, n in false.items()))
+        false = {scale: false_strong(cv[sel], classes[sel])
+                 for scale, sel in (("own scale", own), ("256x448 windows", ~own))}
+        for scale, counts in false.items():
+            print(f"out of fold, {scale}: frames that are not k11 taken for k11 above each threshold: "
+                  + ", ".join(f"{g}: {n}" for g, n in counts.items()))
     fit_mlp(model.head.strong, data["ev"], classes, weights(data), **fit_args)
     meta = {"decision_fit": {"from": str(args.checkpoint), "photos": int(len(np.unique(data["photo"]))),
                              "frames": int(len(classes)), "own_scale_frames": int(own.sum()),

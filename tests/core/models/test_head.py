@@ -124,6 +124,24 @@ def test_gate_with_a_second_mlp_lets_it_alone_decide_k11():
         assert (decisions(a, d, s, b) == want).all()
 
 
+def test_frames_of_several_tiles_have_their_own_k11_threshold(shipped):
+    p = torch.tensor([[0.0, 1.0, 0.0]] * 4)
+    q = torch.tensor([[0.0, 0.05, 0.95]] * 4)
+    given = torch.tensor([[True], [False], [True], [False]])
+    assert gate(p, 0.9, 0.99, q, given, 0.9).argmax(dim=1).tolist() == [2, 1, 2, 1]
+    assert gate(p, 0.9, 0.99, q, given, 0.0).argmax(dim=1).tolist() == [1, 1, 1, 1]  # 0: one threshold
+    # in the model: a frame decided on given evidence (engines.tiled, several tiles) vs on its own
+    model = create_model(replace(shipped.config, gate_strong=2.0, gate_strong_native=0.5)).eval()
+    model.load_state_dict(shipped.state_dict())
+    x = nchw(blur(resize_frame(read_frame(skimage_photo_path("astronaut")), (256, 448)), "k11"))
+    with torch.no_grad():
+        ev = model.evidence(x)
+        assert 0.5 < float(model.head.probabilities(ev)[1][0, 2]) < 1.0
+        as_k11, _, _ = shipped.decided(x, classes=torch.tensor([2]))
+        assert torch.equal(model(x, evidence=ev), as_k11)  # given: strong_native 0.5
+        assert not torch.equal(model(x), as_k11)  # own: strong 2.0, never k11
+
+
 def test_a_second_mlp_exports_and_onnx_runtime_agrees_with_torch(shipped, tmp_path):
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort
@@ -131,19 +149,24 @@ def test_a_second_mlp_exports_and_onnx_runtime_agrees_with_torch(shipped, tmp_pa
     from training.decision import with_strong
     from training.export import export_onnx
 
-    model = with_strong(shipped)
+    perturbed = with_strong(shipped)
     torch.manual_seed(1)
     with torch.no_grad():
-        for prm in model.head.strong.parameters():
+        for prm in perturbed.head.strong.parameters():
             prm.add_(0.3 * torch.randn_like(prm))  # unlike the first MLP
-    model = create_model(replace(model.config, gate_deblur=0.5, gate_strong=0.5)).eval()
-    model.load_state_dict(with_strong(shipped).state_dict())
+    config = replace(perturbed.config, gate_deblur=0.5, gate_strong=0.99, gate_strong_native=0.3)
+    model = create_model(config).eval()
+    model.load_state_dict(perturbed.state_dict())
     path = export_onnx(model, tmp_path / "strong.onnx")  # checks parity itself
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for kernel in ("k7", "k11"):
-        x = nchw(blur(resize_frame(read_frame(skimage_photo_path("chelsea")), (256, 448)), kernel))
+    photo = resize_frame(read_frame(skimage_photo_path("chelsea")), (256, 448))
+    x = torch.cat([nchw(blur(photo, kernel)) for kernel in ("k7", "k11")])
+    with torch.no_grad():
+        ev = model.evidence(x)
+    own_rows = -torch.ones_like(ev)
+    # own decisions; one frame's evidence for both; each its own, given (as tiles of two frames)
+    for evidence in (own_rows, ev[1:], ev):
         with torch.no_grad():
-            ev = model.evidence(x)
-            want = model(x, evidence=ev).numpy()
-        got, own = sess.run(None, {"input": x.numpy(), "evidence": ev.numpy()})
+            want = model(x, evidence=evidence).numpy()
+        got, own = sess.run(None, {"input": x.numpy(), "evidence": evidence.numpy()})
         assert np.abs(got - want).max() < 1e-3 and np.allclose(own, ev.numpy(), atol=1e-4)

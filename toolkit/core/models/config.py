@@ -20,6 +20,7 @@ class ModelConfig:
     gate_deblur: float = 0.0  # deblur only when P(k7)+P(k11) exceeds this (fastwiener; 0: a soft mix)
     gate_strong: float = 0.0  # ... and as k11 only when P(k11) exceeds this (with gate_deblur > 0)
     head_strong: bool = False  # a second head MLP whose P(k11) alone decides k11 (training.decision)
+    gate_strong_native: float = 0.0  # its threshold for frames decided over several tiles (0: gate_strong)
 
     def to_dict(self) -> dict:
         return asdict(self)

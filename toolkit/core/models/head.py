@@ -75,14 +75,17 @@ def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     return torch.where(given < 0, own, given.to(own.dtype))
 
 
-def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None = None) -> torch.Tensor:
+def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None = None,
+         given: torch.Tensor | None = None, strong_given: float = 0.0) -> torch.Tensor:
     """Mix weights (N x 3: pass, k7, k11) from ordered class probabilities (pass < k7 < k11).
 
     `deblur` <= 0: the probabilities themselves (a soft mix). Otherwise a hard, conservative
     choice: deblur only when P(k7) + P(k11) > `deblur`, and as k11 only when P(k11) > `strong`
     too (deconvolving one class too hard costs ~11 dB, one class too soft ~3 dB), so a pass is
     exactly the input. With `q` (the second MLP's probabilities, KernelHead.strong): k11 exactly
-    when q's P(k11) > `strong`, else k7 when p's P(k7) + P(k11) > `deblur`, else pass.
+    when q's P(k11) > `strong`, else k7 when p's P(k7) + P(k11) > `deblur`, else pass; rows
+    where `given` (N x 1 bool: decided on evidence given for a whole frame of several tiles, at
+    its own size) compare with `strong_given` instead when it is > 0 (calibrated there).
     Comparisons and casts: one ONNX Greater + Cast each.
     """
     if deblur <= 0:
@@ -91,6 +94,10 @@ def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None =
     if q is None:
         d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
         return torch.cat([1 - d7, d7 - d11, d11], dim=1)
-    d11 = (q[:, 2:3] > strong).to(p.dtype)
+    if given is not None and strong_given > 0:
+        g = given.to(p.dtype)  # N x 1 or 1 x 1: a blend broadcasts where ONNX Runtime's Where would not
+        d11 = g * (q[:, 2:3] > strong_given).to(p.dtype) + (1 - g) * (q[:, 2:3] > strong).to(p.dtype)
+    else:
+        d11 = (q[:, 2:3] > strong).to(p.dtype)
     d7 = d7 * (1 - d11)
     return torch.cat([1 - d7 - d11, d7, d11], dim=1)
