@@ -105,7 +105,7 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
               frames_out: Path | str | None = None, codec: str | None = None, crf: int | None = None,
               pix_fmt: str | None = None, batch: int = 8, blur: str | None = None,
               tile_overlap: int = DEFAULT_OVERLAP, overwrite: bool = False, strict: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, resumable: bool = False,
+              max_pixels: int = DEFAULT_MAX_PIXELS, resumable: bool = False, pipeline: str = "auto",
               on_open: Callable[[Runner], None] | None = None,
               progress: Callable[[int, int], None] | None = None,
               on_tiles: Callable[[int], None] | None = None,
@@ -113,7 +113,9 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
     the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
     prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
-    deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes."""
+    deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes;
+    `pipeline`: the decoder (fallback: PyAV, dali: DALI, auto: DALI on a GPU when it can, else PyAV;
+    core.pipeline.dali_video)."""
     from engines.tiled import Tiling
     from toolkit import FRAME_SIZE
     from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
@@ -122,10 +124,10 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     frames = None if frames_out is None else Path(frames_out)
     preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
                             batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
-                            json_out=None, resumable=resumable)
+                            json_out=None, resumable=resumable, pipeline=pipeline)
     Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check
     job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                     max_pixels=max_pixels, resumable=resumable)
+                     max_pixels=max_pixels, resumable=resumable, pipeline=pipeline)
     return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
                          blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
                          on_tiles=on_tiles)

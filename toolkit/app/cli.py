@@ -448,7 +448,9 @@ def run_cmd(
                           "streams, the batch's tiles spread over an async request queue).")] = None,
     pipeline: Annotated[str, typer.Option(
         help="Frame pipeline: auto|dali|fallback|torch (auto: DALI on a GPU when installed, else the "
-             "torch GPU blur when CUDA is there, else the CPU fallback).")] = "auto",
+             "torch GPU blur when CUDA is there, else the CPU fallback). A video file: its decoder, "
+             "fallback (PyAV), dali (DALI: VP8/VP9/MJPEG on a CPU, H.264/HEVC/AV1 too on a GPU) or "
+             "auto (DALI on a GPU when it can, else PyAV).")] = "auto",
     executor: Annotated[str, typer.Option(
         help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
@@ -598,7 +600,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
         summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
                                 pix_fmt=pix_fmt, batch=batch, blur=blur, tile_overlap=tile_overlap,
                                 overwrite=overwrite, strict=strict, max_pixels=max_pixels,
-                                resumable=resumable, on_open=opened, progress=progress,
+                                resumable=resumable, pipeline=pipeline, on_open=opened, progress=progress,
                                 on_tiles=tile_counter(bar, task))
     if str(json_out) != "-":
         shares = summary.shares()
@@ -611,6 +613,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                      + f", {len(video['audio'])} audio stream(s)",
             "frames": f"{summary.frames_total} in the clip: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
+            "decoder": summary.decoder,
             "wall time": f"{summary.wall_s:.2f} s",
             "end to end": f"{summary.frames_per_s:.2f} frames/s",
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s",

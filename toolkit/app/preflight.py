@@ -171,8 +171,9 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
                        "give one of them")
     frame_only({"--resize": resize, "--keep-size": keep_size, "--executor ray": executor != "local",
-                f"--pipeline {pipeline}": pipeline not in ("auto", "fallback")},
-               "a video is decoded with PyAV on the CPU and deblurred at its own size")
+                f"--pipeline {pipeline}": pipeline not in ("auto", "dali", "fallback")},
+               "a video is decoded by PyAV (--pipeline fallback) or DALI's video decoder (--pipeline dali; "
+               "auto: DALI on a GPU when it can) and deblurred at its own size")
     check_max_pixels(max_pixels)
     check_batch(batch)
     check_threads(threads)

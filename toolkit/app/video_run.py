@@ -1,7 +1,8 @@
 """`dtk run CLIP -o OUT.mp4` (or `--frames-out DIR`): a video through dtk run's deblur path.
 
 Data flow: decode (core.video: RGB with the stream's matrix and range; audio packets handed on
-untouched) -> optional seed blur -> engines.tiled.deblur_frames (each frame at its own size in
+untouched; or DALI's video reader with PyAV's timestamps and audio, core.pipeline.dali_video, as
+`--pipeline` chooses) -> optional seed blur -> engines.tiled.deblur_frames (each frame at its own size in
 overlapping tiles, one blur decision per frame) -> encode (core.videowrite: the input's pts,
 time_base, size and colour tags; audio copied) or one PNG per frame (`DIR/<index:08d>.png`).
 
@@ -79,6 +80,7 @@ from toolkit.core.frames import (
 )
 from toolkit.core.kernels import blur as blur_image
 from toolkit.core.kernels import get_kernel
+from toolkit.core.pipeline.dali_video import choose_decoder, dali_frames
 from toolkit.core.safepaths import check_output_file, check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
 from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, probe
@@ -114,6 +116,7 @@ class VideoJob:
     frames_out: Path | None = None  # a folder of PNGs
     encode: EncodeSettings | None = None
     work_dir: Path | None = None  # --resumable: deblurred frames kept as PNGs until the video is done
+    decoder: str = "pyav"  # pyav | dali-cpu | dali-gpu (core.pipeline.dali_video.choose_decoder)
 
     @property
     def png_dir(self) -> Path | None:
@@ -125,7 +128,10 @@ class VideoJob:
         (`with_encoding` False: the PNGs only, for the work folder; another --crf reuses them)."""
         src = self.info.to_json()
         src.pop("path")
-        return {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
+        doc = {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
+        if self.decoder != "pyav":  # DALI's RGB differs slightly from PyAV's; PyAV runs' manifests unchanged
+            doc["decoder"] = self.decoder
+        return doc
 
 
 def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | None], overwrite: bool,
@@ -141,17 +147,18 @@ def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | Non
 def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
                codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
                max_pixels: int | None = None, resumable: bool = False,
-               info: VideoInfo | None = None) -> VideoJob:
-    """Probe the input (unless `info` is its probe) and settle the output's encoding (DtkError for
-    a bad input or option): everything that can fail before the model loads. Paths are checked in
-    app.preflight (`check_video_output`)."""
+               info: VideoInfo | None = None, pipeline: str = "fallback") -> VideoJob:
+    """Probe the input (unless `info` is its probe), choose its decoder for `pipeline` (auto|dali|
+    fallback) and settle the output's encoding (DtkError for a bad input or option): everything that
+    can fail before the model loads. Paths are checked in app.preflight (`check_video_output`)."""
     info = info or probe(input_path)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DtkError(f"{input_path}: frames of {info.width}x{info.height} are over --max-pixels "
                        f"{max_pixels}")
     enc = encode_settings(output, info, codec, crf, pix_fmt) if output is not None else None
     work = work_dir_for(output) if resumable and output is not None else None
-    return VideoJob(Path(input_path), info, output, frames_out, enc, work)
+    decoder = choose_decoder(info, pipeline)
+    return VideoJob(Path(input_path), info, output, frames_out, enc, work, decoder)
 
 
 @dataclass
@@ -177,6 +184,7 @@ class VideoRunSummary(FrameRates):
     tile_overlap: int = DEFAULT_OVERLAP
     network_passes: int = 0
     head_passes: int = 0
+    decoder: str = "pyav"  # which decoder ran: pyav | dali-cpu | dali-gpu
 
     def shares(self) -> dict[str, float]:
         """Share of wall time decoding / computing / encoding / other."""
@@ -192,7 +200,7 @@ class VideoRunSummary(FrameRates):
             "compute_frames_per_s": self.compute_frames_per_s, "time_shares": self.shares(),
             "video": self.video, "encode": self.encode, "batch": self.batch, "blur": self.blur,
             "backend": self.backend, "mode": "native", "tile_overlap": self.tile_overlap,
-            "network_passes": self.network_passes, "head_passes": self.head_passes,
+            "network_passes": self.network_passes, "head_passes": self.head_passes, "decoder": self.decoder,
         }
 
 
@@ -296,7 +304,7 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
     info = job.info
     summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
-                              backend=runner.describe(), tile_overlap=tile_overlap)
+                              backend=runner.describe(), tile_overlap=tile_overlap, decoder=job.decoder)
     finished = 0
 
     def tick() -> None:
@@ -327,7 +335,8 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
     with VideoReader(job.input, info) as reader:
         sink = _Sink(job, reader)
         try:
-            frames = reader.frames(on_packet=sink.copy_packet())
+            frames = (reader.frames(on_packet=sink.copy_packet()) if job.decoder == "pyav" else
+                      dali_frames(reader, job.decoder.removeprefix("dali-"), on_packet=sink.copy_packet()))
             pending: list[DecodedFrame] = []
             while True:
                 t0 = time.perf_counter()
