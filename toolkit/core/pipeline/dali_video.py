@@ -56,7 +56,9 @@ def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None) -> s
     device = "gpu" if gpu else "cpu"
     why = unsupported(info, device)
     if pipeline == "auto":
-        return "dali-gpu" if gpu and why is None and _dali_available() else "pyav"
+        # PyAV: the reference, and DALI's GPU (NVDEC) path has not run on a GPU yet; ask for it with
+        # --pipeline dali (README, Video)
+        return "pyav"
     optional_import("nvidia.dali")
     if why is not None:
         raise DtkError(f"{info.path}: {why}")
