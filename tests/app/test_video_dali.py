@@ -86,9 +86,9 @@ def test_dali_decoder_matches_pyav_frames_times_and_audio(make_clip, onnx_model,
 
 @needs_dali
 def test_dali_on_a_cpu_refuses_h264_naming_it_before_the_model_loads(make_clip, tmp_path, no_model_load):
-    from toolkit.core.pipeline.dali_video import _cuda_available
+    from toolkit.core.pipeline import _torch_cuda_available
 
-    if _cuda_available():
+    if _torch_cuda_available():
         pytest.skip("a GPU is visible: DALI decodes H.264 there (test_dali_gpu_decodes_h264)")
     clip = tmp_path / "pan.mp4"
     make_clip(clip, Fraction(25), frames=4, size=(256, 448), audio=False)

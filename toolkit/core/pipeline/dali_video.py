@@ -33,6 +33,7 @@ import numpy as np
 
 from toolkit.core.errors import DtkError
 from toolkit.core.lazy import optional_import
+from toolkit.core.pipeline import _torch_cuda_available  # one home: does torch see CUDA
 from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, av
 
 DECODERS = ("pyav", "dali-cpu", "dali-gpu")
@@ -52,7 +53,7 @@ def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None) -> s
         raise DtkError(f"--pipeline {pipeline} is for frame folders; a video takes auto, dali or fallback")
     if pipeline == "fallback":
         return "pyav"
-    gpu = _cuda_available() if gpu is None else gpu
+    gpu = _torch_cuda_available() if gpu is None else gpu
     device = "gpu" if gpu else "cpu"
     why = unsupported(info, device)
     if pipeline == "auto":
@@ -185,19 +186,3 @@ def _reason(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     lines = [ln for ln in lines if not ln.startswith(("File ", "Critical error", "Error in"))]
     return lines[-1] if lines else type(exc).__name__
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch  # heavy: only when a video run asks which decoder
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _dali_available() -> bool:
-    try:
-        import nvidia.dali  # noqa: F401 - optional, imported only to ask whether it is there
-    except ImportError:
-        return False
-    return True
