@@ -162,16 +162,23 @@ def calibrate(res: dict, grid=GRID, strong_floor: float = 0.0) -> tuple[dict, li
     `strong_floor`) that harms the fewest frames, then gains the most, then has the highest
     thresholds; and every pair's row."""
     second = any("strong" in r for r in res.values())
-    rows = [score_gate(res, d, s) for d in grid for s in grid if (s >= d or second) and s >= strong_floor]
+    rows = [score_gate(res, d, s) for d, s in gate_pairs(grid, second, strong_floor)]
     return max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"])), rows
 
 
-def frontier(rows: list[dict]) -> list[dict]:
-    """The rows no other row beats on both counts: fewer frames harmed and more gain."""
+def gate_pairs(grid=GRID, second: bool = False, strong_floor: float = 0.0) -> list[tuple[float, float]]:
+    """The (deblur, strong) threshold pairs a calibration weighs: strong >= deblur (one MLP: k11 is
+    a stronger claim than a blur), any pair with a second MLP deciding k11; strong >= `strong_floor`."""
+    return [(d, s) for d in grid for s in grid if (s >= d or second) and s >= strong_floor]
+
+
+def frontier(rows: list[dict], harm: str = "harmed") -> list[dict]:
+    """The rows no other row beats on both counts: fewer frames harmed (the count `harm`) and more
+    gain."""
     best: dict[int, dict] = {}
     for r in rows:
-        if r["harmed"] not in best or r["gain"] > best[r["harmed"]]["gain"]:
-            best[r["harmed"]] = r
+        if r[harm] not in best or r["gain"] > best[r[harm]]["gain"]:
+            best[r[harm]] = r
     out, top = [], -np.inf
     for h in sorted(best):
         if best[h]["gain"] > top:

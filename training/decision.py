@@ -151,24 +151,16 @@ def proxy_frontier(probs: np.ndarray, classes: np.ndarray, strong_probs: np.ndar
                    grid=(0.5, 0.8, 0.9, 0.95, 0.99, 0.999)) -> list[dict]:
     """For each count of frames decided too strong: the gate (deblur, strong) with the most proxy gain
     (head.gate's rule: with `strong_probs`, the second MLP's decides k11)."""
-    from training.calibrate import decisions
+    from training.calibrate import decisions, frontier, gate_pairs
 
-    best: dict[int, dict] = {}
-    for d in grid:
-        for s in (g for g in grid if g >= d or strong_probs is not None):
-            dec = decisions(probs, d, s, strong_probs)
-            row = {"deblur": d, "strong": s, "over": int((dec > classes).sum()),
-                   "gain": float(PROXY_GAIN[classes, dec].mean()),
-                   "k7_as_k7": float((dec[classes == 1] == 1).mean()),
-                   "k11_as_k11": float((dec[classes == 2] == 2).mean())}
-            if row["over"] not in best or row["gain"] > best[row["over"]]["gain"]:
-                best[row["over"]] = row
-    out, top = [], -np.inf
-    for n in sorted(best):
-        if best[n]["gain"] > top:
-            out.append(best[n])
-            top = best[n]["gain"]
-    return out
+    rows = []
+    for d, s in gate_pairs(grid, strong_probs is not None):
+        dec = decisions(probs, d, s, strong_probs)
+        rows.append({"deblur": d, "strong": s, "over": int((dec > classes).sum()),
+                     "gain": float(PROXY_GAIN[classes, dec].mean()),
+                     "k7_as_k7": float((dec[classes == 1] == 1).mean()),
+                     "k11_as_k11": float((dec[classes == 2] == 2).mean())})
+    return frontier(rows, harm="over")
 
 
 def false_strong(strong_probs: np.ndarray, classes: np.ndarray) -> dict[str, int]:

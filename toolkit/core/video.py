@@ -233,17 +233,22 @@ class VideoReader:
     def __exit__(self, *exc: object) -> None:
         self.container.close()
 
+    def video_packets(self, on_packet: Callable[[Any], None] | None = None) -> Iterator[Any]:
+        """The video stream's packets in file order (the decoder's empty flush packet included); the
+        audio streams' packets go to `on_packet` as they come, untouched."""
+        keep = {s.index for s in self.audio_streams}
+        for packet in self.container.demux():
+            if packet.stream.index == self.stream.index:
+                yield packet
+            elif on_packet is not None and packet.stream.index in keep and packet.size:
+                on_packet(packet)
+
     def frames(self, on_packet: Callable[[Any], None] | None = None) -> Iterator[DecodedFrame]:
         """Every frame of the video stream, in order. A packet the decoder rejects, or a frame it
         flags corrupt, is a `DecodedFrame` with `image` None and the reason (the run lists it)."""
         mod = av()
-        keep = {s.index for s in self.audio_streams}
         index = 0
-        for packet in self.container.demux():
-            if packet.stream.index != self.stream.index:
-                if on_packet is not None and packet.stream.index in keep and packet.size:
-                    on_packet(packet)
-                continue
+        for packet in self.video_packets(on_packet):
             try:
                 decoded = packet.decode()
             except mod.FFmpegError as exc:

@@ -137,13 +137,8 @@ def dali_frames(reader: VideoReader, device: str,
         raise DtkError(f"{info.path}: DALI cannot read the clip ({_reason(exc)}); use --pipeline fallback"
                        ) from None
     decoded = _decoded(pipe, sequences)
-    keep = {s.index for s in reader.audio_streams}
     index = 0
-    for packet in reader.container.demux():
-        if packet.stream.index != reader.stream.index:
-            if on_packet is not None and packet.stream.index in keep and packet.size:
-                on_packet(packet)
-            continue
+    for packet in reader.video_packets(on_packet):  # audio handed on in file order, as PyAV's path does
         if packet.size and index < len(pts):  # one frame per video packet, as the probe counts them
             yield _frame(index, pts[index], next(decoded))
             index += 1
