@@ -63,6 +63,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def onnx_model(tiny_model_dir) -> Path:
+    """The tiny model's fp32 ONNX file (tiny_model_dir)."""
+    return tiny_model_dir / "m.onnx"
+
+
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if a runner is opened: a refusal must come before the model loads."""

@@ -21,11 +21,6 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tiny_model_dir):
-    return tiny_model_dir / "m.onnx"
-
-
 @pytest.fixture
 def frames_in(demo_dir, tmp_path):
     """Three demo sequences plus one frame of another size and one corrupt file."""

@@ -27,11 +27,6 @@ from toolkit.core.frames import discover_frames, read_frame, write_png_atomic
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tiny_model_dir):
-    return tiny_model_dir / "m.onnx"
-
-
-@pytest.fixture(scope="module")
 def runner(onnx_model):
     return OrtRunner(onnx_model, threads=1)
 

@@ -7,41 +7,17 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
+from videocli import dtk, run_video  # tests/app/videocli.py
 
-from toolkit.app.cli import app
+from toolkit.core.metrics import psnr
+from toolkit.core.pipeline import _dali_available
 
 av = pytest.importorskip("av", reason="video tests need PyAV (pip install .[cpu])")
 MIN_PSNR = 45.0  # DALI vs PyAV per frame; measured 49.4-51.8 dB on such clips (VP9, BT.709 limited)
 
 
-def dali_missing():
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-needs_dali = pytest.mark.skipif(dali_missing(), reason="DALI not installed (pip install .[dali])")
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tiny_model_dir):
-    return tiny_model_dir / "m.onnx"
-
-
-def dtk(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    result.said = " ".join(result.output.split())
-    return result
-
-
-def run_video(clip, *extra, model):
-    return dtk("run", clip, "--model", model, "--backend", "onnxruntime", "--threads", "1", "--batch", "4",
-               *extra)
+needs_dali = pytest.mark.skipif(not _dali_available(), reason="DALI not installed (pip install .[dali])")
 
 
 def frames_and_times(path):
@@ -59,29 +35,32 @@ def audio_packets(path):
         return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
 
 
-def psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+def run_both_decoders(clip, tmp_path, model, dali_decoder):
+    """`dtk run CLIP` with --pipeline dali and fallback into lossless DIR/<pipeline>.mkv; checks
+    each run's decoder and that DALI's 8 frames match PyAV's (timestamps exact, pixels within
+    MIN_PSNR); returns {pipeline: --json summary}."""
+    summaries = {}
+    for pipeline, decoder in (("dali", dali_decoder), ("fallback", "pyav")):
+        out, doc = tmp_path / f"{pipeline}.mkv", tmp_path / f"{pipeline}.json"
+        result = run_video(clip, "-o", out, "--codec", "ffv1", "--pipeline", pipeline, "--json", doc,
+                           model=model)
+        assert result.exit_code == 0, result.output
+        summaries[pipeline] = json.loads(doc.read_text())
+        assert summaries[pipeline]["decoder"] == decoder
+    (dali, dali_t), (ref, ref_t) = (frames_and_times(tmp_path / f"{p}.mkv") for p in ("dali", "fallback"))
+    assert len(dali) == len(ref) == 8 and dali_t == ref_t
+    assert min(psnr(a, b) for a, b in zip(dali, ref, strict=True)) >= MIN_PSNR
+    return summaries
 
 
 @needs_dali
 def test_dali_decoder_matches_pyav_frames_times_and_audio(make_clip, onnx_model, tmp_path):
     clip = tmp_path / "pan.mkv"
     make_clip(clip, Fraction(25), frames=8, size=(256, 448), codec="libvpx-vp9")
-    outs = {}
-    for pipeline in ("dali", "fallback"):
-        out, doc = tmp_path / f"{pipeline}.mkv", tmp_path / f"{pipeline}.json"
-        result = run_video(clip, "-o", out, "--codec", "ffv1", "--pipeline", pipeline, "--json", doc,
-                           model=onnx_model)
-        assert result.exit_code == 0, result.output
-        summary = json.loads(doc.read_text())
-        assert summary["decoder"] == ("dali-cpu" if pipeline == "dali" else "pyav")
+    summaries = run_both_decoders(clip, tmp_path, onnx_model, "dali-cpu")
+    for summary in summaries.values():
         assert (summary["written"], summary["failed"]) == (8, 0)
-        outs[pipeline] = out
-    (dali, dali_t), (ref, ref_t) = frames_and_times(outs["dali"]), frames_and_times(outs["fallback"])
-    assert len(dali) == len(ref) == 8 and dali_t == ref_t
-    assert min(psnr(a, b) for a, b in zip(dali, ref, strict=True)) >= MIN_PSNR
-    assert audio_packets(outs["dali"]) == audio_packets(clip)
+    assert audio_packets(tmp_path / "dali.mkv") == audio_packets(clip)
 
 
 @needs_dali
@@ -115,17 +94,7 @@ def test_auto_decodes_h264_with_pyav_and_says_so(make_clip, onnx_model, tmp_path
 def test_dali_gpu_decodes_h264_like_pyav(make_clip, onnx_model, tmp_path):
     clip = tmp_path / "pan.mp4"
     make_clip(clip, Fraction(25), frames=8, size=(256, 448))
-    outs = {}
-    for pipeline in ("dali", "fallback"):
-        out, doc = tmp_path / f"{pipeline}.mkv", tmp_path / f"{pipeline}.json"
-        result = run_video(clip, "-o", out, "--codec", "ffv1", "--pipeline", pipeline, "--json", doc,
-                           model=onnx_model)
-        assert result.exit_code == 0, result.output
-        assert json.loads(doc.read_text())["decoder"] == ("dali-gpu" if pipeline == "dali" else "pyav")
-        outs[pipeline] = out
-    (dali, dali_t), (ref, ref_t) = frames_and_times(outs["dali"]), frames_and_times(outs["fallback"])
-    assert len(dali) == len(ref) == 8 and dali_t == ref_t
-    assert min(psnr(a, b) for a, b in zip(dali, ref, strict=True)) >= MIN_PSNR
+    run_both_decoders(clip, tmp_path, onnx_model, "dali-gpu")
 
 
 def test_help_and_import_leave_dali_unloaded():

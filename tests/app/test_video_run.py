@@ -8,28 +8,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from videocli import dtk, run_video  # tests/app/videocli.py
 
-from toolkit.app.cli import app
 from toolkit.core.frames import read_frame, write_png_atomic
+from toolkit.core.metrics import psnr
 
 av = pytest.importorskip("av", reason="video tests need PyAV (pip install .[cpu])")
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tiny_model_dir):
-    return tiny_model_dir / "m.onnx"
-
-
-def dtk(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    result.said = " ".join(result.output.split())
-    return result
-
-
-def run_video(clip, *extra, model):
-    return dtk("run", clip, "--model", model, "--backend", "onnxruntime", "--threads", "1", "--batch", "4",
-               *extra)
 
 
 def streams(path):
@@ -50,11 +34,6 @@ def decoded(path):
 
     with VideoReader(path) as reader:
         return [f.image for f in reader.frames()]
-
-
-def psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 @pytest.mark.parametrize("rate", [Fraction(25), Fraction(30000, 1001)], ids=["25fps", "29.97fps"])

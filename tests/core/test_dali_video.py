@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from toolkit.core.errors import DtkError
+from toolkit.core.pipeline import _dali_available
 from toolkit.core.pipeline.dali_video import choose_decoder, colour_fix, unsupported
 from toolkit.core.video import Colour, VideoInfo
 
@@ -24,20 +25,12 @@ def info(codec, pix_fmt="yuv420p"):
                      colour=Colour("bt709", "limited"))
 
 
-def dali_missing():
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
 def test_choice_of_decoder_per_pipeline_device_and_codec():
     assert choose_decoder(info("h264"), "fallback", gpu=True) == "pyav"
     assert choose_decoder(info("vp9"), "auto", gpu=False) == "pyav"  # CPU: PyAV stays the default
     assert choose_decoder(info("h264"), "auto", gpu=False) == "pyav"
     assert choose_decoder(info("h264"), "auto", gpu=True) == "pyav"  # NVDEC path not yet run on a GPU
-    if dali_missing():  # the quickstart's venv: asking for DALI says how to get it
+    if not _dali_available():  # the quickstart's venv: asking for DALI says how to get it
         with pytest.raises(DtkError, match="DALI not installed"):
             choose_decoder(info("h264"), "dali", gpu=True)
     else:
@@ -50,7 +43,7 @@ def test_choice_of_decoder_per_pipeline_device_and_codec():
         choose_decoder(info("vp9"), "torch", gpu=False)
 
 
-@pytest.mark.skipif(dali_missing(), reason="DALI not installed (pip install .[dali])")
+@pytest.mark.skipif(not _dali_available(), reason="DALI not installed (pip install .[dali])")
 def test_dali_on_a_cpu_takes_vp9_and_refuses_h264_naming_it():
     assert choose_decoder(info("vp9"), "dali", gpu=False) == "dali-cpu"
     with pytest.raises(DtkError, match=r"cannot decode h264.*GPU.*--pipeline fallback"):
@@ -65,7 +58,7 @@ def test_colour_fix_is_identity_for_bt601_and_keeps_grey():
     assert np.allclose(fix @ np.ones(3), np.ones(3))  # greys stay grey (Y unchanged)
 
 
-@pytest.mark.skipif(dali_missing(), reason="DALI not installed (pip install .[dali])")
+@pytest.mark.skipif(not _dali_available(), reason="DALI not installed (pip install .[dali])")
 @pytest.mark.parametrize("rng", ["limited", "full"])
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])
 def test_dali_colours_match_pyav_within_2_levels(matrix, rng, tmp_path):
