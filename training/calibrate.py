@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.outcomes:
         np.savez_compressed(f"{args.out}.outcomes.npz",
                             **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
-    safe = args.strong_floor
-    best, rows = calibrate(res, strong_floor=safe)
+    best, rows = calibrate(res, strong_floor=args.strong_floor)
     if args.native and model.config.head_strong:  # its k11 threshold for frames of several tiles
         gated = with_gate(model, best["deblur"], model.config.gate_strong, best["strong"])
     else:
@@ -251,14 +250,15 @@ def main(argv: list[str] | None = None) -> None:
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
     front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
     meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
-                           "best": best, "cap_db": CAP_DB, "frontier": front, "strong_floor": safe}
+                           "best": best, "cap_db": CAP_DB, "frontier": front,
+                           "strong_floor": args.strong_floor}
     save_checkpoint(args.out, gated, meta)
     print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed")}))
     for label, r in best["labels"].items():
         print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
               f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
-    if safe:
-        print(f"strong >= {safe} (--strong-floor)")
+    if args.strong_floor:
+        print(f"strong >= {args.strong_floor} (--strong-floor)")
     print("frontier (the best gain for each count of frames harmed):")
     for r in front:
         print(f"  harmed {r['harmed']:3d}  gain {r['gain']:+.3f} dB  "

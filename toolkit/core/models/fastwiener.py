@@ -188,8 +188,7 @@ class FastWienerNet(nn.Module):
         pooled = given_or_own(own, evidence)
         logits = self.head.decide(pooled)
         if classes is None:
-            strong = self.head.decide_strong(pooled)
-            q = None if strong is None else torch.softmax(strong, dim=1)
+            q = self.head.strong_probabilities(pooled)
             given = None
             if evidence is not None and q is not None and self.config.gate_strong_native > 0:
                 # a frame of several tiles: its rows are evidence (>= 0), not OWN_EVIDENCE (-1); N x 1

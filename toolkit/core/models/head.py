@@ -50,15 +50,15 @@ class KernelHead(nn.Module):
         """Class logits from evidence (log: ratios of energies, not the frame's contrast)."""
         return self.mlp(torch.log(pooled + LOG_FLOOR))
 
-    def decide_strong(self, pooled: torch.Tensor) -> torch.Tensor | None:
-        """The second MLP's class logits (None without one): only its P(k11) is used (`gate`)."""
-        return None if self.strong is None else self.strong(torch.log(pooled + LOG_FLOOR))
+    def strong_probabilities(self, pooled: torch.Tensor) -> torch.Tensor | None:
+        """The second MLP's class probabilities (None without one): only its P(k11) is used (`gate`)."""
+        if self.strong is None:
+            return None
+        return torch.softmax(self.strong(torch.log(pooled + LOG_FLOOR)), dim=1)
 
     def probabilities(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(class probabilities, the second MLP's or None): what `gate` decides on."""
-        strong = self.decide_strong(pooled)
-        return (torch.softmax(self.decide(pooled), dim=1),
-                None if strong is None else torch.softmax(strong, dim=1))
+        return torch.softmax(self.decide(pooled), dim=1), self.strong_probabilities(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decide(self.pool(x))
@@ -95,7 +95,7 @@ def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None =
         d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
         return torch.cat([1 - d7, d7 - d11, d11], dim=1)
     if given is not None and strong_given > 0:
-        g = given.to(p.dtype)  # N x 1 or 1 x 1: a blend broadcasts where ONNX Runtime's Where would not
+        g = given.to(p.dtype)  # a blend, not a Where: ONNX Runtime has no Where over bool values
         d11 = g * (q[:, 2:3] > strong_given).to(p.dtype) + (1 - g) * (q[:, 2:3] > strong).to(p.dtype)
     else:
         d11 = (q[:, 2:3] > strong).to(p.dtype)
