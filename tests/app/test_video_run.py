@@ -128,6 +128,19 @@ def test_a_container_that_cannot_hold_the_codecs_is_refused_first(make_clip, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_the_default_encoder_fits_the_output_container(make_clip, onnx_model, tmp_path):
+    from toolkit.core.videowrite import default_codec
+
+    assert default_codec("mp4") == "libx264" and default_codec("webm") == "libvpx-vp9"
+    clip = tmp_path / "clip.webm"
+    make_clip(clip, 25, frames=3, size=(256, 448), codec="libvpx-vp9", audio=False)
+    result = run_video(clip, "-o", tmp_path / "out.webm", model=onnx_model)  # no --codec
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "out.webm")) as c:
+        assert c.streams.video[0].codec_context.name == "vp9" and c.streams.video[0].frames in (0, 3)
+    assert len(decoded(tmp_path / "out.webm")) == 3
+
+
 @pytest.mark.parametrize("content", [b"", b"this is a text file, not a video\n" * 40,
                                      "truncated"], ids=["empty", "text", "truncated"])
 def test_a_file_that_is_no_video_is_a_one_line_error(content, make_clip, tmp_path, no_model_load):

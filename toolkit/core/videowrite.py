@@ -36,13 +36,25 @@ LOSSLESS = ("ffv1", "utvideo", "huffyuv", "png", "qtrle")
 CHROMA_SITING = "center"
 
 
-def default_codec() -> str:
-    """libx264 when the installed FFmpeg has it, else the first lossless encoder it has."""
-    available = av().codecs_available
-    for name in ("libx264", *LOSSLESS):
-        if name in available:
+def default_codec(muxer: str | None = None) -> str:
+    """libx264 when the installed FFmpeg has it and the `muxer` (None: any) can hold it, else
+    libvpx-vp9 (WebM), else the first lossless encoder that fits."""
+    mod = av()
+    held = held_codecs(muxer) if muxer else set()
+    for name in ("libx264", "libvpx-vp9", *LOSSLESS):
+        if name in mod.codecs_available and (not held or {name, mod.Codec(name, "w").canonical_name} & held):
             return name
-    raise DtkError("this PyAV build has neither libx264 nor a lossless video encoder; pass --codec")
+    raise DtkError(f"this PyAV build has no default video encoder a {muxer or 'video'} file can hold; "
+                   "pass --codec")
+
+
+def held_codecs(muxer: str) -> set[str]:
+    """The codecs a `muxer` can hold (empty: one that does not list them, e.g. MPEG-TS)."""
+    container = av().open(os.devnull, "w", format=muxer)
+    try:
+        return set(container.supported_codecs or ())
+    finally:
+        container.close()
 
 
 def muxer_for(path: Path | str) -> str:
@@ -75,11 +87,7 @@ def check_codec(codec: str, crf: int | None) -> None:
 def check_container(muxer: str, codec: str, audio: list[str]) -> None:
     """DtkError unless the `muxer` can hold the video encoder's codec and each copied audio codec."""
     mod = av()
-    container = mod.open(os.devnull, "w", format=muxer)
-    try:
-        held = container.supported_codecs
-    finally:
-        container.close()
+    held = held_codecs(muxer)
     if not held:  # a muxer that does not list its codecs (MPEG-TS): FFmpeg decides when writing
         return
     video = {codec, mod.Codec(codec, "w").canonical_name}
@@ -121,10 +129,11 @@ class EncodeSettings:
         return {"codec": self.codec, "crf": self.crf, "pix_fmt": self.pix_fmt, "muxer": self.muxer}
 
 
-def check_encoder(codec: str | None, crf: int | None = None, pix_fmt: str | None = None) -> str:
-    """The encoder of --codec (None: `default_codec()`), checked with --crf and --pix-fmt before any
-    video is probed (a folder run checks its options once for all its videos)."""
-    codec = codec or default_codec()
+def check_encoder(codec: str | None, crf: int | None = None, pix_fmt: str | None = None,
+                  muxer: str | None = None) -> str:
+    """The encoder of --codec (None: `default_codec(muxer)`), checked with --crf and --pix-fmt before
+    any video is probed (a folder run checks its options once for all its videos)."""
+    codec = codec or default_codec(muxer)
     check_codec(codec, crf)
     if pix_fmt is not None:
         choose_pix_fmt(codec, pix_fmt, pix_fmt)
@@ -135,7 +144,7 @@ def encode_settings(path: Path | str, info: VideoInfo, codec: str | None = None,
                     pix_fmt: str | None = None) -> EncodeSettings:
     """Check and fill the output options (before any model loads)."""
     muxer = muxer_for(path)
-    codec = check_encoder(codec, crf)
+    codec = check_encoder(codec, crf, muxer=muxer)
     check_container(muxer, codec, [a.codec for a in info.audio])
     if crf is None and codec in CRF:
         crf = CRF[codec][0]
