@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.errors import DtkError
 from toolkit.core.modelfiles import read_sidecar
 from toolkit.core.models import create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
@@ -113,6 +114,15 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
             res[label] = r | {"psnr": scores}
             log(f"{label}: {len(inputs)} frames decided and scored")
     return res
+
+
+def calibrated_on(checkpoint: str) -> set[str]:
+    """The photos a calibrated model's thresholds were chosen on (its sidecar's `calibration`), so
+    that a part trained afterwards never sees them and they still judge the thresholds fairly."""
+    photos = (read_sidecar(checkpoint).get("calibration") or {}).get("photos")
+    if not photos:
+        raise DtkError(f"{checkpoint}: its sidecar names no calibration photos")
+    return set(photos)
 
 
 def with_gate(model, deblur: float, strong: float, strong_native: float | None = None):
@@ -209,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=int,
                    help="calibrate on this many crisp and as many soft training photos "
                         "(training.photoset.calibration_split) instead of those the fit held out")
+    p.add_argument("--photos-of", metavar="MODEL",
+                   help="calibrate on the photos MODEL was calibrated on (its sidecar's calibration), e.g. "
+                        "at 256x448 after a native calibration; a part refitted since must have held them "
+                        "out (training.fit --hold-out MODEL)")
     p.add_argument("--strong-floor", type=float, default=0.0,
                    help="never choose a strong threshold below this (a second MLP: see training.decision's "
                         "out-of-fold count of frames it took for k11 above each threshold)")
@@ -221,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     names = set(doc.get("calibration_photos") or [])
     if args.calibration:
         names = calibration_split(args.photos, args.calibration)
+    if args.photos_of:
+        names = calibrated_on(args.photos_of)
     if not names:
         raise SystemExit(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
                          "or give --calibration N here (photos it never trained on)")

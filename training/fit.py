@@ -25,6 +25,7 @@ from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
 from toolkit.core.models.fastwiener import class_index
+from training.calibrate import calibrated_on
 from training.photoset import calibration_split, load_sources, validation_set
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
 from training.train import image_loss, write_curves
@@ -62,6 +63,7 @@ class FitConfig:
     label_smoothing: float = 0.0  # of the head's cross-entropy (head, decision)
     native_share: float | None = None  # share of training windows at the photo's own scale
     calibration: int = 0  # crisp and as many soft training photos held out for `training.calibrate`
+    hold_out: str | None = None  # a calibrated model: the photos it was calibrated on are left out
     threads: int | None = None  # torch CPU threads
 
 
@@ -135,6 +137,8 @@ def fit(config: FitConfig, *, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     train_photos = load_sources(config.photos, "train")
     held = calibration_split(config.photos, config.calibration) if config.calibration else set()
+    if config.hold_out:
+        held |= calibrated_on(config.hold_out)
     train_photos = {n: im for n, im in train_photos.items() if n not in held}
     windows = validation_set(config.photos)
     pick = np.linspace(0, len(windows) - 1, min(config.val_windows, len(windows))).round().astype(int)
@@ -343,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", default="all", choices=list(PARTS), help="which part learns")
     p.add_argument("--calibration", type=int, default=0,
                    help="crisp and as many soft training photos held out for training.calibrate")
+    p.add_argument("--hold-out", metavar="MODEL",
+                   help="also leave out the photos MODEL was calibrated on (training.calibrate)")
     p.add_argument("--threads", type=int)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--native-share", type=float,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from toolkit.core.demo import skimage_photo_path
+from toolkit.core.errors import DtkError
 from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import blur
 from training.calibrate import calibrate, score_gate
@@ -70,6 +72,24 @@ def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tm
     cal.main([str(out / "last.safetensors"), "--photos", str(photos), "-o", str(tmp_path / "again"),
               "--outcomes", str(tmp_path / "gated.outcomes.npz")])  # chosen again, no network pass
     assert load_model(tmp_path / "again.safetensors").config == gated.config
+
+    # a refiner refitted afterwards leaves the photos the gate was calibrated on out, so they still
+    # judge it fairly; calibrating again on those photos (--photos-of) needs no fit sidecar
+    ref = tmp_path / "ref"
+    fit(FitConfig(photos=str(photos), out=str(ref), max_steps=1, batch=2, val_windows=2, final_windows=2,
+                  dead_leaves=0, train="refiner", head_shares=4, hold_out=str(tmp_path / "gated.safetensors"),
+                  init=str(tmp_path / "gated.safetensors")), log=lambda *_: None)
+    assert json.loads((ref / "config.json").read_text())["train_photos"] == ["brick"]
+    refit = load_model(ref / "last.safetensors").state_dict()
+    assert all(torch.equal(refit[k], v) for k, v in trained.items() if k.startswith("head."))
+    assert not torch.equal(refit["refine.out.weight"], trained["refine.out.weight"])
+    cal.main([str(ref / "last.safetensors"), "--photos", str(photos), "-o", str(tmp_path / "regated"),
+              "--photos-of", str(tmp_path / "gated.safetensors")])
+    assert json.loads((tmp_path / "regated.json").read_text())["calibration"]["photos"] == [
+        "hubble_deep_field", "retina"]
+    with pytest.raises(DtkError, match="names no calibration photos"):
+        fit(FitConfig(photos=str(photos), out=str(tmp_path / "no"), max_steps=1, train="refiner",
+                      hold_out=str(out / "last.safetensors")), log=lambda *_: None)
 
 
 def outcome(probs, psnr):
