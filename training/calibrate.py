@@ -100,7 +100,8 @@ def native_outcomes(checkpoint: Path, frames: list[np.ndarray], batch: int = 8,
     tiling = Tiling()
     res: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        forced = {c: TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", with_gate(model, d, s, s), {}))
+        forced = {c: TorchRunner(save_checkpoint(Path(tmp) / f"forced{c}", with_gate(model, d, s, s, 0, 0),
+                                                 {}))
                   for c, (d, s) in ((1, (1e-12, 2.0)), (2, (1e-12, 1e-12)))}
         for label in NATIVE_LABELS:
             inputs = [f if label == "sharp" else blur(f, KERNELS[label]) for f in frames]
@@ -125,34 +126,42 @@ def calibrated_on(checkpoint: str) -> set[str]:
     return set(photos)
 
 
-def with_gate(model, deblur: float, strong: float, strong_native: float | None = None):
-    """A copy of `model` (same weights) whose gate has these thresholds (`strong_native`: for frames
-    of several tiles; None: keep the model's)."""
-    native = model.config.gate_strong_native if strong_native is None else strong_native
-    gated = create_model(replace(model.config, gate_deblur=deblur, gate_strong=strong,
-                                 gate_strong_native=native))
+def with_gate(model, deblur: float, strong: float, strong_native: float | None = None,
+              agree: float | None = None, agree_native: float | None = None):
+    """A copy of `model` (same weights) whose gate has these thresholds (the `_native` ones: for
+    frames of several tiles; None: keep the model's)."""
+    c = model.config
+    gated = create_model(replace(
+        c, gate_deblur=deblur, gate_strong=strong,
+        gate_strong_native=c.gate_strong_native if strong_native is None else strong_native,
+        gate_agree=c.gate_agree if agree is None else agree,
+        gate_agree_native=c.gate_agree_native if agree_native is None else agree_native))
     gated.load_state_dict(model.state_dict())
     return gated
 
 
 def decisions(probs: np.ndarray, deblur: float, strong: float,
-              strong_probs: np.ndarray | None = None) -> np.ndarray:
+              strong_probs: np.ndarray | None = None, agree: float = 0.0) -> np.ndarray:
     """The class each frame is mixed as (0 pass, 1 k7, 2 k11): head.gate's rule, in NumPy."""
     d7 = probs[:, 1] + probs[:, 2] > deblur
-    if strong_probs is not None:
-        return np.where(strong_probs[:, 2] > strong, 2, np.where(d7, 1, 0))
-    return np.where(d7, np.where(probs[:, 2] > strong, 2, 1), 0)
+    if strong_probs is None:
+        return np.where(d7, np.where(probs[:, 2] > strong, 2, 1), 0)
+    d = np.where(strong_probs[:, 2] > strong, 2, np.where(d7, 1, 0))
+    if agree > 0:
+        both = np.minimum(probs[:, 1] + probs[:, 2], strong_probs[:, 1] + strong_probs[:, 2])
+        d = np.where(both > agree, d, 0)
+    return d
 
 
 def harmed(label: str, out: np.ndarray, inp: np.ndarray) -> np.ndarray:
     return out < SHARP_FLOOR if label == "sharp" else out < inp - HARM_MARGIN
 
 
-def score_gate(res: dict, deblur: float, strong: float) -> dict:
+def score_gate(res: dict, deblur: float, strong: float, agree: float = 0.0) -> dict:
     """Mean capped gain over the inputs and frames harmed, overall and per label."""
     gains, harm, per = [], 0, {}
     for label, r in res.items():
-        d = decisions(r["probs"], deblur, strong, r.get("strong"))
+        d = decisions(r["probs"], deblur, strong, r.get("strong"), agree)
         out = r["psnr"][np.arange(len(d)), d]
         inp = r["psnr"][:, 0]
         assert not np.isnan(out).any(), "a decision below the grid's floor was chosen"
@@ -164,16 +173,25 @@ def score_gate(res: dict, deblur: float, strong: float) -> dict:
                       "worst_gain": float((out - inp).min()),
                       "decided": np.bincount(d, minlength=3).tolist()}
     all_g = np.concatenate(gains)
-    return {"deblur": deblur, "strong": strong, "gain": float(all_g.mean()), "harmed": harm, "labels": per}
+    return {"deblur": deblur, "strong": strong, "agree": agree, "gain": float(all_g.mean()), "harmed": harm,
+            "labels": per}
 
 
-def calibrate(res: dict, grid=GRID, strong_floor: float = 0.0) -> tuple[dict, list[dict]]:
-    """The pair of `grid` (strong >= deblur, unless a second MLP decides k11; strong >=
-    `strong_floor`) that harms the fewest frames, then gains the most, then has the highest
-    thresholds; and every pair's row."""
+AGREE_GRID = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+def calibrate(res: dict, grid=GRID, strong_floor: float = 0.0,
+              deblur: float | None = None) -> tuple[dict, list[dict]]:
+    """The thresholds (deblur, strong of `grid`; strong >= deblur unless a second MLP decides k11;
+    strong >= `strong_floor`; with a second MLP, agree of `AGREE_GRID`; `deblur` given: only that
+    one) that harm the fewest frames, then gain the most, then are the highest; and every row."""
     second = any("strong" in r for r in res.values())
-    rows = [score_gate(res, d, s) for d, s in gate_pairs(grid, second, strong_floor)]
-    return max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"])), rows
+    rows = [score_gate(res, d, s, a) for d, s in gate_pairs(grid, second, strong_floor)
+            if deblur is None or d == deblur for a in (AGREE_GRID if second else (0.0,))]
+    if not rows:
+        raise DtkError(f"no threshold pair of the grid has deblur {deblur}")
+    best = max(rows, key=lambda r: (-r["harmed"], round(r["gain"], 9), r["deblur"], r["strong"], r["agree"]))
+    return best, rows
 
 
 def gate_pairs(grid=GRID, second: bool = False, strong_floor: float = 0.0) -> list[tuple[float, float]]:
@@ -226,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strong-floor", type=float, default=0.0,
                    help="never choose a strong threshold below this (a second MLP: see training.decision's "
                         "out-of-fold count of frames it took for k11 above each threshold)")
+    p.add_argument("--keep-deblur", action="store_true",
+                   help="keep the model's deblur threshold (it serves frames of every size): a 256x448 "
+                        "calibration after a native one then sets only what frames of one tile use "
+                        "(strong, agree), recorded as calibration_one_tile")
     p.add_argument("--outcomes", help="choose from these saved outcomes (NAME.outcomes.npz of an earlier "
                                       "run on the same checkpoint and photos) instead of running the network")
     args = p.parse_args(argv)
@@ -258,18 +280,22 @@ def main(argv: list[str] | None = None) -> None:
     if not args.outcomes:
         np.savez_compressed(f"{args.out}.outcomes.npz",
                             **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
-    best, rows = calibrate(res, strong_floor=args.strong_floor)
-    if args.native and model.config.head_strong:  # its k11 threshold for frames of several tiles
-        gated = with_gate(model, best["deblur"], model.config.gate_strong, best["strong"])
+    c = model.config
+    best, rows = calibrate(res, strong_floor=args.strong_floor,
+                           deblur=c.gate_deblur if args.keep_deblur else None)
+    if args.native and c.head_strong:  # its thresholds for frames of several tiles
+        gated = with_gate(model, best["deblur"], c.gate_strong, best["strong"], c.gate_agree, best["agree"])
     else:
-        gated = with_gate(model, best["deblur"], best["strong"])
+        gated = with_gate(model, best["deblur"], best["strong"], agree=best["agree"])
     meta = {k: v for k, v in doc.items() if k not in ("config", "tensor_sha256", "format", "arch")}
-    front = [{k: r[k] for k in ("deblur", "strong", "gain", "harmed")} for r in frontier(rows)]
-    meta["calibration"] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
-                           "best": best, "cap_db": CAP_DB, "frontier": front,
-                           "strong_floor": args.strong_floor}
+    keys = ("deblur", "strong", "agree", "gain", "harmed")
+    front = [{k: r[k] for k in keys} for r in frontier(rows)]
+    key = "calibration_one_tile" if args.keep_deblur and not args.native else "calibration"
+    meta[key] = {"photos": sorted(photos), "frames": len(windows), "native": args.native,
+                 "best": best, "cap_db": CAP_DB, "frontier": front,
+                 "strong_floor": args.strong_floor, "keep_deblur": args.keep_deblur}
     save_checkpoint(args.out, gated, meta)
-    print(json.dumps({k: best[k] for k in ("deblur", "strong", "gain", "harmed")}))
+    print(json.dumps({k: best[k] for k in keys}))
     for label, r in best["labels"].items():
         print(f"{label}: mean {r['mean']:.2f} gain {r['gain']:+.2f} worst {r['worst_gain']:+.2f} "
               f"harmed {r['harmed']} decided pass/k7/k11 {r['decided']}")
@@ -278,8 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     print("frontier (the best gain for each count of frames harmed):")
     for r in front:
         print(f"  harmed {r['harmed']:3d}  gain {r['gain']:+.3f} dB  "
-              f"deblur {r['deblur']}  strong {r['strong']}")
-
+              f"deblur {r['deblur']}  strong {r['strong']}  agree {r['agree']}")
 
 if __name__ == "__main__":
     main()

@@ -43,6 +43,7 @@ from torch import nn
 
 from toolkit import FRAME_SIZE
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
+from training import photocatalog as cat
 from training.photoset import calibration_split, centre_window, load_sources, photo_windows
 
 LABEL_CLASS = {"sharp": 0, "k3": 0, "k7": 1, "k11": 2}  # pass / k7 / k11 (fastwiener.CLASSES)
@@ -163,6 +164,20 @@ def proxy_frontier(probs: np.ndarray, classes: np.ndarray, strong_probs: np.ndar
     return frontier(rows, harm="over")
 
 
+def gate_counts(probs: np.ndarray, classes: np.ndarray, strong_probs: np.ndarray, deblur: float,
+                strong: float, agree: float) -> dict:
+    """What one gate (head.gate's rule) decides on frames of known blur: sharp or k3 frames it
+    deblurs, k7 frames it takes for k11, the proxy gain."""
+    from training.calibrate import decisions
+
+    dec = decisions(probs, deblur, strong, strong_probs, agree)
+    return {"deblur": deblur, "strong": strong, "agree": agree,
+            "sharp_deblurred": int(((classes == 0) & (dec > 0)).sum()),
+            "sharp_frames": int((classes == 0).sum()),
+            "k7_as_k11": int(((classes == 1) & (dec == 2)).sum()),
+            "gain": round(float(PROXY_GAIN[classes, dec].mean()), 3)}
+
+
 def false_strong(strong_probs: np.ndarray, classes: np.ndarray) -> dict[str, int]:
     """{threshold: frames that are not k11 whose P(k11) from the second MLP exceeds it} for each
     threshold of calibrate's grid (out-of-fold probabilities: the rate at which it deconvolves a
@@ -253,6 +268,17 @@ def main(argv: list[str] | None = None) -> None:
                           f"{r['strong']}  k7 as k7 {r['k7_as_k7']:.2f}  k11 as k11 {r['k11_as_k11']:.2f}")
         false = {scale: false_strong(cv[sel], classes[sel])
                  for scale, sel in (("own scale", own), ("256x448 windows", ~own))}
+        # the checkpoint's own gate, out of fold, on photos its first MLP (round 2's) never saw
+        c, unseen = model.config, ~np.isin(data["photo"], list(cat.ROUND2_TRAINED))
+        report["the model's gate"] = {
+            scale: gate_counts(main_probs[sel], classes[sel], cv[sel], c.gate_deblur, strong, agree)
+            for scale, sel, strong, agree in (
+                ("own scale", own & unseen, c.gate_strong_native or c.gate_strong, c.gate_agree_native),
+                ("256x448 windows", ~own & unseen, c.gate_strong, c.gate_agree))}
+        for scale, r in report["the model's gate"].items():
+            print(f"out of fold, the model's gate, {scale}: {r['sharp_deblurred']} of {r['sharp_frames']} "
+                  f"sharp or k3 frames deblurred, {r['k7_as_k11']} k7 frames taken for k11, "
+                  f"proxy gain {r['gain']:+.2f}")
         for scale, counts in false.items():
             print(f"out of fold, {scale}: frames that are not k11 taken for k11 above each threshold: "
                   + ", ".join(f"{g}: {n}" for g, n in counts.items()))

@@ -39,6 +39,19 @@ def test_false_k11_counts_per_threshold():
     assert counts["0.85"] == 2 and counts["0.9"] == 1 and counts["0.95"] == 1 and counts["0.97"] == 0
 
 
+def test_gate_counts_what_a_gate_decides_too_strong():
+    from training.decision import gate_counts
+
+    classes = np.array([0, 0, 1, 2])
+    p = np.array([[0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8]])
+    q = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    loose = gate_counts(p, classes, q, 0.99, 0.99, 0.0)
+    assert (loose["sharp_deblurred"], loose["sharp_frames"], loose["k7_as_k11"]) == (1, 2, 1)
+    assert loose["gain"] == round((-30.0 + 0.0 - 9.0 + 6.0) / 4, 3)
+    agreed = gate_counts(p, classes, q, 0.99, 0.99, 0.6)  # the sharp frame only one MLP believes
+    assert (agreed["sharp_deblurred"], agreed["k7_as_k11"]) == (0, 1)
+
+
 def test_the_fit_penalises_classes_stronger_than_the_truth():
     from torch import nn
 

@@ -111,6 +111,22 @@ def test_calibration_puts_no_harm_before_gain():
     assert best["deblur"] == 0.85 and best["strong"] == max(r["strong"] for r in rows)  # ties: the strictest
 
 
+def test_calibration_with_a_second_mlp_chooses_the_agreement_that_blocks_a_confident_error():
+    # the first MLP is sure the sharp frame of a soft photo is k7; the second MLP is not; both are
+    # sure of the two k7 frames
+    res = {
+        "sharp": outcome([[0.0001, 0.9999, 0.0]], [[100, 34, 30]]) | {"strong": np.array([[0.8, 0.2, 0.0]])},
+        "k7": outcome([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]], [[36, 42, 30], [35, 41, 31]])
+        | {"strong": np.array([[0.01, 0.98, 0.01], [0.0, 0.97, 0.03]])},
+    }
+    assert score_gate(res, 0.999, 0.999)["harmed"] == 1  # no agreement
+    best, _ = calibrate(res)
+    assert best["harmed"] == 0 and best["agree"] == 0.98  # the highest that keeps both k7 frames
+    assert best["labels"]["k7"]["decided"] == [0, 2, 0]
+    kept, rows = calibrate(res, deblur=0.999)  # --keep-deblur: only the model's own deblur threshold
+    assert {r["deblur"] for r in rows} == {0.999} and kept["harmed"] == 0
+
+
 def test_frontier_keeps_the_rows_nothing_beats():
     from training.calibrate import frontier
 

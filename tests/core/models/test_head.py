@@ -124,6 +124,24 @@ def test_gate_with_a_second_mlp_lets_it_alone_decide_k11():
         assert (decisions(a, d, s, b) == want).all()
 
 
+def test_agreement_deblurs_only_what_both_mlps_believe_blurred():
+    # a soft photo's sharp frame the first MLP is sure is blurred and the second is not; the reverse;
+    # a k7 frame both believe; a k11 frame both believe
+    p = torch.tensor([[0.0001, 0.9999, 0.0], [0.4, 0.6, 0.0], [0.0, 1.0, 0.0], [0.0, 0.01, 0.99]])
+    q = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.0, 1.0], [0.0, 0.99, 0.01], [0.0, 0.0, 1.0]])
+    assert gate(p, 0.999, 0.99, q).argmax(dim=1).tolist() == [1, 2, 1, 2]  # no agreement: both errors
+    assert gate(p, 0.999, 0.99, q, agree=0.9).argmax(dim=1).tolist() == [0, 0, 1, 2]
+    # per scale: given rows (several tiles) use agree_given, and 0 there is no condition
+    given = torch.tensor([[True], [False], [True], [False]])
+    assert gate(p, 0.999, 0.99, q, given, 0.0, 0.9, 0.0).argmax(dim=1).tolist() == [1, 0, 1, 2]
+    assert gate(p, 0.999, 0.99, q, given, 0.0, 0.0, 0.9).argmax(dim=1).tolist() == [0, 2, 1, 2]
+    rng = np.random.default_rng(2)
+    a, b = rng.dirichlet([1, 1, 1], 500), rng.dirichlet([1, 1, 1], 500)
+    for d, s, ag in ((0.5, 0.5, 0.6), (0.9, 0.6, 0.3), (0.3, 0.99, 0.9)):
+        want = gate(torch.from_numpy(a), d, s, torch.from_numpy(b), agree=ag).argmax(dim=1).numpy()
+        assert (decisions(a, d, s, b, ag) == want).all()
+
+
 def test_frames_of_several_tiles_have_their_own_k11_threshold(shipped):
     p = torch.tensor([[0.0, 1.0, 0.0]] * 4)
     q = torch.tensor([[0.0, 0.05, 0.95]] * 4)
@@ -154,7 +172,8 @@ def test_a_second_mlp_exports_and_onnx_runtime_agrees_with_torch(shipped, tmp_pa
     with torch.no_grad():
         for prm in perturbed.head.strong.parameters():
             prm.add_(0.3 * torch.randn_like(prm))  # unlike the first MLP
-    config = replace(perturbed.config, gate_deblur=0.5, gate_strong=0.99, gate_strong_native=0.3)
+    config = replace(perturbed.config, gate_deblur=0.5, gate_strong=0.99, gate_strong_native=0.3,
+                     gate_agree=0.6, gate_agree_native=0.2)
     model = create_model(config).eval()
     model.load_state_dict(perturbed.state_dict())
     path = export_onnx(model, tmp_path / "strong.onnx")  # checks parity itself

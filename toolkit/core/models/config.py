@@ -21,6 +21,8 @@ class ModelConfig:
     gate_strong: float = 0.0  # ... and as k11 only when P(k11) exceeds this (with gate_deblur > 0)
     head_strong: bool = False  # a second head MLP whose P(k11) alone decides k11 (training.decision)
     gate_strong_native: float = 0.0  # its threshold for frames decided over several tiles (0: gate_strong)
+    gate_agree: float = 0.0  # with a second MLP: deblur only when both MLPs' P(blurred) exceed this (0: off)
+    gate_agree_native: float = 0.0  # the same for frames decided over several tiles (0: off there)
 
     def to_dict(self) -> dict:
         return asdict(self)

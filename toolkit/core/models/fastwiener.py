@@ -190,12 +190,14 @@ class FastWienerNet(nn.Module):
         if classes is None:
             q = self.head.strong_probabilities(pooled)
             given = None
-            if evidence is not None and q is not None and self.config.gate_strong_native > 0:
+            c = self.config
+            per_scale = max(c.gate_strong_native, c.gate_agree, c.gate_agree_native) > 0
+            if evidence is not None and q is not None and per_scale:
                 # a frame of several tiles: its rows are evidence (>= 0), not OWN_EVIDENCE (-1); N x 1
                 # through a broadcast with the batch's own evidence (a row of `evidence` may serve all)
                 given = ((evidence >= 0).to(own.dtype) + 0 * own).amax(dim=1, keepdim=True) > 0
-            p = gate(torch.softmax(logits, dim=1), self.config.gate_deblur, self.config.gate_strong, q,
-                     given, self.config.gate_strong_native)
+            p = gate(torch.softmax(logits, dim=1), c.gate_deblur, c.gate_strong, q, given,
+                     c.gate_strong_native, c.gate_agree, c.gate_agree_native)
         else:
             p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))

@@ -76,7 +76,8 @@ def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
 
 
 def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None = None,
-         given: torch.Tensor | None = None, strong_given: float = 0.0) -> torch.Tensor:
+         given: torch.Tensor | None = None, strong_given: float = 0.0,
+         agree: float = 0.0, agree_given: float = 0.0) -> torch.Tensor:
     """Mix weights (N x 3: pass, k7, k11) from ordered class probabilities (pass < k7 < k11).
 
     `deblur` <= 0: the probabilities themselves (a soft mix). Otherwise a hard, conservative
@@ -86,6 +87,9 @@ def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None =
     when q's P(k11) > `strong`, else k7 when p's P(k7) + P(k11) > `deblur`, else pass; rows
     where `given` (N x 1 bool: decided on evidence given for a whole frame of several tiles, at
     its own size) compare with `strong_given` instead when it is > 0 (calibrated there).
+    `agree` (`agree_given` for those rows; each 0: no condition) > 0: nothing is deblurred unless
+    both MLPs give P(k7) + P(k11) above it (their confident errors fall on different frames: a
+    soft photo's sharp frame one of them is sure is blurred, the other is not).
     Comparisons and casts: one ONNX Greater + Cast each.
     """
     if deblur <= 0:
@@ -95,9 +99,24 @@ def gate(p: torch.Tensor, deblur: float, strong: float, q: torch.Tensor | None =
         d11 = (p[:, 2:3] > strong).to(p.dtype) * d7
         return torch.cat([1 - d7, d7 - d11, d11], dim=1)
     if given is not None and strong_given > 0:
-        g = given.to(p.dtype)  # a blend, not a Where: ONNX Runtime has no Where over bool values
-        d11 = g * (q[:, 2:3] > strong_given).to(p.dtype) + (1 - g) * (q[:, 2:3] > strong).to(p.dtype)
+        d11 = _blend(given, _above(q[:, 2:3], strong_given), _above(q[:, 2:3], strong))
     else:
-        d11 = (q[:, 2:3] > strong).to(p.dtype)
+        d11 = _above(q[:, 2:3], strong)
+    if agree > 0 or agree_given > 0:
+        both = torch.minimum(p[:, 1:2] + p[:, 2:3], q[:, 1:2] + q[:, 2:3])
+        blurred = _above(both, agree)
+        if given is not None:
+            blurred = _blend(given, _above(both, agree_given), blurred)
+        d7, d11 = d7 * blurred, d11 * blurred
     d7 = d7 * (1 - d11)
     return torch.cat([1 - d7 - d11, d7, d11], dim=1)
+
+
+def _above(v: torch.Tensor, threshold: float) -> torch.Tensor:
+    """v > threshold as 0/1 in v's dtype; a threshold <= 0 is no condition (all ones)."""
+    return (v > threshold).to(v.dtype) if threshold > 0 else torch.ones_like(v)
+
+
+def _blend(given: torch.Tensor, if_given: torch.Tensor, if_own: torch.Tensor) -> torch.Tensor:
+    g = given.to(if_own.dtype)  # a blend, not a Where: ONNX Runtime has no Where over bool values
+    return g * if_given + (1 - g) * if_own
