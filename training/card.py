@@ -90,10 +90,12 @@ def main() -> None:
         action="store_true",
         help="--photoset: classical baselines at dtk eval's balances (default: tuned on these frames)",
     )
+    parser.add_argument("--forced", action="store_true",
+                        help="--photoset: also each blind model told the true kernel (its gate's headroom)")
     args = parser.parse_args()
     if args.photoset:
         ckpts = {"model": args.checkpoint} | dict(a.split("=", 1) for a in args.also)
-        res = photoset_card(ckpts, args.photoset, tune=not args.no_tune)
+        res = photoset_card(ckpts, args.photoset, tune=not args.no_tune, forced=args.forced)
         print(
             f"{res['windows']} validation frames of {sum(len(v) for v in res['photos'].values())} held-out "
             f"photos ({len(res['photos']['crisp'])} crisp, {len(res['photos']['soft'])} soft; "
@@ -137,10 +139,32 @@ def group_stats(outputs: list[float], inputs: list[float]) -> dict:
     }
 
 
-def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4, tune: bool = True) -> dict:
+def forced_psnrs(model, tensors: dict, batch: int = 4) -> dict[str, list[float]]:
+    """Per k7 / k11 frame: the PSNR of a blind model (one with a kernel head) told the true kernel,
+    its decision forced: how far its gate is from its own network."""
+    from toolkit.core.models.fastwiener import CLASSES
+    from training.sampler import quantize
+
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for k in ("k7", "k11"):
+            blurred, sharp = tensors[k]
+            scores = []
+            for i in range(0, len(blurred), batch):
+                x = blurred[i : i + batch].float() / 255.0
+                y, _, _ = model.decided(x, classes=torch.full((len(x),), CLASSES.index(k), dtype=torch.long))
+                scores += psnr_uint8(quantize(y), sharp[i : i + batch]).tolist()
+            out[k] = scores
+    return out
+
+
+def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4, tune: bool = True,
+                  forced: bool = False) -> dict:
     """Per kernel, per character of the held-out photos (crisp / soft / all) and per method (blurred,
     the tuned classical baselines, each checkpoint): mean PSNR, the worst frame's gain over its input
-    and the share of frames made worse. The classical baselines are given the true kernel and, with
+    and the share of frames made worse (`forced`: also each blind checkpoint told the true kernel,
+    "LABEL (true kernel)"). The classical baselines are given the true kernel and, with
     `tune`, their balance is the best of `TUNE_GRID` on these very frames (an oracle the blind model
     does not have); else dtk eval's defaults. Frames: each held-out photo squashed to 256x448 and at 1:1
     (`training.photoset.validation_frames`). Also per photo, and the rank agreement of the methods
@@ -178,6 +202,8 @@ def photoset_card(checkpoints: dict[str, str], photos: str, batch: int = 4, tune
         model = load_model(path)
         res = validate(model, tensors, batch=batch, per_window=True)
         per[label] = {k: v["windows"] for k, v in res.items()}
+        if forced and hasattr(model, "decided"):
+            per[f"{label} (true kernel)"] = forced_psnrs(model, tensors, batch)
     members = {
         "all": [True] * len(frames),
         **{c: [f["character"] == c for f in frames] for c in ("crisp", "soft")},

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +151,13 @@ def fit(config: FitConfig, *, log=print) -> dict:
     if config.head_shares:
         sizes["head_shares"] = config.head_shares
     model_cfg = ModelConfig(**dict(ARCHS[config.arch], **sizes))
+    start = load_model(config.init) if config.init else None
+    if start is not None and start.config.arch == config.arch:
+        # the start's own architecture (its second decision MLP, its gate), resized as asked
+        model_cfg = replace(start.config, **sizes)
     model = create_model(model_cfg)
-    if config.init:
-        fresh = init_from(model, load_model(config.init))
+    if start is not None:
+        fresh = init_from(model, start)
         log(f"--init {config.init}: new (not in it or another shape): {', '.join(fresh) or 'none'}")
     model = model.to(device)
     if cuda:

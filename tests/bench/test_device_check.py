@@ -129,13 +129,16 @@ def test_budget_gives_later_steps_what_is_left_and_skips_when_none(tmp_path):
 def test_default_plan_fits_the_budget_with_its_training_minutes(tmp_path):
     assert [s.name for s in dc.plan(tmp_path, 0)] == ["machine", "gpu-tests", "native", "run", "bench"]
     steps = dc.plan(tmp_path, 4.0)
-    assert [s.name for s in steps] == ["machine", "gpu-tests", "native", "run", "bench", "train", "calibrate"]
+    assert [s.name for s in steps] == ["machine", "gpu-tests", "native", "run", "bench", "train", "card"]
     native = steps[2]
     assert any("--e2e-size" in c and "1280x720" in c for c in native.commands)
     assert any(c[3:5] == ["run", str(tmp_path / "native")] and "fp16" in c for c in native.commands)
-    train, calibrate = steps[-2:]
+    train, card = steps[-2:]
     assert len(train.commands) == len(dc.TRAININGS) and train.budget_s >= 4 * 60
-    assert calibrate.sequential and "training.calibrate" in calibrate.commands[0]
+    assert all(c[c.index("--train") + 1] == "refiner" and c[c.index("--hold-out") + 1] == dc.SHIPPED
+               for c in train.commands)  # the shipped head and gate kept, its calibration photos unseen
+    assert card.sequential and "training.card" in card.commands[0] and "--forced" in card.commands[0]
+    assert sum(a.startswith("--also") for a in card.commands[0]) == len(dc.TRAININGS)  # the others + shipped
     assert all(Path(c[c.index("--init") + 1]).is_file() for c in train.commands)  # the shipped weights
     assert all("--minutes" in c and "4.0" in c for c in train.commands)
     bench = steps[4]
@@ -216,7 +219,7 @@ def test_main_on_a_cpu_writes_a_summary_and_at_most_8_small_files(tmp_path, monk
     status = {s["name"]: s["status"] for s in summary["steps"]}
     assert status == {"machine": "ok", "train": "skipped"}  # no CUDA on this machine
     assert "cuda" in summary["not_here"] and "tensorrt" in summary["not_here"]
-    assert {d["name"] for d in summary["packed"]["left_out"]} >= {"r3-gated.safetensors"}
+    assert {d["name"] for d in summary["packed"]["left_out"]} >= {f"{dc.CANDIDATE}.safetensors"}
     assert np.isfinite(summary["total_seconds"])
 
 

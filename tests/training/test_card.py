@@ -41,7 +41,7 @@ def tiny_set(tmp_path_factory):
 
 
 def test_photoset_card_reports_each_character(tiny_set):
-    res = photoset_card({"model": "toolkit/assets/dtk-unet.safetensors"}, str(tiny_set), batch=8)
+    res = photoset_card({"model": "toolkit/assets/dtk-unet.safetensors"}, str(tiny_set), batch=8, forced=True)
     assert res["photos"] == {"crisp": ["ihc"], "soft": ["retina"]}
     assert res["frames"]["all"] == res["frames"]["crisp"] + res["frames"]["soft"] == res["windows"]
     assert res["frames"]["squashed"] == 2
@@ -55,6 +55,12 @@ def test_photoset_card_reports_each_character(tiny_set):
                 assert m["worst_gain"] <= m["mean"] - m["input"] + 1e-9
     blurred = res["table"]["blurred"]["k7"]["soft"]
     assert blurred["worst_gain"] == 0.0 and blurred["worse_share"] == 0.0
+    # told the true kernel, the network deblurs every k7/k11 frame (the gate may pass some)
+    told = res["table"]["model (true kernel)"]
+    assert set(told) == {"k7", "k11"}
+    for k in ("k7", "k11"):
+        assert told[k]["crisp"]["mean"] > res["table"]["blurred"][k]["crisp"]["mean"] + 1.0
     text = character_table(res)
     assert "| k7 | model | soft |" in text and "| k11 | prior inverse | crisp |" in text
+    assert "| k7 | model (true kernel) | crisp |" in text
     assert "worse by > 0.1 dB" in text

@@ -61,10 +61,12 @@ def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tm
     assert all(torch.equal(trained[k], v) for k, v in start.items() if k.startswith("refine."))
     assert not torch.equal(trained["head.features.0.0.weight"], start["head.features.0.0.weight"])
     assert after.config.head_shares == 4 and after.evidence_width == 32 + 4
+    shipped = load_model(default_model_path("torch")).config  # the start's architecture, resized
+    assert after.config.head_strong == shipped.head_strong and after.config.gate_agree == shipped.gate_agree
 
     cal.main([str(out / "last.safetensors"), "--photos", str(photos), "-o", str(tmp_path / "gated")])
     gated = load_model(tmp_path / "gated.safetensors")
-    assert gated.config.gate_deblur in cal.GRID and gated.config.gate_strong >= gated.config.gate_deblur
+    assert gated.config.gate_deblur in cal.GRID and gated.config.gate_agree in cal.AGREE_GRID
     doc = json.loads((tmp_path / "gated.json").read_text())
     assert doc["calibration"]["photos"] == ["hubble_deep_field", "retina"]
     assert all(torch.equal(gated.state_dict()[k], v) for k, v in trained.items())
