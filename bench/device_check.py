@@ -544,6 +544,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.native_frames:
         return native_frames(a.native_frames)
     work = a.work or a.out.resolve().parent / "device-check-work"
+    from toolkit.core.errors import DtkError
+    from toolkit.core.safepaths import check_output_folder
+
+    try:  # the one rule of what dtk may write: never into the photo set
+        for folder, flag in ((a.out, "--out"), (work, "--work")):
+            check_output_folder(folder, flag, inputs=(a.photos,))
+    except DtkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if a.dry_run:
         return dry_run(work, a.out, a.budget, a.train_minutes, a.photos)
     t0 = time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from toolkit.core.errors import DtkError
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
 from toolkit.core.models.fastwiener import class_index
+from toolkit.core.safepaths import check_output_folder
 from training.calibrate import calibrated_on
 from training.photoset import calibration_split, load_sources, validation_set
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
@@ -134,6 +136,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out = Path(config.out)
+    check_output_folder(out, "-o", inputs=(config.photos, config.init, config.hold_out))
     out.mkdir(parents=True, exist_ok=True)
     train_photos = load_sources(config.photos, "train")
     held = calibration_split(config.photos, config.calibration) if config.calibration else set()
@@ -357,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--native-share", type=float,
                    help="share of windows at the photo's own scale (default: every level alike)")
-    fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
+    try:
+        fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
+    except DtkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -238,3 +238,12 @@ def test_bench_headlines_keep_the_reports_ceiling_and_memory_columns():
     }
     (head,) = dc.bench_headlines({"rows": [row]})
     assert head["ceiling_pct"] == 30.9 and head["peak_device_mb"] == 900.0 and head["p50_ms"] == 14.5
+
+
+def test_out_and_work_are_never_the_photo_set(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for args in (["--out", str(photos / "out")], ["--out", str(tmp_path / "o"), "--work", str(photos)]):
+        assert dc.main([*args, "--photos", str(photos), "--dry-run"]) == 2
+        assert "refusing to write into" in capsys.readouterr().err
+    assert list(photos.iterdir()) == []

@@ -89,6 +89,9 @@ def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tm
               "--photos-of", str(tmp_path / "gated.safetensors")])
     assert json.loads((tmp_path / "regated.json").read_text())["calibration"]["photos"] == [
         "hubble_deep_field", "retina"]
+    with pytest.raises(DtkError, match="refusing to write into -o"):  # the photo set is an input
+        fit(FitConfig(photos=str(photos), out=str(photos / "runs"), max_steps=1), log=lambda *_: None)
+    assert not (photos / "runs").exists()
     with pytest.raises(DtkError, match="names no calibration photos"):
         fit(FitConfig(photos=str(photos), out=str(tmp_path / "no"), max_steps=1, train="refiner",
                       hold_out=str(out / "last.safetensors")), log=lambda *_: None)
