@@ -25,6 +25,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
+_TORCH_THREADS = _torch_threads()  # the process's default, before any test changes it
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A command run in-process with --threads N sets torch's thread count for the whole process
+    (torch.set_num_threads): put the default back, so one test's --threads 1 does not slow every
+    later one."""
+    yield
+    if _TORCH_THREADS is not None:
+        import torch
+
+        if torch.get_num_threads() != _TORCH_THREADS:
+            torch.set_num_threads(_TORCH_THREADS)
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """The built-in demo tree (5 sequences x 2 frames of 256x448, real photos)."""

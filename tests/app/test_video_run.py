@@ -36,11 +36,14 @@ def decoded(path):
         return [f.image for f in reader.frames()]
 
 
-@pytest.mark.parametrize("rate", [Fraction(25), Fraction(30000, 1001)], ids=["25fps", "29.97fps"])
-def test_video_out_is_frame_exact_with_its_audio_and_matches_the_png_run(rate, make_clip, onnx_model,
-                                                                         tmp_path):
+# the NTSC rate checks timestamps and audio only: the deblurred pixels do not depend on the rate
+@pytest.mark.parametrize(("rate", "frames", "against_pngs"), [(Fraction(25), 24, True),
+                                                              (Fraction(30000, 1001), 12, False)],
+                         ids=["25fps", "29.97fps"])
+def test_video_out_is_frame_exact_with_its_audio_and_matches_the_png_run(rate, frames, against_pngs,
+                                                                         make_clip, onnx_model, tmp_path):
     clip = tmp_path / "clip.mp4"
-    make_clip(clip, rate, frames=24)
+    make_clip(clip, rate, frames=frames)
     out, js = tmp_path / "sharp.mp4", tmp_path / "run.json"
     result = run_video(clip, "-o", out, "--codec", "libx264", "--crf", "0", "--blur", "k7", "--json", js,
                        model=onnx_model)
@@ -48,16 +51,18 @@ def test_video_out_is_frame_exact_with_its_audio_and_matches_the_png_run(rate, m
 
     times_in, size_in, tags_in, sound_in = streams(clip)
     times_out, size_out, tags_out, sound_out = streams(out)
-    assert len(times_in) == len(times_out) == 24
+    assert len(times_in) == len(times_out) == frames
     assert times_out == times_in and size_out == size_in == (272, 480) and tags_out == tags_in
     assert sound_out == sound_in and len(sound_in) > 10  # the AAC packets, byte for byte, same times
 
     doc = json.loads(js.read_text())
-    assert doc["written"] == 24 and doc["failed"] == 0 and doc["encode"]["codec"] == "libx264"
+    assert doc["written"] == frames and doc["failed"] == 0 and doc["encode"]["codec"] == "libx264"
     assert set(doc["time_shares"]) == {"decode", "compute", "encode", "other"} and doc["compute_s"] > 0
     manifest = json.loads((tmp_path / "sharp.mp4.dtk-run.json").read_text())
     assert manifest["settings"]["video"]["source"]["rate"] == str(rate)
     assert manifest["settings"]["video"]["output"]["crf"] == 0 and manifest["settings"]["blur"] == "k7"
+    if not against_pngs:
+        return
 
     # the same clip as PNG frames through `dtk run` on a folder
     frames_dir, frames_sharp = tmp_path / "frames", tmp_path / "frames-sharp"
