@@ -123,6 +123,48 @@ def test_existing_output_needs_overwrite_and_output_may_not_be_the_input(make_cl
     assert clip.read_bytes() == before and not (tmp_path / "out.mp4").exists()
 
 
+def test_a_rerun_skips_the_finished_video_clears_a_killed_runs_file_and_waits_for_no_one(
+        make_clip, onnx_model, tmp_path, monkeypatch):
+    from engines.spec import RunnerSpec
+    from toolkit.app.video_run import lock_path_for
+
+    clip, out, js = tmp_path / "clip.mkv", tmp_path / "sharp.mkv", tmp_path / "again.json"
+    make_clip(clip, 25, frames=3, size=(256, 448), codec="ffv1", audio=False)
+    assert run_video(clip, "-o", out, "--codec", "ffv1", model=onnx_model).exit_code == 0
+    before = out.stat().st_mtime_ns
+    killed = tmp_path / ".sharp.mkv.0badc0de.tmp"  # what a SIGKILLed run leaves
+    killed.write_bytes(b"half a video")
+    other = tmp_path / ".other.mkv.0badc0de.tmp"  # another output's: not ours to remove
+    other.write_bytes(b"x")
+
+    def boom(*_a, **_k):
+        raise AssertionError("a finished video's rerun loaded the model")
+
+    with monkeypatch.context() as m:
+        m.setattr(RunnerSpec, "open", boom)
+        result = run_video(clip, "-o", out, "--codec", "ffv1", "--json", js, model=onnx_model)
+    assert result.exit_code == 0, result.output
+    assert "already done" in result.said and out.stat().st_mtime_ns == before
+    doc = json.loads(js.read_text())
+    assert (doc["written"], doc["skipped_done"], doc["failed"]) == (0, 3, 0)
+    assert not killed.exists() and other.exists()
+
+    result = run_video(clip, "-o", out, "--codec", "ffv1", "--blur", "k7", model=onnx_model)
+    assert result.exit_code == 2 and "other settings" in result.said and "--overwrite" in result.said
+    assert out.stat().st_mtime_ns == before
+
+    from toolkit.app.run import file_lock
+
+    with file_lock(lock_path_for(out), out):  # a second run while one writes OUT: refused
+        result = run_video(clip, "-o", out, "--codec", "ffv1", "--overwrite", model=onnx_model)
+    assert result.exit_code == 2 and "another dtk run is writing" in result.said
+    assert out.stat().st_mtime_ns == before
+    result = run_video(clip, "-o", out, "--codec", "ffv1", "--blur", "k7", "--overwrite", model=onnx_model)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "sharp.mkv.dtk-run.json").read_text())["settings"]["blur"] == "k7"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".other.mkv.0badc0de.tmp"]
+
+
 def test_a_container_that_cannot_hold_the_codecs_is_refused_first(make_clip, tmp_path, no_model_load):
     clip = tmp_path / "clip.mp4"
     make_clip(clip, 25, frames=2, size=(256, 448))  # H.264 + AAC

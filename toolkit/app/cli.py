@@ -623,6 +623,9 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                                         if (enc := summary.encode) else " (PNG frames)"),
         }
         console.print(key_value_table("dtk run (video)", rows))
+        if summary.frames_total and summary.skipped_done == summary.frames_total:
+            console.print(f"already done: {escape(summary.output)} was made with these settings "
+                          "(--overwrite redoes it)")
         for frame, reason in summary.failed:
             err_console.print(f"[yellow]not written:[/] {escape(frame)}: {escape(reason)}")
     emit_json(json_out, summary.to_json())

@@ -164,8 +164,9 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
                   resize: bool = False, keep_size: bool = False, executor: str = "local",
                   pipeline: str = "auto", resumable: bool = False) -> None:
     """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
-    and paths that are not the input (an existing OUT.mp4 only with --overwrite)."""
-    from toolkit.app.video_run import check_video_output  # PyAV stays unloaded: imported on use
+    and paths that are not the input (an existing OUT.mp4 only with --overwrite, or with a run
+    manifest: video_run.video_output_done decides once the settings are known)."""
+    from toolkit.app.video_run import check_video_output, manifest_path  # PyAV stays unloaded
 
     if (output is None) == (frames_out is None):
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
@@ -179,7 +180,8 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
     check_threads(threads)
     inputs = [input_path, model]
     if output is not None:
-        check_video_output(output, "-o", inputs=inputs, overwrite=overwrite, resumable=resumable)
+        ours = manifest_path(output).is_file()
+        check_video_output(output, "-o", inputs=inputs, overwrite=overwrite or ours, resumable=resumable)
     elif resumable:
         raise DtkError("--resumable is for a video output (-o OUT.mp4); --frames-out DIR resumes anyway")
     else:

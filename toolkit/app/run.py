@@ -232,7 +232,7 @@ def open_own_file(path: Path, flags: int) -> int:
     (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK); DtkError unless what is there is a
     regular file with a single link (a hard link to another file would be truncated with it)."""
     flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    what = "lock" if path.name == LOCK_NAME else "run manifest"
+    what = "lock" if path.name.endswith(LOCK_NAME) else "run manifest"
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
@@ -365,27 +365,50 @@ def check_no_unvouched_outputs(output_dir: Path | str) -> None:
 @contextlib.contextmanager
 def output_lock(output_dir: Path | str):
     """Hold OUTPUT/.dtk-run.lock (fcntl.flock, non-blocking); DtkError when another run holds it."""
+    with file_lock(Path(output_dir) / LOCK_NAME, output_dir):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, target: Path | str, *, remove: bool = False):
+    """Hold the lock file `path` guarding `target` (an OUTPUT folder, a video); DtkError naming
+    `target` when another run holds it. `remove`: delete the file when done (beside a video, where
+    it would be litter); a run that locked a file since unlinked takes that as held."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
-    path = Path(output_dir) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if remove and not _same_file(fd, path):  # its holder removed it as we opened it
+                raise BlockingIOError
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise DtkError(f"another dtk run is writing into {output_dir} (lock {path} held"
+            raise DtkError(f"another dtk run is writing into {target} (lock {path} held"
                            + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
                            "or choose another OUTPUT") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            if remove:
+                path.unlink(missing_ok=True)  # before the lock is released: the next run makes its own
     finally:
         os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
 def remove_stale_temp_files(output_dir: Path | str) -> int:

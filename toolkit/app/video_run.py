@@ -7,11 +7,14 @@ overlapping tiles, one blur decision per frame) -> encode (core.videowrite: the 
 time_base, size and colour tags; audio copied) or one PNG per frame (`DIR/<index:08d>.png`).
 
 Safety and resume:
-- OUT.mp4 is never INPUT (toolkit.core.safepaths); an existing one is replaced only with
-  --overwrite. The video is written to `.OUT.mp4.XXXXXXXX.tmp` beside it and renamed when every
-  frame is encoded: a failed or interrupted run leaves no file under the final name (Ctrl-C
-  removes the temporary file; a killed process leaves it). `OUT.mp4.dtk-run.json`, written after
-  the rename, records the settings (the run manifest).
+- OUT.mp4 is never INPUT (toolkit.core.safepaths). The video is written to
+  `.OUT.mp4.XXXXXXXX.tmp` beside it and renamed when every frame is encoded: a failed or
+  interrupted run leaves no file under the final name (Ctrl-C removes the temporary file; a killed
+  process leaves it, and the next run into OUT.mp4 removes it). `OUT.mp4.dtk-run.json`, written
+  after the rename, records the settings (the run manifest): a rerun with the same settings finds
+  the video done and skips it; one made otherwise, or not by dtk, is replaced only with
+  --overwrite (`video_output_done`, the rule folder runs use too). One run at a time writes
+  OUT.mp4 (the lock `.OUT.mp4.dtk-run.lock`, there while it runs).
 - By default a rerun starts from the first frame. With --resumable each deblurred frame is also
   kept as a PNG in the work folder `.OUT.mp4.dtk-frames/` (its own manifest and lock, the frame
   folder's resume rule): a rerun decodes the clip again, re-encodes every frame, and deblurs only
@@ -61,6 +64,7 @@ from toolkit.app.run import (
     check_mode,
     check_output_dir,
     claim_output,
+    file_lock,
     is_done,
     output_lock,
     read_manifest_file,
@@ -68,7 +72,7 @@ from toolkit.app.run import (
     sigint_sets,
     wall_shares,
 )
-from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.atomic import temp_files_of, write_bytes_atomic
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
@@ -93,6 +97,12 @@ def manifest_path(output: Path | str) -> Path:
     """The run manifest of a video output: `OUT.mp4.dtk-run.json` beside it."""
     output = Path(output)
     return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def lock_path_for(output: Path | str) -> Path:
+    """The lock file of a video output: `.OUT.mp4.dtk-run.lock` beside it while a run writes it."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.dtk-run.lock")
 
 
 def work_dir_for(output: Path | str) -> Path:
@@ -140,6 +150,7 @@ def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | Non
     folder? (toolkit.core.safepaths' rule; an existing video only with `overwrite`.)"""
     check_output_file(output, flag, inputs=inputs, overwrite=overwrite)
     check_output_file(manifest_path(output), f"{flag} (its run manifest)", inputs=inputs)
+    check_output_file(lock_path_for(output), f"{flag} (its lock file)", inputs=inputs)
     if resumable:
         check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
 
@@ -233,6 +244,13 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
     settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
     png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite)
     with contextlib.ExitStack() as stack:
+        if job.output is not None:
+            stack.enter_context(file_lock(lock_path_for(job.output), job.output, remove=True))
+            for tmp in temp_files_of(job.output):  # a killed run's: a live one would hold the lock
+                tmp.unlink(missing_ok=True)
+            if video_output_done(job.output, settings, "-o", inputs=[job.input, spec.model],
+                                 overwrite=overwrite, resumable=job.work_dir is not None):
+                return already_done(job, spec, **options)
         opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
             on_open(opened)
@@ -249,6 +267,16 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
                    "output": str(job.output), "written": summary.written, "failed": len(summary.failed)}
             write_bytes_atomic(manifest_path(job.output), (json.dumps(doc, indent=2) + "\n").encode())
         return summary
+
+
+def already_done(job: VideoJob, spec: RunnerSpec, *, batch: int = 8, blur: str | None = None,
+                 tile_overlap: int = DEFAULT_OVERLAP, **_options: Any) -> VideoRunSummary:
+    """The summary of a rerun that found the video done with its settings: nothing decoded or run."""
+    info = job.info
+    return VideoRunSummary(str(job.input), str(job.output), info.frames, info.to_json(),
+                           job.encode.to_json() if job.encode else None, skipped_done=info.frames,
+                           batch=batch, blur=blur, tile_overlap=tile_overlap, decoder=job.decoder,
+                           backend={"backend": spec.backend, "model": str(spec.model)})
 
 
 def remove_work_dir(work_dir: Path) -> None:
@@ -451,6 +479,17 @@ def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> 
     return done, not diffs
 
 
+def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs: list[Path | str | None],
+                      overwrite: bool, resumable: bool) -> bool:
+    """The one rule for a video dtk writes, alone or in a folder run (before the model loads): done
+    (skip it) when its manifest records these settings and no frame left out; redone when it
+    records these settings; an existing video made otherwise, or not by dtk, only with `overwrite`
+    (DtkError); the paths as check_video_output checks them."""
+    done, ours = video_resume_state(output, settings, overwrite)
+    check_video_output(output, flag, inputs=inputs, overwrite=overwrite or ours, resumable=resumable)
+    return done
+
+
 def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
                        crf: int | None, pix_fmt: str | None, max_pixels: int | None, resumable: bool,
                        blur: str | None, tile_overlap: int, overwrite: bool,
@@ -472,13 +511,11 @@ def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, 
                 raise DtkError(f"{exc} (--strict; without it the video is left out and listed)") from None
             fv.status, fv.reason = FAILED, str(exc)
             continue
-        done, ours = video_resume_state(fv.output, video_settings(spec, fv.job, blur=blur,
-                                                                  tile_overlap=tile_overlap), overwrite)
-        if done:
+        if video_output_done(fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap),
+                             "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite,
+                             resumable=resumable):
             fv.status = DONE
             continue
-        check_video_output(fv.output, "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite or ours,
-                           resumable=resumable)
         check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite)
     return planned
 

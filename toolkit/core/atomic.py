@@ -63,6 +63,16 @@ def stale_temp_files(root: Path | str, suffix: str = "") -> Iterator[Path]:
                 yield Path(folder) / name
 
 
+def temp_files_of(path: Path | str) -> list[Path]:
+    """The temporary files `temp_name(path)` may have left beside `path` (its own name only)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir()
+                  if (m := TEMP_PATTERN.match(p.name)) and m.group("name") == path.name and p.is_file()
+                  and not p.is_symlink())
+
+
 def file_sha256(path: Path | str) -> str:
     """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
     import hashlib
