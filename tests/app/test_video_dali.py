@@ -106,3 +106,24 @@ def test_help_and_import_leave_dali_unloaded():
             "print('nvidia.dali' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@needs_dali
+def test_a_folder_run_with_dali_decodes_its_videos_with_dali_where_dali_can(make_clip, onnx_model, tmp_path):
+    from toolkit.core.frames import write_png_atomic
+
+    src, out, js = tmp_path / "in", tmp_path / "out", tmp_path / "run.json"
+    for sub in ("a", "b"):
+        (src / sub).mkdir(parents=True)
+    images = make_clip(src / "a" / "pan.mkv", Fraction(25), frames=4, size=(256, 448), codec="libvpx-vp9",
+                       audio=False)
+    make_clip(src / "b" / "pan.mp4", Fraction(25), frames=4, size=(256, 448), audio=False)  # H.264
+    write_png_atomic(src / "seq" / "00000000.png", images[0])
+    result = run_video(src, "-o", out, "--pipeline", "dali", "--codec", "ffv1", "--json", js,
+                       model=onnx_model)
+    assert result.exit_code == 0, result.output
+    rows = {row["input"].split("/")[-2]: row for row in json.loads(js.read_text())["videos"]}
+    assert (rows["a"]["decoder"], rows["b"]["decoder"]) == ("dali-cpu", "pyav")  # no H.264 on DALI's CPU
+    assert all(row["status"] == "written" and row["written"] == 4 for row in rows.values())
+    got, want = frames_and_times(out / "a" / "pan.mkv"), frames_and_times(out / "b" / "pan.mp4")
+    assert len(got[0]) == len(want[0]) == 4 and got[1] == want[1]

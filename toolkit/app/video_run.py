@@ -158,17 +158,19 @@ def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | Non
 def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
                codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
                max_pixels: int | None = None, resumable: bool = False,
-               info: VideoInfo | None = None, pipeline: str = "fallback") -> VideoJob:
+               info: VideoInfo | None = None, pipeline: str = "fallback",
+               in_folder: bool = False) -> VideoJob:
     """Probe the input (unless `info` is its probe), choose its decoder for `pipeline` (auto|dali|
-    fallback) and settle the output's encoding (DtkError for a bad input or option): everything that
-    can fail before the model loads. Paths are checked in app.preflight (`check_video_output`)."""
+    fallback; `in_folder`: choose_decoder's rule for a video among frames) and settle the output's
+    encoding (DtkError for a bad input or option): everything that can fail before the model loads.
+    Paths are checked in app.preflight (`check_video_output`)."""
     info = info or probe(input_path)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DtkError(f"{input_path}: frames of {info.width}x{info.height} are over --max-pixels "
                        f"{max_pixels}")
     enc = encode_settings(output, info, codec, crf, pix_fmt) if output is not None else None
     work = work_dir_for(output) if resumable and output is not None else None
-    decoder = choose_decoder(info, pipeline)
+    decoder = choose_decoder(info, pipeline, in_folder=in_folder)
     return VideoJob(Path(input_path), info, output, frames_out, enc, work, decoder)
 
 
@@ -458,7 +460,8 @@ class FolderVideo:
                 "failed": len(run.failed) if run else 0,
                 "failures": [{"frame": p, "reason": r} for p, r in (run.failed if run else [])],
                 "wall_s": run.wall_s if run else 0.0, "frames_per_s": run.frames_per_s if run else 0.0,
-                "encode": self.job.encode.to_json() if self.job and self.job.encode else None}
+                "encode": self.job.encode.to_json() if self.job and self.job.encode else None,
+                "decoder": self.job.decoder if self.job else None}
 
 
 def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> tuple[bool, bool]:
@@ -492,10 +495,11 @@ def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs:
 
 def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
                        crf: int | None, pix_fmt: str | None, max_pixels: int | None, resumable: bool,
-                       blur: str | None, tile_overlap: int, overwrite: bool,
-                       strict: bool) -> list[FolderVideo]:
+                       blur: str | None, tile_overlap: int, overwrite: bool, strict: bool,
+                       pipeline: str = "auto") -> list[FolderVideo]:
     """Each video of a folder run, planned before the model loads: the encoder options checked once
-    (DtkError), each video probed (one that cannot be read or written in its container is FAILED,
+    (DtkError), each video probed and its decoder chosen (`pipeline` dali: DALI where it can decode
+    the clip here, else PyAV) (one that cannot be read or written in its container is FAILED,
     listed; with `strict` a DtkError), found done (its manifest) or its paths checked as a single
     video's are (an existing video made otherwise needs --overwrite)."""
     check_encoder(codec, crf, pix_fmt)
@@ -505,7 +509,8 @@ def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, 
         planned.append(fv)
         try:
             fv.job = plan_video(video.path, output=fv.output, frames_out=None, codec=codec, crf=crf,
-                                pix_fmt=pix_fmt, max_pixels=max_pixels, resumable=resumable)
+                                pix_fmt=pix_fmt, max_pixels=max_pixels, resumable=resumable,
+                                pipeline=pipeline, in_folder=True)
         except DtkError as exc:
             if strict:
                 raise DtkError(f"{exc} (--strict; without it the video is left out and listed)") from None
@@ -551,7 +556,8 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
         raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
     planned = plan_folder_videos(videos, output_dir, spec, codec=codec, crf=crf, pix_fmt=pix_fmt,
                                  max_pixels=max_pixels, resumable=resumable, blur=blur,
-                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict)
+                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                 pipeline=pipeline)
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
         opened = runner() if runner is not None else stack.enter_context(spec.open())

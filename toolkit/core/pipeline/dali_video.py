@@ -46,9 +46,18 @@ KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "fcc": (0.30, 0.11)
          "smpte240m": (0.212, 0.087), "bt2020": (0.2627, 0.0593)}
 
 
-def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None) -> str:
+def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None, *,
+                   in_folder: bool = False) -> str:
     """pyav, dali-cpu or dali-gpu for a clip and `--pipeline` (auto|dali|fallback; `gpu` None: does
-    torch see CUDA); DtkError for `dali` where DALI is missing or cannot decode the clip here."""
+    torch see CUDA); DtkError for `dali` where DALI is missing or cannot decode the clip here.
+    `in_folder`: a video among a folder's frames, whose --pipeline chose the frames' reader: `dali`
+    decodes it with DALI where DALI can decode it here and with PyAV where not; any other, PyAV."""
+    if in_folder:
+        if pipeline != "dali":
+            return "pyav"
+        optional_import("nvidia.dali")  # the frames need it too
+        device = "gpu" if (_torch_cuda_available() if gpu is None else gpu) else "cpu"
+        return "pyav" if unsupported(info, device) is not None else f"dali-{device}"
     if pipeline not in ("auto", "dali", "fallback"):
         raise DtkError(f"--pipeline {pipeline} is for frame folders; a video takes auto, dali or fallback")
     if pipeline == "fallback":
