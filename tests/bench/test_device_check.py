@@ -139,6 +139,7 @@ def test_default_plan_fits_the_budget_with_its_training_minutes(tmp_path):
                for c in train.commands)  # the shipped head and gate kept, its calibration photos unseen
     assert card.sequential and "training.card" in card.commands[0] and "--forced" in card.commands[0]
     assert sum(a.startswith("--also") for a in card.commands[0]) == len(dc.TRAININGS)  # the others + shipped
+    assert "training.ceiling" in card.commands[1] and card.commands[1].count("--bar") == len(dc.BARS)
     assert all(Path(c[c.index("--init") + 1]).is_file() for c in train.commands)  # the shipped weights
     assert all("--minutes" in c and "4.0" in c for c in train.commands)
     bench = steps[4]
