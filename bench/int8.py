@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.onnxruntime import cpu_session
+from toolkit.core.errors import exits_on_dtk_error
+from toolkit.core.safepaths import check_output_file
 
 
 def _ms(session, x: np.ndarray) -> float:
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    check_output_file(args.json, "--json", inputs=[args.fp32, args.int8])
     rows = compare_int8(args.fp32, args.int8, batches=[int(b) for b in args.batches.split(",")],
                         iterations=args.iterations, warmup=args.warmup, threads=args.threads)
     for r in rows:
@@ -75,4 +78,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exits_on_dtk_error(main)())

@@ -27,9 +27,12 @@ import numpy as np
 
 from toolkit.core.baselines import BASELINES
 from toolkit.core.demo import parse_frame_size
+from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.frames import read_frame, write_png_atomic
 from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.metrics import capped, psnr
+from toolkit.core.modelfiles import with_checkpoint_files
+from toolkit.core.safepaths import check_output_folder
 
 KERNELS = ("sharp", "k3", "k7", "k11")  # "sharp": the frame as it is, unblurred
 RESIZED = ("k7", "k11")
@@ -111,6 +114,7 @@ def markdown(summ: dict) -> str:
     return "\n".join(lines)
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("photoset", type=Path, help="the photo set (dtk data photos DIR)")
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--model", type=Path, help="the model dtk run uses (default: the shipped one)")
     a = p.parse_args(argv)
+    check_output_folder(a.out, "-o", inputs=with_checkpoint_files([a.photoset, a.cache, a.model]))
     frames = a.out / "frames"
     characters = write_crops(a.photoset, frames, parse_frame_size(a.size), a.cache)
     if not characters:

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.core.errors import DtkError
-from toolkit.core.modelfiles import read_sidecar
+from toolkit.core.errors import DtkError, exits_on_dtk_error
+from toolkit.core.modelfiles import check_checkpoint_output, read_sidecar, with_checkpoint_files
 from toolkit.core.models import create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
+from toolkit.core.safepaths import check_output_file
 from training.photoset import calibration_split, load_sources, native_crops, photo_windows
 from training.sampler import psnr_uint8, quantize, validation_tensors
 
@@ -225,6 +226,7 @@ def load_outcomes(path: Path | str) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -251,6 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--outcomes", help="choose from these saved outcomes (NAME.outcomes.npz of an earlier "
                                       "run on the same checkpoint and photos) instead of running the network")
     args = p.parse_args(argv)
+    inputs = with_checkpoint_files([args.checkpoint, args.photos, args.outcomes, args.photos_of])
+    check_checkpoint_output(args.out, "-o", inputs=inputs)
+    if not args.outcomes:
+        check_output_file(f"{args.out}.outcomes.npz", "-o (its outcomes)", inputs=inputs)
     if args.threads:
         torch.set_num_threads(args.threads)
     doc = read_sidecar(args.checkpoint)
@@ -307,4 +313,4 @@ def main(argv: list[str] | None = None) -> None:
               f"deblur {r['deblur']}  strong {r['strong']}  agree {r['agree']}")
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

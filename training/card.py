@@ -17,12 +17,14 @@ import json
 import torch
 
 from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain, wiener
+from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.flops import frame_flops
 from toolkit.core.kernels import KERNELS, parse_kernels
 from toolkit.core.metrics import capped, psnr_capped, worse_share
-from toolkit.core.modelfiles import read_sidecar
+from toolkit.core.modelfiles import read_sidecar, with_checkpoint_files
 from toolkit.core.models import count_parameters
 from toolkit.core.models.checkpoint import load_model
+from toolkit.core.safepaths import check_output_file
 from training.data import load_frames
 from training.fit import validate
 from training.photoset import TUNE_GRID, validation_frames
@@ -73,7 +75,8 @@ def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str
     return "\n".join(rows), raw
 
 
-def main() -> None:
+@exits_on_dtk_error
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoint")
     parser.add_argument("--data", help="the training tree (its held-out sequences are scored)")
@@ -92,7 +95,10 @@ def main() -> None:
     )
     parser.add_argument("--forced", action="store_true",
                         help="--photoset: also each blind model told the true kernel (its gate's headroom)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    alsos = [a.split("=", 1)[-1] for a in args.also]
+    check_output_file(args.json, "--json", inputs=with_checkpoint_files(
+        [args.checkpoint, *alsos, args.data, args.demo, args.photoset]))
     if args.photoset:
         ckpts = {"model": args.checkpoint} | dict(a.split("=", 1) for a in args.also)
         res = photoset_card(ckpts, args.photoset, tune=not args.no_tune, forced=args.forced)
@@ -277,4 +283,4 @@ def character_table(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

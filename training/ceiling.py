@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.core.errors import DtkError, exits_on_dtk_error
+from toolkit.core.modelfiles import with_checkpoint_files
+from toolkit.core.safepaths import check_output_file
 from training.calibrate import decisions, load_outcomes, outcomes
 
 BLURRED = {"k7": 1, "k11": 2}
@@ -83,6 +86,7 @@ def parse_bar(text: str) -> tuple[str, float]:
     return label, float(value)
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -92,6 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="write the table here (and the outcomes beside it, NAME.outcomes.npz)")
     args = p.parse_args(argv)
     from toolkit.core.models.checkpoint import load_model
+
+    inputs = with_checkpoint_files([args.checkpoint, args.photoset, args.outcomes])
+    check_output_file(args.json, "--json", inputs=inputs)
+    if args.json and not args.outcomes:
+        npz = Path(args.json).with_suffix(".outcomes.npz")
+        check_output_file(npz, "--json (its outcomes)", inputs=inputs)
+    if args.outcomes and not Path(args.outcomes).is_file():
+        raise DtkError(f"--outcomes {args.outcomes}: no such file")
 
     model = load_model(args.checkpoint)
     if args.outcomes:
@@ -114,4 +126,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -42,7 +42,10 @@ import torch
 from torch import nn
 
 from toolkit import FRAME_SIZE
+from toolkit.core.errors import exits_on_dtk_error
+from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
+from toolkit.core.safepaths import check_output_file
 from training import photocatalog as cat
 from training.photoset import calibration_split, centre_window, load_sources, photo_windows
 
@@ -220,6 +223,7 @@ def with_strong(model: nn.Module) -> nn.Module:
     return out
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> None:
     from toolkit.core.demo import parse_frame_size
 
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="cross-validate by photo first (0: no)")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
+    inputs = with_checkpoint_files([args.checkpoint, args.photos])
+    check_checkpoint_output(args.out, "-o", inputs=inputs)
+    check_output_file(f"{args.out}.evidence.npz", "-o (its evidence cache)", inputs=inputs)
     if args.threads:
         torch.set_num_threads(args.threads)
     cached = Path(f"{args.out}.evidence.npz")
@@ -291,4 +298,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

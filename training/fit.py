@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.core.errors import DtkError
+from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
 from toolkit.core.models.fastwiener import class_index
@@ -329,6 +328,7 @@ def batch_loss(model, x, y, labels, config: FitConfig, has_head: bool) -> torch.
     return loss
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("photos")
@@ -360,11 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--native-share", type=float,
                    help="share of windows at the photo's own scale (default: every level alike)")
-    try:
-        fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
-    except DtkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    fit(FitConfig(**vars(p.parse_args(argv))))  # each option is named as its FitConfig field
     return 0
 
 

@@ -1,5 +1,12 @@
 """The one exception type for mistakes a user can cause."""
 
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class DtkError(Exception):
     """A user-facing error: its message says what went wrong and what to do.
@@ -21,3 +28,19 @@ class FrameSkipped(DtkError):
         super().__init__(f"{self.prefix}{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+def exits_on_dtk_error(main: Callable[..., Any]) -> Callable[..., int]:
+    """A `python -m` tool's main: a DtkError is one `error: ...` line on stderr and exit code 2,
+    no traceback; otherwise `main`'s return value when it is an exit code, else 0."""
+
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            code = main(*args, **kwargs)
+        except DtkError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+    return run

@@ -10,6 +10,7 @@ Given any one of them, a backend finds the one it needs next to it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import toolkit
@@ -107,6 +108,28 @@ def checkpoint_paths(path: Path | str) -> tuple[Path, Path, Path]:
     base = p.with_name(name)
     return (base.with_name(name + ".safetensors"), base.with_name(name + ".json"),
             base.with_name(name + ".optim.safetensors"))
+
+
+def with_checkpoint_files(paths: Iterable[Path | str | None]) -> list[Path | str | None]:
+    """`paths` with each checkpoint's other file beside it (X.safetensors <-> X.json): a tool's
+    inputs, for toolkit.core.safepaths' checks, so that a report never lands on either."""
+    out: list[Path | str | None] = []
+    for path in paths:
+        out.append(path)
+        if path is not None and str(path).endswith((".safetensors", ".json")):
+            out.extend(checkpoint_paths(path)[:2])
+    return out
+
+
+def check_checkpoint_output(path: Path | str, flag: str, *, inputs: Iterable[Path | str | None]) -> None:
+    """DtkError unless a tool may write the checkpoint `path` (its .safetensors and .json; an
+    existing one is replaced, as a report is): never an input, an input checkpoint's sidecar or a
+    file inside an input folder (toolkit.core.safepaths' rule)."""
+    from toolkit.core.safepaths import check_output_file
+
+    inputs = with_checkpoint_files(inputs)
+    for target in checkpoint_paths(path)[:2]:
+        check_output_file(target, flag, inputs=inputs)
 
 
 def read_sidecar(path: Path | str) -> dict:
