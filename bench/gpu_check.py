@@ -23,10 +23,12 @@ from engines.machine import collect
 from engines.torch import TorchRunner
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
+from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.frames import read_frame
 from toolkit.core.kernels import blur
 from toolkit.core.metrics import psnr_capped
 from toolkit.core.modelfiles import resolve_model
+from toolkit.core.safepaths import check_output_folder
 
 
 def missing_pieces(info: dict[str, Any]) -> dict[str, str]:
@@ -83,13 +85,14 @@ def precision_quality() -> dict[str, float]:
     return out
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> int:
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder for the reports")
     parser.add_argument("--no-tests", action="store_true", help="skip the pytest -m gpu run")
     parser.add_argument("--quick", action="store_true", help="shorter benchmark rows (1 s each)")
     args = parser.parse_args(argv)
+    check_output_folder(args.out, "--out", inputs=())
     args.out.mkdir(parents=True, exist_ok=True)
     info = collect()
     summary: dict[str, Any] = {"environment": info, "missing": missing_pieces(info)}
