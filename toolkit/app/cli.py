@@ -602,7 +602,11 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                                 overwrite=overwrite, strict=strict, max_pixels=max_pixels,
                                 resumable=resumable, pipeline=pipeline, on_open=opened, progress=progress,
                                 on_tiles=tile_counter(bar, task))
-    if str(json_out) != "-":
+    already = bool(summary.frames_total) and summary.skipped_done == summary.frames_total
+    if str(json_out) != "-" and already:
+        console.print(f"already done: {escape(summary.output)} was made with these settings from all "
+                      f"{summary.frames_total} frames (--overwrite redoes it)")
+    elif str(json_out) != "-":
         shares = summary.shares()
         video = summary.video
         rows = {
@@ -623,9 +627,6 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                                         if (enc := summary.encode) else " (PNG frames)"),
         }
         console.print(key_value_table("dtk run (video)", rows))
-        if summary.frames_total and summary.skipped_done == summary.frames_total:
-            console.print(f"already done: {escape(summary.output)} was made with these settings "
-                          "(--overwrite redoes it)")
         for frame, reason in summary.failed:
             err_console.print(f"[yellow]not written:[/] {escape(frame)}: {escape(reason)}")
     emit_json(json_out, summary.to_json())
