@@ -14,6 +14,11 @@ For a list of frames (H x W x 3 uint8, any sizes):
 3. Stitch: each tile's kept region is converted to uint8 (core.convert's rule) straight into
    the frame's output, which is cropped to the frame's size.
 
+A decided frame's middle tile runs first: when the runner gives it back bit for bit (a pass is
+exactly the input; a deblurred tile with any texture never is, and fp16/bf16 runners never give
+a bit-exact pass), the frame's decision was pass and its other tiles are not run: the frame
+itself is its output (a sharp 1280x720 frame costs 1 tile instead of 16).
+
 A batch whose output is not its input's shape or holds NaN/inf fails the frames it touched.
 
 Where the work happens: on the host (NumPy) for CPU runners; for a runner that
@@ -25,6 +30,7 @@ NumPy conversions cost more than the GPU's whole network pass. Both paths round 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +117,17 @@ class _HostOps:
     def download(self, out: np.ndarray, height: int, width: int) -> np.ndarray:
         return np.ascontiguousarray(out[:height, :width])
 
+    def same(self, y: Any, x: Any) -> bool:
+        """Is the runner's output `y` bit for bit its input `x` (a pass)?"""
+        return bool(np.array_equal(np.asarray(y), np.asarray(x)))
+
+    def textured(self, tile: Any) -> bool:
+        """Would any deblurring change this 3 x h x w tile (0..1 scale)? Not when it is flat, or
+        all at the ends of the scale (an output clamp keeps those)."""
+        t = np.asarray(tile)
+        inside = (t > 0) & (t < 1)
+        return bool(inside.any() and float(np.ptp(t[inside])) >= 2.0 / 255.0)
+
 
 class _DeviceOps(_HostOps):
     """Tiles as torch tensors on the runner's GPU: one uint8 upload and download per frame."""
@@ -155,6 +172,13 @@ class _DeviceOps(_HostOps):
     def download(self, out, height: int, width: int) -> np.ndarray:
         return np.ascontiguousarray(out[:height, :width].cpu().numpy())
 
+    def same(self, y: Any, x: Any) -> bool:
+        return bool(self.torch.equal(y, x))
+
+    def textured(self, tile: Any) -> bool:
+        inside = tile[(tile > 0) & (tile < 1)]
+        return bool(inside.numel() and float(inside.max() - inside.min()) >= 2.0 / 255.0)
+
 
 class _DeviceResultOps(_DeviceOps):
     """_DeviceOps whose stitched frames stay on the device (uint8 tensors)."""
@@ -185,6 +209,7 @@ class TiledResult:
     failures: list[str | None]
     tiles: int = 0  # network passes of the deblurring path
     evidence_tiles: int = 0  # network passes of the head only
+    passed_frames: int = 0  # frames of several tiles whose probe tile came back as its input
     tiles_per_frame: list[int] = field(default_factory=list)
 
 
@@ -236,9 +261,11 @@ def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling
     if runner.takes_evidence:
         evidence, result.evidence_tiles = frame_evidence(runner, padded, grids, batch, ops)
     outs = [ops.empty(g.padded) for g in grids]
-    jobs = ((i, t) for i, g in enumerate(grids) for t in g.tiles)
-    for chunk in _chunks(jobs, batch):
-        live = [(i, t) for i, t in chunk if result.failures[i] is None]
+    probes = {i: grids[i].tiles[len(grids[i]) // 2] for i in evidence}  # a middle tile of each decided frame
+    passed: set[int] = set()
+    rest = ((i, t) for i, g in enumerate(grids) for t in g.tiles if probes.get(i) is not t)
+    for chunk in itertools.chain(_chunks(iter(probes.items()), batch), _chunks(rest, batch)):
+        live = [(i, t) for i, t in chunk if result.failures[i] is None and i not in passed]
         if not live:
             continue
         x = ops.stack([ops.tile(padded[i], t.y, t.x, grids[i].tile) for i, t in live])
@@ -256,11 +283,15 @@ def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling
             for i, _ in live:
                 result.failures[i] = problem
         else:
-            for (i, t), chw in zip(live, y, strict=True):
+            for (i, t), chw, tile in zip(live, y, x, strict=True):
                 ops.paste(outs[i], t.keep, chw, t.inner())
+                if probes.get(i) is t and ops.same(chw, tile) and ops.textured(tile):
+                    passed.add(i)  # the frame's one decision was pass: its other tiles are its input
         if on_tiles is not None:
             on_tiles(len(live))
     for i, g in enumerate(grids):
         if result.failures[i] is None:
-            result.images[i] = ops.download(outs[i], g.height, g.width)
+            source = padded[i] if i in passed else outs[i]
+            result.images[i] = ops.download(source, g.height, g.width)
+    result.passed_frames = len(passed)
     return result

@@ -117,12 +117,13 @@ class Recording:
 
 def test_every_tile_of_a_frame_gets_the_frames_one_decision(torch_runner):
     sharp = photo_mosaic(512, 900)
-    half = sharp.copy()
+    half = blur(sharp, "k7")
     half[:, :450] = blur(sharp, "k11")[:, :450]  # tiles alone would disagree about the blur
     small = blur(photo_mosaic(256, 448), "k7")  # one tile: decides on itself
     rec = Recording(torch_runner)
     res = deblur_frames(rec, [half, small], batch=3)
     n = len(Tiling().grid(512, 900))
+    assert res.passed_frames == 0  # deblurred: every tile runs
     assert res.tiles == n + 1 and res.evidence_tiles == len(evidence_tiles(Tiling().grid(512, 900)))
     first = np.stack(rec.rows[:n])
     assert (first >= 0).all() and np.ptp(first, axis=0).max() == 0  # one evidence for all its tiles
@@ -172,3 +173,42 @@ def test_device_path_equals_the_host_path(torch_runner):
     for a, b in zip(host.images, device.images, strict=True):
         assert isinstance(b, np.ndarray) and b.dtype == np.uint8
         np.testing.assert_array_equal(a, b)
+
+
+class Rounding(Recording):
+    """A runner whose output is its network's rounded to fp16, as an fp16 engine's is."""
+
+    def infer(self, batch, evidence=None):
+        return np.asarray(super().infer(batch, evidence)).astype(np.float16).astype(np.float32)
+
+
+class Flat(Recording):
+    """A runner that gives every tile back as it came (a stand-in for a network that deblurs a flat
+    tile into itself)."""
+
+    def infer(self, batch, evidence=None):
+        super().infer(batch, evidence)
+        return np.asarray(batch)
+
+
+def test_a_passed_frame_runs_one_tile_and_is_its_input(torch_runner):
+    sharp = photo_mosaic(512, 900)  # the gate passes a sharp frame
+    k7 = blur(sharp, "k7")
+    res = deblur_frames(torch_runner, [sharp, k7], batch=4)
+    n = len(Tiling().grid(512, 900))
+    assert res.passed_frames == 1 and res.tiles == 1 + n  # the sharp frame's probe tile, every k7 tile
+    assert np.array_equal(res.images[0], sharp) and not np.array_equal(res.images[1], k7)
+    alone = deblur_frames(torch_runner, [k7], batch=4)  # the k7 frame as it comes out alone
+    assert np.array_equal(alone.images[0], res.images[1])
+
+    # a runner whose pass is not bit-exact (fp16) never skips; one that returns any tile unchanged
+    # skips only where the probe tile has texture: a flat middle tile proves nothing
+    rounded = deblur_frames(Rounding(torch_runner), [sharp], batch=4)
+    assert rounded.passed_frames == 0 and rounded.tiles == n
+    flat = sharp.copy()
+    g = Tiling().grid(512, 900)
+    middle = g.tiles[len(g) // 2]
+    flat[middle.y:middle.y + 256, middle.x:middle.x + 448] = 0  # black (an output clamp keeps it)
+    res = deblur_frames(Flat(torch_runner), [flat, sharp], batch=4)
+    assert res.passed_frames == 1 and res.tiles == 2 + n - 1  # both probes, then the flat frame's other tiles
+    assert np.array_equal(res.images[0], flat) and np.array_equal(res.images[1], sharp)

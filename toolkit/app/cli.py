@@ -542,7 +542,8 @@ def run_cmd(
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
             "mode": (f"native size: {summary.network_passes} tiles of 256x448 (overlap "
                      f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
-                     "decision per frame)" if summary.mode == "native"
+                     f"decision per frame; {summary.passed_whole} passed whole after one tile)"
+                     if summary.mode == "native"
                      else "resized to 256x448 and back (--resize)"),
             "end to end": f"{summary.frames_per_s:.2f} frames/s"
                           + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"

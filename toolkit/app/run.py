@@ -179,24 +179,24 @@ Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, siz
 
 def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: bool, batch: int,
                  on_tiles: Callable[[int], None] | None = None
-                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int]]:
+                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int, int]]:
     """Run one pipeline batch: ([(frame, data, size) for `write_output`], [(path, reason)
-    failed], (network passes, head-only passes)). Native batches go through tiles; 256x448
-    batches through one `infer` call, checked (shape, finite) before anything is written. The
-    one path of the local and Ray runs."""
+    failed], (network passes, head-only passes, frames passed whole after one tile)). Native
+    batches go through tiles; 256x448 batches through one `infer` call, checked (shape, finite)
+    before anything is written. The one path of the local and Ray runs."""
     if fb.native:
         res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles)
         done = [(f, im, None) for f, im in zip(fb.frames, res.images, strict=True) if im is not None]
         failed = [(str(f.path), why) for f, why in zip(fb.frames, res.failures, strict=True) if why]
-        return done, failed, (res.tiles, res.evidence_tiles)
+        return done, failed, (res.tiles, res.evidence_tiles, res.passed_frames)
     out = to_host(runner.infer(fb.images))
     problem = batch_problem(out, tuple(fb.images.shape))
     if problem:
-        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0)
+        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0, 0)
     if on_tiles is not None:
         on_tiles(len(fb))
     done = [(f, out[i], None if keep_size else fb.sizes[i]) for i, f in enumerate(fb.frames)]
-    return done, [], (len(fb), 0)
+    return done, [], (len(fb), 0, 0)
 
 
 def io_threads() -> int:
@@ -492,6 +492,7 @@ class RunSummary(FrameRates):
     tile_overlap: int | None = DEFAULT_OVERLAP
     network_passes: int = 0  # images through the whole network: tiles at native size, else frames
     head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
+    passed_whole: int = 0  # frames of several tiles passed as they are after their first tile
     videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
 
     @property
@@ -520,7 +521,7 @@ class RunSummary(FrameRates):
             "batch": self.batch, "blur": self.blur, "keep_size": self.keep_size,
             "pipeline": self.pipeline, "backend": self.backend,
             "mode": self.mode, "tile_overlap": self.tile_overlap, "network_passes": self.network_passes,
-            "head_passes": self.head_passes,
+            "head_passes": self.head_passes, "passed_whole": self.passed_whole,
             "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
             "videos": [v.to_json() for v in self.videos],
         }
@@ -691,11 +692,12 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                 if len(fb) == 0:
                     continue
                 t0 = time.perf_counter()
-                outputs, failed, (passes, heads) = deblur_batch(
+                outputs, failed, (passes, heads, whole) = deblur_batch(
                     runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles)
                 summary.compute_s += time.perf_counter() - t0
                 summary.network_passes += passes
                 summary.head_passes += heads
+                summary.passed_whole += whole
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:
                     break

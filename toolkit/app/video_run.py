@@ -197,6 +197,7 @@ class VideoRunSummary(FrameRates):
     tile_overlap: int = DEFAULT_OVERLAP
     network_passes: int = 0
     head_passes: int = 0
+    passed_whole: int = 0  # frames passed as they are after their first tile (engines.tiled)
     decoder: str = "pyav"  # which decoder ran: pyav | dali-cpu | dali-gpu
 
     def shares(self) -> dict[str, float]:
@@ -213,7 +214,8 @@ class VideoRunSummary(FrameRates):
             "compute_frames_per_s": self.compute_frames_per_s, "time_shares": self.shares(),
             "video": self.video, "encode": self.encode, "batch": self.batch, "blur": self.blur,
             "backend": self.backend, "mode": "native", "tile_overlap": self.tile_overlap,
-            "network_passes": self.network_passes, "head_passes": self.head_passes, "decoder": self.decoder,
+            "network_passes": self.network_passes, "head_passes": self.head_passes,
+            "passed_whole": self.passed_whole, "decoder": self.decoder,
         }
 
 
@@ -350,6 +352,7 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
         summary.compute_s += time.perf_counter() - t0
         summary.network_passes += res.tiles
         summary.head_passes += res.evidence_tiles
+        summary.passed_whole += res.passed_frames
         t0 = time.perf_counter()
         for f, image, why in zip(pending, res.images, res.failures, strict=True):
             if image is None:
