@@ -216,8 +216,16 @@ def frontier(rows: list[dict], harm: str = "harmed") -> list[dict]:
     return out
 
 
+def save_outcomes(path: Path | str, res: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write `outcomes` to `path` (.npz: LABEL_probs, LABEL_psnr, LABEL_strong) for `load_outcomes`."""
+    np.savez_compressed(path, **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+
+
 def load_outcomes(path: Path | str) -> dict[str, dict[str, np.ndarray]]:
-    """Outcomes saved by `main` (-o NAME -> NAME.outcomes.npz)."""
+    """Outcomes saved by `save_outcomes` (calibrate -o NAME -> NAME.outcomes.npz); DtkError when
+    there is no such file."""
+    if not Path(path).is_file():
+        raise DtkError(f"outcomes {path}: no such file")
     z = np.load(path)
     out: dict[str, dict[str, np.ndarray]] = {}
     for key in z.files:  # LABEL_probs, LABEL_psnr and, with a second MLP, LABEL_strong
@@ -284,8 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         res = outcomes(model, validation_tensors([w for _, w in windows], "cpu"))
     if not args.outcomes:
-        np.savez_compressed(f"{args.out}.outcomes.npz",
-                            **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+        save_outcomes(f"{args.out}.outcomes.npz", res)
     c = model.config
     best, rows = calibrate(res, strong_floor=args.strong_floor,
                            deblur=c.gate_deblur if args.keep_deblur else None)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.core.errors import DtkError, exits_on_dtk_error
+from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.modelfiles import with_checkpoint_files
 from toolkit.core.safepaths import check_output_file
-from training.calibrate import decisions, load_outcomes, outcomes
+from training.calibrate import decisions, load_outcomes, outcomes, save_outcomes
 
 BLURRED = {"k7": 1, "k11": 2}
 NEGATIVE = ("sharp", "k3")  # frames no gate may deblur
@@ -102,13 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.json and not args.outcomes:
         npz = Path(args.json).with_suffix(".outcomes.npz")
         check_output_file(npz, "--json (its outcomes)", inputs=inputs)
-    if args.outcomes and not Path(args.outcomes).is_file():
-        raise DtkError(f"--outcomes {args.outcomes}: no such file")
-
+    res = load_outcomes(args.outcomes) if args.outcomes else None
     model = load_model(args.checkpoint)
-    if args.outcomes:
-        res = load_outcomes(args.outcomes)
-    else:
+    if res is None:
         from training.photoset import validation_frames
         from training.sampler import validation_tensors
 
@@ -121,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "ceiling": table,
                                                "bars": dict(args.bar)}, indent=2) + "\n")
         if not args.outcomes:
-            np.savez_compressed(Path(args.json).with_suffix(".outcomes.npz"),
-                                **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+            save_outcomes(Path(args.json).with_suffix(".outcomes.npz"), res)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,8 @@ def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None, *,
     torch see CUDA); DtkError for `dali` where DALI is missing or cannot decode the clip here.
     `in_folder`: a video among a folder's frames, whose --pipeline chose the frames' reader: `dali`
     decodes it with DALI where DALI can decode it here and with PyAV where not; any other, PyAV."""
-    if in_folder:
-        if pipeline != "dali":
-            return "pyav"
-        optional_import("nvidia.dali")  # the frames need it too
-        device = "gpu" if (_torch_cuda_available() if gpu is None else gpu) else "cpu"
-        return "pyav" if unsupported(info, device) is not None else f"dali-{device}"
+    if in_folder and pipeline != "dali":
+        return "pyav"
     if pipeline not in ("auto", "dali", "fallback"):
         raise DtkError(f"--pipeline {pipeline} is for frame folders; a video takes auto, dali or fallback")
     if pipeline == "fallback":
@@ -69,8 +65,10 @@ def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None, *,
         # PyAV: the reference, and DALI's GPU (NVDEC) path has not run on a GPU yet; ask for it with
         # --pipeline dali (README, Video)
         return "pyav"
-    optional_import("nvidia.dali")
+    optional_import("nvidia.dali")  # in a folder, its frames need it too
     if why is not None:
+        if in_folder:
+            return "pyav"
         raise DtkError(f"{info.path}: {why}")
     return f"dali-{device}"
 
