@@ -9,7 +9,9 @@ runner takes NumPy arrays and returns NumPy for them.
 Frame decisions: a runner that `takes_evidence` (a blind model whose head pools evidence over the
 image, toolkit.core.models.head) also offers `evidence(batch)` (N x width, float32 NumPy) and
 takes `infer(batch, evidence=E)`, E N x width with rows < 0 meaning "decide from this image":
-tiles of one frame are then decided together (engines.tiled).
+tiles of one frame are then decided together (engines.tiled). A runner that `takes_known_blur`
+also takes `infer(batch, known=K)`, K N x 1 float32 (toolkit.core.evidence.KNOWN_INPUT): the
+decision's class the user knows, rows < 0 deciding as usual.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ class Runner(ABC):
     reports_phases: bool = False  # `phases_ms` holds the last call's H2D / compute / D2H times
     warnings: tuple[str, ...] = ()  # what the user should know about this runner (printed once)
     takes_evidence: bool = False  # `evidence()` and `infer(..., evidence=)` work (set per instance)
+    takes_known_blur: bool = False  # `infer(..., known=)` works (set per instance)
 
     @abstractmethod
-    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
+    def infer(self, batch: Any, evidence: np.ndarray | None = None, known: np.ndarray | None = None) -> Any:
         """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input); `evidence`
-        (N x width, rows < 0: own) only where `takes_evidence`."""
+        (N x width, rows < 0: own) only where `takes_evidence`; `known` (N x 1) only where
+        `takes_known_blur`."""
 
     def evidence(self, batch: Any) -> np.ndarray:
         """N x width float32: what the model's head pools from each image (`takes_evidence` only)."""

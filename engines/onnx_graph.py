@@ -1,10 +1,11 @@
 """ONNX graph edits that several backends share (the one home of `parseable_onnx`).
 
-A blind model's graph has a second input, `evidence`, with a default: an initializer that is
-also listed as a graph input, which ONNX Runtime overrides when it is fed. TensorRT's parser and
-OpenVINO's ONNX frontend take such an initializer as a constant (the input disappears), so they
-parse a copy without that default: `evidence` is then a real input (N x width) and one decision
-can cover all tiles of a frame (engines.tiled).
+A blind model's graph has two more inputs, `evidence` and `known_blur`, with defaults:
+initializers that are also listed as graph inputs, which ONNX Runtime overrides when they are fed.
+TensorRT's parser and OpenVINO's ONNX frontend take such an initializer as a constant (the input
+disappears), so they parse a copy without those defaults: `evidence` is then a real input (N x
+width), so one decision can cover all tiles of a frame (engines.tiled), and `known_blur` (N x 1)
+one the user knows.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from toolkit.core.evidence import EVIDENCE_INPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, KNOWN_INPUT
+
+DEFAULTED_INPUTS = (EVIDENCE_INPUT, KNOWN_INPUT)  # inputs a blind graph gives defaults
 
 
 def has_evidence_default(onnx_path: Path | str) -> bool:
-    """True when the graph's `evidence` input has a default (an initializer of that name)."""
+    """True when the graph's `evidence` or `known_blur` input has a default (an initializer of that
+    name)."""
     import onnx  # heavy: only when a graph is read
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(t.name == EVIDENCE_INPUT for t in model.graph.initializer)
+    return any(t.name in DEFAULTED_INPUTS for t in model.graph.initializer)
 
 
 def input_shape(onnx_path: Path | str, name: str) -> list[int | str | None]:
@@ -38,7 +42,8 @@ def input_shape(onnx_path: Path | str, name: str) -> list[int | str | None]:
 @contextlib.contextmanager
 def parseable_onnx(onnx_path: Path | str, prefix: str = "dtk-onnx-") -> Iterator[Path]:
     """The file a parser that freezes initializer-inputs should read: `onnx_path` itself, or for a
-    blind model a temporary copy whose `evidence` input has no default (removed on exit)."""
+    blind model a temporary copy whose `evidence` and `known_blur` inputs have no default (removed
+    on exit)."""
     import onnx  # heavy: only when a graph is read
 
     onnx_path = Path(onnx_path)
@@ -46,7 +51,7 @@ def parseable_onnx(onnx_path: Path | str, prefix: str = "dtk-onnx-") -> Iterator
         yield onnx_path
         return
     model = onnx.load(str(onnx_path))  # with any external weights, saved inline into the copy
-    kept = [t for t in model.graph.initializer if t.name != EVIDENCE_INPUT]
+    kept = [t for t in model.graph.initializer if t.name not in DEFAULTED_INPUTS]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch:

@@ -18,7 +18,7 @@ from engines.base import Runner
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
 from toolkit.core.lazy import optional_import
 
 TRT_EP = "TensorrtExecutionProvider"
@@ -133,10 +133,11 @@ class OrtRunner(Runner):
             raise DtkError(f"ONNX Runtime cannot load {self.model}: {first} "
                            "(export one with `dtk export`)") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        images = [i for i in inputs if i.name != EVIDENCE_INPUT]
+        images = [i for i in inputs if i.name not in (EVIDENCE_INPUT, KNOWN_INPUT)]
         overridable = {i.name for i in self.session.get_overridable_initializers()}
-        self.takes_evidence = (EVIDENCE_INPUT in overridable or len(images) < len(inputs)) and any(
-            o.name == EVIDENCE_OUTPUT for o in outputs)
+        named = overridable | {i.name for i in inputs}
+        self.takes_evidence = EVIDENCE_INPUT in named and any(o.name == EVIDENCE_OUTPUT for o in outputs)
+        self.takes_known_blur = self.takes_evidence and KNOWN_INPUT in named
         outputs = [o for o in outputs if not (self.takes_evidence and o.name == EVIDENCE_OUTPUT)]
         if len(images) != 1 or len(outputs) != 1:
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "
@@ -154,10 +155,13 @@ class OrtRunner(Runner):
         self._opts, self._providers = opts, providers
         self._head = None  # the evidence subgraph's session, built on first use
 
-    def _evidence_feed(self, evidence: np.ndarray | None) -> dict:
-        if evidence is None or not self.takes_evidence:
-            return {}
-        return {EVIDENCE_INPUT: np.ascontiguousarray(evidence, dtype=self.input_dtype)}
+    def _evidence_feed(self, evidence: np.ndarray | None, known: np.ndarray | None = None) -> dict:
+        feed = {}
+        if evidence is not None and self.takes_evidence:
+            feed[EVIDENCE_INPUT] = np.ascontiguousarray(evidence, dtype=self.input_dtype)
+        if known is not None and self.takes_known_blur:
+            feed[KNOWN_INPUT] = np.ascontiguousarray(known, dtype=self.input_dtype)
+        return feed
 
     def evidence(self, batch: Any) -> np.ndarray:
         """N x width: the graph's `tile_evidence` from a session over only the nodes it needs (the
@@ -175,18 +179,20 @@ class OrtRunner(Runner):
         x = np.ascontiguousarray(to_host(batch), dtype=self.input_dtype)
         return self._head.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
 
-    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
+    def infer(self, batch: Any, evidence: np.ndarray | None = None, known: np.ndarray | None = None) -> Any:
         """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out; torch CUDA in, torch CUDA out)."""
         if self.on_gpu:
-            return self._infer_bound(batch, evidence)
+            return self._infer_bound(batch, evidence, known)
         x = np.ascontiguousarray(np.asarray(batch), dtype=self.input_dtype)
-        y = self.session.run([self.output_name], {self.input_name: x, **self._evidence_feed(evidence)})[0]
+        feed = {self.input_name: x, **self._evidence_feed(evidence, known)}
+        y = self.session.run([self.output_name], feed)[0]
         return y.astype(np.float32, copy=False)
 
-    def _infer_bound(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
+    def _infer_bound(self, batch: Any, evidence: np.ndarray | None = None,
+                     known: np.ndarray | None = None) -> Any:
         """IO binding: device buffers in and out, one synchronisation per batch."""
         binding = self.session.io_binding()
-        for name, value in self._evidence_feed(evidence).items():
+        for name, value in self._evidence_feed(evidence, known).items():
             binding.bind_cpu_input(name, value)
         if type(batch).__module__.startswith("torch") and getattr(batch, "is_cuda", False):
             import torch

@@ -19,6 +19,10 @@ exactly the input; a deblurred tile with any texture never is, and fp16/bf16 run
 a bit-exact pass), the frame's decision was pass and its other tiles are not run: the frame
 itself is its output (a sharp 1280x720 frame costs 1 tile instead of 16).
 
+With a blur the user knows (`known_blur`: k3, k7 or k11; toolkit.core.evidence), nothing is
+decided: no head-only passes, every tile runs told that class, and k3 frames (a pass) are their
+own output without a pass of the network.
+
 A batch whose output is not its input's shape or holds NaN/inf fails the frames it touched.
 
 Where the work happens: on the host (NumPy) for CPU runners; for a runner that
@@ -40,7 +44,8 @@ import numpy as np
 from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host, unit_to_uint8, unit_to_uint8_tensor
-from toolkit.core.evidence import OWN_EVIDENCE, combine_evidence
+from toolkit.core.errors import DtkError
+from toolkit.core.evidence import KNOWN_CLASS, OWN_EVIDENCE, combine_evidence, known_rows
 from toolkit.core.tiles import DEFAULT_OVERLAP, TileGrid, check_overlap, evidence_tiles, pad_frame, tile_grid
 
 
@@ -244,21 +249,39 @@ def frames_evidence(runner: Runner, images: Sequence[np.ndarray], tiling: Tiling
     return np.stack([evidence[i] for i in range(len(images))]).astype(np.float32)
 
 
+def check_known_blur(runner: Runner, known_blur: str | None) -> None:
+    """DtkError unless `runner` can be told `known_blur` (None: nothing to tell)."""
+    if known_blur is None:
+        return
+    if known_blur not in KNOWN_CLASS:
+        raise DtkError(f"unknown blur {known_blur!r} for --known-blur: choose one of {', '.join(KNOWN_CLASS)}")
+    if not runner.takes_known_blur:
+        raise DtkError(f"--known-blur {known_blur}: this model ({runner.describe().get('model')}) cannot be "
+                       "told the blur (only a blind model with a decision input can: the shipped model, or "
+                       "one exported again with `dtk export`)")
+
+
 def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling(), *,
                   batch: int = 8, on_tiles: Callable[[int], None] | None = None,
-                  on_device: bool = False) -> TiledResult:
+                  on_device: bool = False, known_blur: str | None = None) -> TiledResult:
     """Deblur H x W x 3 uint8 frames at their own size (see the module doc).
 
     `on_tiles(n)` is called after each runner call with the tiles it deblurred. For a runner that
     `accepts_device_tensors`, frames may be uint8 tensors on its GPU, and `on_device` keeps the
-    results there (uint8 tensors): device in, device out, no host copy."""
+    results there (uint8 tensors): device in, device out, no host copy. `known_blur`: the blur
+    every frame carries (k3, k7, k11), not decided."""
+    check_known_blur(runner, known_blur)
     ops = _ops(runner, on_device)
     grids = [tiling.grid(int(im.shape[0]), int(im.shape[1])) for im in images]
     padded = [ops.pad_upload(im, g.padded) for im, g in zip(images, grids, strict=True)]
     evidence: dict[int, np.ndarray] = {}
     result = TiledResult([None] * len(images), [None] * len(images),
                          tiles_per_frame=[len(g) for g in grids])
-    if runner.takes_evidence:
+    if known_blur is not None and KNOWN_CLASS[known_blur] == 0:  # told "pass": each frame is its output
+        result.images = [ops.download(p, g.height, g.width) for p, g in zip(padded, grids, strict=True)]
+        result.passed_frames = len(images)
+        return result
+    if runner.takes_evidence and known_blur is None:
         evidence, result.evidence_tiles = frame_evidence(runner, padded, grids, batch, ops)
     outs = [ops.empty(g.padded) for g in grids]
     probes = {i: grids[i].tiles[len(grids[i]) // 2] for i in evidence}  # a middle tile of each decided frame
@@ -269,8 +292,10 @@ def deblur_frames(runner: Runner, images: Sequence[Any], tiling: Tiling = Tiling
         if not live:
             continue
         x = ops.stack([ops.tile(padded[i], t.y, t.x, grids[i].tile) for i, t in live])
-        kwargs = {}
-        if runner.takes_evidence:
+        kwargs: dict[str, Any] = {}
+        if known_blur is not None:
+            kwargs["known"] = known_rows(known_blur, len(live))
+        elif runner.takes_evidence:
             width = next(iter(evidence.values())).shape[-1] if evidence else None
             rows = [evidence.get(i) for i, _ in live]
             if width is not None:

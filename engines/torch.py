@@ -77,6 +77,7 @@ class TorchRunner(Runner):
             model = model.to(memory_format=torch.channels_last)
         self.config = model.config
         self.takes_evidence = bool(getattr(model, "takes_evidence", False))
+        self.takes_known_blur = self.takes_evidence  # a blind model's decision can be told (fastwiener)
         self._net = model  # uncompiled: its `evidence` method
         self.model = torch.compile(model) if compile else model
         self.accepts_device_tensors = self.reports_phases = self._cuda
@@ -105,17 +106,20 @@ class TorchRunner(Runner):
         x = x.to(self.device).float()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> Any:
+    def infer(self, batch: Any, evidence: np.ndarray | None = None, known: np.ndarray | None = None) -> Any:
         """N x 3 x H x W in [0, 1] -> N x 3 x H x W float32 (NumPy for NumPy input)."""
         import torch
 
         numpy_in = not torch.is_tensor(batch)
         evidence = evidence if self.takes_evidence else None
+        known = known if self.takes_known_blur else None
         if self._executor is not None:
-            return (self._executor.run_numpy(batch, evidence) if numpy_in
-                    else self._executor.run_tensor(batch, evidence))
+            return (self._executor.run_numpy(batch, evidence, known) if numpy_in
+                    else self._executor.run_tensor(batch, evidence, known))
         x = self._input(batch)
         kwargs = {} if evidence is None else {"evidence": torch.as_tensor(evidence, dtype=torch.float32)}
+        if known is not None:
+            kwargs["known"] = torch.as_tensor(np.asarray(known, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), self._autocast():
             y = self.model(x, **kwargs)
         y = y.float().contiguous()

@@ -41,7 +41,7 @@ class CudaExecutor:
         self.graphs = graphs
         self.evidence_width = evidence_width  # the model takes frame evidence (N x width, < 0: own)
         self.copy_stream = torch.cuda.Stream(device)
-        self._graphs: dict[tuple, tuple] = {}  # shape -> graph, static in, static evidence, out
+        self._graphs: dict[tuple, tuple] = {}  # shape -> graph, static in, evidence, known blur, out
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
         self._staging: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         # timing events bracket each phase of run_numpy: H2D (copy stream), compute, D2H (copy stream)
@@ -49,9 +49,18 @@ class CudaExecutor:
             torch.cuda.Event(enable_timing=True) for _ in range(6))
         self.last_phases_ms: dict[str, float] | None = None
 
-    def _forward(self, x: torch.Tensor, evidence: torch.Tensor | None) -> torch.Tensor:
-        y = self.model(x) if evidence is None else self.model(x, evidence=evidence)
+    def _forward(self, x: torch.Tensor, evidence: torch.Tensor | None,
+                 known: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.model(x) if evidence is None else self.model(x, evidence=evidence, known=known)
         return y.float().contiguous()
+
+    def _known(self, n: int, known: Any) -> torch.Tensor | None:
+        """The known-blur rows on the device (-1: decide), None for models without a decision."""
+        if self.evidence_width is None:
+            return None
+        if known is None:
+            return torch.full((n, 1), -1.0, dtype=self.dtype, device=self.device)
+        return torch.as_tensor(np.asarray(known, dtype=np.float32)).to(self.device, self.dtype)
 
     def _evidence(self, n: int, evidence: Any) -> torch.Tensor | None:
         """The evidence rows on the device (-1: each image its own), None for models without."""
@@ -68,35 +77,37 @@ class CudaExecutor:
         static_in = torch.zeros(shape, dtype=self.dtype, device=self.device).contiguous(
             memory_format=self.memory_format)
         static_ev = self._evidence(shape[0], None)
+        static_known = self._known(shape[0], None)
         compute = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(compute)
         with torch.cuda.stream(side), torch.inference_mode():
             for _ in range(GRAPH_WARMUP_CALLS):
-                self._forward(static_in, static_ev)
+                self._forward(static_in, static_ev, static_known)
         compute.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
-            static_out = self._forward(static_in, static_ev)
-        self._graphs[shape] = (graph, static_in, static_ev, static_out)
+            static_out = self._forward(static_in, static_ev, static_known)
+        self._graphs[shape] = (graph, static_in, static_ev, static_known, static_out)
         return self._graphs[shape]
 
-    def _compute(self, x: torch.Tensor, evidence: Any = None) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor, evidence: Any = None, known: Any = None) -> torch.Tensor:
         """x on the device (any float dtype/layout) -> float32 NCHW output owned by the caller."""
         if self.graphs:
-            graph, static_in, static_ev, static_out = self._graph(tuple(x.shape))
+            graph, static_in, static_ev, static_known, static_out = self._graph(tuple(x.shape))
             static_in.copy_(x)
             if static_ev is not None:
                 static_ev.copy_(self._evidence(x.shape[0], evidence))
+                static_known.copy_(self._known(x.shape[0], known).expand_as(static_known))
             graph.replay()
             return static_out.clone()
         x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
-            return self._forward(x, self._evidence(x.shape[0], evidence))
+            return self._forward(x, self._evidence(x.shape[0], evidence), self._known(x.shape[0], known))
 
-    def run_tensor(self, x: torch.Tensor, evidence: Any = None) -> torch.Tensor:
+    def run_tensor(self, x: torch.Tensor, evidence: Any = None, known: Any = None) -> torch.Tensor:
         """A tensor (already on the GPU: no host round trip) -> a CUDA float32 tensor."""
-        return self._compute(x.to(self.device, non_blocking=True), evidence)
+        return self._compute(x.to(self.device, non_blocking=True), evidence, known)
 
     def _buffers(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[torch.Tensor, ...]:
         """(pinned host input, device input, pinned host float32 output) for this shape and dtype."""
@@ -108,7 +119,7 @@ class CudaExecutor:
                                   torch.empty(shape, dtype=torch.float32, pin_memory=True))
         return self._staging[key]
 
-    def run_numpy(self, batch: np.ndarray, evidence: Any = None) -> np.ndarray:
+    def run_numpy(self, batch: np.ndarray, evidence: Any = None, known: Any = None) -> np.ndarray:
         """N x 3 x H x W NumPy -> float32 NumPy via pinned buffers and the copy stream."""
         batch = np.ascontiguousarray(batch)
         pinned_in, dev_in, pinned_out = self._buffers(batch.shape, batch.dtype)
@@ -121,7 +132,7 @@ class CudaExecutor:
             self._h2d.record(self.copy_stream)
         compute.wait_event(self._h2d)
         self._c0.record(compute)
-        y = self._compute(dev_in, evidence)
+        y = self._compute(dev_in, evidence, known)
         self._done.record(compute)
         with torch.cuda.stream(self.copy_stream):
             self.copy_stream.wait_event(self._done)

@@ -18,7 +18,7 @@ from engines.onnxruntime import cpu_session
 from engines.polygraphy_log import quiet_polygraphy
 from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
+from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_CLASS, KNOWN_INPUT
 from toolkit.core.kernels import blur
 from toolkit.core.lazy import optional_import
 from toolkit.core.metrics import psnr, psnr_capped
@@ -35,25 +35,27 @@ class _ExportIO(nn.Module):
     A blind model (`takes_evidence`) gets a second input `evidence` (the frame's pooled head
     features, N x width or 1 x width; rows < 0 mean "decide from this image") and a second
     output `tile_evidence` (each image's own pooled features), so tiles of one frame can share one
-    decision (toolkit.core.models.head).
+    decision (toolkit.core.models.head), and a third input `known_blur` (N x 1 or 1 x 1: the
+    decision's class when the user knows the blur, < 0: decide; toolkit.core.evidence).
     """
 
     def __init__(self, net: nn.Module, cast_half: bool):
         super().__init__()
         self.net, self.cast_half = net, cast_half
 
-    def forward(self, x: torch.Tensor, evidence: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, evidence: torch.Tensor | None = None,
+                known: torch.Tensor | None = None):
         if self.cast_half:
             x = x.half()
         if evidence is None:
             y = self.net(x)
             return y.float() if self.cast_half else y
-        y, _, own = self.net.decided(x, evidence)
+        y, _, own = self.net.decided(x, evidence, known=known)
         return (y.float(), own.float()) if self.cast_half else (y, own)
 
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int,
-                  evidence: torch.Tensor | None = None) -> None:
+                  evidence: torch.Tensor | None = None, known: torch.Tensor | None = None) -> None:
     """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN."""
     import warnings
 
@@ -65,6 +67,10 @@ def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: i
         names_out.append(EVIDENCE_OUTPUT)
         axes.update({EVIDENCE_INPUT: {0: "evidence_batch"}, EVIDENCE_OUTPUT: {0: "batch"}})
         args = (example, evidence)
+    if known is not None:
+        names_in.append(KNOWN_INPUT)
+        axes[KNOWN_INPUT] = {0: "known_batch"}
+        args = (*args, known)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -74,22 +80,25 @@ def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: i
 
 
 def _default_own_evidence(path: Path) -> None:
-    """Give the `evidence` input a default (1 x width of -1: every image decides alone), so a
-    caller that feeds only `input` (ONNX Runtime, OpenVINO) runs the whole model as one pass.
+    """Give the `evidence` input a default (1 x width of -1: every image decides alone) and the
+    `known_blur` input one (1 x 1 of -1: decide), so a caller that feeds only `input` (ONNX
+    Runtime, OpenVINO) runs the whole model as one pass.
 
-    The default is an initializer listed as a graph input: ONNX Runtime treats it as an
-    overridable initializer; TensorRT's build (engines.tensorrt.build) turns it back into an input.
+    The defaults are initializers listed as graph inputs: ONNX Runtime treats them as overridable
+    initializers; TensorRT's build (engines.tensorrt.build) turns them back into inputs.
     """
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
     graph = model.graph
-    spec = next(i for i in graph.input if i.name == EVIDENCE_INPUT)
-    width = spec.type.tensor_type.shape.dim[1].dim_value
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(spec.type.tensor_type.elem_type)
-    graph.initializer.append(numpy_helper.from_array(np.full((1, width), -1.0, dtype=dtype),
-                                                     EVIDENCE_INPUT))
+    for name, fill in ((EVIDENCE_INPUT, -1.0), (KNOWN_INPUT, DECIDE)):
+        spec = next((i for i in graph.input if i.name == name), None)
+        if spec is None:
+            continue
+        width = spec.type.tensor_type.shape.dim[1].dim_value
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(spec.type.tensor_type.elem_type)
+        graph.initializer.append(numpy_helper.from_array(np.full((1, width), fill, dtype=dtype), name))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
@@ -180,6 +189,18 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
         if err > tol or not np.all(np.isfinite(own)):
             raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
                            f"with a given frame evidence (tolerance {tol:g}); the file was not trusted")
+        # a blur the user knows: the sharp frame told it carries k11 (a decision it would not make)
+        known = torch.full((1, 1), KNOWN_CLASS["k11"])
+        with torch.no_grad():
+            ref = model(torch.from_numpy(real), known=known).numpy()
+        feed = {"input": real.astype(np.float16) if fp16_io else real,
+                KNOWN_INPUT: known.numpy().astype(np.float16 if fp16_io else np.float32)}
+        got = sess.run(["output"], feed)[0]
+        err = float(np.max(np.abs(got.astype(np.float32) - ref)))
+        result["known_blur_max_abs"] = err
+        if err > tol:
+            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
+                           f"when told the blur (tolerance {tol:g}); the file was not trusted")
     return result
 
 
@@ -223,8 +244,10 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
     if blind:
         evidence = torch.full((1, model.evidence_width), -1.0, dtype=example_in.dtype)
         meta["evidence"] = json.dumps({"input": EVIDENCE_INPUT, "output": EVIDENCE_OUTPUT,
-                                       "width": model.evidence_width, "own": -1.0})
-    _torch_export(module, example_in, path, opset, evidence)
+                                       "width": model.evidence_width, "own": -1.0,
+                                       "known_blur": KNOWN_INPUT, "decide": DECIDE})
+    known = torch.full((1, 1), DECIDE, dtype=example_in.dtype) if blind else None
+    _torch_export(module, example_in, path, opset, evidence, known)
     fold_constants(path)  # the parity check below runs on the folded graph
     if blind:
         _default_own_evidence(path)

@@ -49,7 +49,7 @@ from engines.tensorrt.sidecar import (
 from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
 from toolkit.core.lazy import optional_import
 
 PRECISIONS = ("fp16", "fp32", "int8")
@@ -142,9 +142,13 @@ def _evidence_width(network) -> int | None:
     return None
 
 
+def _has_input(network, name: str) -> bool:
+    return any(network.get_input(i).name == name for i in range(network.num_inputs))
+
+
 def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
     images = [network.get_input(i) for i in range(network.num_inputs)
-              if network.get_input(i).name != EVIDENCE_INPUT]
+              if network.get_input(i).name not in (EVIDENCE_INPUT, KNOWN_INPUT)]
     if len(images) != 1:
         raise DtkError(f"expected an ONNX model with one image input (N x 3 x H x W); it has {len(images)}")
     tensor = images[0]
@@ -208,6 +212,8 @@ def build_engine(
     if evidence_width is not None:  # the frame-decision input: the same batch range
         shapes.add(EVIDENCE_INPUT, *((b, evidence_width) for b in (profile_dims.min, profile_dims.opt,
                                                                     profile_dims.max)))
+        if _has_input(network, KNOWN_INPUT):  # the blur the user knows (N x 1): the same range
+            shapes.add(KNOWN_INPUT, *((b, 1) for b in (profile_dims.min, profile_dims.opt, profile_dims.max)))
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)
     reused = cache_path.is_file()
     config = poly.CreateConfig(

@@ -43,7 +43,7 @@ import numpy as np
 from engines.base import Runner
 from engines.tensorrt.sidecar import BatchProfile, EngineSidecar, check_compatible, load_sidecar
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
+from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, OWN_EVIDENCE
 from toolkit.core.lazy import optional_import
 
 
@@ -184,6 +184,11 @@ class TrtRunner(Runner):
             self._h_ev_in = self.device.pinned((self.profile.max, width), ev_in)
             self._d_ev_out = self.device.empty((self.profile.max, width), ev_out)
             self._h_ev_out = self.device.pinned((self.profile.max, width), ev_out)
+        self.takes_known_blur = self.takes_evidence and self._known_input
+        if self.takes_known_blur:
+            known = dtypes.get(self._engine.get_tensor_dtype(KNOWN_INPUT), self.input_dtype)
+            self._d_known = self.device.empty((self.profile.max, 1), known)
+            self._h_known = self.device.pinned((self.profile.max, 1), known)
         self._bound: int | None = None
         self._graphs: dict[int, Any] = {}
 
@@ -196,8 +201,9 @@ class TrtRunner(Runner):
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         pair = EVIDENCE_INPUT in inputs and EVIDENCE_OUTPUT in outputs
         self._evidence_io = (EVIDENCE_INPUT, EVIDENCE_OUTPUT) if pair else None
+        self._known_input = pair and KNOWN_INPUT in inputs
         if pair:
-            inputs = [n for n in inputs if n != EVIDENCE_INPUT]
+            inputs = [n for n in inputs if n not in (EVIDENCE_INPUT, KNOWN_INPUT)]
             outputs = [n for n in outputs if n != EVIDENCE_OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
             raise DtkError(f"expected an engine with one image input and one image output; it has inputs "
@@ -223,6 +229,10 @@ class TrtRunner(Runner):
             if not ctx.set_input_shape(EVIDENCE_INPUT, (n, self._evidence_width)):
                 raise DtkError(f"TensorRT refused evidence shape {(n, self._evidence_width)}")
             buffers += [(EVIDENCE_INPUT, self._d_ev_in), (EVIDENCE_OUTPUT, self._d_ev_out)]
+        if self.takes_known_blur:
+            if not ctx.set_input_shape(KNOWN_INPUT, (n, 1)):
+                raise DtkError(f"TensorRT refused known-blur shape {(n, 1)}")
+            buffers.append((KNOWN_INPUT, self._d_known))
         expected = (n, *self._out_tail)
         if tuple(ctx.get_tensor_shape(self.output_name)) != expected:
             raise DtkError(f"engine output shape {tuple(ctx.get_tensor_shape(self.output_name))}, "
@@ -256,14 +266,15 @@ class TrtRunner(Runner):
                            f"(NCHW); got {shape}")
         return shape[0]
 
-    def infer(self, batch, evidence: np.ndarray | None = None):
+    def infer(self, batch, evidence: np.ndarray | None = None, known: np.ndarray | None = None):
         """N x 3 x H x W in [0, 1] -> same shape, float32.
 
         NumPy in -> NumPy out (through pinned host buffers). A torch CUDA tensor in -> a torch
         CUDA tensor out: the input is copied device-to-device, never through the host.
-        `evidence` (N x width, rows < 0: own) where `takes_evidence`.
+        `evidence` (N x width, rows < 0: own) where `takes_evidence`; `known` (N x 1, rows < 0:
+        decide) where `takes_known_blur`.
         """
-        return self._run(batch, evidence)[0]
+        return self._run(batch, evidence, known=known)[0]
 
     def evidence(self, batch) -> np.ndarray:
         """N x width float32: each image's own `tile_evidence` (a whole pass of the engine)."""
@@ -281,7 +292,17 @@ class TrtRunner(Runner):
             self._h_ev_in[:rows].copy_(given)
             self._d_ev_in[:rows].copy_(self._h_ev_in[:rows], non_blocking=True)
 
-    def _run(self, batch, evidence: np.ndarray | None, collect: bool = False):
+    def _set_known(self, known: np.ndarray | None, start: int, rows: int, size: int) -> None:
+        """Fill the known-blur input of one chunk (given rows, else DECIDE)."""
+        self._d_known[:size].fill_(DECIDE)
+        if known is not None:
+            import torch
+
+            given = torch.from_numpy(np.ascontiguousarray(known[start:start + rows], dtype=np.float32))
+            self._h_known[:rows].copy_(given)
+            self._d_known[:rows].copy_(self._h_known[:rows], non_blocking=True)
+
+    def _run(self, batch, evidence: np.ndarray | None, collect: bool = False, known: np.ndarray | None = None):
         """(outputs, own evidence N x width as float32 NumPy when `collect`, else None)."""
         import torch
 
@@ -306,6 +327,8 @@ class TrtRunner(Runner):
                     self._d_in[rows:size].zero_()
                 if self.takes_evidence:
                     self._set_evidence(evidence, start, rows, size)
+                if self.takes_known_blur:
+                    self._set_known(known, start, rows, size)
                 self._execute(size)
                 if own is not None:
                     self._h_ev_out[:rows].copy_(self._d_ev_out[:rows], non_blocking=True)
@@ -350,4 +373,5 @@ class TrtRunner(Runner):
         self._runtime = None
         self._d_in = self._d_out = self._h_in = self._h_out = None
         self._d_ev_in = self._h_ev_in = self._d_ev_out = self._h_ev_out = None
+        self._d_known = self._h_known = None
         self._bound = None

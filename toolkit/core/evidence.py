@@ -13,6 +13,21 @@ import numpy as np
 OWN_EVIDENCE = -1.0  # a negative evidence row means "decide from this batch item itself"
 EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in ONNX graphs and engines
 
+# A blur the user knows (`--known-blur K`): the graphs' input `known_blur` (N x 1 float), a class of
+# the decision (toolkit.core.models.fastwiener.CLASSES: pass, k7, k11), or DECIDE (the default) to
+# let the head decide. k3 is a pass: its inverse gains nothing measurable (README, "k3").
+KNOWN_INPUT = "known_blur"
+DECIDE = -1.0
+KNOWN_CLASS = {"k3": 0.0, "k7": 1.0, "k11": 2.0}
+KNOWN_BLURS = tuple(KNOWN_CLASS)
+
+
+def known_rows(blur: str | None, n: int) -> np.ndarray | None:
+    """The `known_blur` rows (n x 1 float32) for a blur the user knows; None for none."""
+    if blur is None:
+        return None
+    return np.full((n, 1), KNOWN_CLASS[blur], dtype=np.float32)
+
 
 def combine_evidence(tiles: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """One frame's evidence from its tiles' (T x width): their mean, weighted by `weights` (T)."""

@@ -178,11 +178,13 @@ class FastWienerNet(nn.Module):
         return self.head.pool(self._bank_and_head_input(x)[3])
 
     def decided(self, x: torch.Tensor, evidence: torch.Tensor | None = None,
-                classes: torch.Tensor | None = None):
+                classes: torch.Tensor | None = None, known: torch.Tensor | None = None):
         """(output, logits, own evidence); the decision uses `evidence` rows >= 0, else the own.
 
         The mix follows the head (`gate`: soft, or the config's thresholds); `classes` (N class
-        indices, training) mixes by the true classes instead."""
+        indices, training) mixes by the true classes instead; `known` (N x 1 or 1 x 1 float: a
+        CLASSES index the user knows, or < 0 to decide; toolkit.core.evidence) overrides the
+        decision of its rows (an element-wise blend, so it exports to ONNX and TensorRT)."""
         bank, inv7, inv11, head_in = self._bank_and_head_input(x)
         own = self.head.pool(head_in)
         pooled = given_or_own(own, evidence)
@@ -200,15 +202,28 @@ class FastWienerNet(nn.Module):
                      c.gate_strong_native, c.gate_agree, c.gate_agree_native)
         else:
             p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
+        if known is not None:
+            p = told(p, known)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)
         y = p0 * x + p7 * inv7 + p11 * inv11 + (p7 + p11) * r
         return y, logits, own
 
-    def forward(self, x: torch.Tensor, return_logits: bool = False, evidence: torch.Tensor | None = None):
-        y, logits, _ = self.decided(x, evidence)
+    def forward(self, x: torch.Tensor, return_logits: bool = False, evidence: torch.Tensor | None = None,
+                known: torch.Tensor | None = None):
+        y, logits, _ = self.decided(x, evidence, known=known)
         return (y, logits) if return_logits else y
+
+
+def told(p: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mix weights `p` (N x 3) with the rows whose `known` (N x 1 or 1 x 1) is a class index >= 0
+    replaced by that class: a one-hot from Equal + Cast, blended by (known >= 0)."""
+    known = known.to(p.dtype)
+    index = torch.arange(len(CLASSES), dtype=p.dtype, device=p.device)[None, :]
+    onehot = (known == index).to(p.dtype)
+    use = (known >= 0).to(p.dtype)
+    return use * onehot + (1 - use) * p
 
 
 def class_index(labels: list[str]) -> torch.Tensor:
