@@ -193,3 +193,30 @@ def category_frame(image: np.ndarray, size: tuple[int, int], name: str, photo: s
     if frame.shape != (*size, 3) or frame.dtype != np.uint8:
         raise DtkError(f"content category {name} made a {frame.shape} {frame.dtype} frame, not {size}")
     return frame
+
+
+def random_crop(image: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A random window of `image` holding `share` (0..1] of each side: variety for training frames."""
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * share)), max(1, round(w * share))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    return image[y:y + ch, x:x + cw]
+
+
+def training_frames(photos: dict[str, np.ndarray], size: tuple[int, int], per_photo: int,
+                    rng: np.random.Generator, categories=None, label: str = "") -> list[dict]:
+    """`per_photo` frames of random categories and windows from each photo: {photo, category,
+    group, size, frame} (a category the photo is too small for is skipped)."""
+    names = list(categories or CATEGORIES)
+    out = []
+    for photo, image in sorted(photos.items()):
+        for _ in range(per_photo):
+            cat = names[int(rng.integers(len(names)))]
+            window = random_crop(image, float(rng.uniform(0.6, 1.0)), rng)
+            frame = category_frame(window, size, cat, photo, salt=str(rng.integers(1 << 30)))
+            if frame is None:
+                frame = category_frame(image, size, cat, photo, salt=str(rng.integers(1 << 30)))
+            if frame is not None:
+                out.append({"photo": photo, "category": cat, "group": CATEGORIES[cat].group,
+                            "size": label or f"{size[0]}x{size[1]}", "frame": frame})
+    return out

@@ -23,6 +23,9 @@ class ModelConfig:
     gate_strong_native: float = 0.0  # its threshold for frames decided over several tiles (0: gate_strong)
     gate_agree: float = 0.0  # with a second MLP: deblur only when both MLPs' P(blurred) exceed this (0: off)
     gate_agree_native: float = 0.0  # the same for frames decided over several tiles (0: off there)
+    gain_head: bool = False  # decide by expected gain (head.GainHead on pooled features + band energies)
+    gain_margin: float = 0.0  # ... deblur blind only when the best option's expected gain exceeds this (dB)
+    gain_margin_told: float = 0.0  # ... and told the blur (--known-blur), when it exceeds this (dB)
 
     def to_dict(self) -> dict:
         return asdict(self)

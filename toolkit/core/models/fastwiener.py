@@ -26,7 +26,8 @@ from torch import nn
 
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
-from toolkit.core.models.head import KernelHead, gate, given_or_own
+from toolkit.core.models.bands import BAND_SIGMAS, BandEnergies
+from toolkit.core.models.head import GainHead, KernelHead, gain_decision, gate, given_or_own
 from toolkit.core.models.registry import register
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)
@@ -160,12 +161,14 @@ class FastWienerNet(nn.Module):
         n = 3 + 3 * len(self.bank.bank)
         self.head = _head(n, config.head_width, config.head_shares, config.head_strong)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
+        self.bands = BandEnergies() if config.gain_head else None
+        self.gain = GainHead(self.head.evidence_width, len(BAND_SIGMAS)) if config.gain_head else None
 
     takes_evidence = True  # tiles of one frame can share one decision (see toolkit.core.models.head)
 
     @property
     def evidence_width(self) -> int:
-        return self.head.evidence_width
+        return self.head.evidence_width + (len(self.bands.sigmas) if self.bands is not None else 0)
 
     def _bank_and_head_input(self, x: torch.Tensor):
         with torch.no_grad():
@@ -173,9 +176,14 @@ class FastWienerNet(nn.Module):
         inv7, inv11 = self.bank.candidate(bank, "k7"), self.bank.candidate(bank, "k11")
         return bank, inv7, inv11, torch.cat([x, inv7 - x, inv11 - x], dim=1)
 
+    def _own_evidence(self, x: torch.Tensor, head_in: torch.Tensor) -> torch.Tensor:
+        """The head's pooled features, then (a gain head's model) the band energies."""
+        pooled = self.head.pool(head_in)
+        return pooled if self.bands is None else torch.cat([pooled, self.bands(x).to(pooled.dtype)], dim=1)
+
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """N x width: what the head pools from each image (the bank and the head only)."""
-        return self.head.pool(self._bank_and_head_input(x)[3])
+        return self._own_evidence(x, self._bank_and_head_input(x)[3])
 
     def decided(self, x: torch.Tensor, evidence: torch.Tensor | None = None,
                 classes: torch.Tensor | None = None, known: torch.Tensor | None = None):
@@ -186,10 +194,14 @@ class FastWienerNet(nn.Module):
         CLASSES index the user knows, or < 0 to decide; toolkit.core.evidence) overrides the
         decision of its rows (an element-wise blend, so it exports to ONNX and TensorRT)."""
         bank, inv7, inv11, head_in = self._bank_and_head_input(x)
-        own = self.head.pool(head_in)
+        own = self._own_evidence(x, head_in)
         pooled = given_or_own(own, evidence)
-        logits = self.head.decide(pooled)
-        if classes is None:
+        logits = self.head.decide(pooled[:, : self.head.evidence_width])
+        refine = None
+        if classes is None and self.gain is not None:
+            c = self.config
+            p, refine = gain_decision(self.gain(pooled, known), known, c.gain_margin, c.gain_margin_told)
+        elif classes is None:
             q = self.head.strong_probabilities(pooled)
             given = None
             c = self.config
@@ -202,12 +214,13 @@ class FastWienerNet(nn.Module):
                      c.gate_strong_native, c.gate_agree, c.gate_agree_native)
         else:
             p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
-        if known is not None:
+        if known is not None and refine is None:
             p = told(p, known)
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)
-        y = p0 * x + p7 * inv7 + p11 * inv11 + (p7 + p11) * r
+        weight = p7 + p11 if refine is None else refine[:, :, None, None].to(x.dtype)
+        y = p0 * x + p7 * inv7 + p11 * inv11 + weight * r
         return y, logits, own
 
     def forward(self, x: torch.Tensor, return_logits: bool = False, evidence: torch.Tensor | None = None,

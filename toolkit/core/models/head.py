@@ -120,3 +120,65 @@ def _above(v: torch.Tensor, threshold: float) -> torch.Tensor:
 def _blend(given: torch.Tensor, if_given: torch.Tensor, if_own: torch.Tensor) -> torch.Tensor:
     g = given.to(if_own.dtype)  # a blend, not a Where: ONNX Runtime has no Where over bool values
     return g * if_given + (1 - g) * if_own
+
+
+GAIN_OPTIONS = ("k7", "k7-prior", "k11", "k11-prior")  # the network told k7 / the k7 prior inverse alone / ...
+NOT_ALLOWED = -1.0e4  # a gain no option reaches: options a told decision may not take
+
+
+class GainHead(nn.Module):
+    """The expected gain (dB over the input) of each way of deblurring a frame (GAIN_OPTIONS) from
+    its evidence: the head's pooled features and the band energies (toolkit.core.models.bands),
+    and the blur the user said it carries (k7 or k11 as two 0/1 columns; none: decide blind).
+
+    Features: log of the pooled features, log10 of the band energies in grey levels^2, each
+    standardised by the `mean` / `std` the fit stored; an MLP gives the 4 gains. `decide` takes
+    the best allowed option when its gain exceeds a margin, else passes (0 dB: the input).
+    """
+
+    def __init__(self, pooled_width: int, bands: int, hidden: int = 64):
+        super().__init__()
+        self.pooled_width, self.bands = pooled_width, bands
+        n = pooled_width + bands
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+        self.mlp = nn.Sequential(nn.Linear(n + 2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, len(GAIN_OPTIONS)))
+
+    def features(self, evidence: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """N x (pooled + bands + 2): standardised evidence, then the told k7 / k11 columns."""
+        pooled, bands = evidence[:, : self.pooled_width], evidence[:, self.pooled_width:]
+        z = torch.cat([torch.log(pooled + LOG_FLOOR), torch.log10(bands * (255.0 * 255.0) + 1e-6)], dim=1)
+        z = (z - self.mean) / self.std
+        if known is None:
+            told = torch.zeros(len(z), 2, dtype=z.dtype, device=z.device)
+        else:
+            k = known.to(z.dtype) + 0 * z[:, :1]  # N x 1 (a 1 x 1 `known` serves every row)
+            told = torch.cat([(k == 1).to(z.dtype), (k == 2).to(z.dtype)], dim=1)
+        return torch.cat([z, told], dim=1)
+
+    def forward(self, evidence: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mlp(self.features(evidence, known))
+
+
+def gain_decision(gains: torch.Tensor, known: torch.Tensor | None, margin: float,
+                  told_margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mix weights N x 3: pass, k7, k11; refine N x 1: 1 for the network, 0 for the prior inverse
+    alone) from predicted `gains` (N x 4, GAIN_OPTIONS): the best allowed option when its gain
+    exceeds the margin, else pass. Blind rows may take any option (`margin`); rows told k7 / k11
+    only that kernel's two (`told_margin`); rows told k3 none (a pass). Element-wise ops only."""
+    if known is None:
+        allow = torch.ones_like(gains)
+        over = torch.full_like(gains[:, :1], margin)
+    else:
+        k = known.to(gains.dtype) + 0 * gains[:, :1]
+        told = (k >= 0).to(gains.dtype)
+        kernel = torch.cat([(k == 1), (k == 1), (k == 2), (k == 2)], dim=1).to(gains.dtype)
+        allow = told * kernel + (1 - told)
+        over = told * told_margin + (1 - told) * margin
+    score = gains * allow + (1 - allow) * NOT_ALLOWED
+    best = score.amax(dim=1, keepdim=True)
+    take = (score >= best).to(gains.dtype) * (best > over).to(gains.dtype)
+    p7, p11 = take[:, 0:1] + take[:, 1:2], take[:, 2:3] + take[:, 3:4]
+    refine = take[:, 0:1] + take[:, 2:3]
+    return torch.cat([1 - p7 - p11, p7, p11], dim=1), refine
