@@ -48,8 +48,15 @@ def default_codec(muxer: str | None = None) -> str:
                    "pass --codec")
 
 
+# muxers FFmpeg cannot query for the codecs they hold (no query_codec): PyAV lists only their
+# defaults (MPEG-TS: MPEG-1/2 video and audio), though they hold H.264, HEVC, AAC...
+UNLISTED_MUXERS = frozenset({"mpegts"})
+
+
 def held_codecs(muxer: str) -> set[str]:
     """The codecs a `muxer` can hold (empty: one that does not list them, e.g. MPEG-TS)."""
+    if muxer in UNLISTED_MUXERS:
+        return set()
     container = av().open(os.devnull, "w", format=muxer)
     try:
         return set(container.supported_codecs or ())
