@@ -3,6 +3,8 @@ colours written as YUV from the standards' own formulas; probe; the untagged-mat
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,16 @@ def test_untagged_matrix_follows_the_frame_height():
     assert resolve_colour("yuvj420p", 720, 2, 0, 2, 2).range == "full"
     assert resolve_colour("yuv420p", 720, 2, 0, 2, 2).assumed
     assert resolve_colour("gbrp", 720, 0, 2, 2, 2).matrix == "rgb"
+
+
+def test_frames_from_timing_counts_holes_on_the_rate_grid_and_nothing_off_it():
+    from toolkit.core.video import frames_from_timing
+
+    ms = Fraction(1, 1000)
+    ntsc = [round(i * 1001 / 30) for i in range(10)]  # 29.97 fps stored in milliseconds: 33 or 34 ms apart
+    assert frames_from_timing(ntsc, Fraction(30000, 1001), ms)[0] == 10
+    assert frames_from_timing(ntsc[:4] + ntsc[6:], Fraction(30000, 1001), ms)[0] == 10  # 2 dropped inside
+    end = Fraction(1001, 3000)  # 10 frames of 1001/30000 s
+    assert frames_from_timing(ntsc[:8], Fraction(30000, 1001), ms, end=end)[0] == 10  # 2 missing at the end
+    assert frames_from_timing([0, 40, 100, 120, 200], 25, ms) == (5, None)  # variable rate: its packets
+    assert frames_from_timing([0, 40, 80], None, ms) == (3, None)  # no rate: its packets

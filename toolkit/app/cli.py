@@ -562,6 +562,8 @@ def run_cmd(
         problems = summary.failed + [p for v in summary.videos for p in v.problems()]
         for path, reason in problems:
             err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")
+        for warning in (w for v in summary.videos for w in v.warnings):
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     emit_json(json_out, summary.to_json())
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] every PNG and video written is complete; run the same "
@@ -591,9 +593,13 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
 
-    opened = announce_runner(spec)
-    with make_progress() as bar:
+    announce = announce_runner(spec)
+    with make_progress() as bar:  # shown once the runner opens: a refusal or "already done" shows none
         task = bar.add_task("deblurring", total=None)
+
+        def opened(runner) -> None:
+            announce(runner)
+            bar.update(task)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -630,6 +636,13 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
         console.print(key_value_table("dtk run (video)", rows))
         for frame, reason in summary.failed:
             err_console.print(f"[yellow]not written:[/] {escape(frame)}: {escape(reason)}")
+    if str(json_out) != "-":
+        if summary.dropped:
+            err_console.print(f"[yellow]warning:[/] {summary.dropped} of the {summary.frames_total} frames "
+                              "the container counts are missing from the file (dropped by the demuxer: "
+                              "damaged data)")
+        for warning in summary.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     emit_json(json_out, summary.to_json())
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] no video was written under the final name (PNG frames "
@@ -638,8 +651,8 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
                              "keeps finished frames)"))
         raise typer.Exit(130)
     if summary.failed:
-        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt or failed); "
-                          f"exit code {EXIT_SOME_FAILED}")
+        err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt, dropped or "
+                          f"failed); exit code {EXIT_SOME_FAILED}")
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

@@ -132,6 +132,8 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
             keep_size: bool = False) -> None:
     """`dtk run FOLDER`: its options, and those a folder's `videos` (core.video.discover_videos)
     take or refuse; the paths of the videos are checked as each is planned (app.video_run)."""
+    if not input_dir.exists():
+        raise DtkError(f"INPUT {input_dir} does not exist: give a folder of frames or a video file")
     if frames_out is not None:
         raise DtkError(f"--frames-out DIR is for a video file INPUT; {input_dir} is a folder: its frames "
                        "are written as PNGs and its videos as videos under OUTPUT (OUTPUT/<path>, same "

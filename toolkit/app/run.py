@@ -49,7 +49,7 @@ from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, batch_problem, deblur_frames
 from toolkit import FRAME_SIZE
-from toolkit.core.atomic import file_sha256, stale_temp_files, write_bytes_atomic
+from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
 from toolkit.core.convert import to_host, to_uint8_hwc
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (
@@ -236,6 +236,9 @@ def open_own_file(path: Path, flags: int) -> int:
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
+        if not os.path.lexists(path):  # creating it failed: the folder is the problem, not the file
+            raise DtkError(f"cannot create the {what} {path}: {exc.strerror or exc}; is {path.parent} a "
+                           "writable folder? Choose another OUTPUT") from None
         if os.path.islink(path):
             reason = "it is a symlink; dtk never reads or writes its own files through a link"
         elif os.path.isdir(path):
@@ -369,37 +372,46 @@ def output_lock(output_dir: Path | str):
         yield
 
 
+LOCK_TRIES = 5  # a lock file its holder removed as we opened it: open the next one
+
+
 @contextlib.contextmanager
-def file_lock(path: Path, target: Path | str, *, remove: bool = False):
+def file_lock(path: Path, target: Path | str):
     """Hold the lock file `path` guarding `target` (an OUTPUT folder, a video); DtkError naming
-    `target` when another run holds it. `remove`: delete the file when done (beside a video, where
-    it would be litter); a run that locked a file since unlinked takes that as held."""
+    `target` when another run holds it. One rule for every lock (README, "What dtk writes"): the
+    file exists only while a run holds it (deleted before the lock is released), and the folders
+    made for it are removed again when the run leaves them empty (`making_dirs`): a run refused
+    or failed leaves nothing behind."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
-    try:
+    with making_dirs(path.parent):
+        for _ in range(LOCK_TRIES):
+            fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise DtkError(f"another dtk run is writing into {target} (lock {path} held"
+                               + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
+                               "or choose another OUTPUT") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # its holder removed it as we opened it: that run is over
+        else:  # pragma: no cover - five runs ending as we start
+            raise DtkError(f"another dtk run is writing into {target} (lock {path} keeps changing): wait "
+                           "for it to finish, or choose another OUTPUT")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if remove and not _same_file(fd, path):  # its holder removed it as we opened it
-                raise BlockingIOError
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise DtkError(f"another dtk run is writing into {target} (lock {path} held"
-                           + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
-                           "or choose another OUTPUT") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
-            if remove:
-                path.unlink(missing_ok=True)  # before the lock is released: the next run makes its own
-    finally:
-        os.close(fd)  # releases the lock
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # before the lock is released: the next run makes its own
+            os.close(fd)  # releases the lock
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -561,6 +573,7 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
     settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False),
                                     resize=options.get("resize", False),
                                     tile_overlap=options.get("tile_overlap", DEFAULT_OVERLAP))
+    found = find_frames(input_dir, output_dir, strict=options.get("strict", False))
     if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
         with output_lock(output_dir):
             check_manifest(output_dir, settings, options.get("overwrite", False))
@@ -568,7 +581,20 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
         opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
             on_open(opened)
-        return run_frames(input_dir, output_dir, opened, settings=settings, **options)
+        return run_frames(input_dir, output_dir, opened, settings=settings, found=found, **options)
+
+
+def find_frames(input_dir: Path | str, output_dir: Path | str, *, strict: bool = False
+                ) -> tuple[list[Frame], list[tuple[str, str]]]:
+    """(frames of INPUT, folders of it that could not be listed), checked before any model loads:
+    DtkError for an INPUT without frames, an unlisted folder with `strict`, a frame that is really
+    a file of OUTPUT."""
+    unreadable: list[tuple[str, str]] = []
+    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes none
+    if unreadable and strict:
+        raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
+    check_frames_outside(frames, output_dir)
+    return frames, unreadable
 
 
 def run_frames(
@@ -590,6 +616,7 @@ def run_frames(
     stop: threading.Event | None = None,
     settings: RunSettings | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    found: tuple[list[Frame], list[tuple[str, str]]] | None = None,
 ) -> RunSummary:
     """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
 
@@ -599,6 +626,7 @@ def run_frames(
     `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
     None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
     is an unreadable frame. `on_tiles(n)` is called after each runner call with its images.
+    `found`: what `find_frames` returned for these folders (else it is called here).
     """
 
     if blur is not None:
@@ -611,11 +639,7 @@ def run_frames(
     tiling = check_mode(resize, keep_size, tile_overlap)
     config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
                              workers=io_threads())
-    unreadable: list[tuple[str, str]] = []
-    frames = discover_frames(input_dir, unreadable)  # before OUTPUT is created: an empty INPUT changes none
-    if unreadable and strict:
-        raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
-    check_frames_outside(frames, output_dir)
+    frames, unreadable = found if found is not None else find_frames(input_dir, output_dir, strict=strict)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
                                tiling=tiling, overwrite=claim["overwrite"], strict=strict,

@@ -11,9 +11,10 @@ Safety and resume:
   `.OUT.mp4.XXXXXXXX.tmp` beside it and renamed when every frame is encoded: a failed or
   interrupted run leaves no file under the final name (Ctrl-C removes the temporary file; a killed
   process leaves it, and the next run into OUT.mp4 removes it). `OUT.mp4.dtk-run.json`, written
-  after the rename, records the settings (the run manifest): a rerun with the same settings finds
-  the video done and skips it; one made otherwise, or not by dtk, is replaced only with
-  --overwrite (`video_output_done`, the rule folder runs use too). One run at a time writes
+  after the rename, records the settings (the run manifest) and what was written (bytes, frames,
+  size, codec): a rerun with the same settings finds the video done and skips it when it still
+  is that video (else redoes it, saying so); one made otherwise, or not by dtk, is replaced only
+  with --overwrite (`video_output_done`, the rule folder runs use too). One run at a time writes
   OUT.mp4 (the lock `.OUT.mp4.dtk-run.lock`, there while it runs).
 - By default a rerun starts from the first frame. With --resumable each deblurred frame is also
   kept as a PNG in the work folder `.OUT.mp4.dtk-frames/` (its own manifest and lock, the frame
@@ -22,16 +23,19 @@ Safety and resume:
 - --frames-out DIR resumes like a frame folder: DIR/.dtk-run.json records the settings, and a
   rerun with the same ones decodes the clip again but deblurs only frames whose PNG is missing
   or incomplete.
-- A file that is no readable video, or has no video stream, is an error before the model loads
-  (exit 2). A packet the decoder rejects mid-stream, or a frame it flags corrupt, is listed and
-  left out (the video keeps the other frames at their own timestamps), exit 3; --strict stops.
+- A file that is no readable video, has no video stream or no frame in it, or that the encoder
+  cannot take (its size, its pixel format), is an error before the model loads (exit 2). A packet
+  the decoder rejects mid-stream, a frame it flags corrupt, or a frame the container counts that
+  never comes out of the demuxer (core.video.accounted) is listed and left out (the video keeps
+  the other frames at their own timestamps), exit 3; --strict stops. A frame of another size than
+  the stream's fails a video output (one size per video); PNG frames keep each frame's size.
 
 A folder (`dtk run FOLDER -o OUTPUT`, `run_tree_job`) may hold videos beside its frames: the frames
 are run as app.run runs them, then each video INPUT/<path> through the path above into
 OUTPUT/<path> (same name and container, the same encoder options for all), one runner for all.
 Each video's output is checked as a single video's, before the model loads; one whose manifest
-records the same settings and no frame left out is skipped (already done). A video that cannot be
-read is listed and the others are run (exit 3).
+records the same settings and no frame left out, and verifies, is skipped (already done). A video
+that cannot be read, or fails in any way while it runs, is listed and the others are run (exit 3).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from toolkit.app.run import (
     check_output_dir,
     claim_output,
     file_lock,
+    find_frames,
     is_done,
     output_lock,
     read_manifest_file,
@@ -87,7 +92,7 @@ from toolkit.core.kernels import get_kernel
 from toolkit.core.pipeline.dali_video import choose_decoder, dali_frames
 from toolkit.core.safepaths import check_output_file, check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
-from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, probe
+from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, accounted, probe
 from toolkit.core.videowrite import EncodeSettings, VideoWriter, check_encoder, encode_settings
 
 MANIFEST_SUFFIX = ".dtk-run.json"
@@ -138,6 +143,7 @@ class VideoJob:
         (`with_encoding` False: the PNGs only, for the work folder; another --crf reuses them)."""
         src = self.info.to_json()
         src.pop("path")
+        src.pop("streams_not_copied")  # reported, not a setting (manifests before it compare equal)
         doc = {"source": src, "output": self.encode.to_json() if self.encode and with_encoding else "png"}
         if self.decoder != "pyav":  # DALI's RGB differs slightly from PyAV's; PyAV runs' manifests unchanged
             doc["decoder"] = self.decoder
@@ -185,7 +191,9 @@ class VideoRunSummary(FrameRates):
     encode: dict[str, Any] | None
     written: int = 0
     skipped_done: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # dropped frames included
+    dropped: int = 0  # frames the container holds that the demuxer never gave (listed in `failed`)
+    warnings: list[str] = field(default_factory=list)  # streams not copied, an output redone...
     interrupted: bool = False
     wall_s: float = 0.0
     decode_s: float = 0.0  # demux + decode + conversion to RGB (+ audio packets copied)
@@ -209,6 +217,8 @@ class VideoRunSummary(FrameRates):
             "input": self.input, "output": self.output, "kind": "video",
             "frames_total": self.frames_total, "written": self.written, "skipped_done": self.skipped_done,
             "failed": len(self.failed), "failures": [{"frame": p, "reason": r} for p, r in self.failed],
+            "dropped_frames": self.dropped, "warnings": self.warnings,
+            "streams_not_copied": self.video.get("streams_not_copied", []),
             "interrupted": self.interrupted, "wall_s": self.wall_s, "decode_s": self.decode_s,
             "compute_s": self.compute_s, "encode_s": self.encode_s, "frames_per_s": self.frames_per_s,
             "compute_frames_per_s": self.compute_frames_per_s, "time_shares": self.shares(),
@@ -247,14 +257,17 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
     blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
     settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
     png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite)
+    warnings = streams_warnings(job)
     with contextlib.ExitStack() as stack:
         if job.output is not None:
-            stack.enter_context(file_lock(lock_path_for(job.output), job.output, remove=True))
+            stack.enter_context(file_lock(lock_path_for(job.output), job.output))
             for tmp in temp_files_of(job.output):  # a killed run's: a live one would hold the lock
                 tmp.unlink(missing_ok=True)
-            if video_output_done(job.output, settings, "-o", inputs=[job.input, spec.model],
-                                 overwrite=overwrite, resumable=job.work_dir is not None):
-                return already_done(job, spec, **options)
+            done, untrusted = video_output_done(job.output, settings, "-o", inputs=[job.input, spec.model],
+                                                overwrite=overwrite, resumable=job.work_dir is not None)
+            if done:
+                return already_done(job, spec, warnings=warnings, **options)
+            warnings += [untrusted] if untrusted else []
         opened = runner() if runner is not None else stack.enter_context(spec.open())
         if on_open is not None:
             on_open(opened)
@@ -266,21 +279,56 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
                 remove_work_dir(job.work_dir)
         else:
             summary = deblur_video(job, opened, **options)
+        summary.warnings[:0] = warnings
         if job.output is not None and not summary.interrupted:
             doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "input": str(job.input),
-                   "output": str(job.output), "written": summary.written, "failed": len(summary.failed)}
+                   "output": str(job.output), "written": summary.written, "failed": len(summary.failed),
+                   "check": output_check(job.output)}
             write_bytes_atomic(manifest_path(job.output), (json.dumps(doc, indent=2) + "\n").encode())
         return summary
 
 
+def streams_warnings(job: VideoJob) -> list[str]:
+    """One line per stream of the input no output of `job` holds (a second video stream,
+    subtitles, data; a video output copies the audio, PNG frames hold none)."""
+    kept = "PNG frames hold the first video stream only" if job.output is None else (
+        "a video output holds the first video stream and the audio")
+    return [f"{job.input}: {note} is not copied ({kept})" for note in job.info.not_copied]
+
+
+def output_check(output: Path) -> dict[str, Any]:
+    """What a finished video output is, for its manifest and a rerun's check (a probe, no decode):
+    its bytes, frames, size and codec."""
+    found = probe(output)
+    return {"bytes": output.stat().st_size, "frames": found.frames, "size": [found.height, found.width],
+            "codec": found.codec}
+
+
+def output_problem(output: Path, recorded: Any) -> str | None:
+    """Why the video `output` is not the one its manifest recorded (`recorded`: the manifest's
+    "check"), or None when it is: its byte count first, then a probe of its frames, size, codec."""
+    if not isinstance(recorded, dict):
+        return "its manifest records no size or frame count to check it against"
+    size = output.stat().st_size
+    if size != recorded.get("bytes"):
+        return f"{recorded.get('bytes')} bytes recorded, {size} found"
+    try:
+        found = output_check(output)
+    except DtkError as exc:
+        return f"it cannot be read ({exc})"
+    return "; ".join(f"{key} {recorded.get(key)} recorded, {value} found" for key, value in found.items()
+                     if value != recorded.get(key)) or None
+
+
 def already_done(job: VideoJob, spec: RunnerSpec, *, batch: int = 8, blur: str | None = None,
-                 tile_overlap: int = DEFAULT_OVERLAP, **_options: Any) -> VideoRunSummary:
+                 tile_overlap: int = DEFAULT_OVERLAP, warnings: list[str] | None = None,
+                 **_options: Any) -> VideoRunSummary:
     """The summary of a rerun that found the video done with its settings: nothing decoded or run."""
     info = job.info
     return VideoRunSummary(str(job.input), str(job.output), info.frames, info.to_json(),
                            job.encode.to_json() if job.encode else None, skipped_done=info.frames,
-                           batch=batch, blur=blur, tile_overlap=tile_overlap, decoder=job.decoder,
-                           backend={"backend": spec.backend, "model": str(spec.model)})
+                           warnings=list(warnings or []), batch=batch, blur=blur, tile_overlap=tile_overlap,
+                           decoder=job.decoder, backend={"backend": spec.backend, "model": str(spec.model)})
 
 
 def remove_work_dir(work_dir: Path) -> None:
@@ -369,7 +417,8 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
         sink = _Sink(job, reader)
         try:
             frames = (reader.frames(on_packet=sink.copy_packet()) if job.decoder == "pyav" else
-                      dali_frames(reader, job.decoder.removeprefix("dali-"), on_packet=sink.copy_packet()))
+                      accounted(dali_frames(reader, job.decoder.removeprefix("dali-"),
+                                            on_packet=sink.copy_packet()), info))
             pending: list[DecodedFrame] = []
             while True:
                 t0 = time.perf_counter()
@@ -380,13 +429,21 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
                 if item.image is None:
                     if strict:
                         raise DtkError(f"{job.input}: frame {item.index}: {item.reason} (--strict; without "
-                                       "it a corrupt frame is left out and listed)")
+                                       "it a corrupt or dropped frame is left out and listed)")
                     summary.failed.append((f"frame {item.index} (pts {item.pts})", item.reason or "corrupt"))
+                    summary.dropped += item.dropped
                     tick()
                     continue
+                size = item.image.shape[:2]
+                if size != info.size and sink.writer is not None:
+                    raise DtkError(f"{job.input}: frame {item.index} (pts {item.pts}) is "
+                                   f"{size[1]}x{size[0]}, the stream {info.width}x{info.height}: its size "
+                                   "changes mid-stream and a video has one size; write its frames with "
+                                   "--frames-out DIR (each PNG at its frame's size), or split the clip where "
+                                   "the size changes")
                 if not redo_all and job.png_dir is not None:
                     png = frame_png(job.png_dir, item.index)
-                    if is_done(png, info.size):
+                    if is_done(png, size):
                         if pending:  # frames reach the encoder in order
                             deblur(pending)
                             pending = []
@@ -435,6 +492,15 @@ class FolderVideo:
     reason: str | None = None  # why the video was not written (unreadable, refused by the encoder, ...)
     job: VideoJob | None = None
     run: VideoRunSummary | None = None
+    notes: list[str] = field(default_factory=list)  # found while planning: an output redone, ...
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about this video beyond its failures: its streams not copied,
+        an earlier output that did not match its manifest (redone)."""
+        if self.run is not None:
+            return [*self.notes, *self.run.warnings]
+        return [*self.notes, *(streams_warnings(self.job) if self.job is not None else [])]
 
     @property
     def info(self) -> VideoInfo | None:
@@ -462,38 +528,48 @@ class FolderVideo:
                 "skipped_done": run.skipped_done if run else done_before,
                 "failed": len(run.failed) if run else 0,
                 "failures": [{"frame": p, "reason": r} for p, r in (run.failed if run else [])],
+                "dropped_frames": run.dropped if run else 0, "warnings": self.warnings,
+                "streams_not_copied": [n.to_json() for n in info.not_copied] if info else [],
                 "wall_s": run.wall_s if run else 0.0, "frames_per_s": run.frames_per_s if run else 0.0,
                 "encode": self.job.encode.to_json() if self.job and self.job.encode else None,
                 "decoder": self.job.decoder if self.job else None}
 
 
-def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> tuple[bool, bool]:
-    """(done, ours) for a folder run's video `output`: done when it and its manifest record a run
-    with these settings that left no frame out (the rerun skips it); ours when the manifest records
-    these settings (the video may be redone without --overwrite). A video made with other settings
-    is refused unless `overwrite` (DtkError), as a frame folder's outputs are."""
+def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> tuple[bool, bool, str | None]:
+    """(done, ours, untrusted) for a video `output`: done when its manifest records a run with these
+    settings that left no frame out and the video is still the one it recorded (bytes, frames,
+    size, codec: `output_problem`): the rerun skips it; ours when the manifest records these
+    settings (the video may be redone without --overwrite); untrusted says why a video the manifest
+    vouched for is redone (it changed since: truncated, replaced), as a damaged PNG of a frame
+    folder is. A video made with other settings is refused unless `overwrite` (DtkError), as a
+    frame folder's outputs are."""
     if overwrite:
-        return False, True
+        return False, True, None
     doc = read_manifest_file(manifest_path(output))
     if doc is None:
-        return False, False
+        return False, False, None
     diffs = settings.differences(doc["settings"])
     if diffs and os.path.lexists(output):
         raise DtkError(f"{output} was made with other settings ({'; '.join(diffs)}): rerun with --overwrite "
                        "to redo it, or choose another OUTPUT")
-    done = not diffs and output.is_file() and not output.is_symlink() and doc.get("failed") == 0
-    return done, not diffs
+    if diffs or doc.get("failed") != 0 or not output.is_file() or output.is_symlink():
+        return False, not diffs, None
+    problem = output_problem(output, doc.get("check"))
+    if problem is None:
+        return True, True, None
+    return False, True, f"{output} is not the video its run manifest recorded ({problem}): redoing it"
 
 
 def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs: list[Path | str | None],
-                      overwrite: bool, resumable: bool) -> bool:
-    """The one rule for a video dtk writes, alone or in a folder run (before the model loads): done
-    (skip it) when its manifest records these settings and no frame left out; redone when it
-    records these settings; an existing video made otherwise, or not by dtk, only with `overwrite`
+                      overwrite: bool, resumable: bool) -> tuple[bool, str | None]:
+    """The one rule for a video dtk writes, alone or in a folder run (before the model loads):
+    (done, untrusted): done (skip it) when its manifest records these settings, no frame left out,
+    and the video verifies; redone when it records these settings (untrusted: why a video it
+    vouched for is redone); an existing video made otherwise, or not by dtk, only with `overwrite`
     (DtkError); the paths as check_video_output checks them."""
-    done, ours = video_resume_state(output, settings, overwrite)
+    done, ours, untrusted = video_resume_state(output, settings, overwrite)
     check_video_output(output, flag, inputs=inputs, overwrite=overwrite or ours, resumable=resumable)
-    return done
+    return done, untrusted
 
 
 def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
@@ -519,11 +595,13 @@ def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, 
                 raise DtkError(f"{exc} (--strict; without it the video is left out and listed)") from None
             fv.status, fv.reason = FAILED, str(exc)
             continue
-        if video_output_done(fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap),
-                             "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite,
-                             resumable=resumable):
+        done, untrusted = video_output_done(
+            fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap), "OUTPUT",
+            inputs=[video.root, spec.model], overwrite=overwrite, resumable=resumable)
+        if done:
             fv.status = DONE
             continue
+        fv.notes += [untrusted] if untrusted else []
         check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite)
     return planned
 
@@ -551,6 +629,7 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
         get_kernel(blur)
     check_mode(False, False, tile_overlap)
     has_frames = bool(tree_files(input_dir, IMAGE_EXTENSIONS, []))
+    found = find_frames(input_dir, output_dir, strict=strict) if has_frames else None
     settings = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
     if has_frames and output_dir.is_dir():
         with output_lock(output_dir):
@@ -563,17 +642,21 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                                  pipeline=pipeline)
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
-        opened = runner() if runner is not None else stack.enter_context(spec.open())
-        if on_open is not None:
-            on_open(opened)
+        opened = None
+        if has_frames or any(fv.status == TO_DO for fv in planned):  # else no model loads: nothing to do
+            opened = runner() if runner is not None else stack.enter_context(spec.open())
+            if on_open is not None:
+                on_open(opened)
         if has_frames:
             summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur,
                                  tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
                                  pipeline=pipeline, progress=progress, on_tiles=on_tiles, stop=stop,
-                                 settings=settings, max_pixels=max_pixels)
+                                 settings=settings, max_pixels=max_pixels, found=found)
         else:
             summary = RunSummary(str(input_dir), str(output_dir), 0, failed=list(unreadable or []),
-                                 batch=batch, blur=blur, pipeline=pipeline, backend=opened.describe(),
+                                 batch=batch, blur=blur, pipeline=pipeline,
+                                 backend=opened.describe() if opened is not None else
+                                 {"backend": spec.backend, "model": str(spec.model)},
                                  tile_overlap=tile_overlap)
         summary.videos = planned
         with output_lock(output_dir), sigint_sets(stop):
@@ -594,15 +677,16 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
 def _run_folder_video(fv: FolderVideo, spec: RunnerSpec, runner: Runner, *, overwrite: bool, strict: bool,
                       stop: threading.Event, **options: Any) -> None:
     """One planned video of a folder run through `run_video_job` with the open `runner`; its status
-    and summary set on `fv` (a DtkError fails this video only, unless `strict`)."""
-    fv.output.parent.mkdir(parents=True, exist_ok=True)
+    and summary set on `fv`. Whatever fails this video (a DtkError, an error of the decoder or
+    encoder) fails it alone, listed with the reason: the other videos are run (unless `strict`)."""
     try:
         fv.run = run_video_job(fv.job, spec, runner=lambda: runner, overwrite=overwrite, strict=strict,
                                stop=stop, **options)
-    except DtkError as exc:
+    except Exception as exc:  # noqa: BLE001 - one video's failure, listed; never the folder's end
+        reason = str(exc) if isinstance(exc, DtkError) else f"{fv.input}: {type(exc).__name__}: {exc}"
         if strict:
-            raise
-        fv.status, fv.reason = FAILED, str(exc)
+            raise DtkError(reason) from None
+        fv.status, fv.reason = FAILED, reason
         return
     except KeyboardInterrupt:  # outside the frame loop (which stops on its own): this video is not done
         stop.set()

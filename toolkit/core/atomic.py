@@ -9,6 +9,7 @@ umask gives (0644 under umask 022), as `open()` would: the temporary file is cre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -49,6 +50,28 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def making_dirs(folder: Path | str) -> Iterator[Path]:
+    """Create `folder` and its missing parents for the block; those it created that the block left
+    empty are removed when it ends, deepest first (rmdir only: a folder holding anything stays).
+    A run refused or failed leaves no folder it made."""
+    folder = Path(folder)
+    created = []
+    probe = Path(os.path.abspath(folder))
+    while not os.path.lexists(probe) and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        for path in created:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty (the run's outputs), or gone
+                break
 
 
 def stale_temp_files(root: Path | str, suffix: str = "") -> Iterator[Path]:

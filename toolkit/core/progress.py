@@ -43,9 +43,36 @@ def format_rate(done: float, elapsed: float | None, unit: str = "frames") -> str
     return f"{done / elapsed:.2f} {unit}/s"
 
 
+class LazyProgress(Progress):
+    """A Progress that shows nothing until there is work: it starts on the first update that
+    leaves a task with something to do (total unknown, or fewer completed than the total), so a
+    run refused before its work, or a rerun with nothing left, prints no empty bar."""
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def stop(self) -> None:  # noqa: D102 - Rich prints a blank line for a bar never shown
+        if self.live.is_started:
+            super().stop()
+
+    def _show_if_work(self, task_id) -> None:
+        task = next((t for t in self.tasks if t.id == task_id), None)
+        if task is not None and (task.total is None or task.completed < task.total):
+            self.start()  # Rich's Live: a second start is a no-op
+
+    def update(self, task_id, **kwargs) -> None:  # noqa: D102
+        super().update(task_id, **kwargs)
+        self._show_if_work(task_id)
+
+    def reset(self, task_id, **kwargs) -> None:  # noqa: D102
+        super().reset(task_id, **kwargs)
+        self._show_if_work(task_id)
+
+
 def make_progress(unit: str = "frames", transient: bool = False) -> Progress:
-    """A progress bar on stderr (stdout stays clean for --json output)."""
-    return Progress(
+    """A progress bar on stderr (stdout stays clean for --json output), shown from the first
+    update that leaves work to do (`LazyProgress`)."""
+    return LazyProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -21,6 +21,7 @@ replaces a symlink at the target instead of writing through it.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -69,10 +70,30 @@ def _check_folder_writable(folder: Path, flag: str, shown: Path) -> None:
     existing = _nearest_existing(folder)
     if not existing.is_dir():
         raise DtkError(f"cannot write {flag} {shown}: {existing} is not a folder")
+    what = "folder" if existing == Path(os.path.abspath(folder)) else "nearest existing folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        what = "folder" if existing == Path(os.path.abspath(folder)) else "nearest existing folder"
         raise DtkError(f"cannot write {flag} {shown}: the {what} {existing} is not writable "
                        "(permission denied); choose another path")
+    problem = _cannot_create_in(existing)
+    if problem:
+        raise DtkError(f"cannot write {flag} {shown}: no file can be created in the {what} {existing} "
+                       f"({problem}): it is not a writable folder of a regular file system (a virtual one "
+                       "such as /proc or /sys, read-only, or full); choose another path")
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, found by creating and deleting one (root passes
+    os.access everywhere, /proc included), or None when one can."""
+    probe = folder / f".dtk-write-check.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:  # pragma: no cover - 1 in 4 billion: something was created, so one can
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+    return None
 
 
 def check_output_file(path: Path | str | None, flag: str, *, inputs: Iterable[Path | str | None] = (),

@@ -11,6 +11,7 @@ PyAV is imported on first use (`av()`): `import toolkit` and `dtk --help` work w
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,8 +105,27 @@ class AudioInfo:
 
 
 @dataclass(frozen=True)
+class StreamNote:
+    """A stream of the input that dtk does not write (a second video stream, subtitles, data)."""
+
+    index: int
+    type: str
+    codec: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "type": self.type, "codec": self.codec}
+
+    def __str__(self) -> str:
+        return f"stream {self.index} ({self.type}, {self.codec})"
+
+
+@dataclass(frozen=True)
 class VideoInfo:
-    """A video file's first video stream and its audio streams."""
+    """A video file's first video stream and its audio streams.
+
+    `frames`: the frames the container says the stream holds: its frame count where it records one
+    (MP4, MOV, AVI), else the count its timestamps imply (`frames_from_timing`): at least its
+    packets. A decode that yields fewer accounts for the rest as dropped (`VideoReader.frames`)."""
 
     path: str
     container: str
@@ -119,6 +139,10 @@ class VideoInfo:
     colour: Colour
     audio: tuple[AudioInfo, ...] = field(default_factory=tuple)
     other_streams: int = 0  # subtitle, data... streams (not copied)
+    not_copied: tuple[StreamNote, ...] = field(default_factory=tuple)  # the streams no output holds
+    # the frame duration (time_base units) when `frames` came from timestamps on the rate's grid:
+    # a gap of k steps between two frames is k - 1 frames the demuxer dropped
+    frame_step: Fraction | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -129,7 +153,8 @@ class VideoInfo:
                 "size": [self.height, self.width], "pix_fmt": self.pix_fmt, "frames": self.frames,
                 "rate": None if self.rate is None else str(self.rate), "time_base": str(self.time_base),
                 "colour": self.colour.to_json(), "audio": [a.to_json() for a in self.audio],
-                "other_streams": self.other_streams}
+                "other_streams": self.other_streams,
+                "streams_not_copied": [n.to_json() for n in self.not_copied]}
 
 
 def is_video_path(path: Path | str) -> bool:
@@ -165,33 +190,86 @@ def _open_input(path: Path | str) -> Any:
 
 
 def probe(path: Path | str) -> VideoInfo:
-    """What `path` holds; DtkError when it is no readable video (exit 2)."""
+    """What `path` holds, read from its headers and packets (no frame is decoded); DtkError when it
+    is no readable video or its video stream holds no frame (exit 2)."""
     mod = av()
     container = _open_input(path)
     try:
         vs = container.streams.video[0]
         cc = vs.codec_context
+        rate = vs.average_rate or vs.guessed_rate
+        counted = int(vs.frames or 0) <= 0  # no count in the container: its packets are counted
+        try:
+            packets = (p for p in container.demux(vs) if p.size)
+            pts = [p.pts for p in packets] if counted else [p.pts for p in itertools.islice(packets, 1)]
+        except mod.FFmpegError as exc:
+            raise DtkError(f"cannot read video {path}: {exc}") from None
+        if not pts:
+            raise DtkError(f"{path} holds no video frames (its video stream {vs.index} has no packets): "
+                           "nothing to deblur")
         if not cc.width or not cc.height or cc.pix_fmt is None:
             raise DtkError(f"{path}: video stream {vs.index} ({cc.name}) has no size or pixel format; "
                            "the file is damaged or its codec unsupported")
-        frames = int(vs.frames or 0)
-        if frames <= 0:
-            try:
-                frames = sum(1 for p in container.demux(vs) if p.size)
-            except mod.FFmpegError as exc:
-                raise DtkError(f"cannot read video {path}: {exc}") from None
+        frames, step = int(vs.frames or 0), None
+        if counted:
+            frames, step = frames_from_timing(pts, rate, Fraction(vs.time_base), _stream_end(container, vs))
         audio = tuple(AudioInfo(s.index, s.codec_context.name, int(s.codec_context.sample_rate or 0),
                                 int(s.codec_context.channels or 0)) for s in container.streams.audio)
         colour = resolve_colour(cc.pix_fmt, cc.height, cc.colorspace, cc.color_range, cc.color_primaries,
                                 cc.color_trc)
-        rate = vs.average_rate or vs.guessed_rate
+        kept = {vs.index, *(a.index for a in audio)}
+        not_copied = tuple(StreamNote(s.index, s.type, _codec_name(s)) for s in container.streams
+                           if s.index not in kept)
         return VideoInfo(path=str(path), container=container.format.name, codec=cc.name, width=cc.width,
                          height=cc.height, pix_fmt=cc.pix_fmt, frames=frames,
                          rate=Fraction(rate) if rate else None, time_base=Fraction(vs.time_base),
                          colour=colour, audio=audio,
-                         other_streams=len(container.streams) - 1 - len(audio))
+                         other_streams=len(container.streams) - 1 - len(audio), not_copied=not_copied,
+                         frame_step=step)
     finally:
         container.close()
+
+
+def _codec_name(stream: Any) -> str:
+    try:
+        return stream.codec_context.name if stream.codec_context is not None else "unknown"
+    except Exception:  # noqa: BLE001 - a data stream without a codec
+        return "unknown"
+
+
+def _stream_end(container: Any, vs: Any) -> Fraction | None:
+    """When the video stream ends (seconds), where the file says so: the stream's own duration, or
+    a Matroska/WebM file's duration when the stream is its only one; None elsewhere."""
+    if vs.duration and vs.start_time is not None:
+        return (vs.start_time + vs.duration) * Fraction(vs.time_base)
+    if "matroska" in container.format.name and len(container.streams) == 1 and container.duration:
+        return Fraction(container.duration, 1_000_000)  # Matroska's duration counts from 0
+    return None
+
+
+def frames_from_timing(pts: list[int | None], rate: Any, time_base: Fraction,
+                       end: Fraction | None = None) -> tuple[int, Fraction | None]:
+    """(frames, frame step) of a stream whose container records no frame count (Matroska, WebM,
+    MPEG-TS, NUT), from its packets' `pts`: when every gap between them is a whole number of frame
+    durations at `rate` (a constant rate, holes allowed), the frames from the first to the last
+    packet, plus those up to `end` (seconds) after it: the frames the file's timing says it holds,
+    of which damaged blocks the demuxer skipped are missing. A variable-rate stream whose gaps are
+    not on that grid: its packet count (step None)."""
+    counted = len(pts)
+    if not rate or None in pts or counted == 0:
+        return counted, None
+    step = 1 / (Fraction(rate) * time_base)  # one frame, in time_base units
+    stamps = sorted(pts)
+    slots = 1
+    for a, b in itertools.pairwise(stamps):
+        k = round((b - a) / step)
+        if k < 1 or abs((b - a) - k * step) > step / 4:
+            return counted, None
+        slots += k
+    if end is not None:
+        after = round((end / time_base - stamps[-1]) / step) - 1
+        slots += max(0, after)
+    return max(counted, slots), step
 
 
 def to_rgb(frame: Any, colour: Colour) -> np.ndarray:
@@ -211,6 +289,7 @@ class DecodedFrame:
     pts: int | None
     image: np.ndarray | None
     reason: str | None = None
+    dropped: bool = False  # a frame the container holds but the demuxer never handed on
 
 
 class VideoReader:
@@ -245,25 +324,50 @@ class VideoReader:
 
     def frames(self, on_packet: Callable[[Any], None] | None = None) -> Iterator[DecodedFrame]:
         """Every frame of the video stream, in order. A packet the decoder rejects, or a frame it
-        flags corrupt, is a `DecodedFrame` with `image` None and the reason (the run lists it)."""
+        flags corrupt, is a `DecodedFrame` with `image` None and the reason (the run lists it);
+        so is each frame the container holds that never came (`accounted`)."""
+        return accounted(self._decoded(on_packet), self.info)
+
+    def _decoded(self, on_packet: Callable[[Any], None] | None) -> Iterator[DecodedFrame]:
         mod = av()
-        index = 0
         for packet in self.video_packets(on_packet):
             try:
                 decoded = packet.decode()
             except mod.FFmpegError as exc:
-                yield DecodedFrame(index, packet.pts, None, f"cannot decode the packet at pts {packet.pts}: "
-                                                             f"{exc}")
-                index += 1
+                yield DecodedFrame(0, packet.pts, None,
+                                   f"cannot decode the packet at pts {packet.pts}: {exc}")
                 continue
             for frame in decoded:
-                yield self._frame(index, frame)
-                index += 1
+                yield self._frame(0, frame)
 
     def _frame(self, index: int, frame: Any) -> DecodedFrame:
         if frame.is_corrupt:
             return DecodedFrame(index, frame.pts, None, "the decoder flagged the frame corrupt")
         return DecodedFrame(index, frame.pts, to_rgb(frame, self.info.colour))
+
+
+def accounted(frames: Iterator[DecodedFrame], info: VideoInfo) -> Iterator[DecodedFrame]:
+    """`frames` (a decoder's, in presentation order) numbered 0, 1, ..., with a dropped frame
+    (image None) for each frame `info` says the stream holds that the decoder never gave: a hole
+    in timestamps on the frame grid (`info.frame_step`), and the frames missing at the end. Every
+    frame the container holds is then a frame written, or one listed."""
+    index, last = 0, None
+    step = info.frame_step
+    why = (f"missing from the file, whose container counts {info.frames} frames (damaged data the "
+           "demuxer dropped, or a frame left out when it was written)")
+    for f in frames:
+        if step is not None and f.pts is not None and last is not None:
+            for k in range(1, min(round((f.pts - last) / step) - 1, info.frames - index - 1) + 1):
+                yield DecodedFrame(index, round(last + k * step), None, why, dropped=True)
+                index += 1
+        if f.pts is not None:
+            last = f.pts if last is None else max(last, f.pts)
+        yield DecodedFrame(index, f.pts, f.image, f.reason, f.dropped)
+        index += 1
+    for k in range(1, info.frames - index + 1):
+        pts = round(last + k * step) if step is not None and last is not None else None
+        yield DecodedFrame(index, pts, None, why, dropped=True)
+        index += 1
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,15 @@ def default_codec(muxer: str | None = None) -> str:
                    "pass --codec")
 
 
+# muxers FFmpeg cannot query for the codecs they hold (no query_codec): PyAV lists only their
+# defaults (MPEG-TS: MPEG-1/2 video and audio), though they hold H.264, HEVC, AAC...
+UNLISTED_MUXERS = frozenset({"mpegts"})
+
+
 def held_codecs(muxer: str) -> set[str]:
     """The codecs a `muxer` can hold (empty: one that does not list them, e.g. MPEG-TS)."""
+    if muxer in UNLISTED_MUXERS:
+        return set()
     container = av().open(os.devnull, "w", format=muxer)
     try:
         return set(container.supported_codecs or ())
@@ -100,20 +107,34 @@ def check_container(muxer: str, codec: str, audio: list[str]) -> None:
                            "another output suffix (.mkv or .mov hold most)")
 
 
-def choose_pix_fmt(codec: str, source: str, wanted: str | None = None) -> str:
+def choose_pix_fmt(codec: str, source: str, wanted: str | None = None,
+                   size: tuple[int, int] | None = None) -> str:
     """The output pixel format: `wanted`, else the input's when the encoder takes it, else the
-    encoder's first format of the same family (YUV or RGB); DtkError for a format it cannot take."""
+    encoder's first format of the same family (YUV or RGB); DtkError for a format it cannot take.
+    A frame `size` (H, W) the default's chroma subsampling cannot hold (an odd side in 4:2:0) gets
+    the encoder's format without that subsampling instead (yuv444p): the size is kept, never padded."""
     mod = av()
     formats = [f.name for f in (mod.Codec(codec, "w").video_formats or [])]
     if wanted is not None:
         if formats and wanted not in formats:
             raise DtkError(f"--pix-fmt {wanted}: {codec} takes {', '.join(formats)}")
         return wanted
-    if not formats or source in formats:
-        return source
     rgb = mod.VideoFormat(source).is_rgb
     same = [f for f in formats if mod.VideoFormat(f).is_rgb == rgb and not f.startswith("yuva")]
-    return (same or formats)[0]
+    chosen = source if not formats or source in formats else (same or formats)[0]
+    if size is None or holds_size(chosen, size):
+        return chosen
+    full = [f for f in [chosen.replace("420", "444").replace("422", "444"), *same, *formats]
+            if f in formats and holds_size(f, size)]
+    return full[0] if full else chosen  # none: the encoder is tried as it is (check_encoder_opens)
+
+
+def holds_size(pix_fmt: str, size: tuple[int, int]) -> bool:
+    """Whether frames of `size` (H, W) fit `pix_fmt`'s chroma subsampling exactly (4:2:0: even
+    sides; 4:4:4 and RGB: any)."""
+    fmt = av().VideoFormat(pix_fmt)
+    return all(side % (64 // sub) == 0 for side, sub in ((size[0], fmt.chroma_height(64)),
+                                                         (size[1], fmt.chroma_width(64))))
 
 
 @dataclass(frozen=True)
@@ -148,7 +169,48 @@ def encode_settings(path: Path | str, info: VideoInfo, codec: str | None = None,
     check_container(muxer, codec, [a.codec for a in info.audio])
     if crf is None and codec in CRF:
         crf = CRF[codec][0]
-    return EncodeSettings(codec, crf, choose_pix_fmt(codec, info.pix_fmt, pix_fmt), muxer)
+    settings = EncodeSettings(codec, crf, choose_pix_fmt(codec, info.pix_fmt, pix_fmt, info.size), muxer)
+    check_encoder_opens(info, settings)
+    return settings
+
+
+def check_encoder_opens(info: VideoInfo, settings: EncodeSettings) -> None:
+    """Open the encoder as the output will (size, pixel format, rate, options, colour) and close it:
+    what it refuses (libx264: an odd side in 4:2:0) is a DtkError before any model loads."""
+    mod = av()
+    cc = mod.CodecContext.create(settings.codec, "w")
+    configure_encoder(cc, info, settings)
+    try:
+        cc.open()
+    except (mod.FFmpegError, ValueError) as exc:
+        why = f"{exc}" if holds_size(settings.pix_fmt, info.size) else (
+            f"{settings.pix_fmt}'s chroma subsampling needs an even width and height (without --pix-fmt "
+            "dtk writes such a size as 4:4:4 where the encoder takes it)")
+        raise DtkError(f"{info.path}: {settings.codec} cannot encode {info.width}x{info.height} frames as "
+                       f"{settings.pix_fmt}: {why}; choose another --codec or --pix-fmt") from None
+    finally:
+        with contextlib.suppress(Exception):
+            cc.close()
+
+
+def encoder_options(settings: EncodeSettings) -> dict[str, str]:
+    """The encoder's private options: its CRF, and the chroma siting of a YUV output."""
+    options = {"crf": str(settings.crf)} if settings.crf is not None else {}
+    if not av().VideoFormat(settings.pix_fmt).is_rgb:
+        options["chroma_sample_location"] = CHROMA_SITING
+    return options
+
+
+def configure_encoder(cc: Any, info: VideoInfo, settings: EncodeSettings) -> None:
+    """Set an encoder's size, pixel format, time base, rate, options and colour tags: the input's."""
+    cc.width, cc.height, cc.pix_fmt = info.width, info.height, settings.pix_fmt
+    cc.time_base = info.time_base
+    if info.rate is not None:
+        cc.framerate = info.rate
+    cc.options = {**dict(cc.options or {}), **encoder_options(settings)}
+    c = info.colour
+    cc.colorspace, cc.color_range = c.colorspace, c.color_range
+    cc.color_primaries, cc.color_trc = c.primaries, c.trc
 
 
 class VideoWriter:
@@ -175,17 +237,10 @@ class VideoWriter:
         self.rgb_out = mod.VideoFormat(settings.pix_fmt).is_rgb
 
     def _video_stream(self, info: VideoInfo, settings: EncodeSettings) -> Any:
-        options = {"crf": str(settings.crf)} if settings.crf is not None else {}
-        if not av().VideoFormat(settings.pix_fmt).is_rgb:
-            options["chroma_sample_location"] = CHROMA_SITING
-        stream = self.container.add_stream(settings.codec, rate=info.rate, options=options)
+        stream = self.container.add_stream(settings.codec, rate=info.rate, options=encoder_options(settings))
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, settings.pix_fmt
         stream.time_base = info.time_base
-        cc = stream.codec_context
-        cc.time_base = info.time_base
-        c = info.colour
-        cc.colorspace, cc.color_range = c.colorspace, c.color_range
-        cc.color_primaries, cc.color_trc = c.primaries, c.trc
+        configure_encoder(stream.codec_context, info, settings)
         return stream
 
     def copy_packet(self, packet: Any) -> None:
@@ -194,8 +249,12 @@ class VideoWriter:
         self._mux(packet)
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
-        """Encode one H x W x 3 uint8 RGB frame at `pts` (the input's, in its time_base)."""
+        """Encode one H x W x 3 uint8 RGB frame of the video's size at `pts` (the input's, in its
+        time_base); DtkError for a frame of another size (the encoder would rescale it)."""
         mod = av()
+        if image.shape[:2] != self.info.size:
+            raise DtkError(f"cannot encode a {image.shape[1]}x{image.shape[0]} frame into {self.path}: the "
+                           f"video is {self.info.width}x{self.info.height}")
         frame = mod.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self.rgb_out or self.colour.swscale_matrix is None:
             frame = frame.reformat(format=self.settings.pix_fmt, interpolation=interpolation())
@@ -204,7 +263,12 @@ class VideoWriter:
                                    dst_color_range=RANGE_TAGS[self.colour.range],
                                    interpolation=interpolation())
         frame.pts, frame.time_base = pts, self.info.time_base
-        for packet in self.stream.encode(frame):
+        try:
+            packets = self.stream.encode(frame)
+        except (mod.FFmpegError, ValueError) as exc:
+            raise DtkError(f"cannot encode {self.path} with {self.settings.codec} ({self.settings.pix_fmt}, "
+                           f"{self.info.width}x{self.info.height}): {exc}") from None
+        for packet in packets:
             self._mux(packet)
 
     def _mux(self, packet: Any) -> None:
