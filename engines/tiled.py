@@ -254,7 +254,8 @@ def check_known_blur(runner: Runner, known_blur: str | None) -> None:
     if known_blur is None:
         return
     if known_blur not in KNOWN_CLASS:
-        raise DtkError(f"unknown blur {known_blur!r} for --known-blur: choose one of {', '.join(KNOWN_CLASS)}")
+        raise DtkError(f"unknown blur {known_blur!r} for --known-blur: choose one of "
+                       f"{', '.join(KNOWN_CLASS)}")
     if not runner.takes_known_blur:
         raise DtkError(f"--known-blur {known_blur}: this model ({runner.describe().get('model')}) cannot be "
                        "told the blur (only a blind model with a decision input can: the shipped model, or "

@@ -29,7 +29,8 @@ def band_energies(frame: np.ndarray) -> np.ndarray:
 
     y = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     levels = [y] + [gaussian_filter(y, s, mode="mirror", truncate=3.0) for s in BAND_SIGMAS]
-    return np.array([np.log10(np.mean((a - b) ** 2) + 1e-6) for a, b in zip(levels, levels[1:], strict=False)])
+    pairs = zip(levels, levels[1:], strict=False)
+    return np.array([np.log10(np.mean((a - b) ** 2) + 1e-6) for a, b in pairs])
 
 
 def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batch: int = 8) -> np.ndarray:

@@ -302,7 +302,8 @@ class TrtRunner(Runner):
             self._h_known[:rows].copy_(given)
             self._d_known[:rows].copy_(self._h_known[:rows], non_blocking=True)
 
-    def _run(self, batch, evidence: np.ndarray | None, collect: bool = False, known: np.ndarray | None = None):
+    def _run(self, batch, evidence: np.ndarray | None, collect: bool = False,
+             known: np.ndarray | None = None):
         """(outputs, own evidence N x width as float32 NumPy when `collect`, else None)."""
         import torch
 

@@ -122,7 +122,8 @@ def _blend(given: torch.Tensor, if_given: torch.Tensor, if_own: torch.Tensor) ->
     return g * if_given + (1 - g) * if_own
 
 
-GAIN_OPTIONS = ("k7", "k7-prior", "k11", "k11-prior")  # the network told k7 / the k7 prior inverse alone / ...
+# the network told k7, the k7 prior inverse alone, the same for k11
+GAIN_OPTIONS = ("k7", "k7-prior", "k11", "k11-prior")
 NOT_ALLOWED = -1.0e4  # a gain no option reaches: options a told decision may not take
 
 
