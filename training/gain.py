@@ -70,3 +70,86 @@ def collect(runner, frames: list[dict], log=print) -> dict[str, np.ndarray]:
             "gains": np.concatenate(rows["gains"]), "blur": np.array(rows["blur"]),
             "photo": np.array(rows["photo"]), "category": np.array(rows["category"]),
             "size": np.array(rows["size"])}
+
+
+def told_rows(blurs: np.ndarray) -> np.ndarray:
+    """The `known_blur` class of each row told its true blur (k7 -> 1, k11 -> 2; else -1: not told)."""
+    return np.array([{"k7": 1.0, "k11": 2.0}.get(str(b), -1.0) for b in blurs], dtype=np.float32)
+
+
+def option_mask(known: np.ndarray) -> np.ndarray:
+    """N x 4: the options a row may take (every one blind; told k7 / k11: that kernel's two)."""
+    mask = np.ones((len(known), len(OPTIONS)), dtype=np.float32)
+    told = known >= 0
+    mask[told] = 0.0
+    mask[known == 1, 0:2] = 1.0
+    mask[known == 2, 2:4] = 1.0
+    return mask
+
+
+def training_rows(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(evidence, known, gains, mask): each frame once blind and, when blurred with k7 / k11, once
+    told its blur."""
+    known = told_rows(data["blur"])
+    told = known >= 0
+    ev = np.concatenate([data["ev"], data["ev"][told]])
+    k = np.concatenate([np.full(len(known), -1.0, dtype=np.float32), known[told]])
+    gains = np.concatenate([data["gains"], data["gains"][told]])
+    return ev.astype(np.float32), k, gains.astype(np.float32), option_mask(k)
+
+
+FIT_CLIP = (-6.0, 12.0)  # gains the fit sees: a harm of 6 dB and of 60 dB decide alike
+
+
+def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch: int = 512,
+                  lr: float = 3e-3, seed: int = 0) -> float:
+    """Fit `head` (toolkit.core.models.head.GainHead) in place on collected rows: its feature
+    standardisation from the data, then its MLP (Huber loss on the allowed options' clipped gains).
+    Returns the last batch's loss."""
+    import torch
+
+    ev, known, gains, mask = (torch.from_numpy(a) for a in training_rows(data))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        head.mean.zero_()
+        head.std.fill_(1.0)
+        z = head.features(ev)[:, :-2]
+        head.mean.copy_(z.mean(0))
+        head.std.copy_(z.std(0) + 1e-6)
+        x = head.features(ev, known[:, None])
+    target = gains.clamp(*FIT_CLIP)
+    opt = torch.optim.Adam(head.mlp.parameters(), lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (min(batch, len(x)),))
+        err = torch.nn.functional.smooth_l1_loss(head.mlp(x[idx]), target[idx], reduction="none")
+        loss = (err * mask[idx]).sum() / mask[idx].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return float(loss)
+
+
+def predicted(head, data: dict[str, np.ndarray], told: bool) -> np.ndarray:
+    """N x 4 predicted gains of every frame, blind or told its true blur (rows not told: NaN)."""
+    import torch
+
+    known = told_rows(data["blur"]) if told else np.full(len(data["blur"]), -1.0, dtype=np.float32)
+    with torch.no_grad():
+        g = head(torch.from_numpy(data["ev"].astype(np.float32)), torch.from_numpy(known[:, None])).numpy()
+    if told:
+        g[known < 0] = np.nan
+    return g
+
+
+def realised(pred: np.ndarray, data: dict[str, np.ndarray], margin: float, told: bool) -> np.ndarray:
+    """The gain each frame gets when the decision takes the best allowed predicted option above
+    `margin` (else passes: 0 dB); told rows not blurred with k7 / k11: NaN (head.gain_decision)."""
+    known = told_rows(data["blur"]) if told else np.full(len(pred), -1.0, dtype=np.float32)
+    score = np.where(option_mask(known) > 0, np.nan_to_num(pred, nan=-1e4), -1e4)
+    best = score.argmax(1)
+    take = score[np.arange(len(score)), best] > margin
+    out = np.where(take, data["gains"][np.arange(len(score)), best], 0.0)
+    return np.where((known >= 0) | (not told), out, np.nan)
