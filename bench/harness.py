@@ -2,7 +2,9 @@
 
 One row = one runner (backend x variant) at one batch size, in one mode: 'compute' (pre-made
 host arrays straight into `runner.infer`) or 'e2e' (frame files through the real pipeline:
-decode, resize, then infer). Any object with the Runner protocol plugs in.
+decode, resize, then infer). Any object with the Runner protocol plugs in. With a known blur
+(`BenchConfig.known_blur`, `dtk bench --known-blur K`) e2e rows run told it, as `dtk run
+--known-blur K` does; a runner that cannot be told gets 'could not run' rows.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from bench.timing import (
     throughput,
 )
 from engines.base import Runner
-from engines.tiled import Tiling, deblur_frames
+from engines.tiled import Tiling, check_known_blur, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.bounds import check_number
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 from toolkit.core.tiles import fitting_overlap
 from toolkit.core.video import cycle_batches
@@ -61,6 +64,7 @@ class BenchConfig:
     window: int = 10
     max_extend_s: float = 10.0
     max_iterations: int = 1000
+    known_blur: str | None = None  # e2e and quality run told this blur (k3, k7, k11), not deciding
 
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
@@ -72,6 +76,7 @@ class BenchConfig:
         check_number("--buffers", self.buffers, min=1)
         check_number("--cv-threshold", self.cv_threshold, above=0, hint="a fraction here")
         check_number("--max-extend", self.max_extend_s, min=0, hint="seconds")
+        check_known_blur_name(self.known_blur)
         if self.size[0] % 8 or self.size[1] % 8:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 
@@ -297,7 +302,7 @@ def _timed_e2e(runner: Any, batch: int, config: BenchConfig, stream: Iterator[An
     def call(_i: int) -> None:
         images = next(stream)
         counted.append(len(images))
-        tiles.append(deblur_frames(runner, images, tiling, batch=batch).tiles)
+        tiles.append(deblur_frames(runner, images, tiling, batch=batch, known_blur=config.known_blur).tiles)
 
     timer = make_timer("cpu")
     threshold = config.cv_threshold or cv_threshold("cpu")
@@ -388,6 +393,11 @@ def sweep(specs: Sequence[BenchTarget], config: BenchConfig, *, modes: Sequence[
         entry = {"model": spec.model, "backend": spec.backend, "variant": spec.variant, "device": spec.device}
         try:
             runner = spec.open()
+            try:
+                check_known_blur(runner, config.known_blur)
+            except DtkError:
+                runner.close()
+                raise
         except DtkError as exc:
             skipped.append({**entry, "reason": str(exc)})
             rows += not_run_rows([skipped[-1]], config.batches, modes)

@@ -7,6 +7,8 @@ resized to the bench size and blurred with each kernel (k7, k11) through `toolki
   error of the float outputs (0..1 scale);
 - against the sharp frames: PSNR (dB, RGB, 0..255, outputs rounded to uint8 as `dtk run` writes them)
   per kernel, the mean over the frames, as `dtk eval` reports it.
+With a known blur (`dtk bench --known-blur K`) the frames are blurred with K only and every runner
+(the reference too) is told K, as `dtk run --known-blur K` runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Runner, infer_all
+from engines.tiled import check_known_blur
 from toolkit.core.convert import from_nchw, to_host
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame
@@ -63,10 +66,12 @@ class QualityCheck:
     open_reference: Callable[[], Runner] | None = None
     reference_name: str = ""
     where: str = ""
+    known_blur: str | None = None  # every runner told this blur (the frames carry it)
     _reference: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def outputs(self, runner: Runner) -> dict[str, np.ndarray]:
-        return {k: infer_all(runner, b) for k, b in self.blurred.items()}
+        check_known_blur(runner, self.known_blur)
+        return {k: infer_all(runner, b, known_blur=self.known_blur) for k, b in self.blurred.items()}
 
     def reference(self) -> dict[str, np.ndarray] | None:
         if self._reference is None and self.open_reference is not None:

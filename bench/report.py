@@ -17,19 +17,19 @@ from rich.table import Table
 
 from bench.harness import SCHEMA, STATUS_RAN
 from bench.pareto import group_name, pareto_front, ran
-from bench.quality import QUALITY_KERNELS
 from bench.timing import shown_percentile
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.console import write_json
 from toolkit.core.errors import DtkError
 from toolkit.core.figures import pyplot, save_figure
+from toolkit.core.kernels import KERNEL_NAMES
 
 CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "status", "reason", "iterations",
               "cv", "stability", "extended_calls", "images_per_s", "tiles_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
               "lat_p99_ms", "lat_max_ms", "gflop_per_image", "gflops", "ceiling_gflops", "ceiling_pct",
               "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer",
-              "psnr_k7_db", "psnr_k11_db", "max_abs_err", "p999_abs_err", "hints")
+              "psnr_k3_db", "psnr_k7_db", "psnr_k11_db", "max_abs_err", "p999_abs_err", "hints")
 
 
 def load_report(path: Path | str) -> dict:
@@ -98,8 +98,8 @@ def bench_table(report: dict) -> Table:
     table = Table(title=title)
     split = any(r.get("phases_ms") for r in rows)  # CUDA runners: H2D / compute / D2H per call
     ceil = any(r.get("ceiling_pct") is not None for r in rows)
-    kernels = [k for k in QUALITY_KERNELS if any(k in ((r.get("quality") or {}).get("psnr_db") or {})
-                                                  for r in rows)]
+    kernels = [k for k in KERNEL_NAMES if any(k in ((r.get("quality") or {}).get("psnr_db") or {})
+                                              for r in rows)]  # k3 too: --known-blur k3
     errs = any("max_abs_err" in (r.get("quality") or {}) for r in rows)
     tiles = any(r.get("tiles_per_s") for r in rows)
     cols = (["model"] if len(models) > 1 else []) + [
@@ -154,6 +154,10 @@ def notes_text(report: dict) -> list[str]:
     """Hints, GPU warnings and the best batch under the latency budget, as lines for the console."""
     extra = report.get("extra", {})
     lines = [f"hint: {h}" for h in extra.get("hints", [])]
+    told = report.get("config", {}).get("config", {}).get("known_blur")
+    if told:
+        lines.append(f"known blur: e2e rows run told {told} and the quality columns score {told}-blurred "
+                     "frames told it (--known-blur); compute rows feed random batches as always")
     lines += [f"warning: {w}" for w in extra.get("gpu_warnings", [])]
     for r in report["rows"]:
         for h in r.get("hints") or []:

@@ -112,14 +112,16 @@ def quality_check(req: BenchRequest, sources: list[ModelSource]) -> QualityCheck
     if req.quality_frames < 1:
         raise DtkError("--quality-frames must be >= 1")
     tree = frame_tree(req)
+    known = req.config.known_blur
     with frames_or_demo(tree, req.quality_frames) as frames:
         if not frames:
             raise DtkError(f"no frames in {tree}")
-        sharp, blurred = load_inputs(frames, req.config.size)
+        sharp, blurred = load_inputs(frames, req.config.size, *([(known,)] if known else []))
     where = str(tree) if tree is not None else "demo frames"
     name, opener = reference_opener(sources[0], req.threads)
     return QualityCheck(sharp=sharp, blurred=blurred, open_reference=opener,
-                        reference_name=f"{sources[0].label}: {name}" if name else "", where=where)
+                        reference_name=f"{sources[0].label}: {name}" if name else "", where=where,
+                        known_blur=known)
 
 
 def run_pipeline_bench(req: BenchRequest, gpu: bool) -> dict[str, Any]:
@@ -194,13 +196,16 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
                              "gpu_warnings": gpu_warnings(gpu_start, gpu_end)}
     if check is not None:
         extra["quality"] = {"where": check.where, "frames": len(check.sharp), "kernels": list(check.blurred),
-                            "reference": check.reference_name, "min_psnr": req.min_psnr}
+                            "reference": check.reference_name, "min_psnr": req.min_psnr,
+                            "known_blur": check.known_blur}
     if req.e2e:
         size = f"{req.e2e_size[1]}x{req.e2e_size[0]}" if req.e2e_size else ""
         where = (str(req.frames_dir) if req.frames_dir is not None else
                  f"{size} frames of real photos" if size else "demo frames")
+        told = req.config.known_blur
         extra["e2e_frames"] = {"where": where, "count": len(frames), "mode": "native size, tiles"
-                               + (", video decoded with PyAV in the calling thread" if video else "")}
+                               + (", video decoded with PyAV in the calling thread" if video else "")
+                               + (f", told the blur {told}" if told else "")}
     if req.pipeline_bench:
         extra["pipeline"] = run_pipeline_bench(req, gpu)
     model = {"label": ", ".join(s.label for s in sources),

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from toolkit.core.convert import to_host
+from toolkit.core.evidence import known_rows
 
 
 class Runner(ABC):
@@ -64,7 +65,11 @@ class Runner(ABC):
         self.close()
 
 
-def infer_all(runner: Runner, images: np.ndarray, step: int = 4) -> np.ndarray:
-    """The runner's float32 host output for every image of an N x 3 x H x W array, `step` per call."""
-    return np.concatenate([np.asarray(to_host(runner.infer(images[i:i + step])), dtype=np.float32)
-                           for i in range(0, len(images), step)])
+def infer_all(runner: Runner, images: np.ndarray, step: int = 4, known_blur: str | None = None) -> np.ndarray:
+    """The runner's float32 host output for every image of an N x 3 x H x W array, `step` per call
+    (`known_blur`: every image told that blur, where the runner `takes_known_blur`)."""
+    def call(part: np.ndarray) -> np.ndarray:
+        told = {"known": known_rows(known_blur, len(part))} if known_blur is not None else {}
+        return np.asarray(to_host(runner.infer(part, **told)), dtype=np.float32)
+
+    return np.concatenate([call(images[i:i + step]) for i in range(0, len(images), step)])

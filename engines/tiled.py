@@ -45,7 +45,13 @@ from engines.base import Runner
 from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host, unit_to_uint8, unit_to_uint8_tensor
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import KNOWN_CLASS, OWN_EVIDENCE, combine_evidence, known_rows
+from toolkit.core.evidence import (
+    KNOWN_CLASS,
+    OWN_EVIDENCE,
+    check_known_blur_name,
+    combine_evidence,
+    known_rows,
+)
 from toolkit.core.tiles import DEFAULT_OVERLAP, TileGrid, check_overlap, evidence_tiles, pad_frame, tile_grid
 
 
@@ -253,9 +259,7 @@ def check_known_blur(runner: Runner, known_blur: str | None) -> None:
     """DtkError unless `runner` can be told `known_blur` (None: nothing to tell)."""
     if known_blur is None:
         return
-    if known_blur not in KNOWN_CLASS:
-        raise DtkError(f"unknown blur {known_blur!r} for --known-blur: choose one of "
-                       f"{', '.join(KNOWN_CLASS)}")
+    check_known_blur_name(known_blur)
     if not runner.takes_known_blur:
         raise DtkError(f"--known-blur {known_blur}: this model ({runner.describe().get('model')}) cannot be "
                        "told the blur (only a blind model with a decision input can: the shipped model, or "

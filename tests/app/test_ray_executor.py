@@ -111,6 +111,34 @@ def test_worker_dying_mid_batch_still_writes_every_frame_once(cluster, frames_in
     assert summary.written == len(expected)
 
 
+def test_known_blur_travels_to_the_actors(cluster, frames_in, tmp_path):
+    """`dtk run --executor ray --known-blur K`: the actors run told K, as the local run does."""
+    from engines.onnxruntime import OrtRunner
+    from toolkit.app.cli import app
+    from toolkit.app.run import read_manifest, run_frames
+    from toolkit.core.modelfiles import resolve_model
+
+    shipped = resolve_model(None, "onnxruntime")
+    local = run_frames(frames_in, tmp_path / "local", OrtRunner(shipped, threads=1), batch=1, blur="k7",
+                       known_blur="k11", pipeline="fallback")
+    res = CliRunner().invoke(app, ["run", str(frames_in), "-o", str(tmp_path / "ray"), "--executor", "ray",
+                                   "--workers", "2", "--backend", "onnxruntime", "--batch", "1",
+                                   "--blur", "k7", "--known-blur", "k11"])
+    assert res.exit_code == 3, res.output  # broken.png
+    assert local.written > 0 and tree(tmp_path / "ray") == tree(tmp_path / "local")
+    assert read_manifest(tmp_path / "ray")["settings"]["known_blur"] == "k11"
+
+
+def test_known_blur_on_ray_with_a_model_that_cannot_be_told_claims_nothing(frames_in, onnx_model, tmp_path):
+    from toolkit.app.cli import app
+
+    res = CliRunner().invoke(app, ["run", str(frames_in), "-o", str(tmp_path / "o"), "--executor", "ray",
+                                   "--model", str(onnx_model), "--backend", "onnxruntime",
+                                   "--known-blur", "k7"])
+    assert res.exit_code == 2 and "cannot be told the blur" in " ".join(res.output.split())
+    assert not (tmp_path / "o").exists()
+
+
 def test_without_ray_exit_2_with_hint(monkeypatch, frames_in, tmp_path):
     from toolkit.app.cli import app
 

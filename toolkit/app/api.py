@@ -63,7 +63,8 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                on_tiles: Callable[[int], None] | None = None,
                runner: Callable[[], Runner] | None = None, codec: str | None = None,
                crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
-               on_video: Callable[[int, int, Any], None] | None = None) -> RunSummary:
+               on_video: Callable[[int, int, Any], None] | None = None,
+               known_blur: str | None = None) -> RunSummary:
     """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd, the mode),
     then the local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints.
 
@@ -73,6 +74,9 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
 
     `runner` (local only): a callable returning an open runner the caller owns and keeps open
     (a `Deblurrer`'s); by default the job opens `spec` and closes it at the end.
+
+    `known_blur` (k3, k7 or k11): the blur the frames carry, told to the network instead of
+    decided (k3: a pass); recorded in the run manifest. `blur` still blurs the frames first.
     """
     from toolkit.app.ray_executor import run_frames_ray  # engines and torch: on first use
     from toolkit.app.run import check_mode, run_job
@@ -83,17 +87,18 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
     preflight.run_cmd(input_dir=Path(input_dir), model=spec.model, batch=batch, max_pixels=max_pixels,
                       threads=spec.threads, workers=workers, gpus_per_worker=gpus_per_worker,
                       pipeline=pipeline, executor=executor, json_out=None, videos=videos, codec=codec,
-                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size)
+                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
+                      known_blur=known_blur)
     check_mode(resize, keep_size, tile_overlap)
     job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
                                tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                               max_pixels=max_pixels)
+                               max_pixels=max_pixels, known_blur=known_blur)
     if videos:
         return run_tree_job(input_dir, output_dir, spec, videos, unreadable=unreadable, codec=codec, crf=crf,
                             pix_fmt=pix_fmt, resumable=resumable, batch=batch, blur=blur,
-                            tile_overlap=tile_overlap, overwrite=overwrite, strict=strict, pipeline=pipeline,
-                            max_pixels=max_pixels, on_open=on_open, runner=runner, on_video=on_video,
-                            progress=progress, on_tiles=on_tiles)
+                            known_blur=known_blur, tile_overlap=tile_overlap, overwrite=overwrite,
+                            strict=strict, pipeline=pipeline, max_pixels=max_pixels, on_open=on_open,
+                            runner=runner, on_video=on_video, progress=progress, on_tiles=on_tiles)
     if executor == "ray":
         return run_frames_ray(input_dir, output_dir, spec, workers=workers, gpus_per_worker=gpus_per_worker,
                               ray_address=ray_address, **job)
@@ -109,13 +114,13 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
               on_open: Callable[[Runner], None] | None = None,
               progress: Callable[[int, int], None] | None = None,
               on_tiles: Callable[[int], None] | None = None,
-              runner: Callable[[], Runner] | None = None) -> VideoRunSummary:
+              runner: Callable[[], Runner] | None = None, known_blur: str | None = None) -> VideoRunSummary:
     """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
     the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
     prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
     deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes;
     `pipeline`: the decoder (fallback: PyAV, dali: DALI, auto: DALI on a GPU when it can, else PyAV;
-    core.pipeline.dali_video)."""
+    core.pipeline.dali_video); `known_blur`: as `run_folder`'s."""
     from engines.tiled import Tiling
     from toolkit import FRAME_SIZE
     from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
@@ -124,13 +129,13 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     frames = None if frames_out is None else Path(frames_out)
     preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
                             batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
-                            json_out=None, resumable=resumable, pipeline=pipeline)
+                            json_out=None, resumable=resumable, pipeline=pipeline, known_blur=known_blur)
     Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check
     job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
                      max_pixels=max_pixels, resumable=resumable, pipeline=pipeline)
     return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
                          blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
-                         on_tiles=on_tiles)
+                         on_tiles=on_tiles, known_blur=known_blur)
 
 
 @dataclass
@@ -153,22 +158,25 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
                     tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, ssim: bool = True,
                     max_pixels: int = DEFAULT_MAX_PIXELS, plot: Path | None = None,
                     json_out: Path | str | None = None, csv: Path | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Evaluation:
+                    progress: Callable[[int, int], None] | None = None,
+                    known_blur: bool = False) -> Evaluation:
     """`dtk eval SHARP_DIR`: blurred, a model (`model`: "default" or a file, or a TensorRT `engine`)
     or `predictions` made elsewhere, and the known-kernel `baselines`, scored against the sharp
     frames (resized to 256x448, or at their own size with `native`); writes the box plot and the
-    example strip when `plot` is given. Checks every option and path (`json_out`, `csv` and `plot`
-    too, which the caller writes) before any model loads, as the command does."""
+    example strip when `plot` is given. `known_blur`: the model is also scored told each kernel
+    ("model (told)", as `dtk run --known-blur K` runs it). Checks every option and path (`json_out`,
+    `csv` and `plot` too, which the caller writes) before any model loads, as the command does."""
     if Path(sharp_dir).is_file():
         return _evaluate_video(Path(sharp_dir), model=model, engine=engine, predictions=predictions,
                                backend=backend, kernels=kernels, baselines=baselines, native=native,
                                tile_overlap=tile_overlap, strict=strict, ssim=ssim, max_pixels=max_pixels,
-                               plot=plot, json_out=json_out, csv=csv, progress=progress)
+                               plot=plot, json_out=json_out, csv=csv, progress=progress,
+                               known_blur=known_blur)
     if predictions is not None and Path(predictions).is_file():
         raise DtkError(f"--predictions {predictions} is a video: score it against the sharp video, "
                        f"`dtk eval SHARP.mp4 --predictions {predictions} --kernels K`")
     from engines.spec import RunnerSpec
-    from engines.tiled import Tiling
+    from engines.tiled import Tiling, check_known_blur
     from toolkit import FRAME_SIZE
     from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
     from toolkit.core.kernels import parse_kernels
@@ -177,7 +185,8 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
     sharp_dir = Path(sharp_dir)
     preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels,
                        model=None if model is None else str(model), engine=engine, predictions=predictions,
-                       json_out=None if json_out is None else Path(json_out), csv=csv, plot=plot)
+                       json_out=None if json_out is None else Path(json_out), csv=csv, plot=plot,
+                       known_blur=known_blur)
     tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
@@ -191,8 +200,12 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
                 else RunnerSpec.choose(backend, None if str(model) == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
         methods["model"] = ev.runner_method(runner, tiling)
+        if known_blur:
+            methods[ev.TOLD] = ev.runner_method(runner, tiling, told=True)
     methods.update(others)
     try:
+        if known_blur and runner is not None:
+            check_known_blur(runner, ks[0].name)  # before any frame is scored
         result = ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=ssim, progress=progress,
                                   max_pixels=max_pixels, native=native)
         evaluation = Evaluation(result, runner.describe() if runner is not None else None)
@@ -260,7 +273,9 @@ class Deblurrer:
 
     Frames go through `dtk run`'s path: at their own size, in overlapping 256x448 tiles
     (`tile_overlap` pixels shared), one blur decision per frame, `batch` frames at a time; the
-    output equals the PNG `dtk run` writes for the same frame, byte for byte.
+    output equals the PNG `dtk run` writes for the same frame, byte for byte. `known_blur` (k3, k7,
+    k11; `dtk run --known-blur`): the blur every frame carries, told to the network instead of
+    decided (k3: each frame is returned as it is); `run()` uses it too.
 
     Thread safety: calls are serialized by an internal lock (the runner, its buffers and CUDA
     graphs are not shareable). For work in parallel use one `Deblurrer` per thread.
@@ -275,18 +290,21 @@ class Deblurrer:
     def __init__(self, model: str | Path = "default", backend: str = "auto", *, batch: int = 8,
                  tile_overlap: int = DEFAULT_OVERLAP, precision: str = "fp32", threads: int | None = None,
                  compile: bool = False, channels_last: bool = False,  # noqa: A002 - the CLI's name
-                 cuda_graphs: bool | None = None) -> None:
+                 cuda_graphs: bool | None = None, known_blur: str | None = None) -> None:
         from engines.options import check_batch  # engines.spec imports torch: on construction
         from engines.spec import RunnerSpec
         from engines.tiled import Tiling
         from toolkit import FRAME_SIZE
+        from toolkit.core.evidence import check_known_blur_name
 
         for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
                 raise DtkError(f"{flag} must be a whole number, got {value!r}")
         check_batch(batch)
+        check_known_blur_name(known_blur)  # whether the model can be told: once it opens
         self.tiling = Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check and message
         self.batch = batch
+        self.known_blur = known_blur
         self.spec: RunnerSpec = RunnerSpec.choose(
             backend, None if str(model) == "default" else model, precision=precision, compile=compile,
             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads, size=FRAME_SIZE)
@@ -324,7 +342,7 @@ class Deblurrer:
     def __repr__(self) -> str:
         return (f"Deblurrer(backend={self.spec.backend!r}, model={str(self.spec.model)!r}, "
                 f"batch={self.batch}, tile_overlap={self.tiling.overlap}, "
-                f"precision={self.spec.precision!r}, loaded={self.loaded})")
+                f"precision={self.spec.precision!r}, known_blur={self.known_blur!r}, loaded={self.loaded})")
 
     # -- frames in memory ---------------------------------------------------------------------
 
@@ -374,7 +392,8 @@ class Deblurrer:
             for start in range(0, len(images), self.batch):
                 chunk = [im if _is_tensor(im) else np.ascontiguousarray(im)
                          for im in images[start:start + self.batch]]
-                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch, on_device=on_device)
+                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch, on_device=on_device,
+                                    known_blur=self.known_blur)
                 for k, (im, why) in enumerate(zip(res.images, res.failures, strict=True)):
                     if im is None:
                         raise ModelOutputError(f"frame {start + k}: {why}")
@@ -429,7 +448,7 @@ class Deblurrer:
                               tile_overlap=self.tiling.overlap, keep_size=keep_size, overwrite=overwrite,
                               strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
                               workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                              progress=progress, runner=self.open)
+                              progress=progress, runner=self.open, known_blur=self.known_blur)
 
 
     # -- quality: dtk eval -------------------------------------------------------------------
@@ -437,11 +456,13 @@ class Deblurrer:
     def evaluate(self, sharp_dir: Path | str, *, kernels: str = "k3,k7,k11", baselines: str = "prior,wiener",
                  native: bool = False, strict: bool = False, ssim: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
-                 progress: Callable[[int, int], None] | None = None) -> EvalResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 known_blur: bool = False) -> EvalResult:
         """`dtk eval SHARP_DIR --model <this model>`: every sharp frame blurred with each kernel,
-        restored by this model (`native`: at its own size, in tiles, as `dtk run`) and the
-        `baselines`, scored against the sharp frame; returns the `EvalResult` the command renders
-        (`.to_json()` is its `--json`, less the "model" entry the command adds).
+        restored by this model (`native`: at its own size, in tiles, as `dtk run`; `known_blur`:
+        also told each kernel, the method "model (told)") and the `baselines`, scored against the
+        sharp frame; returns the `EvalResult` the command renders (`.to_json()` is its `--json`,
+        less the "model" entry the command adds).
 
         >>> import tempfile
         >>> from toolkit.core.demo import write_demo
@@ -453,16 +474,22 @@ class Deblurrer:
         [('k7', 'blurred'), ('k7', 'model')]
         >>> import shutil; shutil.rmtree(root)
         """
+        from engines.tiled import check_known_blur
         from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
         from toolkit.core.kernels import parse_kernels
 
         ks = parse_kernels(kernels)
         preflight.eval_cmd(Path(sharp_dir), kernels=ks, max_pixels=max_pixels, model=str(self.spec.model),
-                           engine=None, predictions=None, json_out=None, csv=None, plot=None)
+                           engine=None, predictions=None, json_out=None, csv=None, plot=None,
+                           known_blur=known_blur)
         others = ev.baseline_methods(baselines)  # a typo fails before the model loads
         with self._lock:
-            methods = {"model": ev.runner_method(self.open(), self.tiling if native else None, self.batch),
-                       **others}
+            runner, tiling = self.open(), self.tiling if native else None
+            methods = {"model": ev.runner_method(runner, tiling, self.batch)}
+            if known_blur:
+                check_known_blur(runner, ks[0].name)
+                methods[ev.TOLD] = ev.runner_method(runner, tiling, self.batch, told=True)
+            methods.update(others)
             return ev.evaluate_tree(sharp_dir, ks, methods, strict=strict, with_ssim=ssim, progress=progress,
                                     max_pixels=max_pixels, native=native)
 

@@ -209,6 +209,9 @@ def eval_cmd(
                          "dtk run does); default: the seed's protocol, frames resized to 256x448.")] = False,
     tile_overlap: Annotated[int, typer.Option(
         help="With --native: pixels shared by neighbouring tiles (as dtk run).")] = DEFAULT_OVERLAP,
+    known_blur: Annotated[bool, typer.Option(
+        "--known-blur", help="Also score the model told each kernel (as dtk run --known-blur K runs it): "
+                             "the method 'model (told)' beside the model deciding.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on an unreadable frame instead of skipping it.")] = False,
     no_ssim: Annotated[bool, typer.Option("--no-ssim", help="Skip SSIM (faster).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per frame x kernel x method.")] = None,
@@ -232,7 +235,7 @@ def eval_cmd(
         evaluation = api.evaluate_folder(
             sharp_dir, model=model, engine=engine, predictions=predictions, backend=backend, kernels=kernels,
             baselines=baselines, native=native, tile_overlap=tile_overlap, strict=strict, ssim=not no_ssim,
-            max_pixels=max_pixels, plot=plot, json_out=json_out, csv=csv,
+            max_pixels=max_pixels, plot=plot, json_out=json_out, csv=csv, known_blur=known_blur,
             progress=lambda done, _n: bar.update(task, completed=done))
     result = evaluation.result
     if evaluation.plots:
@@ -420,6 +423,10 @@ def run_cmd(
     blur: Annotated[str | None, typer.Option(
         help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
     ] = None,
+    known_blur: Annotated[str | None, typer.Option(
+        "--known-blur", help="The blur the frames carry, if you know it (k3|k7|k11): the network is told it "
+                             "instead of deciding per frame (k3: frames are passed as they are). Combines "
+                             "with --blur.")] = None,
     resize: Annotated[bool, typer.Option(
         "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
                          "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
@@ -479,8 +486,9 @@ def run_cmd(
     if input_dir.is_file():
         video_run_cmd(input_dir, output=output, frames_out=frames_out, codec=codec, crf=crf, pix_fmt=pix_fmt,
                       resumable=resumable,
-                      model=model, backend=backend, batch=batch, blur=blur, resize=resize,
-                      tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite, strict=strict,
+                      model=model, backend=backend, batch=batch, blur=blur, known_blur=known_blur,
+                      resize=resize, tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite,
+                      strict=strict,
                       precision=precision, compile_=compile_, channels_last=channels_last,
                       cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
                       executor=executor, max_pixels=max_pixels, json_out=json_out)
@@ -491,7 +499,8 @@ def run_cmd(
     preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
                       workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
                       json_out=json_out, ov_mode=ov_mode, videos=videos, frames_out=frames_out, codec=codec,
-                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size)
+                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
+                      known_blur=known_blur)
     check_mode(resize, keep_size, tile_overlap)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
@@ -499,7 +508,7 @@ def run_cmd(
     preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                overwrite=overwrite, strict=strict, max_pixels=max_pixels, codec=codec, crf=crf,
-               pix_fmt=pix_fmt, resumable=resumable)
+               pix_fmt=pix_fmt, resumable=resumable, known_blur=known_blur)
     total = len(tree_files(input_dir, IMAGE_EXTENSIONS, [])) if input_dir.is_dir() else 0
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
@@ -544,7 +553,9 @@ def run_cmd(
                      f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
                      f"decision per frame; {summary.passed_whole} passed whole after one tile)"
                      if summary.mode == "native"
-                     else "resized to 256x448 and back (--resize)"),
+                     else "resized to 256x448 and back (--resize)")
+                    + (f"; told the blur {summary.known_blur} (--known-blur), nothing decided"
+                       if summary.known_blur else ""),
             "end to end": f"{summary.frames_per_s:.2f} frames/s"
                           + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"
                              if summary.mode == "native" and summary.wall_s > 0 else ""),
@@ -579,8 +590,8 @@ def run_cmd(
 
 def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
                   crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
-                  batch: int,
-                  blur: str | None, resize: bool, tile_overlap: int, keep_size: bool, overwrite: bool,
+                  batch: int, blur: str | None, known_blur: str | None, resize: bool, tile_overlap: int,
+                  keep_size: bool, overwrite: bool,
                   strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
                   threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
                   json_out: Path | None) -> None:
@@ -588,7 +599,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
     preflight.run_video_cmd(input_path=input_path, output=output, frames_out=frames_out, model=model,
                             batch=batch, max_pixels=max_pixels, threads=threads, overwrite=overwrite,
                             json_out=json_out, resize=resize, keep_size=keep_size, executor=executor,
-                            pipeline=pipeline, resumable=resumable)
+                            pipeline=pipeline, resumable=resumable, known_blur=known_blur)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
@@ -605,9 +616,10 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
             bar.update(task, completed=done, total=total)
 
         summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
-                                pix_fmt=pix_fmt, batch=batch, blur=blur, tile_overlap=tile_overlap,
-                                overwrite=overwrite, strict=strict, max_pixels=max_pixels,
-                                resumable=resumable, pipeline=pipeline, on_open=opened, progress=progress,
+                                pix_fmt=pix_fmt, batch=batch, blur=blur, known_blur=known_blur,
+                                tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                max_pixels=max_pixels, resumable=resumable, pipeline=pipeline, on_open=opened,
+                                progress=progress,
                                 on_tiles=tile_counter(bar, task))
     already = bool(summary.frames_total) and summary.skipped_done == summary.frames_total
     if str(json_out) != "-" and already:
@@ -625,6 +637,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
             "frames": f"{summary.frames_total} in the clip: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "decoder": summary.decoder,
+            **({"known blur": f"{summary.known_blur}: told, nothing decided"} if summary.known_blur else {}),
             "wall time": f"{summary.wall_s:.2f} s",
             "end to end": f"{summary.frames_per_s:.2f} frames/s",
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s",
@@ -711,6 +724,9 @@ def bench(
         help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir); or a video "
              "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
+    known_blur: Annotated[str | None, typer.Option(
+        "--known-blur", help="k3|k7|k11: the --e2e rows run told this blur (as dtk run --known-blur), and "
+                             "the quality columns score frames blurred with it, told it.")] = None,
     roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
                                                               "when present) and show % of it.")] = False,
     ceiling: Annotated[float | None, typer.Option(
@@ -746,12 +762,12 @@ def bench(
                         buffers=buffers, threads=threads, e2e_pipeline=e2e_pipeline, ceiling=ceiling,
                         quality_frames=quality_frames, min_psnr=min_psnr, latency_budget=latency_budget,
                         cv_threshold=cv_threshold, max_extend=max_extend, json_out=json_out, csv=csv,
-                        plot=plot, export_times=export_times_to)
+                        plot=plot, export_times=export_times_to, known_blur=known_blur)
 
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers,
                          cv_threshold=cv_threshold / 100 if cv_threshold is not None else None,
-                         max_extend_s=max_extend)
+                         max_extend_s=max_extend, known_blur=known_blur)
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,

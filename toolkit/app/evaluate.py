@@ -2,7 +2,8 @@
 
 Each sharp frame (resized to 256x448: the seed's protocol; at its own size with `native=True`) is
 blurred with each kernel; each method turns the blurred frame back into an estimate of the sharp
-one (a model at native size through tiles, engines.tiled). "blurred" is the do-nothing method:
+one (a model at native size through tiles, engines.tiled; "model (told)": the same model told each
+kernel instead of deciding, `dtk eval --known-blur`). "blurred" is the do-nothing method:
 the seed's "Average PSNR of Blurred Images". Means count an identical frame (PSNR inf) as
 `PSNR_CAP` dB; the count of identical frames is reported beside them.
 """
@@ -17,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.tiled import Tiling, deblur_frames
+from engines.tiled import Tiling, check_known_blur, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
+from toolkit.core.evidence import known_rows
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
@@ -238,17 +240,33 @@ def baseline_methods(names: str) -> dict[str, Method]:
     return {name: baseline_method(BASELINES[name]) for name in chosen}
 
 
-def runner_method(runner, tiling: Tiling | None = None, batch: int = 8) -> Method:
+TOLD = "model (told)"  # the method name of the model told each kernel (dtk eval --known-blur)
+
+
+def runner_method(runner, tiling: Tiling | None = None, batch: int = 8, told: bool = False) -> Method:
     """A Runner (engines.base) as a Method: one frame's blurred copies go in as one batch, or with
-    `tiling` (native size) as `dtk run` deblurs them: tiles, one decision per frame."""
-    def method(frame: Frame, blurred: list[np.ndarray], _kernels: list[BlurKernel]) -> list[np.ndarray]:
+    `tiling` (native size) as `dtk run` deblurs them: tiles, one decision per frame. `told`: each
+    copy's kernel is told to the runner (`dtk run --known-blur`), nothing is decided."""
+    def method(frame: Frame, blurred: list[np.ndarray], kernels: list[BlurKernel]) -> list[np.ndarray]:
         if tiling is None:
-            return from_nchw(runner.infer(to_nchw(blurred)))
-        res = deblur_frames(runner, blurred, tiling, batch=batch)
-        for why in res.failures:
+            if not told:
+                return from_nchw(runner.infer(to_nchw(blurred)))
+            for k in kernels:
+                check_known_blur(runner, k.name)
+            known = np.concatenate([known_rows(k.name, 1) for k in kernels])
+            return from_nchw(runner.infer(to_nchw(blurred), known=known))
+        if told:  # one kernel per call: deblur_frames tells every frame of a call the same blur
+            results = [deblur_frames(runner, [b], tiling, batch=batch, known_blur=k.name)
+                       for b, k in zip(blurred, kernels, strict=True)]
+            images = [res.images[0] for res in results]
+            failures = [res.failures[0] for res in results]
+        else:
+            res = deblur_frames(runner, blurred, tiling, batch=batch)
+            images, failures = list(res.images), res.failures
+        for why in failures:
             if why:
                 raise FrameNotScored(str(frame.path), why)
-        return list(res.images)
+        return images
 
     return method
 

@@ -14,6 +14,7 @@ from engines.options import MAX_BATCH, check_batch, check_threads
 from engines.tensorrt.sidecar import sidecar_path
 from toolkit.core.bounds import check_choice, check_number, check_tolerance
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.pipeline import PIPELINES
 from toolkit.core.safepaths import check_output_file, check_output_folder
 
@@ -57,9 +58,14 @@ def data_photos(out_dir: Path, wallpapers: Path | None) -> None:
 
 
 def eval_cmd(sharp_dir: Path, *, kernels: list, max_pixels: int, model: str | None, engine: Path | None,
-             predictions: Path | None, json_out: Path | None, csv: Path | None, plot: Path | None) -> None:
+             predictions: Path | None, json_out: Path | None, csv: Path | None, plot: Path | None,
+             known_blur: bool = False) -> None:
     if not kernels:
         raise DtkError("--kernels names no kernel: give some of k3,k7,k11")
+    if known_blur and (predictions is not None or (model is None and engine is None)):
+        raise DtkError("--known-blur scores a model told each kernel beside it deciding: give --model "
+                       "(default: the shipped one) or --engine"
+                       + (", not --predictions" if predictions is not None else ""))
     check_max_pixels(max_pixels)
     model_file = model if model not in (None, "default") else None
     reports({"--json": json_out, "--csv": csv, **plot_paths(plot)},
@@ -129,7 +135,7 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
             json_out: Path | None, ov_mode: str | None = None, videos: Sequence[Any] = (),
             frames_out: Path | None = None, codec: str | None = None, crf: int | None = None,
             pix_fmt: str | None = None, resumable: bool = False, resize: bool = False,
-            keep_size: bool = False) -> None:
+            keep_size: bool = False, known_blur: str | None = None) -> None:
     """`dtk run FOLDER`: its options, and those a folder's `videos` (core.video.discover_videos)
     take or refuse; the paths of the videos are checked as each is planned (app.video_run)."""
     if not input_dir.exists():
@@ -150,6 +156,7 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
             if value is not None:
                 raise DtkError(f"{flag} is for videos; {input_dir} holds none (only frames)")
     check_choice("--executor", executor, ("local", "ray"))
+    check_known_blur_name(known_blur)
     if ov_mode is not None:
         check_choice("--ov-mode", ov_mode, OV_MODES)
     check_choice("--pipeline", pipeline, PIPELINES)
@@ -164,7 +171,7 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
 def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | None, model: Path | None,
                   batch: int, max_pixels: int, threads: int | None, overwrite: bool, json_out: Path | None,
                   resize: bool = False, keep_size: bool = False, executor: str = "local",
-                  pipeline: str = "auto", resumable: bool = False) -> None:
+                  pipeline: str = "auto", resumable: bool = False, known_blur: str | None = None) -> None:
     """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
     and paths that are not the input (an existing OUT.mp4 only with --overwrite, or with a run
     manifest: video_run.video_output_done decides once the settings are known)."""
@@ -180,6 +187,7 @@ def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | N
     check_max_pixels(max_pixels)
     check_batch(batch)
     check_threads(threads)
+    check_known_blur_name(known_blur)
     inputs = [input_path, model]
     if output is not None:
         ours = manifest_path(output).is_file()
@@ -196,8 +204,9 @@ def bench_cmd(*, models: list[Path], engine: Path | None, frames: Path | None, w
               buffers: int, threads: int | None, e2e_pipeline: str, ceiling: float | None,
               quality_frames: int, min_psnr: float | None, latency_budget: float | None,
               cv_threshold: float | None, max_extend: float, json_out: Path | None, csv: Path | None,
-              plot: Path | None, export_times: Path | None) -> None:
+              plot: Path | None, export_times: Path | None, known_blur: str | None = None) -> None:
     check_threads(threads)
+    check_known_blur_name(known_blur)
     check_number("--width", width, min=1, max=512)
     frame_size("--height", height, "--frame-width", frame_width)
     check_number("--warmup", warmup, min=0, max=HOUR, hint="seconds")

@@ -31,6 +31,7 @@ import numpy as np
 
 from engines.options import check_batch
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
+from engines.tiled import check_known_blur
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
@@ -47,6 +48,7 @@ from toolkit.app.run import (
     write_output,
 )
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import DEFAULT_MAX_PIXELS, Frame, discover_frames
 from toolkit.core.kernels import get_kernel
 from toolkit.core.lazy import optional_import
@@ -63,12 +65,14 @@ class DeblurActor:
     def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, *, blur: str | None,
                  keep_size: bool, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
                  batch: int = 8, fault_marker: str | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, known_blur: str | None = None):
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
         self.blur, self.keep_size, self.resize, self.batch = blur, keep_size, resize, batch
+        self.known_blur = known_blur
         self.tiling = check_mode(resize, keep_size, tile_overlap)
         self.max_pixels = max_pixels
         self.runner = spec.open()
+        check_known_blur(self.runner, known_blur)
         self.fault_marker = fault_marker
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -91,7 +95,7 @@ class DeblurActor:
         for fb in loaded:
             t0 = time.perf_counter()
             outputs, bad, _ = deblur_batch(self.runner, fb, tiling=self.tiling, keep_size=self.keep_size,
-                                           batch=self.batch)
+                                           batch=self.batch, known_blur=self.known_blur)
             compute_s += time.perf_counter() - t0
             failed.update(dict(bad))  # nothing of a failed frame is written
             for frame, data, size in outputs:
@@ -125,6 +129,7 @@ def run_frames_ray(
     *,
     batch: int = 8,
     blur: str | None = None,
+    known_blur: str | None = None,
     keep_size: bool = False,
     resize: bool = False,
     tile_overlap: int = DEFAULT_OVERLAP,
@@ -136,7 +141,8 @@ def run_frames_ray(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """Deblur `input_dir` into `output_dir` on Ray with `spec` (each actor opens it once); the
-    output tree equals `toolkit.app.run.run_frames`'s."""
+    output tree equals `toolkit.app.run.run_frames`'s. With `known_blur` the driver opens `spec`
+    once first to ask whether the model can be told (a refusal before OUTPUT is claimed)."""
     ray = optional_import("ray")
     if blur is not None:
         get_kernel(blur)
@@ -144,17 +150,21 @@ def run_frames_ray(
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
     check_mode(resize, keep_size, tile_overlap)
-    settings = RunSettings.for_spec(spec, blur=blur, keep_size=keep_size, resize=resize,
-                                    tile_overlap=tile_overlap)
+    check_known_blur_name(known_blur)
+    settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, keep_size=keep_size,
+                                    resize=resize, tile_overlap=tile_overlap)
     unreadable: list[tuple[str, str]] = []
     frames = discover_frames(input_dir, unreadable)
     check_frames_outside(frames, output_dir)
+    if known_blur is not None:  # can the model be told? Asked here, once, before OUTPUT is claimed
+        with spec.open() as runner:
+            check_known_blur(runner, known_blur)
     with claim_output(output_dir, settings, overwrite) as claim:
         summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
                                    keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                                    overwrite=claim["overwrite"], workers=workers,
                                    gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                                   max_pixels=max_pixels)
+                                   max_pixels=max_pixels, known_blur=known_blur)
         summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
         claim["finished"] = not unreadable
     if strict and summary.failed:
@@ -167,12 +177,12 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
                      batch: int, blur: str | None, keep_size: bool, resize: bool, tile_overlap: int,
                      overwrite: bool,
                      workers: int, gpus_per_worker: float, ray_address: str | None,
-                     max_pixels: int | None) -> RunSummary:
+                     max_pixels: int | None, known_blur: str | None = None) -> RunSummary:
     """run_frames_ray with OUTPUT locked and its manifest settled."""
     t_plan = time.perf_counter()
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
-                         batch=batch, blur=blur, keep_size=keep_size, pipeline="ray",
+                         batch=batch, blur=blur, known_blur=known_blur, keep_size=keep_size, pipeline="ray",
                          backend={"backend": spec.backend, "model": str(spec.model),
                                   "executor": "ray", "workers": workers},
                          mode="resize" if resize else "native", tile_overlap=None if resize else tile_overlap)
@@ -196,7 +206,7 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
         fn_constructor_kwargs=dict(
             input_dir=str(input_dir), output_dir=str(output_dir), spec=spec.with_options(**options),
             blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap, batch=batch,
-            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels),
+            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels, known_blur=known_blur),
         compute=ActorPoolStrategy(size=workers),
         batch_size=batch,
         num_cpus=num_cpus,

@@ -9,7 +9,8 @@ with one blur decision per frame (engines.tiled); the output has the input's siz
 resized. `resize=True` is the seed's benchmark protocol: every frame goes through the network at
 256x448 and the output is resized back to the frame's own size with Pillow's bilinear filter
 (antialiased when shrinking), unless `keep_size=True` keeps 256x448. `blur` blurs the frame at the
-size it is deblurred at.
+size it is deblurred at. `known_blur` (k3, k7, k11: the blur the user knows the frames carry) tells
+the network that blur instead of letting it decide (engines.tiled; k3 is a pass).
 
 Safety (README "What dtk writes"): OUTPUT may not be INPUT, inside it, or contain it, nor hold a
 symlink leading out of it, and no frame of INPUT may really be a file of OUTPUT; the manifest and
@@ -21,7 +22,7 @@ an OUTPUT while one works on it. Every batch the model returns is checked before
 written: the shape of its input and finite values, else its frames are failed with the reason.
 
 Resume: OUTPUT/.dtk-run.json (the run manifest) records what made the outputs (`RunSettings`:
-model file SHA-256, backend, precision, blur, sizes, dtk version). A run with other settings
+model file SHA-256, backend, precision, blur, known blur, sizes, dtk version). A run with other settings
 is refused, naming them, unless `overwrite=True`, which redoes every frame. With the same
 settings, a frame whose output exists and decodes fully as a PNG of the expected size is
 skipped.
@@ -47,11 +48,12 @@ import numpy as np
 import toolkit
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, batch_problem, deblur_frames
+from engines.tiled import Tiling, batch_problem, check_known_blur, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
 from toolkit.core.convert import to_host, to_uint8_hwc
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import check_known_blur_name, known_rows
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
@@ -178,18 +180,21 @@ Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, siz
 
 
 def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: bool, batch: int,
-                 on_tiles: Callable[[int], None] | None = None
+                 on_tiles: Callable[[int], None] | None = None, known_blur: str | None = None
                  ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int, int]]:
     """Run one pipeline batch: ([(frame, data, size) for `write_output`], [(path, reason)
     failed], (network passes, head-only passes, frames passed whole after one tile)). Native
     batches go through tiles; 256x448 batches through one `infer` call, checked (shape, finite)
-    before anything is written. The one path of the local and Ray runs."""
+    before anything is written. `known_blur`: told that blur, not decided. The one path of the
+    local and Ray runs."""
     if fb.native:
-        res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles)
+        res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles, known_blur=known_blur)
         done = [(f, im, None) for f, im in zip(fb.frames, res.images, strict=True) if im is not None]
         failed = [(str(f.path), why) for f, why in zip(fb.frames, res.failures, strict=True) if why]
         return done, failed, (res.tiles, res.evidence_tiles, res.passed_frames)
-    out = to_host(runner.infer(fb.images))
+    check_known_blur(runner, known_blur)
+    told = {"known": known_rows(known_blur, len(fb))} if known_blur is not None else {}
+    out = to_host(runner.infer(fb.images, **told))
     problem = batch_problem(out, tuple(fb.images.shape))
     if problem:
         return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0, 0)
@@ -267,6 +272,7 @@ class RunSettings:
     backend: str
     precision: str = "fp32"
     blur: str | None = None
+    known_blur: str | None = None  # the blur the network is told (--known-blur), None: it decides
     keep_size: bool = False
     network_size: tuple[int, int] = FRAME_SIZE  # (H, W) of the network's input (tiles at native size)
     mode: str = "native"  # "native" (tiles, no resize) or "resize" (the seed's protocol)
@@ -276,22 +282,25 @@ class RunSettings:
     # a video input (app.video_run): its stream, colour conversion and output encoding, JSON values
     video: dict[str, Any] | None = field(default=None, hash=False)
 
-    COMPARED = ("model_sha256", "backend", "precision", "blur", "keep_size", "network_size", "mode",
-                "tile_overlap", "video")
+    COMPARED = ("model_sha256", "backend", "precision", "blur", "known_blur", "keep_size", "network_size",
+                "mode", "tile_overlap", "video")
     # what a manifest written before a field existed meant by it
-    LEGACY = {"mode": "resize", "tile_overlap": None, "video": None}
+    LEGACY = {"mode": "resize", "tile_overlap": None, "video": None, "known_blur": None}
 
     @classmethod
-    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, keep_size: bool = False,
-                 resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP) -> RunSettings:
+    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, known_blur: str | None = None,
+                 keep_size: bool = False, resize: bool = False,
+                 tile_overlap: int = DEFAULT_OVERLAP) -> RunSettings:
         """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
         return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
-                   blur=blur, keep_size=keep_size, mode="resize" if resize else "native",
-                   tile_overlap=None if resize else tile_overlap, model=str(spec.model))
+                   blur=blur, known_blur=known_blur, keep_size=keep_size,
+                   mode="resize" if resize else "native", tile_overlap=None if resize else tile_overlap,
+                   model=str(spec.model))
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
-                "precision": self.precision, "blur": self.blur, "keep_size": self.keep_size,
+                "precision": self.precision, "blur": self.blur, "known_blur": self.known_blur,
+                "keep_size": self.keep_size,
                 "network_size": list(self.network_size), "mode": self.mode,
                 "tile_overlap": self.tile_overlap, "dtk_version": self.dtk_version, "video": self.video}
 
@@ -497,6 +506,7 @@ class RunSummary(FrameRates):
     write_s: float = 0.0  # writer threads' own time (convert, resize, encode, fsync), summed
     batch: int = 8
     blur: str | None = None
+    known_blur: str | None = None
     keep_size: bool = False
     pipeline: str = "auto"
     backend: dict[str, Any] = field(default_factory=dict)
@@ -530,7 +540,8 @@ class RunSummary(FrameRates):
             "end_to_end_vs_compute": (self.frames_per_s / self.compute_frames_per_s
                                       if self.compute_frames_per_s else None),
             "time_shares": self.shares(),
-            "batch": self.batch, "blur": self.blur, "keep_size": self.keep_size,
+            "batch": self.batch, "blur": self.blur, "known_blur": self.known_blur,
+            "keep_size": self.keep_size,
             "pipeline": self.pipeline, "backend": self.backend,
             "mode": self.mode, "tile_overlap": self.tile_overlap, "network_passes": self.network_passes,
             "head_passes": self.head_passes, "passed_whole": self.passed_whole,
@@ -570,7 +581,9 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
         get_kernel(options["blur"])  # a typo fails before the model loads
     check_mode(options.get("resize", False), options.get("keep_size", False),
                options.get("tile_overlap", DEFAULT_OVERLAP))
-    settings = RunSettings.for_spec(spec, blur=options.get("blur"), keep_size=options.get("keep_size", False),
+    check_known_blur_name(options.get("known_blur"))  # a typo fails before the model loads
+    settings = RunSettings.for_spec(spec, blur=options.get("blur"), known_blur=options.get("known_blur"),
+                                    keep_size=options.get("keep_size", False),
                                     resize=options.get("resize", False),
                                     tile_overlap=options.get("tile_overlap", DEFAULT_OVERLAP))
     found = find_frames(input_dir, output_dir, strict=options.get("strict", False))
@@ -579,6 +592,7 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
             check_manifest(output_dir, settings, options.get("overwrite", False))
     with contextlib.ExitStack() as stack:
         opened = runner() if runner is not None else stack.enter_context(spec.open())
+        check_known_blur(opened, options.get("known_blur"))  # before OUTPUT is claimed
         if on_open is not None:
             on_open(opened)
         return run_frames(input_dir, output_dir, opened, settings=settings, found=found, **options)
@@ -604,6 +618,7 @@ def run_frames(
     *,
     batch: int = 8,
     blur: str | None = None,
+    known_blur: str | None = None,
     keep_size: bool = False,
     resize: bool = False,
     tile_overlap: int = DEFAULT_OVERLAP,
@@ -626,11 +641,13 @@ def run_frames(
     `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
     None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
     is an unreadable frame. `on_tiles(n)` is called after each runner call with its images.
-    `found`: what `find_frames` returned for these folders (else it is called here).
+    `found`: what `find_frames` returned for these folders (else it is called here). `known_blur`:
+    the blur every frame carries, told to the runner (checked here, before OUTPUT is claimed).
     """
 
     if blur is not None:
         get_kernel(blur)
+    check_known_blur(runner, known_blur)
     writers = writers if writers is not None else io_threads()
     if writers < 1:
         raise DtkError(f"writers must be at least 1, got {writers}")
@@ -644,7 +661,7 @@ def run_frames(
         summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
                                tiling=tiling, overwrite=claim["overwrite"], strict=strict,
                                pipeline=pipeline, writers=writers, progress=progress,
-                               on_tiles=on_tiles, stop=stop)
+                               on_tiles=on_tiles, stop=stop, known_blur=known_blur)
         summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
         claim["finished"] = not summary.interrupted and not unreadable
     return summary
@@ -653,15 +670,17 @@ def run_frames(
 def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, config: Any, *,
                  keep_size: bool, tiling: Tiling, overwrite: bool, strict: bool, pipeline: str,
                  writers: int, progress: Callable[[int, int], None] | None,
-                 on_tiles: Callable[[int], None] | None, stop: threading.Event | None) -> RunSummary:
+                 on_tiles: Callable[[int], None] | None, stop: threading.Event | None,
+                 known_blur: str | None = None) -> RunSummary:
     """run_frames with OUTPUT locked and its manifest settled."""
 
     batch, blur = config.batch_size, config.blur
     t_plan = time.perf_counter()
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
-                         batch=batch, blur=blur, keep_size=keep_size, pipeline=pipeline,
-                         backend=runner.describe(), mode="resize" if config.size else "native",
+                         batch=batch, blur=blur, known_blur=known_blur, keep_size=keep_size,
+                         pipeline=pipeline, backend=runner.describe(),
+                         mode="resize" if config.size else "native",
                          tile_overlap=None if config.size else tiling.overlap)
     summary.plan_s = time.perf_counter() - t_plan
     stop = stop or threading.Event()
@@ -717,7 +736,8 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                     continue
                 t0 = time.perf_counter()
                 outputs, failed, (passes, heads, whole) = deblur_batch(
-                    runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles)
+                    runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles,
+                    known_blur=known_blur)
                 summary.compute_s += time.perf_counter() - t0
                 summary.network_passes += passes
                 summary.head_passes += heads

@@ -3,8 +3,9 @@
 Data flow: decode (core.video: RGB with the stream's matrix and range; audio packets handed on
 untouched; or DALI's video reader with PyAV's timestamps and audio, core.pipeline.dali_video, as
 `--pipeline` chooses) -> optional seed blur -> engines.tiled.deblur_frames (each frame at its own size in
-overlapping tiles, one blur decision per frame) -> encode (core.videowrite: the input's pts,
-time_base, size and colour tags; audio copied) or one PNG per frame (`DIR/<index:08d>.png`).
+overlapping tiles, one blur decision per frame, or told the blur the user knows: --known-blur) ->
+encode (core.videowrite: the input's pts, time_base, size and colour tags; audio copied) or one PNG
+per frame (`DIR/<index:08d>.png`).
 
 Safety and resume:
 - OUT.mp4 is never INPUT (toolkit.core.safepaths). The video is written to
@@ -54,7 +55,7 @@ import numpy as np
 
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, deblur_frames
+from engines.tiled import Tiling, check_known_blur, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.app.run import (
     LOCK_NAME,
@@ -79,6 +80,7 @@ from toolkit.app.run import (
 )
 from toolkit.core.atomic import temp_files_of, write_bytes_atomic
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -201,6 +203,7 @@ class VideoRunSummary(FrameRates):
     encode_s: float = 0.0  # conversion from RGB + encode + mux (or PNG writing)
     batch: int = 8
     blur: str | None = None
+    known_blur: str | None = None
     backend: dict[str, Any] = field(default_factory=dict)
     tile_overlap: int = DEFAULT_OVERLAP
     network_passes: int = 0
@@ -223,6 +226,7 @@ class VideoRunSummary(FrameRates):
             "compute_s": self.compute_s, "encode_s": self.encode_s, "frames_per_s": self.frames_per_s,
             "compute_frames_per_s": self.compute_frames_per_s, "time_shares": self.shares(),
             "video": self.video, "encode": self.encode, "batch": self.batch, "blur": self.blur,
+            "known_blur": self.known_blur,
             "backend": self.backend, "mode": "native", "tile_overlap": self.tile_overlap,
             "network_passes": self.network_passes, "head_passes": self.head_passes,
             "passed_whole": self.passed_whole, "decoder": self.decoder,
@@ -230,17 +234,18 @@ class VideoRunSummary(FrameRates):
 
 
 def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_overlap: int,
-                   with_encoding: bool = True) -> RunSettings:
+                   with_encoding: bool = True, known_blur: str | None = None) -> RunSettings:
     """The run settings of a video job (the manifest's)."""
-    base = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
+    base = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, tile_overlap=tile_overlap)
     return RunSettings(**{**base.__dict__, "video": job.settings_json(with_encoding)})
 
 
 def check_png_dir(job: VideoJob, spec: RunnerSpec, *, blur: str | None, tile_overlap: int,
-                  overwrite: bool) -> RunSettings:
+                  overwrite: bool, known_blur: str | None = None) -> RunSettings:
     """The settings of the job's PNGs (--frames-out or --resumable's work folder), checked against
     the folder's manifest when it exists (DtkError for other settings, unless `overwrite`)."""
-    png_settings = video_settings(spec, job, blur=blur, tile_overlap=tile_overlap, with_encoding=False)
+    png_settings = video_settings(spec, job, blur=blur, tile_overlap=tile_overlap, with_encoding=False,
+                                  known_blur=known_blur)
     if job.png_dir is not None and job.png_dir.is_dir():
         with output_lock(job.png_dir):
             check_manifest(job.png_dir, png_settings, overwrite)
@@ -255,8 +260,11 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
     if options.get("blur") is not None:
         get_kernel(options["blur"])
     blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
-    settings = video_settings(spec, job, blur=blur, tile_overlap=overlap)
-    png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite)
+    known_blur = options.get("known_blur")
+    check_known_blur_name(known_blur)
+    settings = video_settings(spec, job, blur=blur, tile_overlap=overlap, known_blur=known_blur)
+    png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite,
+                                 known_blur=known_blur)
     warnings = streams_warnings(job)
     with contextlib.ExitStack() as stack:
         if job.output is not None:
@@ -269,6 +277,7 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
                 return already_done(job, spec, warnings=warnings, **options)
             warnings += [untrusted] if untrusted else []
         opened = runner() if runner is not None else stack.enter_context(spec.open())
+        check_known_blur(opened, known_blur)  # before a frame is written
         if on_open is not None:
             on_open(opened)
         if job.png_dir is not None:
@@ -322,12 +331,13 @@ def output_problem(output: Path, recorded: Any) -> str | None:
 
 def already_done(job: VideoJob, spec: RunnerSpec, *, batch: int = 8, blur: str | None = None,
                  tile_overlap: int = DEFAULT_OVERLAP, warnings: list[str] | None = None,
-                 **_options: Any) -> VideoRunSummary:
+                 known_blur: str | None = None, **_options: Any) -> VideoRunSummary:
     """The summary of a rerun that found the video done with its settings: nothing decoded or run."""
     info = job.info
     return VideoRunSummary(str(job.input), str(job.output), info.frames, info.to_json(),
                            job.encode.to_json() if job.encode else None, skipped_done=info.frames,
-                           warnings=list(warnings or []), batch=batch, blur=blur, tile_overlap=tile_overlap,
+                           warnings=list(warnings or []), batch=batch, blur=blur, known_blur=known_blur,
+                           tile_overlap=tile_overlap,
                            decoder=job.decoder, backend={"backend": spec.backend, "model": str(spec.model)})
 
 
@@ -375,16 +385,18 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
                  tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, redo_all: bool = True,
                  progress: Callable[[int, int], None] | None = None,
                  on_tiles: Callable[[int], None] | None = None,
-                 stop: threading.Event | None = None) -> VideoRunSummary:
+                 stop: threading.Event | None = None, known_blur: str | None = None) -> VideoRunSummary:
     """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc).
     `progress(finished, total)` after each frame (written, failed or already done); setting
-    `stop` (or Ctrl-C) ends the run after the current batch: no video is written then."""
+    `stop` (or Ctrl-C) ends the run after the current batch: no video is written then.
+    `known_blur`: the blur every frame carries, told to the runner."""
     tiling = Tiling(FRAME_SIZE, tile_overlap)
     stop = stop or threading.Event()
     info = job.info
     summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
-                              backend=runner.describe(), tile_overlap=tile_overlap, decoder=job.decoder)
+                              known_blur=known_blur, backend=runner.describe(), tile_overlap=tile_overlap,
+                              decoder=job.decoder)
     finished = 0
 
     def tick() -> None:
@@ -396,7 +408,7 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
     def deblur(pending: list[DecodedFrame]) -> None:
         t0 = time.perf_counter()
         images = [f.image if blur is None else blur_image(f.image, blur) for f in pending]
-        res = deblur_frames(runner, images, tiling, batch=batch, on_tiles=on_tiles)
+        res = deblur_frames(runner, images, tiling, batch=batch, on_tiles=on_tiles, known_blur=known_blur)
         summary.compute_s += time.perf_counter() - t0
         summary.network_passes += res.tiles
         summary.head_passes += res.evidence_tiles
@@ -575,7 +587,7 @@ def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs:
 def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
                        crf: int | None, pix_fmt: str | None, max_pixels: int | None, resumable: bool,
                        blur: str | None, tile_overlap: int, overwrite: bool, strict: bool,
-                       pipeline: str = "auto") -> list[FolderVideo]:
+                       pipeline: str = "auto", known_blur: str | None = None) -> list[FolderVideo]:
     """Each video of a folder run, planned before the model loads: the encoder options checked once
     (DtkError), each video probed and its decoder chosen (`pipeline` dali: DALI where it can decode
     the clip here, else PyAV) (one that cannot be read or written in its container is FAILED,
@@ -596,20 +608,23 @@ def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, 
             fv.status, fv.reason = FAILED, str(exc)
             continue
         done, untrusted = video_output_done(
-            fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap), "OUTPUT",
-            inputs=[video.root, spec.model], overwrite=overwrite, resumable=resumable)
+            fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap,
+                                      known_blur=known_blur),
+            "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite, resumable=resumable)
         if done:
             fv.status = DONE
             continue
         fv.notes += [untrusted] if untrusted else []
-        check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite)
+        check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite,
+                      known_blur=known_blur)
     return planned
 
 
 def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, videos: list[Frame], *,
                  unreadable: list[tuple[str, str]] | None = None, codec: str | None = None,
                  crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
-                 batch: int = 8, blur: str | None = None, tile_overlap: int = DEFAULT_OVERLAP,
+                 batch: int = 8, blur: str | None = None, known_blur: str | None = None,
+                 tile_overlap: int = DEFAULT_OVERLAP,
                  overwrite: bool = False, strict: bool = False, pipeline: str = "auto",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  on_open: Callable[[Runner], None] | None = None, runner: Callable[[], Runner] | None = None,
@@ -627,10 +642,11 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
     check_frames_outside(videos, output_dir)
     if blur is not None:
         get_kernel(blur)
+    check_known_blur_name(known_blur)
     check_mode(False, False, tile_overlap)
     has_frames = bool(tree_files(input_dir, IMAGE_EXTENSIONS, []))
     found = find_frames(input_dir, output_dir, strict=strict) if has_frames else None
-    settings = RunSettings.for_spec(spec, blur=blur, tile_overlap=tile_overlap)
+    settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, tile_overlap=tile_overlap)
     if has_frames and output_dir.is_dir():
         with output_lock(output_dir):
             check_manifest(output_dir, settings, overwrite)
@@ -639,22 +655,23 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
     planned = plan_folder_videos(videos, output_dir, spec, codec=codec, crf=crf, pix_fmt=pix_fmt,
                                  max_pixels=max_pixels, resumable=resumable, blur=blur,
                                  tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                                 pipeline=pipeline)
+                                 pipeline=pipeline, known_blur=known_blur)
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
         opened = None
         if has_frames or any(fv.status == TO_DO for fv in planned):  # else no model loads: nothing to do
             opened = runner() if runner is not None else stack.enter_context(spec.open())
+            check_known_blur(opened, known_blur)  # before OUTPUT is claimed
             if on_open is not None:
                 on_open(opened)
         if has_frames:
-            summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur,
+            summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur, known_blur=known_blur,
                                  tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
                                  pipeline=pipeline, progress=progress, on_tiles=on_tiles, stop=stop,
                                  settings=settings, max_pixels=max_pixels, found=found)
         else:
             summary = RunSummary(str(input_dir), str(output_dir), 0, failed=list(unreadable or []),
-                                 batch=batch, blur=blur, pipeline=pipeline,
+                                 batch=batch, blur=blur, known_blur=known_blur, pipeline=pipeline,
                                  backend=opened.describe() if opened is not None else
                                  {"backend": spec.backend, "model": str(spec.model)},
                                  tile_overlap=tile_overlap)
@@ -668,8 +685,8 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                     on_video(i, len(planned), fv)
                 if fv.status == TO_DO:
                     _run_folder_video(fv, spec, opened, overwrite=overwrite, strict=strict, stop=stop,
-                                      batch=batch, blur=blur, tile_overlap=tile_overlap, progress=progress,
-                                      on_tiles=on_tiles)
+                                      batch=batch, blur=blur, known_blur=known_blur,
+                                      tile_overlap=tile_overlap, progress=progress, on_tiles=on_tiles)
                     summary.interrupted = summary.interrupted or fv.status == INTERRUPTED
     return summary
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.core.errors import DtkError
+
 OWN_EVIDENCE = -1.0  # a negative evidence row means "decide from this batch item itself"
 EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in ONNX graphs and engines
 
@@ -20,6 +22,13 @@ KNOWN_INPUT = "known_blur"
 DECIDE = -1.0
 KNOWN_CLASS = {"k3": 0.0, "k7": 1.0, "k11": 2.0}
 KNOWN_BLURS = tuple(KNOWN_CLASS)
+
+
+def check_known_blur_name(blur: str | None) -> None:
+    """DtkError unless `blur` is None or a blur the network can be told (KNOWN_BLURS); whether a
+    model can be told is the runner's (engines.tiled.check_known_blur)."""
+    if blur is not None and (not isinstance(blur, str) or blur not in KNOWN_CLASS):
+        raise DtkError(f"unknown blur {blur!r} for --known-blur: choose one of {', '.join(KNOWN_CLASS)}")
 
 
 def known_rows(blur: str | None, n: int) -> np.ndarray | None:
