@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.photos_of:
         names = calibrated_on(args.photos_of)
     if not names:
-        raise SystemExit(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
-                         "or give --calibration N here (photos it never trained on)")
+        raise DtkError(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
+                       "or give --calibration N here (photos it never trained on)")
     model = load_model(args.checkpoint)
     if args.native:
         from toolkit.core.demo import parse_frame_size

@@ -42,7 +42,7 @@ from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import _apply_gain
 from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
-from toolkit.core.errors import DtkError
+from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import KERNELS, blur
 from toolkit.core.metrics import psnr_capped
@@ -443,14 +443,27 @@ def photoset_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def read_index(root: Path | str) -> list[dict]:
+    """The records of DIR/sources.json; DtkError when it is missing or not a photo set's index."""
+    index = Path(root) / SOURCES_FILE
+    if not index.is_file():
+        raise DtkError(f"{index} not found: write the photo set with `dtk data photos {root}`")
+    try:
+        records = json.loads(index.read_text())
+        if not all(isinstance(r, dict) and isinstance(r["name"], str) and isinstance(r["file"], str)
+                   for r in records):
+            raise TypeError("not a list of photo records")
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DtkError(f"{index} is not a photo set's index ({exc}): rewrite it with "
+                       f"`dtk data photos {root}`") from None
+    return records
+
+
 def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.ndarray]:
     """{name: RGB uint8 photo} of DIR/sources.json, optionally only one split ('train' or 'val')."""
 
     root = Path(root)
-    index = root / SOURCES_FILE
-    if not index.is_file():
-        raise DtkError(f"{index} not found: write the photo set with `dtk data photos {root}`")
-    records = json.loads(index.read_text())
+    records = read_index(root)
     return {r["name"]: read_frame(root / r["file"]) for r in records if split is None or r["split"] == split}
 
 
@@ -482,7 +495,7 @@ def calibration_split(root: Path | str, per_character: int) -> set[str]:
     """Training photos held out to calibrate a model's decision thresholds (never trained on, by
     the round-2 model either): `per_character` crisp and as many soft colour photos, by a fixed
     hash order; deterministic."""
-    records = json.loads((Path(root) / SOURCES_FILE).read_text())
+    records = read_index(root)
     pool = sorted((r for r in records if r["split"] == "train" and r["colour"]
                    and r["name"] not in cat.ROUND2_TRAINED),  # the shipped model saw those
                   key=lambda r: hashlib.sha256(f"dtk-calibration:{r['name']}".encode()).hexdigest())
@@ -515,7 +528,7 @@ def _val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[
 def validation_frames(root: Path | str) -> list[dict]:
     """Every validation frame: {photo, character, scale ('squashed' or 'native'), frame (256x448)}."""
     root = Path(root)
-    records = {r["name"]: r for r in json.loads((root / SOURCES_FILE).read_text())}
+    records = {r["name"]: r for r in read_index(root)}
     return [
         {"photo": name, "character": records[name].get("character", cat.CRISP), "scale": scale, "frame": w}
         for name, image in sorted(load_sources(root, "val").items())
@@ -559,6 +572,7 @@ def tune_baselines(root: Path | str, grid=TUNE_GRID) -> dict:
     return result
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -574,4 +588,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -148,6 +148,25 @@ def test_frames_it_cannot_take_raise_a_dtk_error_before_loading(no_model_load, f
         api.Deblurrer()(frames)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_frames_are_refused_before_loading(no_model_load, value):
+    """NaN/inf in a tensor or a float array is refused (FramesError, a DtkError) before the model
+    loads, never quantized to some byte and deblurred; so is a float array given to
+    deblur_images, which takes uint8 frames only."""
+    import torch
+
+    x = torch.full((1, 3, 16, 24), 0.5)
+    x[0, 1, 3, 4] = value
+    with pytest.raises(api.FramesError, match="1 non-finite value"):
+        api.Deblurrer()(x)
+    a = np.full((16, 24, 3), 0.5, np.float32)
+    a[2, 2, 0] = value
+    with pytest.raises(api.FramesError, match="non-finite"):
+        api.Deblurrer()(a)
+    with pytest.raises(api.FramesError, match="non-finite"):
+        api.Deblurrer().deblur_images([a])
+
+
 @pytest.mark.parametrize("options, cli_flags", [
     ({"batch": 0}, ["--batch", "0"]),
     ({"tile_overlap": 7}, ["--tile-overlap", "7"]),
@@ -275,6 +294,11 @@ def test_bad_evaluate_options_raise_before_any_load(demo_dir, no_model_load):
         api.Deblurrer().evaluate(demo_dir, kernels="k5")
     with pytest.raises(DtkError, match="baseline"):
         api.Deblurrer().evaluate(demo_dir, baselines="median")
+    for empty in ("", " ", ","):  # an empty list is refused, never "all" (nor "none")
+        with pytest.raises(DtkError, match="--kernels is empty"):
+            api.Deblurrer().evaluate(demo_dir, kernels=empty)
+        with pytest.raises(DtkError, match="--baselines is empty"):
+            api.Deblurrer().evaluate(demo_dir, baselines=empty)
 
 
 @pytest.mark.gpu

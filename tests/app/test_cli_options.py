@@ -182,3 +182,31 @@ def test_summaries_are_text_not_dict_reprs():
     assert parity == ("max abs diff random 0, real photo 1.5e-07, k7-blurred photo 0.003, k11-blurred photo "
                       "0.00406; blurred photos: PSNR vs PyTorch 58.49 dB")
     assert "{" not in text + parity and "'" not in text + parity
+
+
+TINY_TRAIN = ("--epochs", "1", "--steps", "1", "--batch", "1", "--crop", "16", "--width", "2", "--tail-convs", "0")
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("eval", "{demo}", "--kernels", ""), "--kernels"),
+    (("eval", "{demo}", "--kernels", " , "), "--kernels"),
+    (("eval", "{demo}", "--baselines", ""), "--baselines"),
+    (("eval", "{demo}", "--kernels", "", "--native"), "--kernels"),
+    (("compare", "--frames", "{demo}", "--blur", ""), "--blur"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--kernels", ""), "--kernels"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--frames", ""), "--frames"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--frames", ","), "--frames"),
+])
+def test_an_empty_list_option_is_refused_never_all(demo_dir, tmp_path, no_model_load, args, flag):
+    """An empty comma-separated list (`--kernels ''`, `--blur ''`, ...) is one error line, exit 2,
+    before anything loads or is written: it never means "every kernel" or "every frame"."""
+    res = invoke(*[a.format(demo=demo_dir, tmp=tmp_path) for a in args])
+    assert_user_error(res, f"{flag} is empty")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overlap", ["-1", "100000"])
+def test_eval_tile_overlap_is_bounds_checked_without_native_too(demo_dir, no_model_load, overlap):
+    """`dtk eval --tile-overlap N` is checked as `dtk run` checks it, with or without --native."""
+    res = invoke("eval", demo_dir, "--model", "default", "--tile-overlap", overlap)
+    assert_user_error(res, "overlap")

@@ -342,7 +342,7 @@ def train_cmd(
                         tail_convs=tail_convs, head_width=head_width, kernel_loss_weight=kernel_loss_weight,
                         crop=crop, batch=batch, epochs=epochs, steps=steps, lr=lr, sharp_prob=sharp_prob,
                         psnr_cap=psnr_cap, val_fraction=val_fraction, seed=seed, time_limit=time_limit,
-                        threads=threads)
+                        threads=threads, kernels=kernels, frames=frames)
     from training.train import TrainConfig, apply_preset, train  # torch: imported per command (start-up)
 
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
@@ -351,10 +351,7 @@ def train_cmd(
                  "batch": batch, "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
                  "sharp_prob": sharp_prob}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    try:
-        frame_list = [int(s) for s in frames.split(",")] if frames else None
-    except ValueError:
-        raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
+    frame_list = preflight.frame_positions(frames)
     config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list,
                      val_fraction=val_fraction, seed=seed, resume=str(resume) if resume else None,
                      time_limit=time_limit, threads=threads)
@@ -865,7 +862,7 @@ def compare_cmd(
     preflight.compare_cmd(runners=runners, frames=frames, max_frames=max_frames, batch=batch, atol=atol,
                           rtol=rtol, quantile=quantile, json_out=json_out)
     report = compare_runners(runners, frames_dir=frames, max_frames=max_frames,
-                             kernels=[k.name for k in parse_kernels(blur)], batch_size=batch,
+                             kernels=[k.name for k in parse_kernels(blur, "--blur")], batch_size=batch,
                              quantile=quantile, atol=atol, rtol=rtol, check_stat=check_stat,
                              log=err_console.print)
     if str(json_out) != "-":

@@ -21,6 +21,7 @@ from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
+from toolkit.core.bounds import parse_list
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
 from toolkit.core.frames import (
@@ -230,8 +231,10 @@ def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Metho
 
 
 def baseline_methods(names: str) -> dict[str, Method]:
-    """--baselines 'prior,wiener' (or 'none' / ''): each known-kernel baseline as a Method."""
-    chosen = [] if names.strip() in ("", "none") else [b.strip() for b in names.split(",")]
+    """--baselines 'prior,wiener' (or 'none'): each known-kernel baseline as a Method; an empty
+    list is refused (write 'none')."""
+    chosen = [] if names.strip() == "none" else parse_list(names, "--baselines",
+                                                           f"{', '.join(BASELINES)}, or none")
     for name in chosen:
         if name not in BASELINES:
             raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")
