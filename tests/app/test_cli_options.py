@@ -210,3 +210,33 @@ def test_eval_tile_overlap_is_bounds_checked_without_native_too(demo_dir, no_mod
     """`dtk eval --tile-overlap N` is checked as `dtk run` checks it, with or without --native."""
     res = invoke("eval", demo_dir, "--model", "default", "--tile-overlap", overlap)
     assert_user_error(res, "overlap")
+
+
+@pytest.mark.parametrize("failure", ["parity", "interrupt"])
+def test_export_checks_a_temporary_file_and_renames_it_only_when_it_passed(tmp_path, tiny_model_dir,
+                                                                           monkeypatch, failure):
+    """`dtk export -o M.onnx --overwrite` exports and checks a temporary file beside M.onnx: a
+    failed parity check (exit 2) or Ctrl-C leaves the good M.onnx byte for byte and no temporary
+    file; the check itself ran on a complete graph, never on M.onnx."""
+    import training.export as export
+
+    good = tmp_path / "model.onnx"
+    good.write_bytes(b"the good model")
+    checked = []
+
+    def failing_check(model, path, *args, **kwargs):
+        checked.append((path, path.stat().st_size))
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+        raise export.DtkError(f"ONNX export check failed: {path} differs from PyTorch (test)")
+
+    monkeypatch.setattr(export, "check_parity", failing_check)
+    small = ("--height", "64", "--width", "64")
+    res = invoke("export", tiny_model_dir / "m.safetensors", "-o", good, *small, "--overwrite")
+    if failure == "parity":
+        assert_user_error(res, "check failed")
+    else:
+        assert res.exit_code != 0  # Click reports the interrupt as "Aborted!", exit 1
+    assert good.read_bytes() == b"the good model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary file left
+    assert len(checked) == 1 and checked[0][0] != good and checked[0][1] > 1000
