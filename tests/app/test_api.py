@@ -238,6 +238,31 @@ def test_the_example_script_writes_a_before_after_strip(tmp_path):
         assert im.size == (2 * 100 + 8, 60)  # before | gap | after, scaled to 60 rows
 
 
+@pytest.mark.parametrize("case", ["over its photo", "existing -o", "truncated photo", "no image suffix"])
+def test_the_example_script_follows_dtks_write_rules_and_errors_in_one_line(tmp_path, case):
+    """examples/deblur_photos.py goes through safepaths and prints one `error:` line, exit 2, before
+    any model loads: never over a photo it reads, an existing -o only with --overwrite, a truncated
+    photo or an -o that names no image format is a mistake, not a traceback."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "deblur_photos.py"
+    photo = tmp_path / "p.png"
+    write_png_atomic(photo, photo_mosaic(64, 96))
+    kept = photo.read_bytes()
+    existing = tmp_path / "strip.png"
+    existing.write_bytes(b"keep me")
+    truncated = tmp_path / "t.png"
+    truncated.write_bytes(kept[: len(kept) // 2])
+    args = {"over its photo": [photo, "-o", photo], "existing -o": [photo, "-o", existing],
+            "truncated photo": [truncated, "-o", tmp_path / "new.png"],
+            "no image suffix": [photo, "-o", tmp_path / "strip"]}[case]
+    res = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert photo.read_bytes() == kept and existing.read_bytes() == b"keep me"
+    assert not (tmp_path / "new.png").exists() and not (tmp_path / "strip").exists()
+
+
 class OnDevice:
     """The shipped runner dressed as one that takes device tensors (as the CUDA runners do), on
     the CPU: drives the tensor path (convert, pad, tile, stitch in torch) without a GPU."""
