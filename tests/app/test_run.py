@@ -489,3 +489,42 @@ def test_run_loads_the_weights_once(demo_dir, tmp_path, tiny_model_dir, monkeypa
     assert result.exit_code == 0, result.output
     assert loads == [tiny_model_dir / "m.safetensors"]
     assert len(list((tmp_path / "out").rglob("*.png"))) == len(discover_frames(demo_dir))
+
+
+def _tree_with_entries_that_are_no_files(demo_dir, root):
+    """One sequence of real frames plus image-named entries that cannot be read as files: a dangling
+    symlink, a FIFO, a link to a device and a symlink loop (and a FIFO without an image name, which
+    is no frame and is not listed)."""
+    shutil.copytree(demo_dir / "astronaut", root / "astronaut")
+    seq = root / "astronaut"
+    (seq / "gone.png").symlink_to(root / "nowhere.png")
+    os.mkfifo(seq / "pipe.png")
+    (seq / "null.jpg").symlink_to("/dev/null")
+    (seq / "loop.png").symlink_to(seq / "loop.png")
+    os.mkfifo(seq / "notes.txt")
+    return {str(seq / n) for n in ("gone.png", "pipe.png", "null.jpg", "loop.png")}
+
+
+def test_image_named_entries_that_are_no_files_are_listed_never_opened(demo_dir, tmp_path):
+    """A dangling symlink, a FIFO, a device and a symlink loop named like frames are unreadable
+    frames: listed with why, exit 3 (`dtk run`), exit 2 with --strict, skipped and listed by
+    `dtk eval`; the FIFO is never opened (the run would hang on it)."""
+    root = tmp_path / "in"
+    odd = _tree_with_entries_that_are_no_files(demo_dir, root)
+    result = cli_run(root, tmp_path / "out", "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 3, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    reasons = {f["path"]: f["reason"] for f in doc["failures"]}
+    assert set(reasons) == odd and doc["written"] == len(list(demo_dir.glob("astronaut/*.png")))
+    assert "dangling" in reasons[str(root / "astronaut" / "gone.png")]
+    assert "FIFO" in reasons[str(root / "astronaut" / "pipe.png")]
+    assert "device" in reasons[str(root / "astronaut" / "null.jpg")]
+    result = cli_run(root, tmp_path / "strict", "--strict")
+    assert result.exit_code == 2 and "--strict" in result.said and "Traceback" not in result.output
+    assert not list((tmp_path / "strict").rglob("*.png"))
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim", "--kernels", "k7",
+                                      "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert {s["path"] for s in json.loads(result.stdout)["skipped"]} == odd
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--kernels", "k7", "--strict"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -50,6 +50,7 @@ from toolkit.core.frames import (
     encode_png,
     exif_orientation,
     read_frame,
+    read_frame_bytes,
 )
 from toolkit.core.kernels import get_kernel
 from toolkit.core.lazy import optional_import
@@ -80,10 +81,7 @@ def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
 
     from PIL import Image
 
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise FrameReadError(path, "file not found or not readable") from None
+    data = read_frame_bytes(path)  # FrameReadError: missing, unreadable, no regular file (never blocks)
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
             fmt, mode, size, oriented = im.format, im.mode, im.size, exif_orientation(im) != 1
