@@ -184,7 +184,8 @@ def test_summaries_are_text_not_dict_reprs():
     assert "{" not in text + parity and "'" not in text + parity
 
 
-TINY_TRAIN = ("--epochs", "1", "--steps", "1", "--batch", "1", "--crop", "16", "--width", "2", "--tail-convs", "0")
+TINY_TRAIN = ("--epochs", "1", "--steps", "1", "--batch", "1", "--crop", "16", "--width", "2",
+              "--tail-convs", "0")
 
 
 @pytest.mark.parametrize("args, flag", [

@@ -522,9 +522,10 @@ def test_image_named_entries_that_are_no_files_are_listed_never_opened(demo_dir,
     result = cli_run(root, tmp_path / "strict", "--strict")
     assert result.exit_code == 2 and "--strict" in result.said and "Traceback" not in result.output
     assert not list((tmp_path / "strict").rglob("*.png"))
-    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim", "--kernels", "k7",
-                                      "--json", "-"])
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim",
+                                      "--kernels", "k7", "--json", "-"])
     assert result.exit_code == 0, result.output
     assert {s["path"] for s in json.loads(result.stdout)["skipped"]} == odd
-    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--kernels", "k7", "--strict"])
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--kernels", "k7",
+                                      "--strict"])
     assert result.exit_code == 2 and "Traceback" not in result.output

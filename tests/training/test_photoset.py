@@ -199,5 +199,6 @@ def test_fit_whose_loss_is_not_finite_stops_with_exit_3_and_saves_nothing_non_fi
     assert err.startswith("error: training stopped at step 3") and "not finite" in err
     assert json.loads((out / "last.json").read_text())["step"] == 2
     for name in ("best", "last"):
-        assert all(bool(torch.isfinite(t).all()) for t in load_model(out / f"{name}.safetensors").parameters())
+        weights = load_model(out / f"{name}.safetensors").parameters()
+        assert all(bool(torch.isfinite(t).all()) for t in weights)
     assert not (out / "val.json").exists()

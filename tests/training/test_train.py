@@ -101,14 +101,16 @@ def test_a_run_whose_loss_is_not_finite_stops_with_exit_3_and_keeps_the_last_fin
 
     monkeypatch.setattr(tr, "image_loss", loss_that_turns_nan)
     out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["train", str(demo_dir), "-o", str(out), "--width", "2", "--tail-convs", "0",
-                                   "--crop", "16", "--batch", "1", "--epochs", "3", "--steps", "1"])
+    res = CliRunner().invoke(app, ["train", str(demo_dir), "-o", str(out), "--width", "2",
+                                   "--tail-convs", "0", "--crop", "16", "--batch", "1", "--epochs", "3",
+                                   "--steps", "1"])
     said = " ".join((res.output + (res.stderr if res.stderr_bytes is not None else "")).split())
     assert res.exit_code == 3, said
     assert "training stopped at step 3" in said and "not finite" in said and "Traceback" not in said
     assert f"{out / 'last.safetensors'} (step 2)" in said
     for name in ("best", "last"):
-        assert all(bool(torch.isfinite(t).all()) for t in load_model(out / f"{name}.safetensors").parameters())
+        weights = load_model(out / f"{name}.safetensors").parameters()
+        assert all(bool(torch.isfinite(t).all()) for t in weights)
     assert json.loads((out / "last.json").read_text())["step"] == 2
     assert json.loads((out / "result.json").read_text())["best"] is None
 

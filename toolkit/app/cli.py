@@ -174,11 +174,13 @@ def doctor(json_out: JsonOut = None) -> None:
 def data_demo(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo frame tree in.")],
     frames: Annotated[int, typer.Option("--frames", help="Frames per sequence.")] = 4,
-    overwrite: Annotated[bool, typer.Option(help="Rewrite an existing demo tree.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Write into DIR although it holds files dtk did not write there (those of the demo's names "
+             "are replaced; a rerun into dtk's own demo tree needs no --overwrite).")] = False,
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
 
-    preflight.data_demo(out_dir, frames)
+    preflight.data_demo(out_dir, frames, overwrite)
     paths = write_demo(out_dir, frames, overwrite=overwrite)
     console.print(f"demo frames: {len(paths)} in {out_dir} "
                   f"({len(DEMO_PHOTOS)} sequences: {', '.join(DEMO_PHOTOS)})")
@@ -277,6 +279,13 @@ def data_photos(
     frames: Annotated[bool, typer.Option(
         "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
     )] = False,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="Write the photos of the packages at hand when some are missing (default: a "
+                          "missing package is an error, exit 2, nothing written).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into DIR although it holds files dtk did not write there (those of "
+                            "the set's names are replaced, the others stay; a rerun into dtk's own set "
+                            "needs no --overwrite).")] = False,
 ) -> None:
     """Write the photos dtk may train and validate on (never the demo photos).
 
@@ -285,16 +294,16 @@ def data_photos(
     downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
     version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
-    preflight.data_photos(out_dir, wallpapers)
+    preflight.data_photos(out_dir, wallpapers, cache=None if frames else cache, overwrite=overwrite)
     if frames:
-        records = write_training_photos(out_dir, wallpapers)
+        records = write_training_photos(out_dir, wallpapers, overwrite=overwrite)
         for r in records:
             console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
         console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
         return
 
-    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side,
-                        log=lambda m: err_console.print(escape(m), highlight=False))
+    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side, overwrite=overwrite,
+                        partial=partial, log=lambda m: err_console.print(escape(m), highlight=False))
     console.print(escape(photoset_summary(res)))
 
 

@@ -16,7 +16,8 @@ from toolkit.core.bounds import check_choice, check_number, check_tolerance, par
 from toolkit.core.errors import DtkError
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.pipeline import PIPELINES
-from toolkit.core.safepaths import check_output_file, check_output_folder
+from toolkit.core.safepaths import OwnedFolder, check_output_file, check_output_folder
+from training.photosources import check_cache
 
 HOUR, DAY = 3600.0, 86400.0
 MAX_SIDE = 8192  # largest frame side (pixels) the export and bench accept
@@ -48,13 +49,18 @@ def check_max_pixels(max_pixels: int) -> None:
     check_number("--max-pixels", max_pixels, min=1)
 
 
-def data_demo(out_dir: Path, frames: int) -> None:
+def data_demo(out_dir: Path, frames: int, overwrite: bool = False) -> None:
     check_number("--frames", frames, min=1, max=10_000)
-    check_output_folder(out_dir, "DIR")
+    OwnedFolder(out_dir, "DIR", overwrite=overwrite).check()
 
 
-def data_photos(out_dir: Path, wallpapers: Path | None) -> None:
-    check_output_folder(out_dir, "DIR", inputs=[wallpapers])
+def data_photos(out_dir: Path, wallpapers: Path | None, *, cache: Path | None = None,
+                overwrite: bool = False) -> None:
+    """DIR may be filled (no file dtk did not write there, unless --overwrite) and, for the photo
+    set, --cache is a folder apart from DIR; checked before anything is fetched."""
+    OwnedFolder(out_dir, "DIR", overwrite=overwrite).check(inputs=[wallpapers])
+    if cache is not None:
+        check_cache(cache, out_dir)
 
 
 def eval_cmd(sharp_dir: Path, *, kernels: list, max_pixels: int, model: str | None, engine: Path | None,
