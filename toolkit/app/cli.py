@@ -36,7 +36,13 @@ from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, discover_frames, tree_files
+from toolkit.core.frames import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    discover_frames,
+    multi_frame_note,
+    tree_files,
+)
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
@@ -129,6 +135,13 @@ def announce_runner(spec):
             err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
     return opened
+
+
+def warn_multi_frame(files: list[tuple[str, int]]) -> None:
+    """A yellow warning per frame file of several images (animated PNG/WebP, multi-page TIFF):
+    only its first image was used (`--json` lists them under "multi_frame")."""
+    for path, count in files:
+        err_console.print(f"[yellow]warning:[/] {escape(path)} {escape(multi_frame_note(count))}")
 
 
 def emit_json(path: Path | None, obj) -> None:
@@ -245,6 +258,7 @@ def eval_cmd(
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
+        warn_multi_frame(result.multi_frame)
         if result.skipped:
             err_console.print(f"[yellow]skipped {len(result.skipped)} frame(s), not scored by any method "
                               "(unreadable, or a prediction that does not match):[/]")
@@ -565,6 +579,7 @@ def run_cmd(
         if summary.videos:
             console.print(videos_table(summary.videos, str(output)))
     if str(json_out) != "-":
+        warn_multi_frame(summary.multi_frame)
         problems = summary.failed + [p for v in summary.videos for p in v.problems()]
         for path, reason in problems:
             err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")

@@ -85,6 +85,7 @@ class EvalResult:
     methods: list[str]
     scores: list[FrameScore] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): first one scored
 
     def summaries(self, by_sequence: bool = False) -> list[Summary]:
         """Per kernel x method (and per sequence when asked), plus summary rows over kernels.
@@ -130,6 +131,7 @@ class EvalResult:
             "per_sequence": [clean(asdict(s)) for s in self.summaries(by_sequence=True)],
             "frames": [clean(asdict(s)) for s in self.scores],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "multi_frame": [{"path": p, "images": n} for p, n in self.multi_frame],
         }
 
 
@@ -185,7 +187,7 @@ def evaluate_tree(
 
     if not frames:
         return result
-    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick, native):
+    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick, native, result.multi_frame):
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}
         try:
@@ -209,11 +211,15 @@ def evaluate_tree(
 
 
 def _sharp_frames(frames: list[Frame], strict: bool, max_pixels: int | None, skipped: list[tuple[str, str]],
-                  tick: Callable[[], None], native: bool = False) -> Iterator[tuple[Frame, np.ndarray]]:
+                  tick: Callable[[], None], native: bool = False,
+                  multi_frame: list[tuple[str, int]] | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
     """(frame, RGB uint8: 256x448, or its own size when `native`) read by the pipeline `dtk run`
-    reads with; an unreadable frame is listed in `skipped` (raised when strict)."""
+    reads with; an unreadable frame is listed in `skipped` (raised when strict); a file of several
+    images (its first scored) in `multi_frame`."""
     config = PipelineConfig(batch_size=4, max_pixels=max_pixels, size=None if native else FRAME_SIZE)
     for fb in open_pipeline(frames, config):
+        if multi_frame is not None:
+            multi_frame.extend(fb.multi_frame)
         for path, reason in fb.failed:
             if strict:
                 raise FrameReadError(path, reason)

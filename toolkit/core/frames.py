@@ -263,8 +263,32 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded.
 
     An image whose header says more than `max_pixels` pixels (None: no dtk limit) is refused
-    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit.
+    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit. A file
+    of several images (an animated PNG or WebP, a multi-page TIFF, an MPO) gives its first one;
+    `read_frame_counted` says how many it holds.
     """
+    return read_frame_counted(path, max_pixels)[0]
+
+
+def image_count(im) -> int:
+    """How many images an open Pillow image file holds (1 for a still image; an animated PNG, GIF or
+    WebP its frames, a multi-page TIFF its pages, an MPO its pictures)."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError):
+        return 1
+
+
+def multi_frame_note(count: int) -> str:
+    """What dtk says about a file of `count` images, of which it reads the first."""
+    return (f"holds {count} images (animated or multi-page): only the first is deblurred or scored, "
+            f"the other {count - 1} are left out")
+
+
+def read_frame_counted(path: Path | str,
+                       max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """`read_frame`, and how many images the file holds (`image_count`): more than 1 for an
+    animated or multi-page file, whose first image alone is returned (callers report the rest)."""
     from PIL import Image, UnidentifiedImageError
 
     ignore_pillow_bomb_warning()
@@ -272,6 +296,9 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     try:
         with open_frame_file(path) as fh, Image.open(fh) as im:
             check_pixels(path, im.size, max_pixels)
+            count = image_count(im)
+            if count > 1:
+                im.seek(0)
             im.load()
             mode = im.mode
             orientation = exif_orientation(im)
@@ -301,7 +328,7 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
     except MemoryError:
         raise FrameReadError(path, "not enough memory to decode it") from None
-    return to_rgb_uint8(apply_orientation(arr, orientation))
+    return to_rgb_uint8(apply_orientation(arr, orientation)), count
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF/TIFF Orientation tag: 1 = as stored, 2..8 = flip/rotate to show
