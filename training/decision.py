@@ -33,6 +33,7 @@ one-in-twenty error): the lowest threshold with none at own scale for `--native`
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
@@ -253,8 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         data = collect(Path(args.checkpoint), Path(args.photos), parse_frame_size(args.native),
                        args.calibration)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cached, **data)
+        packed = io.BytesIO()
+        np.savez_compressed(packed, **data)
+        write_bytes_atomic(cached, packed.getvalue())
     model = with_strong(load_model(args.checkpoint))
     classes = np.array([LABEL_CLASS[lb] for lb in data["label"]])
     own = np.isin(data["kind"], OWN_SCALE)
