@@ -49,7 +49,7 @@ def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
-    kernels = parse_kernels(",".join(doc.get("kernels", ["k3", "k7", "k11"])))
+    kernels = parse_kernels(",".join(doc.get("kernels", ["k3", "k7", "k11"])), f"the kernels of {checkpoint}")
     sets = {}
     if data:
         sets["validation (held-out sequences)"] = load_frames(data).subset(doc["val_sequences"])
