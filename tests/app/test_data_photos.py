@@ -171,3 +171,18 @@ def test_data_demo_reruns_into_its_own_tree_and_drops_frames_it_no_longer_writes
     res = invoke("data", "demo", out, "--frames", "1")
     assert res.exit_code == 0, res.said
     assert len(list(out.rglob("*.png"))) == 5 and not list(out.rglob("00000001.png"))
+
+
+def test_data_demo_reruns_into_a_tree_an_older_dtk_wrote_without_a_manifest(tmp_path):
+    """A demo tree without .dtk-data.json (an older dtk's) whose files are byte for byte the ones the
+    demo writes is rewritten without --overwrite (nothing is lost); one edited file makes it refused."""
+    out = tmp_path / "demo"
+    assert invoke("data", "demo", out, "--frames", "1").exit_code == 0
+    (out / ".dtk-data.json").unlink()
+    res = invoke("data", "demo", out, "--frames", "1")
+    assert res.exit_code == 0, res.said
+    (out / ".dtk-data.json").unlink()
+    (out / "coffee" / "00000000.png").write_bytes(b"edited")
+    res = invoke("data", "demo", out, "--frames", "1")
+    assert res.exit_code == 2 and "coffee/00000000.png" in res.said
+    assert (out / "coffee" / "00000000.png").read_bytes() == b"edited"

@@ -193,7 +193,7 @@ def data_demo(
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
 
-    preflight.data_demo(out_dir, frames, overwrite)
+    preflight.data_demo(out_dir, frames)
     paths = write_demo(out_dir, frames, overwrite=overwrite)
     console.print(f"demo frames: {len(paths)} in {out_dir} "
                   f"({len(DEMO_PHOTOS)} sequences: {', '.join(DEMO_PHOTOS)})")

@@ -49,9 +49,11 @@ def check_max_pixels(max_pixels: int) -> None:
     check_number("--max-pixels", max_pixels, min=1)
 
 
-def data_demo(out_dir: Path, frames: int, overwrite: bool = False) -> None:
+def data_demo(out_dir: Path, frames: int) -> None:
+    """The numbers and the folder; the files in DIR are checked by `write_demo` before it writes
+    (a file there that is not dtk's, or not the very bytes the demo writes, needs --overwrite)."""
     check_number("--frames", frames, min=1, max=10_000)
-    OwnedFolder(out_dir, "DIR", overwrite=overwrite).check()
+    check_output_folder(out_dir, "DIR")
 
 
 def data_photos(out_dir: Path, wallpapers: Path | None, *, cache: Path | None = None,

@@ -66,12 +66,22 @@ def write_demo(out_dir: Path | str, frames_per_sequence: int = 4,
     if frames_per_sequence < 1:
         raise DtkError("frames per sequence must be at least 1")
     folder = OwnedFolder(out, overwrite=overwrite)
-    folder.check()
+    windows = {name: pan_windows(read_frame(skimage_photo_path(name)), frames_per_sequence)
+               for name in photos}
+    names = {f"{name}/{i:08d}.png": (name, i) for name in photos for i in range(frames_per_sequence)}
+
+    def demo_bytes(rel: str) -> bytes | None:
+        """The PNG this demo writes at `rel` (None: not one of its names): a tree an older dtk wrote
+        (no manifest) holds exactly these bytes, and rewriting them loses nothing."""
+        if rel not in names:
+            return None
+        name, i = names[rel]
+        return encode_png(windows[name][i])
+
+    folder.check(same_as=demo_bytes)
     written = []
-    for name in photos:
-        image = read_frame(skimage_photo_path(name))
-        for i, window in enumerate(pan_windows(image, frames_per_sequence)):
-            written.append(folder.write(f"{name}/{i:08d}.png", encode_png(window)))
+    for rel, (name, i) in names.items():
+        written.append(folder.write(rel, encode_png(windows[name][i])))
     folder.remove_unlisted(folder.written)
     folder.save()
     return written

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from toolkit.core.atomic import TEMP_PATTERN, file_sha256, write_bytes_atomic
@@ -199,9 +199,11 @@ class OwnedFolder:
         path = self.root / rel
         return digest is None or (path.is_file() and not path.is_symlink() and file_sha256(path) == digest)
 
-    def foreign_files(self) -> list[str]:
+    def foreign_files(self, same_as: Callable[[str], bytes | None] | None = None) -> list[str]:
         """Files under DIR (relative, sorted) that dtk's manifest does not vouch for; the manifest
-        and dtk's own temporary files are not counted."""
+        and dtk's own temporary files are not counted, nor a file whose bytes are those dtk would
+        write at its name (`same_as(rel)`: rewriting it loses nothing, e.g. a demo tree an older
+        dtk wrote without a manifest)."""
         if not self.root.is_dir():
             return []
         found = []
@@ -210,15 +212,25 @@ class OwnedFolder:
                 rel = os.path.relpath(os.path.join(folder, name), self.root)
                 if rel == DATA_MANIFEST or TEMP_PATTERN.match(name):
                     continue
-                if not self._vouched(rel):
+                if not self._vouched(rel) and not self._same(rel, same_as):
                     found.append(rel)
         return sorted(found)
 
-    def check(self, inputs: Iterable[Path | str | None] = ()) -> None:
+    def _same(self, rel: str, same_as: Callable[[str], bytes | None] | None) -> bool:
+        if same_as is None:
+            return False
+        expected = same_as(rel)
+        path = self.root / rel
+        return (expected is not None and path.is_file() and not path.is_symlink()
+                and path.stat().st_size == len(expected) and path.read_bytes() == expected)
+
+    def check(self, inputs: Iterable[Path | str | None] = (),
+              same_as: Callable[[str], bytes | None] | None = None) -> None:
         """DtkError unless dtk may fill DIR: `check_output_folder` (not an input nor inside one, a
-        writable folder, no link out of it), then the files in it (see the class doc)."""
+        writable folder, no link out of it), then the files in it (see the class doc and
+        `foreign_files`)."""
         check_output_folder(self.root, self.flag, inputs=inputs)
-        foreign = [] if self.overwrite else self.foreign_files()
+        foreign = [] if self.overwrite else self.foreign_files(same_as)
         if foreign:
             raise DtkError(f"{self.flag} {self.root} holds {len(foreign)} file(s) dtk did not write there "
                            f"(first: {foreign[0]}); dtk never replaces them: choose an empty or new folder, "
@@ -228,7 +240,8 @@ class OwnedFolder:
         """Write the file DIR/`rel` atomically, claimed in the manifest first; DtkError when a file
         dtk did not write is there and `overwrite` is off (it appeared after `check`)."""
         path = self.root / rel
-        if os.path.lexists(path) and not self.overwrite and not self._vouched(rel):
+        if (os.path.lexists(path) and not self.overwrite and not self._vouched(rel)
+                and not self._same(rel, lambda _rel: data)):
             raise DtkError(f"{path} is not a file dtk wrote: pass --overwrite to replace it, or choose "
                            f"another {self.flag}")
         if rel not in self.files or self.files[rel] is not None:
