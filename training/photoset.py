@@ -362,7 +362,7 @@ def write_sources(
     out = Path(out_dir)
     folder = OwnedFolder(out, overwrite=overwrite)
     folder.check()
-    check_cache(cache, out)
+    check_cache(cache, out, fetch=fetch)
     pc = PackageCache(cache, fetch=fetch)
     found = candidates(pc, log)
     if pc.missing and not partial:

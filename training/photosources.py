@@ -246,10 +246,11 @@ class Package:
         return f"pip download --no-deps{nob} {spec}"
 
 
-def check_cache(cache: Path | str, out_dir: Path | str | None = None) -> None:
+def check_cache(cache: Path | str, out_dir: Path | str | None = None, *, fetch: bool = True) -> None:
     """DtkError unless `cache` may serve as the package cache (before anything is fetched): a folder
-    (or a path one can be made at), writable, and apart from the photo set's `out_dir` (neither
-    inside the other: the set would hold the packages, or the cache the photos)."""
+    (or a path one can be made at), writable when packages may be fetched into it (`fetch`), and
+    apart from the photo set's `out_dir` (neither inside the other: the set would hold the
+    packages, or the cache the photos)."""
     cache = Path(cache).expanduser()
     if os.path.lexists(cache) and not cache.is_dir():
         raise DtkError(f"--cache {cache} exists and is not a folder: give a folder for the downloaded "
@@ -264,7 +265,7 @@ def check_cache(cache: Path | str, out_dir: Path | str | None = None) -> None:
     existing = real
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or (fetch and not os.access(existing, os.W_OK | os.X_OK)):
         raise DtkError(f"--cache {cache}: {existing} is not a writable folder; choose another --cache")
 
 

@@ -357,9 +357,11 @@ def train(config: TrainConfig, *, log=print) -> dict:
                 last_ckpt = time.monotonic()
     except TrainingDiverged as exc:
         if main:
-            write_bytes_atomic(out / "result.json", (json.dumps(
-                {"best": None, "diverged": str(exc), "steps": step, "best_score": best_score,
-                 "best_metrics": best_metrics}, indent=2, default=str) + "\n").encode())
+            best = out / "best.safetensors"
+            stopped = {"best": str(best) if best.is_file() else None, "diverged": str(exc), "steps": step,
+                       "best_score": best_score, "best_metrics": best_metrics}
+            text = json.dumps(stopped, indent=2, default=str) + "\n"
+            write_bytes_atomic(out / "result.json", text.encode())
             write_curves(history, out)
         raise
     finally:

@@ -112,7 +112,8 @@ def test_a_run_whose_loss_is_not_finite_stops_with_exit_3_and_keeps_the_last_fin
         weights = load_model(out / f"{name}.safetensors").parameters()
         assert all(bool(torch.isfinite(t).all()) for t in weights)
     assert json.loads((out / "last.json").read_text())["step"] == 2
-    assert json.loads((out / "result.json").read_text())["best"] is None
+    result = json.loads((out / "result.json").read_text())
+    assert result["best"] == str(out / "best.safetensors") and "not finite" in result["diverged"]
 
 
 def test_save_checkpoint_refuses_non_finite_weights_and_keeps_the_file_there(tmp_path):

@@ -308,7 +308,8 @@ def data_photos(
     downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
     version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
-    preflight.data_photos(out_dir, wallpapers, cache=None if frames else cache, overwrite=overwrite)
+    preflight.data_photos(out_dir, wallpapers, cache=None if frames else cache, overwrite=overwrite,
+                          fetch=fetch)
     if frames:
         records = write_training_photos(out_dir, wallpapers, overwrite=overwrite)
         for r in records:

@@ -57,12 +57,12 @@ def data_demo(out_dir: Path, frames: int) -> None:
 
 
 def data_photos(out_dir: Path, wallpapers: Path | None, *, cache: Path | None = None,
-                overwrite: bool = False) -> None:
+                overwrite: bool = False, fetch: bool = True) -> None:
     """DIR may be filled (no file dtk did not write there, unless --overwrite) and, for the photo
     set, --cache is a folder apart from DIR; checked before anything is fetched."""
     OwnedFolder(out_dir, "DIR", overwrite=overwrite).check(inputs=[wallpapers])
     if cache is not None:
-        check_cache(cache, out_dir)
+        check_cache(cache, out_dir, fetch=fetch)
 
 
 def eval_cmd(sharp_dir: Path, *, kernels: list, max_pixels: int, model: str | None, engine: Path | None,
