@@ -22,6 +22,7 @@ import torch
 
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
+from toolkit.core.figures import pyplot, save_figure
 from toolkit.core.kernels import blur, parse_kernels
 from toolkit.core.metrics import psnr_capped
 from toolkit.core.modelfiles import read_sidecar
@@ -197,11 +198,7 @@ def write_curves(history: list[dict], out: Path) -> None:
     w.writeheader()
     w.writerows(history)
     write_bytes_atomic(out / "history.csv", text.getvalue().encode())
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [r["step"] for r in history]
     a1.plot(steps, [r["train_loss"] for r in history])
@@ -212,11 +209,7 @@ def write_curves(history: list[dict], out: Path) -> None:
     a2.set_xlabel("step")
     a2.set_ylabel("validation PSNR (dB, output)")
     a2.legend()
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(out / "curves.png", png.getvalue())
+    save_figure(fig, out / "curves.png", dpi=100)
 
 
 def train(config: TrainConfig, *, log=print) -> dict:
