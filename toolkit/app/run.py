@@ -515,6 +515,7 @@ class RunSummary(FrameRates):
     network_passes: int = 0  # images through the whole network: tiles at native size, else frames
     head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
     passed_whole: int = 0  # frames of several tiles passed as they are after their first tile
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): the first deblurred
     videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
 
     @property
@@ -547,6 +548,7 @@ class RunSummary(FrameRates):
             "head_passes": self.head_passes, "passed_whole": self.passed_whole,
             "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
             "videos": [v.to_json() for v in self.videos],
+            "multi_frame": [{"path": p, "images": n} for p, n in self.multi_frame],
         }
 
 
@@ -725,6 +727,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                 summary.data_wait_s += time.perf_counter() - t0
                 if fb is None:
                     break
+                summary.multi_frame.extend(fb.multi_frame)
                 if fb.failed:
                     if strict:
                         path, reason = fb.failed[0]
