@@ -928,7 +928,7 @@ def quantize_cmd(
                 f"dB (drop {g.drop_db:+.3f} dB; int8 vs fp32 {format_db(g.int8_vs_fp32_psnr_db)} dB)"
                 for g in report.guard}
         rows.update({"method": report.method,
-                     "layers kept in float": ", ".join(report.float_layers) or "none",
+                     "layers kept in float": report.float_summary(),
                      "calibration": f"{len(report.calibration_frames)} frames x 3 kernels, sha256 "
                                     f"{report.calibration_sha256[:16]}",
                      "guard frames": str(len(report.guard_frames)), "time": f"{report.seconds:.1f} s",
