@@ -184,6 +184,10 @@ class OvRunner(Runner):
         self._head_source = self._head_model(ov, source) if self.takes_evidence else None
         self.compiled = self._compile(source, hint)
         self.startup_s = time.perf_counter() - start
+        self.inference_precision = self._granted_precision(self.compiled)
+        if self.inference_precision != PRECISIONS[precision]:  # bf16 asked on a CPU without it
+            self.warnings += (f"OpenVINO runs {self.inference_precision} here, not the "
+                              f"{PRECISIONS[precision]} asked for (this CPU has no such arithmetic)",)
         self.from_cache = self._loaded_from_cache(self.compiled)
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -228,6 +232,12 @@ class OvRunner(Runner):
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with its log
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DtkError(f"OpenVINO cannot compile {self.model} for {self.device}: {first}") from None
+
+    @staticmethod
+    def _granted_precision(compiled) -> str:
+        """The inference precision OpenVINO compiled for ('f32', 'bf16'): a bf16 hint on a CPU
+        without bf16 arithmetic runs f32, and describe() says what runs, not what was asked."""
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     @staticmethod
     def _loaded_from_cache(compiled) -> bool | None:
@@ -311,7 +321,7 @@ class OvRunner(Runner):
             "mode": mode,
             "hint": self.hint.upper(),
             "streams": self.streams,
-            "inference_precision": PRECISIONS[self.precision],
+            "inference_precision": self.inference_precision,
             "io_dtype": np.dtype(self.input_dtype).name,
             "threads": self.threads,
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
