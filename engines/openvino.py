@@ -6,9 +6,9 @@ Two modes, OpenVINO's performance hints:
 - `throughput`: the THROUGHPUT hint's streams, and a call's batch is split image by image over the
   compiled model's optimal number of infer requests, started asynchronously and waited for on the
   caller's thread, so the streams work side by side (it pays off only with batches of more images
-  than one). No Python code runs on OpenVINO's threads: an `AsyncInferQueue` callback did, and a
-  compiled model whose last reference went with the callback's objects was destroyed on its own
-  worker thread, which then joined itself (abort: "Resource deadlock avoided", or a hang; issue 38).
+  than one). No Python code runs on OpenVINO's threads: an `AsyncInferQueue` callback did, and
+  closing a runner right after a batch aborted ("Resource deadlock avoided": a thread joining
+  itself, as when a compiled model's last reference goes on its own worker thread) or hung (issue 38).
 
 Numbers are exact fp32 by default: the inference precision is set to f32 (OpenVINO's CPU default
 is bf16 on CPUs with bf16 instructions, about 2x faster and not exact); `precision="bf16"` (dtk's

@@ -901,9 +901,10 @@ def quantize_cmd(
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
 
-    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The guard runs
-    fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
-    sensitive layers in float, and if that is not enough the command exits 2 without writing.
+    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The fixed bank,
+    the decision head and convs fed by a Concat stay float. The guard runs fp32 and int8 on frames
+    blurred with each seed kernel; a drop above --max-drop keeps the most sensitive layers in float,
+    and if that is not enough the command exits 2 without writing.
     """
 
     if model is None and not default_model_path("onnxruntime").is_file():
