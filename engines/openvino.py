@@ -311,7 +311,7 @@ class OvRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         mode = ("latency: one synchronous request" if self.hint == "latency" else
-                f"throughput: {len(self._pool)} async infer requests over {self.streams} streams, "
+                f"throughput: {max(self.requests, 1)} async infer requests over {self.streams} streams, "
                 "one image per request")
         return {
             "backend": self.name,
