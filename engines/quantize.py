@@ -466,7 +466,7 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
 
 
 def _float_summary(why: dict[str, str]) -> str:
-    """'the fixed bank (4), the decision (4), fed by a Concat (3)': the always-float layers by reason."""
+    """'fixed bank (4), decision (4), fed by a Concat (3)': the always-float layers by reason."""
     counts: dict[str, int] = {}
     for reason in why.values():
         counts[reason] = counts.get(reason, 0) + 1
