@@ -952,9 +952,10 @@ def quantize_cmd(
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
 
-    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The guard runs
-    fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
-    sensitive layers in float, and if that is not enough the command exits 2 without writing.
+    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The fixed bank,
+    the decision head and convs fed by a Concat stay float. The guard runs fp32 and int8 on frames
+    blurred with each seed kernel; a drop above --max-drop keeps the most sensitive layers in float,
+    and if that is not enough the command exits 2 without writing.
     """
 
     if model is None and not default_model_path("onnxruntime").is_file():
@@ -979,7 +980,7 @@ def quantize_cmd(
                 f"dB (drop {g.drop_db:+.3f} dB; int8 vs fp32 {format_db(g.int8_vs_fp32_psnr_db)} dB)"
                 for g in report.guard}
         rows.update({"method": report.method,
-                     "layers kept in float": ", ".join(report.float_layers) or "none",
+                     "layers kept in float": report.float_summary(),
                      "calibration": f"{len(report.calibration_frames)} frames x 3 kernels, sha256 "
                                     f"{report.calibration_sha256[:16]}",
                      "guard frames": str(len(report.guard_frames)), "time": f"{report.seconds:.1f} s",
