@@ -39,7 +39,7 @@ from engines.onnxruntime import check_input_shape
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
+from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, OWN_EVIDENCE
 from toolkit.core.lazy import module_version, optional_import
 
 HINTS = ("latency", "throughput")
@@ -162,10 +162,12 @@ class OvRunner(Runner):
                            "quantize the fp32 model again with `dtk quantize` (it keeps such convs in float) "
                            "or run this one with --backend onnxruntime")
         params = source.get_parameters()
-        images = [p for p in params if EVIDENCE_INPUT not in p.output(0).get_names()]
+        images = [p for p in params if not p.output(0).get_names() & {EVIDENCE_INPUT, KNOWN_INPUT}]
         ev_param = next((p for p in params if EVIDENCE_INPUT in p.output(0).get_names()), None)
+        known_param = next((p for p in params if KNOWN_INPUT in p.output(0).get_names()), None)
         ev_out = _port(source.outputs, EVIDENCE_OUTPUT)
         self.takes_evidence = ev_param is not None and ev_out is not None
+        self.takes_known_blur = self.takes_evidence and known_param is not None
         outputs = [o for o in source.outputs if EVIDENCE_OUTPUT not in o.get_names()]
         if len(images) != 1 or len(outputs) != 1 or (ev_param is not None and not self.takes_evidence):
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "
@@ -246,8 +248,14 @@ class OvRunner(Runner):
         except Exception:  # noqa: BLE001 - older OpenVINO: unknown
             return None
 
-    def _feed(self, x: np.ndarray, evidence: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _feed(self, x: np.ndarray, evidence: np.ndarray | None,
+              known: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feed = {self.input_name: x}
+        if self.takes_known_blur:  # a real input here (no default once parsed): DECIDE unless told
+            rows = np.full((len(x), 1), DECIDE) if known is None else np.asarray(known)
+            if len(rows) == 1 and len(x) > 1:
+                rows = np.broadcast_to(rows, (len(x), 1))
+            feed[KNOWN_INPUT] = np.ascontiguousarray(rows, dtype=self.evidence_dtype)
         if self.takes_evidence:
             if evidence is None:
                 evidence = np.full((len(x), self._evidence_width()), OWN_EVIDENCE)
@@ -272,16 +280,18 @@ class OvRunner(Runner):
         out = self._head_request.infer({self.input_name: x})
         return np.array(out[self._head.output(0)], dtype=np.float32)
 
-    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> np.ndarray:
+    def infer(self, batch: Any, evidence: np.ndarray | None = None,
+              known: np.ndarray | None = None) -> np.ndarray:
         """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out)."""
         x = np.ascontiguousarray(to_host(batch), dtype=self.input_dtype)
         if self._pool and len(x) > 1:
-            return self._infer_async(x, evidence)
-        out = self._request.infer(self._feed(x, evidence))
+            return self._infer_async(x, evidence, known)
+        out = self._request.infer(self._feed(x, evidence, known))
         return np.array(out[self.compiled.output(self.output_name)], dtype=np.float32)  # a copy: the
         # request's output tensor is reused by its next call
 
-    def _infer_async(self, x: np.ndarray, evidence: np.ndarray | None) -> np.ndarray:
+    def _infer_async(self, x: np.ndarray, evidence: np.ndarray | None,
+                     known: np.ndarray | None = None) -> np.ndarray:
         """One image per request, the pool's requests in flight side by side (the streams run them);
         each is waited for and read here, on the caller's thread, oldest first."""
         y = np.empty(x.shape, dtype=np.float32)
@@ -292,8 +302,9 @@ class OvRunner(Runner):
                 if not free:
                     free.append(self._collect(busy.popleft(), port, y))
                 ev = None if evidence is None else evidence[min(i, len(evidence) - 1):][:1]
+                kn = None if known is None else known[min(i, len(known) - 1):][:1]
                 request = free.pop()
-                request.start_async(self._feed(x[i:i + 1], ev))
+                request.start_async(self._feed(x[i:i + 1], ev, kn))
                 busy.append((request, i))
             while busy:
                 self._collect(busy.popleft(), port, y)

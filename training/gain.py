@@ -19,18 +19,6 @@ from toolkit.core.metrics import capped, psnr
 OPTIONS = ("k7", "k7-prior", "k11", "k11-prior")
 BLURS = ("none", "k3", "k7", "k11")
 GAIN_CLIP = 20.0
-BAND_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # difference-of-Gaussians band edges (pixels)
-
-
-def band_energies(frame: np.ndarray) -> np.ndarray:
-    """log10 mean energy of the luma in each difference-of-Gaussians band, finest first
-    (len(BAND_SIGMAS) values: y - G(0.5), G(0.5) - G(0.7), ...), reflect-101 borders."""
-    from scipy.ndimage import gaussian_filter
-
-    y = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    levels = [y] + [gaussian_filter(y, s, mode="mirror", truncate=3.0) for s in BAND_SIGMAS]
-    pairs = zip(levels, levels[1:], strict=False)
-    return np.array([np.log10(np.mean((a - b) ** 2) + 1e-6) for a, b in pairs])
 
 
 def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batch: int = 8) -> np.ndarray:
@@ -50,15 +38,15 @@ def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batc
 
 
 def collect(runner, frames: list[dict], log=print) -> dict[str, np.ndarray]:
-    """Per frame dict {frame, photo, category, ...} and blur: evidence, bands, gains and labels."""
+    """Per frame dict {frame, photo, category, ...} and blur: evidence (as `runner` gives it: a
+    gain head's model includes the band energies), option gains and labels."""
     from engines.tiled import Tiling, frames_evidence
 
-    rows: dict[str, list] = {k: [] for k in ("ev", "bands", "gains", "blur", "photo", "category", "size")}
+    rows: dict[str, list] = {k: [] for k in ("ev", "gains", "blur", "photo", "category", "size")}
     for b in BLURS:
         sharp = [f["frame"] for f in frames]
         inputs = sharp if b == "none" else [blur(s, get_kernel(b)) for s in sharp]
         rows["ev"].append(frames_evidence(runner, inputs, Tiling()))
-        rows["bands"].append(np.stack([band_energies(i) for i in inputs]))
         rows["gains"].append(option_gains(runner, inputs, sharp))
         for f in frames:
             rows["blur"].append(b)
@@ -66,10 +54,8 @@ def collect(runner, frames: list[dict], log=print) -> dict[str, np.ndarray]:
             rows["category"].append(f["category"])
             rows["size"].append(f["size"])
         log(f"{b}: {len(frames)} frames")
-    return {"ev": np.concatenate(rows["ev"]), "bands": np.concatenate(rows["bands"]),
-            "gains": np.concatenate(rows["gains"]), "blur": np.array(rows["blur"]),
-            "photo": np.array(rows["photo"]), "category": np.array(rows["category"]),
-            "size": np.array(rows["size"])}
+    return {"ev": np.concatenate(rows["ev"]), "gains": np.concatenate(rows["gains"]),
+            **{k: np.array(rows[k]) for k in ("blur", "photo", "category", "size")}}
 
 
 def told_rows(blurs: np.ndarray) -> np.ndarray:
