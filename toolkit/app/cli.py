@@ -500,7 +500,7 @@ def run_cmd(
                          "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
     tile_overlap: Annotated[int, typer.Option(
         help="Pixels shared by neighbouring 256x448 tiles at native size (multiple of 8, 0..128; "
-             "default 64 = twice the network's reach, see README).")] = DEFAULT_OVERLAP,
+             "default 64 = twice the network's reach, docs/native.md).")] = DEFAULT_OVERLAP,
     keep_size: Annotated[bool, typer.Option(
         "--keep-size", help="With --resize: keep outputs at 256x448 (default: resized back to each "
                             "input's size).")] = False,
@@ -526,8 +526,8 @@ def run_cmd(
         metavar=one_of(PIPELINES),
         help="Frame pipeline (auto: DALI on a GPU when installed, else the "
              "torch GPU blur when CUDA is there, else the CPU fallback). A video file: its decoder, "
-             "fallback (PyAV), dali (DALI: VP8/VP9/MJPEG on a CPU, H.264/HEVC/AV1 too on a GPU) or "
-             "auto (DALI on a GPU when it can, else PyAV).")] = "auto",
+             "auto or fallback (PyAV), or dali (DALI: VP8/VP9/MJPEG on a CPU, H.264/HEVC/AV1 too on a "
+             "GPU).")] = "auto",
     executor: Annotated[str, typer.Option(
         metavar=one_of(EXECUTORS),
         help="local (this machine) or ray (a Ray cluster, same outputs; pip install .[ray]).")] = "local",
