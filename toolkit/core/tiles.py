@@ -13,7 +13,7 @@ A frame of H x W goes through a network of fixed input size T (256 x 448) like t
   tile contributes only pixels at least overlap/2 from its inner edges; frame edges come from the
   tile at that edge. Then the padding is cropped off.
 
-Nothing is ever resized. How the default overlap was chosen: README ("Native resolution").
+Nothing is ever resized. How the default overlap was chosen: docs/native.md.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
 
 ALIGN = 8  # tile origins and padded sizes are multiples of this (the network's total stride)
-DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles: 2 x the network's reach (README)
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles: 2 x the network's reach (docs/native.md)
 
 
 def check_overlap(overlap: int, tile: Sequence[int] = FRAME_SIZE) -> int:
