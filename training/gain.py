@@ -2,13 +2,13 @@
 expected gain fitted on it (round 4: toolkit.core.models.head.GainHead).
 
     python -m training.gain toolkit/assets/dtk-unet.safetensors --photoset data/photoset \
-        -o runs/r4/gain [--per-photo 2] [--seed 0]
+        -o runs/r4/gain [--per-photo 2] [--seeds 0,1]
 
 writes runs/r4/gain.safetensors/.json: the model with a gain head (its other weights as given)
 fitted on frames of the photo set's training photos (never the validation photos, never the
 calibration photos) made into every content category (training.content), at 256x448 and at
 320x576 (several tiles, decided as `dtk run` decides), each unblurred and blurred k3 / k7 / k11.
-The collected gains are kept (`-o`.gains.npz) and reused by a rerun with the same frames.
+The collected gains are kept (`-o`.gainsSEED.npz, one per seed's frames) and reused by a rerun.
 
 For a frame (any content category of training.content, blurred with none / k3 / k7 / k11 at its
 size) the options are: pass (0 dB by definition), the network told k7 or k11 (its refined
@@ -224,61 +224,71 @@ def choose_margin(pred: np.ndarray, data: dict[str, np.ndarray], told: bool) -> 
     return best, table
 
 
-@exits_on_dtk_error
-def main(argv: list[str] | None = None) -> int:
+def _collected(model, a, frames: list[dict], cache: Path) -> dict[str, np.ndarray]:
+    """The gains of `frames` (cached in `cache`; collected and written there when absent)."""
+    import io
+    import tempfile
+
     from engines.onnxruntime import OrtRunner
     from engines.spec import RunnerSpec
+    from toolkit.core.atomic import write_bytes_atomic
+    from training.export import export_onnx
+
+    if cache.is_file():
+        data = dict(np.load(cache))
+        if len(data["photo"]) != len(BLURS) * len(frames):
+            raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
+        return data
+    onnx = a.checkpoint.with_suffix(".onnx")
+    with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
+        evidence_onnx = export_onnx(model, Path(scratch) / "gain.onnx")
+        with RunnerSpec.choose("onnxruntime", onnx if onnx.is_file() else None, threads=a.threads).open() \
+                as runner, OrtRunner(evidence_onnx, threads=a.threads) as evidence_runner:
+            data = collect(runner, frames, evidence_runner=evidence_runner)
+    buf = io.BytesIO()
+    np.savez(buf, **data)
+    write_bytes_atomic(cache, buf.getvalue())
+    return data
+
+
+@exits_on_dtk_error
+def main(argv: list[str] | None = None) -> int:
     from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
     from toolkit.core.models import create_model
     from toolkit.core.models.checkpoint import load_model, save_checkpoint
-    from training.export import export_onnx
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="the model whose network the decision is fitted for")
     p.add_argument("--photoset", type=Path, required=True, help="the photo set (dtk data photos DIR)")
     p.add_argument("-o", "--out", type=Path, required=True, help="the new checkpoint (X -> X.safetensors)")
     p.add_argument("--per-photo", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated: one set of frames per seed (more data)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
-    cache = a.out.with_name(a.out.name + ".gains.npz")
+    seeds = [int(v) for v in a.seeds.split(",") if v.strip()]
+    if not seeds:
+        raise DtkError("--seeds: give at least one seed")
     check_checkpoint_output(a.out, "-o", inputs=with_checkpoint_files([a.checkpoint, a.photoset]))
     base = load_model(a.checkpoint)
     model = create_model(dataclasses.replace(base.config, gain_head=True))
     missing = model.load_state_dict(base.state_dict(), strict=False).missing_keys
     if any(not k.startswith("gain.") for k in missing):
         raise DtkError(f"{a.checkpoint} is not a fastwiener model a gain head can be fitted to")
-    frames = gain_frames(a.photoset, a.seed, a.per_photo)
     started = time.perf_counter()
-    if cache.is_file():
-        data = dict(np.load(cache))
-        if len(data["photo"]) != len(BLURS) * len(frames):
-            raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
-            onnx = export_onnx(model, Path(scratch) / "gain.onnx")
-            with RunnerSpec.choose("onnxruntime", a.checkpoint.with_suffix(".onnx")
-                                   if a.checkpoint.with_suffix(".onnx").is_file() else None,
-                                   threads=a.threads).open() as runner, \
-                    OrtRunner(onnx, threads=a.threads) as evidence_runner:
-                data = collect(runner, frames, evidence_runner=evidence_runner)
-        import io
-
-        from toolkit.core.atomic import write_bytes_atomic
-
-        buf = io.BytesIO()
-        np.savez(buf, **data)
-        write_bytes_atomic(cache, buf.getvalue())
+    parts, n_frames = [], 0
+    for seed in seeds:
+        frames = gain_frames(a.photoset, seed, a.per_photo)
+        n_frames += len(frames)
+        parts.append(_collected(model, a, frames, a.out.with_name(f"{a.out.name}.gains{seed}.npz")))
+    data = {k: np.concatenate([d[k] for d in parts]) for k in parts[0]}
     blind, told = out_of_fold(data, model.head.evidence_width, steps=a.steps)
     margin, blind_table = choose_margin(blind, data, False)
     told_margin, told_table = choose_margin(told, data, True)
-    fit_gain_head(model.gain, data, steps=a.steps, seed=a.seed)
+    fit_gain_head(model.gain, data, steps=a.steps, seed=seeds[0])
     model.config = dataclasses.replace(model.config, gain_margin=margin, gain_margin_told=told_margin)
-    meta = {"gain_fit": {"frames": len(frames), "rows": len(data["photo"]),
-                         "photos": int(len(np.unique(data["photo"]))), "seed": a.seed, "steps": a.steps,
+    meta = {"gain_fit": {"frames": n_frames, "rows": len(data["photo"]),
+                         "photos": int(len(np.unique(data["photo"]))), "seeds": seeds, "steps": a.steps,
                          "margin": margin, "told_margin": told_margin,
                          "out_of_fold": {"blind": {str(k): v for k, v in blind_table.items()},
                                          "told": {str(k): v for k, v in told_table.items()}},
