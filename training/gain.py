@@ -108,11 +108,12 @@ QUANTILE = 0.25  # the gain the decision reads: its lower quartile, not its mean
 
 
 def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch: int = 512,
-                  lr: float = 3e-3, seed: int = 0, quantile: float | None = QUANTILE) -> float:
+                  lr: float = 3e-3, seed: int = 0,
+                  quantile: float | tuple[float, ...] | None = QUANTILE) -> float:
     """Fit `head` (toolkit.core.models.head.GainHead) in place on collected rows: its feature
     standardisation from the data, then its MLP on the allowed options' clipped gains: the
     `quantile` of each option's gain given the evidence (pinball loss), or with None its mean
-    (Huber loss). A low quantile is a cautious decision: an option that is right on most frames
+    (Huber loss); a tuple gives each option (OPTIONS) its own. A low quantile is a cautious decision: an option that is right on most frames
     like this one but costs 10 dB on the others (k11 on a k7 frame) is not taken. Returns the
     last batch's loss."""
     import torch
@@ -136,7 +137,8 @@ def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch
         if quantile is None:
             err = torch.nn.functional.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none")
         else:
-            err = torch.maximum(quantile * diff, (quantile - 1) * diff)
+            q = torch.as_tensor(quantile, dtype=diff.dtype)
+            err = torch.maximum(q * diff, (q - 1) * diff)
         loss = (err * mask[idx]).sum() / mask[idx].sum()
         opt.zero_grad()
         loss.backward()
