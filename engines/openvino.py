@@ -31,11 +31,11 @@ import numpy as np
 
 from engines.base import Runner
 from engines.onnx_graph import input_shape, parseable_onnx
-from engines.onnxruntime import check_input_shape
+from engines.onnxruntime import check_input_shape, declared_sizes
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, OWN_EVIDENCE
+from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, OWN_EVIDENCE
 from toolkit.core.lazy import module_version, optional_import
 
 HINTS = ("latency", "throughput")
@@ -113,8 +113,9 @@ class OvRunner(Runner):
         start = time.perf_counter()
         source = self._read(ov)
         params = source.get_parameters()
-        images = [p for p in params if EVIDENCE_INPUT not in p.output(0).get_names()]
+        images = [p for p in params if not {EVIDENCE_INPUT, KNOWN_INPUT} & set(p.output(0).get_names())]
         ev_param = next((p for p in params if EVIDENCE_INPUT in p.output(0).get_names()), None)
+        known_param = next((p for p in params if KNOWN_INPUT in p.output(0).get_names()), None)
         ev_out = _port(source.outputs, EVIDENCE_OUTPUT)
         self.takes_evidence = ev_param is not None and ev_out is not None
         outputs = [o for o in source.outputs if EVIDENCE_OUTPUT not in o.get_names()]
@@ -126,9 +127,11 @@ class OvRunner(Runner):
         if self.model.suffix != IR_SUFFIX:  # the ONNX's own names of its free dimensions
             shape = input_shape(self.model, self.input_name)
         check_input_shape(self.model, shape, size)
+        self._sizes = declared_sizes(shape)
         self.output_name = outputs[0].get_any_name()
         self.input_dtype = _np_dtype(images[0].get_element_type())
         self.evidence_dtype = _np_dtype(ev_param.get_element_type()) if ev_param is not None else None
+        self.takes_known_blur = self.takes_evidence and known_param is not None  # the blur a user knows
         if self.input_dtype is None or _np_dtype(outputs[0].get_element_type()) is None:
             raise DtkError(f"{self.model}: input/output types {images[0].get_element_type()}/"
                            f"{outputs[0].get_element_type()} are not float32 or float16")
@@ -187,8 +190,17 @@ class OvRunner(Runner):
         except Exception:  # noqa: BLE001 - older OpenVINO: unknown
             return None
 
-    def _feed(self, x: np.ndarray, evidence: np.ndarray | None) -> dict[str, np.ndarray]:
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """ANY_SIZE for a model with dynamic H and W (dtk's export), else its fixed size."""
+        return self._sizes
+
+    def _feed(self, x: np.ndarray, evidence: np.ndarray | None,
+              known: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feed = {self.input_name: x}
+        if self.takes_known_blur:  # N x 1: the class told, else DECIDE (the graph's own default)
+            rows = np.full((len(x), 1), DECIDE) if known is None else np.asarray(known).reshape(-1, 1)
+            feed[KNOWN_INPUT] = np.ascontiguousarray(np.broadcast_to(rows, (len(x), 1)),
+                                                     dtype=self.evidence_dtype)
         if self.takes_evidence:
             if evidence is None:
                 evidence = np.full((len(x), self._evidence_width()), OWN_EVIDENCE)
@@ -213,16 +225,18 @@ class OvRunner(Runner):
         out = self._head_request.infer({self.input_name: x})
         return np.array(out[self._head.output(0)], dtype=np.float32)
 
-    def infer(self, batch: Any, evidence: np.ndarray | None = None) -> np.ndarray:
+    def infer(self, batch: Any, evidence: np.ndarray | None = None,
+              known: np.ndarray | None = None) -> np.ndarray:
         """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out)."""
         x = np.ascontiguousarray(to_host(batch), dtype=self.input_dtype)
         if self._queue is not None and len(x) > 1:
-            return self._infer_async(x, evidence)
-        out = self._request.infer(self._feed(x, evidence))
+            return self._infer_async(x, evidence, known)
+        out = self._request.infer(self._feed(x, evidence, known))
         return np.array(out[self.compiled.output(self.output_name)], dtype=np.float32)  # a copy: the
         # request's output tensor is reused by its next call
 
-    def _infer_async(self, x: np.ndarray, evidence: np.ndarray | None) -> np.ndarray:
+    def _infer_async(self, x: np.ndarray, evidence: np.ndarray | None,
+                     known: np.ndarray | None = None) -> np.ndarray:
         """One image per request over the queue; the streams run them side by side."""
         y = np.empty(x.shape, dtype=np.float32)
         port = self.compiled.output(self.output_name)
@@ -233,7 +247,8 @@ class OvRunner(Runner):
         self._queue.set_callback(done)
         for i in range(len(x)):
             ev = None if evidence is None else evidence[min(i, len(evidence) - 1):][:1]
-            self._queue.start_async(self._feed(x[i:i + 1], ev), i)
+            told = None if known is None else known[min(i, len(known) - 1):][:1]
+            self._queue.start_async(self._feed(x[i:i + 1], ev, told), i)
         self._queue.wait_all()
         return y
 

@@ -1,8 +1,10 @@
 """Export the U-Net to ONNX (fp32, or an fp16 graph) and check it against PyTorch through ONNX Runtime.
 
 Input "input" and output "output": N x 3 x H x W float, values on the 0..1 scale, dynamic batch
-axis, fixed H x W (256 x 448 by default). The fp16 graph has fp16 weights and compute; its I/O is
-fp32 (Cast nodes at the edges) unless `fp16_io=True`.
+axis; H and W dynamic too (any multiple of 8: the network is fully convolutional, so engines.tiled
+can run a whole frame as one tile), or fixed at the example's H x W with `any_size=False`.
+The example (and parity check) size is 256 x 448 by default. The fp16 graph has fp16 weights and
+compute; its I/O is fp32 (Cast nodes at the edges) unless `fp16_io=True`.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ class _ExportIO(nn.Module):
 
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int,
-                  evidence: torch.Tensor | None = None, known: torch.Tensor | None = None) -> None:
-    """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN."""
+                  evidence: torch.Tensor | None = None, known: torch.Tensor | None = None,
+                  any_size: bool = True) -> None:
+    """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN.
+    `any_size`: H and W are dynamic axes ("height", "width") besides the batch."""
     import warnings
 
     names_in, names_out = ["input"], ["output"]
-    axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    image_axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
+    axes = {"input": dict(image_axes), "output": dict(image_axes)}
     args: tuple = (example,)
     if evidence is not None:
         names_in.append(EVIDENCE_INPUT)
@@ -206,8 +211,9 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
 
 def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width: int = 448, opset: int = 18,
                 fp16: bool = False, fp16_io: bool = False, metadata: dict | None = None,
-                check: bool = True) -> Path:
-    """Write `model` as ONNX; with `check`, raise DtkError unless ORT matches torch (see module doc)."""
+                check: bool = True, any_size: bool = True) -> Path:
+    """Write `model` as ONNX; with `check`, raise DtkError unless ORT matches torch (see module doc).
+    `any_size`: the graph takes any H x W (multiples of 8); else only `height` x `width`."""
     import copy
 
     if opset < 17:
@@ -247,7 +253,7 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
                                        "width": model.evidence_width, "own": -1.0,
                                        "known_blur": KNOWN_INPUT, "decide": DECIDE})
     known = torch.full((1, 1), DECIDE, dtype=example_in.dtype) if blind else None
-    _torch_export(module, example_in, path, opset, evidence, known)
+    _torch_export(module, example_in, path, opset, evidence, known, any_size=any_size)
     fold_constants(path)  # the parity check below runs on the folded graph
     if blind:
         _default_own_evidence(path)
