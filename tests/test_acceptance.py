@@ -140,15 +140,36 @@ def native_run(large, tmp_path_factory):
     return res, out, out_dir
 
 
+def test_max_tile_pixels_caps_the_tiles_and_outputs_stay_within_one_grey_level(large, native_run, tmp_path):
+    _, _, out_dir = native_run
+    res, out = dtk("run", large, "-o", tmp_path / "capped", "--blur", "k7", "--max-tile-pixels", 300000,
+                   "--json", tmp_path / "capped.json")
+    assert res.exit_code == 0, out
+    summary = json.loads((tmp_path / "capped.json").read_text())
+    sizes = {tuple(int(v) for v in size.split("x")): n for size, n in summary["tile_sizes"].items()}
+    assert summary["max_tile_pixels"] == 300000 and all(h * w <= 300000 for h, w in sizes)
+    assert summary["network_passes"] > 2 and summary["head_passes"] > 0  # the 720p frame: several tiles
+    for rel in (Path("city") / "00000000.png", Path("city") / "00000001.png"):
+        a = np.asarray(Image.open(out_dir / rel)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "capped" / rel)).astype(int)
+        assert np.abs(a - b).max() <= 1, rel
+    res, out = dtk("run", large, "-o", tmp_path / "bad", "--max-tile-pixels", 100)
+    assert res.exit_code == 2 and "--max-tile-pixels must be >= 4096" in out and "Traceback" not in out
+    assert not (tmp_path / "bad").exists()
+
+
 def test_run_at_native_size_beats_the_blurred_frame_and_the_resize_protocol(large, native_run, tmp_path):
     from toolkit.core.kernels import blur
     from toolkit.core.metrics import psnr
 
     res, out, out_dir = native_run
     assert res.exit_code == 0, out
-    assert "native size: 20 tiles of 256x448" in out  # 16 for 1280x720, 4 for 500x300 (padded)
+    # one pass a frame (each fits the default budget): 1280x720 as it is, 500x300 padded to 504x304
+    assert "native size: 2 network passes (1 x 720x1280 + 1 x 304x504; overlap 64 px) + 0 head-only" in out
     summary = json.loads((out_dir.parent / "run.json").read_text())
-    assert (summary["mode"], summary["network_passes"], summary["written"]) == ("native", 20, 2)
+    assert (summary["mode"], summary["network_passes"], summary["written"]) == ("native", 2, 2)
+    assert summary["tile_sizes"] == {"720x1280": 1, "304x504": 1} and summary["head_passes"] == 0
+    assert summary["max_tile_pixels"] >= 720 * 1280 and summary["peak_rss_mb"] > 0
     rel = Path("city") / "00000000.png"
     sharp = np.asarray(Image.open(large / rel))
     native = np.asarray(Image.open(out_dir / rel))

@@ -30,6 +30,7 @@ from toolkit.app.report import (
     key_value_table,
     outputs_table,
     parity_text,
+    tile_text,
     videos_table,
 )
 from toolkit.app.run import check_mode
@@ -371,8 +372,12 @@ def export_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
     fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output (default fp32 I/O).")] = False,
-    height: Annotated[int, typer.Option(help="Frame height.")] = 256,
-    width: Annotated[int, typer.Option(help="Frame width.")] = 448,
+    height: Annotated[int, typer.Option(help="Frame height (the parity check's; with --fixed-size the "
+                                             "graph's).")] = 256,
+    width: Annotated[int, typer.Option(help="Frame width (as --height).")] = 448,
+    fixed_size: Annotated[bool, typer.Option(
+        "--fixed-size", help="The graph takes only --height x --width (default: any multiple of 8, so "
+                             "dtk run can deblur a whole frame in one pass).")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
@@ -382,7 +387,7 @@ def export_cmd(
     from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
-                               fp16_io=fp16_io, overwrite=overwrite)
+                               fp16_io=fp16_io, overwrite=overwrite, any_size=not fixed_size)
     console.print(escape(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); "
                          f"parity vs PyTorch: {parity_text(result['parity'])}"))
 
@@ -431,8 +436,12 @@ def run_cmd(
         "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
                          "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
     tile_overlap: Annotated[int, typer.Option(
-        help="Pixels shared by neighbouring 256x448 tiles at native size (multiple of 8, 0..128; "
+        help="Pixels shared by neighbouring tiles at native size (multiple of 8, 0..128; "
              "default 64 = twice the network's reach, see README).")] = DEFAULT_OVERLAP,
+    max_tile_pixels: Annotated[int | None, typer.Option(
+        "--max-tile-pixels", help="The most pixels one network pass holds: a frame that fits is deblurred "
+                                  "in one pass, a larger one in the fewest tiles that fit (default: a 1080p "
+                                  "frame, ~2 GB with ONNX Runtime, less where memory is short).")] = None,
     keep_size: Annotated[bool, typer.Option(
         "--keep-size", help="With --resize: keep outputs at 256x448 (default: resized back to each "
                             "input's size).")] = False,
@@ -488,7 +497,7 @@ def run_cmd(
                       resumable=resumable,
                       model=model, backend=backend, batch=batch, blur=blur, known_blur=known_blur,
                       resize=resize, tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite,
-                      strict=strict,
+                      strict=strict, max_tile_pixels=max_tile_pixels,
                       precision=precision, compile_=compile_, channels_last=channels_last,
                       cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
                       executor=executor, max_pixels=max_pixels, json_out=json_out)
@@ -501,12 +510,13 @@ def run_cmd(
                       json_out=json_out, ov_mode=ov_mode, videos=videos, frames_out=frames_out, codec=codec,
                       crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
                       known_blur=known_blur)
-    check_mode(resize, keep_size, tile_overlap)
+    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
     preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
+               max_tile_pixels=max_tile_pixels,
                overwrite=overwrite, strict=strict, max_pixels=max_pixels, codec=codec, crf=crf,
                pix_fmt=pix_fmt, resumable=resumable, known_blur=known_blur)
     total = len(tree_files(input_dir, IMAGE_EXTENSIONS, [])) if input_dir.is_dir() else 0
@@ -549,16 +559,20 @@ def run_cmd(
             "frames": f"{summary.frames_total} found: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
-            "mode": (f"native size: {summary.network_passes} tiles of 256x448 (overlap "
-                     f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
-                     f"decision per frame; {summary.passed_whole} passed whole after one tile)"
+            "mode": (f"native size: {summary.network_passes} network passes "
+                     f"({tile_text(summary.tile_sizes)}; overlap {summary.tile_overlap} px) + "
+                     f"{summary.head_passes} head-only passes (one blur decision per frame; "
+                     f"{summary.passed_whole} passed as they are)"
                      if summary.mode == "native"
                      else "resized to 256x448 and back (--resize)")
                     + (f"; told the blur {summary.known_blur} (--known-blur), nothing decided"
                        if summary.known_blur else ""),
             "end to end": f"{summary.frames_per_s:.2f} frames/s"
-                          + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"
+                          + (f", {summary.network_passes / summary.wall_s:.1f} network passes/s"
                              if summary.mode == "native" and summary.wall_s > 0 else ""),
+            **({"memory": f"peak {summary.peak_rss_mb:.0f} MiB resident; one pass holds at most "
+                          f"{summary.max_tile_pixels:,} pixels (--max-tile-pixels)"}
+               if summary.peak_rss_mb and summary.max_tile_pixels else {}),
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
                             + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
             "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
@@ -591,7 +605,7 @@ def run_cmd(
 def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
                   crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
                   batch: int, blur: str | None, known_blur: str | None, resize: bool, tile_overlap: int,
-                  keep_size: bool, overwrite: bool,
+                  keep_size: bool, overwrite: bool, max_tile_pixels: int | None,
                   strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
                   threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
                   json_out: Path | None) -> None:
@@ -618,6 +632,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
         summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
                                 pix_fmt=pix_fmt, batch=batch, blur=blur, known_blur=known_blur,
                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                max_tile_pixels=max_tile_pixels,
                                 max_pixels=max_pixels, resumable=resumable, pipeline=pipeline, on_open=opened,
                                 progress=progress,
                                 on_tiles=tile_counter(bar, task))

@@ -46,6 +46,13 @@ def parity_text(parity: dict) -> str:
     return text
 
 
+def tile_text(sizes: dict[str, int]) -> str:
+    """Network passes per tile size for people: '10 x 720x1280 + 2 x 256x448' (most first)."""
+    if not sizes:
+        return "none"
+    return " + ".join(f"{n} x {size}" for size, n in sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+
 def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("item", style="bold")
