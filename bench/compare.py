@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.report import row_name
 from toolkit.core.errors import DtkError
 
 EXIT_REGRESSION = 1  # the gate's exit code: a matching row got slower or lost PSNR
@@ -119,8 +120,7 @@ def regressions(result: dict[str, Any], max_slowdown: float | None,
                        "--no-quality), so --max-psnr-drop cannot pass")
     out = []
     for r in ratios:
-        model = r["model"] + ": " if r["model"] else ""
-        name = f"{model}{r['backend']}/{r['variant']} batch {r['batch']} {r['mode']}"
+        name = row_name(r)
         slowdown, b_ips = r["slowdown"], r["b_images_per_s"]
         if max_slowdown is not None:
             if b_ips is None or not math.isfinite(b_ips) or b_ips <= 0 or not math.isfinite(slowdown):

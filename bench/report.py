@@ -15,7 +15,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bench.harness import SCHEMA, STATUS_RAN
+from bench.harness import SCHEMA, STATUS_FAILED_QUALITY, STATUS_RAN
 from bench.pareto import group_name, pareto_front, ran
 from bench.timing import shown_percentile
 from toolkit.core.atomic import write_bytes_atomic
@@ -43,7 +43,63 @@ def load_report(path: Path | str) -> dict:
         raise DtkError(f"cannot read bench report {p}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("rows"), list):
         raise DtkError(f"{p} is not a dtk bench report (schema {SCHEMA}); write one with dtk bench --json")
+    for i, row in enumerate(doc["rows"], 1):
+        problem = row_problem(row)
+        if problem:
+            name = f" ({row_name(row)})" if isinstance(row, dict) else ""
+            raise DtkError(f"cannot read {p}: row {i}{name}: {problem}; write the report again with "
+                           "dtk bench --json")
     return doc
+
+
+def _shown(value: Any) -> str:
+    """A report value as its JSON reads (null, "fast"), cut short."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def row_problem(row: Any) -> str | None:
+    """Why a report row cannot be read (compared, gated, shown), or None. A row that ran needs its
+    keys, a number of images/s (NaN: not measured) and latency percentiles; PSNRs are numbers or null."""
+    if not isinstance(row, dict):
+        return f"not a row but {type(row).__name__}"
+    for key in ("backend", "variant"):
+        if not isinstance(row.get(key), str):
+            return f"{key} is {_shown(row.get(key))}, not a name"
+    for key in ("model", "mode"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"{key} is {_shown(row[key])}, not a name"
+    if not isinstance(row.get("batch"), int) or isinstance(row["batch"], bool) or row["batch"] < 1:
+        return f"batch is {_shown(row.get('batch'))}, not a batch size"
+    latency = row.get("latency_ms")
+    if not latency and row.get("status") not in (STATUS_RAN, STATUS_FAILED_QUALITY):
+        return None  # did not run: nothing in it is read
+    if not _is_number(row.get("images_per_s")):
+        return f"images_per_s is {_shown(row.get('images_per_s'))}, not a number"
+    if not isinstance(latency, dict):
+        return f"latency_ms is {_shown(latency)}, not the latency figures"
+    for key in ("p50", "p99"):
+        if not _is_number(latency.get(key)):
+            return f"latency_ms.{key} is {_shown(latency.get(key))}, not a number"
+    quality = row.get("quality")
+    if quality is not None and not isinstance(quality, dict):
+        return f"quality is {_shown(quality)}, not the quality figures"
+    psnr = (quality or {}).get("psnr_db")
+    if psnr is not None and (not isinstance(psnr, dict) or
+                             any(v is not None and not _is_number(v) for v in psnr.values())):
+        return f"quality.psnr_db is {_shown(psnr)}, not numbers (dB) per kernel"
+    return None
+
+
+def row_name(row: dict) -> str:
+    """'model: backend/variant batch N mode', as compare names rows."""
+    model = f"{row['model']}: " if isinstance(row.get("model"), str) and row["model"] else ""
+    mode = row.get("mode") or "compute"
+    return f"{model}{row.get('backend')}/{row.get('variant')} batch {row.get('batch')} {mode}"
 
 
 def row_label(row: dict) -> str:

@@ -65,6 +65,13 @@ class BenchRequest:
     min_psnr: float | None = None  # a row below this PSNR (any kernel) fails quality
     latency_budget_ms: float | None = None  # name the best batch per backend under this latency
 
+    def __post_init__(self) -> None:
+        # a gate needs what it gates on: without the quality columns no row has a PSNR, so a floor
+        # would pass every row (exit 0) without checking one
+        if self.min_psnr is not None and not self.quality:
+            raise DtkError("--min-psnr needs the quality columns: drop --no-quality (without PSNRs no row "
+                           "can be checked against the floor)")
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["config"] = self.config.to_json()

@@ -41,7 +41,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "tensorrt": {"engine": {"device": "cuda"}},
     # OpenVINO's performance hints: one synchronous request (dtk run's default), or the THROUGHPUT
-    # hint's streams fed a batch image by image through an AsyncInferQueue
+    # hint's streams fed a batch image by image through async infer requests
     "openvino": {
         "cpu-latency": {"device": "cpu", "hint": "latency"},
         "cpu-throughput": {"device": "cpu", "hint": "throughput"},

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from toolkit.core.evidence import EVIDENCE_INPUT, KNOWN_INPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
 
 DEFAULTED_INPUTS = (EVIDENCE_INPUT, KNOWN_INPUT)  # inputs a blind graph gives defaults
 
@@ -58,3 +58,37 @@ def parseable_onnx(onnx_path: Path | str, prefix: str = "dtk-onnx-") -> Iterator
         copy = Path(scratch) / onnx_path.name
         onnx.save(model, str(copy))
         yield copy
+
+
+CONV_OPS = ("Conv", "ConvTranspose")
+
+
+def evidence_ancestors(model) -> list[str]:
+    """Names of the nodes the `tile_evidence` output depends on ([] for a model without it), in graph
+    order: the bank and the head, whose output the gate decides on. `model`: an onnx.ModelProto."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    todo = [EVIDENCE_OUTPUT] if any(o.name == EVIDENCE_OUTPUT for o in model.graph.output) else []
+    seen: set[str] = set()
+    while todo:
+        node = producers.get(todo.pop())
+        if node is not None and node.name not in seen:
+            seen.add(node.name)
+            todo.extend(node.input)
+    return [n.name for n in model.graph.node if n.name in seen]
+
+
+def concat_fed_convs(model) -> list[str]:
+    """Names of the Conv/ConvTranspose nodes whose data input is a Concat's output, directly or
+    through one QuantizeLinear -> DequantizeLinear pair. `model`: an onnx.ModelProto."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+
+    def source(name: str):
+        node = producers.get(name)
+        if node is not None and node.op_type == "DequantizeLinear":
+            q = producers.get(node.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                return producers.get(q.input[0])
+        return node
+
+    return [n.name for n in model.graph.node
+            if n.op_type in CONV_OPS and getattr(source(n.input[0]), "op_type", None) == "Concat"]

@@ -3,9 +3,12 @@ OpenVINO IR (X.xml + X.bin).
 
 Two modes, OpenVINO's performance hints:
 - `latency` (dtk run's default): one synchronous infer request per call, all threads on it;
-- `throughput`: the THROUGHPUT hint's streams, and a call's batch is split image by image over an
-  `AsyncInferQueue` of the compiled model's optimal number of requests, so the streams work side
-  by side (it pays off only with batches of more images than one).
+- `throughput`: the THROUGHPUT hint's streams, and a call's batch is split image by image over the
+  compiled model's optimal number of infer requests, started asynchronously and waited for on the
+  caller's thread, so the streams work side by side (it pays off only with batches of more images
+  than one). No Python code runs on OpenVINO's threads: an `AsyncInferQueue` callback did, and
+  closing a runner right after a batch aborted ("Resource deadlock avoided": a thread joining
+  itself, as when a compiled model's last reference goes on its own worker thread) or hung (issue 38).
 
 Numbers are exact fp32 by default: the inference precision is set to f32 (OpenVINO's CPU default
 is bf16 on CPUs with bf16 instructions, about 2x faster and not exact); `precision="bf16"` (dtk's
@@ -22,6 +25,7 @@ served it.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from pathlib import Path
@@ -78,6 +82,45 @@ def _port(ports, name: str):
     return next((p for p in ports if name in p.get_names()), None)
 
 
+_DEQUANTIZE = ("Convert", "Subtract", "Multiply", "Reshape")  # how the ONNX frontend spells DequantizeLinear
+_CONVS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
+
+
+def _int8_constant_behind(port) -> bool:
+    """True when `port` is an int8/uint8 constant behind a dequantization chain (int8 weights)."""
+    node = port.get_node()
+    for _ in range(8):
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return node.get_output_element_type(0).get_type_name() in ("i8", "u8")
+        if kind not in _DEQUANTIZE:
+            return False
+        node = node.input_value(0).get_node()
+    return False
+
+
+def concat_int8_convs(model) -> list[str]:
+    """Int8 convs of `model` (an ov.Model) whose input is quantized right after a Concat.
+
+    OpenVINO 2026.4's CPU plugin computes Concat -> FakeQuantize (a Q/DQ pair) -> int8 Conv wrongly
+    (errors as large as the output; ONNX Runtime exact on the same graph; tests/engines/
+    test_openvino.py builds a 5-node case). dtk quantize keeps such convs float (engines.quantize)."""
+    found = []
+    for fq in model.get_ordered_ops():
+        if fq.get_type_name() != "FakeQuantize" or fq.input_value(0).get_node().get_type_name() != "Concat":
+            continue
+        todo = [t.get_node() for t in fq.output(0).get_target_inputs()]
+        for _ in range(64):
+            if not todo:
+                break
+            node = todo.pop()
+            if node.get_type_name() in _CONVS and _int8_constant_behind(node.input_value(1)):
+                found.append(node.get_friendly_name())
+            elif node.get_type_name() in _DEQUANTIZE:
+                todo += [t.get_node() for t in node.output(0).get_target_inputs()]
+    return found
+
+
 class OvRunner(Runner):
     """An OpenVINO compiled model over an NCHW [0, 1] batch model (one image input, one image output)."""
 
@@ -112,12 +155,19 @@ class OvRunner(Runner):
         self.warnings = tuple(warnings)
         start = time.perf_counter()
         source = self._read(ov)
+        wrong = concat_int8_convs(source)
+        if wrong:
+            raise DtkError(f"OpenVINO would compute {self.model} wrongly: its CPU plugin miscomputes an int8 "
+                           f"conv quantized right after a Concat ({len(wrong)} here, e.g. {wrong[0]}); "
+                           "quantize the fp32 model again with `dtk quantize` (it keeps such convs in float) "
+                           "or run this one with --backend onnxruntime")
         params = source.get_parameters()
-        images = [p for p in params if not {EVIDENCE_INPUT, KNOWN_INPUT} & set(p.output(0).get_names())]
+        images = [p for p in params if not p.output(0).get_names() & {EVIDENCE_INPUT, KNOWN_INPUT}]
         ev_param = next((p for p in params if EVIDENCE_INPUT in p.output(0).get_names()), None)
         known_param = next((p for p in params if KNOWN_INPUT in p.output(0).get_names()), None)
         ev_out = _port(source.outputs, EVIDENCE_OUTPUT)
         self.takes_evidence = ev_param is not None and ev_out is not None
+        self.takes_known_blur = self.takes_evidence and known_param is not None
         outputs = [o for o in source.outputs if EVIDENCE_OUTPUT not in o.get_names()]
         if len(images) != 1 or len(outputs) != 1 or (ev_param is not None and not self.takes_evidence):
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "
@@ -131,19 +181,22 @@ class OvRunner(Runner):
         self.output_name = outputs[0].get_any_name()
         self.input_dtype = _np_dtype(images[0].get_element_type())
         self.evidence_dtype = _np_dtype(ev_param.get_element_type()) if ev_param is not None else None
-        self.takes_known_blur = self.takes_evidence and known_param is not None  # the blur a user knows
         if self.input_dtype is None or _np_dtype(outputs[0].get_element_type()) is None:
             raise DtkError(f"{self.model}: input/output types {images[0].get_element_type()}/"
                            f"{outputs[0].get_element_type()} are not float32 or float16")
         self._head_source = self._head_model(ov, source) if self.takes_evidence else None
         self.compiled = self._compile(source, hint)
         self.startup_s = time.perf_counter() - start
+        self.inference_precision = self._granted_precision(self.compiled)
+        if self.inference_precision != PRECISIONS[precision]:  # bf16 asked on a CPU without it
+            self.warnings += (f"OpenVINO runs {self.inference_precision} here, not the "
+                              f"{PRECISIONS[precision]} asked for (this CPU has no such arithmetic)",)
         self.from_cache = self._loaded_from_cache(self.compiled)
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._request = self.compiled.create_infer_request()
-        self._queue = (ov.AsyncInferQueue(self.compiled, max(self.requests, 1)) if hint == "throughput"
-                       else None)
+        self._pool = ([self.compiled.create_infer_request() for _ in range(max(self.requests, 1))]
+                      if hint == "throughput" else [])
         self._head = self._head_request = None
 
     def _read(self, ov):
@@ -184,6 +237,12 @@ class OvRunner(Runner):
             raise DtkError(f"OpenVINO cannot compile {self.model} for {self.device}: {first}") from None
 
     @staticmethod
+    def _granted_precision(compiled) -> str:
+        """The inference precision OpenVINO compiled for ('f32', 'bf16'): a bf16 hint on a CPU
+        without bf16 arithmetic runs f32, and describe() says what runs, not what was asked."""
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+
+    @staticmethod
     def _loaded_from_cache(compiled) -> bool | None:
         try:
             return bool(compiled.get_property("LOADED_FROM_CACHE"))
@@ -197,10 +256,11 @@ class OvRunner(Runner):
     def _feed(self, x: np.ndarray, evidence: np.ndarray | None,
               known: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feed = {self.input_name: x}
-        if self.takes_known_blur:  # N x 1: the class told, else DECIDE (the graph's own default)
-            rows = np.full((len(x), 1), DECIDE) if known is None else np.asarray(known).reshape(-1, 1)
-            feed[KNOWN_INPUT] = np.ascontiguousarray(np.broadcast_to(rows, (len(x), 1)),
-                                                     dtype=self.evidence_dtype)
+        if self.takes_known_blur:  # a real input here (no default once parsed): DECIDE unless told
+            rows = np.full((len(x), 1), DECIDE) if known is None else np.asarray(known)
+            if len(rows) == 1 and len(x) > 1:
+                rows = np.broadcast_to(rows, (len(x), 1))
+            feed[KNOWN_INPUT] = np.ascontiguousarray(rows, dtype=self.evidence_dtype)
         if self.takes_evidence:
             if evidence is None:
                 evidence = np.full((len(x), self._evidence_width()), OWN_EVIDENCE)
@@ -229,7 +289,7 @@ class OvRunner(Runner):
               known: np.ndarray | None = None) -> np.ndarray:
         """N x 3 x H x W -> N x 3 x H x W float32 (NumPy in, NumPy out)."""
         x = np.ascontiguousarray(to_host(batch), dtype=self.input_dtype)
-        if self._queue is not None and len(x) > 1:
+        if self._pool and len(x) > 1:
             return self._infer_async(x, evidence, known)
         out = self._request.infer(self._feed(x, evidence, known))
         return np.array(out[self.compiled.output(self.output_name)], dtype=np.float32)  # a copy: the
@@ -237,25 +297,38 @@ class OvRunner(Runner):
 
     def _infer_async(self, x: np.ndarray, evidence: np.ndarray | None,
                      known: np.ndarray | None = None) -> np.ndarray:
-        """One image per request over the queue; the streams run them side by side."""
+        """One image per request, the pool's requests in flight side by side (the streams run them);
+        each is waited for and read here, on the caller's thread, oldest first."""
         y = np.empty(x.shape, dtype=np.float32)
         port = self.compiled.output(self.output_name)
-
-        def done(request, i: int) -> None:
-            y[i] = request.get_tensor(port).data[0]
-
-        self._queue.set_callback(done)
-        for i in range(len(x)):
-            ev = None if evidence is None else evidence[min(i, len(evidence) - 1):][:1]
-            told = None if known is None else known[min(i, len(known) - 1):][:1]
-            self._queue.start_async(self._feed(x[i:i + 1], ev, told), i)
-        self._queue.wait_all()
+        free, busy = list(self._pool), collections.deque()
+        try:
+            for i in range(len(x)):
+                if not free:
+                    free.append(self._collect(busy.popleft(), port, y))
+                ev = None if evidence is None else evidence[min(i, len(evidence) - 1):][:1]
+                kn = None if known is None else known[min(i, len(known) - 1):][:1]
+                request = free.pop()
+                request.start_async(self._feed(x[i:i + 1], ev, kn))
+                busy.append((request, i))
+            while busy:
+                self._collect(busy.popleft(), port, y)
+        finally:
+            for request, _ in busy:  # an error or an interrupt: nothing left running on return
+                request.wait()
         return y
+
+    @staticmethod
+    def _collect(item, port, y: np.ndarray):
+        request, i = item
+        request.wait()
+        y[i] = request.get_tensor(port).data[0]
+        return request
 
     def describe(self) -> dict[str, Any]:
         mode = ("latency: one synchronous request" if self.hint == "latency" else
-                f"throughput: AsyncInferQueue of {max(self.requests, 1)} requests over {self.streams} "
-                "streams, one image per request")
+                f"throughput: {max(self.requests, 1)} async infer requests over {self.streams} streams, "
+                "one image per request")
         return {
             "backend": self.name,
             "device": "cpu",
@@ -264,7 +337,7 @@ class OvRunner(Runner):
             "mode": mode,
             "hint": self.hint.upper(),
             "streams": self.streams,
-            "inference_precision": PRECISIONS[self.precision],
+            "inference_precision": self.inference_precision,
             "io_dtype": np.dtype(self.input_dtype).name,
             "threads": self.threads,
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
@@ -274,6 +347,11 @@ class OvRunner(Runner):
         }
 
     def close(self) -> None:
-        self._queue = self._request = self._head_request = None
+        """Release the requests, then the compiled models, here and now (idempotent): requests
+        first, as each holds its compiled model; nothing is in flight between calls."""
+        for request in self._pool:
+            request.wait()
+        self._pool = []
+        self._request = self._head_request = None
         self.compiled = self._head = self._head_source = None
 

@@ -4,9 +4,11 @@
 int8 activations and weights, both symmetric (zero points 0: TensorRT's parser rejects others),
 per-channel weight scales for Conv (axis 0), a per-tensor scale for ConvTranspose (ORT would put its
 per-channel axis on 1, TensorRT expects 0), float biases (TensorRT rejects int32 DequantizeLinear).
+Some convs always stay float (`always_float_nodes`: the fixed bank, the decision head, convs fed by
+a Concat), so every backend decides as the fp32 model does and OpenVINO computes the graph right.
 Calibration inputs: real frames blurred with every seed kernel through the shared pipeline. A guard
 runs fp32 and int8 on frames disjoint from those; a kernel whose PSNR drops more than `max_drop_db`
-makes it measure each layer's sensitivity (quantize with only that layer in float) and keep the most
+makes it measure each layer's sensitivity (the drop with only that layer in int8) and keep the most
 sensitive layers in float; if that is not enough it refuses (DtkError) and writes nothing: the output
 is staged in a temporary file and renamed only on success.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Runner, infer_all
+from engines.onnx_graph import CONV_OPS, concat_fed_convs, evidence_ancestors
 from engines.spec import RunnerSpec
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
@@ -37,7 +40,7 @@ from toolkit.core.metrics import psnr_capped
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 METHODS = ("minmax", "entropy", "percentile")
-QUANTIZED_OPS = ("Conv", "ConvTranspose")
+QUANTIZED_OPS = CONV_OPS
 CONV_TRANSPOSE_MODES = ("per-tensor", "float")
 METADATA_KEY = "dtk_int8"
 
@@ -68,10 +71,19 @@ class QuantizeReport:
     float_layers: list[str]  # every layer kept in float: the fixed filters and those the search chose
     guard: list[KernelGuard]
     fixed_float_layers: list[str] = field(default_factory=list)  # kept in float from the start
+    fixed_float_why: dict[str, str] = field(default_factory=dict)  # layer -> why (always_float_nodes)
     attempts: list[dict] = field(default_factory=list)  # float layers tried and worst drop of each
-    sensitivity: dict[str, float] = field(default_factory=dict)  # layer -> worst drop with it in float
+    sensitivity: dict[str, float] = field(default_factory=dict)  # layer -> worst drop with it alone int8
     passed: bool = False
     seconds: float = 0.0
+
+    def float_summary(self) -> str:
+        """The layers kept in float, by reason: 'fixed bank (4), decision (4); by the guard: X'."""
+        chosen = [n for n in self.float_layers if n not in self.fixed_float_why]
+        parts = [_float_summary(self.fixed_float_why)] if self.fixed_float_why else []
+        if chosen:
+            parts.append("by the guard: " + ", ".join(chosen))
+        return "; ".join(parts) or "none"
 
     @property
     def worst_drop_db(self) -> float:
@@ -193,10 +205,13 @@ class GuardSet:
     sharp: np.ndarray
     fp32: dict[str, np.ndarray]
 
-    def measure(self, int8_path: Path, threads: int | None = None) -> list[KernelGuard]:
+    def measure(self, int8_path: Path, threads: int | None = None,
+                kernels: Sequence[str] | None = None) -> list[KernelGuard]:
+        """Guard figures per kernel (of `kernels` only, when given)."""
         result = []
         with _guard_runner(int8_path, threads) as runner:
-            outputs = {k: nchw_to_nhwc_uint8(infer_all(runner, x)) for k, x in self.inputs.items()}
+            outputs = {k: nchw_to_nhwc_uint8(infer_all(runner, x)) for k, x in self.inputs.items()
+                       if kernels is None or k in kernels}
         for k, out in outputs.items():
             fp = self.fp32[k]
             f = [psnr_capped(o, s) for o, s in zip(fp, self.sharp, strict=True)]
@@ -219,6 +234,30 @@ FIXED_FILTER_PREFIX = "/bank/"
 def fixed_filter_nodes(nodes: Sequence[str]) -> list[str]:
     """The quantizable nodes of the fixed deconvolution bank (kept in float by default)."""
     return [n for n in nodes if n.startswith(FIXED_FILTER_PREFIX)]
+
+
+def always_float_nodes(model_path: Path, nodes: Sequence[str], *,
+                       quantize_bank: bool = False) -> dict[str, str]:
+    """The quantizable nodes that stay float whatever the guard says, each with its reason.
+
+    - the fixed bank (unless `quantize_bank`, an experiment: the bank feeds the decision too);
+    - the decision: every other conv the `tile_evidence` output depends on (the head). The gate is
+      a cliff on that evidence (P > 0.999); int8 evidence (pooled energies of small residuals) fell
+      to 0-84 % of fp32's on the 40 blurred demo frames and an int8 head flipped ONNX Runtime's
+      pass/deblur decision on 13 of them. In float every backend decides as fp32 does;
+    - every conv fed by a Concat: OpenVINO's CPU plugin (2026.4) computes Concat -> QuantizeLinear ->
+      DequantizeLinear -> int8 Conv wrongly (errors as large as the output; ONNX Runtime exact on
+      the same graph): its int8 head passed every frame (issue 38). Float there, both run it right.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    wanted = set(nodes)
+    bank = set(fixed_filter_nodes(nodes))
+    why: dict[str, str] = {} if quantize_bank else {n: "fixed bank" for n in bank}
+    why.update({n: "decision" for n in evidence_ancestors(model) if n in wanted and n not in bank})
+    why.update({n: "fed by a Concat" for n in concat_fed_convs(model) if n in wanted and n not in why})
+    return {n: why[n] for n in nodes if n in why}  # in graph order
 
 
 def quantizable_nodes(model_path: Path, conv_transpose: str = "per-tensor") -> list[str]:
@@ -316,8 +355,8 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
                    log: Callable[[str], None] | None = None) -> QuantizeReport:
     """Quantize `model_onnx` to a Q/DQ INT8 graph at `out_path`; DtkError (and no file) if the guard fails.
 
-    The fixed deconvolution bank stays in float unless `quantize_bank` (its sensitivity ranks it
-    first: an int8 bank alone costs the shipped model several dB)."""
+    What always stays float, and why: `always_float_nodes` (the fixed deconvolution bank unless
+    `quantize_bank`, the decision head, convs fed by a Concat); the guard may keep more."""
     start = time.perf_counter()
     say = log or (lambda _m: None)
     model_onnx, out_path = Path(model_onnx), Path(out_path)
@@ -359,28 +398,34 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
             raise DtkError(f"ONNX Runtime's quant_pre_process failed on {model_onnx}: {exc}") from None
         reader = _CalibrationReader(fp32_input_name(pre), samples)
 
-        def attempt(exclude: Sequence[str], tag: str) -> tuple[Path, list[KernelGuard]]:
+        def attempt(exclude: Sequence[str], tag: str,
+                    kernels: Sequence[str] | None = None) -> tuple[Path, list[KernelGuard]]:
             path = tmp / f"{tag}.onnx"
             _quantize_static(pre, path, reader, method, cache, exclude, conv_transpose, percentile)
-            return path, guard_set.measure(path, threads)
+            return path, guard_set.measure(path, threads, kernels)
 
         all_nodes = quantizable_nodes(pre, conv_transpose)
-        fixed = [] if quantize_bank else fixed_filter_nodes(all_nodes)
+        fixed_why = always_float_nodes(pre, all_nodes, quantize_bank=quantize_bank)
+        fixed = list(fixed_why)
         t0 = time.perf_counter()
         best_path, guard = attempt(fixed, "all")
-        what = f"all layers but the fixed bank ({len(fixed)} in float)" if fixed else "all layers"
+        what = f"all layers but {_float_summary(fixed_why)} in float" if fixed else "all layers"
         say(f"int8, {what}: worst drop {_worst(guard):+.3f} dB ({time.perf_counter() - t0:.1f} s)")
         attempts = [{"float_layers": list(fixed), "worst_drop_db": _worst(guard)}]
         float_layers: list[str] = list(fixed)
         sensitivity: dict[str, float] = {}
         if _worst(guard) > max_drop_db and max_float_layers > 0:
             nodes = [n for n in all_nodes if n not in fixed]
-            say(f"drop above {max_drop_db} dB: measuring the sensitivity of {len(nodes)} layers")
+            failing = [g.kernel for g in guard if g.drop_db > max_drop_db]  # the others cannot fail
+            say(f"drop above {max_drop_db} dB ({', '.join(failing)}): measuring each of {len(nodes)} layers' "
+                "drop alone in int8")
             for i, node in enumerate(nodes):
-                path, g = attempt([*fixed, node], f"one{i}")
+                path, g = attempt([n for n in all_nodes if n != node], f"one{i}", failing)
                 path.unlink()  # one file per layer would add up on a large model
                 sensitivity[node] = _worst(g)
-            ranked = sorted(nodes, key=lambda n: sensitivity[n])  # lowest drop when kept in float first
+            # the costliest layer alone first (with one dominant layer, "all but this one in int8"
+            # ranks the others by noise: measured, 10 of 11 layers tied at +1.184 dB)
+            ranked = sorted(nodes, key=lambda n: -sensitivity[n])
             cap = min(max_float_layers, len(ranked))
             for k in sorted({min(2 ** i, cap) for i in range(cap.bit_length() + 1)}):
                 trial = [*fixed, *ranked[:k]]
@@ -396,7 +441,7 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
             calibration_frames=[str(f.path) for f in split.calibration], calibration_sha256=digest,
             guard_frames=[str(f.path) for f in split.guard], conv_transpose=conv_transpose,
             float_layers=float_layers, guard=guard, attempts=attempts, sensitivity=sensitivity,
-            fixed_float_layers=list(fixed))
+            fixed_float_layers=list(fixed), fixed_float_why=fixed_why)
         report.seconds = time.perf_counter() - start
         if report.worst_drop_db > max_drop_db:
             failing = ", ".join(f"{g.kernel} {g.drop_db:+.3f} dB" for g in guard if g.drop_db > max_drop_db)
@@ -422,14 +467,22 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
     return report
 
 
+def _float_summary(why: dict[str, str]) -> str:
+    """'fixed bank (4), decision (4), fed by a Concat (3)': the always-float layers by reason."""
+    counts: dict[str, int] = {}
+    for reason in why.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(f"{reason} ({n})" for reason, n in counts.items())
+
+
 def _why(report: QuantizeReport) -> str:
     """Why the guard still fails: what was kept in float, and the layers that cost the most."""
     parts = []
     if report.fixed_float_layers:
-        parts.append(f"the fixed deconvolution bank ({len(report.fixed_float_layers)} convs) in float")
+        parts.append(f"{_float_summary(report.fixed_float_why)} in float")
     if report.sensitivity:
-        worst = sorted(report.sensitivity, key=report.sensitivity.__getitem__)[:3]
-        parts.append("keeping one layer in float helps most for " + ", ".join(
+        worst = sorted(report.sensitivity, key=lambda n: -report.sensitivity[n])[:3]
+        parts.append("the costliest layers alone in int8: " + ", ".join(
             f"{n} (drop {report.sensitivity[n]:+.2f} dB)" for n in worst))
     return f" ({'; '.join(parts)})" if parts else ""
 

@@ -4,25 +4,47 @@
     python examples/deblur_photos.py a.jpg b.png -o strip.png      # your (blurred) photos as they are
     python examples/deblur_photos.py a.jpg --blur k7               # blur sharp photos first, then deblur
 
-Frames are read with Pillow, deblurred in memory at their own size (no files in between) and
-laid out as [before | after] rows, each row scaled to --height pixels, in one PNG.
+Frames are read as `dtk run` reads them (EXIF orientation applied), deblurred in memory at their
+own size (no files in between) and laid out as [before | after] rows, each row scaled to --height
+pixels, in one image. The strip is written as dtk writes files (README "What dtk writes"): never
+over a photo it reads, an existing file only with --overwrite, atomically; a mistake (an
+unreadable photo, an -o that is not an image name) is one `error:` line and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from toolkit import Deblurrer
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.bounds import check_number
+from toolkit.core.errors import DtkError, exits_on_dtk_error
+from toolkit.core.frames import read_frame
+from toolkit.core.kernels import get_kernel
+from toolkit.core.safepaths import check_output_file
+
+STRIP_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An H x W x 3 uint8 frame from any image Pillow reads (EXIF orientation applied)."""
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    """An H x W x 3 uint8 frame as `dtk run` reads it (EXIF orientation applied); DtkError when the
+    file cannot be read (missing, truncated, not an image)."""
+    return read_frame(path)
+
+
+def check_strip_path(output: Path, photos: list[Path], overwrite: bool) -> str:
+    """The image format of -o; DtkError unless it names an image file dtk may write."""
+    fmt = STRIP_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise DtkError(f"-o {output}: name an image file ({', '.join(STRIP_FORMATS)}), e.g. strip.png")
+    check_output_file(output, "-o", inputs=photos, overwrite=overwrite)
+    return fmt
 
 
 def strip(pairs: list[tuple[np.ndarray, np.ndarray]], height: int, gap: int = 8) -> Image.Image:
@@ -44,17 +66,23 @@ def strip(pairs: list[tuple[np.ndarray, np.ndarray]], height: int, gap: int = 8)
     return canvas
 
 
-def main() -> None:
+@exits_on_dtk_error
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="*", type=Path, help="Images to deblur (default: the demo photos).")
     parser.add_argument("-o", "--output", type=Path, default=Path("before-after.png"))
+    parser.add_argument("--overwrite", action="store_true", help="Replace -o when it exists.")
     parser.add_argument("--blur", default=None, help="Blur each photo first with a seed kernel (k3|k7|k11).")
     parser.add_argument("--model", default="default", help="Any model `dtk run --model` takes.")
     parser.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch.")
     parser.add_argument("--height", type=int, default=256, help="Height of each row in the strip.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
+    fmt = check_strip_path(args.output, args.photos, args.overwrite)  # before anything loads
+    check_number("--height", args.height, min=8, max=4096)
+    if args.blur:
+        get_kernel(args.blur)
     blur_with = args.blur
     if args.photos:
         frames = [read_rgb(p) for p in args.photos]
@@ -71,9 +99,11 @@ def main() -> None:
     with Deblurrer(args.model, backend=args.backend) as deblur:
         sharp = deblur(frames)  # a list in, a list out, every frame at its own size
 
-    strip(list(zip(frames, sharp, strict=True)), args.height).save(args.output)
+    encoded = io.BytesIO()
+    strip(list(zip(frames, sharp, strict=True)), args.height).save(encoded, format=fmt)
+    write_bytes_atomic(args.output, encoded.getvalue())
     print(f"wrote {args.output} ({len(frames)} photo(s): before | after)")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

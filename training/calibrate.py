@@ -20,6 +20,7 @@ saved beside it (`-o`.outcomes.npz: choose again with `--outcomes`, no network p
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.modelfiles import check_checkpoint_output, read_sidecar, with_checkpoint_files
 from toolkit.core.models import create_model
@@ -218,7 +220,9 @@ def frontier(rows: list[dict], harm: str = "harmed") -> list[dict]:
 
 def save_outcomes(path: Path | str, res: dict[str, dict[str, np.ndarray]]) -> None:
     """Write `outcomes` to `path` (.npz: LABEL_probs, LABEL_psnr, LABEL_strong) for `load_outcomes`."""
-    np.savez_compressed(path, **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+    data = io.BytesIO()
+    np.savez_compressed(data, **{f"{label}_{k}": v for label, r in res.items() for k, v in r.items()})
+    write_bytes_atomic(path, data.getvalue())
 
 
 def load_outcomes(path: Path | str) -> dict[str, dict[str, np.ndarray]]:
@@ -274,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.photos_of:
         names = calibrated_on(args.photos_of)
     if not names:
-        raise SystemExit(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
-                         "or give --calibration N here (photos it never trained on)")
+        raise DtkError(f"{args.checkpoint} names no calibration photos: train with --calibration N, "
+                       "or give --calibration N here (photos it never trained on)")
     model = load_model(args.checkpoint)
     if args.native:
         from toolkit.core.demo import parse_frame_size

@@ -16,6 +16,7 @@ import json
 
 import torch
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BALANCE, PRIOR_BALANCE, _apply_gain, wiener
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.flops import frame_flops
@@ -48,7 +49,7 @@ def card_table(checkpoint: str, data: str | None, demo: str | None) -> tuple[str
 
     doc = read_sidecar(checkpoint)
     model = load_model(checkpoint)
-    kernels = parse_kernels(",".join(doc.get("kernels", ["k3", "k7", "k11"])))
+    kernels = parse_kernels(",".join(doc.get("kernels", ["k3", "k7", "k11"])), f"the kernels of {checkpoint}")
     sets = {}
     if data:
         sets["validation (held-out sequences)"] = load_frames(data).subset(doc["val_sequences"])
@@ -112,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         for k, a in res["rank_agreement"].items():
             print(k, "Spearman between halves", round(a["spearman"], 3), a["methods"])
         if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(res, fh, indent=1)
+            write_bytes_atomic(args.json, json.dumps(res, indent=1).encode())
         return
 
     model = load_model(args.checkpoint)
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     table, raw = card_table(args.checkpoint, args.data, args.demo)
     print(table)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(raw, fh, indent=2)
+        write_bytes_atomic(args.json, json.dumps(raw, indent=2).encode())
 
 
 GROUPS = ("crisp", "soft", "all")  # the characters of the held-out photos (training.photocatalog)

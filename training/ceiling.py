@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.modelfiles import with_checkpoint_files
 from toolkit.core.safepaths import check_output_file
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     table = ceiling(res, c.gate_deblur, c.gate_strong, c.gate_agree)
     print(render(table, dict(args.bar)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "ceiling": table,
-                                               "bars": dict(args.bar)}, indent=2) + "\n")
+        write_bytes_atomic(args.json, (json.dumps({"checkpoint": args.checkpoint, "ceiling": table,
+                                                   "bars": dict(args.bar)}, indent=2) + "\n").encode())
         if not args.outcomes:
             save_outcomes(Path(args.json).with_suffix(".outcomes.npz"), res)
 

@@ -17,8 +17,9 @@ import numpy as np
 from toolkit import FRAME_SIZE
 from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import discover_frames, read_frame, resize_frame, write_png_atomic
+from toolkit.core.frames import discover_frames, encode_png, read_frame, resize_frame
 from toolkit.core.kernels import BlurKernel, blur
+from toolkit.core.safepaths import OwnedFolder
 
 # Real photographs bundled with scikit-image (grayscale ones become RGB); demo photos excluded.
 SKIMAGE_TRAINING_PHOTOS = ("brick", "camera", "cell", "grass", "gravel", "hubble_deep_field", "ihc",
@@ -214,19 +215,26 @@ def wallpaper_licence(folder: Path) -> str:
 
 
 def write_training_photos(out_dir: Path | str, wallpapers: Path | str | None = None,
-                          max_short_side: int = 720) -> list[dict]:
-    """Write `out_dir/<photo>/<00000000>.png` (256x448 grid windows); returns one record per photo."""
+                          max_short_side: int = 720, overwrite: bool = False) -> list[dict]:
+    """Write `out_dir/<photo>/<00000000>.png` (256x448 grid windows); returns one record per photo.
 
-    out = Path(out_dir)
+    `out_dir` is an `OwnedFolder` (toolkit.core.safepaths): a file there that dtk did not write is
+    never replaced without `overwrite`."""
+
+    folder = OwnedFolder(out_dir, overwrite=overwrite)
+    folder.check(inputs=[wallpapers])
+    sources = allowed_photo_sources(wallpapers)
     records = []
-    for name, path, licence in allowed_photo_sources(wallpapers):
+    for name, path, licence in sources:
         assert name.split("_", 1)[1] not in TRAINING_EXCLUDED
         image = _fit(read_frame(path), max_short_side)
         windows = grid_windows(image)
         for i, window in enumerate(windows):
-            write_png_atomic(out / name / f"{i:08d}.png", np.ascontiguousarray(window))
+            folder.write(f"{name}/{i:08d}.png", encode_png(np.ascontiguousarray(window)))
         records.append({"sequence": name, "source": str(path), "licence": licence, "frames": len(windows),
                         "size": list(image.shape[:2])})
+    folder.remove_unlisted(folder.written)
+    folder.save()
     return records
 
 

@@ -33,7 +33,7 @@ one-in-twenty error): the lowest threshold with none at own scale for `--native`
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import time
 from pathlib import Path
 
@@ -42,12 +42,13 @@ import torch
 from torch import nn
 
 from toolkit import FRAME_SIZE
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
 from toolkit.core.safepaths import check_output_file
 from training import photocatalog as cat
-from training.photoset import calibration_split, centre_window, load_sources, photo_windows
+from training.photoset import calibration_split, centre_window, load_sources, photo_windows, read_index
 
 LABEL_CLASS = {"sharp": 0, "k3": 0, "k7": 1, "k11": 2}  # pass / k7 / k11 (fastwiener.CLASSES)
 LABELS = tuple(LABEL_CLASS)
@@ -81,7 +82,7 @@ def collect(checkpoint: Path, photos: Path, native: tuple[int, int], calibration
     from training.photoset import candidates
     from training.photosources import DEFAULT_CACHE, PackageCache
 
-    records = {r["name"]: r for r in json.loads((photos / "sources.json").read_text())}
+    records = {r["name"]: r for r in read_index(photos)}
     held = calibration_split(photos, calibration)
     stored = {n: im for n, im in load_sources(photos, "train").items() if records[n]["colour"]}
     runner = TorchRunner(checkpoint)
@@ -254,8 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         data = collect(Path(args.checkpoint), Path(args.photos), parse_frame_size(args.native),
                        args.calibration)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cached, **data)
+        packed = io.BytesIO()
+        np.savez_compressed(packed, **data)
+        write_bytes_atomic(cached, packed.getvalue())
     model = with_strong(load_model(args.checkpoint))
     classes = np.array([LABEL_CLASS[lb] for lb in data["label"]])
     own = np.isin(data["kind"], OWN_SCALE)

@@ -18,6 +18,7 @@ from torch import nn
 
 from engines.onnxruntime import cpu_session
 from engines.polygraphy_log import quiet_polygraphy
+from toolkit.core.atomic import atomic_target, write_bytes_atomic
 from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_CLASS, KNOWN_INPUT
@@ -145,8 +146,9 @@ def _set_metadata(path: Path, metadata: dict) -> None:
 
 
 def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16: bool = False,
-                 fp16_io: bool = False, tolerance: float | None = None) -> dict:
-    """Compare ORT CPU vs torch fp32 on a random batch and a real photo; DtkError beyond tolerance.
+                 fp16_io: bool = False, tolerance: float | None = None, shown: Path | None = None) -> dict:
+    """Compare ORT CPU vs torch fp32 on a random batch and a real photo; DtkError beyond tolerance
+    (naming `shown`, the file being written, when `path` is its temporary file).
 
     Inputs: random, a real photo and that photo blurred with k7 and with k11. Returns
     {"random_max_abs": ..., "real_max_abs": ..., "real_k7_max_abs": ..., "real_k11_max_abs": ...,
@@ -155,6 +157,9 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
 
     tol = tolerance if tolerance is not None else (FP32_TOLERANCE if not fp16 else 2e-2)
     sess = cpu_session(path)
+    # checking an export's temporary file: name the target; a refused file is never renamed to it
+    verdict = "the file was not trusted" if shown is None else f"{shown} was not written"
+    shown = shown or path
     rng = np.random.default_rng(0)
     real = real_frame(height, width)
     # the blurred frames drive a gated model through its deconvolution paths: sharp and random
@@ -170,7 +175,8 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
         feed = x.astype(np.float16) if fp16_io else x
         got = sess.run(["output"], {"input": feed})[0].astype(np.float32)
         if not np.all(np.isfinite(got)):
-            raise DtkError(f"ONNX export check failed: {path} gives non-finite outputs on the {name} input")
+            raise DtkError(f"ONNX export check failed: {shown} gives non-finite outputs on the {name} input; "
+                           f"{verdict}")
         err = float(np.max(np.abs(got - ref)))
         result[f"{name}_max_abs"] = err
         if name in ("real_k7", "real_k11"):
@@ -178,8 +184,8 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
             db = psnr(np.clip(got[0].transpose(1, 2, 0), 0, 1) * 255, sharp)
             result["real_psnr_vs_fp32_db"] = min(db, result.get("real_psnr_vs_fp32_db", db))
         if err > tol:
-            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
-                           f"on the {name} input (tolerance {tol:g}); the file was not trusted")
+            raise DtkError(f"ONNX export check failed: {shown} differs from PyTorch by max abs {err:.3g} "
+                           f"on the {name} input (tolerance {tol:g}); {verdict}")
     if getattr(model, "takes_evidence", False):
         # a frame decision given from outside: the sharp frame decided on the k11 frame's evidence
         x = real
@@ -192,8 +198,8 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
         err = float(np.max(np.abs(got.astype(np.float32) - ref)))
         result["given_evidence_max_abs"] = err
         if err > tol or not np.all(np.isfinite(own)):
-            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
-                           f"with a given frame evidence (tolerance {tol:g}); the file was not trusted")
+            raise DtkError(f"ONNX export check failed: {shown} differs from PyTorch by max abs {err:.3g} "
+                           f"with a given frame evidence (tolerance {tol:g}); {verdict}")
         # a blur the user knows: the sharp frame told it carries k11 (a decision it would not make)
         known = torch.full((1, 1), KNOWN_CLASS["k11"])
         with torch.no_grad():
@@ -204,8 +210,8 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
         err = float(np.max(np.abs(got.astype(np.float32) - ref)))
         result["known_blur_max_abs"] = err
         if err > tol:
-            raise DtkError(f"ONNX export check failed: {path} differs from PyTorch by max abs {err:.3g} "
-                           f"when told the blur (tolerance {tol:g}); the file was not trusted")
+            raise DtkError(f"ONNX export check failed: {shown} differs from PyTorch by max abs {err:.3g} "
+                           f"when told the blur (tolerance {tol:g}); {verdict}")
     return result
 
 
@@ -213,7 +219,19 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
                 fp16: bool = False, fp16_io: bool = False, metadata: dict | None = None,
                 check: bool = True, any_size: bool = True) -> Path:
     """Write `model` as ONNX; with `check`, raise DtkError unless ORT matches torch (see module doc).
-    `any_size`: the graph takes any H x W (multiples of 8); else only `height` x `width`."""
+    `any_size`: the graph takes any H x W (multiples of 8); else only `height` x `width`.
+
+    Atomic (`toolkit.core.atomic.atomic_target`): the graph is exported, folded and checked in a
+    temporary file beside `path`, renamed to `path` only when the check passed; a failed check or an
+    interrupt leaves `path` as it was (an existing file untouched) and no temporary file."""
+    return _export(model, path, height=height, width=width, opset=opset, fp16=fp16, fp16_io=fp16_io,
+                   metadata=metadata, check=check, any_size=any_size)[0]
+
+
+def _export(model: nn.Module, path: Path | str, *, height: int, width: int, opset: int, fp16: bool,
+            fp16_io: bool, metadata: dict | None, check: bool,
+            any_size: bool = True) -> tuple[Path, dict | None]:
+    """export_onnx's work: (the path written, the parity check's result, None without `check`)."""
     import copy
 
     if opset < 17:
@@ -223,7 +241,6 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
     if fp16_io and not fp16:
         raise DtkError("--fp16-io needs --fp16 (an fp16 graph)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(getattr(model, "module", model)).float().eval()
     meta = {"producer": "dtk", "input_layout": "NCHW RGB float 0..1", "fp16": str(fp16).lower(),
             "fp16_io": str(fp16_io).lower()}
@@ -253,14 +270,16 @@ def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width:
                                        "width": model.evidence_width, "own": -1.0,
                                        "known_blur": KNOWN_INPUT, "decide": DECIDE})
     known = torch.full((1, 1), DECIDE, dtype=example_in.dtype) if blind else None
-    _torch_export(module, example_in, path, opset, evidence, known, any_size=any_size)
-    fold_constants(path)  # the parity check below runs on the folded graph
-    if blind:
-        _default_own_evidence(path)
-    _set_metadata(path, meta)
-    if check:
-        check_parity(model, path, height, width, fp16=fp16, fp16_io=fp16_io)
-    return path
+    parity = None
+    with atomic_target(path) as tmp:  # renamed to `path` only once checked
+        _torch_export(module, example_in, tmp, opset, evidence, known, any_size=any_size)
+        fold_constants(tmp)  # the parity check below runs on the folded graph
+        if blind:
+            _default_own_evidence(tmp)
+        _set_metadata(tmp, meta)
+        if check:
+            parity = check_parity(model, tmp, height, width, fp16=fp16, fp16_io=fp16_io, shown=path)
+    return path, parity
 
 
 def fp16_error(model: nn.Module, frames: list[np.ndarray], fp16_path: Path | str,
@@ -305,22 +324,19 @@ def export_checkpoint(checkpoint: Path | str, output: Path | str, *, overwrite: 
     model = load_model(checkpoint)
     meta = {"kernels": ",".join(doc.get("kernels", [])), "training_data_sha256": doc.get("data_sha256", ""),
             "training_step": str(doc.get("step", "")), "dtk_version": str(doc.get("dtk_version", ""))}
-    path = export_onnx(model, output, metadata=meta, check=False, **kwargs)
-    parity = check_parity(model, path, kwargs.get("height", 256), kwargs.get("width", 448),
-                          fp16=kwargs.get("fp16", False), fp16_io=kwargs.get("fp16_io", False))
+    options = {"height": 256, "width": 448, "opset": 18, "fp16": False, "fp16_io": False, **kwargs}
+    path, parity = _export(model, output, metadata=meta, check=True, **options)
     return {"path": str(path), "bytes": path.stat().st_size, "parity": parity}
 
 
 def ship_assets(checkpoint: Path | str, assets: Path | str | None = None, fp16: bool = True) -> dict:
     """Copy a checkpoint to `toolkit/assets/dtk-unet.{safetensors,json}` and export `dtk-unet.onnx`
     (+ `dtk-unet-fp16.onnx`, fp32 I/O), each parity-checked; returns {file: bytes}."""
-    import shutil
-
     dest = Path(assets) if assets else Path(__file__).resolve().parent.parent / "toolkit" / "assets"
     dest.mkdir(parents=True, exist_ok=True)
     weights, sidecar, _ = checkpoint_paths(checkpoint)
-    shutil.copyfile(weights, dest / "dtk-unet.safetensors")
-    shutil.copyfile(sidecar, dest / "dtk-unet.json")
+    write_bytes_atomic(dest / "dtk-unet.safetensors", weights.read_bytes())
+    write_bytes_atomic(dest / "dtk-unet.json", sidecar.read_bytes())
     export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet.onnx", overwrite=True)
     if fp16:
         export_checkpoint(dest / "dtk-unet.safetensors", dest / "dtk-unet-fp16.onnx", fp16=True,

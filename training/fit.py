@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.models import ModelConfig, count_parameters, create_model
 from toolkit.core.models.checkpoint import load_model, save_checkpoint
@@ -29,7 +30,7 @@ from toolkit.core.safepaths import check_output_folder
 from training.calibrate import calibrated_on
 from training.photoset import calibration_split, load_sources, validation_set
 from training.sampler import PhotoSampler, psnr_uint8, quantize, validation_tensors
-from training.train import image_loss, write_curves
+from training.train import diverged, finite_parameters, image_loss, write_curves
 
 ARCHS = {
     "fastwiener": {"arch": "fastwiener", "width": 24, "head_width": 32},
@@ -180,7 +181,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__,
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_bytes_atomic(out / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
     log(
         f"{config.arch}: {meta['params']:,} params on {meta['device']}; train photos {len(train_photos)}, "
         f"val windows {len(windows)} ({len(pick)} during training)"
@@ -217,6 +218,13 @@ def fit(config: FitConfig, *, log=print) -> dict:
         loss_n += 1
         done = elapsed() >= budget or (config.max_steps is not None and step >= config.max_steps)
         if time.monotonic() - last_val >= config.val_seconds or done:
+            # checked here, not every step (that would sync the GPU each step): a non-finite loss
+            # since the last validation stops the run before anything is saved (exit 3)
+            if not bool(torch.isfinite(loss_sum)):
+                mean = float(loss_sum) / max(loss_n, 1)
+                raise diverged(step, f"the training loss ({mean})", out, config.lr)
+            if not finite_parameters(model):
+                raise diverged(step, "the weights", out, config.lr)
             metrics = validate(model, val_small, autocast=False)
             s = score(metrics)
             row = {
@@ -264,7 +272,7 @@ def fit(config: FitConfig, *, log=print) -> dict:
         "device": meta["device"],
         "params": meta["params"],
     }
-    (out / "val.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_bytes_atomic(out / "val.json", (json.dumps(result, indent=2) + "\n").encode())
     log(
         f"done: {step} steps in {result['minutes']} min; full validation "
         + " ".join(f"{k} {m['input']:.2f}->{m['output']:.2f}" for k, m in final.items())

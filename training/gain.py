@@ -1,5 +1,14 @@
-"""What each way of deblurring a frame gains, measured on synthesised content: the data a decision
-by expected gain is fitted on.
+"""What each way of deblurring a frame gains, measured on synthesised content, and the decision by
+expected gain fitted on it (round 4: toolkit.core.models.head.GainHead).
+
+    python -m training.gain toolkit/assets/dtk-unet.safetensors --photoset data/photoset \
+        -o runs/r4/gain [--per-photo 2] [--seed 0]
+
+writes runs/r4/gain.safetensors/.json: the model with a gain head (its other weights as given)
+fitted on frames of the photo set's training photos (never the validation photos, never the
+calibration photos) made into every content category (training.content), at 256x448 and at
+320x576 (several tiles, decided as `dtk run` decides), each unblurred and blurred k3 / k7 / k11.
+The collected gains are kept (`-o`.gains.npz) and reused by a rerun with the same frames.
 
 For a frame (any content category of training.content, blurred with none / k3 / k7 / k11 at its
 size) the options are: pass (0 dB by definition), the network told k7 or k11 (its refined
@@ -10,27 +19,22 @@ gain in dB over its input (clipped to +-GAIN_CLIP).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 
 from toolkit.core.baselines import BASELINES
+from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.metrics import capped, psnr
 
 OPTIONS = ("k7", "k7-prior", "k11", "k11-prior")
 BLURS = ("none", "k3", "k7", "k11")
 GAIN_CLIP = 20.0
-BAND_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # difference-of-Gaussians band edges (pixels)
-
-
-def band_energies(frame: np.ndarray) -> np.ndarray:
-    """log10 mean energy of the luma in each difference-of-Gaussians band, finest first
-    (len(BAND_SIGMAS) values: y - G(0.5), G(0.5) - G(0.7), ...), reflect-101 borders."""
-    from scipy.ndimage import gaussian_filter
-
-    y = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    levels = [y] + [gaussian_filter(y, s, mode="mirror", truncate=3.0) for s in BAND_SIGMAS]
-    pairs = zip(levels, levels[1:], strict=False)
-    return np.array([np.log10(np.mean((a - b) ** 2) + 1e-6) for a, b in pairs])
 
 
 def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batch: int = 8) -> np.ndarray:
@@ -49,16 +53,17 @@ def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batc
     return np.clip(np.stack(cols, axis=1), -GAIN_CLIP, GAIN_CLIP)
 
 
-def collect(runner, frames: list[dict], log=print) -> dict[str, np.ndarray]:
-    """Per frame dict {frame, photo, category, ...} and blur: evidence, bands, gains and labels."""
+def collect(runner, frames: list[dict], log=print, evidence_runner=None) -> dict[str, np.ndarray]:
+    """Per frame dict {frame, photo, category, ...} and blur: evidence (as `runner` gives it: a
+    gain head's model includes the band energies; `evidence_runner`: another runner's, e.g. that
+    of the model the gains are fitted for), option gains (told, from `runner`) and labels."""
     from engines.tiled import Tiling, frames_evidence
 
-    rows: dict[str, list] = {k: [] for k in ("ev", "bands", "gains", "blur", "photo", "category", "size")}
+    rows: dict[str, list] = {k: [] for k in ("ev", "gains", "blur", "photo", "category", "size")}
     for b in BLURS:
         sharp = [f["frame"] for f in frames]
         inputs = sharp if b == "none" else [blur(s, get_kernel(b)) for s in sharp]
-        rows["ev"].append(frames_evidence(runner, inputs, Tiling()))
-        rows["bands"].append(np.stack([band_energies(i) for i in inputs]))
+        rows["ev"].append(frames_evidence(evidence_runner or runner, inputs, Tiling()))
         rows["gains"].append(option_gains(runner, inputs, sharp))
         for f in frames:
             rows["blur"].append(b)
@@ -66,10 +71,8 @@ def collect(runner, frames: list[dict], log=print) -> dict[str, np.ndarray]:
             rows["category"].append(f["category"])
             rows["size"].append(f["size"])
         log(f"{b}: {len(frames)} frames")
-    return {"ev": np.concatenate(rows["ev"]), "bands": np.concatenate(rows["bands"]),
-            "gains": np.concatenate(rows["gains"]), "blur": np.array(rows["blur"]),
-            "photo": np.array(rows["photo"]), "category": np.array(rows["category"]),
-            "size": np.array(rows["size"])}
+    return {"ev": np.concatenate(rows["ev"]), "gains": np.concatenate(rows["gains"]),
+            **{k: np.array(rows[k]) for k in ("blur", "photo", "category", "size")}}
 
 
 def told_rows(blurs: np.ndarray) -> np.ndarray:
@@ -129,7 +132,7 @@ def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch
         loss.backward()
         opt.step()
         sched.step()
-    return float(loss)
+    return loss.item()
 
 
 def predicted(head, data: dict[str, np.ndarray], told: bool) -> np.ndarray:
@@ -153,3 +156,122 @@ def realised(pred: np.ndarray, data: dict[str, np.ndarray], margin: float, told:
     take = score[np.arange(len(score)), best] > margin
     out = np.where(take, data["gains"][np.arange(len(score)), best], 0.0)
     return np.where((known >= 0) | (not told), out, np.nan)
+
+
+def gain_frames(photoset: Path | str, seed: int = 0, per_photo: int = 2, calibration: int = 40) -> list[dict]:
+    """The fit's frames (deterministic in `seed`): `per_photo` 256x448 frames of random categories
+    from every training photo but the calibration ones, and one 320x576 frame from every third."""
+    from training.content import training_frames
+    from training.photoset import calibration_split, load_sources
+
+    photos = load_sources(photoset, "train")
+    held = calibration_split(photoset, calibration)
+    photos = {k: v for k, v in photos.items() if k not in held}
+    rng = np.random.default_rng(seed)
+    frames = training_frames(photos, (256, 448), per_photo, rng, label="256x448")
+    frames += training_frames(dict(list(photos.items())[::3]), (320, 576), 1, rng, label="own")
+    return frames
+
+
+MARGINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+HARM_DB = 0.5  # a frame made worse than its input by more than this is harmed (issue 39's bar)
+
+
+def out_of_fold(data: dict[str, np.ndarray], pooled_width: int, folds: int = 5, seed: int = 0,
+                **fit) -> tuple[np.ndarray, ...]:
+    """(blind, told) predicted gains of every row from heads fitted without its photo
+    (`pooled_width`: the head's pooled features, the rest of the evidence being band energies)."""
+    from toolkit.core.models.head import GainHead
+
+    photos = np.unique(data["photo"])
+    np.random.default_rng(seed).shuffle(photos)
+    blind, told = np.zeros_like(data["gains"]), np.zeros_like(data["gains"])
+    width = data["ev"].shape[1]
+    for part in np.array_split(photos, folds):
+        test = np.isin(data["photo"], part)
+        head = GainHead(pooled_width, width - pooled_width)
+        fit_gain_head(head, {k: v[~test] for k, v in data.items()}, **fit)
+        rest = {k: v[test] for k, v in data.items()}
+        blind[test], told[test] = predicted(head, rest, False), predicted(head, rest, True)
+    return blind, told
+
+
+def choose_margin(pred: np.ndarray, data: dict[str, np.ndarray], told: bool) -> tuple[float, dict]:
+    """The margin of MARGINS with the fewest harmed frames, then the most mean gain; and the table."""
+    table = {}
+    for m in MARGINS:
+        got = realised(pred, data, m, told)
+        got = got[~np.isnan(got)]
+        table[m] = {"harmed": int(np.sum(got < -HARM_DB)), "worse": int(np.sum(got < -0.1)),
+                    "mean_gain": float(got.mean()), "worst": float(got.min())}
+    best = min(MARGINS, key=lambda m: (table[m]["harmed"], -table[m]["mean_gain"]))
+    return best, table
+
+
+@exits_on_dtk_error
+def main(argv: list[str] | None = None) -> int:
+    from engines.onnxruntime import OrtRunner
+    from engines.spec import RunnerSpec
+    from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
+    from toolkit.core.models import create_model
+    from toolkit.core.models.checkpoint import load_model, save_checkpoint
+    from training.export import export_onnx
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path, help="the model whose network the decision is fitted for")
+    p.add_argument("--photoset", type=Path, required=True, help="the photo set (dtk data photos DIR)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the new checkpoint (X -> X.safetensors)")
+    p.add_argument("--per-photo", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+    cache = a.out.with_name(a.out.name + ".gains.npz")
+    check_checkpoint_output(a.out, "-o", inputs=with_checkpoint_files([a.checkpoint, a.photoset]))
+    base = load_model(a.checkpoint)
+    model = create_model(dataclasses.replace(base.config, gain_head=True))
+    missing = model.load_state_dict(base.state_dict(), strict=False).missing_keys
+    if any(not k.startswith("gain.") for k in missing):
+        raise DtkError(f"{a.checkpoint} is not a fastwiener model a gain head can be fitted to")
+    frames = gain_frames(a.photoset, a.seed, a.per_photo)
+    started = time.perf_counter()
+    if cache.is_file():
+        data = dict(np.load(cache))
+        if len(data["photo"]) != len(BLURS) * len(frames):
+            raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
+            onnx = export_onnx(model, Path(scratch) / "gain.onnx")
+            with RunnerSpec.choose("onnxruntime", a.checkpoint.with_suffix(".onnx")
+                                   if a.checkpoint.with_suffix(".onnx").is_file() else None,
+                                   threads=a.threads).open() as runner, \
+                    OrtRunner(onnx, threads=a.threads) as evidence_runner:
+                data = collect(runner, frames, evidence_runner=evidence_runner)
+        import io
+
+        from toolkit.core.atomic import write_bytes_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, **data)
+        write_bytes_atomic(cache, buf.getvalue())
+    blind, told = out_of_fold(data, model.head.evidence_width, steps=a.steps)
+    margin, blind_table = choose_margin(blind, data, False)
+    told_margin, told_table = choose_margin(told, data, True)
+    fit_gain_head(model.gain, data, steps=a.steps, seed=a.seed)
+    model.config = dataclasses.replace(model.config, gain_margin=margin, gain_margin_told=told_margin)
+    meta = {"gain_fit": {"frames": len(frames), "rows": len(data["photo"]),
+                         "photos": int(len(np.unique(data["photo"]))), "seed": a.seed, "steps": a.steps,
+                         "margin": margin, "told_margin": told_margin,
+                         "out_of_fold": {"blind": {str(k): v for k, v in blind_table.items()},
+                                         "told": {str(k): v for k, v in told_table.items()}},
+                         "seconds": round(time.perf_counter() - started, 1)},
+            "kernels": ["k3", "k7", "k11"], "base": str(a.checkpoint)}
+    save_checkpoint(a.out, model, meta)
+    print(json.dumps(meta["gain_fit"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

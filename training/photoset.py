@@ -39,18 +39,19 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import FRAME_SIZE
-from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import _apply_gain
 from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
-from toolkit.core.errors import DtkError
+from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import KERNELS, blur
 from toolkit.core.metrics import psnr_capped
+from toolkit.core.safepaths import OwnedFolder
 from training import photocatalog as cat
 from training.data import grid_windows, wallpaper_licence
 from training.photosources import (
     DEFAULT_CACHE,
     PackageCache,
+    check_cache,
     deb_licence,
     jpeg_blobs,
     jpeg_quality,
@@ -348,13 +349,32 @@ def write_sources(
     fetch: bool = True,
     max_short_side: int = MAX_SHORT_SIDE,
     log: Callable[[str], None] = lambda _m: None,
+    overwrite: bool = False,
+    partial: bool = False,
 ) -> dict:
-    """Assemble the photo set in DIR (photos + sources.json); returns {records, skipped, missing, bytes}."""
+    """Assemble the photo set in DIR (photos + sources.json); returns {records, skipped, missing, bytes}.
+
+    DIR is an `OwnedFolder` (toolkit.core.safepaths): a file there that dtk did not write is never
+    replaced without `overwrite`, and photos an earlier build wrote that this one does not are
+    removed (never any other file). The cache is checked (`check_cache`) before anything is
+    fetched. A package that is missing (not in the cache, or its download failed) makes the set
+    partial: DtkError before any photo is written, naming what is missing, unless `partial`."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OwnedFolder(out, overwrite=overwrite)
+    folder.check()
+    check_cache(cache, out, fetch=fetch)
     pc = PackageCache(cache, fetch=fetch)
+    found = candidates(pc, log)
+    if pc.missing and not partial:
+        shown = "; ".join(f"{pkg}: {why}" for pkg, why in sorted(pc.missing.items())[:2])
+        more = f" and {len(pc.missing) - 2} more (listed above)" if len(pc.missing) > 2 else ""
+        raise DtkError(f"the photo set would be partial: {len(pc.missing)} of {len(cat.SOURCES)} packages "
+                       f"are missing ({shown}{more}); nothing was written: "
+                       + ("fetch them (drop --no-fetch) or put them in the cache" if not fetch
+                          else "retry, or fetch them by hand as said")
+                       + f", or pass --partial to write the {len(found)} photos found")
     records, skipped = [], []
-    for c in candidates(pc, log):
+    for c in found:
         try:
             image, raw = c.load()
         except (OSError, ValueError, DtkError) as exc:
@@ -369,8 +389,7 @@ def write_sources(
             skipped.append({"name": c.name, "reason": f"JPEG quality {quality}: too compressed to shrink"})
             continue
         stored, data, scale, ext = _store(image, raw, quality, max_short_side)
-        target = out / f"{c.name}.{ext}"
-        write_bytes_atomic(target, data)
+        target = folder.write(f"{c.name}.{ext}", data)
         records.append(
             {
                 "name": c.name,
@@ -392,15 +411,9 @@ def write_sources(
     val = validation_split(records)
     for r in records:
         r["split"] = "val" if r["name"] in val else "train"
-    index = out / SOURCES_FILE
-    try:  # photos an earlier build listed that this one did not write (never a file dtk did not write)
-        before = {r["file"] for r in json.loads(index.read_text())} if index.is_file() else set()
-    except (ValueError, KeyError, TypeError):
-        before = set()
-    for name in before - {r["file"] for r in records}:
-        if "/" not in name and (out / name).is_file():
-            (out / name).unlink()
-    write_bytes_atomic(out / SOURCES_FILE, (json.dumps(records, indent=1) + "\n").encode())
+    folder.write(SOURCES_FILE, (json.dumps(records, indent=1) + "\n").encode())
+    folder.remove_unlisted(folder.written)  # photos an earlier build wrote that this one did not
+    folder.save()
     total = sum(r["bytes"] for r in records)
     return {"records": records, "skipped": skipped, "missing": pc.missing, "bytes": total}
 
@@ -443,14 +456,27 @@ def photoset_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def read_index(root: Path | str) -> list[dict]:
+    """The records of DIR/sources.json; DtkError when it is missing or not a photo set's index."""
+    index = Path(root) / SOURCES_FILE
+    if not index.is_file():
+        raise DtkError(f"{index} not found: write the photo set with `dtk data photos {root}`")
+    try:
+        records = json.loads(index.read_text())
+        if not all(isinstance(r, dict) and isinstance(r["name"], str) and isinstance(r["file"], str)
+                   for r in records):
+            raise TypeError("not a list of photo records")
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DtkError(f"{index} is not a photo set's index ({exc}): rewrite it with "
+                       f"`dtk data photos {root}`") from None
+    return records
+
+
 def load_sources(root: Path | str, split: str | None = None) -> dict[str, np.ndarray]:
     """{name: RGB uint8 photo} of DIR/sources.json, optionally only one split ('train' or 'val')."""
 
     root = Path(root)
-    index = root / SOURCES_FILE
-    if not index.is_file():
-        raise DtkError(f"{index} not found: write the photo set with `dtk data photos {root}`")
-    records = json.loads(index.read_text())
+    records = read_index(root)
     return {r["name"]: read_frame(root / r["file"]) for r in records if split is None or r["split"] == split}
 
 
@@ -482,7 +508,7 @@ def calibration_split(root: Path | str, per_character: int) -> set[str]:
     """Training photos held out to calibrate a model's decision thresholds (never trained on, by
     the round-2 model either): `per_character` crisp and as many soft colour photos, by a fixed
     hash order; deterministic."""
-    records = json.loads((Path(root) / SOURCES_FILE).read_text())
+    records = read_index(root)
     pool = sorted((r for r in records if r["split"] == "train" and r["colour"]
                    and r["name"] not in cat.ROUND2_TRAINED),  # the shipped model saw those
                   key=lambda r: hashlib.sha256(f"dtk-calibration:{r['name']}".encode()).hexdigest())
@@ -515,7 +541,7 @@ def _val_windows(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> list[
 def validation_frames(root: Path | str) -> list[dict]:
     """Every validation frame: {photo, character, scale ('squashed' or 'native'), frame (256x448)}."""
     root = Path(root)
-    records = {r["name"]: r for r in json.loads((root / SOURCES_FILE).read_text())}
+    records = {r["name"]: r for r in read_index(root)}
     return [
         {"photo": name, "character": records[name].get("character", cat.CRISP), "scale": scale, "frame": w}
         for name, image in sorted(load_sources(root, "val").items())
@@ -559,6 +585,7 @@ def tune_baselines(root: Path | str, grid=TUNE_GRID) -> dict:
     return result
 
 
+@exits_on_dtk_error
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -574,4 +601,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -10,6 +10,7 @@ markers) and Qt's `.rcc` resource files (a tree of named, optionally zlib-compre
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import struct
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
 
 DEFAULT_CACHE = Path("~/.cache/dtk/photos")
@@ -244,6 +246,29 @@ class Package:
         return f"pip download --no-deps{nob} {spec}"
 
 
+def check_cache(cache: Path | str, out_dir: Path | str | None = None, *, fetch: bool = True) -> None:
+    """DtkError unless `cache` may serve as the package cache (before anything is fetched): a folder
+    (or a path one can be made at), writable when packages may be fetched into it (`fetch`), and
+    apart from the photo set's `out_dir` (neither inside the other: the set would hold the
+    packages, or the cache the photos)."""
+    cache = Path(cache).expanduser()
+    if os.path.lexists(cache) and not cache.is_dir():
+        raise DtkError(f"--cache {cache} exists and is not a folder: give a folder for the downloaded "
+                       "packages")
+    real = Path(os.path.realpath(cache))
+    if out_dir is not None:
+        out = Path(os.path.realpath(out_dir))
+        if real == out or out in real.parents or real in out.parents:
+            where = ("is DIR" if real == out else "is inside DIR" if out in real.parents else "holds DIR")
+            raise DtkError(f"--cache {cache} {where} ({out_dir}): the package cache and the photo set are "
+                           "kept apart; choose a --cache outside DIR (default ~/.cache/dtk/photos)")
+    existing = real
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or (fetch and not os.access(existing, os.W_OK | os.X_OK)):
+        raise DtkError(f"--cache {cache}: {existing} is not a writable folder; choose another --cache")
+
+
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["nice", *cmd] if shutil.which("nice") else cmd, cwd=cwd, capture_output=True, text=True, check=False
@@ -254,7 +279,9 @@ class PackageCache:
     """Downloaded and unpacked packages under `root` (`root/<kind>/` files, `root/x/<name>/` trees)."""
 
     def __init__(self, root: Path | str = DEFAULT_CACHE, fetch: bool = True):
-        self.root = Path(root).expanduser()
+        # absolute: the fetchers and unpackers run in folders of their own (apt-get download in
+        # root/deb, dpkg -x in the unpack folder, pip -d), where a relative path means another place
+        self.root = Path(os.path.abspath(Path(root).expanduser()))
         self.fetch = fetch
         self._apt_updated = False
         self.missing: dict[str, str] = {}  # package -> why, with how to get it
@@ -272,7 +299,7 @@ class PackageCache:
         version = self._unpack(pkg, archive, dest)
         if version is None:
             return None
-        (dest / ".done").write_text(version + "\n")
+        write_bytes_atomic(dest / ".done", (version + "\n").encode())
         self.versions[pkg.name] = version
         return dest
 

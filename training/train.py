@@ -9,6 +9,7 @@ checkpoints and logs.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
+from toolkit.core.figures import pyplot, save_figure
 from toolkit.core.kernels import blur, parse_kernels
 from toolkit.core.metrics import psnr_capped
 from toolkit.core.modelfiles import read_sidecar
@@ -76,6 +79,35 @@ PRESETS = {
     "cpu": {"width": 16, "tail_convs": 6, "residual": True, "crop": 128, "batch": 16, "epochs": 60,
             "steps": 64, "lr": 1e-3, "cosine": True, "loss": "psnr", "sharp_prob": 0.1},
 }
+
+
+class TrainingDiverged(DtkError):
+    """The training loss (or the weights) stopped being finite: the run stops, exit code 3, and
+    keeps the checkpoints it wrote before (finite ones; non-finite weights are never saved)."""
+
+    exit_code = 3
+
+
+def diverged(step: int, what: str, out: Path, lr: float) -> TrainingDiverged:
+    """The error a training run stops with when `what` (the loss, the weights) is not finite at
+    `step`: names the last checkpoint kept in `out`, if any."""
+    last = next((out / n for n in ("last.safetensors", "best.safetensors") if (out / n).is_file()), None)
+    kept = (f"the last finite checkpoint is kept: {last} (step {_checkpoint_step(last)})" if last
+            else "no checkpoint had been written")
+    return TrainingDiverged(f"training stopped at step {step}: {what} is not finite (NaN/inf), the run "
+                            f"diverged; {kept}; lower the learning rate (it was {lr:g}) and start again")
+
+
+def _checkpoint_step(weights: Path) -> str:
+    try:
+        return str(read_sidecar(weights).get("step", "?"))
+    except DtkError:
+        return "?"
+
+
+def finite_parameters(model: torch.nn.Module) -> bool:
+    """True when every parameter of `model` is finite (no NaN, no inf)."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def apply_preset(config: TrainConfig, name: str | None) -> TrainConfig:
@@ -161,15 +193,12 @@ def write_curves(history: list[dict], out: Path) -> None:
     if not history:
         return
     keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(out / "history.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    write_bytes_atomic(out / "history.csv", text.getvalue().encode())
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [r["step"] for r in history]
     a1.plot(steps, [r["train_loss"] for r in history])
@@ -180,9 +209,7 @@ def write_curves(history: list[dict], out: Path) -> None:
     a2.set_xlabel("step")
     a2.set_ylabel("validation PSNR (dB, output)")
     a2.legend()
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "curves.png", dpi=100)
 
 
 def train(config: TrainConfig, *, log=print) -> dict:
@@ -247,12 +274,14 @@ def train(config: TrainConfig, *, log=print) -> dict:
     }
     out.mkdir(parents=True, exist_ok=True)
     if main:
-        (out / "config.json").write_text(json.dumps(meta_base, indent=2) + "\n")
+        write_bytes_atomic(out / "config.json", (json.dumps(meta_base, indent=2) + "\n").encode())
         log(f"model: width {config.width}, {meta_base['params']:,} params; train {len(train_set)} frames in "
             f"{len(train_names)} sequences, val {len(val_set)} frames in {len(val_names)} "
             f"({', '.join(val_names)})")
 
     def checkpoint(name: str, metrics: dict | None, with_opt: bool) -> None:
+        if not finite_parameters(model):  # never a non-finite checkpoint over a finite one
+            raise diverged(step, "the weights", out, config.lr)
         meta = dict(meta_base, step=step, elapsed_s=elapsed_before + time.monotonic() - t0,
                     best_score=best_score, metrics=metrics, history=history,
                     sampler_state=sampler.state())
@@ -282,10 +311,13 @@ def train(config: TrainConfig, *, log=print) -> dict:
                 loss = loss + config.kernel_loss_weight * kernel_loss(logits, class_index(labels).to(device))
             else:
                 loss = image_loss(net(x), y, config.loss, config.psnr_cap_db)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step: the weights stay as they were
+                raise diverged(step + 1, f"the training loss ({value})", out, config.lr)
             loss.backward()
             opt.step()
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(value)
             elapsed = elapsed_before + time.monotonic() - t0
             if config.time_limit and elapsed > config.time_limit * 60.0:
                 stop = True
@@ -316,6 +348,15 @@ def train(config: TrainConfig, *, log=print) -> dict:
             elif time.monotonic() - last_ckpt > config.checkpoint_minutes * 60:
                 checkpoint("last", None, with_opt=True)
                 last_ckpt = time.monotonic()
+    except TrainingDiverged as exc:
+        if main:
+            best = out / "best.safetensors"
+            stopped = {"best": str(best) if best.is_file() else None, "diverged": str(exc), "steps": step,
+                       "best_score": best_score, "best_metrics": best_metrics}
+            text = json.dumps(stopped, indent=2, default=str) + "\n"
+            write_bytes_atomic(out / "result.json", text.encode())
+            write_curves(history, out)
+        raise
     finally:
         if progress:
             progress.stop()
@@ -330,7 +371,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
               "best_metrics": best_metrics, "steps": step, "minutes": round(minutes, 2),
               "stopped_by_time_limit": stop}
     if main:
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_bytes_atomic(out / "result.json", (json.dumps(result, indent=2) + "\n").encode())
         log(f"done: {step} steps in {minutes:.1f} min; "
             + (f"best checkpoint {best}" if best_written else "no checkpoint written (no validation ran)"))
     return result

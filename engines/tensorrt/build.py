@@ -235,6 +235,9 @@ def build_engine(
         serialized = poly.engine_bytes_from_network((builder, network, parser), config=config,
                                                     save_timing_cache=str(cache_path))
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # the old sidecar goes first, the new one comes last: an old sidecar never describes the new
+    # engine (an interrupt in between leaves an engine without sidecar, which dtk refuses to load)
+    sidecar_path(out_path).unlink(missing_ok=True)
     write_bytes_atomic(out_path, bytes(memoryview(serialized)))
 
     outputs = [network.get_output(i).name for i in range(network.num_outputs)

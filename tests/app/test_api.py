@@ -148,6 +148,25 @@ def test_frames_it_cannot_take_raise_a_dtk_error_before_loading(no_model_load, f
         api.Deblurrer()(frames)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_frames_are_refused_before_loading(no_model_load, value):
+    """NaN/inf in a tensor or a float array is refused (FramesError, a DtkError) before the model
+    loads, never quantized to some byte and deblurred; so is a float array given to
+    deblur_images, which takes uint8 frames only."""
+    import torch
+
+    x = torch.full((1, 3, 16, 24), 0.5)
+    x[0, 1, 3, 4] = value
+    with pytest.raises(api.FramesError, match="1 non-finite value"):
+        api.Deblurrer()(x)
+    a = np.full((16, 24, 3), 0.5, np.float32)
+    a[2, 2, 0] = value
+    with pytest.raises(api.FramesError, match="non-finite"):
+        api.Deblurrer()(a)
+    with pytest.raises(api.FramesError, match="non-finite"):
+        api.Deblurrer().deblur_images([a])
+
+
 @pytest.mark.parametrize("options, cli_flags", [
     ({"batch": 0}, ["--batch", "0"]),
     ({"tile_overlap": 7}, ["--tile-overlap", "7"]),
@@ -219,6 +238,31 @@ def test_the_example_script_writes_a_before_after_strip(tmp_path):
         assert im.size == (2 * 100 + 8, 60)  # before | gap | after, scaled to 60 rows
 
 
+@pytest.mark.parametrize("case", ["over its photo", "existing -o", "truncated photo", "no image suffix"])
+def test_the_example_script_follows_dtks_write_rules_and_errors_in_one_line(tmp_path, case):
+    """examples/deblur_photos.py goes through safepaths and prints one `error:` line, exit 2, before
+    any model loads: never over a photo it reads, an existing -o only with --overwrite, a truncated
+    photo or an -o that names no image format is a mistake, not a traceback."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "deblur_photos.py"
+    photo = tmp_path / "p.png"
+    write_png_atomic(photo, photo_mosaic(64, 96))
+    kept = photo.read_bytes()
+    existing = tmp_path / "strip.png"
+    existing.write_bytes(b"keep me")
+    truncated = tmp_path / "t.png"
+    truncated.write_bytes(kept[: len(kept) // 2])
+    args = {"over its photo": [photo, "-o", photo], "existing -o": [photo, "-o", existing],
+            "truncated photo": [truncated, "-o", tmp_path / "new.png"],
+            "no image suffix": [photo, "-o", tmp_path / "strip"]}[case]
+    res = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert photo.read_bytes() == kept and existing.read_bytes() == b"keep me"
+    assert not (tmp_path / "new.png").exists() and not (tmp_path / "strip").exists()
+
+
 class OnDevice:
     """The shipped runner dressed as one that takes device tensors (as the CUDA runners do), on
     the CPU: drives the tensor path (convert, pad, tile, stitch in torch) without a GPU."""
@@ -275,6 +319,11 @@ def test_bad_evaluate_options_raise_before_any_load(demo_dir, no_model_load):
         api.Deblurrer().evaluate(demo_dir, kernels="k5")
     with pytest.raises(DtkError, match="baseline"):
         api.Deblurrer().evaluate(demo_dir, baselines="median")
+    for empty in ("", " ", ","):  # an empty list is refused, never "all" (nor "none")
+        with pytest.raises(DtkError, match="--kernels is empty"):
+            api.Deblurrer().evaluate(demo_dir, kernels=empty)
+        with pytest.raises(DtkError, match="--baselines is empty"):
+            api.Deblurrer().evaluate(demo_dir, baselines=empty)
 
 
 @pytest.mark.gpu

@@ -182,3 +182,62 @@ def test_summaries_are_text_not_dict_reprs():
     assert parity == ("max abs diff random 0, real photo 1.5e-07, k7-blurred photo 0.003, k11-blurred photo "
                       "0.00406; blurred photos: PSNR vs PyTorch 58.49 dB")
     assert "{" not in text + parity and "'" not in text + parity
+
+
+TINY_TRAIN = ("--epochs", "1", "--steps", "1", "--batch", "1", "--crop", "16", "--width", "2",
+              "--tail-convs", "0")
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("eval", "{demo}", "--kernels", ""), "--kernels"),
+    (("eval", "{demo}", "--kernels", " , "), "--kernels"),
+    (("eval", "{demo}", "--baselines", ""), "--baselines"),
+    (("eval", "{demo}", "--kernels", "", "--native"), "--kernels"),
+    (("compare", "--frames", "{demo}", "--blur", ""), "--blur"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--kernels", ""), "--kernels"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--frames", ""), "--frames"),
+    (("train", "{demo}", "-o", "{tmp}/run", *TINY_TRAIN, "--frames", ","), "--frames"),
+])
+def test_an_empty_list_option_is_refused_never_all(demo_dir, tmp_path, no_model_load, args, flag):
+    """An empty comma-separated list (`--kernels ''`, `--blur ''`, ...) is one error line, exit 2,
+    before anything loads or is written: it never means "every kernel" or "every frame"."""
+    res = invoke(*[a.format(demo=demo_dir, tmp=tmp_path) for a in args])
+    assert_user_error(res, f"{flag} is empty")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overlap", ["-1", "100000"])
+def test_eval_tile_overlap_is_bounds_checked_without_native_too(demo_dir, no_model_load, overlap):
+    """`dtk eval --tile-overlap N` is checked as `dtk run` checks it, with or without --native."""
+    res = invoke("eval", demo_dir, "--model", "default", "--tile-overlap", overlap)
+    assert_user_error(res, "overlap")
+
+
+@pytest.mark.parametrize("failure", ["parity", "interrupt"])
+def test_export_checks_a_temporary_file_and_renames_it_only_when_it_passed(tmp_path, tiny_model_dir,
+                                                                           monkeypatch, failure):
+    """`dtk export -o M.onnx --overwrite` exports and checks a temporary file beside M.onnx: a
+    failed parity check (exit 2) or Ctrl-C leaves the good M.onnx byte for byte and no temporary
+    file; the check itself ran on a complete graph, never on M.onnx."""
+    import training.export as export
+
+    good = tmp_path / "model.onnx"
+    good.write_bytes(b"the good model")
+    checked = []
+
+    def failing_check(model, path, *args, **kwargs):
+        checked.append((path, path.stat().st_size))
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+        raise export.DtkError(f"ONNX export check failed: {path} differs from PyTorch (test)")
+
+    monkeypatch.setattr(export, "check_parity", failing_check)
+    small = ("--height", "64", "--width", "64")
+    res = invoke("export", tiny_model_dir / "m.safetensors", "-o", good, *small, "--overwrite")
+    if failure == "parity":
+        assert_user_error(res, "check failed")
+    else:
+        assert res.exit_code != 0  # Click reports the interrupt as "Aborted!", exit 1
+    assert good.read_bytes() == b"the good model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary file left
+    assert len(checked) == 1 and checked[0][0] != good and checked[0][1] > 1000

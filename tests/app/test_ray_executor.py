@@ -23,12 +23,14 @@ def cluster():
 
 @pytest.fixture
 def frames_in(demo_dir, tmp_path):
-    """Three demo sequences plus one frame of another size and one corrupt file."""
+    """Three demo sequences plus one frame of another size, an animated PNG of 2 frames and one
+    corrupt file."""
     root = tmp_path / "in"
     for seq in sorted(p for p in demo_dir.iterdir() if p.is_dir())[:3]:
         shutil.copytree(seq, root / seq.name)
     first = sorted(root.rglob("*.png"))[0]
     Image.open(first).resize((300, 200), Image.BILINEAR).save(first.with_name("small.png"))
+    Image.open(first).save(root / "anim.png", save_all=True, append_images=[Image.open(first).rotate(90)])
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     return root
 
@@ -62,6 +64,8 @@ def test_ray_output_is_byte_identical_to_local(cluster, frames_in, onnx_model, t
     assert summary.written == local.written == n_good
     assert [p for p, _ in summary.failed] == [str((frames_in / "broken.png").resolve())]
     assert sum(summary.backend["frames_per_worker"].values()) == n_good
+    anim = (frames_in / "anim.png").resolve()  # its first image deblurred, the file reported with its count
+    assert summary.multi_frame == [(str(anim), 2)] and local.multi_frame == [(str(frames_in / "anim.png"), 2)]
     # a rerun finds everything done
     again = run_ray(frames_in, tmp_path / "ray", onnx_model)
     assert again.written == 0 and again.skipped_done == n_good

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -489,3 +491,81 @@ def test_run_loads_the_weights_once(demo_dir, tmp_path, tiny_model_dir, monkeypa
     assert result.exit_code == 0, result.output
     assert loads == [tiny_model_dir / "m.safetensors"]
     assert len(list((tmp_path / "out").rglob("*.png"))) == len(discover_frames(demo_dir))
+
+
+def _tree_with_entries_that_are_no_files(demo_dir, root):
+    """One sequence of real frames plus image-named entries that cannot be read as files: a dangling
+    symlink, a FIFO, a link to a device and a symlink loop (and a FIFO without an image name, which
+    is no frame and is not listed)."""
+    shutil.copytree(demo_dir / "astronaut", root / "astronaut")
+    seq = root / "astronaut"
+    (seq / "gone.png").symlink_to(root / "nowhere.png")
+    os.mkfifo(seq / "pipe.png")
+    (seq / "null.jpg").symlink_to("/dev/null")
+    (seq / "loop.png").symlink_to(seq / "loop.png")
+    os.mkfifo(seq / "notes.txt")
+    return {str(seq / n) for n in ("gone.png", "pipe.png", "null.jpg", "loop.png")}
+
+
+def test_image_named_entries_that_are_no_files_are_listed_never_opened(demo_dir, tmp_path):
+    """A dangling symlink, a FIFO, a device and a symlink loop named like frames are unreadable
+    frames: listed with why, exit 3 (`dtk run`), exit 2 with --strict, skipped and listed by
+    `dtk eval`; the FIFO is never opened (the run would hang on it)."""
+    root = tmp_path / "in"
+    odd = _tree_with_entries_that_are_no_files(demo_dir, root)
+    result = cli_run(root, tmp_path / "out", "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 3, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    reasons = {f["path"]: f["reason"] for f in doc["failures"]}
+    assert set(reasons) == odd and doc["written"] == len(list(demo_dir.glob("astronaut/*.png")))
+    assert "dangling" in reasons[str(root / "astronaut" / "gone.png")]
+    assert "FIFO" in reasons[str(root / "astronaut" / "pipe.png")]
+    assert "device" in reasons[str(root / "astronaut" / "null.jpg")]
+    result = cli_run(root, tmp_path / "strict", "--strict")
+    assert result.exit_code == 2 and "--strict" in result.said and "Traceback" not in result.output
+    assert not list((tmp_path / "strict").rglob("*.png"))
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim",
+                                      "--kernels", "k7", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert {s["path"] for s in json.loads(result.stdout)["skipped"]} == odd
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--kernels", "k7",
+                                      "--strict"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _multi_image_files(root, astronaut):
+    """An animated PNG (3 frames), an animated WebP (2) and a multi-page TIFF (4) of real photo
+    windows: each file's first image is what dtk reads."""
+    windows = [Image.fromarray(np.ascontiguousarray(astronaut[i * 16:i * 16 + 96, :128])) for i in range(4)]
+    root.mkdir(parents=True)
+    windows[0].save(root / "anim.png", save_all=True, append_images=windows[1:3], duration=100)
+    windows[0].save(root / "loop.webp", save_all=True, append_images=windows[1:2], lossless=True)
+    windows[0].save(root / "pages.tif", save_all=True, append_images=windows[1:4])
+    Image.fromarray(astronaut[:96, :128]).save(root / "still.png")
+    return {str(root / "anim.png"): 3, str(root / "loop.webp"): 2, str(root / "pages.tif"): 4}
+
+
+def test_a_file_of_several_images_is_counted_and_reported_not_cut_silently(tmp_path, astronaut):
+    """An animated PNG/WebP or a multi-page TIFF: its first image is deblurred (and scored) and the
+    file is reported with its image count, a warning naming it and "multi_frame" in --json."""
+    from toolkit.core.frames import read_frame_counted
+    from toolkit.core.pipeline.dali import encoded_frame_counted
+
+    root = tmp_path / "in"
+    multi = _multi_image_files(root, astronaut)
+    for path, count in multi.items():
+        image, n = read_frame_counted(path)
+        assert n == count and image.shape == (96, 128, 3)
+        data, n = encoded_frame_counted(Path(path))  # the DALI path re-encodes the first image, counted
+        assert n == count and np.array_equal(np.asarray(Image.open(io.BytesIO(data.tobytes()))), image)
+    assert read_frame_counted(root / "still.png")[1] == 1
+    result = cli_run(root, tmp_path / "out", "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert {m["path"]: m["images"] for m in doc["multi_frame"]} == multi and doc["written"] == 4
+    for path, count in multi.items():
+        assert f"warning: {path} holds {count} images" in result.said
+    result = CliRunner().invoke(app, ["eval", str(root), "--baselines", "none", "--no-ssim",
+                                      "--kernels", "k7", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert {m["path"]: m["images"] for m in json.loads(result.stdout)["multi_frame"]} == multi

@@ -205,3 +205,47 @@ def test_pareto_front_and_best_batch_under_budget():
     few = [_row(batch=1, count=5, p50=10, p99=11)]
     assert best_under_budget(few, 11.5)[0]["statistic"] == "max"  # 12.1 ms max: the cautious figure
     assert best_under_budget(few, 11.5)[0]["batch"] is None
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("images_per_s", None, "images_per_s is null, not a number"),
+    ("images_per_s", "fast", 'images_per_s is "fast", not a number'),
+    ("latency_ms", {"p50": 10.0, "p99": "slow"}, 'latency_ms.p99 is "slow", not a number'),
+    ("batch", "four", 'batch is "four", not a batch size'),
+    ("quality", {"psnr_db": {"k7": "high"}}, "quality.psnr_db is"),
+])
+def test_compare_refuses_a_row_it_cannot_read_naming_file_and_row(tmp_path, field, value, said):
+    """Issue 38: a row whose images_per_s was null or a string gave a traceback (TypeError)."""
+    a = _report(tmp_path / "a.json", _row(), _row(batch=4))
+    b = _report(tmp_path / "b.json", _row(), {**_row(batch=4), field: value})
+    for gate in ([], ["--max-slowdown", "5%"]):
+        res = runner.invoke(app, ["bench", "compare", a, b, *gate])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        line = " ".join(res.output.split())  # rich wraps the one line at the terminal width
+        assert f"error: cannot read {b}: row 2 (m: onnxruntime/cpu-fp32 batch" in line and said in line
+
+
+def test_a_row_that_did_not_run_or_measured_nan_is_still_read(tmp_path):
+    """What dtk bench itself writes stays readable: a not-run row's nulls; NaN images/s (a zero wall
+    time) is no throughput, which the gate counts as a regression."""
+    a = _report(tmp_path / "a.json", _row(), dict(_row(batch=4), status="could not run", latency_ms=None,
+                                                  images_per_s=None, quality=None))
+    b = _report(tmp_path / "b.json", _row(images_per_s=float("nan")))
+    assert runner.invoke(app, ["bench", "compare", a, b]).exit_code == 0
+    res = runner.invoke(app, ["bench", "compare", a, b, "--max-slowdown", "5%"])
+    assert res.exit_code == 1 and "no throughput to compare" in res.output
+
+
+def test_a_psnr_floor_without_quality_is_refused_before_any_model_loads(no_model_load):
+    """Issue 38: `dtk bench --no-quality --min-psnr 99` exited 0: a floor on PSNRs nobody measured.
+    One line, exit 2, nothing loaded; the API refuses the same request."""
+    from bench.suite import BenchRequest
+
+    res = runner.invoke(app, ["bench", "--no-quality", "--min-psnr", "99"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert " ".join(res.output.split()) == ("error: --min-psnr needs the quality columns: drop --no-quality "
+                                            "(without PSNRs no row can be checked against the floor)")
+    with pytest.raises(DtkError, match="--min-psnr needs the quality columns"):
+        BenchRequest(quality=False, min_psnr=30.0)
+    BenchRequest(quality=True, min_psnr=30.0)
+    BenchRequest(quality=False)

@@ -138,3 +138,31 @@ def test_frames_over_the_pixel_limit_are_unreadable_before_decoding(tmp_path, as
         read_frame(p, max_pixels=1000)
     with pytest.raises(FrameReadError, match="--max-pixels"):
         read_frame(p, max_pixels=1000)
+
+
+def test_reading_a_fifo_named_like_a_frame_fails_at_once_never_blocks(tmp_path):
+    """read_frame (and the DALI path's read_frame_bytes) check what a path is before opening it and
+    open without blocking: a FIFO is a FrameReadError at once, not a read that waits for a writer."""
+    import threading
+
+    from toolkit.core.frames import FrameReadError, read_frame_bytes
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    errors = []
+
+    def read(fn):
+        try:
+            fn(fifo)
+        except FrameReadError as exc:
+            errors.append(exc.reason)
+
+    for fn in (read_frame, read_frame_bytes):
+        t = threading.Thread(target=read, args=(fn,), daemon=True)
+        t.start()
+        t.join(timeout=10)
+        if t.is_alive():  # blocked in open(): let it go, then fail
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+            pytest.fail(f"{fn.__name__} blocked on a FIFO")
+    assert len(errors) == 2 and all("FIFO" in e for e in errors)

@@ -80,3 +80,18 @@ def _psnr(a, b):
     from toolkit.core.metrics import psnr
 
     return psnr(a, b)
+
+
+def test_openvino_is_told_as_onnx_runtime_is(ort_runner, astronaut):
+    pytest.importorskip("openvino", reason="OpenVINO (.[cpu])")
+    from engines.openvino import OvRunner
+
+    x = _batch([blur(astronaut, k) for k in ("k3", "k7", "k11")])
+    with OvRunner(resolve_model(None, "onnxruntime"), threads=2, cache=False) as ov:
+        assert ov.takes_known_blur
+        np.testing.assert_array_equal(ov.infer(x, known=known_rows("k3", 3)), x)
+        for k in ("k7", "k11"):
+            got = ov.infer(x, known=known_rows(k, 3))
+            want = ort_runner.infer(x, known=known_rows(k, 3))
+            assert float(np.abs(got - want).max()) < 1e-4  # fp32 (OpenVINO's f32 hint): rounding only
+        np.testing.assert_allclose(ov.infer(x), ort_runner.infer(x), atol=1e-4)  # not told: decides

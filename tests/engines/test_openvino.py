@@ -23,6 +23,21 @@ from engines.openvino import OvRunner, default_ov_cache_dir  # noqa: E402 - afte
 SHIPPED = default_model_path("onnxruntime")
 FP16 = SHIPPED.with_name("dtk-unet-fp16.onnx")
 
+# What each precision promises, as bounds on the 0..1 outputs of the shipped model:
+# f32: the same fp32 graph as ONNX Runtime; the runtimes differ only in summation order and fused
+#   ops, i.e. rounding: measured max 1.6e-6 (AVX-512 kernels) and 2.6e-6 (SSE4.1, forced), so 1e-5
+#   (~80 ulp of 1.0) holds on any x86 ISA;
+# bf16: 8-bit mantissas (relative step 2^-8 = 0.4 %) through the ~10x gains of the fixed bank:
+#   measured max 0.018-0.033 on the 20 demo frames blurred k7 (AVX-512 BF16; k11 up to 0.07, and
+#   0.31 on one frame whose bf16 decision differs); bound 0.2 for the k7 frame the test runs, and
+#   at least 1e-4 (bf16 really ran: its rounding alone is ~2e-3 on a value of 0.5).
+FP32_MAX_ABS, BF16_MAX_ABS, BF16_MIN_ABS = 1e-5, 0.2, 1e-4
+# INT8 bound: both runtimes run the same int8 convs (integer sums, one scale per tensor or channel)
+# but may round a requantized value to the neighbouring step, which the next int8 layers carry on.
+# Measured on the demo frames (AVX-512 VNNI CPU, OpenVINO 2026.4.1, ORT 1.32): max 0.039, p99.9
+# 0.0097 with every refiner conv int8 that dtk quantize allows. The bound: 4x that.
+INT8_MAX_ABS, INT8_P999_ABS = 0.15, 0.04
+
 
 def blurred_batch(demo_dir, n=3, kernel="k7") -> np.ndarray:
     images = [resize_frame(read_frame(f.path)) for f in discover_frames(demo_dir)[:n]]
@@ -49,7 +64,7 @@ def test_infer_with_and_without_evidence_equals_onnxruntime(runners, demo_dir):
     for evidence in (None, given):
         a, b = ovr.infer(x, evidence=evidence), ort.infer(x, evidence=evidence)
         assert a.shape == x.shape and a.dtype == np.float32
-        assert float(np.abs(a - b).max()) <= 1e-5
+        assert float(np.abs(a - b).max()) <= FP32_MAX_ABS
     # the evidence changes the output (it is a real input, not OpenVINO's frozen default)
     assert float(np.abs(ovr.infer(x, evidence=given) - ovr.infer(x)).max()) > 1e-3
 
@@ -86,10 +101,10 @@ def test_throughput_mode_gives_the_latency_outputs(runners, demo_dir, tmp_path):
     fast = OvRunner(SHIPPED, hint="throughput", threads=2, cache_dir=tmp_path)
     x = blurred_batch(demo_dir, n=3)
     ev = ovr.evidence(x)
-    np.testing.assert_allclose(fast.infer(x, evidence=ev), ovr.infer(x, evidence=ev), atol=1e-5)
-    np.testing.assert_allclose(fast.infer(x[:1]), ovr.infer(x[:1]), atol=1e-5)
+    np.testing.assert_allclose(fast.infer(x, evidence=ev), ovr.infer(x, evidence=ev), atol=FP32_MAX_ABS)
+    np.testing.assert_allclose(fast.infer(x[:1]), ovr.infer(x[:1]), atol=FP32_MAX_ABS)
     d = fast.describe()
-    assert d["hint"] == "THROUGHPUT" and "AsyncInferQueue" in d["mode"] and d["threads"] == 2
+    assert d["hint"] == "THROUGHPUT" and "async infer requests" in d["mode"] and d["threads"] == 2
     assert int(fast.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
     assert ovr.describe()["mode"].startswith("latency")
 
@@ -118,15 +133,59 @@ def test_fp16_graph_runs_close_to_fp32(runners, demo_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_qdq_int8_graph_runs(demo_dir, tmp_path):
+def test_int8_model_from_dtk_quantize_deblurs_on_openvino_as_on_onnxruntime(demo_dir, tmp_path):
+    """Issue 38: OpenVINO returned the INT8 model's frames unchanged (its int8 head decided "pass"
+    where ONNX Runtime's deblurred). dtk quantize keeps the decision in float and no conv int8 after a
+    Concat: OpenVINO then gives ONNX Runtime's evidence, deblurs the blurred frames within the int8
+    bound of ONNX Runtime's output and passes the sharp ones bit for bit."""
     from engines.quantize import quantize_model
 
     out = tmp_path / "q.onnx"
-    quantize_model(SHIPPED, demo_dir, out, calib_frames=1, guard_frames=1, max_drop_db=60.0)
-    x = blurred_batch(demo_dir, n=2)
-    a = OvRunner(out, cache_dir=tmp_path).infer(x)
-    b = OrtRunner(out, device="cpu").infer(x)
-    assert float(np.abs(a - b).max()) < 0.15  # int8 arithmetic differs per runtime; both near fp32
+    quantize_model(SHIPPED, demo_dir, out, calib_frames=1, guard_frames=1, max_drop_db=60.0,
+                   max_float_layers=0)
+    ovr, ort = OvRunner(out, cache_dir=tmp_path), OrtRunner(out, device="cpu")
+    for kernel in ("k7", "k11"):
+        x = blurred_batch(demo_dir, n=3, kernel=kernel)
+        np.testing.assert_allclose(ovr.evidence(x), ort.evidence(x), rtol=1e-5, atol=1e-4)  # fp32 rounding
+        a, b = ovr.infer(x), ort.infer(x)
+        assert np.abs(a - x).mean() > 5e-3 and np.abs(b - x).mean() > 5e-3  # both deblurred
+        err = np.abs(a - b)
+        assert float(err.max()) < INT8_MAX_ABS and float(np.quantile(err, 0.999)) < INT8_P999_ABS
+    sharp = blurred_batch(demo_dir, n=3, kernel=None)
+    assert np.array_equal(ovr.infer(sharp), sharp) and np.array_equal(ort.infer(sharp), sharp)
+
+
+def _concat_qdq_conv(path):
+    """Concat(a, b) -> QuantizeLinear -> DequantizeLinear -> Conv(int8 weights): 5 nodes, symmetric int8."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(np.float32) * 0.2
+    scale = (np.abs(w).reshape(8, -1).max(1) / 127).astype(np.float32)
+    inits = [numpy_helper.from_array(np.array(2 / 127, np.float32), "sx"),
+             numpy_helper.from_array(np.array(0, np.int8), "zx"),
+             numpy_helper.from_array(scale, "sw"), numpy_helper.from_array(np.zeros(8, np.int8), "zw"),
+             numpy_helper.from_array(np.round(w / scale[:, None, None, None]).astype(np.int8), "wq")]
+    nodes = [helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+             helper.make_node("QuantizeLinear", ["c", "sx", "zx"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "sx", "zx"], ["dq"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Conv", ["dq", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 8, 16, 16]) for n in "ab"]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    save(model, str(path))
+
+
+def test_an_int8_conv_right_after_a_concat_is_refused_with_the_reason(tmp_path):
+    """OpenVINO's CPU plugin (2026.4.1) computes this 5-node graph wrongly: measured max error 3.8 on
+    outputs of magnitude 7 (ONNX Runtime exact), so dtk refuses such a model instead of running it."""
+    _concat_qdq_conv(tmp_path / "cat.onnx")
+    with pytest.raises(DtkError, match=r"miscomputes an int8 conv quantized right after a Concat .*1 here, "
+                                       r"e\.g\. y.*dtk quantize.*--backend onnxruntime"):
+        OvRunner(tmp_path / "cat.onnx", cache_dir=tmp_path)
 
 
 def test_ir_files_run_like_the_onnx(runners, demo_dir, tmp_path):
@@ -189,16 +248,84 @@ def test_one_evidence_row_covers_the_batch(runners, demo_dir, tmp_path):
     x = blurred_batch(demo_dir, n=2)
     row = ort.evidence(blurred_batch(demo_dir, n=1, kernel=None))
     want = ort.infer(x, evidence=np.repeat(row, 2, axis=0))
-    assert float(np.abs(ovr.infer(x, evidence=row) - want).max()) <= 1e-5
+    assert float(np.abs(ovr.infer(x, evidence=row) - want).max()) <= FP32_MAX_ABS
     fast = OvRunner(SHIPPED, hint="throughput", cache_dir=tmp_path)
-    assert float(np.abs(fast.infer(x, evidence=row) - want).max()) <= 1e-5
+    assert float(np.abs(fast.infer(x, evidence=row) - want).max()) <= FP32_MAX_ABS
+
 
 
 def test_bf16_is_asked_for_and_said(runners, demo_dir, tmp_path):
-    """bf16 (OpenVINO's CPU default on bf16 CPUs) only when asked: close to fp32, not equal."""
+    """bf16 (OpenVINO's CPU default on bf16 CPUs) only when asked: close to fp32, not equal. The bound
+    follows the precision OpenVINO says it compiled: a CPU without bf16 arithmetic runs f32, and
+    dtk says so (describe() and a warning) instead of claiming bf16."""
     ovr, _ = runners
     half = RunnerSpec.choose("openvino", None, precision="bf16").open()
-    assert half.describe()["inference_precision"] == "bf16" and ovr.describe()["inference_precision"] == "f32"
+    assert ovr.describe()["inference_precision"] == "f32"
+    granted = half.describe()["inference_precision"]
+    assert granted == str(half.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
     x = blurred_batch(demo_dir, n=1)
     err = float(np.abs(half.infer(x) - ovr.infer(x)).max())
-    assert 1e-4 < err < 0.2
+    if granted == "bf16":
+        assert BF16_MIN_ABS < err < BF16_MAX_ABS and not half.warnings
+    else:
+        assert granted == "f32" and err <= FP32_MAX_ABS and "runs f32 here" in half.warnings[-1]
+
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"),
+                    reason="oneDNN's ISA switch is for x86 CPUs")
+@pytest.mark.parametrize("isa", [None, "AVX2"], ids=["native", "avx2"])
+def test_fp32_equals_onnxruntime_whichever_cpu_kernels_run(onnx_model, isa):
+    """OpenVINO's fp32 kernels depend on the CPU (AVX-512 here, AVX2 elsewhere); oneDNN's
+    ONEDNN_MAX_CPU_ISA forces the AVX2 ones on this CPU (read when OpenVINO loads: a subprocess).
+    Both agree with ONNX Runtime within fp32 rounding. (ONNX Runtime's MLAS has no such switch.)"""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from engines.openvino import OvRunner\n"
+        "from engines.onnxruntime import OrtRunner\n"
+        "x = np.random.default_rng(0).uniform(0, 1, (2, 3, 256, 448)).astype(np.float32)\n"
+        "ov = OvRunner(sys.argv[1], cache=False)\n"
+        "err = np.abs(ov.infer(x) - OrtRunner(sys.argv[1], device='cpu').infer(x)).max()\n"
+        "kinds = {str(op.get_rt_info()['primitiveType'].astype(str)) for op in "
+        "ov.compiled.get_runtime_model().get_ordered_ops()}\n"
+        "print(float(err), ' '.join(sorted(k for k in kinds if 'conv' in k)))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+    if isa:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
+    res = subprocess.run([sys.executable, "-c", script, str(onnx_model)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    err, *kinds = res.stdout.split()
+    assert float(err) <= FP32_MAX_ABS and kinds
+    if isa:
+        assert all("avx512" not in k for k in kinds), kinds  # the switch took
+
+
+
+def test_throughput_runner_opened_used_and_closed_in_a_loop_never_aborts(onnx_model):
+    """Issue 38: `dtk bench --backend all` aborted in about 1 run of 24 ("terminate called after
+    throwing 'std::system_error': Resource deadlock avoided") or hung. Opening a throughput runner,
+    running a batch of 2 and closing it did it within 5 cycles in 3 runs of 3 (2 aborts, 1 hang):
+    an AsyncInferQueue callback ran Python on OpenVINO's worker thread, whose objects released a
+    closed runner's last references there. Now no Python runs on OpenVINO's threads."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from engines.openvino import OvRunner\n"
+        "x = np.random.default_rng(0).uniform(0, 1, (2, 3, 256, 448)).astype(np.float32)\n"
+        "for i in range(20):\n"
+        "    r = OvRunner(sys.argv[1], hint='throughput', cache=False)\n"
+        "    assert r.infer(x).shape == x.shape\n"
+        "    r.close()\n"
+        "print('cycles done')\n")
+    try:
+        res = subprocess.run([sys.executable, "-c", script, str(onnx_model)], capture_output=True, text=True,
+                             timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("OpenVINO hung opening/closing throughput runners")
+    assert res.returncode == 0 and "cycles done" in res.stdout, res.stderr[-2000:]

@@ -171,3 +171,34 @@ def test_fit_two_steps_writes_checkpoints_and_a_per_photo_table(photos, tmp_path
             ),
             log=lambda *_: None,
         )
+
+
+def test_fit_whose_loss_is_not_finite_stops_with_exit_3_and_saves_nothing_non_finite(photos, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """`python -m training.fit` whose loss turns NaN stops at its next validation with `error:` and
+    exit 3, before any checkpoint is saved; the checkpoints of the earlier steps stay (finite)."""
+    import math
+
+    import training.fit as fit_module
+    from toolkit.core.models.checkpoint import load_model
+
+    real_loss, calls = fit_module.batch_loss, []
+
+    def loss_that_turns_nan(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * math.nan if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(fit_module, "batch_loss", loss_that_turns_nan)
+    out = tmp_path / "run"
+    code = fit_module.main([str(photos), "-o", str(out), "--max-steps", "4", "--batch", "2", "--crop", "64",
+                            "--val-windows", "2", "--final-windows", "2", "--dead-leaves", "0",
+                            "--val-seconds", "0"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 3, err
+    assert err.startswith("error: training stopped at step 3") and "not finite" in err
+    assert json.loads((out / "last.json").read_text())["step"] == 2
+    for name in ("best", "last"):
+        weights = load_model(out / f"{name}.safetensors").parameters()
+        assert all(bool(torch.isfinite(t).all()) for t in weights)
+    assert not (out / "val.json").exists()

@@ -51,3 +51,24 @@ def test_a_tool_refuses_to_write_over_its_inputs(name, model, photos, capsys):
     assert "Traceback" not in err
     after = {p: p.read_bytes() for p in [*model.parent.iterdir(), *photos.iterdir()] if p.is_file()}
     assert after == before  # nothing written, nothing replaced
+
+
+@pytest.mark.parametrize("tool", ["calibrate", "photoset", "fit"])
+def test_a_tool_with_an_input_error_prints_one_error_line_and_exits_2(tool, model, photos, tmp_path, capsys):
+    """An input mistake in a `python -m training.*` tool is `error: ...` on stderr and exit 2 (no
+    traceback, no bare exit 1): the checkpoint names no calibration photos, the photo set has no
+    sources.json (or one that is not a photo set's index)."""
+    from training import calibrate, fit, photoset
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "sources.json").write_text('{"not": "a list of records"}')
+    main, argv = {
+        "calibrate": (calibrate.main, [str(model), "--photos", str(photos), "-o", str(tmp_path / "cal")]),
+        "photoset": (photoset.main, ["tune", str(tmp_path / "nowhere")]),
+        "fit": (fit.main, [str(tmp_path / "bad"), "-o", str(tmp_path / "run"), "--max-steps", "1"]),
+    }[tool]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert ("names no calibration photos" in err if tool == "calibrate" else "sources.json" in err)
+    assert not (tmp_path / "cal.safetensors").exists()

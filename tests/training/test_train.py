@@ -78,3 +78,57 @@ def test_train_on_frameless_folder_exits_2_and_creates_nothing(tmp_path, monkeyp
     assert "Traceback" not in out and "no frames in EMPTY" in " ".join(out.split())
     assert not (tmp_path / "runs").exists()
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_run_whose_loss_is_not_finite_stops_with_exit_3_and_keeps_the_last_finite_checkpoint(
+        demo_dir, tmp_path, monkeypatch):
+    """`dtk train` whose loss turns NaN (as `--lr 1` makes it) stops at once with exit 3 and says so;
+    the checkpoints written before stay as they were (finite), nothing non-finite is saved."""
+    import math
+
+    import torch
+    from typer.testing import CliRunner
+
+    import training.train as tr
+    from toolkit.app.cli import app
+
+    real_loss, calls = tr.image_loss, []
+
+    def loss_that_turns_nan(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * math.nan if len(calls) >= 3 else loss  # steps 1 and 2 fine, step 3 NaN
+
+    monkeypatch.setattr(tr, "image_loss", loss_that_turns_nan)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(demo_dir), "-o", str(out), "--width", "2",
+                                   "--tail-convs", "0", "--crop", "16", "--batch", "1", "--epochs", "3",
+                                   "--steps", "1"])
+    said = " ".join((res.output + (res.stderr if res.stderr_bytes is not None else "")).split())
+    assert res.exit_code == 3, said
+    assert "training stopped at step 3" in said and "not finite" in said and "Traceback" not in said
+    assert f"{out / 'last.safetensors'} (step 2)" in said
+    for name in ("best", "last"):
+        weights = load_model(out / f"{name}.safetensors").parameters()
+        assert all(bool(torch.isfinite(t).all()) for t in weights)
+    assert json.loads((out / "last.json").read_text())["step"] == 2
+    result = json.loads((out / "result.json").read_text())
+    assert result["best"] == str(out / "best.safetensors") and "not finite" in result["diverged"]
+
+
+def test_save_checkpoint_refuses_non_finite_weights_and_keeps_the_file_there(tmp_path):
+    import torch
+
+    from toolkit.core.errors import DtkError
+    from toolkit.core.models import ModelConfig
+    from toolkit.core.models.checkpoint import save_checkpoint
+    from toolkit.core.models.unet import SeedUNet
+
+    model = SeedUNet(ModelConfig(width=2, tail_convs=0))
+    path = save_checkpoint(tmp_path / "m", model)
+    kept = path.read_bytes()
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(DtkError, match="NaN/inf"):
+        save_checkpoint(tmp_path / "m", model)
+    assert path.read_bytes() == kept

@@ -172,6 +172,13 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
     example strip when `plot` is given. `known_blur`: the model is also scored told each kernel
     ("model (told)", as `dtk run --known-blur K` runs it). Checks every option and path (`json_out`,
     `csv` and `plot` too, which the caller writes) before any model loads, as the command does."""
+    from engines.tiled import Tiling
+    from toolkit import FRAME_SIZE
+    from toolkit.core.kernels import parse_kernels
+
+    # checked with or without --native (as dtk run checks it), before a video is decoded
+    ks = parse_kernels(kernels)
+    tiling = Tiling(FRAME_SIZE, tile_overlap)
     if Path(sharp_dir).is_file():
         return _evaluate_video(Path(sharp_dir), model=model, engine=engine, predictions=predictions,
                                backend=backend, kernels=kernels, baselines=baselines, native=native,
@@ -182,18 +189,14 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
         raise DtkError(f"--predictions {predictions} is a video: score it against the sharp video, "
                        f"`dtk eval SHARP.mp4 --predictions {predictions} --kernels K`")
     from engines.spec import RunnerSpec
-    from engines.tiled import Tiling, check_known_blur
-    from toolkit import FRAME_SIZE
+    from engines.tiled import check_known_blur
     from toolkit.app import evaluate as ev  # scipy, scikit-image: on first use
-    from toolkit.core.kernels import parse_kernels
 
-    ks = parse_kernels(kernels)
     sharp_dir = Path(sharp_dir)
     preflight.eval_cmd(sharp_dir, kernels=ks, max_pixels=max_pixels,
                        model=None if model is None else str(model), engine=engine, predictions=predictions,
                        json_out=None if json_out is None else Path(json_out), csv=csv, plot=plot,
                        known_blur=known_blur)
-    tiling = Tiling(FRAME_SIZE, tile_overlap) if native else None
     if sum(x is not None for x in (model, engine, predictions)) > 1:
         raise DtkError("give at most one of --model, --engine, --predictions")
     others = ev.baseline_methods(baselines)  # a typo fails before the model loads
@@ -205,9 +208,9 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
         spec = (RunnerSpec.choose("tensorrt", engine) if engine is not None
                 else RunnerSpec.choose(backend, None if str(model) == "default" else model, size=FRAME_SIZE))
         runner = spec.open()
-        methods["model"] = ev.runner_method(runner, tiling)
+        methods["model"] = ev.runner_method(runner, tiling if native else None)
         if known_blur:
-            methods[ev.TOLD] = ev.runner_method(runner, tiling, told=True)
+            methods[ev.TOLD] = ev.runner_method(runner, tiling if native else None, told=True)
     methods.update(others)
     try:
         if known_blur and runner is not None:
@@ -394,6 +397,17 @@ class Deblurrer:
         may be uint8 tensors on its GPU, and `on_device` returns tensors there."""
         from engines.tiled import deblur_frames
 
+        for i, im in enumerate(images):
+            if _is_tensor(im):
+                if im.dtype.is_floating_point or im.ndim != 3 or im.shape[-1] != 3:
+                    raise FramesError(f"images[{i}] must be an H x W x 3 uint8 tensor, got "
+                                      f"{tuple(im.shape)} {im.dtype}")
+                continue
+            if not isinstance(im, np.ndarray):
+                raise FramesError(f"images[{i}] is a {type(im).__name__}: pass H x W x 3 uint8 NumPy arrays")
+            _check_uint8(im, f"images[{i}]")
+            if im.ndim != 3:
+                raise FramesError(f"images[{i}] must be H x W x 3 uint8, got shape {im.shape}")
         out: list[Any] = []
         with self._lock:
             runner = self.open()
@@ -419,6 +433,7 @@ class Deblurrer:
         if x.ndim != 4 or x.shape[1] != 3 or not torch.is_floating_point(x):
             raise FramesError(f"a torch tensor must be N x 3 x H x W float on the 0..1 scale, got "
                               f"{tuple(x.shape)} {x.dtype}")
+        _check_finite(int((~torch.isfinite(x)).sum()), "frames")
         if len(x) == 0:
             return x.clone()
         with self._lock:
@@ -507,7 +522,17 @@ def _is_tensor(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
 
+def _check_finite(bad: int, name: str) -> None:
+    """FramesError when `bad` values of the frames are not finite: NaN/inf would be quantized to
+    some byte and deblurred as if it were a picture (the CLI reads only whole images)."""
+    if bad:
+        raise FramesError(f"{name} hold {bad} non-finite value(s) (NaN/inf): a frame is finite, on the 0..1 "
+                          "scale (float) or 0..255 (uint8); nothing was deblurred")
+
+
 def _check_uint8(frames: np.ndarray, name: str) -> None:
+    if frames.dtype.kind in "fc":
+        _check_finite(int(np.size(frames) - np.count_nonzero(np.isfinite(frames))), name)
     if frames.dtype != np.uint8:
         raise FramesError(f"{name} must be uint8 (0..255), got {frames.dtype}: convert it, e.g. "
                           "np.clip(x * 255, 0, 255).round().astype(np.uint8) for floats on the 0..1 scale")

@@ -37,7 +37,13 @@ from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, discover_frames, tree_files
+from toolkit.core.frames import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    discover_frames,
+    multi_frame_note,
+    tree_files,
+)
 from toolkit.core.kernels import parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
@@ -132,6 +138,13 @@ def announce_runner(spec):
     return opened
 
 
+def warn_multi_frame(files: list[tuple[str, int]]) -> None:
+    """A yellow warning per frame file of several images (animated PNG/WebP, multi-page TIFF):
+    only its first image was used (`--json` lists them under "multi_frame")."""
+    for path, count in files:
+        err_console.print(f"[yellow]warning:[/] {escape(path)} {escape(multi_frame_note(count))}")
+
+
 def emit_json(path: Path | None, obj) -> None:
     if path is None:
         return
@@ -175,7 +188,9 @@ def doctor(json_out: JsonOut = None) -> None:
 def data_demo(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo frame tree in.")],
     frames: Annotated[int, typer.Option("--frames", help="Frames per sequence.")] = 4,
-    overwrite: Annotated[bool, typer.Option(help="Rewrite an existing demo tree.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Write into DIR although it holds files dtk did not write there (those of the demo's names "
+             "are replaced; a rerun into dtk's own demo tree needs no --overwrite).")] = False,
 ) -> None:
     """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
 
@@ -247,6 +262,7 @@ def eval_cmd(
         console.print(eval_table(result))
         if by_sequence:
             console.print(eval_table(result, by_sequence=True))
+        warn_multi_frame(result.multi_frame)
         if result.skipped:
             err_console.print(f"[yellow]skipped {len(result.skipped)} frame(s), not scored by any method "
                               "(unreadable, or a prediction that does not match):[/]")
@@ -281,6 +297,13 @@ def data_photos(
     frames: Annotated[bool, typer.Option(
         "--frames", help="Write the older REDS-like tree of 256x448 windows (for dtk train) instead.",
     )] = False,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="Write the photos of the packages at hand when some are missing (default: a "
+                          "missing package is an error, exit 2, nothing written).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into DIR although it holds files dtk did not write there (those of "
+                            "the set's names are replaced, the others stay; a rerun into dtk's own set "
+                            "needs no --overwrite).")] = False,
 ) -> None:
     """Write the photos dtk may train and validate on (never the demo photos).
 
@@ -289,16 +312,17 @@ def data_photos(
     downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
     version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
     """
-    preflight.data_photos(out_dir, wallpapers)
+    preflight.data_photos(out_dir, wallpapers, cache=None if frames else cache, overwrite=overwrite,
+                          fetch=fetch)
     if frames:
-        records = write_training_photos(out_dir, wallpapers)
+        records = write_training_photos(out_dir, wallpapers, overwrite=overwrite)
         for r in records:
             console.print(f"{r['sequence']}: {r['frames']} frames  ({r['licence']})")
         console.print(f"{sum(r['frames'] for r in records)} frames in {len(records)} sequences in {out_dir}")
         return
 
-    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side,
-                        log=lambda m: err_console.print(escape(m), highlight=False))
+    res = write_sources(out_dir, cache, fetch=fetch, max_short_side=max_short_side, overwrite=overwrite,
+                        partial=partial, log=lambda m: err_console.print(escape(m), highlight=False))
     console.print(escape(photoset_summary(res)))
 
 
@@ -346,7 +370,7 @@ def train_cmd(
                         tail_convs=tail_convs, head_width=head_width, kernel_loss_weight=kernel_loss_weight,
                         crop=crop, batch=batch, epochs=epochs, steps=steps, lr=lr, sharp_prob=sharp_prob,
                         psnr_cap=psnr_cap, val_fraction=val_fraction, seed=seed, time_limit=time_limit,
-                        threads=threads)
+                        threads=threads, kernels=kernels, frames=frames)
     from training.train import TrainConfig, apply_preset, train  # torch: imported per command (start-up)
 
     config = apply_preset(TrainConfig(data=str(data), out=str(out)), preset)
@@ -355,10 +379,7 @@ def train_cmd(
                  "batch": batch, "epochs": epochs, "steps": steps, "lr": lr, "cosine": cosine, "loss": loss,
                  "sharp_prob": sharp_prob}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    try:
-        frame_list = [int(s) for s in frames.split(",")] if frames else None
-    except ValueError:
-        raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
+    frame_list = preflight.frame_positions(frames)
     config = replace(config, psnr_cap_db=psnr_cap, kernels=kernels, frames=frame_list,
                      val_fraction=val_fraction, seed=seed, resume=str(resume) if resume else None,
                      time_limit=time_limit, threads=threads)
@@ -584,6 +605,7 @@ def run_cmd(
         if summary.videos:
             console.print(videos_table(summary.videos, str(output)))
     if str(json_out) != "-":
+        warn_multi_frame(summary.multi_frame)
         problems = summary.failed + [p for v in summary.videos for p in v.problems()]
         for path, reason in problems:
             err_console.print(f"[yellow]not written:[/] {escape(path)}: {escape(reason)}")
@@ -909,7 +931,7 @@ def compare_cmd(
     preflight.compare_cmd(runners=runners, frames=frames, max_frames=max_frames, batch=batch, atol=atol,
                           rtol=rtol, quantile=quantile, json_out=json_out)
     report = compare_runners(runners, frames_dir=frames, max_frames=max_frames,
-                             kernels=[k.name for k in parse_kernels(blur)], batch_size=batch,
+                             kernels=[k.name for k in parse_kernels(blur, "--blur")], batch_size=batch,
                              quantile=quantile, atol=atol, rtol=rtol, check_stat=check_stat,
                              log=err_console.print)
     if str(json_out) != "-":
@@ -945,9 +967,10 @@ def quantize_cmd(
 ) -> None:
     """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
 
-    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The guard runs
-    fp32 and int8 on frames blurred with each seed kernel; a drop above --max-drop keeps the most
-    sensitive layers in float, and if that is not enough the command exits 2 without writing.
+    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The fixed bank,
+    the decision head and convs fed by a Concat stay float. The guard runs fp32 and int8 on frames
+    blurred with each seed kernel; a drop above --max-drop keeps the most sensitive layers in float,
+    and if that is not enough the command exits 2 without writing.
     """
 
     if model is None and not default_model_path("onnxruntime").is_file():
@@ -972,7 +995,7 @@ def quantize_cmd(
                 f"dB (drop {g.drop_db:+.3f} dB; int8 vs fp32 {format_db(g.int8_vs_fp32_psnr_db)} dB)"
                 for g in report.guard}
         rows.update({"method": report.method,
-                     "layers kept in float": ", ".join(report.float_layers) or "none",
+                     "layers kept in float": report.float_summary(),
                      "calibration": f"{len(report.calibration_frames)} frames x 3 kernels, sha256 "
                                     f"{report.calibration_sha256[:16]}",
                      "guard frames": str(len(report.guard_frames)), "time": f"{report.seconds:.1f} s",

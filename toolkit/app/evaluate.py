@@ -22,6 +22,7 @@ from engines.tiled import Tiling, check_known_blur, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
+from toolkit.core.bounds import parse_list
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
 from toolkit.core.evidence import known_rows
@@ -86,6 +87,7 @@ class EvalResult:
     methods: list[str]
     scores: list[FrameScore] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): first one scored
 
     def summaries(self, by_sequence: bool = False) -> list[Summary]:
         """Per kernel x method (and per sequence when asked), plus summary rows over kernels.
@@ -131,6 +133,7 @@ class EvalResult:
             "per_sequence": [clean(asdict(s)) for s in self.summaries(by_sequence=True)],
             "frames": [clean(asdict(s)) for s in self.scores],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "multi_frame": [{"path": p, "images": n} for p, n in self.multi_frame],
         }
 
 
@@ -186,7 +189,7 @@ def evaluate_tree(
 
     if not frames:
         return result
-    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick, native):
+    for frame, sharp in _sharp_frames(frames, strict, max_pixels, skipped, tick, native, result.multi_frame):
         blurred = [blur(sharp, k) for k in kernels]
         estimates = {"blurred": blurred}
         try:
@@ -210,11 +213,15 @@ def evaluate_tree(
 
 
 def _sharp_frames(frames: list[Frame], strict: bool, max_pixels: int | None, skipped: list[tuple[str, str]],
-                  tick: Callable[[], None], native: bool = False) -> Iterator[tuple[Frame, np.ndarray]]:
+                  tick: Callable[[], None], native: bool = False,
+                  multi_frame: list[tuple[str, int]] | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
     """(frame, RGB uint8: 256x448, or its own size when `native`) read by the pipeline `dtk run`
-    reads with; an unreadable frame is listed in `skipped` (raised when strict)."""
+    reads with; an unreadable frame is listed in `skipped` (raised when strict); a file of several
+    images (its first scored) in `multi_frame`."""
     config = PipelineConfig(batch_size=4, max_pixels=max_pixels, size=None if native else FRAME_SIZE)
     for fb in open_pipeline(frames, config):
+        if multi_frame is not None:
+            multi_frame.extend(fb.multi_frame)
         for path, reason in fb.failed:
             if strict:
                 raise FrameReadError(path, reason)
@@ -232,8 +239,10 @@ def baseline_method(fn: Callable[[np.ndarray, BlurKernel], np.ndarray]) -> Metho
 
 
 def baseline_methods(names: str) -> dict[str, Method]:
-    """--baselines 'prior,wiener' (or 'none' / ''): each known-kernel baseline as a Method."""
-    chosen = [] if names.strip() in ("", "none") else [b.strip() for b in names.split(",")]
+    """--baselines 'prior,wiener' (or 'none'): each known-kernel baseline as a Method; an empty
+    list is refused (write 'none')."""
+    chosen = [] if names.strip() == "none" else parse_list(names, "--baselines",
+                                                           f"{', '.join(BASELINES)}, or none")
     for name in chosen:
         if name not in BASELINES:
             raise DtkError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)} or none")

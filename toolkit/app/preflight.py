@@ -12,11 +12,13 @@ from typing import Any
 from engines.openvino import HINTS as OV_MODES
 from engines.options import MAX_BATCH, check_batch, check_threads
 from engines.tensorrt.sidecar import sidecar_path
-from toolkit.core.bounds import check_choice, check_number, check_tolerance
+from toolkit.core.bounds import check_choice, check_number, check_tolerance, parse_list
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name
+from toolkit.core.kernels import parse_kernels
 from toolkit.core.pipeline import PIPELINES
-from toolkit.core.safepaths import check_output_file, check_output_folder
+from toolkit.core.safepaths import OwnedFolder, check_output_file, check_output_folder
+from training.photosources import check_cache
 
 HOUR, DAY = 3600.0, 86400.0
 MAX_SIDE = 8192  # largest frame side (pixels) the export and bench accept
@@ -49,12 +51,19 @@ def check_max_pixels(max_pixels: int) -> None:
 
 
 def data_demo(out_dir: Path, frames: int) -> None:
+    """The numbers and the folder; the files in DIR are checked by `write_demo` before it writes
+    (a file there that is not dtk's, or not the very bytes the demo writes, needs --overwrite)."""
     check_number("--frames", frames, min=1, max=10_000)
     check_output_folder(out_dir, "DIR")
 
 
-def data_photos(out_dir: Path, wallpapers: Path | None) -> None:
-    check_output_folder(out_dir, "DIR", inputs=[wallpapers])
+def data_photos(out_dir: Path, wallpapers: Path | None, *, cache: Path | None = None,
+                overwrite: bool = False, fetch: bool = True) -> None:
+    """DIR may be filled (no file dtk did not write there, unless --overwrite) and, for the photo
+    set, --cache is a folder apart from DIR; checked before anything is fetched."""
+    OwnedFolder(out_dir, "DIR", overwrite=overwrite).check(inputs=[wallpapers])
+    if cache is not None:
+        check_cache(cache, out_dir, fetch=fetch)
 
 
 def eval_cmd(sharp_dir: Path, *, kernels: list, max_pixels: int, model: str | None, engine: Path | None,
@@ -76,7 +85,10 @@ def train_cmd(*, data: Path, out: Path, resume: Path | None, overwrite: bool, wi
               tail_convs: int | None, head_width: int | None, kernel_loss_weight: float | None,
               crop: int | None, batch: int | None, epochs: int | None, steps: int | None, lr: float | None,
               sharp_prob: float | None, psnr_cap: float, val_fraction: float, seed: int,
-              time_limit: float | None, threads: int | None) -> None:
+              time_limit: float | None, threads: int | None, kernels: str = "k3,k7,k11",
+              frames: str | None = None) -> None:
+    parse_kernels(kernels)
+    frame_positions(frames)
     check_threads(threads)
     if batch is not None:
         check_batch(batch)
@@ -96,6 +108,20 @@ def train_cmd(*, data: Path, out: Path, resume: Path | None, overwrite: bool, wi
     check_number("--time-limit", time_limit, above=0, max=365 * 24 * 60, hint="minutes")
     check_output_folder(out, "--out", inputs=[data])
     check_run_folder(out, resume, overwrite)
+
+
+def frame_positions(frames: str | None) -> list[int] | None:
+    """`dtk train --frames 1,40,80`: the frame positions to keep (None: not given, every frame);
+    DtkError for an empty list or a value that is not a whole number >= 0."""
+    if frames is None:
+        return None
+    try:
+        positions = [int(s) for s in parse_list(frames, "--frames", "frame positions such as 1,40,80")]
+    except ValueError:
+        raise DtkError(f"--frames wants comma-separated integers, got {frames!r}") from None
+    for p in positions:
+        check_number("--frames", p, min=0)
+    return positions
 
 
 RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", "config.json", "result.json")

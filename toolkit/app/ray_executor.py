@@ -84,9 +84,11 @@ class DeblurActor:
                                  max_pixels=self.max_pixels, workers=1)
         device = "gpu" if self.runner.accepts_device_tensors else "cpu"
         failed: dict[str, str] = {}
+        images: dict[str, int] = {}  # files of several images: how many (the first is deblurred)
         loaded: list[FrameBatch] = []
         for fb in open_pipeline(frames, config, device=device):
             failed.update(fb.failed)
+            images.update(fb.multi_frame)
             if len(fb):
                 loaded.append(fb)
         if self.fault_marker and not os.path.exists(self.fault_marker):
@@ -104,7 +106,7 @@ class DeblurActor:
         status = ["failed" if str(f.path) in failed else "written" for f in frames]
         share = compute_s / max(1, status.count("written"))
         return {"rel": rels, "status": status, "reason": [failed.get(str(f.path), "") for f in frames],
-                "worker": [self.worker] * len(rels),
+                "worker": [self.worker] * len(rels), "images": [images.get(str(f.path), 1) for f in frames],
                 "compute_s": [share if st == "written" else 0.0 for st in status]}
 
 
@@ -228,6 +230,8 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
         if row is not None and row["status"] == "failed":
             summary.failed.append((str(f.path), row["reason"]))
             continue
+        if row is not None and int(row.get("images", 1)) > 1:
+            summary.multi_frame.append((str(f.path), int(row["images"])))
         size = expected_output_size(f, keep_size)
         if size is not None and is_done(output_path_for(f, output_dir), size):
             summary.written += 1

@@ -521,6 +521,7 @@ class RunSummary(FrameRates):
     tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
     max_tile_pixels: int | None = None  # native: the pixel budget of one runner call (engines.tiled)
     peak_rss_mb: float | None = None  # the process's peak resident memory (MiB), model included
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): the first deblurred
     videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
 
     @property
@@ -555,6 +556,7 @@ class RunSummary(FrameRates):
             "peak_rss_mb": self.peak_rss_mb,
             "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
             "videos": [v.to_json() for v in self.videos],
+            "multi_frame": [{"path": p, "images": n} for p, n in self.multi_frame],
         }
 
 
@@ -736,6 +738,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                 summary.data_wait_s += time.perf_counter() - t0
                 if fb is None:
                     break
+                summary.multi_frame.extend(fb.multi_frame)
                 if fb.failed:
                     if strict:
                         path, reason = fb.failed[0]

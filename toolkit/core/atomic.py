@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
@@ -24,6 +25,18 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A fresh, empty temporary file beside `path` (parents created): (its fd, its path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = temp_name(path)
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # the umask applies: 0644 under 022
+        except FileExistsError:  # pragma: no cover - 1 in 4 billion
+            continue
+
+
 def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
     """Write `data` to `path` atomically (parents created); returns the path.
 
@@ -31,15 +44,7 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
     file is removed and the target is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        tmp = temp_name(path)
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies: 0644 under 022
-            break
-        except FileExistsError:  # pragma: no cover - 1 in 4 billion
-            continue
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -72,6 +77,32 @@ def making_dirs(folder: Path | str) -> Iterator[Path]:
                 os.rmdir(path)
             except OSError:  # not empty (the run's outputs), or gone
                 break
+
+
+@contextmanager
+def atomic_target(path: Path | str) -> Iterator[Path]:
+    """A temporary file beside `path` for a writer that needs a file name (an ONNX exporter, a
+    TensorRT build, a tool that writes and then checks its own file): the body writes and checks
+    it; on a clean exit it is fsynced and renamed to `path`; on any error or interrupt (a failed
+    check, Ctrl-C) it is removed and `path` is left as it was (the old file, or none).
+
+    The writer may replace the file (write a new one at the temporary name); a link there is
+    never followed, since the rename replaces the name itself.
+    """
+    path = Path(path)
+    fd, tmp = _create_temp(path)
+    os.close(fd)
+    try:
+        yield tmp
+        done = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.fsync(done)
+        finally:
+            os.close(done)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def stale_temp_files(root: Path | str, suffix: str = "") -> Iterator[Path]:

@@ -1,9 +1,12 @@
-"""The one rule for numeric options: finite and in range, checked before anything loads.
+"""The one rule for numeric and list options: finite and in range, never empty, checked before
+anything loads.
 
 Every command's numbers (durations, warm-ups, sizes, opsets, learning rates, batches, crops,
 fractions, epochs, tolerances and thresholds) pass `check_number` in the CLI before a model or a
 frame is touched; nan and inf never pass (a nan compares false with every bound, an inf duration
-never ends). `engines.options` keeps the runner options' own bounds (batch, threads, precision).
+never ends). A comma-separated list option (`--kernels`, `--blur`, `--baselines`, `--frames`,
+`--batch`, ...) is split by `parse_list`, which refuses an empty one: an empty list never means
+"all". `engines.options` keeps the runner options' own bounds (batch, threads, precision).
 """
 
 from __future__ import annotations
@@ -55,3 +58,13 @@ def check_choice(flag: str, value: str, choices: Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise DtkError(f"unknown {flag} {value!r}: choose one of {', '.join(choices)}")
+
+
+def parse_list(text: str, what: str, hint: str = "") -> list[str]:
+    """The items of a comma-separated list option (`what`: its flag), stripped; DtkError when it
+    names none ('', ' ', ','): an empty list is a mistake, never "all" nor "none"."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise DtkError(f"{what} is empty: give at least one comma-separated value"
+                       + (f" ({hint})" if hint else ""))
+    return items

@@ -18,7 +18,8 @@ import numpy as np
 
 from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
-from toolkit.core.frames import Frame, discover_frames, read_frame, write_png_atomic
+from toolkit.core.frames import Frame, discover_frames, encode_png, read_frame, write_png_atomic
+from toolkit.core.safepaths import OwnedFolder
 
 DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
 TRAINING_EXCLUDED = frozenset(DEMO_PHOTOS) | {"motorcycle_right"}
@@ -56,22 +57,33 @@ def pan_windows(image: np.ndarray, count: int, size: tuple[int, int] = FRAME_SIZ
 
 def write_demo(out_dir: Path | str, frames_per_sequence: int = 4,
                photos: tuple[str, ...] = DEMO_PHOTOS, overwrite: bool = False) -> list[Path]:
-    """Write the demo tree `out_dir/<photo>/<00000000>.png`; returns the written paths."""
+    """Write the demo tree `out_dir/<photo>/<00000000>.png`; returns the written paths.
+
+    `out_dir` is an `OwnedFolder`: a file there that dtk did not write is never replaced without
+    `overwrite` (DtkError before anything is written); a rerun into dtk's own tree rewrites it,
+    and frames of an earlier, longer demo that this one does not write are removed."""
     out = Path(out_dir)
     if frames_per_sequence < 1:
         raise DtkError("frames per sequence must be at least 1")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        existing = [p for p in out.rglob("*.png")]
-        expected = len(photos) * frames_per_sequence
-        if len(existing) == expected:
-            return sorted(existing)
-        raise DtkError(f"{out} exists and is not an empty demo tree; pick another folder "
-                       "or pass --overwrite")
+    folder = OwnedFolder(out, overwrite=overwrite)
+    windows = {name: pan_windows(read_frame(skimage_photo_path(name)), frames_per_sequence)
+               for name in photos}
+    names = {f"{name}/{i:08d}.png": (name, i) for name in photos for i in range(frames_per_sequence)}
+
+    def demo_bytes(rel: str) -> bytes | None:
+        """The PNG this demo writes at `rel` (None: not one of its names): a tree an older dtk wrote
+        (no manifest) holds exactly these bytes, and rewriting them loses nothing."""
+        if rel not in names:
+            return None
+        name, i = names[rel]
+        return encode_png(windows[name][i])
+
+    folder.check(same_as=demo_bytes)
     written = []
-    for name in photos:
-        image = read_frame(skimage_photo_path(name))
-        for i, window in enumerate(pan_windows(image, frames_per_sequence)):
-            written.append(write_png_atomic(out / name / f"{i:08d}.png", window))
+    for rel, (name, i) in names.items():
+        written.append(folder.write(rel, encode_png(windows[name][i])))
+    folder.remove_unlisted(folder.written)
+    folder.save()
     return written
 
 

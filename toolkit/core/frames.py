@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -67,13 +68,38 @@ def _rel_sort_key(rel: PurePosixPath) -> list:
     return [natural_key(p) for p in rel.parts]
 
 
-def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[PurePosixPath]:
-    """Relative paths of the files under `root`, following symlinked folders.
+def entry_problem(path: Path | str) -> str | None:
+    """Why the directory entry `path` cannot be read as a file (None: a regular file, or a link
+    to one), found with stat alone, never by opening it: a dangling or looping symlink, a FIFO,
+    a socket, a device, or an entry that cannot even be looked at."""
+    try:
+        st = os.stat(path)  # follows a symlink to what it names
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"a symlink to nothing (dangling: it points to {os.readlink(path)})"
+        return "file not found (it vanished)"
+    except PermissionError:
+        return "permission denied (its folder cannot be searched)"
+    except OSError as exc:  # ELOOP: a symlink loop; ENAMETOOLONG ...
+        return f"cannot be looked at ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+    return f"{kind}, not a file: never opened"
+
+
+def _walk_files(root: Path, unreadable: list[tuple[str, str]],
+                suffixes: frozenset[str] | set[str] | None = None) -> Iterator[PurePosixPath]:
+    """Relative paths of the regular files under `root`, following symlinked folders.
 
     Hidden entries (a name starting with '.') are left out. A folder is entered once: one whose
     real path was already entered (a symlink loop, or a second link to the same folder) is
     skipped, so a hostile tree cannot make the walk endless. A folder that cannot be listed
-    (permission denied) is appended to `unreadable` as (path, reason).
+    (permission denied) is appended to `unreadable` as (path, reason); so is an entry whose name
+    ends with one of `suffixes` (None: any) but that is no regular file (a dangling symlink, a
+    FIFO, a device: `entry_problem`), which is never opened.
     """
     seen: set[str] = set()
     stack = [PurePosixPath()]
@@ -101,10 +127,14 @@ def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[PureP
             try:
                 if entry.is_dir():  # follows symlinks
                     subdirs.append(rel / entry.name)
-                elif entry.is_file():
+                    continue
+                if entry.is_file():
                     yield rel / entry.name
+                    continue
             except OSError:
-                continue
+                pass
+            if suffixes is None or Path(entry.name).suffix.lower() in suffixes:
+                unreadable.append((entry.path, entry_problem(entry.path) or "cannot be looked at"))
         stack.extend(reversed(subdirs))
 
 
@@ -112,17 +142,19 @@ def tree_files(root: Path | str, suffixes: frozenset[str] | set[str],
                unreadable: list[tuple[str, str]]) -> list[PurePosixPath]:
     """Relative paths of the files under `root` whose suffix (lower case) is in `suffixes`, in
     natural order, walked as `discover_frames` walks (hidden entries left out, symlinked folders
-    entered once); a folder that cannot be listed is appended to `unreadable`."""
-    rels = [rel for rel in _walk_files(Path(root), unreadable) if rel.suffix.lower() in suffixes]
+    entered once); a folder that cannot be listed, and an entry with one of `suffixes` that is no
+    regular file (dangling symlink, FIFO, device), are appended to `unreadable`."""
+    rels = [rel for rel in _walk_files(Path(root), unreadable, suffixes) if rel.suffix.lower() in suffixes]
     return sorted(rels, key=_rel_sort_key)
 
 
 def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None = None) -> list[Frame]:
     """All image files under `root` (any depth, symlinked folders followed), in natural order.
 
-    A folder of the tree that cannot be listed (permission denied) is appended to `unreadable`
-    as (path, reason), for the caller to list like an unreadable frame; without that list it is
-    a DtkError: no frame is left out silently.
+    A folder of the tree that cannot be listed (permission denied), and an image-named entry that
+    is no regular file (a dangling symlink, a FIFO, a device; never opened), are appended to
+    `unreadable` as (path, reason), for the caller to list like an unreadable frame; without that
+    list they are a DtkError: no frame is left out silently.
     """
     root = Path(root)
     if not root.exists():
@@ -133,9 +165,9 @@ def discover_frames(root: Path | str, unreadable: list[tuple[str, str]] | None =
     rels = tree_files(root, IMAGE_EXTENSIONS, problems)
     if problems and unreadable is None:
         path, reason = problems[0]
-        raise DtkError(f"cannot read {path}: {reason}" + (f" (and {len(problems) - 1} more folder(s))"
+        raise DtkError(f"cannot read {path}: {reason}" + (f" (and {len(problems) - 1} more)"
                                                             if len(problems) > 1 else "")
-                       + "; fix its permissions or leave it out of the tree")
+                       + "; fix it or leave it out of the tree")
     if unreadable is not None:
         unreadable.extend(problems)
     if not rels:
@@ -198,19 +230,75 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def open_frame_file(path: Path | str):
+    """A frame file opened for reading (binary), never blocking: what is there is checked with stat
+    first (`entry_problem`) and again on the open descriptor (O_NONBLOCK: a FIFO swapped in since
+    never hangs the read); FrameReadError unless it is a regular file."""
+    path = Path(path)
+    problem = entry_problem(path)
+    if problem is not None:
+        raise FrameReadError(path, "file not found" if problem.startswith("file not found") else problem)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FrameReadError(path, "not a regular file (it changed while dtk read the tree): never read")
+    return os.fdopen(fd, "rb")
+
+
+def read_frame_bytes(path: Path | str) -> bytes:
+    """A frame file's bytes, opened as `open_frame_file` opens it; FrameReadError when unreadable."""
+    try:
+        with open_frame_file(path) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise FrameReadError(path, "file not found") from None
+    except PermissionError:
+        raise FrameReadError(path, "permission denied (the file is not readable)") from None
+    except OSError as exc:
+        raise FrameReadError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
 def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file to HxWx3 RGB uint8; FrameReadError when it cannot be decoded.
 
     An image whose header says more than `max_pixels` pixels (None: no dtk limit) is refused
-    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit.
+    before its pixels are decoded; so is one over Pillow's own decompression-bomb limit. A file
+    of several images (an animated PNG or WebP, a multi-page TIFF, an MPO) gives its first one;
+    `read_frame_counted` says how many it holds.
     """
+    return read_frame_counted(path, max_pixels)[0]
+
+
+def image_count(im) -> int:
+    """How many images an open Pillow image file holds (1 for a still image; an animated PNG, GIF or
+    WebP its frames, a multi-page TIFF its pages, an MPO its pictures)."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError):
+        return 1
+
+
+def multi_frame_note(count: int) -> str:
+    """What dtk says about a file of `count` images, of which it reads the first."""
+    return (f"holds {count} images (animated or multi-page): only the first is deblurred or scored, "
+            f"the other {count - 1} are left out")
+
+
+def read_frame_counted(path: Path | str,
+                       max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """`read_frame`, and how many images the file holds (`image_count`): more than 1 for an
+    animated or multi-page file, whose first image alone is returned (callers report the rest)."""
     from PIL import Image, UnidentifiedImageError
 
     ignore_pillow_bomb_warning()
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_frame_file(path) as fh, Image.open(fh) as im:
             check_pixels(path, im.size, max_pixels)
+            count = image_count(im)
+            if count > 1:
+                im.seek(0)
             im.load()
             mode = im.mode
             orientation = exif_orientation(im)
@@ -240,7 +328,7 @@ def read_frame(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise FrameReadError(path, f"corrupt or truncated ({exc})") from None
     except MemoryError:
         raise FrameReadError(path, "not enough memory to decode it") from None
-    return to_rgb_uint8(apply_orientation(arr, orientation))
+    return to_rgb_uint8(apply_orientation(arr, orientation)), count
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF/TIFF Orientation tag: 1 = as stored, 2..8 = flip/rotate to show

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolkit.core.bounds import parse_list
 from toolkit.core.convert import round_uint8
 from toolkit.core.errors import DtkError
 
@@ -60,11 +61,12 @@ def get_kernel(name: str) -> BlurKernel:
         ) from None
 
 
-def parse_kernels(spec: str) -> list[BlurKernel]:
-    """Parse a comma-separated list such as 'k3,k7,k11' (or 'all')."""
-    if spec.strip() in ("", "all"):
+def parse_kernels(spec: str, flag: str = "--kernels") -> list[BlurKernel]:
+    """Parse a comma-separated list such as 'k3,k7,k11' (or 'all'); DtkError for an empty one
+    (`flag` names the option in the message)."""
+    if spec.strip() == "all":
         return list(KERNELS.values())
-    return [get_kernel(s.strip()) for s in spec.split(",") if s.strip()]
+    return [get_kernel(s) for s in parse_list(spec, flag, f"seed kernels: {','.join(KERNEL_NAMES)} or all")]
 
 
 def blur(image: np.ndarray, kernel: BlurKernel | str) -> np.ndarray:

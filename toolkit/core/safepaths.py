@@ -15,17 +15,21 @@ data's DIR) pass `check_output_file` / `check_output_folder` first:
   through it into someone else's files.
 
 Writes themselves go through `toolkit.core.atomic` (a fresh temporary file, then rename), which
-replaces a symlink at the target instead of writing through it.
+replaces a symlink at the target instead of writing through it. A folder dtk fills with files of
+its own (`dtk data`'s DIR) is an `OwnedFolder`: a manifest names the files dtk wrote there, and no
+other file is replaced without --overwrite.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from toolkit.core.atomic import TEMP_PATTERN, file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
 
 STDOUT = "-"
@@ -161,3 +165,130 @@ def check_output_folder(path: Path | str, flag: str, *, inputs: Iterable[Path | 
         raise DtkError(f"cannot write into {flag} {path}: it exists and is not a folder")
     _check_folder_writable(path, flag, path)
     check_no_links_out(path, flag)
+
+
+DATA_MANIFEST = ".dtk-data.json"
+DATA_FORMAT = "dtk-data/1"
+
+
+class OwnedFolder:
+    """A folder dtk fills with files of its own (`dtk data demo|photos` DIR): which files dtk wrote
+    there, each with its SHA-256, in DIR/.dtk-data.json, so that a file dtk did not write is never
+    replaced or removed without --overwrite (README "What dtk writes").
+
+    - `check()`, before any work: DtkError when DIR holds a file the manifest does not vouch for
+      (not listed, or changed since dtk wrote it: its bytes no longer match), unless `overwrite`
+      (then such a file is replaced only when dtk writes that very name; the others stay).
+      A rerun into dtk's own set (every file vouched for) needs no --overwrite.
+    - `write(rel, data)`: the name is claimed in the manifest first, then the file is written
+      atomically and its SHA-256 recorded, so a killed run leaves only files the manifest names.
+    - `remove_unlisted(keep)`: files dtk wrote before (and unchanged since) that this run did not
+      write again are removed (a photo an earlier build held); never any other file.
+    """
+
+    def __init__(self, root: Path | str, flag: str = "DIR", *, overwrite: bool = False):
+        self.root, self.flag, self.overwrite = Path(root), flag, overwrite
+        self.manifest = self.root / DATA_MANIFEST
+        self.files: dict[str, str | None] = self._load()
+        self.written: set[str] = set()
+
+    def _load(self) -> dict[str, str | None]:
+        if not os.path.lexists(self.manifest):
+            return {}
+        if not stat.S_ISREG(os.lstat(self.manifest).st_mode):
+            raise DtkError(f"{self.manifest} is not a regular file (a link, folder or FIFO): remove it, or "
+                           f"choose another {self.flag}")
+        try:
+            doc = json.loads(self.manifest.read_text())
+            files = doc["files"] if doc.get("format") == DATA_FORMAT else None
+            if not isinstance(files, dict):
+                raise ValueError("not a dtk data manifest")
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            if self.overwrite:
+                return {}
+            raise DtkError(f"{self.manifest} is unreadable ({exc}): pass --overwrite to rewrite {self.root} "
+                           f"(its files are replaced only where dtk writes the same name), or choose "
+                           f"another {self.flag}") from None
+        return {str(k): v if isinstance(v, str) else None for k, v in files.items()}
+
+    def _vouched(self, rel: str) -> bool:
+        """True when the file `rel` is dtk's: listed, and unchanged since dtk wrote it (a listed
+        name without digest was claimed by a run killed while it wrote it)."""
+        if rel not in self.files:
+            return False
+        digest = self.files[rel]
+        path = self.root / rel
+        return digest is None or (path.is_file() and not path.is_symlink() and file_sha256(path) == digest)
+
+    def foreign_files(self, same_as: Callable[[str], bytes | None] | None = None) -> list[str]:
+        """Files under DIR (relative, sorted) that dtk's manifest does not vouch for; the manifest
+        and dtk's own temporary files are not counted, nor a file whose bytes are those dtk would
+        write at its name (`same_as(rel)`: rewriting it loses nothing, e.g. a demo tree an older
+        dtk wrote without a manifest)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder, _dirs, names in os.walk(self.root):
+            for name in names:
+                rel = os.path.relpath(os.path.join(folder, name), self.root)
+                if rel == DATA_MANIFEST or TEMP_PATTERN.match(name):
+                    continue
+                if not self._vouched(rel) and not self._same(rel, same_as):
+                    found.append(rel)
+        return sorted(found)
+
+    def _same(self, rel: str, same_as: Callable[[str], bytes | None] | None) -> bool:
+        if same_as is None:
+            return False
+        expected = same_as(rel)
+        path = self.root / rel
+        return (expected is not None and path.is_file() and not path.is_symlink()
+                and path.stat().st_size == len(expected) and path.read_bytes() == expected)
+
+    def check(self, inputs: Iterable[Path | str | None] = (),
+              same_as: Callable[[str], bytes | None] | None = None) -> None:
+        """DtkError unless dtk may fill DIR: `check_output_folder` (not an input nor inside one, a
+        writable folder, no link out of it), then the files in it (see the class doc and
+        `foreign_files`)."""
+        check_output_folder(self.root, self.flag, inputs=inputs)
+        foreign = [] if self.overwrite else self.foreign_files(same_as)
+        if foreign:
+            raise DtkError(f"{self.flag} {self.root} holds {len(foreign)} file(s) dtk did not write there "
+                           f"(first: {foreign[0]}); dtk never replaces them: choose an empty or new folder, "
+                           "or pass --overwrite to replace the files dtk writes (the others stay)")
+
+    def write(self, rel: str, data: bytes) -> Path:
+        """Write the file DIR/`rel` atomically, claimed in the manifest first; DtkError when a file
+        dtk did not write is there and `overwrite` is off (it appeared after `check`)."""
+        path = self.root / rel
+        if (os.path.lexists(path) and not self.overwrite and not self._vouched(rel)
+                and not self._same(rel, lambda _rel: data)):
+            raise DtkError(f"{path} is not a file dtk wrote: pass --overwrite to replace it, or choose "
+                           f"another {self.flag}")
+        if rel not in self.files or self.files[rel] is not None:
+            self.files[rel] = None
+            self.save()
+        write_bytes_atomic(path, data)
+        self.files[rel] = file_sha256(path)
+        self.written.add(rel)
+        return path
+
+    def remove_unlisted(self, keep: set[str]) -> list[str]:
+        """Remove the files dtk wrote in an earlier run (and nobody changed since) that are not in
+        `keep`; returns them. Files dtk did not write are never touched."""
+        gone = []
+        for rel in sorted(set(self.files) - keep):
+            path = self.root / rel
+            if path.is_file() and not path.is_symlink() and self._vouched(rel):
+                path.unlink()
+                gone.append(rel)
+            if not os.path.lexists(path):
+                del self.files[rel]
+        return gone
+
+    def save(self) -> None:
+        """Record the manifest (atomically)."""
+        from toolkit.core.atomic import write_bytes_atomic
+
+        doc = {"format": DATA_FORMAT, "files": dict(sorted(self.files.items()))}
+        write_bytes_atomic(self.manifest, (json.dumps(doc, indent=1) + "\n").encode())

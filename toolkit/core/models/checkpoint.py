@@ -41,6 +41,11 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
            "dtk_version": toolkit.__version__}
     doc.update(meta or {})
     state = _state_dict(model)
+    bad = non_finite_tensors(state)
+    if bad:  # a diverged run: what is on disk (an earlier, finite checkpoint) stays as it was
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DtkError(f"refusing to save {weights}: tensor(s) {', '.join(bad[:5])}{more} hold NaN/inf "
+                       "(training diverged; lower the learning rate)")
     doc["tensor_sha256"] = tensor_digests(state)
     write_bytes_atomic(weights, save(state, metadata={"format": FORMAT}))
     if optimizer is not None:
@@ -48,6 +53,12 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
         doc["optimizer_file"] = optim_path.name
     write_bytes_atomic(sidecar, (json.dumps(doc, indent=2, default=_json_default) + "\n").encode())
     return weights
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an inf."""
+    return sorted(name for name, t in state.items()
+                  if t.is_floating_point() and not bool(torch.isfinite(t).all()))
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:

@@ -26,7 +26,7 @@ from torch import nn
 
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
-from toolkit.core.models.bands import BAND_SIGMAS, BandEnergies
+from toolkit.core.models.bands import BandEnergies
 from toolkit.core.models.head import GainHead, KernelHead, gain_decision, gate, given_or_own
 from toolkit.core.models.registry import register
 
@@ -162,13 +162,13 @@ class FastWienerNet(nn.Module):
         self.head = _head(n, config.head_width, config.head_shares, config.head_strong)
         self.refine = HalfResUNet(n, 3, width=config.width, extra=len(CLASSES))
         self.bands = BandEnergies() if config.gain_head else None
-        self.gain = GainHead(self.head.evidence_width, len(BAND_SIGMAS)) if config.gain_head else None
+        self.gain = GainHead(self.head.evidence_width, self.bands.width) if self.bands is not None else None
 
     takes_evidence = True  # tiles of one frame can share one decision (see toolkit.core.models.head)
 
     @property
     def evidence_width(self) -> int:
-        return self.head.evidence_width + (len(self.bands.sigmas) if self.bands is not None else 0)
+        return self.head.evidence_width + (self.bands.width if self.bands is not None else 0)
 
     def _bank_and_head_input(self, x: torch.Tensor):
         with torch.no_grad():

@@ -42,12 +42,15 @@ class FrameBatch:
     H x W x 3 uint8 NumPy array instead (sizes differ; engines.tiled cuts them into tiles).
     sizes: each frame's (H, W) before any resize.
     failed: (path, reason) of frames of this batch's span that could not be decoded.
+    multi_frame: (path, images in the file) of its frames whose file holds several images (an
+    animated PNG/WebP, a multi-page TIFF): the first was read, the caller reports the rest.
     """
 
     frames: list[Frame]
     images: Any
     sizes: list[tuple[int, int]]
     failed: list[tuple[str, str]] = field(default_factory=list)
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -49,7 +49,9 @@ from toolkit.core.frames import (
     check_pixels,
     encode_png,
     exif_orientation,
+    image_count,
     read_frame,
+    read_frame_bytes,
 )
 from toolkit.core.kernels import get_kernel
 from toolkit.core.lazy import optional_import
@@ -67,35 +69,42 @@ class _Span:
     indices: list[int]  # positions in the frame list of the frames fed to DALI
     encoded: list[np.ndarray]  # their encoded bytes (uint8)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)  # files of several images
 
 
 def encoded_frame(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes DALI can decode exactly as `read_frame` would; FrameReadError when unreadable (see
+    `encoded_frame_counted`)."""
+    return encoded_frame_counted(path, max_pixels)[0]
+
+
+def encoded_frame_counted(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
     """Bytes DALI can decode exactly as `read_frame` would; FrameReadError when unreadable.
 
     8-bit RGB PNG and RGB JPEG are passed as they are; anything else (gray, palette, alpha,
-    16-bit, other formats, an EXIF orientation other than 1) is decoded by `read_frame` and
-    re-encoded as 8-bit RGB PNG.
+    16-bit, other formats, an EXIF orientation other than 1, a file of several images) is decoded
+    by `read_frame` and re-encoded as 8-bit RGB PNG. Returns the bytes and how many images the file
+    holds (`image_count`: more than 1 for an animated PNG/WebP or a multi-page TIFF; the first is
+    decoded, the caller reports the rest).
     """
     import io
 
     from PIL import Image
 
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise FrameReadError(path, "file not found or not readable") from None
+    data = read_frame_bytes(path)  # FrameReadError: missing, unreadable, no regular file (never blocks)
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
             fmt, mode, size, oriented = im.format, im.mode, im.size, exif_orientation(im) != 1
+            count = image_count(im)
     except Exception:  # noqa: BLE001 - read_frame below gives the documented reason
-        fmt, mode, size, oriented = None, None, (0, 0), False
+        fmt, mode, size, oriented, count = None, None, (0, 0), False, 1
     check_pixels(path, size, max_pixels)  # before DALI decodes anything
     plain_png = fmt == "PNG" and mode == "RGB" and len(data) > 25 and data[24] == 8  # IHDR bit depth
     # an EXIF-rotated photo goes through read_frame, which applies the orientation (one rule for both
     # pipelines, whatever DALI's decoder version does with the tag)
-    if not oriented and (plain_png or (fmt == "JPEG" and mode == "RGB")):
-        return np.frombuffer(data, dtype=np.uint8)
-    return np.frombuffer(encode_png(read_frame(path, max_pixels), compression=1), dtype=np.uint8)
+    if count == 1 and not oriented and (plain_png or (fmt == "JPEG" and mode == "RGB")):
+        return np.frombuffer(data, dtype=np.uint8), count
+    return np.frombuffer(encode_png(read_frame(path, max_pixels), compression=1), dtype=np.uint8), count
 
 
 def read_span(frames: Sequence[Frame], start: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> _Span:
@@ -103,10 +112,14 @@ def read_span(frames: Sequence[Frame], start: int, max_pixels: int | None = DEFA
     span = _Span(list(frames), [], [])
     for i, frame in enumerate(frames):
         try:
-            span.encoded.append(encoded_frame(frame.path, max_pixels))
-            span.indices.append(start + i)
+            encoded, count = encoded_frame_counted(frame.path, max_pixels)
         except FrameReadError as exc:
             span.failed.append((exc.path, exc.reason))
+            continue
+        span.encoded.append(encoded)
+        span.indices.append(start + i)
+        if count > 1:
+            span.multi_frame.append((str(frame.path), count))
     return span
 
 
@@ -234,7 +247,8 @@ def _to_batch(span: _Span, outputs, frames: list[Frame], device: str, stream) ->
     if order != span.indices:  # DALI keeps batch order; this guards the frame-name bookkeeping
         raise RuntimeError(f"DALI returned frames {order}, expected {span.indices}")
     sizes = [tuple(int(v) for v in np.asarray(shapes[i])[:2]) for i in range(len(shapes))]
-    return FrameBatch([frames[i] for i in order], _to_array(images, device, stream), sizes, list(span.failed))
+    return FrameBatch([frames[i] for i in order], _to_array(images, device, stream), sizes, list(span.failed),
+                      list(span.multi_frame))
 
 
 def _to_array(images, device: str, stream) -> Any:
@@ -267,7 +281,9 @@ def _retry_each(span: _Span, frames: list[Frame], config: PipelineConfig, device
         kept.append(frames[i])
         del pipe
     failed.sort(key=lambda pr: [str(f.path) for f in span.frames].index(pr[0]))
-    return FrameBatch(kept, _concat(parts, config, device), sizes, failed)
+    kept_paths = {str(f.path) for f in kept}
+    multi = [(p, n) for p, n in span.multi_frame if p in kept_paths]
+    return FrameBatch(kept, _concat(parts, config, device), sizes, failed, multi)
 
 
 def _once(encoded: np.ndarray, index: int) -> Callable:

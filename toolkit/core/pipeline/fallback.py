@@ -10,20 +10,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from toolkit.core.convert import to_nchw
-from toolkit.core.frames import Frame, FrameReadError, read_frame, resize_frame
+from toolkit.core.frames import Frame, FrameReadError, read_frame_counted, resize_frame
 from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.pipeline.batch import FrameBatch, PipelineConfig
 
 
-def load_frame(frame: Frame, config: PipelineConfig) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode -> resize (not at native size) -> blur: HxWx3 uint8 and the frame's own size."""
-    image = read_frame(frame.path, config.max_pixels)
+def load_frame(frame: Frame, config: PipelineConfig) -> tuple[np.ndarray, tuple[int, int], int]:
+    """Decode -> resize (not at native size) -> blur: HxWx3 uint8, the frame's own size and how
+    many images its file holds (read_frame_counted)."""
+    image, count = read_frame_counted(frame.path, config.max_pixels)
     size = image.shape[:2]
     if config.size is not None:
         image = resize_frame(image, config.size)
     if config.blur:
         image = blur(image, get_kernel(config.blur))
-    return image, (int(size[0]), int(size[1]))
+    return image, (int(size[0]), int(size[1])), count
 
 
 def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterator[FrameBatch]:
@@ -43,20 +44,22 @@ def fallback_batches(frames: Sequence[Frame], config: PipelineConfig) -> Iterato
 
         fill()
         while pending:
-            done, images, sizes, failed = [], [], [], []
+            done, images, sizes, failed, multi = [], [], [], [], []
             while pending and len(done) + len(failed) < config.batch_size:  # one span per batch
                 frame, fut = pending.popleft()
                 try:
-                    image, size = fut.result()
+                    image, size, count = fut.result()
                 except FrameReadError as exc:
                     failed.append((exc.path, exc.reason))
                 else:
                     done.append(frame)
                     images.append(image)
                     sizes.append(size)
+                    if count > 1:
+                        multi.append((str(frame.path), count))
                 fill()
             if done or failed:
-                yield FrameBatch(done, _batch_images(images, config), sizes, failed)
+                yield FrameBatch(done, _batch_images(images, config), sizes, failed, multi)
 
 
 def _batch_images(images: list[np.ndarray], config: PipelineConfig):

@@ -32,4 +32,4 @@ def torch_batches(frames: Sequence[Frame], config: PipelineConfig,
         if config.blur and len(fb):
             u8 = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)  # exact: the frames were uint8
             x = blur_tensor(u8, config.blur).float().mul_(1.0 / 255.0)
-        yield FrameBatch(fb.frames, x.to(dtype), fb.sizes, fb.failed)
+        yield FrameBatch(fb.frames, x.to(dtype), fb.sizes, fb.failed, fb.multi_frame)
