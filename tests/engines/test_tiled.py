@@ -241,29 +241,47 @@ def test_a_frame_that_fits_is_one_pass_within_one_grey_level_of_the_256x448_tili
     sharp = photo_mosaic(*LARGE)
     k7 = blur(sharp, "k7")
     res = deblur_frames(ort_runner, [k7, sharp], batch=4)
-    assert (res.tiles, res.evidence_tiles) == (2, 0)  # one pass each, no head-only pass: own evidence
-    assert res.tile_sizes == {"520x936": 2} and res.passed_frames == 1
+    # each decided on the 256x448 grid's evidence as before (9 head passes each), then a small probe
+    # from its middle: the sharp frame's comes back as it went in (a pass), the k7 frame runs whole
+    assert res.evidence_tiles == 2 * len(evidence_tiles(FIXED.grid(*LARGE))) == 18
+    assert res.tile_sizes == {"128x224": 2, "520x936": 1} and res.passed_frames == 1
     assert np.array_equal(res.images[1], sharp)  # the sharp frame is passed exactly
-    whole = unit_to_uint8(ort_runner.infer(to_nchw([k7]))[0]).transpose(1, 2, 0)
-    np.testing.assert_array_equal(res.images[0], whole)  # exactly the whole-frame pass
+    ev, _ = frame_evidence(ort_runner, [k7], [FIXED.grid(*LARGE)], 8)
+    whole = unit_to_uint8(ort_runner.infer(to_nchw([k7]), evidence=ev[0][None].astype(np.float32))[0])
+    np.testing.assert_array_equal(res.images[0], whole.transpose(1, 2, 0))  # exactly a whole-frame pass
     old = deblur_frames(ort_runner, [k7, sharp], FIXED, batch=4)
-    assert old.tiles == 9 + 1 and old.evidence_tiles > 0
+    assert old.tiles == 9 + 1 and old.evidence_tiles == res.evidence_tiles
     assert np.abs(res.images[0].astype(int) - old.images[0].astype(int)).max() <= 1
     assert not np.array_equal(res.images[0], k7)  # deblurred
     assert np.array_equal(old.images[1], sharp)
+
+
+def test_large_frames_are_decided_as_the_256x448_tiling_decides_them(ort_runner):
+    """A large frame in one pass is still decided on its 256x448 tiles' evidence, given to the
+    network (which decides such frames at their own thresholds): decided on its own evidence in
+    that pass, these k11 photos came out otherwise (by 39 and 96 grey levels with the shipped
+    model)."""
+    frames = [blur(photo_mosaic(720, 1280, photos=(p,)), "k11") for p in ("retina", "grass")]
+    new = deblur_frames(ort_runner, frames, batch=4)
+    old = deblur_frames(ort_runner, frames, FIXED, batch=4)
+    assert new.tile_sizes.get("720x1280") == 2 - new.passed_frames and new.passed_frames == old.passed_frames
+    for a, b in zip(new.images, old.images, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_a_frame_over_the_budget_takes_the_fewest_large_tiles(ort_runner):
     k7 = blur(photo_mosaic(*LARGE), "k7")
     budget = 200_000
     res = deblur_frames(ort_runner, [k7], Tiling(max_tile_pixels=budget), batch=4)
-    (size, count), = res.tile_sizes.items()
+    sizes = {size: n for size, n in res.tile_sizes.items() if size != "128x224"}  # the probe aside
+    (size, count), = sizes.items()
     h, w = (int(v) for v in size.split("x"))
-    assert h * w <= budget and 1 < count < 9 and res.tiles == count
+    assert h * w <= budget and 1 < count < 9 and res.tiles == count + res.tile_sizes.get("128x224", 0)
     assert res.evidence_tiles > 0  # several tiles: their frame's evidence first, one decision
-    whole = unit_to_uint8(ort_runner.infer(to_nchw([k7]))[0]).transpose(1, 2, 0)
+    ev, _ = frame_evidence(ort_runner, [k7], [FIXED.grid(*LARGE)], 8)
+    whole = unit_to_uint8(ort_runner.infer(to_nchw([k7]), evidence=ev[0][None].astype(np.float32))[0])
     old = deblur_frames(ort_runner, [k7], FIXED, batch=4).images[0]
-    for ref in (whole, old):
+    for ref in (whole.transpose(1, 2, 0), old):
         assert np.abs(res.images[0].astype(int) - ref.astype(int)).max() <= 1
 
 
