@@ -11,16 +11,24 @@ import typer
 from rich.markup import escape
 
 from bench.compare import EXIT_REGRESSION, compare_reports, compare_table, parse_percent, regressions
-from bench.harness import BenchConfig
+from bench.harness import BenchConfig, e2e_blur
 from bench.pipeline import render_table
-from bench.report import bench_table, export_times, load_report, notes_text, write_csv, write_plot
+from bench.report import (
+    bench_table,
+    export_times,
+    load_report,
+    narrow_tables,
+    notes_text,
+    write_csv,
+    write_plot,
+)
 from bench.suite import BenchRequest
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
 from engines.quantize import quantize_model
 from engines.spec import RunnerSpec
-from engines.tensorrt.build import build_engine
+from engines.tensorrt.build import build_engine, parse_shapes
 from toolkit import FRAME_SIZE
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
@@ -731,13 +739,14 @@ def bench(
         help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
              "not a trained model.")] = None,
     backend: Annotated[str, typer.Option(
-        help="Comma-separated backends: onnxruntime,openvino,torch,tensorrt or all.")] = "onnxruntime,torch",
+        help="Comma-separated backends: onnxruntime,openvino,torch,tensorrt or all; auto (default): the "
+             "backend and variant dtk run uses here.")] = "auto",
     variants: Annotated[str | None, typer.Option(
         help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
              "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
              "openvino: cpu-latency, cpu-throughput, cpu-bf16; "
              "tensorrt: engine.")] = None,
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
     frame_width: Annotated[int, typer.Option("--frame-width", help="Input width (multiple of 8).")] = 448,
     warmup: Annotated[float, typer.Option(
@@ -761,6 +770,10 @@ def bench(
         help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir); or a video "
              "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
+    blur_e2e: Annotated[str | None, typer.Option(
+        "--blur", help="--e2e frames are blurred with this kernel at their own size first, as dtk run "
+                       "--blur does (k3|k7|k11, or none: as given; default k7, or the --known-blur "
+                       "one): the work users ask for, not sharp frames the gate passes.")] = None,
     known_blur: Annotated[str | None, typer.Option(
         "--known-blur", help="k3|k7|k11: the --e2e rows run told this blur (as dtk run --known-blur), and "
                              "the quality columns score frames blurred with it, told it.")] = None,
@@ -782,7 +795,10 @@ def bench(
     cv_threshold: Annotated[float | None, typer.Option(
         help="Stability: above this CV (%) of call latency a row runs on (default 5 CPU, 1 GPU).")] = None,
     max_extend: Annotated[float, typer.Option(
-        help="Stability: at most this many extra seconds per row (0: never extend).")] = 10.0,
+        help="Stability: at most this many extra seconds per row (0: never extend).")] = 5.0,
+    wide: Annotated[bool, typer.Option(
+        "--wide", help="Every column (calls, CV, mean/max latency, memory, errors vs the reference, "
+                       "tiles/s); default: a table within 100 columns (every figure is in --json).")] = False,
     json_out: JsonOut = None,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per table row.")] = None,
     plot: Annotated[Path | None, typer.Option(
@@ -804,7 +820,8 @@ def bench(
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers,
                          cv_threshold=cv_threshold / 100 if cv_threshold is not None else None,
-                         max_extend_s=max_extend, known_blur=known_blur)
+                         max_extend_s=max_extend, known_blur=known_blur,
+                         e2e_blur=e2e_blur(blur_e2e, known_blur))
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
@@ -813,7 +830,8 @@ def bench(
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = api.bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
-        print_wide(bench_table(report))
+        for table in [bench_table(report)] if wide else narrow_tables(report):
+            print_wide(table)
         for line in notes_text(report):
             console.print(escape(line))
         pipe = report["extra"].get("pipeline")
@@ -875,6 +893,11 @@ def build_engine_cmd(
     min_batch: Annotated[int, typer.Option(help="Smallest batch of the optimization profile.")] = 1,
     opt_batch: Annotated[int, typer.Option(help="Batch TensorRT tunes for.")] = 8,
     max_batch: Annotated[int, typer.Option(help="Largest batch (the runner splits bigger ones).")] = 32,
+    shapes: Annotated[str | None, typer.Option(
+        "--shapes", help="Frame sizes HEIGHTxWIDTH to add a profile each for, comma-separated (e.g. "
+                         "720x1280,1080x1920): dtk run deblurs a frame of such a size in one pass (the "
+                         "graph must take any size: dtk export's default). Their batches scale to the "
+                         "default profile's pixels.")] = None,
     workspace: Annotated[float, typer.Option(help="Builder workspace limit in GB.")] = 4.0,
     timing_cache: Annotated[Path | None, typer.Option(
         help="Timing cache file, loaded and updated (default: one per TensorRT version and GPU "
@@ -882,15 +905,17 @@ def build_engine_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing engine.")] = False,
     json_out: JsonOut = None,
 ) -> None:
-    """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448)."""
+    """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448), and
+    one per --shapes frame size."""
 
+    frame_shapes = parse_shapes(shapes) if shapes is not None else []
     preflight.build_engine_cmd(onnx_model=onnx_model, output=output, min_batch=min_batch, opt_batch=opt_batch,
                                max_batch=max_batch, workspace=workspace, timing_cache=timing_cache,
                                overwrite=overwrite, json_out=json_out)
     precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
     sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
-                           overwrite=overwrite, log=err_console.print)
+                           overwrite=overwrite, log=err_console.print, shapes=frame_shapes)
     emit_json(json_out, sidecar.to_json())
 
 
