@@ -107,12 +107,16 @@ class Tiling:
     """How frames are cut: the overlap of neighbouring tiles, the pixel budget of one runner call
     (None: `default_tile_pixels()`), and `tile`: the smallest a frame is padded to (as before
     large tiles), and the one tile of a runner that declares no sizes, or of every runner with
-    `fixed` (the 256x448 tiling before large tiles, for comparisons)."""
+    `fixed` (the 256x448 tiling before large tiles, for comparisons). `own_decision`: a frame in
+    one large tile decides on its own evidence in that pass, no head-only passes (for a model
+    calibrated on whole-frame evidence; the shipped model decides large frames otherwise then:
+    `_decision_grids`)."""
 
     tile: tuple[int, int] = FRAME_SIZE
     overlap: int = DEFAULT_OVERLAP
     max_tile_pixels: int | None = None
     fixed: bool = False
+    own_decision: bool = False
 
     def __post_init__(self) -> None:
         check_overlap(self.overlap, self.tile)
@@ -316,9 +320,14 @@ def _decision_grids(runner: Runner, images: Sequence[Any], tiling: Tiling,
     network, which decides such frames at the thresholds calibrated for them (`gate_*_native`);
     deciding a large frame on its own evidence in its one pass would use the 256x448 thresholds
     instead and decide some frames otherwise (10 of 96 1280x720 photos, sharp and k3/k7/k11-
-    blurred, by up to 178 grey levels, measured for issue 41). The evidence costs head-only passes
-    (~1/3 of a network pass per pixel); the frame still runs in its large tile(s), told it."""
+    blurred, by up to 178 grey levels, measured for issue 41); nor is a whole frame's own evidence
+    its tiles' mean (given as the frame's, it decided 47 of 272 photos at 720p and 1080p otherwise).
+    The evidence costs head-only passes (~0.35 of a network pass per pixel, on the grid's
+    overlapping tiles); the frame still runs in its large tile(s), told it. `Tiling.own_decision`
+    skips them (for a model calibrated on whole-frame evidence)."""
     sizes = _sizes(runner)
+    if tiling.own_decision:
+        return list(grids)
     if sizes is None or tuple(sizes) == ANY_SIZE or tuple(tiling.tile) in {tuple(s) for s in sizes}:
         return [tiling.grid(int(im.shape[0]), int(im.shape[1])) for im in images]
     return list(grids)

@@ -256,6 +256,14 @@ def test_a_frame_that_fits_is_one_pass_within_one_grey_level_of_the_256x448_tili
     assert np.array_equal(old.images[1], sharp)
 
 
+def test_own_decision_runs_a_large_frame_in_one_pass_without_head_passes(ort_runner):
+    k7 = blur(photo_mosaic(*LARGE), "k7")
+    res = deblur_frames(ort_runner, [k7], Tiling(own_decision=True), batch=4)
+    assert (res.tiles, res.evidence_tiles, res.tile_sizes) == (1, 0, {"520x936": 1})
+    whole = unit_to_uint8(ort_runner.infer(to_nchw([k7]))[0]).transpose(1, 2, 0)  # its own evidence
+    np.testing.assert_array_equal(res.images[0], whole)
+
+
 def test_large_frames_are_decided_as_the_256x448_tiling_decides_them(ort_runner):
     """A large frame in one pass is still decided on its 256x448 tiles' evidence, given to the
     network (which decides such frames at their own thresholds): decided on its own evidence in
