@@ -274,7 +274,7 @@ def test_export_shipped_checkpoint(tmp_path, fp16):
     no_dict_repr(out)
     sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     (inp,) = sess.get_inputs()
-    assert inp.shape[1:] == [3, 256, 448] and inp.type == "tensor(float)"  # fp32 I/O also for --fp16
+    assert inp.shape[1:] == [3, "height", "width"] and inp.type == "tensor(float)"  # any H x W; fp32 I/O
     ref_size = (ROOT / "toolkit" / "assets" / "dtk-unet.onnx").stat().st_size
     assert target.stat().st_size < 0.6 * ref_size if fp16 else target.stat().st_size > 0.9 * ref_size
 
