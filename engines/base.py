@@ -34,7 +34,7 @@ from toolkit.core.evidence import known_rows
 class Runner(ABC):
     """A loaded model that deblurs batches."""
 
-    name: ClassVar[str]  # backend name: "onnxruntime", "torch", "tensorrt"
+    name: ClassVar[str]  # backend name: "onnxruntime", "openvino", "torch", "tensorrt"
     accepts_device_tensors: bool = False  # takes torch CUDA tensors in place (set per instance)
     reports_phases: bool = False  # `phases_ms` holds the last call's H2D / compute / D2H times
     warnings: tuple[str, ...] = ()  # what the user should know about this runner (printed once)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="Replace -o when it exists.")
     parser.add_argument("--blur", default=None, help="Blur each photo first with a seed kernel (k3|k7|k11).")
     parser.add_argument("--model", default="default", help="Any model `dtk run --model` takes.")
-    parser.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch.")
+    parser.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|openvino|torch.")
     parser.add_argument("--height", type=int, default=256, help="Height of each row in the strip.")
     args = parser.parse_args(argv)
 

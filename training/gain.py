@@ -2,13 +2,13 @@
 expected gain fitted on it (round 4: toolkit.core.models.head.GainHead).
 
     python -m training.gain toolkit/assets/dtk-unet.safetensors --photoset data/photoset \
-        -o runs/r4/gain [--per-photo 2] [--seed 0]
+        -o runs/r4/gain [--per-photo 2] [--seeds 0,1]
 
 writes runs/r4/gain.safetensors/.json: the model with a gain head (its other weights as given)
 fitted on frames of the photo set's training photos (never the validation photos, never the
 calibration photos) made into every content category (training.content), at 256x448 and at
 320x576 (several tiles, decided as `dtk run` decides), each unblurred and blurred k3 / k7 / k11.
-The collected gains are kept (`-o`.gains.npz) and reused by a rerun with the same frames.
+The collected gains are kept (`-o`.gainsSEED.npz, one per seed's frames) and reused by a rerun.
 
 For a frame (any content category of training.content, blurred with none / k3 / k7 / k11 at its
 size) the options are: pass (0 dB by definition), the network told k7 or k11 (its refined
@@ -104,11 +104,17 @@ def training_rows(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
 FIT_CLIP = (-6.0, 12.0)  # gains the fit sees: a harm of 6 dB and of 60 dB decide alike
 
 
+QUANTILE = 0.25  # the gain the decision reads: its lower quartile, not its mean (module doc)
+
+
 def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch: int = 512,
-                  lr: float = 3e-3, seed: int = 0) -> float:
+                  lr: float = 3e-3, seed: int = 0, quantile: float | None = QUANTILE) -> float:
     """Fit `head` (toolkit.core.models.head.GainHead) in place on collected rows: its feature
-    standardisation from the data, then its MLP (Huber loss on the allowed options' clipped gains).
-    Returns the last batch's loss."""
+    standardisation from the data, then its MLP on the allowed options' clipped gains: the
+    `quantile` of each option's gain given the evidence (pinball loss), or with None its mean
+    (Huber loss). A low quantile is a cautious decision: an option that is right on most frames
+    like this one but costs 10 dB on the others (k11 on a k7 frame) is not taken. Returns the
+    last batch's loss."""
     import torch
 
     ev, known, gains, mask = (torch.from_numpy(a) for a in training_rows(data))
@@ -126,7 +132,11 @@ def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch
     loss = torch.tensor(0.0)
     for _ in range(steps):
         idx = torch.randint(len(x), (min(batch, len(x)),))
-        err = torch.nn.functional.smooth_l1_loss(head.mlp(x[idx]), target[idx], reduction="none")
+        diff = target[idx] - head.mlp(x[idx])
+        if quantile is None:
+            err = torch.nn.functional.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none")
+        else:
+            err = torch.maximum(quantile * diff, (quantile - 1) * diff)
         loss = (err * mask[idx]).sum() / mask[idx].sum()
         opt.zero_grad()
         loss.backward()
@@ -196,73 +206,89 @@ def out_of_fold(data: dict[str, np.ndarray], pooled_width: int, folds: int = 5, 
     return blind, told
 
 
+HARM_WEIGHT = 3.0  # a dB lost on a frame made worse weighs as 3 dB gained on others (doing no harm first)
+
+
 def choose_margin(pred: np.ndarray, data: dict[str, np.ndarray], told: bool) -> tuple[float, dict]:
-    """The margin of MARGINS with the fewest harmed frames, then the most mean gain; and the table."""
+    """The margin of MARGINS with the best score, mean(gain) + (HARM_WEIGHT - 1) x mean(loss)
+    (losses: the frames made worse, clipped at -GAIN_CLIP dB): the gain on the frames it helps
+    against HARM_WEIGHT times what it costs the frames it harms; and the table."""
     table = {}
     for m in MARGINS:
         got = realised(pred, data, m, told)
         got = got[~np.isnan(got)]
         table[m] = {"harmed": int(np.sum(got < -HARM_DB)), "worse": int(np.sum(got < -0.1)),
-                    "mean_gain": float(got.mean()), "worst": float(got.min())}
-    best = min(MARGINS, key=lambda m: (table[m]["harmed"], -table[m]["mean_gain"]))
+                    "mean_gain": float(got.mean()), "worst": float(got.min()),
+                    "score": float(got.mean() + (HARM_WEIGHT - 1) * np.minimum(got, 0).mean())}
+    best = max(MARGINS, key=lambda m: table[m]["score"])
     return best, table
+
+
+def _collected(model, a, frames: list[dict], cache: Path) -> dict[str, np.ndarray]:
+    """The gains of `frames` (cached in `cache`; collected and written there when absent)."""
+    import io
+    import tempfile
+
+    from engines.onnxruntime import OrtRunner
+    from engines.spec import RunnerSpec
+    from toolkit.core.atomic import write_bytes_atomic
+    from training.export import export_onnx
+
+    if cache.is_file():
+        data = dict(np.load(cache))
+        if len(data["photo"]) != len(BLURS) * len(frames):
+            raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
+        return data
+    onnx = a.checkpoint.with_suffix(".onnx")
+    with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
+        evidence_onnx = export_onnx(model, Path(scratch) / "gain.onnx")
+        with RunnerSpec.choose("onnxruntime", onnx if onnx.is_file() else None, threads=a.threads).open() \
+                as runner, OrtRunner(evidence_onnx, threads=a.threads) as evidence_runner:
+            data = collect(runner, frames, evidence_runner=evidence_runner)
+    buf = io.BytesIO()
+    np.savez(buf, **data)
+    write_bytes_atomic(cache, buf.getvalue())
+    return data
 
 
 @exits_on_dtk_error
 def main(argv: list[str] | None = None) -> int:
-    from engines.onnxruntime import OrtRunner
-    from engines.spec import RunnerSpec
     from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
     from toolkit.core.models import create_model
     from toolkit.core.models.checkpoint import load_model, save_checkpoint
-    from training.export import export_onnx
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="the model whose network the decision is fitted for")
     p.add_argument("--photoset", type=Path, required=True, help="the photo set (dtk data photos DIR)")
     p.add_argument("-o", "--out", type=Path, required=True, help="the new checkpoint (X -> X.safetensors)")
     p.add_argument("--per-photo", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated: one set of frames per seed (more data)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
-    cache = a.out.with_name(a.out.name + ".gains.npz")
+    seeds = [int(v) for v in a.seeds.split(",") if v.strip()]
+    if not seeds:
+        raise DtkError("--seeds: give at least one seed")
     check_checkpoint_output(a.out, "-o", inputs=with_checkpoint_files([a.checkpoint, a.photoset]))
     base = load_model(a.checkpoint)
     model = create_model(dataclasses.replace(base.config, gain_head=True))
     missing = model.load_state_dict(base.state_dict(), strict=False).missing_keys
     if any(not k.startswith("gain.") for k in missing):
         raise DtkError(f"{a.checkpoint} is not a fastwiener model a gain head can be fitted to")
-    frames = gain_frames(a.photoset, a.seed, a.per_photo)
     started = time.perf_counter()
-    if cache.is_file():
-        data = dict(np.load(cache))
-        if len(data["photo"]) != len(BLURS) * len(frames):
-            raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
-            onnx = export_onnx(model, Path(scratch) / "gain.onnx")
-            with RunnerSpec.choose("onnxruntime", a.checkpoint.with_suffix(".onnx")
-                                   if a.checkpoint.with_suffix(".onnx").is_file() else None,
-                                   threads=a.threads).open() as runner, \
-                    OrtRunner(onnx, threads=a.threads) as evidence_runner:
-                data = collect(runner, frames, evidence_runner=evidence_runner)
-        import io
-
-        from toolkit.core.atomic import write_bytes_atomic
-
-        buf = io.BytesIO()
-        np.savez(buf, **data)
-        write_bytes_atomic(cache, buf.getvalue())
+    parts, n_frames = [], 0
+    for seed in seeds:
+        frames = gain_frames(a.photoset, seed, a.per_photo)
+        n_frames += len(frames)
+        parts.append(_collected(model, a, frames, a.out.with_name(f"{a.out.name}.gains{seed}.npz")))
+    data = {k: np.concatenate([d[k] for d in parts]) for k in parts[0]}
     blind, told = out_of_fold(data, model.head.evidence_width, steps=a.steps)
     margin, blind_table = choose_margin(blind, data, False)
     told_margin, told_table = choose_margin(told, data, True)
-    fit_gain_head(model.gain, data, steps=a.steps, seed=a.seed)
+    fit_gain_head(model.gain, data, steps=a.steps, seed=seeds[0])
     model.config = dataclasses.replace(model.config, gain_margin=margin, gain_margin_told=told_margin)
-    meta = {"gain_fit": {"frames": len(frames), "rows": len(data["photo"]),
-                         "photos": int(len(np.unique(data["photo"]))), "seed": a.seed, "steps": a.steps,
+    meta = {"gain_fit": {"frames": n_frames, "rows": len(data["photo"]),
+                         "photos": int(len(np.unique(data["photo"]))), "seeds": seeds, "steps": a.steps,
                          "margin": margin, "told_margin": told_margin,
                          "out_of_fold": {"blind": {str(k): v for k, v in blind_table.items()},
                                          "told": {str(k): v for k, v in told_table.items()}},

@@ -277,7 +277,7 @@ class Deblurrer:
     loaded once on first use and kept until `close()` (or the end of a `with` block).
 
     `model`: "default" (the shipped model) or any file `dtk run --model` takes; `backend`:
-    auto|tensorrt|onnxruntime|torch; the keyword options are `dtk run`'s, checked here (before
+    auto|tensorrt|onnxruntime|openvino|torch; the keyword options are `dtk run`'s, checked here (before
     anything loads) by the same functions, with the same messages, as `DtkError`s.
 
     Frames go through `dtk run`'s path: at their own size, in one pass where the frame fits

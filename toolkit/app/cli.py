@@ -26,12 +26,16 @@ from bench.suite import BenchRequest
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
 from engines.machine import collect
-from engines.quantize import quantize_model
-from engines.spec import RunnerSpec
+from engines.openvino import HINTS as OV_MODES
+from engines.options import PRECISIONS
+from engines.quantize import CONV_TRANSPOSE_MODES, quantize_model
+from engines.quantize import METHODS as QUANT_METHODS
+from engines.spec import BACKEND_CHOICES, RunnerSpec
 from engines.tensorrt.build import build_engine, parse_shapes
 from toolkit import FRAME_SIZE
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
+from toolkit.app.preflight import EXECUTORS
 from toolkit.app.report import (
     eval_table,
     human_text,
@@ -52,9 +56,10 @@ from toolkit.core.frames import (
     multi_frame_note,
     tree_files,
 )
-from toolkit.core.kernels import parse_kernels
+from toolkit.core.kernels import KERNEL_NAMES, parse_kernels
 from toolkit.core.metrics import format_db
 from toolkit.core.modelfiles import default_model_path, resolve_model
+from toolkit.core.pipeline.batch import PIPELINES
 from toolkit.core.progress import make_progress, resume_aware, tile_counter
 from toolkit.core.tiles import DEFAULT_OVERLAP
 from toolkit.core.video import discover_videos
@@ -63,34 +68,53 @@ from training.photoset import MAX_SHORT_SIDE, photoset_summary, write_sources
 from training.photosources import DEFAULT_CACHE as DEFAULT_PHOTO_CACHE
 
 
-def _flags_without_type_label() -> None:
-    """Typer 0.2x's Rich help writes a `<bool>` type column for every flag (--overwrite, --help):
-    a flag takes no value, so it is shown bare, as Click does."""
-    from typer.core import TyperOption
+def _list_arguments_without_type_label() -> None:
+    """Typer's help writes a type after an argument's name, `RUNNER... <list[str]>` for one that takes
+    several values: the name and its `...` say it, as Click writes it."""
+    from typer.core import TyperArgument
 
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "_dtk_flags_bare", False):
+    shown = getattr(TyperArgument, "display_type_rich", None)
+    if shown is None or getattr(shown, "_dtk_lists_bare", False):
         return
 
     def display_type_rich(self, ctx):
-        if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False):
-            return None
-        return shown(self, ctx)
+        return None if self.nargs != 1 else shown(self, ctx)
 
-    display_type_rich._dtk_flags_bare = True
-    TyperOption.display_type_rich = display_type_rich
+    display_type_rich._dtk_lists_bare = True
+    TyperArgument.display_type_rich = display_type_rich
 
 
-_flags_without_type_label()
+_list_arguments_without_type_label()
+
+
+def one_of(names) -> str:
+    """A choice option's metavar, written as Click writes a Choice: [a|b|c]."""
+    return "[" + "|".join(names) + "]"
+
+
+ROOT_HELP = """Deblur frames and videos with a small blind U-Net, and measure it.
+
+Frames of any size are deblurred at their own size in overlapping 256x448 tiles, one blur decision
+per frame (or the blur you name with --known-blur); videos keep their frames, timestamps and audio.
+Backends: ONNX Runtime, OpenVINO, PyTorch, TensorRT (auto picks one). dtk eval scores the model
+against classical deconvolution; dtk bench measures speed.
+
+Try it: dtk data demo demo && dtk run demo -o out --blur k7. Each command has --help; README.md
+says more.
+"""
 
 app = typer.Typer(
     name="dtk",
-    help="Batch inference and benchmarking toolkit for image deblurring (seed U-Net, 256x448 frames).",
+    help=ROOT_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # Click's plain help: paragraphs rewrapped to the terminal, nothing cut
 )
-data_app = typer.Typer(help="Built-in data: demo frame trees from real photos.", no_args_is_help=True)
+data_app = typer.Typer(help="Data to try dtk on and to train it with.\n\n"
+                            "demo: the demo frames from scikit-image's photos (nothing downloaded); photos: "
+                            "the photo set dtk trains and validates on (downloads packages).",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 _state = {"debug": False}
@@ -166,7 +190,11 @@ def emit_json(path: Path | None, obj) -> None:
 @app.command()
 @handle_errors
 def doctor(json_out: JsonOut = None) -> None:
-    """Show what this machine offers: Python, torch/CUDA, ONNX Runtime, OpenVINO, TensorRT, DALI, GPU."""
+    """Show what this machine offers and the backend dtk picks.
+
+    Python, torch/CUDA, ONNX Runtime and its providers, OpenVINO and its devices, TensorRT, DALI,
+    Ray, the GPU; and the backend `dtk run --backend auto` would use here.
+    """
 
     preflight.reports({"--json": json_out})
     info = collect()
@@ -194,13 +222,17 @@ def doctor(json_out: JsonOut = None) -> None:
 @data_app.command("demo")
 @handle_errors
 def data_demo(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo frame tree in.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to create the demo frame tree in.")],
     frames: Annotated[int, typer.Option("--frames", help="Frames per sequence.")] = 4,
     overwrite: Annotated[bool, typer.Option(
         help="Write into DIR although it holds files dtk did not write there (those of the demo's names "
              "are replaced; a rerun into dtk's own demo tree needs no --overwrite).")] = False,
 ) -> None:
-    """Write a small REDS-like tree (<photo>/<frame>.png, 256x448) from scikit-image's real photos."""
+    """Write the demo frames: real photos, cut to 256x448.
+
+    A REDS-like tree DIR/<photo>/<frame>.png from scikit-image's bundled photos (5 sequences of
+    --frames frames each); nothing is downloaded.
+    """
 
     preflight.data_demo(out_dir, frames)
     paths = write_demo(out_dir, frames, overwrite=overwrite)
@@ -212,8 +244,8 @@ def data_demo(
 @handle_errors
 def eval_cmd(
     sharp_dir: Annotated[Path, typer.Argument(
-        help="Tree of sharp frames (REDS layout or flat), or a sharp video (frame i of --predictions "
-             "PRED.mp4 scored against its frame i).")],
+        metavar="SHARP", help="Tree of sharp frames (REDS layout or flat), or a sharp video (frame i of "
+                              "--predictions PRED.mp4 scored against its frame i).")],
     model: Annotated[str | None, typer.Option(
         help="Model to score: 'default' (the shipped one) or a .onnx/.safetensors file.")] = None,
     engine: Annotated[Path | None, typer.Option(
@@ -222,7 +254,7 @@ def eval_cmd(
         help="Score outputs made elsewhere (dtk run): DIR/<kernel>/<frame> or DIR/<frame> for one kernel.")
     ] = None,
     backend: Annotated[str, typer.Option(
-        help="Backend for --model: auto|onnxruntime|openvino|torch.")] = "auto",
+        metavar=one_of(BACKEND_CHOICES), help="Backend for --model (a TensorRT engine: --engine).")] = "auto",
     kernels: Annotated[str, typer.Option(help="Comma-separated seed kernels: k3,k7,k11.")] = "k3,k7,k11",
     baselines: Annotated[str, typer.Option(
         help="Known-kernel deconvolution baselines: prior (regularised inverse, power-law image prior), "
@@ -244,13 +276,14 @@ def eval_cmd(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     json_out: JsonOut = None,
 ) -> None:
-    """PSNR/SSIM per kernel over a whole frame tree: blurred, model and classical baselines vs sharp.
+    """Score the model against classical deconvolution.
 
-    Every sharp frame is resized to 256x448 (--native: kept at its own size) and blurred with each
-    seed kernel; the model (or the predictions) and each baseline restore it. Means count an
-    identical frame (PSNR inf) as 100 dB; 'identical' counts them; 'gain' is the mean dB over
-    blurred; 'worse' the share of frames the method made worse than the blurred input by more
-    than 0.1 dB.
+    PSNR/SSIM per kernel over a whole frame tree (or a video): blurred, the model and known-kernel
+    deconvolution baselines vs sharp. Every sharp frame is resized to 256x448 (--native: kept at its
+    own size) and blurred with each seed kernel; the model (or the predictions) and each baseline
+    restore it. Means count an identical frame (PSNR inf) as 100 dB; 'identical' counts them; 'gain'
+    is the mean dB over blurred; 'worse' the share of frames the method made worse than the blurred
+    input by more than 0.1 dB.
     """
 
     total = len(discover_frames(sharp_dir, [])) if Path(sharp_dir).is_dir() else 0
@@ -290,7 +323,8 @@ def eval_cmd(
 @data_app.command("photos")
 @handle_errors
 def data_photos(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the photo set (or frame tree) in.")],
+    out_dir: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Folder to write the photo set (or frame tree) in.")],
     cache: Annotated[Path, typer.Option(
         help="Where the packages the photos come from are downloaded and unpacked (apt-get download + "
              "dpkg -x; pip download --no-deps).")] = DEFAULT_PHOTO_CACHE,
@@ -313,12 +347,12 @@ def data_photos(
                             "the set's names are replaced, the others stay; a rerun into dtk's own set "
                             "needs no --overwrite).")] = False,
 ) -> None:
-    """Write the photos dtk may train and validate on (never the demo photos).
+    """Write the photo set dtk trains and validates on.
 
-    Default: the photo set of `python -m training.fit` and the device check, assembled from the
-    Debian and PyPI packages of training/photocatalog.py (fetched into --cache; only this command
-    downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package,
-    version, path, licence, colour, size, JPEG quality, character crisp/soft, split).
+    Never the demo photos. Default: the photo set of `python -m training.fit` and the device check,
+    assembled from the Debian and PyPI packages of training/photocatalog.py (fetched into --cache;
+    only this command downloads): DIR/<photo>.jpg|webp and DIR/sources.json (package, version, path,
+    licence, colour, size, JPEG quality, character crisp/soft, split).
     """
     preflight.data_photos(out_dir, wallpapers, cache=None if frames else cache, overwrite=overwrite,
                           fetch=fetch)
@@ -337,7 +371,8 @@ def data_photos(
 @app.command("train")
 @handle_errors
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="Sharp frame tree (REDS or flat), e.g. `dtk data photos`.")],
+    data: Annotated[Path, typer.Argument(
+        metavar="FRAMES", help="Sharp frame tree (REDS or flat), e.g. `dtk data photos --frames`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, curves).")] = Path(
         "runs/train"),
     preset: Annotated[str | None, typer.Option(help="seed (the seed report's recipe) or cpu; "
@@ -371,7 +406,12 @@ def train_cmd(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace a training run already in --out (default: refused).")] = False,
 ) -> None:
-    """Train the seed U-Net on frames blurred on the fly (seed defaults: Adam, MSE, batch 10, 40 x 64)."""
+    """Train a U-Net on sharp frames blurred on the fly.
+
+    The seed report's network and recipe (--preset seed: Adam, MSE, batch 10, 40 epochs x 64
+    steps) or its gated Wiener variant (--wiener). The shipped model's architecture is trained
+    with `python -m training.fit` (MODEL.md).
+    """
     from dataclasses import replace
 
     preflight.train_cmd(data=data, out=out, resume=resume, overwrite=overwrite, width=width,
@@ -397,7 +437,8 @@ def train_cmd(
 @app.command("export")
 @handle_errors
 def export_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors or its .json).")],
+    checkpoint: Annotated[Path, typer.Argument(
+        metavar="CHECKPOINT", help="Checkpoint (.safetensors or its .json).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
     fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output (default fp32 I/O).")] = False,
@@ -410,7 +451,11 @@ def export_cmd(
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
-    """Export a checkpoint to ONNX and check it against PyTorch with ONNX Runtime (fails loudly)."""
+    """Export a checkpoint to ONNX, checked against PyTorch.
+
+    The graph is checked with ONNX Runtime against the PyTorch model before it takes OUTPUT's
+    name: a failed check leaves an existing OUTPUT as it was.
+    """
     preflight.export_cmd(checkpoint=checkpoint, output=output, height=height, width=width, opset=opset,
                          overwrite=overwrite)
     from training.export import export_checkpoint  # torch: imported per command (start-up)
@@ -451,22 +496,24 @@ def run_cmd(
         help="X.onnx or X.safetensors (+X.json); the sibling the backend needs is found. "
              "Default: the shipped model.")] = None,
     backend: Annotated[str, typer.Option(
-        help="auto|tensorrt|onnxruntime|openvino|torch (auto: TensorRT or torch on a GPU, ONNX Runtime on "
-             "a CPU, OpenVINO for --precision bf16 on a CPU).")] = "auto",
+        metavar=one_of(BACKEND_CHOICES),
+        help="auto: TensorRT or torch on a GPU, ONNX Runtime on a CPU, OpenVINO for --precision bf16 on "
+             "a CPU.")] = "auto",
     batch: Annotated[int, typer.Option(help="Frames per batch.")] = 8,
     blur: Annotated[str | None, typer.Option(
-        help="Blur sharp input first with a seed kernel (k3|k7|k11); default: input is already blurred.")
+        metavar=one_of(KERNEL_NAMES),
+        help="Blur sharp input first with this seed kernel (default: the input is already blurred).")
     ] = None,
     known_blur: Annotated[str | None, typer.Option(
-        "--known-blur", help="The blur the frames carry, if you know it (k3|k7|k11): the network is told it "
-                             "instead of deciding per frame (k3: frames are passed as they are). Combines "
-                             "with --blur.")] = None,
+        "--known-blur", metavar=one_of(KERNEL_NAMES),
+        help="The blur the frames carry, if you know it: the network is told it instead of deciding per "
+             "frame (k3: frames are passed as they are). Combines with --blur.")] = None,
     resize: Annotated[bool, typer.Option(
         "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
                          "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
     tile_overlap: Annotated[int, typer.Option(
         help="Pixels shared by neighbouring tiles at native size (multiple of 8, 0..128; "
-             "default 64 = twice the network's reach, see README).")] = DEFAULT_OVERLAP,
+             "default 64 = twice the network's reach, docs/native.md).")] = DEFAULT_OVERLAP,
     max_tile_pixels: Annotated[int | None, typer.Option(
         "--max-tile-pixels", help="The most pixels one network pass holds: a frame that fits is deblurred "
                                   "in one pass, a larger one in the fewest tiles that fit (default: a 1080p "
@@ -480,7 +527,7 @@ def run_cmd(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on an unreadable frame instead of skipping and listing it.")] = False,
     precision: Annotated[str, typer.Option(
-        help="fp32|fp16|bf16 (torch; fp16 also ORT's TensorRT EP; bf16 also OpenVINO).")] = "fp32",
+        metavar=one_of(PRECISIONS), help="torch; fp16 also ORT's TensorRT EP; bf16 also OpenVINO.")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model (torch).")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch).")
                              ] = False,
@@ -489,15 +536,18 @@ def run_cmd(
                                                "default: on unless --compile).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads of the backend.")] = None,
     ov_mode: Annotated[str | None, typer.Option(
-        "--ov-mode", help="OpenVINO: latency (one request per batch, the default) or throughput (its "
-                          "streams, the batch's tiles spread over an async request queue).")] = None,
+        "--ov-mode", metavar=one_of(OV_MODES),
+        help="OpenVINO: latency (one request per batch, the default) or throughput (its streams, the "
+             "batch's tiles spread over an async request queue).")] = None,
     pipeline: Annotated[str, typer.Option(
-        help="Frame pipeline: auto|dali|fallback|torch (auto: DALI on a GPU when installed, else the "
+        metavar=one_of(PIPELINES),
+        help="Frame pipeline (auto: DALI on a GPU when installed, else the "
              "torch GPU blur when CUDA is there, else the CPU fallback). A video file: its decoder, "
-             "fallback (PyAV), dali (DALI: VP8/VP9/MJPEG on a CPU, H.264/HEVC/AV1 too on a GPU) or "
-             "auto (DALI on a GPU when it can, else PyAV).")] = "auto",
+             "auto or fallback (PyAV), or dali (DALI: VP8/VP9/MJPEG on a CPU, H.264/HEVC/AV1 too on a "
+             "GPU).")] = "auto",
     executor: Annotated[str, typer.Option(
-        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .\\[ray]).")] = "local",
+        metavar=one_of(EXECUTORS),
+        help="local (this machine) or ray (a Ray cluster, same outputs; pip install .[ray]).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster to join, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray).")] = None,
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once (--executor ray).")
@@ -507,7 +557,12 @@ def run_cmd(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     json_out: JsonOut = None,
 ) -> None:
-    """Deblur a folder of frames into a mirrored folder of PNGs (resumable; Ctrl-C stops cleanly).
+    """Deblur frames and videos at their own size.
+
+    INPUT is a folder of frames (REDS layout or flat; videos in it too) or one video file. A
+    folder becomes a mirrored folder of PNGs; a video becomes a video with the same frames,
+    timestamps, colour tags and audio (-o OUT.mp4), or one PNG per frame (--frames-out DIR).
+    Resumable; Ctrl-C stops cleanly.
 
     Each frame is deblurred at its own size: cut into overlapping 256x448 tiles (smaller frames
     are padded, never enlarged), one blur decision per frame, the tiles' interiors stitched back;
@@ -715,10 +770,11 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
 
 
 bench_app = typer.Typer(
-    help="Latency and throughput per backend x variant x batch size (trtexec method).\n\n"
-         "Warm-up is excluded; each call gets one of several pre-made input batches in turn; "
-         "latency is per call (one batch): min/mean/median/p90/p95/p99/max in ms (CUDA events on "
-         "GPU, perf_counter_ns on CPU); throughput = images / wall time of the timed calls. "
+    help="Measure speed and quality per backend and batch size.\n\n"
+         "Rows per backend x variant x batch size, timed as trtexec times them. Warm-up is excluded; "
+         "each call gets one of several pre-made input batches in turn; latency is per call (one "
+         "batch): min/mean/median/p90/p95/p99/max in ms (CUDA events on GPU, perf_counter_ns on CPU); "
+         "throughput = images / wall time of the timed calls. "
          "GFLOP/s = counted conv FLOPs per image x images/s; --roofline adds its share of a "
          "measured fp32 matmul ceiling. Example: dtk bench --width 64 --batch 1,4 --roofline",
     invoke_without_command=True,
@@ -732,8 +788,8 @@ app.add_typer(bench_app, name="bench")
 def bench(
     ctx: typer.Context,
     model: Annotated[list[Path] | None, typer.Option(
-        help="Model file (X.onnx and/or X.safetensors+X.json); repeat to put models side by side "
-             "(e.g. fp32 and int8). Default: the shipped model.")] = None,
+        metavar="MODEL", help="Model file (X.onnx and/or X.safetensors+X.json); repeat to put models side "
+                              "by side (e.g. fp32 and int8). Default: the shipped model.")] = None,
     engine: Annotated[Path | None, typer.Option(help="A built TensorRT engine (backend tensorrt).")] = None,
     width: Annotated[int | None, typer.Option(
         help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
@@ -769,14 +825,16 @@ def bench(
     frames: Annotated[Path | None, typer.Option(
         help="Frame tree for --e2e and the quality columns (default: demo frames in a temp dir); or a video "
              "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
-    e2e_pipeline: Annotated[str, typer.Option(help="Pipeline for --e2e: auto, dali or fallback.")] = "auto",
+    e2e_pipeline: Annotated[str, typer.Option(
+        metavar=one_of(PIPELINES), help="Pipeline for --e2e (as dtk run --pipeline).")] = "auto",
     blur_e2e: Annotated[str | None, typer.Option(
         "--blur", help="--e2e frames are blurred with this kernel at their own size first, as dtk run "
                        "--blur does (k3|k7|k11, or none: as given; default k7, or the --known-blur "
                        "one): the work users ask for, not sharp frames the gate passes.")] = None,
     known_blur: Annotated[str | None, typer.Option(
-        "--known-blur", help="k3|k7|k11: the --e2e rows run told this blur (as dtk run --known-blur), and "
-                             "the quality columns score frames blurred with it, told it.")] = None,
+        "--known-blur", metavar=one_of(KERNEL_NAMES),
+        help="The --e2e rows run told this blur (as dtk run --known-blur), and the quality columns score "
+             "frames blurred with it, told it.")] = None,
     roofline: Annotated[bool, typer.Option("--roofline", help="Measure the fp32 matmul ceiling (CPU; GPU too "
                                                               "when present) and show % of it.")] = False,
     ceiling: Annotated[float | None, typer.Option(
@@ -856,16 +914,19 @@ def bench(
 @bench_app.command("compare")
 @handle_errors
 def bench_compare(
-    a: Annotated[Path, typer.Argument(help="Baseline report (dtk bench --json A.json).")],
-    b: Annotated[Path, typer.Argument(help="Report to compare with it.")],
+    a: Annotated[Path, typer.Argument(metavar="A.json", help="Baseline report (dtk bench --json A.json).")],
+    b: Annotated[Path, typer.Argument(metavar="B.json", help="Report to compare with it.")],
     max_slowdown: Annotated[str | None, typer.Option(
         help="Regression gate: exit 1 when a matching row's images/s fell by more than this (5%).")] = None,
     max_psnr_drop: Annotated[float | None, typer.Option(
         help="Regression gate: exit 1 when a matching row lost more than this many dB on a kernel.")] = None,
     json_out: JsonOut = None,
 ) -> None:
-    """Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99;
-    with --max-slowdown / --max-psnr-drop a regression gate (exit 1) for CI."""
+    """Compare two dtk bench reports; a regression gate for CI.
+
+    Ratios B/A per matching row (model, backend, variant, batch, mode): images/s, median, p99;
+    with --max-slowdown / --max-psnr-drop a regression gate (exit 1).
+    """
 
     limit = parse_percent(max_slowdown) if max_slowdown is not None else None
     preflight.bench_compare(a=a, b=b, max_psnr_drop=max_psnr_drop, json_out=json_out)
@@ -905,8 +966,12 @@ def build_engine_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing engine.")] = False,
     json_out: JsonOut = None,
 ) -> None:
-    """Build a TensorRT engine: one profile over the batch (H x W from the ONNX, else 256x448), and
-    one per --shapes frame size."""
+    """Build a TensorRT engine from an ONNX model (GPU).
+
+    One optimization profile over the batch (H x W from the ONNX, else 256x448), and one per
+    --shapes frame size; ENGINE.json beside it records the TensorRT version, GPU, precision and
+    profiles. Needs TensorRT (pip install .[gpu]).
+    """
 
     frame_shapes = parse_shapes(shapes) if shapes is not None else []
     preflight.build_engine_cmd(onnx_model=onnx_model, output=output, min_batch=min_batch, opt_batch=opt_batch,
@@ -923,7 +988,7 @@ def build_engine_cmd(
 @handle_errors
 def compare_cmd(
     runners: Annotated[list[str] | None, typer.Argument(
-        metavar="RUNNER...",
+        metavar="RUNNER",
         help="backend[:MODEL] (torch, onnxruntime, openvino, tensorrt), the first the reference; default: "
              "torch, onnxruntime and onnxruntime on the shipped fp16 graph.")] = None,
     frames: Annotated[Path | None, typer.Option(
@@ -937,15 +1002,16 @@ def compare_cmd(
     rtol: Annotated[float | None, typer.Option(
         help="Relative tolerance (of the reference's output).")] = None,
     check_stat: Annotated[str, typer.Option(
-        help=f"Error statistic checked against the tolerances: {'|'.join(CHECK_STATS)}.")] = "max",
+        metavar=one_of(CHECK_STATS), help="Error statistic checked against the tolerances.")] = "max",
     quantile: Annotated[float, typer.Option(help="Quantile of the error reported (and checked).")
                         ] = DEFAULT_QUANTILE,
     json_out: JsonOut = None,
 ) -> None:
-    """Run runners on the same blurred real frames and compare outputs with Polygraphy's comparator.
+    """Compare backends' outputs on the same blurred frames.
 
-    Per runner (vs the first) and kernel: max / mean / median / quantile absolute error, max
-    relative error and the PSNR between the outputs. Exit 1 when a tolerance is given and exceeded.
+    Runners on the same blurred real frames, compared with Polygraphy's comparator. Per runner (vs
+    the first) and kernel: max / mean / median / quantile absolute error, max relative error and the
+    PSNR between the outputs. Exit 1 when a tolerance is given and exceeded.
     """
 
     if not runners:
@@ -971,18 +1037,21 @@ def compare_cmd(
 @app.command("quantize")
 @handle_errors
 def quantize_cmd(
-    model: Annotated[Path | None, typer.Argument(help="fp32 ONNX model (default: the shipped one).")] = None,
+    model: Annotated[Path | None, typer.Argument(
+        metavar="MODEL.onnx", help="fp32 ONNX model (default: the shipped one).")] = None,
     calib: Annotated[Path, typer.Option("--calib", help="Sharp real frames to calibrate on (REDS or flat).")
                      ] = ...,
     output: Annotated[Path, typer.Option("--output", "-o", help="Q/DQ INT8 ONNX file to write.")] = ...,
     calib_frames: Annotated[int, typer.Option(help="Calibration frames (each blurred k3, k7, k11).")] = 16,
     guard_frames: Annotated[int, typer.Option(help="Guard frames (disjoint from calibration).")] = 16,
-    method: Annotated[str, typer.Option(help="Calibration: minmax|entropy|percentile.")] = "minmax",
+    method: Annotated[str, typer.Option(
+        metavar=one_of(QUANT_METHODS), help="Calibration method.")] = "minmax",
     max_drop: Annotated[float, typer.Option(help="Largest PSNR drop (dB) allowed per kernel.")] = 0.1,
     guard: Annotated[Path | None, typer.Option(
         help="Guard frames folder (default: every other sequence of --calib).")] = None,
-    conv_transpose: Annotated[str, typer.Option(help="ConvTranspose: per-tensor int8 or float.")
-                              ] = "per-tensor",
+    conv_transpose: Annotated[str, typer.Option(
+        metavar=one_of(CONV_TRANSPOSE_MODES), help="ConvTranspose: per-tensor int8 or float.")
+    ] = "per-tensor",
     max_float_layers: Annotated[int, typer.Option(help="Most layers kept in float to pass the guard.")] = 4,
     quantize_bank: Annotated[bool, typer.Option(
         "--quantize-bank", help="Quantize the fixed deconvolution bank too (default: kept in float; "
@@ -990,9 +1059,10 @@ def quantize_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
     json_out: JsonOut = None,
 ) -> None:
-    """INT8 Q/DQ ONNX for ONNX Runtime (CPU) and TensorRT: calibrated, PSNR-guarded, or nothing written.
+    """Write a calibrated INT8 model, or nothing if PSNR drops.
 
-    Symmetric int8 activations and weights (zero points 0), per-channel Conv weights. The fixed bank,
+    A Q/DQ ONNX graph for ONNX Runtime, OpenVINO and TensorRT. Symmetric int8 activations and
+    weights (zero points 0), per-channel Conv weights. The fixed bank,
     the decision head and convs fed by a Concat stay float. The guard runs fp32 and int8 on frames
     blurred with each seed kernel; a drop above --max-drop keeps the most sensitive layers in float,
     and if that is not enough the command exits 2 without writing.

@@ -24,6 +24,7 @@ HOUR, DAY = 3600.0, 86400.0
 MAX_SIDE = 8192  # largest frame side (pixels) the export and bench accept
 # torch's TorchScript ONNX exporter (training/export.py, dynamo=False) writes opsets 17..20
 ONNX_OPSETS = (17, 20)
+EXECUTORS = ("local", "ray")  # dtk run --executor
 
 Paths = Iterable[Path | str | None]
 
@@ -181,7 +182,7 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
         for flag, value in video_only:
             if value is not None:
                 raise DtkError(f"{flag} is for videos; {input_dir} holds none (only frames)")
-    check_choice("--executor", executor, ("local", "ray"))
+    check_choice("--executor", executor, EXECUTORS)
     check_known_blur_name(known_blur)
     if ov_mode is not None:
         check_choice("--ov-mode", ov_mode, OV_MODES)

@@ -17,7 +17,7 @@ EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in 
 
 # A blur the user knows (`--known-blur K`): the graphs' input `known_blur` (N x 1 float), a class of
 # the decision (toolkit.core.models.fastwiener.CLASSES: pass, k7, k11), or DECIDE (the default) to
-# let the head decide. k3 is a pass: its inverse gains nothing measurable (README, "k3").
+# let the head decide. k3 is a pass: its inverse gains nothing measurable (docs/known-blur.md).
 KNOWN_INPUT = "known_blur"
 DECIDE = -1.0
 KNOWN_CLASS = {"k3": 0.0, "k7": 1.0, "k11": 2.0}

@@ -25,7 +25,7 @@ A frame of H x W then goes through a network of input size T (256 x 448 before l
   tile contributes only pixels at least overlap/2 from its inner edges; frame edges come from the
   tile at that edge. Then the padding is cropped off.
 
-Nothing is ever resized. How the default overlap was chosen: README ("Native resolution").
+Nothing is ever resized. How the default overlap was chosen: docs/native.md.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from toolkit import FRAME_SIZE
 from toolkit.core.errors import DtkError
 
 ALIGN = 8  # tile origins and padded sizes are multiples of this (the network's total stride)
-DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles: 2 x the network's reach (README)
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles: 2 x the network's reach (docs/native.md)
 TILE_STEP = 64  # sides of the tiles of a frame cut in several are multiples of this (few sizes)
 ANY_SIZE: tuple[tuple[int, int], ...] = ()  # a runner's input sizes when it takes any multiple of ALIGN
 

@@ -63,7 +63,7 @@ def choose_decoder(info: VideoInfo, pipeline: str, gpu: bool | None = None, *,
     why = unsupported(info, device)
     if pipeline == "auto":
         # PyAV: the reference, and DALI's GPU (NVDEC) path has not run on a GPU yet; ask for it with
-        # --pipeline dali (README, Video)
+        # --pipeline dali (docs/video.md)
         return "pyav"
     optional_import("nvidia.dali")  # in a folder, its frames need it too
     if why is not None:
