@@ -2,9 +2,12 @@
 
 One row = one runner (backend x variant) at one batch size, in one mode: 'compute' (pre-made
 host arrays straight into `runner.infer`) or 'e2e' (frame files through the real pipeline:
-decode, resize, then infer). Any object with the Runner protocol plugs in. With a known blur
-(`BenchConfig.known_blur`, `dtk bench --known-blur K`) e2e rows run told it, as `dtk run
---known-blur K` does; a runner that cannot be told gets 'could not run' rows.
+decode, blur (`BenchConfig.e2e_blur`, k7 by default: the work users ask for), then tiles as
+`dtk run` cuts them). An e2e row counts the frames the model deblurred apart from those it passed
+as they are (`deblurred_per_s`, `passed_per_s`) and the frames' pixels (`mpx_per_s`). Any object
+with the Runner protocol plugs in. With a known blur (`BenchConfig.known_blur`, `dtk bench
+--known-blur K`) e2e rows run told it, as `dtk run --known-blur K` does; a runner that cannot be
+told gets 'could not run' rows.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from toolkit import FRAME_SIZE
 from toolkit.core.bounds import check_number
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name
+from toolkit.core.kernels import blur as blur_image
+from toolkit.core.kernels import get_kernel
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 from toolkit.core.tiles import fitting_overlap
 from toolkit.core.video import cycle_batches
@@ -44,6 +49,20 @@ SCHEMA = "dtk.bench/1"
 STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY = "ran", "could not run", "failed quality"
 STATUSES = (STATUS_RAN, STATUS_NOT_RUN, STATUS_FAILED_QUALITY)
 MODES = ("compute", "e2e")
+
+
+DEFAULT_E2E_BLUR = "k7"
+
+
+def e2e_blur(blur: str | None, known_blur: str | None = None) -> str | None:
+    """`dtk bench --blur`: the kernel --e2e frames are blurred with; None (not given): the known
+    blur, else DEFAULT_E2E_BLUR; "none": frames as given (None). DtkError for an unknown kernel."""
+    if blur is None:
+        return known_blur or DEFAULT_E2E_BLUR
+    if blur.lower() == "none":
+        return None
+    get_kernel(blur)
+    return blur
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,7 @@ class BenchConfig:
     max_extend_s: float = 10.0
     max_iterations: int = 1000
     known_blur: str | None = None  # e2e and quality run told this blur (k3, k7, k11), not deciding
+    e2e_blur: str | None = DEFAULT_E2E_BLUR  # e2e frames blurred with this at their own size (None: as given)
 
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
@@ -77,6 +97,8 @@ class BenchConfig:
         check_number("--cv-threshold", self.cv_threshold, above=0, hint="a fraction here")
         check_number("--max-extend", self.max_extend_s, min=0, hint="seconds")
         check_known_blur_name(self.known_blur)
+        if self.e2e_blur is not None:
+            get_kernel(self.e2e_blur)
         if self.size[0] % 8 or self.size[1] % 8:
             raise DtkError(f"input size {self.size[0]}x{self.size[1]}: both must be multiples of 8")
 
@@ -126,6 +148,11 @@ class BenchRow:
     extended_calls: int = 0  # calls added by the stability rule
     quality: dict[str, Any] | None = None  # bench.quality: vs the fp32 reference and the sharp frames
     tiles_per_s: float | None = None  # e2e rows: network passes (tiles) per second; images_per_s: frames
+    deblurred_per_s: float | None = None  # e2e rows: frames the model deblurred, per second of the row
+    passed_per_s: float | None = None  # e2e rows: frames passed as they are (the gate's pass), per second
+    mpx_per_s: float | None = None  # e2e rows: the frames' megapixels per second
+    tile_sizes: dict[str, int] | None = None  # e2e rows: network passes per tile size ("HxW"), timed calls
+    network_mpx_per_s: float | None = None  # e2e rows: megapixels through the network per second
     hints: list[str] = field(default_factory=list)
 
     @classmethod
@@ -260,23 +287,26 @@ class VideoClip:
 
 def bench_e2e(runner: Any, batch: int, config: BenchConfig, frames: Sequence[Any] | VideoClip, *,
               backend: str, variant: str, device: str = "cpu", pipeline: str = "auto") -> BenchRow:
-    """End-to-end row as `dtk run` works: frame files -> `open_pipeline` at their own size ->
-    tiles of `config.size`, one decision per frame (engines.tiled), cycling the files.
+    """End-to-end row as `dtk run` works: frame files -> `open_pipeline` at their own size, blurred
+    with `config.e2e_blur` -> tiles as `dtk run` cuts them (the runner's sizes), one decision per
+    frame (engines.tiled), cycling the files.
 
-    A call is one pipeline batch of `batch` frames (their tiles go through the runner `batch` at a
-    time); its latency runs from asking the pipeline for the batch to the last tile's output
-    (decoding overlaps inference through the pipeline's prefetch); host wall time. images/s
-    counts frames; `tiles_per_s` the network passes (head-only passes not counted). A `VideoClip`
-    is decoded in the calling thread instead (as `dtk run CLIP`: no prefetch), so its latency
-    includes decoding; encoding is not timed.
+    A call is one pipeline batch of `batch` frames; its latency runs from asking the pipeline for
+    the batch to the last tile's output (decoding and blurring overlap inference through the
+    pipeline's prefetch); host wall time. images/s counts frames, split into the frames deblurred
+    and the frames passed as they are; `tiles_per_s` the network passes (head-only passes not
+    counted). A `VideoClip` is decoded (and blurred) in the calling thread instead (as `dtk run
+    CLIP`: no prefetch), so its latency includes decoding; encoding is not timed.
     """
 
     if isinstance(frames, VideoClip):
-        return _timed_e2e(runner, batch, config, cycle_batches(frames.path, batch), backend=backend,
-                          variant=variant, device=device)
+        clip = cycle_batches(frames.path, batch)
+        if config.e2e_blur is not None:
+            clip = ([blur_image(im, config.e2e_blur) for im in chunk] for chunk in clip)
+        return _timed_e2e(runner, batch, config, clip, backend=backend, variant=variant, device=device)
     if not frames:
         raise DtkError("--e2e needs frame files: none found")
-    pconf = PipelineConfig(batch_size=batch, size=None)
+    pconf = PipelineConfig(batch_size=batch, size=None, blur=config.e2e_blur)
     gpu = "gpu" if device.startswith("cuda") else "cpu"
 
     # one pipeline spans many calls: restarting it every pass over a few frames would decode each
@@ -296,23 +326,41 @@ def _timed_e2e(runner: Any, batch: int, config: BenchConfig, stream: Iterator[An
     """Time calls of: the next batch of frames from `stream` (a list of H x W x 3 uint8 frames)
     through tiles and the runner."""
     tiling = Tiling(tuple(config.size), fitting_overlap(config.size))
-    counted: list[int] = []
-    tiles: list[int] = []
+    calls: list[tuple[int, int, float, dict[str, int]]] = []  # frames, passed, frame pixels, tile sizes
 
     def call(_i: int) -> None:
         images = next(stream)
-        counted.append(len(images))
-        tiles.append(deblur_frames(runner, images, tiling, batch=batch, known_blur=config.known_blur).tiles)
+        res = deblur_frames(runner, images, tiling, batch=batch, known_blur=config.known_blur)
+        pixels = float(sum(int(im.shape[0]) * int(im.shape[1]) for im in images))
+        calls.append((len(images), res.passed_frames, pixels, res.tile_sizes))
 
     timer = make_timer("cpu")
     threshold = config.cv_threshold or cv_threshold("cpu")
     with PeakMemory(device) as mem:
         timed = timed_loop(call, config, timer, threshold=threshold)
-    images = sum(counted[-len(timed.samples):])
+    timed_calls = calls[-len(timed.samples):]
     row = _row(runner, backend, variant, batch, "e2e", device, timer, timed, mem, threshold, config)
-    row.images_per_s = throughput(images, timed.wall_s)
-    row.tiles_per_s = throughput(sum(tiles[-len(timed.samples):]), timed.wall_s)
+    frames = sum(c[0] for c in timed_calls)
+    passed = sum(c[1] for c in timed_calls)
+    sizes: dict[str, int] = {}
+    for c in timed_calls:
+        for size, n in c[3].items():
+            sizes[size] = sizes.get(size, 0) + n
+    network_px = sum(n * _area(size) for size, n in sizes.items())
+    row.images_per_s = throughput(frames, timed.wall_s)
+    row.deblurred_per_s = throughput(frames - passed, timed.wall_s)
+    row.passed_per_s = throughput(passed, timed.wall_s)
+    row.mpx_per_s = throughput(sum(c[2] for c in timed_calls) / 1e6, timed.wall_s)
+    row.network_mpx_per_s = throughput(network_px / 1e6, timed.wall_s)
+    row.tiles_per_s = throughput(sum(sizes.values()), timed.wall_s)
+    row.tile_sizes = sizes
     return row
+
+
+def _area(size: str) -> int:
+    """Pixels of an "HxW" tile size."""
+    h, w = size.split("x")
+    return int(h) * int(w)
 
 
 def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device: str, timer: Timer,
@@ -334,11 +382,17 @@ def _row(runner: Any, backend: str, variant: str, batch: int, mode: str, device:
                     if getattr(timer, "host_ms", None) else None)
 
 
-def add_flops(row: BenchRow, gflop_per_image: float | None, ceiling_gflops: float | None) -> BenchRow:
+def add_flops(row: BenchRow, gflop_per_image: float | None, ceiling_gflops: float | None,
+              size: tuple[int, int] = FRAME_SIZE) -> BenchRow:
     """Fill effective GFLOP/s and its share of the ceiling (%) from counted FLOPs (per network
-    input: e2e rows count tiles, not frames; head-only passes left out)."""
+    input of `size`; e2e rows count the pixels through the network, whatever the tile sizes:
+    the network's FLOPs grow with its input's pixels; head-only passes left out)."""
     row.gflop_per_image = gflop_per_image
-    row.gflops = gflops(gflop_per_image, row.tiles_per_s if row.tiles_per_s is not None else row.images_per_s)
+    if row.network_mpx_per_s is not None:
+        per_s = row.network_mpx_per_s * 1e6 / (size[0] * size[1])  # 256x448-input equivalents per second
+    else:
+        per_s = row.tiles_per_s if row.tiles_per_s is not None else row.images_per_s
+    row.gflops = gflops(gflop_per_image, per_s)
     row.ceiling_gflops = ceiling_gflops
     if row.gflops is not None and ceiling_gflops:
         row.ceiling_pct = 100.0 * row.gflops / ceiling_gflops
@@ -424,7 +478,7 @@ def sweep(specs: Sequence[BenchTarget], config: BenchConfig, *, modes: Sequence[
                         row = BenchRow.not_run(model=spec.model, backend=spec.backend, variant=spec.variant,
                                                batch=batch, mode=mode, device=spec.device, reason=reason)
                     row.model = spec.model
-                    mine.append(add_flops(row, spec.gflop_per_image, ceiling))
+                    mine.append(add_flops(row, spec.gflop_per_image, ceiling, config.size))
             if quality is not None and any(r.status == STATUS_RAN for r in mine):
                 if progress:
                     progress(f"{name} quality")

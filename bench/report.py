@@ -25,7 +25,8 @@ from toolkit.core.figures import pyplot, save_figure
 from toolkit.core.kernels import KERNEL_NAMES
 
 CSV_FIELDS = ("model", "backend", "variant", "mode", "device", "batch", "status", "reason", "iterations",
-              "cv", "stability", "extended_calls", "images_per_s", "tiles_per_s",
+              "cv", "stability", "extended_calls", "images_per_s", "tiles_per_s", "deblurred_per_s",
+              "passed_per_s", "mpx_per_s",
               "ms_per_image", "lat_min_ms", "lat_mean_ms", "lat_p50_ms", "lat_p90_ms", "lat_p95_ms",
               "lat_p99_ms", "lat_max_ms", "gflop_per_image", "gflops", "ceiling_gflops", "ceiling_pct",
               "peak_rss_mb", "peak_device_mb", "h2d_ms", "compute_ms", "d2h_ms", "timer",
@@ -159,7 +160,8 @@ def bench_table(report: dict) -> Table:
     errs = any("max_abs_err" in (r.get("quality") or {}) for r in rows)
     tiles = any(r.get("tiles_per_s") for r in rows)
     cols = (["model"] if len(models) > 1 else []) + [
-        "backend/variant", "batch", "status", "calls", "CV", "img/s"] + (["tiles/s"] if tiles else []) + [
+        "backend/variant", "batch", "status", "calls", "CV", "img/s"] + (
+        ["deblurred/s", "passed/s", "Mpx/s", "tiles/s"] if tiles else []) + [
         "mean", "median", "p99", "max"] + (
         ["H2D/compute/D2H"] if split else []) + ["GFLOP/s"] + (["%ceil"] if ceil else []) + ["MiB"] + [
         f"PSNR {k}" for k in kernels] + (["max err", "p99.9 err"] if errs else [])
@@ -188,7 +190,8 @@ def bench_table(report: dict) -> Table:
         psnr = q.get("psnr_db") or {}
         cells = head + [
             str(lat["count"]), cv_cell(r), _f(r["images_per_s"], ".2f"),
-            *([_f(r.get("tiles_per_s"), ".1f")] if tiles else []),
+            *([_f(r.get("deblurred_per_s"), ".2f"), _f(r.get("passed_per_s"), ".2f"),
+               _f(r.get("mpx_per_s"), ".2f"), _f(r.get("tiles_per_s"), ".1f")] if tiles else []),
             _ms(lat["mean"]), _ms(lat["p50"]), _pct(r, 99), _ms(lat["max"]),
             *([phase_cell(r.get("phases_ms"))] if split else []),
             _f(r.get("gflops"), ".1f"), *([_f(r.get("ceiling_pct"), ".0f")] if ceil else []), _f(peak, ".0f"),
@@ -204,6 +207,91 @@ def bench_table(report: dict) -> Table:
     caption += [escape(f"[{n}] {reason}") for reason, n in notes.items()]
     table.caption = "\n".join(caption)
     return table
+
+
+NARROW_STATUS = {STATUS_RAN: "ok", STATUS_FAILED_QUALITY: "failed"}
+
+
+def _narrow_status(row: dict, notes: dict[str, int]) -> str:
+    """'ok', 'unstable', or 'not run [n]' / 'failed [n]' with a footnote number for the reason."""
+    status = row.get("status", STATUS_RAN)
+    if status == STATUS_RAN:
+        return "unstable" if row.get("stability") == "unstable" else "ok"
+    n = notes.setdefault(row.get("reason", ""), len(notes) + 1)
+    return f"{NARROW_STATUS.get(status, 'not run')} [{n}]"
+
+
+def narrow_tables(report: dict) -> list[Table]:
+    """`dtk bench`'s tables within 100 columns: one for the compute rows (img/s, median and p99
+    latency, GFLOP/s), one for the e2e rows (frames/s, split into frames deblurred and frames
+    passed as they are, and the frames' megapixels/s); PSNR per kernel of each runner. Every other
+    figure is in `bench_table` (--wide) and the JSON."""
+    rows = report["rows"]
+    models = {r.get("model", "") for r in rows}
+    kernels = [k for k in KERNEL_NAMES if any(k in ((r.get("quality") or {}).get("psnr_db") or {})
+                                              for r in rows)]
+    psnr_head = [f"PSNR {'/'.join(kernels)}"] if kernels else []
+    size = report.get("config", {}).get("config", {}).get("size")
+    label = report.get("model", {}).get("label")
+    groups = dict.fromkeys((r.get("model"), r["backend"], r["variant"]) for r in rows)
+    order = {k: i for i, k in enumerate(groups)}
+    tables = []
+    for mode in ("compute", "e2e"):
+        mine = sorted((r for r in rows if r.get("mode", "compute") == mode),
+                      key=lambda r: (order[(r.get("model"), r["backend"], r["variant"])], r["batch"]))
+        if not mine:
+            continue
+        if mode == "compute":
+            title = "dtk bench" + (f" — {label}" if label else "") + (
+                f" ({size[0]}x{size[1]})" if size else "")
+            figures = ["img/s", "median", "p99", "GFLOP/s"]
+        else:
+            frames = (report.get("extra") or {}).get("e2e_frames") or {}
+            blur = frames.get("blur")
+            title = "dtk bench e2e" + (f" — {label}" if label else "") + (
+                f": {frames['where']}" if frames.get("where") else "") + (f", {blur}-blurred" if blur else "")
+            figures = ["frames/s", "deblurred", "passed", "Mpx/s"]
+        cols = (["model"] if len(models) > 1 else []) + ["backend/variant", "batch", "status", *figures,
+                                                          *psnr_head]
+        table = Table(title=title)
+        for c in cols:
+            left = c in ("model", "backend/variant", "status")
+            table.add_column(c, justify="left" if left else "right", no_wrap=left)
+        notes: dict[str, int] = {}
+        last = None
+        for r in mine:
+            group = (r.get("model"), r["backend"], r["variant"])
+            if last is not None and group != last:
+                table.add_section()
+            last = group
+            head = ([r.get("model", "")] if len(models) > 1 else []) + [
+                f"{r['backend']}/{r['variant']}", str(r["batch"]), _narrow_status(r, notes)]
+            lat = r.get("latency_ms")
+            if not lat:
+                table.add_row(*head, *(["—"] * (len(cols) - len(head))), style="dim")
+                continue
+            if mode == "compute":
+                cells = [_f(r["images_per_s"], ".2f"), _ms(lat["p50"]), _pct(r, 99),
+                         _f(r.get("gflops"), ".1f")]
+            else:
+                cells = [_f(r["images_per_s"], ".2f"), _f(r.get("deblurred_per_s"), ".2f"),
+                         _f(r.get("passed_per_s"), ".2f"), _f(r.get("mpx_per_s"), ".2f")]
+            psnr = (r.get("quality") or {}).get("psnr_db") or {}
+            if kernels:
+                cells.append("/".join(_f(psnr.get(k), ".2f") for k in kernels))
+            table.add_row(*head, *cells, style="red" if r.get("status") != STATUS_RAN else None)
+        if mode == "compute":
+            caption = ["img/s: network inputs per second, batches already in memory (compute only), "
+                       "warm-up excluded; median, p99: ms per call (one batch), p99 '—' under 100 calls"]
+        else:
+            caption = ["frames read, blurred and deblurred as dtk run does them; deblurred, passed: "
+                       "frames/s of each (the gate passes frames that need no deblurring as they are)"]
+        caption += ["PSNR: dB vs the sharp frames" if kernels else "",
+                    "every figure: dtk bench --wide, or --json"]
+        caption += [escape(f"[{n}] {reason}") for reason, n in notes.items()]
+        table.caption = "\n".join(c for c in caption if c)
+        tables.append(table)
+    return tables
 
 
 def notes_text(report: dict) -> list[str]:

@@ -49,7 +49,7 @@ class BenchRequest:
     models: list[Path] = field(default_factory=list)  # empty: the shipped model (unless width/engine)
     engine: Path | None = None
     width: int | None = None  # random-init seed U-Net of this width
-    backends: str = "onnxruntime,torch"
+    backends: str = "auto"  # the backend and variant `dtk run` uses here (bench.variants.auto_pairs)
     variants: str | None = None
     threads: int | None = None
     e2e: bool = False
@@ -209,8 +209,11 @@ def run_bench(req: BenchRequest, progress: Callable[[str], None] | None = None) 
         size = f"{req.e2e_size[1]}x{req.e2e_size[0]}" if req.e2e_size else ""
         where = (str(req.frames_dir) if req.frames_dir is not None else
                  f"{size} frames of real photos" if size else "demo frames")
-        told = req.config.known_blur
-        extra["e2e_frames"] = {"where": where, "count": len(frames), "mode": "native size, tiles"
+        told, blurred = req.config.known_blur, req.config.e2e_blur
+        extra["e2e_frames"] = {"where": where, "count": len(frames), "blur": blurred,
+                               "mode": "native size, tiles as dtk run cuts them"
+                               + (f", blurred with {blurred} first" if blurred
+                                  else ", as given (--blur none)")
                                + (", video decoded with PyAV in the calling thread" if video else "")
                                + (f", told the blur {told}" if told else "")}
     if req.pipeline_bench:

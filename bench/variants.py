@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchTarget
+from engines.machine import collect
 from engines.options import MAX_BATCH
+from engines.select import default_backend
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
@@ -91,8 +93,27 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# `--backend auto` (dtk bench's default): the backend `dtk run` picks here and the variant it runs
+AUTO_VARIANT = {"cpu": {"onnxruntime": "cpu-fp32", "openvino": "cpu-latency", "torch": "eager"},
+                "cuda": {"torch": "cuda-fp32", "onnxruntime": "gpu"}}
+
+
+def auto_pairs(gpu: bool, info: dict | None = None) -> list[tuple[str, str]]:
+    """`--backend auto`: [(the backend `dtk run --backend auto` uses here, its default variant)].
+    TensorRT runs a built engine only (`--engine`), so on a GPU the next one, torch."""
+    info = collect() if info is None else info
+    backend = default_backend({**info, "tensorrt": None})
+    return [(backend, AUTO_VARIANT["cuda" if gpu else "cpu"].get(backend, DEFAULT_CPU[backend][0]))]
+
+
 def select_variants(backends: str, variants: str | None, gpu: bool) -> list[tuple[str, str]]:
-    """(backend, variant) pairs: --variants names (any backend that has them) or each backend's defaults."""
+    """(backend, variant) pairs: --variants names (any backend that has them) or each backend's defaults;
+    `auto`: `auto_pairs`."""
+    if backends == "auto":
+        if variants:
+            raise DtkError("--variants names variants of the backends given with --backend: add --backend "
+                           "(e.g. --backend onnxruntime,torch) or drop --variants")
+        return auto_pairs(gpu)
     names = list(VARIANTS) if backends == "all" else parse_list(backends, "--backend")
     for b in names:
         if b not in VARIANTS:

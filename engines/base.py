@@ -12,6 +12,11 @@ takes `infer(batch, evidence=E)`, E N x width with rows < 0 meaning "decide from
 tiles of one frame are then decided together (engines.tiled). A runner that `takes_known_blur`
 also takes `infer(batch, known=K)`, K N x 1 float32 (toolkit.core.evidence.KNOWN_INPUT): the
 decision's class the user knows, rows < 0 deciding as usual.
+
+Input sizes: `input_sizes()` says which H x W a runner takes: a few fixed ones (a TensorRT
+engine's profiles, a graph exported at one size), or `ANY_SIZE` (any multiple of 8: ONNX Runtime,
+OpenVINO and torch on a fully convolutional graph exported with dynamic H and W); engines.tiled
+cuts frames into the fewest tiles it takes (toolkit.core.tiles.choose_tile).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host
 from toolkit.core.evidence import known_rows
 
@@ -44,6 +50,11 @@ class Runner(ABC):
     def evidence(self, batch: Any) -> np.ndarray:
         """N x width float32: what the model's head pools from each image (`takes_evidence` only)."""
         raise NotImplementedError(f"{type(self).__name__} has no frame evidence")
+
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The (H, W) sizes this runner takes: a few fixed ones, or toolkit.core.tiles.ANY_SIZE
+        (any multiples of 8). Default: the network's 256 x 448 only."""
+        return (FRAME_SIZE,)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

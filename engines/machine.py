@@ -41,6 +41,19 @@ def _ort_info() -> dict:
     return {"onnxruntime": ort.__version__, "ort_providers": list(ort.get_available_providers())}
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the kernel could give this process now without swapping (Linux MemAvailable), None
+    where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def collect() -> dict:
     """Machine facts as a JSON-ready dict (also embedded in every bench report)."""
     info: dict = {

@@ -16,10 +16,12 @@ import numpy as np
 
 from engines.base import Runner
 from engines.options import check_threads
+from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
 from toolkit.core.lazy import optional_import
+from toolkit.core.tiles import ANY_SIZE
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -84,6 +86,16 @@ def check_input_shape(model: Path, shape: list, size: tuple[int, int] | None) ->
                            f"(frames are resized to {size[0]}x{size[1]}): {hint}")
 
 
+def declared_sizes(shape: list) -> tuple[tuple[int, int], ...]:
+    """The (H, W) sizes an ONNX image input of `shape` (N x 3 x H x W: ints or symbolic names)
+    takes: ANY_SIZE when H and W are both free (a graph exported with dynamic H and W), else its
+    one size (a free side read as the network's 256 or 448)."""
+    h, w = shape[2], shape[3]
+    if not isinstance(h, int) and not isinstance(w, int):
+        return ANY_SIZE
+    return ((h if isinstance(h, int) else FRAME_SIZE[0], w if isinstance(w, int) else FRAME_SIZE[1]),)
+
+
 def cpu_session(model: Path | str, threads: int | None = None):
     """A plain CPU ONNX Runtime session (full graph optimisation, warnings off): the one dtk uses
     outside a runner, for export parity, the quantizer's guard and the INT8 benchmark."""
@@ -143,6 +155,7 @@ class OrtRunner(Runner):
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "
                            "outputs; dtk runs models with one image input and one image output")
         check_input_shape(self.model, list(images[0].shape), size)
+        self._sizes = declared_sizes(list(images[0].shape))
         self.input_name, self.output_name = images[0].name, outputs[0].name
         self.input_dtype = _NP_DTYPES.get(images[0].type)
         self.output_dtype = _NP_DTYPES.get(outputs[0].type)
@@ -154,6 +167,10 @@ class OrtRunner(Runner):
         self.accepts_device_tensors = self.on_gpu
         self._opts, self._providers = opts, providers
         self._head = None  # the evidence subgraph's session, built on first use
+
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """ANY_SIZE for a graph with dynamic H and W (dtk's export), else its fixed size."""
+        return self._sizes
 
     def _evidence_feed(self, evidence: np.ndarray | None, known: np.ndarray | None = None) -> dict:
         feed = {}

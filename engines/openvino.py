@@ -35,7 +35,7 @@ import numpy as np
 
 from engines.base import Runner
 from engines.onnx_graph import input_shape, parseable_onnx
-from engines.onnxruntime import check_input_shape
+from engines.onnxruntime import check_input_shape, declared_sizes
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
@@ -177,6 +177,7 @@ class OvRunner(Runner):
         if self.model.suffix != IR_SUFFIX:  # the ONNX's own names of its free dimensions
             shape = input_shape(self.model, self.input_name)
         check_input_shape(self.model, shape, size)
+        self._sizes = declared_sizes(shape)
         self.output_name = outputs[0].get_any_name()
         self.input_dtype = _np_dtype(images[0].get_element_type())
         self.evidence_dtype = _np_dtype(ev_param.get_element_type()) if ev_param is not None else None
@@ -247,6 +248,10 @@ class OvRunner(Runner):
             return bool(compiled.get_property("LOADED_FROM_CACHE"))
         except Exception:  # noqa: BLE001 - older OpenVINO: unknown
             return None
+
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """ANY_SIZE for a model with dynamic H and W (dtk's export), else its fixed size."""
+        return self._sizes
 
     def _feed(self, x: np.ndarray, evidence: np.ndarray | None,
               known: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ import numpy as np
 from engines.base import Runner, infer_all
 from engines.onnx_graph import CONV_OPS, concat_fed_convs, evidence_ancestors
 from engines.spec import RunnerSpec
+from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.convert import nchw_to_nhwc_uint8
 from toolkit.core.errors import DtkError
@@ -143,7 +144,8 @@ def split_frames(calib_dir: Path | str, guard_dir: Path | str | None = None, *,
 
 
 def model_frame_size(model_path: Path) -> tuple[int, int]:
-    """(H, W) of the model's NCHW input; DtkError unless it has one fixed-size 3-channel input."""
+    """(H, W) the model is calibrated and guarded at: its NCHW input's, or the network's 256 x 448
+    for a graph that takes any H and W (dtk's export); DtkError unless it has one 3-channel input."""
     onnx = optional_import("onnx")
     try:
         model = onnx.load(str(model_path), load_external_data=False)
@@ -153,12 +155,12 @@ def model_frame_size(model_path: Path) -> tuple[int, int]:
     if len(inputs) != 1:
         raise DtkError(f"{model_path} has {len(inputs)} inputs; dtk quantizes one-input image models")
     dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or not all(d.dim_value for d in dims[1:]) or dims[1].dim_value != 3:
-        raise DtkError(f"{model_path}: input must be N x 3 x H x W with fixed H and W")
+    if len(dims) != 4 or dims[1].dim_value != 3:
+        raise DtkError(f"{model_path}: input must be N x 3 x H x W")
     if any(n.domain in ("", "ai.onnx") and n.op_type in ("QuantizeLinear", "DequantizeLinear")
            for n in model.graph.node):
         raise DtkError(f"{model_path} is already quantized (it has Q/DQ nodes); give the fp32 model")
-    return int(dims[2].dim_value), int(dims[3].dim_value)
+    return int(dims[2].dim_value or FRAME_SIZE[0]), int(dims[3].dim_value or FRAME_SIZE[1])
 
 
 def load_inputs(frames: Sequence[Frame], size: tuple[int, int], blur: str | None) -> np.ndarray:

@@ -20,6 +20,7 @@ from engines.torch_cuda import CudaExecutor
 from toolkit.core.errors import DtkError
 from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import check_fp16_range
+from toolkit.core.tiles import ANY_SIZE
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("cpu", "cuda")
@@ -124,6 +125,10 @@ class TorchRunner(Runner):
             y = self.model(x, **kwargs)
         y = y.float().contiguous()
         return y.numpy() if numpy_in else y
+
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """Any multiple of 8: dtk's networks are fully convolutional (on CUDA one graph per size)."""
+        return ANY_SIZE
 
     def evidence(self, batch: Any) -> np.ndarray:
         """N x width float32 NumPy: the head's pooled evidence (eager, the bank and the head only)."""

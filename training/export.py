@@ -1,8 +1,10 @@
 """Export the U-Net to ONNX (fp32, or an fp16 graph) and check it against PyTorch through ONNX Runtime.
 
 Input "input" and output "output": N x 3 x H x W float, values on the 0..1 scale, dynamic batch
-axis, fixed H x W (256 x 448 by default). The fp16 graph has fp16 weights and compute; its I/O is
-fp32 (Cast nodes at the edges) unless `fp16_io=True`.
+axis; H and W dynamic too (any multiple of 8: the network is fully convolutional, so engines.tiled
+can run a whole frame as one tile), or fixed at the example's H x W with `any_size=False`.
+The example (and parity check) size is 256 x 448 by default. The fp16 graph has fp16 weights and
+compute; its I/O is fp32 (Cast nodes at the edges) unless `fp16_io=True`.
 """
 
 from __future__ import annotations
@@ -56,12 +58,15 @@ class _ExportIO(nn.Module):
 
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, opset: int,
-                  evidence: torch.Tensor | None = None, known: torch.Tensor | None = None) -> None:
-    """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN."""
+                  evidence: torch.Tensor | None = None, known: torch.Tensor | None = None,
+                  any_size: bool = True) -> None:
+    """Legacy TorchScript exporter (dynamo=False): stable on torch 2.13 and fast for this plain CNN.
+    `any_size`: H and W are dynamic axes ("height", "width") besides the batch."""
     import warnings
 
     names_in, names_out = ["input"], ["output"]
-    axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    image_axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
+    axes = {"input": dict(image_axes), "output": dict(image_axes)}
     args: tuple = (example,)
     if evidence is not None:
         names_in.append(EVIDENCE_INPUT)
@@ -212,18 +217,20 @@ def check_parity(model: nn.Module, path: Path, height: int, width: int, *, fp16:
 
 def export_onnx(model: nn.Module, path: Path | str, *, height: int = 256, width: int = 448, opset: int = 18,
                 fp16: bool = False, fp16_io: bool = False, metadata: dict | None = None,
-                check: bool = True) -> Path:
+                check: bool = True, any_size: bool = True) -> Path:
     """Write `model` as ONNX; with `check`, raise DtkError unless ORT matches torch (see module doc).
+    `any_size`: the graph takes any H x W (multiples of 8); else only `height` x `width`.
 
     Atomic (`toolkit.core.atomic.atomic_target`): the graph is exported, folded and checked in a
     temporary file beside `path`, renamed to `path` only when the check passed; a failed check or an
     interrupt leaves `path` as it was (an existing file untouched) and no temporary file."""
     return _export(model, path, height=height, width=width, opset=opset, fp16=fp16, fp16_io=fp16_io,
-                   metadata=metadata, check=check)[0]
+                   metadata=metadata, check=check, any_size=any_size)[0]
 
 
 def _export(model: nn.Module, path: Path | str, *, height: int, width: int, opset: int, fp16: bool,
-            fp16_io: bool, metadata: dict | None, check: bool) -> tuple[Path, dict | None]:
+            fp16_io: bool, metadata: dict | None, check: bool,
+            any_size: bool = True) -> tuple[Path, dict | None]:
     """export_onnx's work: (the path written, the parity check's result, None without `check`)."""
     import copy
 
@@ -265,7 +272,7 @@ def _export(model: nn.Module, path: Path | str, *, height: int, width: int, opse
     known = torch.full((1, 1), DECIDE, dtype=example_in.dtype) if blind else None
     parity = None
     with atomic_target(path) as tmp:  # renamed to `path` only once checked
-        _torch_export(module, example_in, tmp, opset, evidence, known)
+        _torch_export(module, example_in, tmp, opset, evidence, known, any_size=any_size)
         fold_constants(tmp)  # the parity check below runs on the folded graph
         if blind:
             _default_own_evidence(tmp)

@@ -6,6 +6,12 @@ one `Profile` over the batch at the ONNX's H x W, the workspace pool limit, the 
 builds (`engine_bytes_from_network`, saving the timing cache back). dtk decides the precision,
 writes the engine atomically and records the sidecar that `load_sidecar`/`check_compatible` use.
 
+Frame sizes (`shapes`, `dtk build-engine --shapes 720x1280,1080x1920`): a graph of any H x W
+(dtk's export) gets one more optimization profile per size, after the default 256x448 one, each
+over a batch range scaled to the same pixels (at least 1), so the runner can deblur a frame of
+that size in one pass (engines.tiled picks the largest profile a frame fits; TrtRunner keeps one
+execution context per profile, each allocating for the largest, TensorRT's default).
+
 Precision comes from the ONNX graph, because TensorRT 11 builds strongly typed networks
 only: `BuilderFlag.FP16`/`INT8`/`BF16`, `EXPLICIT_BATCH`, `platform_has_fast_fp16` and the
 INT8 calibrators are removed, and `NetworkDefinitionCreationFlag.STRONGLY_TYPED` is kept but
@@ -30,7 +36,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -54,6 +60,33 @@ from toolkit.core.lazy import optional_import
 
 PRECISIONS = ("fp16", "fp32", "int8")
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+ALIGN = 8  # the network's sides are multiples of this (toolkit.core.tiles.ALIGN)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """`--shapes 720x1280,1080x1920` (HEIGHTxWIDTH, comma-separated) -> [(720, 1280), (1080, 1920)];
+    DtkError unless each is two positive multiples of 8."""
+    shapes = []
+    for item in (t.strip() for t in text.split(",")):
+        parts = item.lower().split("x")
+        try:
+            h, w = (int(v) for v in parts) if len(parts) == 2 else (0, 0)
+        except ValueError:
+            h = w = 0
+        if h < ALIGN or w < ALIGN or h % ALIGN or w % ALIGN:
+            raise DtkError(f"--shapes wants HEIGHTxWIDTH sizes, multiples of {ALIGN}, comma-separated "
+                           f"(e.g. 720x1280,1080x1920), got {item!r}")
+        shapes.append((h, w))
+    return shapes
+
+
+def frame_profile(base: BatchProfile, height: int, width: int) -> BatchProfile:
+    """The profile of frames of `height` x `width`: `base`'s batch range scaled to the same pixels
+    per call (a 1080p profile over a 256x448 one of max batch 32: max 1), at least 1."""
+    scale = base.height * base.width / (height * width)
+    hi = max(1, int(base.max * scale))
+    opt = max(1, min(hi, int(base.opt * scale)))
+    return BatchProfile(min(base.min, opt), opt, hi, height, width, base.channels)
 
 
 def graph_precision(onnx_path: Path) -> str:
@@ -146,7 +179,7 @@ def _has_input(network, name: str) -> bool:
     return any(network.get_input(i).name == name for i in range(network.num_inputs))
 
 
-def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile]:
+def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile, bool]:
     images = [network.get_input(i) for i in range(network.num_inputs)
               if network.get_input(i).name not in (EVIDENCE_INPUT, KNOWN_INPUT)]
     if len(images) != 1:
@@ -157,7 +190,19 @@ def _input_geometry(network, height: int, width: int) -> tuple[str, BatchProfile
         raise DtkError(f"expected the input {tensor.name!r} to be N x 3 x H x W; it is {shape}")
     h = shape[2] if shape[2] > 0 else height
     w = shape[3] if shape[3] > 0 else width
-    return tensor.name, BatchProfile(height=h, width=w)
+    return tensor.name, BatchProfile(height=h, width=w), shape[2] <= 0 and shape[3] <= 0
+
+
+def _poly_profile(poly, input_name: str, p: BatchProfile, evidence_width: int | None, known: bool):
+    """One Polygraphy Profile: the image input over `p`; a blind model's `evidence` (N x width)
+    and `known_blur` (N x 1) over the same batch range."""
+    shapes = poly.Profile().add(input_name, *p.shapes())
+    batches = (p.min, p.opt, p.max)
+    if evidence_width is not None:  # the frame-decision input: the same batch range
+        shapes.add(EVIDENCE_INPUT, *((b, evidence_width) for b in batches))
+        if known:  # the blur the user knows (N x 1): the same range
+            shapes.add(KNOWN_INPUT, *((b, 1) for b in batches))
+    return shapes
 
 
 def build_engine(
@@ -175,11 +220,13 @@ def build_engine(
     overwrite: bool = False,
     gpu: GpuFacts | None = None,
     log: Callable[[str], None] = print,
+    shapes: Sequence[tuple[int, int]] = (),
 ) -> EngineSidecar:
     """ONNX -> serialized engine at `out_path` plus `<out_path>.json`; returns the sidecar.
 
     `precision` None follows the graph (fp16 graph -> fp16 engine, Q/DQ graph -> int8).
-    `height`/`width` apply only when the ONNX input's H/W are dynamic.
+    `height`/`width` apply only when the ONNX input's H/W are dynamic; `shapes` (H, W): one more
+    profile each (`frame_profile`), for a graph of any H x W only.
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -187,6 +234,9 @@ def build_engine(
     if out_path.exists() and not overwrite:
         raise DtkError(f"{out_path} exists; pass --overwrite to replace it")
     wanted = BatchProfile(min_batch, opt_batch, max_batch, height, width)  # validates the numbers
+    shapes = [(int(h), int(w)) for h, w in shapes]
+    if any(h < ALIGN or w < ALIGN or h % ALIGN or w % ALIGN for h, w in shapes):
+        raise DtkError(f"--shapes: every size must be two multiples of {ALIGN}, got {shapes}")
     if workspace_gb <= 0:
         raise DtkError(f"--workspace must be > 0 GB; got {workspace_gb}")
     graph = graph_precision(onnx_path)
@@ -205,28 +255,29 @@ def build_engine(
             parseable_onnx(onnx_path, prefix="dtk-trt-") as parsed:
         builder, network, parser = poly.network_from_onnx_path(str(parsed),
                                                                strongly_typed=plan.strongly_typed)
-    input_name, geometry = _input_geometry(network, height, width)
+    input_name, geometry, any_size = _input_geometry(network, height, width)
     profile_dims = BatchProfile(wanted.min, wanted.opt, wanted.max, geometry.height, geometry.width)
-    shapes = poly.Profile().add(input_name, *profile_dims.shapes())  # Polygraphy's Profile
+    if shapes and not any_size:
+        raise DtkError(f"--shapes needs a graph that takes any H x W; {onnx_path} takes only "
+                       f"{geometry.height}x{geometry.width}: export it again with `dtk export` (any size "
+                       "is its default) and build from that")
+    profiles = [profile_dims] + [frame_profile(profile_dims, h, w) for h, w in dict.fromkeys(shapes)
+                                 if (h, w) != (profile_dims.height, profile_dims.width)]
     evidence_width = _evidence_width(network)
-    if evidence_width is not None:  # the frame-decision input: the same batch range
-        shapes.add(EVIDENCE_INPUT, *((b, evidence_width) for b in (profile_dims.min, profile_dims.opt,
-                                                                    profile_dims.max)))
-        if _has_input(network, KNOWN_INPUT):  # the blur the user knows (N x 1): the same range
-            shapes.add(KNOWN_INPUT, *((b, 1) for b in (profile_dims.min, profile_dims.opt, profile_dims.max)))
+    known_input = evidence_width is not None and _has_input(network, KNOWN_INPUT)
+    poly_profiles = [_poly_profile(poly, input_name, p, evidence_width, known_input) for p in profiles]
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu)
     reused = cache_path.is_file()
     config = poly.CreateConfig(
-        profiles=[shapes],
+        profiles=poly_profiles,
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_gb * (1 << 30))},
         load_timing_cache=str(cache_path) if reused else None,  # set with ignore_mismatch=False
         fp16=plan.builder_fp16,  # BuilderFlag.FP16: 10.x only, see the module docstring
         tf32=hasattr(trt.BuilderFlag, "TF32"),  # TensorRT's default; Polygraphy's is off
     )
     log(f"building {plan.precision} engine from {onnx_path} (TensorRT {trt.__version__}, {gpu.name}); "
-        f"batch {profile_dims.min}/{profile_dims.opt}/{profile_dims.max} at "
-        f"{profile_dims.height}x{profile_dims.width}; timing cache "
-        f"{cache_path} ({'reused' if reused else 'new'})")
+        + "; ".join(f"batch {p.min}/{p.opt}/{p.max} at {p.height}x{p.width}" for p in profiles)
+        + f"; timing cache {cache_path} ({'reused' if reused else 'new'})")
 
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     with polygraphy_failures(f"TensorRT could not build an engine from {onnx_path} (see its log above); "
@@ -257,6 +308,7 @@ def build_engine(
         dtk_version=dtk_version,
         strongly_typed=plan.strongly_typed or trt_major(trt.__version__) >= 11,
         builder_flags=["FP16"] if plan.builder_fp16 else [],
+        profiles=profiles,
     )
     save_sidecar(out_path, sidecar)
     log(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out_path).name}")

@@ -8,12 +8,18 @@ would add a second CUDA runtime wrapper for no gain.
 
 Per batch size n: `set_input_shape` -> `set_tensor_address` for every I/O tensor ->
 `execute_async_v3(stream)` (or replay of a CUDA graph captured for n). Buffers are
-allocated once for the profile's max batch, so tensor addresses never change and a
+allocated once for the largest call of any profile, so tensor addresses never change and a
 captured graph stays valid. TensorRT's docs ask for one `execute_async_v3` call after an
 input-shape change before capturing a graph (developer guide, "CUDA Graphs":
 https://docs.nvidia.com/deeplearning/tensorrt/latest/performance/best-practices.html);
 the runner does that warm-up run. Batches above the profile's max are split into chunks;
 a remainder below its min is zero-padded.
+
+Frame sizes: an engine built with `dtk build-engine --shapes` has one optimization profile per
+frame size (H x W fixed in each, the batch free); `input_sizes()` lists them, engines.tiled cuts
+frames into the largest that fits, and a batch runs on the profile of its H x W, through an
+execution context of its own (created on first use, set to that profile with
+`set_optimization_profile_async`: a context serves one profile), with its own graphs.
 
 A blind model's engine (built from dtk's export) has a second input `evidence` (N x width: the
 frame's pooled head features, rows < 0 meaning "decide from this image") and a second output
@@ -153,7 +159,7 @@ class TrtRunner(Runner):
         if self._engine is None:
             raise DtkError(f"TensorRT could not deserialize {self.engine_path} (see its log above); "
                            "rebuild it here: dtk build-engine MODEL.onnx -o ENGINE --overwrite")
-        self._context = self._engine.create_execution_context()
+        self._context = self._engine.create_execution_context()  # profile 0's
         self.input_name, self.output_name = self._io_names()
         dtypes = _dtypes(trt)
         try:
@@ -161,36 +167,41 @@ class TrtRunner(Runner):
             self.output_dtype = dtypes[self._engine.get_tensor_dtype(self.output_name)]
         except KeyError as exc:
             raise DtkError(f"engine I/O must be fp32 or fp16; got {exc.args[0]}") from exc
-        self.profile = self._profile()
+        self.profiles = [self._profile(k) for k in range(max(1, int(self._engine.num_optimization_profiles)))]
+        self.profile = self.profiles[0]
         out_shape = tuple(self._engine.get_tensor_shape(self.output_name))
         if len(out_shape) != 4:
             raise DtkError(f"expected an N x C x H x W output; the engine's is {out_shape}")
-        in_tail = self.profile.shape(1)[1:]
-        self._out_tail = tuple(d if d > 0 else s for d, s in zip(out_shape[1:], in_tail, strict=True))
+        self._out_tails = [tuple(d if d > 0 else s for d, s in zip(out_shape[1:], p.shape(1)[1:],
+                                                                   strict=True)) for p in self.profiles]
+        self._out_tail = self._out_tails[0]
 
-        max_in = self.profile.shape(self.profile.max)
-        max_out = (self.profile.max, *self._out_tail)
-        self._d_in = self.device.empty(max_in, self.input_dtype)
-        self._d_out = self.device.empty(max_out, self.output_dtype)
-        self._h_in = self.device.pinned(max_in, self.input_dtype)
-        self._h_out = self.device.pinned(max_out, self.output_dtype)
+        # one flat buffer each, viewed per profile and batch: its address never changes
+        max_in = max(p.max * int(np.prod(p.shape(1)[1:])) for p in self.profiles)
+        max_out = max(p.max * int(np.prod(t)) for p, t in zip(self.profiles, self._out_tails, strict=True))
+        self._d_in = self.device.empty((max_in,), self.input_dtype)
+        self._d_out = self.device.empty((max_out,), self.output_dtype)
+        self._h_in = self.device.pinned((max_in,), self.input_dtype)
+        self._h_out = self.device.pinned((max_out,), self.output_dtype)
+        rows = max(p.max for p in self.profiles)
         self.takes_evidence = self._evidence_io is not None
         if self.takes_evidence:
             width = int(self._engine.get_tensor_shape(EVIDENCE_INPUT)[1])
             ev_in = dtypes.get(self._engine.get_tensor_dtype(EVIDENCE_INPUT), self.input_dtype)
             ev_out = dtypes.get(self._engine.get_tensor_dtype(EVIDENCE_OUTPUT), self.output_dtype)
             self._evidence_width = width
-            self._d_ev_in = self.device.empty((self.profile.max, width), ev_in)
-            self._h_ev_in = self.device.pinned((self.profile.max, width), ev_in)
-            self._d_ev_out = self.device.empty((self.profile.max, width), ev_out)
-            self._h_ev_out = self.device.pinned((self.profile.max, width), ev_out)
+            self._d_ev_in = self.device.empty((rows, width), ev_in)
+            self._h_ev_in = self.device.pinned((rows, width), ev_in)
+            self._d_ev_out = self.device.empty((rows, width), ev_out)
+            self._h_ev_out = self.device.pinned((rows, width), ev_out)
         self.takes_known_blur = self.takes_evidence and self._known_input
         if self.takes_known_blur:
             known = dtypes.get(self._engine.get_tensor_dtype(KNOWN_INPUT), self.input_dtype)
-            self._d_known = self.device.empty((self.profile.max, 1), known)
-            self._h_known = self.device.pinned((self.profile.max, 1), known)
-        self._bound: int | None = None
-        self._graphs: dict[int, Any] = {}
+            self._d_known = self.device.empty((rows, 1), known)
+            self._h_known = self.device.pinned((rows, 1), known)
+        self._contexts: dict[int, Any] = {0: self._context}  # profile -> its execution context
+        self._bound: dict[int, int] = {}  # profile -> the batch size its context is bound for
+        self._graphs: dict[tuple[int, int], Any] = {}  # (profile, batch) -> replay
 
     # -- engine facts --------------------------------------------------------------------------
     def _io_names(self) -> tuple[str, str]:
@@ -210,20 +221,31 @@ class TrtRunner(Runner):
                            f"{inputs}, outputs {outputs}")
         return inputs[0], outputs[0]
 
-    def _profile(self) -> BatchProfile:
-        lo, opt, hi = (tuple(s) for s in self._engine.get_tensor_profile_shape(self.input_name, 0))
+    def _profile(self, index: int) -> BatchProfile:
+        lo, opt, hi = (tuple(s) for s in self._engine.get_tensor_profile_shape(self.input_name, index))
         if len(lo) != 4 or lo[1:] != hi[1:]:
             raise DtkError(f"expected a profile over the batch only (N x C x H x W fixed); got {lo} .. {hi}")
         return BatchProfile(lo[0], opt[0], hi[0], height=lo[2], width=lo[3], channels=lo[1])
 
     # -- execution ------------------------------------------------------------------------------
-    def _bind(self, n: int) -> None:
-        """Input shape first, then the address of every I/O tensor (same buffers for every n)."""
-        if self._bound == n:
+    def _context_for(self, k: int):
+        """The execution context of profile `k` (created and set to it on first use)."""
+        ctx = self._contexts.get(k)
+        if ctx is None:
+            ctx = self._engine.create_execution_context()
+            if not ctx.set_optimization_profile_async(k, self.device.stream_handle):
+                raise DtkError(f"TensorRT refused optimization profile {k} ({self.profiles[k]})")
+            self._contexts[k] = ctx
+        return ctx
+
+    def _bind(self, k: int, n: int) -> None:
+        """Input shape first, then the address of every I/O tensor (same buffers for every n and
+        profile), on profile `k`'s context."""
+        if self._bound.get(k) == n:
             return
-        ctx = self._context
-        if not ctx.set_input_shape(self.input_name, self.profile.shape(n)):
-            raise DtkError(f"TensorRT refused input shape {self.profile.shape(n)} (profile {self.profile})")
+        ctx, batches = self._context_for(k), self.profiles[k]
+        if not ctx.set_input_shape(self.input_name, batches.shape(n)):
+            raise DtkError(f"TensorRT refused input shape {batches.shape(n)} (profile {batches})")
         buffers = [(self.input_name, self._d_in), (self.output_name, self._d_out)]
         if self.takes_evidence:
             if not ctx.set_input_shape(EVIDENCE_INPUT, (n, self._evidence_width)):
@@ -233,38 +255,49 @@ class TrtRunner(Runner):
             if not ctx.set_input_shape(KNOWN_INPUT, (n, 1)):
                 raise DtkError(f"TensorRT refused known-blur shape {(n, 1)}")
             buffers.append((KNOWN_INPUT, self._d_known))
-        expected = (n, *self._out_tail)
+        expected = (n, *self._out_tails[k])
         if tuple(ctx.get_tensor_shape(self.output_name)) != expected:
             raise DtkError(f"engine output shape {tuple(ctx.get_tensor_shape(self.output_name))}, "
                            f"expected {expected}")
         for name, buf in buffers:
             if not ctx.set_tensor_address(name, int(buf.data_ptr())):
                 raise DtkError(f"TensorRT refused the address of tensor {name!r}")
-        self._bound = n
+        self._bound[k] = n
 
-    def _launch(self) -> None:
-        if not self._context.execute_async_v3(self.device.stream_handle):
+    def _launch(self, k: int = 0) -> None:
+        ctx = self._contexts[k]
+        if not ctx.execute_async_v3(self.device.stream_handle):
             raise DtkError("TensorRT execute_async_v3 failed (see its log above)")
 
-    def _execute(self, n: int) -> None:
-        self._bind(n)
+    def _execute(self, k: int, n: int) -> None:
+        self._bind(k, n)
         if not self.cuda_graphs:
-            self._launch()
+            self._launch(k)
             return
-        replay = self._graphs.get(n)
+        replay = self._graphs.get((k, n))
         if replay is None:
-            self._launch()  # one run after the shape change, before capture (see module docstring)
+            self._launch(k)  # one run after the shape change, before capture (see module docstring)
             self.device.synchronize()
-            replay = self._graphs[n] = self.device.capture(self._launch)
+            replay = self._graphs[(k, n)] = self.device.capture(lambda: self._launch(k))
         replay()
 
-    def _check_batch(self, batch) -> int:
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """(H, W) of each optimization profile: the frame sizes this engine takes."""
+        return tuple((p.height, p.width) for p in self.profiles)
+
+    def _check_batch(self, batch) -> tuple[int, int]:
+        """(the profile of the batch's C x H x W, its batch size); DtkError when no profile has it."""
         shape = tuple(batch.shape)
-        want = self.profile.shape(1)[1:]
-        if len(shape) != 4 or shape[1:] != want:
-            raise DtkError(f"engine {self.engine_path.name} takes N x {want[0]} x {want[1]} x {want[2]} "
-                           f"(NCHW); got {shape}")
-        return shape[0]
+        for k, p in enumerate(self.profiles):
+            if len(shape) == 4 and shape[1:] == p.shape(1)[1:]:
+                return k, shape[0]
+        want = " or ".join(f"N x {c} x {h} x {w}" for _, c, h, w in (p.shape(1) for p in self.profiles))
+        raise DtkError(f"engine {self.engine_path.name} takes {want} (NCHW); got {shape}")
+
+    def _view(self, buf, k: int, rows: int, tail: tuple[int, ...] | None = None):
+        """The first `rows` images of a flat buffer as rows x C x H x W of profile `k`."""
+        tail = tail or tuple(self.profiles[k].shape(1)[1:])
+        return buf[:rows * int(np.prod(tail))].view(rows, *tail)
 
     def infer(self, batch, evidence: np.ndarray | None = None, known: np.ndarray | None = None):
         """N x 3 x H x W in [0, 1] -> same shape, float32.
@@ -307,40 +340,44 @@ class TrtRunner(Runner):
         """(outputs, own evidence N x width as float32 NumPy when `collect`, else None)."""
         import torch
 
-        n = self._check_batch(batch)
+        k, n = self._check_batch(batch)
+        batches, out_tail = self.profiles[k], self._out_tails[k]
         own = np.empty((n, self._evidence_width), dtype=np.float32) if collect else None
         on_gpu = isinstance(batch, torch.Tensor) and batch.device.type != "cpu"
         if on_gpu:
             self.device.wait_for_current_stream()
-            result = torch.empty((n, *self._out_tail), dtype=torch.float32, device=batch.device)
+            result = torch.empty((n, *out_tail), dtype=torch.float32, device=batch.device)
         else:
             src = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
-            result_np = np.empty((n, *self._out_tail), dtype=np.float32)
+            result_np = np.empty((n, *out_tail), dtype=np.float32)
         with self.device.on_stream():
-            for start, stop, size in self.profile.chunks(n):
+            for start, stop, size in batches.chunks(n):
                 rows = stop - start
+                d_in, h_in = self._view(self._d_in, k, size), self._view(self._h_in, k, size)
+                d_out = self._view(self._d_out, k, size, out_tail)
                 if on_gpu:
-                    self._d_in[:rows].copy_(batch[start:stop], non_blocking=True)
+                    d_in[:rows].copy_(batch[start:stop], non_blocking=True)
                 else:
-                    self._h_in[:rows].copy_(src[start:stop])  # host-side cast into pinned memory
-                    self._d_in[:rows].copy_(self._h_in[:rows], non_blocking=True)
+                    h_in[:rows].copy_(src[start:stop])  # host-side cast into pinned memory
+                    d_in[:rows].copy_(h_in[:rows], non_blocking=True)
                 if size > rows:
-                    self._d_in[rows:size].zero_()
+                    d_in[rows:size].zero_()
                 if self.takes_evidence:
                     self._set_evidence(evidence, start, rows, size)
                 if self.takes_known_blur:
                     self._set_known(known, start, rows, size)
-                self._execute(size)
+                self._execute(k, size)
                 if own is not None:
                     self._h_ev_out[:rows].copy_(self._d_ev_out[:rows], non_blocking=True)
                     self.device.synchronize()
                     own[start:stop] = self._h_ev_out[:rows].float().numpy()
                 if on_gpu:
-                    result[start:stop].copy_(self._d_out[:rows], non_blocking=True)
+                    result[start:stop].copy_(d_out[:rows], non_blocking=True)
                 else:
-                    self._h_out[:rows].copy_(self._d_out[:rows], non_blocking=True)
+                    h_out = self._view(self._h_out, k, size, out_tail)
+                    h_out[:rows].copy_(d_out[:rows], non_blocking=True)
                     self.device.synchronize()
-                    result_np[start:stop] = self._h_out[:rows].numpy()
+                    result_np[start:stop] = h_out[:rows].numpy()
         if on_gpu:
             torch.cuda.current_stream(batch.device).wait_stream(self.device.stream)
             return result, own
@@ -360,8 +397,12 @@ class TrtRunner(Runner):
                          "output": str(self.output_dtype).removeprefix("torch.")},
             "profile": {"min": self.profile.min, "opt": self.profile.opt, "max": self.profile.max,
                         "height": self.profile.height, "width": self.profile.width},
+            "profiles": [{"min": p.min, "opt": p.opt, "max": p.max, "height": p.height, "width": p.width}
+                         for p in self.profiles],
             "cuda_graphs": self.cuda_graphs,
-            "graphs_captured": sorted(self._graphs),
+            "graphs_captured": sorted(n for k, n in self._graphs if k == 0),
+            "graphs_captured_by_profile": [sorted(n for k, n in self._graphs if k == i)
+                                           for i in range(len(self.profiles))],
             "frame_decision": "evidence input" if self.takes_evidence else None,
             "onnx_sha256": sc.onnx_sha256 if sc else None,
         }
@@ -369,10 +410,11 @@ class TrtRunner(Runner):
     def close(self) -> None:
         """Drop graphs, context, engine and buffers (in that order: graphs reference the context)."""
         self._graphs.clear()
+        self._contexts.clear()
         self._context = None
         self._engine = None
         self._runtime = None
         self._d_in = self._d_out = self._h_in = self._h_out = None
         self._d_ev_in = self._h_ev_in = self._d_ev_out = self._h_ev_out = None
         self._d_known = self._h_known = None
-        self._bound = None
+        self._bound = {}

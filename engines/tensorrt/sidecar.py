@@ -79,7 +79,7 @@ class EngineSidecar:
     gpu_name: str
     compute_capability: str  # "major.minor", e.g. "9.0"
     precision: str  # fp16 | fp32 | int8
-    profile: BatchProfile
+    profile: BatchProfile  # the first optimization profile (the network's 256x448 unless built otherwise)
     onnx_sha256: str
     onnx_path: str = ""
     input_name: str = ""
@@ -89,6 +89,7 @@ class EngineSidecar:
     dtk_version: str = ""
     strongly_typed: bool = True
     builder_flags: list[str] = field(default_factory=list)
+    profiles: list[BatchProfile] = field(default_factory=list)  # all, `profile` first ([]: it alone)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -101,7 +102,16 @@ class EngineSidecar:
             raise KeyError("no 'profile'")
         known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
         known["profile"] = BatchProfile.from_json(obj["profile"])
+        profiles = obj.get("profiles") or []
+        if not isinstance(profiles, list):
+            raise TypeError(f"'profiles' must be a list of profiles, got {profiles!r}")
+        known["profiles"] = [BatchProfile.from_json(p) for p in profiles]
         return cls(**known)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every profile, the first first."""
+        return [(p.height, p.width) for p in (self.profiles or [self.profile])]
 
 
 def sidecar_path(engine_path: Path) -> Path:

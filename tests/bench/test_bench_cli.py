@@ -44,6 +44,8 @@ def tiny_report(tmp_path_factory):
         app,
         [
             *TINY,
+            "--backend",
+            "onnxruntime,torch",
             "--batch",
             "1,2",
             "--json",
@@ -166,16 +168,47 @@ def test_roofline_measures_a_positive_ceiling():
 
 
 def test_default_bench_runs_the_shipped_model(tmp_path):
-    """`dtk bench` with its defaults on dtk's own model (it once failed counting FLOPs of its bank)."""
+    """`dtk bench` with its defaults on dtk's own model (it once failed counting FLOPs of its bank):
+    the backend and variant dtk run uses here, a few batches, a table within 100 columns."""
     out = tmp_path / "shipped.json"
-    res = runner.invoke(
-        app, ["bench", "--batch", "1", "--iterations", "1", "--warmup", "0", "--json", str(out)]
-    )
+    res = runner.invoke(app, ["bench", "--iterations", "1", "--warmup", "0", "--max-extend", "0",
+                              "--json", str(out)], env={"COLUMNS": "300"})
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     rows = report["rows"]
-    assert {r["backend"] for r in rows} == {"onnxruntime", "torch"}
+    assert [(r["backend"], r["variant"], r["batch"]) for r in rows] == [
+        ("onnxruntime", "cpu-fp32", 1), ("onnxruntime", "cpu-fp32", 8)]  # auto on a CPU
     assert all(r["gflop_per_image"] > 5 and r["images_per_s"] > 0 for r in rows)
+    table = [line for line in res.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 100, "\n".join(table)
+    header = next(line for line in table if "batch" in line)
+    assert "PSNR k7/k11" in header and "calls" not in header  # the wide columns: --wide
+    wide = runner.invoke(app, ["bench", "--iterations", "1", "--warmup", "0", "--batch", "1", "--wide",
+                               "--no-quality"], env={"COLUMNS": "300"})
+    header = next(line for line in wide.output.splitlines() if "batch" in line and line[:1] == "┃")
+    assert wide.exit_code == 0 and "calls" in header and "mean" in header, wide.output
+
+
+def test_e2e_rows_time_blurred_frames_apart_from_passed_ones(tmp_path):
+    """--e2e frames are k7-blurred by default (the work users ask for); frames the gate passes are
+    counted apart: sharp photos (--blur none) are passed, blurred ones deblurred."""
+    args = ["bench", "--e2e-only", "--batch", "2", "--iterations", "2", "--warmup", "0", "--max-extend", "0",
+            "--no-quality"]
+    for blur, key in ((None, "deblurred_per_s"), ("none", "passed_per_s")):
+        out = tmp_path / f"{blur}.json"
+        res = runner.invoke(app, [*args, *(["--blur", blur] if blur else []), "--json", str(out)],
+                            env={"COLUMNS": "300"})
+        assert res.exit_code == 0, res.output
+        doc = json.loads(out.read_text())
+        (row,) = doc["rows"]
+        assert doc["extra"]["e2e_frames"]["blur"] == (None if blur else "k7")
+        assert row[key] == pytest.approx(row["images_per_s"]) and row[key] > 0
+        assert row["deblurred_per_s"] + row["passed_per_s"] == pytest.approx(row["images_per_s"])
+        assert set(row["tile_sizes"]) == {"256x448"}  # the demo frames: one pass each
+        assert row["mpx_per_s"] == pytest.approx(row["images_per_s"] * 256 * 448 / 1e6)
+        assert "deblurred" in res.output and "passed" in res.output
+    res = runner.invoke(app, [*args, "--blur", "k5"])
+    assert res.exit_code == 2 and "k5" in res.output
 
 
 def _trt_problem():
@@ -251,5 +284,7 @@ def test_e2e_rows_on_a_video(make_clip, tmp_path):
     doc = json.loads((tmp_path / "e.json").read_text())
     rows = doc["rows"]
     assert [(r["mode"], r["batch"], r["iterations"], r["status"]) for r in rows] == [("e2e", 2, 3, "ran")]
-    assert rows[0]["images_per_s"] > 0 and rows[0]["tiles_per_s"] > rows[0]["images_per_s"]  # 4 tiles a frame
+    # the ONNX graph takes any size: each 128x96 frame is one pass (64x64 tiles: 4 a frame)
+    assert rows[0]["images_per_s"] > 0 and rows[0]["tiles_per_s"] == pytest.approx(rows[0]["images_per_s"])
+    assert set(rows[0]["tile_sizes"]) == {"96x128"}
     assert doc["extra"]["e2e_frames"]["count"] == 5 and "PyAV" in doc["extra"]["e2e_frames"]["mode"]

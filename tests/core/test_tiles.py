@@ -7,9 +7,14 @@ import pytest
 from toolkit.core.errors import DtkError
 from toolkit.core.tiles import (
     ALIGN,
+    ANY_SIZE,
     DEFAULT_OVERLAP,
+    TILE_STEP,
     check_overlap,
+    choose_tile,
     evidence_tiles,
+    fixed_tile,
+    large_tile,
     pad_frame,
     tile_grid,
 )
@@ -96,3 +101,56 @@ def test_one_pixel_sides_are_replicated():
     padded = pad_frame(line, (256, 448))
     assert padded.shape == (256, 448, 3)
     np.testing.assert_array_equal(padded[:, :5], np.repeat(line, 256, axis=0))
+
+
+FULL_HD = 1088 * 1920
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (1080, 1920), (256, 448), (719, 1279), (300, 2000)])
+def test_a_frame_that_fits_the_budget_is_one_tile_of_its_own_size(size):
+    tile = choose_tile(*size, ANY_SIZE, FULL_HD)
+    assert tile == tuple(-(-s // ALIGN) * ALIGN for s in size)  # padded to ALIGN only: no enlarging
+    assert len(tile_grid(*size, tile)) == 1
+
+
+def test_small_frames_are_padded_as_before_large_tiles():
+    assert choose_tile(100, 60, ANY_SIZE, FULL_HD) == (256, 448)
+    assert choose_tile(200, 1000, ANY_SIZE, FULL_HD) == (256, 1000)
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (1080, 1920), (2160, 3840), (4320, 7680), (263, 4000)])
+@pytest.mark.parametrize("budget", [FULL_HD, 921_600, 300_000, 114_688])
+def test_large_tiles_are_the_fewest_that_fit_the_budget(size, budget):
+    th, tw = large_tile(*size, budget)
+    grid = tile_grid(*size, (th, tw))
+    assert th * tw <= budget
+    if len(grid) > 1:  # sides of cut frames: a few sizes, multiples of TILE_STEP, or the whole axis
+        assert all(s % TILE_STEP == 0 or s == p for s, p in zip((th, tw), grid.padded, strict=True))
+    # no grid of fewer tiles (sides multiples of TILE_STEP, or the whole axis) fits the budget
+    def side(length, count):  # the shortest side `count` tiles of it can have
+        if count == 1:
+            return length
+        shortest = -(-(length + (count - 1) * DEFAULT_OVERLAP) // count)
+        return min(length, -(-shortest // TILE_STEP) * TILE_STEP)
+
+    ny, nx = len({t.y for t in grid.tiles}), len({t.x for t in grid.tiles})
+    assert len(grid) == ny * nx
+    for a in range(1, ny * nx):
+        for b in range(1, (ny * nx - 1) // a + 1):
+            assert side(grid.padded[0], a) * side(grid.padded[1], b) > budget
+
+
+def test_a_budget_no_tile_fits_is_refused():
+    with pytest.raises(DtkError, match="--max-tile-pixels"):
+        large_tile(720, 1280, 1000)
+
+
+def test_fixed_sizes_the_largest_that_fits_the_frame_else_the_smallest():
+    sizes = [(256, 448), (720, 1280), (1080, 1920)]
+    assert fixed_tile(1080, 1920, sizes) == (1080, 1920)
+    assert fixed_tile(1079, 1920, sizes) == (1080, 1920)  # 1079 rows pad to 1080 (ALIGN) anyway
+    assert fixed_tile(1000, 1920, sizes) == (720, 1280)  # 1080 rows would pad the frame
+    assert fixed_tile(720, 1000, sizes) == (256, 448)
+    assert fixed_tile(100, 100, sizes) == (256, 448)  # none fits: the smallest, as before
+    assert fixed_tile(1080, 1920, sizes, max_pixels=1_000_000) == (720, 1280)  # the budget caps it
+    assert choose_tile(1080, 1920, [(256, 448)], FULL_HD) == (256, 448)

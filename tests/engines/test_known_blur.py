@@ -52,8 +52,11 @@ def test_ort_matches_torch_when_told(ort_runner, astronaut):
 def test_tiled_known_blur_skips_the_decision(ort_runner, astronaut):
     frame = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)[:, :640]  # 256 x 640: two tiles
     blurred = blur(frame, "k7")
-    told = deblur_frames(ort_runner, [blurred], Tiling(), known_blur="k7")
+    told = deblur_frames(ort_runner, [blurred], Tiling(fixed=True), known_blur="k7")
     assert told.evidence_tiles == 0 and told.tiles == 2
+    whole = deblur_frames(ort_runner, [blurred], Tiling(), known_blur="k7")  # one pass: a large tile
+    assert whole.tiles == 1 and whole.evidence_tiles == 0 and whole.passed_frames == 0
+    assert np.abs(whole.images[0].astype(int) - told.images[0].astype(int)).max() <= 1
     assert told.images[0].shape == frame.shape
     gain = _psnr(told.images[0], frame) - _psnr(blurred, frame)
     assert gain > 1.0  # the k7 inverse and its refinement help a k7 frame

@@ -9,7 +9,7 @@ import pytest
 from engines.onnx_graph import has_evidence_default, parseable_onnx
 from engines.onnxruntime import OrtRunner
 from engines.spec import RunnerSpec
-from engines.tiled import deblur_frames
+from engines.tiled import Tiling, deblur_frames
 from toolkit import FRAME_SIZE
 from toolkit.core.demo import skimage_photo_path
 from toolkit.core.errors import DtkError
@@ -82,13 +82,19 @@ def test_native_size_frames_equal_onnxruntime_within_one_grey_level(runners):
     ovr, ort = runners
     sharp = read_frame(skimage_photo_path("astronaut"))  # 512 x 512: several tiles
     photo = blur(sharp, "k7")
-    a, b = deblur_frames(ovr, [photo], batch=3), deblur_frames(ort, [photo], batch=3)
+    fixed = Tiling(fixed=True)  # 256x448 tiles: several
+    a, b = deblur_frames(ovr, [photo], fixed, batch=3), deblur_frames(ort, [photo], fixed, batch=3)
     assert a.tiles == b.tiles > 1 and a.evidence_tiles == b.evidence_tiles > 1  # deblurred: every tile
     assert a.images[0].shape == photo.shape
     assert int(np.abs(a.images[0].astype(int) - b.images[0].astype(int)).max()) <= 1
-    a, b = deblur_frames(ovr, [sharp], batch=3), deblur_frames(ort, [sharp], batch=3)  # passed, bit-exact
+    a, b = deblur_frames(ovr, [sharp], fixed, batch=3), deblur_frames(ort, [sharp], fixed, batch=3)  # passed
     assert a.passed_frames == b.passed_frames == 1 and a.tiles == b.tiles == 1
     assert np.array_equal(a.images[0], sharp) and np.array_equal(b.images[0], sharp)
+    # large tiles: both take any size, so the frame is one pass on each (after its probe)
+    a, b = deblur_frames(ovr, [photo], batch=3), deblur_frames(ort, [photo], batch=3)
+    assert a.tile_sizes == b.tile_sizes == {"128x224": 1, "512x512": 1}
+    assert a.evidence_tiles == b.evidence_tiles > 1  # decided on the 256x448 grid's evidence, as before
+    assert int(np.abs(a.images[0].astype(int) - b.images[0].astype(int)).max()) <= 1
 
 
 def test_throughput_mode_gives_the_latency_outputs(runners, demo_dir, tmp_path):
@@ -205,8 +211,14 @@ def test_spec_opens_openvino_with_its_options(tmp_path):
 
 
 def test_refusals_are_one_sentence(tmp_path):
+    import onnx
+
+    fixed = onnx.load(str(SHIPPED))  # the shipped graph, its input fixed at 256 x 448
+    for dim, value in zip(fixed.graph.input[0].type.tensor_type.shape.dim[2:], FRAME_SIZE, strict=True):
+        dim.dim_value = value
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
     with pytest.raises(DtkError, match=r"fixed input of .*256 x 448.*dtk feeds N x 3 x 128 x 128"):
-        OvRunner(SHIPPED, size=(128, 128), cache_dir=tmp_path)
+        OvRunner(tmp_path / "fixed.onnx", size=(128, 128), cache_dir=tmp_path)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(DtkError, match="OpenVINO cannot read"):

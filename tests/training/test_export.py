@@ -27,6 +27,9 @@ def test_fp32_parity_names_batch_metadata(tiny, tmp_path):
     assert [i.name for i in model.graph.input] == ["input"]
     assert [o.name for o in model.graph.output] == ["output"]
     dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]  # any H x W
+    fixed = onnx.load(str(export_onnx(tiny, tmp_path / "f.onnx", height=H, width=W, any_size=False)))
+    dims = fixed.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, H, W]
     assert model.opset_import[0].version >= 17
     props = {p.key: p.value for p in model.metadata_props}

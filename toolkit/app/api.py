@@ -64,7 +64,7 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                runner: Callable[[], Runner] | None = None, codec: str | None = None,
                crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
                on_video: Callable[[int, int, Any], None] | None = None,
-               known_blur: str | None = None) -> RunSummary:
+               known_blur: str | None = None, max_tile_pixels: int | None = None) -> RunSummary:
     """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd, the mode),
     then the local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints.
 
@@ -77,6 +77,9 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
 
     `known_blur` (k3, k7 or k11): the blur the frames carry, told to the network instead of
     decided (k3: a pass); recorded in the run manifest. `blur` still blurs the frames first.
+
+    `max_tile_pixels`: the most pixels one runner call holds (None: a whole 1080p frame where
+    the memory is there; engines.tiled); a frame that fits is deblurred in one pass.
     """
     from toolkit.app.ray_executor import run_frames_ray  # engines and torch: on first use
     from toolkit.app.run import check_mode, run_job
@@ -89,14 +92,16 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
                       pipeline=pipeline, executor=executor, json_out=None, videos=videos, codec=codec,
                       crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
                       known_blur=known_blur)
-    check_mode(resize, keep_size, tile_overlap)
+    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
     job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
                                tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                               max_pixels=max_pixels, known_blur=known_blur)
+                               max_pixels=max_pixels, known_blur=known_blur,
+                               max_tile_pixels=max_tile_pixels)
     if videos:
         return run_tree_job(input_dir, output_dir, spec, videos, unreadable=unreadable, codec=codec, crf=crf,
                             pix_fmt=pix_fmt, resumable=resumable, batch=batch, blur=blur,
                             known_blur=known_blur, tile_overlap=tile_overlap, overwrite=overwrite,
+                            max_tile_pixels=max_tile_pixels,
                             strict=strict, pipeline=pipeline, max_pixels=max_pixels, on_open=on_open,
                             runner=runner, on_video=on_video, progress=progress, on_tiles=on_tiles)
     if executor == "ray":
@@ -114,7 +119,8 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
               on_open: Callable[[Runner], None] | None = None,
               progress: Callable[[int, int], None] | None = None,
               on_tiles: Callable[[int], None] | None = None,
-              runner: Callable[[], Runner] | None = None, known_blur: str | None = None) -> VideoRunSummary:
+              runner: Callable[[], Runner] | None = None, known_blur: str | None = None,
+              max_tile_pixels: int | None = None) -> VideoRunSummary:
     """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
     the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
     prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
@@ -130,12 +136,12 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
                             batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
                             json_out=None, resumable=resumable, pipeline=pipeline, known_blur=known_blur)
-    Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check
+    Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)  # --tile-overlap's and --max-tile-pixels' checks
     job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
                      max_pixels=max_pixels, resumable=resumable, pipeline=pipeline)
     return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
                          blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
-                         on_tiles=on_tiles, known_blur=known_blur)
+                         on_tiles=on_tiles, known_blur=known_blur, max_tile_pixels=max_tile_pixels)
 
 
 @dataclass
@@ -274,8 +280,9 @@ class Deblurrer:
     auto|tensorrt|onnxruntime|openvino|torch; the keyword options are `dtk run`'s, checked here (before
     anything loads) by the same functions, with the same messages, as `DtkError`s.
 
-    Frames go through `dtk run`'s path: at their own size, in overlapping 256x448 tiles
-    (`tile_overlap` pixels shared), one blur decision per frame, `batch` frames at a time; the
+    Frames go through `dtk run`'s path: at their own size, in one pass where the frame fits
+    `max_tile_pixels` (else overlapping tiles, `tile_overlap` pixels shared), one blur decision
+    per frame, `batch` frames at a time; the
     output equals the PNG `dtk run` writes for the same frame, byte for byte. `known_blur` (k3, k7,
     k11; `dtk run --known-blur`): the blur every frame carries, told to the network instead of
     decided (k3: each frame is returned as it is); `run()` uses it too.
@@ -293,7 +300,8 @@ class Deblurrer:
     def __init__(self, model: str | Path = "default", backend: str = "auto", *, batch: int = 8,
                  tile_overlap: int = DEFAULT_OVERLAP, precision: str = "fp32", threads: int | None = None,
                  compile: bool = False, channels_last: bool = False,  # noqa: A002 - the CLI's name
-                 cuda_graphs: bool | None = None, known_blur: str | None = None) -> None:
+                 cuda_graphs: bool | None = None, known_blur: str | None = None,
+                 max_tile_pixels: int | None = None) -> None:
         from engines.options import check_batch  # engines.spec imports torch: on construction
         from engines.spec import RunnerSpec
         from engines.tiled import Tiling
@@ -305,7 +313,7 @@ class Deblurrer:
                 raise DtkError(f"{flag} must be a whole number, got {value!r}")
         check_batch(batch)
         check_known_blur_name(known_blur)  # whether the model can be told: once it opens
-        self.tiling = Tiling(FRAME_SIZE, tile_overlap)  # --tile-overlap's check and message
+        self.tiling = Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)  # the options' checks and messages
         self.batch = batch
         self.known_blur = known_blur
         self.spec: RunnerSpec = RunnerSpec.choose(
@@ -463,7 +471,8 @@ class Deblurrer:
                               tile_overlap=self.tiling.overlap, keep_size=keep_size, overwrite=overwrite,
                               strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
                               workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                              progress=progress, runner=self.open, known_blur=self.known_blur)
+                              progress=progress, runner=self.open, known_blur=self.known_blur,
+                              max_tile_pixels=self.tiling.max_tile_pixels)
 
 
     # -- quality: dtk eval -------------------------------------------------------------------

@@ -11,9 +11,17 @@ import typer
 from rich.markup import escape
 
 from bench.compare import EXIT_REGRESSION, compare_reports, compare_table, parse_percent, regressions
-from bench.harness import BenchConfig
+from bench.harness import BenchConfig, e2e_blur
 from bench.pipeline import render_table
-from bench.report import bench_table, export_times, load_report, notes_text, write_csv, write_plot
+from bench.report import (
+    bench_table,
+    export_times,
+    load_report,
+    narrow_tables,
+    notes_text,
+    write_csv,
+    write_plot,
+)
 from bench.suite import BenchRequest
 from bench.variants import parse_batches
 from engines.compare import CHECK_STATS, DEFAULT_QUANTILE, compare_runners
@@ -23,7 +31,7 @@ from engines.options import PRECISIONS
 from engines.quantize import CONV_TRANSPOSE_MODES, quantize_model
 from engines.quantize import METHODS as QUANT_METHODS
 from engines.spec import BACKEND_CHOICES, RunnerSpec
-from engines.tensorrt.build import build_engine
+from engines.tensorrt.build import build_engine, parse_shapes
 from toolkit import FRAME_SIZE
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
@@ -34,6 +42,7 @@ from toolkit.app.report import (
     key_value_table,
     outputs_table,
     parity_text,
+    tile_text,
     videos_table,
 )
 from toolkit.app.run import check_mode
@@ -433,8 +442,12 @@ def export_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     fp16: Annotated[bool, typer.Option(help="FP16 graph: fp16 weights and compute.")] = False,
     fp16_io: Annotated[bool, typer.Option(help="With --fp16: fp16 input/output (default fp32 I/O).")] = False,
-    height: Annotated[int, typer.Option(help="Frame height.")] = 256,
-    width: Annotated[int, typer.Option(help="Frame width.")] = 448,
+    height: Annotated[int, typer.Option(help="Frame height (the parity check's; with --fixed-size the "
+                                             "graph's).")] = 256,
+    width: Annotated[int, typer.Option(help="Frame width (as --height).")] = 448,
+    fixed_size: Annotated[bool, typer.Option(
+        "--fixed-size", help="The graph takes only --height x --width (default: any multiple of 8, so "
+                             "dtk run can deblur a whole frame in one pass).")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 18,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it exists.")] = False,
 ) -> None:
@@ -448,7 +461,7 @@ def export_cmd(
     from training.export import export_checkpoint  # torch: imported per command (start-up)
 
     result = export_checkpoint(checkpoint, output, height=height, width=width, opset=opset, fp16=fp16,
-                               fp16_io=fp16_io, overwrite=overwrite)
+                               fp16_io=fp16_io, overwrite=overwrite, any_size=not fixed_size)
     console.print(escape(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB); "
                          f"parity vs PyTorch: {parity_text(result['parity'])}"))
 
@@ -499,8 +512,12 @@ def run_cmd(
         "--resize", help="The seed's benchmark protocol: resize every frame to 256x448, deblur, resize "
                          "back (default: deblur each frame at its own size in overlapping tiles).")] = False,
     tile_overlap: Annotated[int, typer.Option(
-        help="Pixels shared by neighbouring 256x448 tiles at native size (multiple of 8, 0..128; "
+        help="Pixels shared by neighbouring tiles at native size (multiple of 8, 0..128; "
              "default 64 = twice the network's reach, docs/native.md).")] = DEFAULT_OVERLAP,
+    max_tile_pixels: Annotated[int | None, typer.Option(
+        "--max-tile-pixels", help="The most pixels one network pass holds: a frame that fits is deblurred "
+                                  "in one pass, a larger one in the fewest tiles that fit (default: a 1080p "
+                                  "frame, ~2 GB with ONNX Runtime, less where memory is short).")] = None,
     keep_size: Annotated[bool, typer.Option(
         "--keep-size", help="With --resize: keep outputs at 256x448 (default: resized back to each "
                             "input's size).")] = False,
@@ -564,7 +581,7 @@ def run_cmd(
                       resumable=resumable,
                       model=model, backend=backend, batch=batch, blur=blur, known_blur=known_blur,
                       resize=resize, tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite,
-                      strict=strict,
+                      strict=strict, max_tile_pixels=max_tile_pixels,
                       precision=precision, compile_=compile_, channels_last=channels_last,
                       cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
                       executor=executor, max_pixels=max_pixels, json_out=json_out)
@@ -577,12 +594,13 @@ def run_cmd(
                       json_out=json_out, ov_mode=ov_mode, videos=videos, frames_out=frames_out, codec=codec,
                       crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
                       known_blur=known_blur)
-    check_mode(resize, keep_size, tile_overlap)
+    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
     spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
                              channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
                              hint=ov_mode, size=FRAME_SIZE)
     preflight.reports({"--json": json_out}, inputs=[spec.model])
     job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
+               max_tile_pixels=max_tile_pixels,
                overwrite=overwrite, strict=strict, max_pixels=max_pixels, codec=codec, crf=crf,
                pix_fmt=pix_fmt, resumable=resumable, known_blur=known_blur)
     total = len(tree_files(input_dir, IMAGE_EXTENSIONS, [])) if input_dir.is_dir() else 0
@@ -625,16 +643,20 @@ def run_cmd(
             "frames": f"{summary.frames_total} found: {summary.written} written, "
                       f"{summary.skipped_done} already done, {len(summary.failed)} failed",
             "wall time": f"{summary.wall_s:.2f} s (+ {summary.plan_s:.2f} s listing/resume check)",
-            "mode": (f"native size: {summary.network_passes} tiles of 256x448 (overlap "
-                     f"{summary.tile_overlap} px) + {summary.head_passes} head-only passes (one blur "
-                     f"decision per frame; {summary.passed_whole} passed whole after one tile)"
+            "mode": (f"native size: {summary.network_passes} network passes "
+                     f"({tile_text(summary.tile_sizes)}; overlap {summary.tile_overlap} px) + "
+                     f"{summary.head_passes} head-only passes (one blur decision per frame; "
+                     f"{summary.passed_whole} passed as they are)"
                      if summary.mode == "native"
                      else "resized to 256x448 and back (--resize)")
                     + (f"; told the blur {summary.known_blur} (--known-blur), nothing decided"
                        if summary.known_blur else ""),
             "end to end": f"{summary.frames_per_s:.2f} frames/s"
-                          + (f", {summary.network_passes / summary.wall_s:.1f} tiles/s"
+                          + (f", {summary.network_passes / summary.wall_s:.1f} network passes/s"
                              if summary.mode == "native" and summary.wall_s > 0 else ""),
+            **({"memory": f"peak {summary.peak_rss_mb:.0f} MiB resident; one pass holds at most "
+                          f"{summary.max_tile_pixels:,} pixels (--max-tile-pixels)"}
+               if summary.peak_rss_mb and summary.max_tile_pixels else {}),
             "compute only": f"{summary.compute_frames_per_s:.2f} frames/s"
                             + (f" (end to end = {100 * ratio:.0f}% of it)" if ratio else ""),
             "time shares": f"waiting for data {100 * shares['data_wait']:.0f}%, computing "
@@ -668,7 +690,7 @@ def run_cmd(
 def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
                   crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
                   batch: int, blur: str | None, known_blur: str | None, resize: bool, tile_overlap: int,
-                  keep_size: bool, overwrite: bool,
+                  keep_size: bool, overwrite: bool, max_tile_pixels: int | None,
                   strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
                   threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
                   json_out: Path | None) -> None:
@@ -695,6 +717,7 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
         summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
                                 pix_fmt=pix_fmt, batch=batch, blur=blur, known_blur=known_blur,
                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                max_tile_pixels=max_tile_pixels,
                                 max_pixels=max_pixels, resumable=resumable, pipeline=pipeline, on_open=opened,
                                 progress=progress,
                                 on_tiles=tile_counter(bar, task))
@@ -772,13 +795,14 @@ def bench(
         help="Benchmark a random-init seed U-Net of this width (64 = the seed's), "
              "not a trained model.")] = None,
     backend: Annotated[str, typer.Option(
-        help="Comma-separated backends: onnxruntime,openvino,torch,tensorrt or all.")] = "onnxruntime,torch",
+        help="Comma-separated backends: onnxruntime,openvino,torch,tensorrt or all; auto (default): the "
+             "backend and variant dtk run uses here.")] = "auto",
     variants: Annotated[str | None, typer.Option(
         help="Comma-separated variants (default per device). torch: eager, channels_last, bf16, compile, "
              "cuda-fp32, cuda-fp16, cuda-bf16; onnxruntime: cpu-fp32, gpu, gpu-trt-fp16; "
              "openvino: cpu-latency, cpu-throughput, cpu-bf16; "
              "tensorrt: engine.")] = None,
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4,8",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     height: Annotated[int, typer.Option(help="Input height (multiple of 8).")] = 256,
     frame_width: Annotated[int, typer.Option("--frame-width", help="Input width (multiple of 8).")] = 448,
     warmup: Annotated[float, typer.Option(
@@ -803,6 +827,10 @@ def bench(
              "file for --e2e (decoded with PyAV; quality then on demo frames).")] = None,
     e2e_pipeline: Annotated[str, typer.Option(
         metavar=one_of(PIPELINES), help="Pipeline for --e2e (as dtk run --pipeline).")] = "auto",
+    blur_e2e: Annotated[str | None, typer.Option(
+        "--blur", help="--e2e frames are blurred with this kernel at their own size first, as dtk run "
+                       "--blur does (k3|k7|k11, or none: as given; default k7, or the --known-blur "
+                       "one): the work users ask for, not sharp frames the gate passes.")] = None,
     known_blur: Annotated[str | None, typer.Option(
         "--known-blur", metavar=one_of(KERNEL_NAMES),
         help="The --e2e rows run told this blur (as dtk run --known-blur), and the quality columns score "
@@ -825,7 +853,10 @@ def bench(
     cv_threshold: Annotated[float | None, typer.Option(
         help="Stability: above this CV (%) of call latency a row runs on (default 5 CPU, 1 GPU).")] = None,
     max_extend: Annotated[float, typer.Option(
-        help="Stability: at most this many extra seconds per row (0: never extend).")] = 10.0,
+        help="Stability: at most this many extra seconds per row (0: never extend).")] = 5.0,
+    wide: Annotated[bool, typer.Option(
+        "--wide", help="Every column (calls, CV, mean/max latency, memory, errors vs the reference, "
+                       "tiles/s); default: a table within 100 columns (every figure is in --json).")] = False,
     json_out: JsonOut = None,
     csv: Annotated[Path | None, typer.Option(help="Write one CSV row per table row.")] = None,
     plot: Annotated[Path | None, typer.Option(
@@ -847,7 +878,8 @@ def bench(
     config = BenchConfig(batches=parse_batches(batch), size=(height, frame_width), warmup_s=warmup,
                          duration_s=duration, iterations=iterations, buffers=buffers,
                          cv_threshold=cv_threshold / 100 if cv_threshold is not None else None,
-                         max_extend_s=max_extend, known_blur=known_blur)
+                         max_extend_s=max_extend, known_blur=known_blur,
+                         e2e_blur=e2e_blur(blur_e2e, known_blur))
     req = BenchRequest(config=config, models=list(model or []), engine=engine, width=width,
                        backends=backend, variants=variants, threads=threads, e2e=e2e or e2e_only,
                        frames_dir=frames, pipeline_kind=e2e_pipeline, compute=not e2e_only, roofline=roofline,
@@ -856,7 +888,8 @@ def bench(
                        quality_frames=quality_frames, min_psnr=min_psnr, latency_budget_ms=latency_budget)
     report = api.bench(req, progress=lambda msg: err_console.print(f"[dim]bench: {escape(msg)}[/]")).to_json()
     if str(json_out) != "-":
-        print_wide(bench_table(report))
+        for table in [bench_table(report)] if wide else narrow_tables(report):
+            print_wide(table)
         for line in notes_text(report):
             console.print(escape(line))
         pipe = report["extra"].get("pipeline")
@@ -921,6 +954,11 @@ def build_engine_cmd(
     min_batch: Annotated[int, typer.Option(help="Smallest batch of the optimization profile.")] = 1,
     opt_batch: Annotated[int, typer.Option(help="Batch TensorRT tunes for.")] = 8,
     max_batch: Annotated[int, typer.Option(help="Largest batch (the runner splits bigger ones).")] = 32,
+    shapes: Annotated[str | None, typer.Option(
+        "--shapes", help="Frame sizes HEIGHTxWIDTH to add a profile each for, comma-separated (e.g. "
+                         "720x1280,1080x1920): dtk run deblurs a frame of such a size in one pass (the "
+                         "graph must take any size: dtk export's default). Their batches scale to the "
+                         "default profile's pixels.")] = None,
     workspace: Annotated[float, typer.Option(help="Builder workspace limit in GB.")] = 4.0,
     timing_cache: Annotated[Path | None, typer.Option(
         help="Timing cache file, loaded and updated (default: one per TensorRT version and GPU "
@@ -930,17 +968,19 @@ def build_engine_cmd(
 ) -> None:
     """Build a TensorRT engine from an ONNX model (GPU).
 
-    One optimization profile over the batch (H x W from the ONNX, else 256x448); ENGINE.json
-    beside it records the TensorRT version, GPU and precision. Needs TensorRT (pip install .[gpu]).
+    One optimization profile over the batch (H x W from the ONNX, else 256x448), and one per
+    --shapes frame size; ENGINE.json beside it records the TensorRT version, GPU, precision and
+    profiles. Needs TensorRT (pip install .[gpu]).
     """
 
+    frame_shapes = parse_shapes(shapes) if shapes is not None else []
     preflight.build_engine_cmd(onnx_model=onnx_model, output=output, min_batch=min_batch, opt_batch=opt_batch,
                                max_batch=max_batch, workspace=workspace, timing_cache=timing_cache,
                                overwrite=overwrite, json_out=json_out)
     precision = None if fp16 is None else ("fp16" if fp16 else "fp32")
     sidecar = build_engine(onnx_model, output, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, workspace_gb=workspace, timing_cache=timing_cache,
-                           overwrite=overwrite, log=err_console.print)
+                           overwrite=overwrite, log=err_console.print, shapes=frame_shapes)
     emit_json(json_out, sidecar.to_json())
 
 

@@ -65,11 +65,12 @@ class DeblurActor:
     def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, *, blur: str | None,
                  keep_size: bool, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
                  batch: int = 8, fault_marker: str | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, known_blur: str | None = None):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, known_blur: str | None = None,
+                 max_tile_pixels: int | None = None):
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
         self.blur, self.keep_size, self.resize, self.batch = blur, keep_size, resize, batch
         self.known_blur = known_blur
-        self.tiling = check_mode(resize, keep_size, tile_overlap)
+        self.tiling = check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
         self.max_pixels = max_pixels
         self.runner = spec.open()
         check_known_blur(self.runner, known_blur)
@@ -135,6 +136,7 @@ def run_frames_ray(
     keep_size: bool = False,
     resize: bool = False,
     tile_overlap: int = DEFAULT_OVERLAP,
+    max_tile_pixels: int | None = None,
     overwrite: bool = False,
     strict: bool = False,
     workers: int = 2,
@@ -151,7 +153,7 @@ def run_frames_ray(
     check_batch(batch)
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
-    check_mode(resize, keep_size, tile_overlap)
+    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
     check_known_blur_name(known_blur)
     settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, keep_size=keep_size,
                                     resize=resize, tile_overlap=tile_overlap)
@@ -166,7 +168,8 @@ def run_frames_ray(
                                    keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
                                    overwrite=claim["overwrite"], workers=workers,
                                    gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                                   max_pixels=max_pixels, known_blur=known_blur)
+                                   max_pixels=max_pixels, known_blur=known_blur,
+                                   max_tile_pixels=max_tile_pixels)
         summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
         claim["finished"] = not unreadable
     if strict and summary.failed:
@@ -179,7 +182,8 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
                      batch: int, blur: str | None, keep_size: bool, resize: bool, tile_overlap: int,
                      overwrite: bool,
                      workers: int, gpus_per_worker: float, ray_address: str | None,
-                     max_pixels: int | None, known_blur: str | None = None) -> RunSummary:
+                     max_pixels: int | None, known_blur: str | None = None,
+                     max_tile_pixels: int | None = None) -> RunSummary:
     """run_frames_ray with OUTPUT locked and its manifest settled."""
     t_plan = time.perf_counter()
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
@@ -208,7 +212,8 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
         fn_constructor_kwargs=dict(
             input_dir=str(input_dir), output_dir=str(output_dir), spec=spec.with_options(**options),
             blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap, batch=batch,
-            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels, known_blur=known_blur),
+            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels, known_blur=known_blur,
+            max_tile_pixels=max_tile_pixels),
         compute=ActorPoolStrategy(size=workers),
         batch_size=batch,
         num_cpus=num_cpus,

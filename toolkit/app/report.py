@@ -46,6 +46,19 @@ def parity_text(parity: dict) -> str:
     return text
 
 
+def tile_text(sizes: dict[str, int]) -> str:
+    """Network passes per tile size for people: '10 x 720x1280 + 2 x 256x448' (most first, then
+    the larger)."""
+    if not sizes:
+        return "none"
+
+    def order(item: tuple[str, int]) -> tuple[int, int]:
+        h, w = (int(v) for v in item[0].split("x"))
+        return -item[1], -h * w
+
+    return " + ".join(f"{n} x {size}" for size, n in sorted(sizes.items(), key=order))
+
+
 def key_value_table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("item", style="bold")

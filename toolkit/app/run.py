@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 import toolkit
+from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, batch_problem, check_known_blur, deblur_frames
@@ -181,27 +182,28 @@ Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, siz
 
 def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: bool, batch: int,
                  on_tiles: Callable[[int], None] | None = None, known_blur: str | None = None
-                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int, int]]:
+                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int, int, dict[str, int]]]:
     """Run one pipeline batch: ([(frame, data, size) for `write_output`], [(path, reason)
-    failed], (network passes, head-only passes, frames passed whole after one tile)). Native
-    batches go through tiles; 256x448 batches through one `infer` call, checked (shape, finite)
-    before anything is written. `known_blur`: told that blur, not decided. The one path of the
-    local and Ray runs."""
+    failed], (network passes, head-only passes, frames passed whole, {"HxW": passes of that tile
+    size})). Native batches go through tiles; 256x448 batches through one `infer` call, checked
+    (shape, finite) before anything is written. `known_blur`: told that blur, not decided. The
+    one path of the local and Ray runs."""
     if fb.native:
         res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles, known_blur=known_blur)
         done = [(f, im, None) for f, im in zip(fb.frames, res.images, strict=True) if im is not None]
         failed = [(str(f.path), why) for f, why in zip(fb.frames, res.failures, strict=True) if why]
-        return done, failed, (res.tiles, res.evidence_tiles, res.passed_frames)
+        return done, failed, (res.tiles, res.evidence_tiles, res.passed_frames, res.tile_sizes)
     check_known_blur(runner, known_blur)
     told = {"known": known_rows(known_blur, len(fb))} if known_blur is not None else {}
     out = to_host(runner.infer(fb.images, **told))
     problem = batch_problem(out, tuple(fb.images.shape))
+    size = {"x".join(str(d) for d in fb.images.shape[2:]): len(fb)}
     if problem:
-        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0, 0)
+        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0, 0, size)
     if on_tiles is not None:
         on_tiles(len(fb))
     done = [(f, out[i], None if keep_size else fb.sizes[i]) for i, f in enumerate(fb.frames)]
-    return done, [], (len(fb), 0, 0)
+    return done, [], (len(fb), 0, 0, size)
 
 
 def io_threads() -> int:
@@ -217,13 +219,14 @@ def pipeline_config(*, resize: bool, batch: int, blur: str | None, max_pixels: i
                           max_pixels=max_pixels, workers=workers)
 
 
-def check_mode(resize: bool, keep_size: bool, tile_overlap: int) -> Tiling:
-    """The tiling of a run; DtkError for --keep-size without --resize or a bad overlap."""
+def check_mode(resize: bool, keep_size: bool, tile_overlap: int,
+               max_tile_pixels: int | None = None) -> Tiling:
+    """The tiling of a run; DtkError for --keep-size without --resize, a bad overlap or pixel budget."""
     if keep_size and not resize:
         raise DtkError("--keep-size keeps the network's 256x448 outputs of --resize; at native size "
                        "(the default) outputs already have each input's size: add --resize or drop "
                        "--keep-size")
-    return Tiling(FRAME_SIZE, tile_overlap)
+    return Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)
 
 
 MANIFEST_NAME = ".dtk-run.json"
@@ -514,7 +517,10 @@ class RunSummary(FrameRates):
     tile_overlap: int | None = DEFAULT_OVERLAP
     network_passes: int = 0  # images through the whole network: tiles at native size, else frames
     head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
-    passed_whole: int = 0  # frames of several tiles passed as they are after their first tile
+    passed_whole: int = 0  # frames passed as they are after their first (or only) tile
+    tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
+    max_tile_pixels: int | None = None  # native: the pixel budget of one runner call (engines.tiled)
+    peak_rss_mb: float | None = None  # the process's peak resident memory (MiB), model included
     multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): the first deblurred
     videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
 
@@ -546,6 +552,8 @@ class RunSummary(FrameRates):
             "pipeline": self.pipeline, "backend": self.backend,
             "mode": self.mode, "tile_overlap": self.tile_overlap, "network_passes": self.network_passes,
             "head_passes": self.head_passes, "passed_whole": self.passed_whole,
+            "tile_sizes": self.tile_sizes, "max_tile_pixels": self.max_tile_pixels,
+            "peak_rss_mb": self.peak_rss_mb,
             "network_passes_per_s": self.network_passes / self.wall_s if self.wall_s > 0 else 0.0,
             "videos": [v.to_json() for v in self.videos],
             "multi_frame": [{"path": p, "images": n} for p, n in self.multi_frame],
@@ -582,7 +590,7 @@ def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
     if options.get("blur") is not None:
         get_kernel(options["blur"])  # a typo fails before the model loads
     check_mode(options.get("resize", False), options.get("keep_size", False),
-               options.get("tile_overlap", DEFAULT_OVERLAP))
+               options.get("tile_overlap", DEFAULT_OVERLAP), options.get("max_tile_pixels"))
     check_known_blur_name(options.get("known_blur"))  # a typo fails before the model loads
     settings = RunSettings.for_spec(spec, blur=options.get("blur"), known_blur=options.get("known_blur"),
                                     keep_size=options.get("keep_size", False),
@@ -624,6 +632,7 @@ def run_frames(
     keep_size: bool = False,
     resize: bool = False,
     tile_overlap: int = DEFAULT_OVERLAP,
+    max_tile_pixels: int | None = None,
     overwrite: bool = False,
     strict: bool = False,
     pipeline: str = "auto",
@@ -645,6 +654,7 @@ def run_frames(
     is an unreadable frame. `on_tiles(n)` is called after each runner call with its images.
     `found`: what `find_frames` returned for these folders (else it is called here). `known_blur`:
     the blur every frame carries, told to the runner (checked here, before OUTPUT is claimed).
+    `max_tile_pixels`: the pixel budget of one runner call (None: engines.tiled's default).
     """
 
     if blur is not None:
@@ -655,7 +665,7 @@ def run_frames(
         raise DtkError(f"writers must be at least 1, got {writers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
-    tiling = check_mode(resize, keep_size, tile_overlap)
+    tiling = check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
     config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
                              workers=io_threads())
     frames, unreadable = found if found is not None else find_frames(input_dir, output_dir, strict=strict)
@@ -683,7 +693,8 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                          batch=batch, blur=blur, known_blur=known_blur, keep_size=keep_size,
                          pipeline=pipeline, backend=runner.describe(),
                          mode="resize" if config.size else "native",
-                         tile_overlap=None if config.size else tiling.overlap)
+                         tile_overlap=None if config.size else tiling.overlap,
+                         max_tile_pixels=None if config.size else tiling.budget)
     summary.plan_s = time.perf_counter() - t_plan
     stop = stop or threading.Event()
     finished = len(done)
@@ -738,13 +749,15 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                 if len(fb) == 0:
                     continue
                 t0 = time.perf_counter()
-                outputs, failed, (passes, heads, whole) = deblur_batch(
+                outputs, failed, (passes, heads, whole, sizes) = deblur_batch(
                     runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles,
                     known_blur=known_blur)
                 summary.compute_s += time.perf_counter() - t0
                 summary.network_passes += passes
                 summary.head_passes += heads
                 summary.passed_whole += whole
+                for size, n in sizes.items():
+                    summary.tile_sizes[size] = summary.tile_sizes.get(size, 0) + n
                 drain()  # batch i-1 was written while batch i computed
                 if write_errors:
                     break
@@ -765,6 +778,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
         drain()
         pool.shutdown(wait=True)
         summary.wall_s = time.perf_counter() - t_start
+        summary.peak_rss_mb = peak_rss_mb()
     if write_errors:
         raise DtkError(f"cannot write {len(write_errors)} output(s), first: {write_errors[0]} "
                        "(check free space and permissions; rerun to resume)")

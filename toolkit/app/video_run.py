@@ -208,7 +208,9 @@ class VideoRunSummary(FrameRates):
     tile_overlap: int = DEFAULT_OVERLAP
     network_passes: int = 0
     head_passes: int = 0
-    passed_whole: int = 0  # frames passed as they are after their first tile (engines.tiled)
+    passed_whole: int = 0  # frames passed as they are after their first (or only) tile (engines.tiled)
+    tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
+    max_tile_pixels: int | None = None  # the pixel budget of one runner call (engines.tiled)
     decoder: str = "pyav"  # which decoder ran: pyav | dali-cpu | dali-gpu
 
     def shares(self) -> dict[str, float]:
@@ -229,7 +231,8 @@ class VideoRunSummary(FrameRates):
             "known_blur": self.known_blur,
             "backend": self.backend, "mode": "native", "tile_overlap": self.tile_overlap,
             "network_passes": self.network_passes, "head_passes": self.head_passes,
-            "passed_whole": self.passed_whole, "decoder": self.decoder,
+            "passed_whole": self.passed_whole, "tile_sizes": self.tile_sizes,
+            "max_tile_pixels": self.max_tile_pixels, "decoder": self.decoder,
         }
 
 
@@ -385,18 +388,19 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
                  tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, redo_all: bool = True,
                  progress: Callable[[int, int], None] | None = None,
                  on_tiles: Callable[[int], None] | None = None,
-                 stop: threading.Event | None = None, known_blur: str | None = None) -> VideoRunSummary:
+                 stop: threading.Event | None = None, known_blur: str | None = None,
+                 max_tile_pixels: int | None = None) -> VideoRunSummary:
     """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc).
     `progress(finished, total)` after each frame (written, failed or already done); setting
     `stop` (or Ctrl-C) ends the run after the current batch: no video is written then.
     `known_blur`: the blur every frame carries, told to the runner."""
-    tiling = Tiling(FRAME_SIZE, tile_overlap)
+    tiling = Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)
     stop = stop or threading.Event()
     info = job.info
     summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
                               known_blur=known_blur, backend=runner.describe(), tile_overlap=tile_overlap,
-                              decoder=job.decoder)
+                              decoder=job.decoder, max_tile_pixels=tiling.budget)
     finished = 0
 
     def tick() -> None:
@@ -413,6 +417,8 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
         summary.network_passes += res.tiles
         summary.head_passes += res.evidence_tiles
         summary.passed_whole += res.passed_frames
+        for size, n in res.tile_sizes.items():
+            summary.tile_sizes[size] = summary.tile_sizes.get(size, 0) + n
         t0 = time.perf_counter()
         for f, image, why in zip(pending, res.images, res.failures, strict=True):
             if image is None:
@@ -624,7 +630,7 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                  unreadable: list[tuple[str, str]] | None = None, codec: str | None = None,
                  crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
                  batch: int = 8, blur: str | None = None, known_blur: str | None = None,
-                 tile_overlap: int = DEFAULT_OVERLAP,
+                 tile_overlap: int = DEFAULT_OVERLAP, max_tile_pixels: int | None = None,
                  overwrite: bool = False, strict: bool = False, pipeline: str = "auto",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  on_open: Callable[[Runner], None] | None = None, runner: Callable[[], Runner] | None = None,
@@ -643,7 +649,7 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
     if blur is not None:
         get_kernel(blur)
     check_known_blur_name(known_blur)
-    check_mode(False, False, tile_overlap)
+    check_mode(False, False, tile_overlap, max_tile_pixels)
     has_frames = bool(tree_files(input_dir, IMAGE_EXTENSIONS, []))
     found = find_frames(input_dir, output_dir, strict=strict) if has_frames else None
     settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, tile_overlap=tile_overlap)
@@ -666,7 +672,8 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                 on_open(opened)
         if has_frames:
             summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur, known_blur=known_blur,
-                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
+                                 tile_overlap=tile_overlap, max_tile_pixels=max_tile_pixels,
+                                 overwrite=overwrite, strict=strict,
                                  pipeline=pipeline, progress=progress, on_tiles=on_tiles, stop=stop,
                                  settings=settings, max_pixels=max_pixels, found=found)
         else:
@@ -686,7 +693,8 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                 if fv.status == TO_DO:
                     _run_folder_video(fv, spec, opened, overwrite=overwrite, strict=strict, stop=stop,
                                       batch=batch, blur=blur, known_blur=known_blur,
-                                      tile_overlap=tile_overlap, progress=progress, on_tiles=on_tiles)
+                                      tile_overlap=tile_overlap, max_tile_pixels=max_tile_pixels,
+                                      progress=progress, on_tiles=on_tiles)
                     summary.interrupted = summary.interrupted or fv.status == INTERRUPTED
     return summary
 

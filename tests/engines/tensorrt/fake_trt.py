@@ -328,8 +328,12 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             return Profile()
 
         def build_serialized_network(self, network, config):
-            if len(config.profiles) != 1 or network.inputs[0].name not in config.profiles[0].shapes:
+            if not config.profiles or any(network.inputs[0].name not in p.shapes for p in config.profiles):
                 raise ProtocolError("the input has no optimization profile")
+            for p in config.profiles:  # every profile gives every input a shape range
+                if set(p.shapes) != {t.name for t in network.inputs}:
+                    raise ProtocolError(f"a profile covers {sorted(p.shapes)}, the inputs are "
+                                        f"{sorted(t.name for t in network.inputs)}")
             if config.cache is None:
                 raise ProtocolError("no timing cache set")
             config.cache.entries.append(f"tactics for {network.onnx_path}")
@@ -341,6 +345,7 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
                      "profiling_verbosity": config.profiling_verbosity.name,
                      "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
                      "profile": config.profiles[0].shapes,
+                     "profiles": [p.shapes for p in config.profiles],
                      "io": {t.name: [mode, t.dtype.name, list(t.shape)]
                             for mode, ts in io for t in ts}}
             mod.builds.append(build)
@@ -354,10 +359,23 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
             self.engine = engine
             self.shapes, self.addresses = {}, {}
             self.executions = 0
+            self.profile = 0  # a new context runs profile 0 until told otherwise
+
+        def set_optimization_profile_async(self, profile_index, stream_handle):
+            record("set_optimization_profile_async", profile_index, stream_handle)
+            if not isinstance(stream_handle, int) or isinstance(stream_handle, bool):
+                raise ProtocolError(f"set_optimization_profile_async: an int stream, got {stream_handle!r}")
+            if not 0 <= profile_index < self.engine.num_optimization_profiles:
+                return False
+            if any(c is not self and c.engine is self.engine and c.profile == profile_index
+                   for c in mod.contexts if c.executions or c.shapes):
+                raise ProtocolError(f"profile {profile_index} is in use by another execution context")
+            self.profile, self.shapes, self.addresses = profile_index, {}, {}  # bindings invalidated
+            return True
 
         def set_input_shape(self, name, shape):
             record("set_input_shape", name, tuple(shape))
-            lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
+            lo, _, hi = self.engine.get_tensor_profile_shape(name, self.profile)
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True)):
                 return False
             self.shapes[name] = tuple(shape)
@@ -366,8 +384,9 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
         def get_tensor_shape(self, name):
             if self.engine.get_tensor_mode(name) is TensorIOMode.INPUT:
                 return self.shapes.get(name, self.engine.get_tensor_shape(name))
-            n = self.shapes[self.engine.input_name][0]
-            return (n, *self.engine.get_tensor_shape(name)[1:])
+            given = self.shapes[self.engine.input_name]  # free dims follow the image input's (dtk's nets)
+            dims = self.engine.get_tensor_shape(name)
+            return (given[0], *(g if d < 0 else d for d, g in zip(dims[1:], given[1:], strict=False)))
 
         def set_tensor_address(self, name, ptr):
             record("set_tensor_address", name, ptr)
@@ -428,8 +447,15 @@ def make_fake_trt(version: str = "11.4.0", unsupported_ops: tuple[str, ...] = ("
         def get_tensor_shape(self, name):
             return tuple(self.io[name][2])
 
+        @property
+        def num_optimization_profiles(self):
+            return len(self.plan.get("profiles") or [self.plan["profile"]])
+
         def get_tensor_profile_shape(self, name, profile_index):
-            return tuple(tuple(s) for s in self.plan["profile"][name])
+            profiles = self.plan.get("profiles") or [self.plan["profile"]]
+            if not 0 <= profile_index < len(profiles):
+                raise ProtocolError(f"profile {profile_index} of {len(profiles)}")
+            return tuple(tuple(s) for s in profiles[profile_index][name])
 
         def create_execution_context(self):
             ctx = Context(self)
