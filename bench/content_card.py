@@ -150,6 +150,33 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compact(summary: list[dict]) -> str:
+    """One row per content group and size: unblurred (lowest dB, share worse), then k7 and k11 as
+    blind gain (worst frame, share worse), told gain (worst), prior inverse gain."""
+    rows = {}
+    for e in summary:
+        rows.setdefault((e["group"], e["size"]), {})[e["kernel"]] = e
+    lines = ["| content | size | frames | unblurred: lowest dB (worse) | k7 blind (worst, worse) | k7 told "
+             "(worst) | k7 prior | k11 blind (worst, worse) | k11 told (worst) | k11 prior |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (group, size), by_k in rows.items():
+        cells = [group, size, str(next(iter(by_k.values()))["frames"])]
+        none = by_k.get("none")
+        cells.append("-" if none is None else
+                     f"{none['blind']['min']:.1f} ({100 * none['blind']['worse_share']:.0f} %)")
+        for k in ("k7", "k11"):
+            e = by_k.get(k)
+            if e is None:
+                cells += ["-", "-", "-"]
+                continue
+            b, t, p = e["blind"], e.get("told"), e.get("prior")
+            cells.append(f"{b['gain']:+.2f} ({b['worst_gain']:+.1f}, {100 * b['worse_share']:.0f} %)")
+            cells.append("-" if t is None else f"{t['gain']:+.2f} ({t['worst_gain']:+.1f})")
+            cells.append("-" if p is None else f"{p['gain']:+.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @exits_on_dtk_error
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
            "summary": summary, "frames": rows}
     write_bytes_atomic(a.out / "content-card.json", (json.dumps(doc, indent=1) + "\n").encode())
     table = markdown(summary)
-    write_bytes_atomic(a.out / "content-card.md", (table + "\n").encode())
+    write_bytes_atomic(a.out / "content-card.md", (table + "\n\n" + compact(summary) + "\n").encode())
     print(table)
+    print()
+    print(compact(summary))
     return 0
 
 
