@@ -40,6 +40,7 @@ class Runner(ABC):
     warnings: tuple[str, ...] = ()  # what the user should know about this runner (printed once)
     takes_evidence: bool = False  # `evidence()` and `infer(..., evidence=)` work (set per instance)
     takes_known_blur: bool = False  # `infer(..., known=)` works (set per instance)
+    decides_whole_frame: bool = False  # a frame in one tile decides on its own evidence (set per instance)
 
     @abstractmethod
     def infer(self, batch: Any, evidence: np.ndarray | None = None, known: np.ndarray | None = None) -> Any:

@@ -20,6 +20,21 @@ from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
 DEFAULTED_INPUTS = (EVIDENCE_INPUT, KNOWN_INPUT)  # inputs a blind graph gives defaults
 
 
+def graph_architecture(onnx_path: Path | str) -> dict:
+    """The model config `dtk export` records in the graph's metadata ("architecture"), {} without."""
+    import json
+
+    import onnx  # heavy: only when a graph is read
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        arch = json.loads(props.get("architecture", "{}"))
+    except ValueError:
+        return {}
+    return arch if isinstance(arch, dict) else {}
+
+
 def has_evidence_default(onnx_path: Path | str) -> bool:
     """True when the graph's `evidence` or `known_blur` input has a default (an initializer of that
     name)."""

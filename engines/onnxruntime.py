@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from engines.base import Runner
+from engines.onnx_graph import graph_architecture
 from engines.options import check_threads
 from toolkit import FRAME_SIZE
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, decides_whole_frame
 from toolkit.core.lazy import optional_import
 from toolkit.core.tiles import ANY_SIZE
 
@@ -150,6 +151,7 @@ class OrtRunner(Runner):
         named = overridable | {i.name for i in inputs}
         self.takes_evidence = EVIDENCE_INPUT in named and any(o.name == EVIDENCE_OUTPUT for o in outputs)
         self.takes_known_blur = self.takes_evidence and KNOWN_INPUT in named
+        self.decides_whole_frame = self.takes_evidence and decides_whole_frame(graph_architecture(self.model))
         outputs = [o for o in outputs if not (self.takes_evidence and o.name == EVIDENCE_OUTPUT)]
         if len(images) != 1 or len(outputs) != 1:
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "

@@ -34,12 +34,19 @@ from typing import Any
 import numpy as np
 
 from engines.base import Runner
-from engines.onnx_graph import input_shape, parseable_onnx
+from engines.onnx_graph import graph_architecture, input_shape, parseable_onnx
 from engines.onnxruntime import check_input_shape, declared_sizes
 from engines.options import check_threads
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import DECIDE, EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, OWN_EVIDENCE
+from toolkit.core.evidence import (
+    DECIDE,
+    EVIDENCE_INPUT,
+    EVIDENCE_OUTPUT,
+    KNOWN_INPUT,
+    OWN_EVIDENCE,
+    decides_whole_frame,
+)
 from toolkit.core.lazy import module_version, optional_import
 
 HINTS = ("latency", "throughput")
@@ -168,6 +175,8 @@ class OvRunner(Runner):
         ev_out = _port(source.outputs, EVIDENCE_OUTPUT)
         self.takes_evidence = ev_param is not None and ev_out is not None
         self.takes_known_blur = self.takes_evidence and known_param is not None
+        self.decides_whole_frame = self.takes_evidence and self.model.suffix != IR_SUFFIX and \
+            decides_whole_frame(graph_architecture(self.model))
         outputs = [o for o in source.outputs if EVIDENCE_OUTPUT not in o.get_names()]
         if len(images) != 1 or len(outputs) != 1 or (ev_param is not None and not self.takes_evidence):
             raise DtkError(f"{self.model} has {len(images)} image inputs and {len(outputs)} image "

@@ -324,9 +324,10 @@ def _decision_grids(runner: Runner, images: Sequence[Any], tiling: Tiling,
     its tiles' mean (given as the frame's, it decided 47 of 272 photos at 720p and 1080p otherwise).
     The evidence costs head-only passes (~0.35 of a network pass per pixel, on the grid's
     overlapping tiles); the frame still runs in its large tile(s), told it. `Tiling.own_decision`
-    skips them (for a model calibrated on whole-frame evidence)."""
+    skips them (for a model calibrated on whole-frame evidence), as does a runner that
+    `decides_whole_frame` (a model deciding by expected gain, fitted on such evidence)."""
     sizes = _sizes(runner)
-    if tiling.own_decision:
+    if tiling.own_decision or getattr(runner, "decides_whole_frame", False):
         return list(grids)
     if sizes is None or tuple(sizes) == ANY_SIZE or tuple(tiling.tile) in {tuple(s) for s in sizes}:
         return [tiling.grid(int(im.shape[0]), int(im.shape[1])) for im in images]

@@ -18,6 +18,7 @@ import numpy as np
 from engines.base import Runner
 from engines.torch_cuda import CudaExecutor
 from toolkit.core.errors import DtkError
+from toolkit.core.evidence import decides_whole_frame
 from toolkit.core.models.checkpoint import load_model
 from toolkit.core.models.fp16 import check_fp16_range
 from toolkit.core.tiles import ANY_SIZE
@@ -79,6 +80,7 @@ class TorchRunner(Runner):
         self.config = model.config
         self.takes_evidence = bool(getattr(model, "takes_evidence", False))
         self.takes_known_blur = self.takes_evidence  # a blind model's decision can be told (fastwiener)
+        self.decides_whole_frame = self.takes_evidence and decides_whole_frame(model.config.to_dict())
         self._net = model  # uncompiled: its `evidence` method
         self.model = torch.compile(model) if compile else model
         self.accepts_device_tensors = self.reports_phases = self._cuda

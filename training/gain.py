@@ -53,25 +53,32 @@ def option_gains(runner, inputs: list[np.ndarray], sharp: list[np.ndarray], batc
     return np.clip(np.stack(cols, axis=1), -GAIN_CLIP, GAIN_CLIP)
 
 
-def collect(runner, frames: list[dict], log=print, evidence_runner=None) -> dict[str, np.ndarray]:
-    """Per frame dict {frame, photo, category, ...} and blur: evidence (as `runner` gives it: a
-    gain head's model includes the band energies; `evidence_runner`: another runner's, e.g. that
-    of the model the gains are fitted for), option gains (told, from `runner`) and labels."""
+def evidence_of(runner, frames: list[dict]) -> np.ndarray:
+    """The evidence rows of `collect`'s order (blur-major) for `frames`, as `runner` decides."""
     from engines.tiled import Tiling, frames_evidence
 
-    rows: dict[str, list] = {k: [] for k in ("ev", "gains", "blur", "photo", "category", "size")}
+    rows = []
     for b in BLURS:
-        sharp = [f["frame"] for f in frames]
+        inputs = [f["frame"] if b == "none" else blur(f["frame"], get_kernel(b)) for f in frames]
+        rows.append(frames_evidence(runner, inputs, Tiling()))
+    return np.concatenate(rows)
+
+
+def collect(runner, frames: list[dict], log=print, evidence_runner=None) -> dict[str, np.ndarray]:
+    """Per frame dict {frame, photo, category, ...} and blur (BLURS-major rows): evidence as
+    `evidence_runner` (default `runner`) decides on it (a gain head's model's includes the band
+    energies), option gains (told, from `runner`) and labels."""
+    rows: dict[str, list] = {k: [] for k in ("gains", "blur", "photo", "category", "size")}
+    sharp = [f["frame"] for f in frames]
+    for b in BLURS:
         inputs = sharp if b == "none" else [blur(s, get_kernel(b)) for s in sharp]
-        rows["ev"].append(frames_evidence(evidence_runner or runner, inputs, Tiling()))
         rows["gains"].append(option_gains(runner, inputs, sharp))
         for f in frames:
             rows["blur"].append(b)
-            rows["photo"].append(f["photo"])
-            rows["category"].append(f["category"])
-            rows["size"].append(f["size"])
+            for key in ("photo", "category", "size"):
+                rows[key].append(f[key])
         log(f"{b}: {len(frames)} frames")
-    return {"ev": np.concatenate(rows["ev"]), "gains": np.concatenate(rows["gains"]),
+    return {"ev": evidence_of(evidence_runner or runner, frames), "gains": np.concatenate(rows["gains"]),
             **{k: np.array(rows[k]) for k in ("blur", "photo", "category", "size")}}
 
 
@@ -239,8 +246,13 @@ def choose_margin(pred: np.ndarray, data: dict[str, np.ndarray], told: bool) -> 
     return best, table
 
 
+EVIDENCE_RULE = "whole-frame"  # how the cached evidence was taken (engines.tiled: a gain head's frames
+# decide on their own evidence); a cache with another rule gets its evidence taken again, its gains kept
+
+
 def _collected(model, a, frames: list[dict], cache: Path) -> dict[str, np.ndarray]:
-    """The gains of `frames` (cached in `cache`; collected and written there when absent)."""
+    """The gains and evidence of `frames`, cached in `cache`: collected when absent, the evidence
+    taken again when the cache's was taken by another rule (EVIDENCE_RULE)."""
     import io
     import tempfile
 
@@ -249,17 +261,24 @@ def _collected(model, a, frames: list[dict], cache: Path) -> dict[str, np.ndarra
     from toolkit.core.atomic import write_bytes_atomic
     from training.export import export_onnx
 
+    data = None
     if cache.is_file():
         data = dict(np.load(cache))
         if len(data["photo"]) != len(BLURS) * len(frames):
             raise DtkError(f"{cache} holds other frames: remove it or choose another -o")
-        return data
+        if str(data.get("evidence_rule", "")) == EVIDENCE_RULE:
+            return data
     onnx = a.checkpoint.with_suffix(".onnx")
     with tempfile.TemporaryDirectory(prefix="dtk-gain-") as scratch:
         evidence_onnx = export_onnx(model, Path(scratch) / "gain.onnx")
-        with RunnerSpec.choose("onnxruntime", onnx if onnx.is_file() else None, threads=a.threads).open() \
-                as runner, OrtRunner(evidence_onnx, threads=a.threads) as evidence_runner:
-            data = collect(runner, frames, evidence_runner=evidence_runner)
+        with OrtRunner(evidence_onnx, threads=a.threads) as evidence_runner:
+            if data is not None:
+                data["ev"] = evidence_of(evidence_runner, frames)
+            else:
+                with RunnerSpec.choose("onnxruntime", onnx if onnx.is_file() else None,
+                                       threads=a.threads).open() as runner:
+                    data = collect(runner, frames, evidence_runner=evidence_runner)
+    data["evidence_rule"] = np.array(EVIDENCE_RULE)
     buf = io.BytesIO()
     np.savez(buf, **data)
     write_bytes_atomic(cache, buf.getvalue())
@@ -307,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                              own_only=seed.endswith("own"))
         n_frames += len(frames)
         parts.append(_collected(model, a, frames, a.out.with_name(f"{a.out.name}.gains{seed}.npz")))
-    data = {k: np.concatenate([d[k] for d in parts]) for k in parts[0]}
+    data = {k: np.concatenate([d[k] for d in parts]) for k in parts[0] if k != "evidence_rule"}
     blind, told = out_of_fold(data, model.head.evidence_width, **fit)
     margin, blind_table = choose_margin(blind, data, False)
     told_margin, told_table = choose_margin(told, data, True)

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from engines.onnx_graph import parseable_onnx
+from engines.onnx_graph import graph_architecture, parseable_onnx
 from engines.polygraphy_log import polygraphy_failures
 from engines.tensorrt import sidecar as _sidecar
 from engines.tensorrt.sidecar import (
@@ -55,7 +55,7 @@ from engines.tensorrt.sidecar import (
 from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT
+from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, decides_whole_frame
 from toolkit.core.lazy import optional_import
 
 PRECISIONS = ("fp16", "fp32", "int8")
@@ -300,6 +300,7 @@ def build_engine(
         precision=plan.precision,
         profile=profile_dims,
         onnx_sha256=file_sha256(onnx_path),
+        decides_whole_frame=decides_whole_frame(graph_architecture(onnx_path)),
         onnx_path=str(onnx_path),
         input_name=input_name,
         output_name=outputs[0] if outputs else "",

@@ -195,6 +195,8 @@ class TrtRunner(Runner):
             self._d_ev_out = self.device.empty((rows, width), ev_out)
             self._h_ev_out = self.device.pinned((rows, width), ev_out)
         self.takes_known_blur = self.takes_evidence and self._known_input
+        self.decides_whole_frame = bool(self.takes_evidence and self.sidecar is not None
+                                        and self.sidecar.decides_whole_frame)
         if self.takes_known_blur:
             known = dtypes.get(self._engine.get_tensor_dtype(KNOWN_INPUT), self.input_dtype)
             self._d_known = self.device.empty((rows, 1), known)

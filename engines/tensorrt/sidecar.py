@@ -90,6 +90,7 @@ class EngineSidecar:
     strongly_typed: bool = True
     builder_flags: list[str] = field(default_factory=list)
     profiles: list[BatchProfile] = field(default_factory=list)  # all, `profile` first ([]: it alone)
+    decides_whole_frame: bool = False  # the ONNX's model decides a frame on its own evidence (gain head)
 
     def to_json(self) -> dict:
         return asdict(self)

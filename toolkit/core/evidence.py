@@ -18,6 +18,18 @@ EVIDENCE_INPUT, EVIDENCE_OUTPUT = "evidence", "tile_evidence"  # their names in 
 # A blur the user knows (`--known-blur K`): the graphs' input `known_blur` (N x 1 float), a class of
 # the decision (toolkit.core.models.fastwiener.CLASSES: pass, k7, k11), or DECIDE (the default) to
 # let the head decide. k3 is a pass: its inverse gains nothing measurable (docs/known-blur.md).
+# A model that decides by expected gain (config `gain_head`, round 4) was fitted on each frame's
+# evidence as one large tile gives it: such a frame decides in its own pass (engines.tiled), with
+# no head-only passes over a 256x448 grid.
+WHOLE_FRAME_KEY = "gain_head"
+
+
+def decides_whole_frame(architecture: dict | None) -> bool:
+    """Does a model of this architecture (a checkpoint's or ONNX file's config) decide a frame on
+    its own evidence?"""
+    return bool((architecture or {}).get(WHOLE_FRAME_KEY, False))
+
+
 KNOWN_INPUT = "known_blur"
 DECIDE = -1.0
 KNOWN_CLASS = {"k3": 0.0, "k7": 1.0, "k11": 2.0}
