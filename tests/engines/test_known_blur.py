@@ -95,3 +95,12 @@ def test_openvino_is_told_as_onnx_runtime_is(ort_runner, astronaut):
             want = ort_runner.infer(x, known=known_rows(k, 3))
             assert float(np.abs(got - want).max()) < 1e-4  # fp32 (OpenVINO's f32 hint): rounding only
         np.testing.assert_allclose(ov.infer(x), ort_runner.infer(x), atol=1e-4)  # not told: decides
+
+
+def test_the_shipped_decision_rule_is_declared_by_the_graph(ort_runner):
+    from engines.onnx_graph import graph_architecture
+    from toolkit.core.evidence import decides_whole_frame
+
+    arch = graph_architecture(resolve_model(None, "onnxruntime"))
+    assert arch.get("name") == "FastWienerNet"
+    assert ort_runner.decides_whole_frame == decides_whole_frame(arch)

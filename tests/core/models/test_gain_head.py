@@ -74,3 +74,15 @@ def test_a_gain_head_model_passes_exactly_and_exports_with_parity(tmp_path, astr
     assert float((told - x).abs().max()) > 0.01  # told k7 with a margin below any gain: deblurred
     assert model.evidence(x).shape == (1, 16 + 32)
     export_onnx(model, tmp_path / "g.onnx")  # raises unless ONNX Runtime matches torch, told too
+
+    # such a model decides a frame on its own evidence: a 320x576 frame is one pass, no head passes
+    from engines.onnxruntime import OrtRunner
+    from engines.tiled import Tiling, deblur_frames, frames_evidence
+
+    frame = np.ascontiguousarray(np.tile(astronaut, (2, 2, 1))[:320, :576])
+    with OrtRunner(tmp_path / "g.onnx") as runner:
+        assert runner.decides_whole_frame
+        own = runner.evidence(frame.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        np.testing.assert_allclose(frames_evidence(runner, [frame], Tiling()), own, rtol=1e-5, atol=1e-7)
+        result = deblur_frames(runner, [frame], Tiling())
+        assert result.evidence_tiles == 0 and result.tiles_per_frame == [1]
