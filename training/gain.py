@@ -136,7 +136,7 @@ def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch
         head.std.fill_(1.0)
         z = head.features(ev)[:, :-2]
         head.mean.copy_(z.mean(0))
-        head.std.copy_(z.std(0) + 1e-6)
+        head.std.copy_(z.std(0))  # a constant feature's 0: GainHead.features
         x = head.features(ev, known[:, None])
     target = gains.clamp(*FIT_CLIP)
     opt = torch.optim.Adam(head.mlp.parameters(), lr, weight_decay=1e-4)

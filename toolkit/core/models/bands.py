@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.core.models.fp16 import fp32_region
+
 BANDS = 16  # equal bands from 0 to 0.5 cycles/pixel
 TAPS = 63  # band-pass taps (Hann window: transition ~2/TAPS cycles/pixel)
 STRIDE = 4  # every STRIDE-th row (column) is filtered along its length: energies need no more
@@ -58,10 +60,16 @@ class BandEnergies(nn.Module):
         return 2 * self.bands
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x.float() * self.luma).sum(dim=1, keepdim=True)
+        """Always in fp32 (an fp16 model's too): the rounding floor's energies (~1e-7) are below
+        fp16's normal range."""
+        with fp32_region(x):
+            return self._energies(x.float())
+
+    def _energies(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x * self.luma.float()).sum(dim=1, keepdim=True)
         p, s = self.taps // 2, self.stride
         rows = F.pad(y[:, :, s // 2::s, :], (p, p, 0, 0), mode="reflect")
         cols = F.pad(y[:, :, :, s // 2::s], (0, 0, p, p), mode="reflect")
-        along_rows = F.conv2d(rows, self.along_rows).pow(2).mean(dim=(2, 3))
-        along_cols = F.conv2d(cols, self.along_cols).pow(2).mean(dim=(2, 3))
+        along_rows = F.conv2d(rows, self.along_rows.float()).pow(2).mean(dim=(2, 3))
+        along_cols = F.conv2d(cols, self.along_cols.float()).pow(2).mean(dim=(2, 3))
         return torch.cat([along_rows, along_cols], dim=1)

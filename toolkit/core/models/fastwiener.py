@@ -17,8 +17,6 @@ and k3 frames pass through unchanged when the head says "pass".
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +25,7 @@ from torch import nn
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
 from toolkit.core.models.bands import BandEnergies
+from toolkit.core.models.fp16 import fp32_region
 from toolkit.core.models.head import GainHead, KernelHead, gain_decision, gate, given_or_own
 from toolkit.core.models.registry import register
 
@@ -88,10 +87,7 @@ class SeparableBank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, terms = self.size // 2, self.vert.shape[0]
         # bf16 would cost ~1 LSB after a gain of ~20 (autocast has no meta device: FLOP counting)
-        no_autocast = (
-            torch.autocast(x.device.type, enabled=False) if x.device.type != "meta" else nullcontext()
-        )
-        with no_autocast:
+        with fp32_region(x):
             z = F.pad(x.to(self.vert.dtype), (p, p, p, p), mode="reflect")
             z = F.conv2d(z, self.expand)
             z = F.conv2d(z, self.vert, groups=terms)
@@ -216,6 +212,7 @@ class FastWienerNet(nn.Module):
             p = F.one_hot(classes, len(CLASSES)).to(x.dtype)
         if known is not None and refine is None:
             p = told(p, known)
+        p = p.to(x.dtype)  # decided in fp32 (head.py), applied in the model's dtype
         p0, p7, p11 = (p[:, i : i + 1, None, None] for i in range(3))
         maps = p[:, :, None, None].expand(-1, -1, x.shape[2] // 2, x.shape[3] // 2).to(x.dtype)
         r = self.refine(torch.cat([x, bank], dim=1), maps)

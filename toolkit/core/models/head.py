@@ -15,9 +15,16 @@ is deconvolved as k11.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from toolkit.core.models.fp16 import fp32_region
+
 LOG_FLOOR = 1e-4  # features and shares are logged above this floor (fits fp16)
+# a gain-head feature whose training spread is below this is constant there (a dead feature):
+# standardised with a spread of 1, so a frame where it moves (new content, fp16 rounding) moves
+# the decision by that much, not by that much divided by ~0
+CONSTANT_SPREAD = 1e-3
 
 
 class KernelHead(nn.Module):
@@ -38,23 +45,26 @@ class KernelHead(nn.Module):
         return self.width + self.shares
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """N x evidence_width: each feature map's mean, then each local detector's share of positions."""
-        f = self.features(x)
+        """N x evidence_width: each feature map's mean, then each local detector's share of positions.
+        In fp32 whatever the model's dtype (fp16, bf16 autocast): the decision depends on it, and a
+        decision is a threshold, where fp16 rounding flips frames near it."""
+        with fp32_region(x):
+            f = _fp32(self.features, x.float())
         mean = f.mean(dim=(2, 3))
         if self.local is None:
             return mean
-        share = torch.sigmoid(self.local(torch.log(f + LOG_FLOOR))).mean(dim=(2, 3))
+        share = torch.sigmoid(_fp32(self.local, torch.log(f + LOG_FLOOR))).mean(dim=(2, 3))
         return torch.cat([mean, share], dim=1)
 
     def decide(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits from evidence (log: ratios of energies, not the frame's contrast)."""
-        return self.mlp(torch.log(pooled + LOG_FLOOR))
+        return _fp32(self.mlp, torch.log(pooled.float() + LOG_FLOOR))
 
     def strong_probabilities(self, pooled: torch.Tensor) -> torch.Tensor | None:
         """The second MLP's class probabilities (None without one): only its P(k11) is used (`gate`)."""
         if self.strong is None:
             return None
-        return torch.softmax(self.strong(torch.log(pooled + LOG_FLOOR)), dim=1)
+        return torch.softmax(_fp32(self.strong, torch.log(pooled.float() + LOG_FLOOR)), dim=1)
 
     def probabilities(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(class probabilities, the second MLP's or None): what `gate` decides on."""
@@ -62,6 +72,22 @@ class KernelHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decide(self.pool(x))
+
+
+def _fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module` (Sequentials of Conv2d, Linear and ReLU) applied in fp32, its weights cast on the fly:
+    the decision's layers keep fp32 in an fp16 model (a threshold is where fp16 rounding flips frames)."""
+    if isinstance(module, nn.Sequential):
+        for child in module:
+            x = _fp32(child, x)
+        return x
+    if isinstance(module, nn.Conv2d):
+        bias = None if module.bias is None else module.bias.float()
+        return F.conv2d(x, module.weight.float(), bias, module.stride, module.padding, module.dilation,
+                        module.groups)
+    if isinstance(module, nn.Linear):
+        return F.linear(x, module.weight.float(), None if module.bias is None else module.bias.float())
+    return module(x)
 
 
 def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
@@ -147,10 +173,12 @@ class GainHead(nn.Module):
                                  nn.ReLU(inplace=True), nn.Linear(hidden, len(GAIN_OPTIONS)))
 
     def features(self, evidence: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
-        """N x (pooled + bands + 2): standardised evidence, then the told k7 / k11 columns."""
+        """N x (pooled + bands + 2): standardised evidence, then the told k7 / k11 columns (fp32)."""
+        evidence = evidence.float()
         pooled, bands = evidence[:, : self.pooled_width], evidence[:, self.pooled_width:]
         z = torch.cat([torch.log(pooled + LOG_FLOOR), torch.log10(bands * (255.0 * 255.0) + 1e-6)], dim=1)
-        z = (z - self.mean) / self.std
+        std = self.std.float()
+        z = (z - self.mean.float()) / torch.where(std > CONSTANT_SPREAD, std, torch.ones_like(std))
         if known is None:
             told = torch.zeros(len(z), 2, dtype=z.dtype, device=z.device)
         else:
@@ -159,7 +187,8 @@ class GainHead(nn.Module):
         return torch.cat([z, told], dim=1)
 
     def forward(self, evidence: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
-        return self.mlp(self.features(evidence, known))
+        """N x 4 gains (dB), in fp32 whatever the model's dtype: a decision never rounds in fp16."""
+        return _fp32(self.mlp, self.features(evidence, known))
 
 
 def gain_decision(gains: torch.Tensor, known: torch.Tensor | None, margin: float,
