@@ -154,3 +154,26 @@ def make_clip():
         return images
 
     return make
+
+
+@pytest.fixture(scope="session")
+def round3c_dir(tmp_path_factory) -> Path:
+    """Round 3c's gated model, rebuilt from the shipped one (round 4 is round 3c's network, bank,
+    head and gate thresholds plus a gain head): the shipped weights without the gain head, as
+    r3c.safetensors + r3c.json + r3c.onnx (fp32, checked). The tests of the gate, the calibration
+    and the 256x448-grid decision run on it."""
+    pytest.importorskip("polygraphy", reason="ONNX export folds constants with Polygraphy (.[cpu])")
+    from dataclasses import replace
+
+    from toolkit.core.modelfiles import default_model_path
+    from toolkit.core.models import create_model
+    from toolkit.core.models.checkpoint import load_model, save_checkpoint
+    from training.export import export_onnx
+
+    shipped = load_model(default_model_path("torch"))
+    model = create_model(replace(shipped.config, gain_head=False)).eval()
+    model.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("gain.")})
+    root = tmp_path_factory.mktemp("round3c")
+    save_checkpoint(root / "r3c.safetensors", model)
+    export_onnx(model, root / "r3c.onnx")
+    return root

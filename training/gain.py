@@ -114,7 +114,8 @@ FIT_CLIP = (-6.0, 12.0)  # gains the fit sees: a harm of 6 dB and of 60 dB decid
 # the gain the decision reads (per option, OPTIONS order): a low quantile, not the mean; lower for
 # the k11 options, since k11 taken for a k7 frame costs ~10 dB and k7 taken for a k11 frame ~2.
 # Fitted on seeds 0,1,2own, scored on the 40 validation photos' collected gains (3,544 frames of
-# every content category, `predicted` + `realised` below): k11 options at 0.15: 27 harmed by > 0.5 dB, mean blind k11 +5.10; 0.20: 27, +5.26; 0.25: 46, +5.46
+# every content category, `predicted` + `realised` below): k11 options at 0.15: 27 harmed by
+# > 0.5 dB, mean blind k11 +5.10; at 0.20: 27, +5.26; at 0.25: 46, +5.46
 QUANTILE = (0.35, 0.35, 0.2, 0.2)
 
 

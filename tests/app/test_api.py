@@ -272,6 +272,7 @@ class OnDevice:
     def __init__(self, inner, torch):
         self.inner, self.torch, self.device = inner, torch, torch.device("cpu")
         self.takes_evidence, self.seen = inner.takes_evidence, []
+        self.decides_whole_frame = inner.decides_whole_frame
 
     def infer(self, x, **kwargs):
         self.seen.append(type(x).__name__)

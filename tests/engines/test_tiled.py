@@ -160,6 +160,7 @@ class OnDevice:
 
     def __init__(self, runner):
         self.runner, self.device, self.takes_evidence = runner, torch.device("cpu"), runner.takes_evidence
+        self.decides_whole_frame = runner.decides_whole_frame
 
     def evidence(self, batch):
         assert torch.is_tensor(batch)
@@ -234,9 +235,18 @@ def ort_runner():
         yield runner
 
 
-def test_a_frame_that_fits_is_one_pass_within_one_grey_level_of_the_256x448_tiling(ort_runner):
+@pytest.fixture(scope="module")
+def gate_runner(round3c_dir):
+    """Round 3c's gated model (decides a large frame over its 256x448 grid, unlike the shipped one)."""
+    with OrtRunner(round3c_dir / "r3c.onnx", device="cpu", threads=2) as runner:
+        assert not runner.decides_whole_frame
+        yield runner
+
+
+def test_a_frame_that_fits_is_one_pass_within_one_grey_level_of_the_256x448_tiling(gate_runner):
     from toolkit.core.tiles import ANY_SIZE
 
+    ort_runner = gate_runner
     assert ort_runner.input_sizes() == ANY_SIZE  # the shipped graph takes any multiple of 8
     sharp = photo_mosaic(*LARGE)
     k7 = blur(sharp, "k7")
@@ -264,11 +274,12 @@ def test_own_decision_runs_a_large_frame_in_one_pass_without_head_passes(ort_run
     np.testing.assert_array_equal(res.images[0], whole)
 
 
-def test_large_frames_are_decided_as_the_256x448_tiling_decides_them(ort_runner):
-    """A large frame in one pass is still decided on its 256x448 tiles' evidence, given to the
-    network (which decides such frames at their own thresholds): decided on its own evidence in
-    that pass, these k11 photos came out otherwise (by 39 and 96 grey levels with the shipped
-    model)."""
+def test_large_frames_are_decided_as_the_256x448_tiling_decides_them(gate_runner):
+    """A gated model's large frame in one pass is still decided on its 256x448 tiles' evidence,
+    given to the network (which decides such frames at their own thresholds): decided on its own
+    evidence in that pass, these k11 photos came out otherwise (by 39 and 96 grey levels with
+    round 3c)."""
+    ort_runner = gate_runner
     frames = [blur(photo_mosaic(720, 1280, photos=(p,)), "k11") for p in ("retina", "grass")]
     new = deblur_frames(ort_runner, frames, batch=4)
     old = deblur_frames(ort_runner, frames, FIXED, batch=4)

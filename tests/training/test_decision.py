@@ -12,14 +12,13 @@ from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import blur
 
 
-def test_frames_evidence_is_what_a_run_decides_on():
+def test_frames_evidence_is_what_a_run_decides_on(round3c_dir):
     from engines.tiled import Tiling, frame_evidence, frames_evidence
     from engines.torch import TorchRunner
     from toolkit.core.convert import to_nchw
-    from toolkit.core.modelfiles import default_model_path
     from toolkit.core.tiles import pad_frame
 
-    runner = TorchRunner(default_model_path("torch"))
+    runner = TorchRunner(round3c_dir / "r3c.safetensors")  # a gated model: decides over its grid
     photo = read_frame(skimage_photo_path("chelsea"))
     frames = [blur(resize_frame(photo, (320, 520)), "k7"), blur(resize_frame(photo, (256, 448)), "k11")]
     ev = frames_evidence(runner, frames)
@@ -73,13 +72,12 @@ def test_the_fit_penalises_classes_stronger_than_the_truth():
     assert (careful[classes == 0, 1] > 0.5).sum() < (plain[classes == 0, 1] > 0.5).sum()
 
 
-def test_decision_fits_the_second_mlp_only_and_calibration_uses_it(photos, tmp_path):
-    from toolkit.core.modelfiles import default_model_path
+def test_decision_fits_the_second_mlp_only_and_calibration_uses_it(photos, tmp_path, round3c_dir):
     from toolkit.core.models.checkpoint import load_model
     from training import calibrate as cal
     from training import decision
 
-    start = default_model_path("torch")
+    start = round3c_dir / "r3c.safetensors"  # round 3's tool: a gated model
     out = tmp_path / "strong"
     decision.main([str(start), "--photos", str(photos), "-o", str(out), "--steps", "20",
                    "--calibration", "1", "--native", "512x384", "--folds", "2"])

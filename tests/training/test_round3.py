@@ -42,8 +42,7 @@ def test_calibration_photos_are_training_photos_of_both_characters(photos):
     assert held == {"hubble_deep_field", "retina"}  # brick is gray; ihc is a validation photo
 
 
-def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tmp_path):
-    from toolkit.core.modelfiles import default_model_path
+def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tmp_path, round3c_dir):
     from toolkit.core.models.checkpoint import load_model
     from training import calibrate as cal
     from training.fit import FitConfig, fit
@@ -51,17 +50,18 @@ def test_head_fit_trains_the_head_only_then_calibration_writes_a_gate(photos, tm
     out = tmp_path / "head"
     res = fit(FitConfig(photos=str(photos), out=str(out), max_steps=3, batch=2, val_windows=2,
                         final_windows=2, dead_leaves=0, train="head", head_shares=4, soften=0.5,
-                        calibration=1, init=str(default_model_path("torch"))), log=lambda *_: None)
+                        calibration=1, init=str(round3c_dir / "r3c.safetensors")), log=lambda *_: None)
     assert res["steps"] == 3
     meta = json.loads((out / "config.json").read_text())
     assert meta["calibration_photos"] == ["hubble_deep_field", "retina"]
     assert meta["train_photos"] == ["brick"]
-    start, after = load_model(default_model_path("torch")).state_dict(), load_model(out / "last.safetensors")
+    start = load_model(round3c_dir / "r3c.safetensors").state_dict()
+    after = load_model(out / "last.safetensors")
     trained = after.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in start.items() if k.startswith("refine."))
     assert not torch.equal(trained["head.features.0.0.weight"], start["head.features.0.0.weight"])
     assert after.config.head_shares == 4 and after.evidence_width == 32 + 4
-    shipped = load_model(default_model_path("torch")).config  # the start's architecture, resized
+    shipped = load_model(round3c_dir / "r3c.safetensors").config  # the start's architecture, resized
     assert after.config.head_strong == shipped.head_strong and after.config.gate_agree == shipped.gate_agree
 
     cal.main([str(out / "last.safetensors"), "--photos", str(photos), "-o", str(tmp_path / "gated")])
@@ -140,13 +140,12 @@ def test_frontier_keeps_the_rows_nothing_beats():
     assert [(r["harmed"], r["gain"]) for r in frontier(rows)] == [(0, 1.5), (3, 2.0)]
 
 
-def test_native_outcomes_decide_on_tile_evidence_and_score_forced_decisions(tmp_path):
+def test_native_outcomes_decide_on_tile_evidence_and_score_forced_decisions(tmp_path, round3c_dir):
     from toolkit.core.metrics import capped, psnr
-    from toolkit.core.modelfiles import default_model_path
     from training.calibrate import NATIVE_LABELS, native_outcomes
 
     photo = resize_frame(read_frame(skimage_photo_path("chelsea")), (320, 520))  # 2 x 2 tiles
-    res = native_outcomes(default_model_path("torch"), [photo], log=lambda *_: None)
+    res = native_outcomes((round3c_dir / "r3c.safetensors"), [photo], log=lambda *_: None)
     assert set(res) == set(NATIVE_LABELS)
     for label, r in res.items():
         assert r["probs"].shape == (1, 3) and np.isclose(r["probs"].sum(), 1.0, atol=1e-5)

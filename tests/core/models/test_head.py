@@ -19,11 +19,11 @@ from training.fit import init_from
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    from toolkit.core.modelfiles import default_model_path
+def shipped(round3c_dir):
+    """Round 3c's gated model (the shipped network without its gain head): the gate's tests."""
     from toolkit.core.models.checkpoint import load_model
 
-    return load_model(default_model_path("torch"))
+    return load_model(round3c_dir / "r3c.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,7 @@ def test_blind_model_engine_keeps_the_evidence_input(fake_trt, tmp_path, photo_b
     engine = build(SHIPPED_ONNX, tmp_path, min_batch=1, opt_batch=2, max_batch=3)
     build_info = fake_trt.builds[-1]
     assert build_info["io"]["evidence"][0] == "INPUT" and "evidence" in build_info["profile"]
-    assert build_info["profile"]["evidence"] == [[1, 32], [2, 32], [3, 32]]
+    assert build_info["profile"]["evidence"] == [[1, 64], [2, 64], [3, 64]]  # 32 pooled + 32 bands
     blurred = np.stack([blur(im, "k11") for im in from_nchw(photo_batch[:4])])
     x = (blurred.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
     with TrtRunner(engine, device=device) as trt, OrtRunner(SHIPPED_ONNX, device="cpu") as ref:

@@ -192,7 +192,7 @@ class FastWienerNet(nn.Module):
         bank, inv7, inv11, head_in = self._bank_and_head_input(x)
         own = self._own_evidence(x, head_in)
         pooled = given_or_own(own, evidence)
-        logits = self.head.decide(pooled[:, : self.head.evidence_width])
+        logits = self.head.decide(pooled)
         refine = None
         if classes is None and self.gain is not None:
             c = self.config

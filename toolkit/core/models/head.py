@@ -57,13 +57,15 @@ class KernelHead(nn.Module):
         return torch.cat([mean, share], dim=1)
 
     def decide(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Class logits from evidence (log: ratios of energies, not the frame's contrast)."""
-        return _fp32(self.mlp, torch.log(pooled.float() + LOG_FLOOR))
+        """Class logits from evidence (log: ratios of energies, not the frame's contrast); its first
+        `evidence_width` columns (a gain model's evidence carries its band energies after them)."""
+        return _fp32(self.mlp, torch.log(pooled[:, : self.evidence_width].float() + LOG_FLOOR))
 
     def strong_probabilities(self, pooled: torch.Tensor) -> torch.Tensor | None:
         """The second MLP's class probabilities (None without one): only its P(k11) is used (`gate`)."""
         if self.strong is None:
             return None
+        pooled = pooled[:, : self.evidence_width]
         return torch.softmax(_fp32(self.strong, torch.log(pooled.float() + LOG_FLOOR)), dim=1)
 
     def probabilities(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,7 +78,11 @@ class KernelHead(nn.Module):
 
 def _fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`module` (Sequentials of Conv2d, Linear and ReLU) applied in fp32, its weights cast on the fly:
-    the decision's layers keep fp32 in an fp16 model (a threshold is where fp16 rounding flips frames)."""
+    the decision's layers keep fp32 in an fp16 model (a threshold is where fp16 rounding flips frames).
+    A module already in fp32 is called as it is (its ONNX nodes keep its scope's names)."""
+    if all(p.dtype == torch.float32 for p in module.parameters()):
+        with fp32_region(x):  # no bf16 autocast either
+            return module(x.float())
     if isinstance(module, nn.Sequential):
         for child in module:
             x = _fp32(child, x)
