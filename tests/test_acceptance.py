@@ -164,13 +164,13 @@ def test_run_at_native_size_beats_the_blurred_frame_and_the_resize_protocol(larg
 
     res, out, out_dir = native_run
     assert res.exit_code == 0, out
-    # one pass a frame (each fits the default budget): 1280x720 as it is (after a 128x224 probe of its
-    # middle), 500x300 padded to 504x304; each decided on its 256x448 grid's evidence, as before
-    assert "native size: 3 network passes (1 x 720x1280 + 1 x 304x504 + 1 x 128x224;" in out
+    # one pass a frame (each fits the default budget): 1280x720 as it is, 500x300 padded to 504x304;
+    # the shipped model decides each frame on its own evidence in that pass: no probe, no head passes
+    assert "native size: 2 network passes (1 x 720x1280 + 1 x 304x504;" in out
     summary = json.loads((out_dir.parent / "run.json").read_text())
-    assert (summary["mode"], summary["network_passes"], summary["written"]) == ("native", 3, 2)
-    assert summary["tile_sizes"] == {"128x224": 1, "720x1280": 1, "304x504": 1}
-    assert summary["head_passes"] == 9 + 4
+    assert (summary["mode"], summary["network_passes"], summary["written"]) == ("native", 2, 2)
+    assert summary["tile_sizes"] == {"720x1280": 1, "304x504": 1}
+    assert summary["head_passes"] == 0
     assert summary["max_tile_pixels"] >= 720 * 1280 and summary["peak_rss_mb"] > 0
     rel = Path("city") / "00000000.png"
     sharp = np.asarray(Image.open(large / rel))
@@ -302,7 +302,7 @@ def test_readme_int8_recipe_gives_a_model_both_cpu_backends_deblur(demo, tmp_pat
     int8 = tmp_path / "dtk-unet-int8.onnx"
     res, out = dtk("quantize", "--calib", demo, "-o", int8)
     assert res.exit_code == 0, out
-    assert "layers kept in float fixed bank (4), decision (4), fed by a Concat (3); by the guard:" in out
+    assert "layers kept in float decision (6), fixed bank (4), fed by a Concat (3); by the guard:" in out
     report = tmp_path / "b.json"
     res, out = dtk("bench", "--model", ROOT / "toolkit" / "assets" / "dtk-unet.onnx", "--model", int8,
                    "--backend", "onnxruntime,openvino", "--variants", "cpu-fp32,cpu-latency", "--batch", "1",
