@@ -125,13 +125,15 @@ def _pct(row: dict, p: int) -> str:
     return _ms(lat[f"p{p}"]) if shown_percentile(p, lat["count"]) else "—"
 
 
-def status_cell(row: dict, notes: dict[str, int]) -> str:
-    """'ran', 'ran, unstable', or the status with a footnote number for its reason."""
+def status_cell(row: dict, notes: dict[str, int], narrow: bool = False) -> str:
+    """'ran', 'ran, unstable', or the status with a footnote number for its reason (`notes`: reason
+    -> number, grown here); `narrow`: 'ok', 'unstable', 'not run [n]' / 'failed [n]'."""
     status = row.get("status", STATUS_RAN)
     if status == STATUS_RAN:
-        return "ran, unstable" if row.get("stability") == "unstable" else "ran"
+        unstable = row.get("stability") == "unstable"
+        return ("unstable" if unstable else "ok") if narrow else ("ran, unstable" if unstable else "ran")
     n = notes.setdefault(row.get("reason", ""), len(notes) + 1)
-    return f"{status} [{n}]"
+    return f"{NARROW_STATUS.get(status, 'not run') if narrow else status} [{n}]"
 
 
 def cv_cell(row: dict) -> str:
@@ -212,15 +214,6 @@ def bench_table(report: dict) -> Table:
 NARROW_STATUS = {STATUS_RAN: "ok", STATUS_FAILED_QUALITY: "failed"}
 
 
-def _narrow_status(row: dict, notes: dict[str, int]) -> str:
-    """'ok', 'unstable', or 'not run [n]' / 'failed [n]' with a footnote number for the reason."""
-    status = row.get("status", STATUS_RAN)
-    if status == STATUS_RAN:
-        return "unstable" if row.get("stability") == "unstable" else "ok"
-    n = notes.setdefault(row.get("reason", ""), len(notes) + 1)
-    return f"{NARROW_STATUS.get(status, 'not run')} [{n}]"
-
-
 def narrow_tables(report: dict) -> list[Table]:
     """`dtk bench`'s tables within 100 columns: one for the compute rows (img/s, median and p99
     latency, GFLOP/s), one for the e2e rows (frames/s, split into frames deblurred and frames
@@ -265,7 +258,7 @@ def narrow_tables(report: dict) -> list[Table]:
                 table.add_section()
             last = group
             head = ([r.get("model", "")] if len(models) > 1 else []) + [
-                f"{r['backend']}/{r['variant']}", str(r["batch"]), _narrow_status(r, notes)]
+                f"{r['backend']}/{r['variant']}", str(r["batch"]), status_cell(r, notes, narrow=True)]
             lat = r.get("latency_ms")
             if not lat:
                 table.add_row(*head, *(["—"] * (len(cols) - len(head))), style="dim")

@@ -109,3 +109,16 @@ def test_bf16_autocast_leaves_the_bank_in_fp32(photo):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = bank(x)
     assert y.dtype == torch.float32 and torch.equal(y, ref)
+
+
+def test_told_a_blur_the_frame_does_not_carry_the_shipped_model_passes_it(shipped, photo):
+    """Round 4's told decision weighs only the told kernel's options, against its expected gain:
+    a sharp frame told k7 or k11, and a k7 frame told k11, come back exactly as they went in; a k7
+    frame told k7 is deblurred (docs/known-blur.md)."""
+    k7 = blur(photo, "k7")
+    with torch.no_grad():
+        for x, told in ((photo, 1.0), (photo, 2.0), (k7, 2.0)):
+            out = to_img(shipped(to_tensor(x), known=torch.tensor([[told]])))
+            assert np.array_equal(out, x), told
+        out = to_img(shipped(to_tensor(k7), known=torch.tensor([[1.0]])))
+    assert psnr_capped(out, photo) > psnr_capped(k7, photo) + 2.0
