@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from engines.tiled import Tiling, deblur_frames
-from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.metrics import WORSE_DB, capped, psnr

@@ -35,8 +35,8 @@ from bench.timing import (
 )
 from engines.base import Runner
 from engines.tiled import Tiling, check_known_blur, deblur_frames
-from toolkit import FRAME_SIZE
 from toolkit.core.bounds import check_number
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.kernels import blur as blur_image

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_host
 from toolkit.core.evidence import known_rows
 

@@ -26,7 +26,7 @@ import numpy as np
 from engines.polygraphy_log import quiet_polygraphy
 from engines.select import BACKENDS
 from engines.spec import RunnerSpec
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import frames_or_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame

@@ -11,7 +11,7 @@ import sys
 
 from engines.openvino import ov_devices
 from engines.select import default_backend
-from toolkit import __version__
+from toolkit.core.constants import __version__
 from toolkit.core.lazy import module_version
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from engines.base import Runner
 from engines.onnx_graph import graph_architecture
 from engines.options import check_threads
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_host
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, decides_whole_frame

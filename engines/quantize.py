@@ -29,8 +29,8 @@ import numpy as np
 from engines.base import Runner, infer_all
 from engines.onnx_graph import CONV_OPS, concat_fed_convs, evidence_ancestors
 from engines.spec import RunnerSpec
-from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import nchw_to_nhwc_uint8
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame, discover_frames

@@ -51,8 +51,8 @@ import numpy as np
 
 from engines.base import Runner
 from engines.machine import available_memory_bytes
-from toolkit import FRAME_SIZE
 from toolkit.core.bounds import check_number
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_host, unit_to_uint8, unit_to_uint8_tensor
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import (

@@ -5,11 +5,7 @@ Importing this package never imports a GPU library (tensorrt, DALI, CUDA); those
 are loaded lazily by the modules that need them (see `toolkit.core.lazy`).
 """
 
-__version__ = "0.1.0"
-
-FRAME_HEIGHT = 256
-FRAME_WIDTH = 448
-FRAME_SIZE = (FRAME_HEIGHT, FRAME_WIDTH)  # (H, W), as in the seed report
+from toolkit.core.constants import FRAME_HEIGHT, FRAME_SIZE, FRAME_WIDTH, __version__
 
 __all__ = ["FRAME_HEIGHT", "FRAME_SIZE", "FRAME_WIDTH", "Deblurrer", "__version__", "bench", "evaluate"]
 _API = {"Deblurrer": "Deblurrer", "evaluate": "evaluate_folder", "bench": "bench"}  # -> toolkit.app.api

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames, encode_png, read_frame, resize_frame

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.modelfiles import check_checkpoint_output, with_checkpoint_files
 from toolkit.core.models.checkpoint import load_model, save_checkpoint

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
 from toolkit.core.baselines import _apply_gain
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import TRAINING_EXCLUDED, skimage_photo_path
 from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.frames import read_frame, resize_frame

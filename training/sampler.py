@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import resize_frame
 from toolkit.core.kernels import KERNELS

@@ -52,8 +52,8 @@ from engines.tensorrt.sidecar import (
     save_sidecar,
     sidecar_path,
 )
-from toolkit import __version__ as dtk_version
 from toolkit.core.atomic import file_sha256, write_bytes_atomic
+from toolkit.core.constants import __version__ as dtk_version
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import EVIDENCE_INPUT, EVIDENCE_OUTPUT, KNOWN_INPUT, decides_whole_frame
 from toolkit.core.lazy import optional_import

@@ -10,7 +10,7 @@ from engines.onnx_graph import has_evidence_default, parseable_onnx
 from engines.onnxruntime import OrtRunner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, deblur_frames
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import skimage_photo_path
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames, read_frame, resize_frame

@@ -128,8 +128,8 @@ def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | 
     `pipeline`: the decoder (fallback: PyAV, dali: DALI, auto: DALI on a GPU when it can, else PyAV;
     core.pipeline.dali_video); `known_blur`: as `run_folder`'s."""
     from engines.tiled import Tiling
-    from toolkit import FRAME_SIZE
     from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
+    from toolkit.core.constants import FRAME_SIZE
 
     out = None if output is None else Path(output)
     frames = None if frames_out is None else Path(frames_out)
@@ -173,7 +173,7 @@ def evaluate_folder(sharp_dir: Path | str, *, model: str | Path | None = None, e
     ("model (told)", as `dtk run --known-blur K` runs it). Checks every option and path (`json_out`,
     `csv` and `plot` too, which the caller writes) before any model loads, as the command does."""
     from engines.tiled import Tiling
-    from toolkit import FRAME_SIZE
+    from toolkit.core.constants import FRAME_SIZE
     from toolkit.core.kernels import parse_kernels
 
     # checked with or without --native (as dtk run checks it), before a video is decoded
@@ -305,7 +305,7 @@ class Deblurrer:
         from engines.options import check_batch  # engines.spec imports torch: on construction
         from engines.spec import RunnerSpec
         from engines.tiled import Tiling
-        from toolkit import FRAME_SIZE
+        from toolkit.core.constants import FRAME_SIZE
         from toolkit.core.evidence import check_known_blur_name
 
         for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):

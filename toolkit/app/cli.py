@@ -32,7 +32,6 @@ from engines.quantize import CONV_TRANSPOSE_MODES, quantize_model
 from engines.quantize import METHODS as QUANT_METHODS
 from engines.spec import BACKEND_CHOICES, RunnerSpec
 from engines.tensorrt.build import build_engine, parse_shapes
-from toolkit import FRAME_SIZE
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
 from toolkit.app.preflight import EXECUTORS
@@ -47,6 +46,7 @@ from toolkit.app.report import (
 )
 from toolkit.app.run import check_mode
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (

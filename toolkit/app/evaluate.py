@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.tiled import Tiling, check_known_blur, deblur_frames
-from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.bounds import parse_list
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.errors import DtkError, FrameSkipped
 from toolkit.core.evidence import known_rows

@@ -45,13 +45,13 @@ from typing import Any
 
 import numpy as np
 
-import toolkit
 from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, batch_problem, check_known_blur, deblur_frames
-from toolkit import FRAME_SIZE
+from toolkit.core import constants
 from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_host, to_uint8_hwc
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name, known_rows
@@ -281,7 +281,7 @@ class RunSettings:
     mode: str = "native"  # "native" (tiles, no resize) or "resize" (the seed's protocol)
     tile_overlap: int | None = DEFAULT_OVERLAP  # native only
     model: str = ""
-    dtk_version: str = toolkit.__version__
+    dtk_version: str = constants.__version__
     # a video input (app.video_run): its stream, colour conversion and output encoding, JSON values
     video: dict[str, Any] | None = field(default=None, hash=False)
 

@@ -56,7 +56,6 @@ import numpy as np
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import Tiling, check_known_blur, deblur_frames
-from toolkit import FRAME_SIZE
 from toolkit.app.run import (
     LOCK_NAME,
     MANIFEST_FORMAT,
@@ -79,6 +78,7 @@ from toolkit.app.run import (
     wall_shares,
 )
 from toolkit.core.atomic import temp_files_of, write_bytes_atomic
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import (

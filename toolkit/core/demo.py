@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame, discover_frames, encode_png, read_frame, write_png_atomic
 from toolkit.core.safepaths import OwnedFolder

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
 from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError, FrameSkipped
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})

@@ -13,10 +13,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-import toolkit
 from toolkit.core.errors import DtkError
 
-ASSETS_DIR = Path(toolkit.__file__).resolve().parent / "assets"  # shipped as package data
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # shipped as package data
 DEFAULT_STEM = "dtk-unet"
 _CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 _ENGINE_SUFFIXES = (".engine", ".plan")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit import FRAME_SIZE
+from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
 
 ALIGN = 8  # tile origins and padded sizes are multiples of this (the network's total stride)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import toolkit
+from toolkit.core import constants
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import DtkError
 from toolkit.core.modelfiles import checkpoint_paths, read_sidecar
@@ -38,7 +38,7 @@ def save_checkpoint(path: Path | str, model: nn.Module, meta: dict | None = None
     inner = getattr(model, "module", model)
     config: ModelConfig = inner.config
     doc = {"format": FORMAT, "arch": config.arch, "config": config.to_dict(),
-           "dtk_version": toolkit.__version__}
+           "dtk_version": constants.__version__}
     doc.update(meta or {})
     state = _state_dict(model)
     bad = non_finite_tensors(state)
