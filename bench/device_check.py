@@ -47,6 +47,8 @@ from typing import Any
 
 from bench.gpu_check import missing_pieces, precision_quality
 from engines.machine import collect
+from toolkit.core.atomic import write_bytes_atomic
+from toolkit.core.errors import exits_on_dtk_error
 
 MAX_FILES = 8
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -526,7 +528,7 @@ def e2e(work: Path) -> int:
     result["run_summary"] = _load(work / "run.json")
     result["fp_vs_fp32_psnr_db"] = precision_quality()
     print(json.dumps(result["fp_vs_fp32_psnr_db"]))
-    (work / "e2e.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_bytes_atomic(work / "e2e.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
     return (
         0
         if all(v.get("exit_code") == 0 for v in (result["data"], result["run"]))
@@ -598,11 +600,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     packed = pack(items, a.out, max_files=MAX_FILES - 1)  # summary.json is the last one
     summary["packed"] = packed
-    (a.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_bytes_atomic(a.out / "summary.json",
+                       (json.dumps(summary, indent=2, default=str) + "\n").encode())
     print(json.dumps({s["name"]: s["status"] for s in summary["steps"]}))
     print(f"wrote {len(packed['written']) + 1} files to {a.out} in {summary['total_seconds']} s")
     return 0 if all(s.status in ("ok", "skipped") for s in steps) else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exits_on_dtk_error(main)())

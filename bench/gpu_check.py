@@ -21,6 +21,7 @@ from typing import Any
 
 from engines.machine import collect
 from engines.torch import TorchRunner
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.convert import from_nchw, to_nchw
 from toolkit.core.demo import DEMO_PHOTOS, pan_windows, skimage_photo_path
 from toolkit.core.errors import exits_on_dtk_error
@@ -51,7 +52,7 @@ def run_gpu_tests(out: Path) -> dict[str, Any]:
     """`pytest -m gpu -rs` in a subprocess; returns its exit code and the skip/summary lines."""
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-rs", "-q", "-p", "no:cacheprovider"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    (out / "pytest-gpu.log").write_text(proc.stdout + proc.stderr)
+    write_bytes_atomic(out / "pytest-gpu.log", (proc.stdout + proc.stderr).encode())
     lines = proc.stdout.splitlines()
     return {"command": " ".join(cmd[1:]), "exit_code": proc.returncode,
             "skipped": [ln for ln in lines if ln.startswith("SKIPPED")],
@@ -65,7 +66,7 @@ def run_gpu_bench(out: Path, quick: bool) -> dict[str, Any]:
     if quick:
         cmd += ["--warmup", "0.5", "--duration", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    (out / "bench.log").write_text(proc.stdout + proc.stderr)
+    write_bytes_atomic(out / "bench.log", (proc.stdout + proc.stderr).encode())
     print(proc.stdout)
     return {"command": "dtk " + " ".join(cmd[3:]), "exit_code": proc.returncode}
 
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.2f} dB" for k, v in summary["fp_vs_fp32_psnr_db"].items()))
     else:
         summary["bench"] = {"skipped": summary["missing"]["cuda"]}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_bytes_atomic(args.out / "summary.json",
+                       (json.dumps(summary, indent=2, default=str) + "\n").encode())
     print(f"wrote {args.out / 'summary.json'}")
     failed = summary.get("tests", {}).get("exit_code", 0) not in (0, 5)  # 5: no test collected
     return 1 if failed else 0

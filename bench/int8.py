@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.onnxruntime import cpu_session
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.safepaths import check_output_file
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
               f"int8 {r['int8_ms_per_frame']:.1f} ms/frame (median of {r['iterations']}), "
               f"speedup {r['speedup']:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        write_bytes_atomic(args.json, (json.dumps(rows, indent=2)).encode())
     return rows
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.demo import parse_frame_size
 from toolkit.core.errors import exits_on_dtk_error
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dtk(frames, a.out / f"resize-{k}", k, True, a.backend, a.model)
     rows = score(frames, a.out, characters)
     summ = summary(rows)
-    (a.out / "native-quality.json").write_text(json.dumps({"size": a.size, "summary": summ, "frames": rows},
-                                                          indent=1) + "\n")
+    doc = {"size": a.size, "summary": summ, "frames": rows}
+    write_bytes_atomic(a.out / "native-quality.json", (json.dumps(doc, indent=1) + "\n").encode())
     print(markdown(summ))
     return 0
 

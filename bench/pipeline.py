@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolkit.core.demo import write_demo
+from toolkit.core.errors import exits_on_dtk_error
 from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.kernels import KERNEL_NAMES
 from toolkit.core.pipeline import PipelineConfig, _dali_available, open_pipeline
@@ -96,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exits_on_dtk_error(main)())

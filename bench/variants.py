@@ -14,6 +14,7 @@ from engines.machine import collect
 from engines.options import MAX_BATCH
 from engines.select import default_backend
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
+from toolkit.core.bounds import parse_list
 from toolkit.core.errors import DtkError
 from toolkit.core.flops import count_onnx_macs, count_torch_macs, gflop_per_image
 from toolkit.core.lazy import INSTALL_HINTS, module_version
@@ -66,13 +67,6 @@ class ModelSource:
     files: dict[str, Path]
     gflop_per_image: float | None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise DtkError(f"{what}: give at least one comma-separated value")
-    return items
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
