@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.core.baselines import BASELINES
+from toolkit.core.bounds import parse_list
 from toolkit.core.errors import DtkError, exits_on_dtk_error
 from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.metrics import capped, psnr
@@ -127,11 +128,15 @@ def fit_gain_head(head, data: dict[str, np.ndarray], *, steps: int = 3000, batch
     `quantile` of each option's gain given the evidence (pinball loss), or with None its mean
     (Huber loss); a tuple gives each option (OPTIONS) its own. A low quantile is a cautious
     decision: an option that is right on most frames like this one but costs 10 dB on the others
-    (k11 on a k7 frame) is not taken. Returns the last batch's loss."""
+    (k11 on a k7 frame) is not taken. The MLP starts from weights drawn from `seed` (whatever it
+    held before), so a fit is a function of the data and the seed. Returns the last batch's loss."""
     import torch
 
     ev, known, gains, mask = (torch.from_numpy(a) for a in training_rows(data))
     torch.manual_seed(seed)
+    for layer in head.mlp:
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
     with torch.no_grad():
         head.mean.zero_()
         head.std.fill_(1.0)
@@ -305,14 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
     try:
-        quantile = tuple(float(v) for v in a.quantile.split(","))
+        quantile = tuple(float(v) for v in parse_list(a.quantile, "--quantile"))
     except ValueError:
         raise DtkError(f"--quantile {a.quantile!r}: numbers in (0, 1), one or {len(OPTIONS)}") from None
     if len(quantile) not in (1, len(OPTIONS)) or not all(0 < q < 1 for q in quantile):
         raise DtkError(f"--quantile {a.quantile!r}: numbers in (0, 1), one or {len(OPTIONS)}")
     fit = {"steps": a.steps, "quantile": quantile if len(quantile) > 1 else quantile[0]}
-    seeds = [v.strip() for v in a.seeds.split(",") if v.strip()]
-    if not seeds or not all(v.removesuffix("own").isdigit() for v in seeds):
+    seeds = parse_list(a.seeds, "--seeds")
+    if not all(v.removesuffix("own").isdigit() for v in seeds):
         raise DtkError(f"--seeds {a.seeds!r}: comma-separated seeds, each a number, or a number and 'own'")
     check_checkpoint_output(a.out, "-o", inputs=with_checkpoint_files([a.checkpoint, a.photoset]))
     base = load_model(a.checkpoint)

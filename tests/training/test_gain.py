@@ -45,3 +45,17 @@ def test_training_rows_tell_only_blurred_frames_their_blur():
     blurred = int(np.isin(data["blur"], ["k7", "k11"]).sum())
     assert len(ev) == 30 + blurred and (known[:30] == -1).all()
     assert mask[:30].all() and (mask[30:].sum(axis=1) == 2).all()  # told: that kernel's two options
+
+
+def test_a_fit_depends_on_the_data_and_the_seed_only():
+    """The MLP's start is drawn from the fit's seed: two heads built at different points of the
+    process's random stream, fitted alike, end with the same weights."""
+    data = _rows(200)
+    torch.manual_seed(1)
+    first = GainHead(4, 2)
+    fit_gain_head(first, data, steps=50, seed=3)
+    torch.rand(1000)  # the process's random stream moves on
+    second = GainHead(4, 2)
+    fit_gain_head(second, data, steps=50, seed=3)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
