@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.core.models.fp16 import fp32_region
+from toolkit.core.models.precision import fp32_region
 
 BANDS = 16  # equal bands from 0 to 0.5 cycles/pixel
 TAPS = 63  # band-pass taps (Hann window: transition ~2/TAPS cycles/pixel)

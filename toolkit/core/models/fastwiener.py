@@ -25,8 +25,8 @@ from torch import nn
 from toolkit.core.baselines import inverse_gain
 from toolkit.core.kernels import KERNELS
 from toolkit.core.models.bands import BandEnergies
-from toolkit.core.models.fp16 import fp32_region
 from toolkit.core.models.head import GainHead, KernelHead, gain_decision, gate, given_or_own
+from toolkit.core.models.precision import fp32_region
 from toolkit.core.models.registry import register
 
 BANK_SIZE = 41  # taps: the k11 prior inverse needs 41 (31 loses ~1.9 dB on real photos)

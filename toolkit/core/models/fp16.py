@@ -6,7 +6,6 @@ The one fp16 range guard: the torch runner applies it before running --precision
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +16,6 @@ from toolkit.core.convert import to_nchw
 from toolkit.core.demo import DEMO_PHOTOS, skimage_photo_path
 from toolkit.core.frames import read_frame, resize_frame
 from toolkit.core.kernels import KERNELS, blur
-
-
-def fp32_region(x: torch.Tensor) -> AbstractContextManager:
-    """A context where autocast is off (no autocast on the meta device: FLOP counting): the parts
-    that must stay fp32 under bf16/fp16 (the bank, the decision's evidence) run in it."""
-    return torch.autocast(x.device.type, enabled=False) if x.device.type != "meta" else nullcontext()
-
 
 FP16_MAX = 65504.0
 

@@ -15,10 +15,9 @@ is deconvolved as k11.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from toolkit.core.models.fp16 import fp32_region
+from toolkit.core.models.precision import fp32_region, in_fp32
 
 LOG_FLOOR = 1e-4  # features and shares are logged above this floor (fits fp16)
 # a gain-head feature whose training spread is below this is constant there (a dead feature):
@@ -49,24 +48,24 @@ class KernelHead(nn.Module):
         In fp32 whatever the model's dtype (fp16, bf16 autocast): the decision depends on it, and a
         decision is a threshold, where fp16 rounding flips frames near it."""
         with fp32_region(x):
-            f = _fp32(self.features, x.float())
+            f = in_fp32(self.features, x.float())
         mean = f.mean(dim=(2, 3))
         if self.local is None:
             return mean
-        share = torch.sigmoid(_fp32(self.local, torch.log(f + LOG_FLOOR))).mean(dim=(2, 3))
+        share = torch.sigmoid(in_fp32(self.local, torch.log(f + LOG_FLOOR))).mean(dim=(2, 3))
         return torch.cat([mean, share], dim=1)
 
     def decide(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits from evidence (log: ratios of energies, not the frame's contrast); its first
         `evidence_width` columns (a gain model's evidence carries its band energies after them)."""
-        return _fp32(self.mlp, torch.log(pooled[:, : self.evidence_width].float() + LOG_FLOOR))
+        return in_fp32(self.mlp, torch.log(pooled[:, : self.evidence_width].float() + LOG_FLOOR))
 
     def strong_probabilities(self, pooled: torch.Tensor) -> torch.Tensor | None:
         """The second MLP's class probabilities (None without one): only its P(k11) is used (`gate`)."""
         if self.strong is None:
             return None
         pooled = pooled[:, : self.evidence_width]
-        return torch.softmax(_fp32(self.strong, torch.log(pooled.float() + LOG_FLOOR)), dim=1)
+        return torch.softmax(in_fp32(self.strong, torch.log(pooled.float() + LOG_FLOOR)), dim=1)
 
     def probabilities(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(class probabilities, the second MLP's or None): what `gate` decides on."""
@@ -74,26 +73,6 @@ class KernelHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decide(self.pool(x))
-
-
-def _fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`module` (Sequentials of Conv2d, Linear and ReLU) applied in fp32, its weights cast on the fly:
-    the decision's layers keep fp32 in an fp16 model (a threshold is where fp16 rounding flips frames).
-    A module already in fp32 is called as it is (its ONNX nodes keep its scope's names)."""
-    if all(p.dtype == torch.float32 for p in module.parameters()):
-        with fp32_region(x):  # no bf16 autocast either
-            return module(x.float())
-    if isinstance(module, nn.Sequential):
-        for child in module:
-            x = _fp32(child, x)
-        return x
-    if isinstance(module, nn.Conv2d):
-        bias = None if module.bias is None else module.bias.float()
-        return F.conv2d(x, module.weight.float(), bias, module.stride, module.padding, module.dilation,
-                        module.groups)
-    if isinstance(module, nn.Linear):
-        return F.linear(x, module.weight.float(), None if module.bias is None else module.bias.float())
-    return module(x)
 
 
 def given_or_own(own: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
@@ -194,7 +173,7 @@ class GainHead(nn.Module):
 
     def forward(self, evidence: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
         """N x 4 gains (dB), in fp32 whatever the model's dtype: a decision never rounds in fp16."""
-        return _fp32(self.mlp, self.features(evidence, known))
+        return in_fp32(self.mlp, self.features(evidence, known))
 
 
 def gain_decision(gains: torch.Tensor, known: torch.Tensor | None, margin: float,
