@@ -94,8 +94,9 @@ def one_of(names) -> str:
 
 ROOT_HELP = """Deblur frames and videos with a small blind U-Net, and measure it.
 
-Frames of any size are deblurred at their own size in overlapping 256x448 tiles, one blur decision
-per frame (or the blur you name with --known-blur); videos keep their frames, timestamps and audio.
+Frames of any size are deblurred at their own size, in one pass where they fit --max-tile-pixels
+(else the fewest overlapping tiles that do), one blur decision per frame (or the blur you name with
+--known-blur); videos keep their frames, timestamps and audio.
 Backends: ONNX Runtime, OpenVINO, PyTorch, TensorRT (auto picks one). dtk eval scores the model
 against classical deconvolution; dtk bench measures speed.
 
@@ -564,8 +565,9 @@ def run_cmd(
     timestamps, colour tags and audio (-o OUT.mp4), or one PNG per frame (--frames-out DIR).
     Resumable; Ctrl-C stops cleanly.
 
-    Each frame is deblurred at its own size: cut into overlapping 256x448 tiles (smaller frames
-    are padded, never enlarged), one blur decision per frame, the tiles' interiors stitched back;
+    Each frame is deblurred at its own size: in one pass where it fits (a 1080p frame by default;
+    --max-tile-pixels), else cut into the fewest overlapping tiles that do (frames are padded,
+    never enlarged), one blur decision per frame, the tiles' interiors stitched back;
     --blur blurs it at that size. --resize is the seed's protocol instead (resize to 256x448,
     deblur, resize back unless --keep-size). OUTPUT must not be INPUT, inside it, or contain it.
     OUTPUT/.dtk-run.json records the model, backend, precision, blur, mode and sizes:

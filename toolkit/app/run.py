@@ -4,8 +4,9 @@ Data flow: discover -> drop frames already done -> pipeline (decode/resize/blur,
 batches ahead on its own threads) -> runner.infer -> writer threads (to uint8, resize back,
 atomic PNG). While batch i computes, batch i+1 is being decoded and batch i-1 written.
 
-Sizes: by default every frame is deblurred at its own size, cut into overlapping 256x448 tiles
-with one blur decision per frame (engines.tiled); the output has the input's size and nothing is
+Sizes: by default every frame is deblurred at its own size, in one pass where it fits the pixel
+budget (`max_tile_pixels`), else in the fewest overlapping tiles that do, with one blur decision
+per frame (engines.tiled); the output has the input's size and nothing is
 resized. `resize=True` is the seed's benchmark protocol: every frame goes through the network at
 256x448 and the output is resized back to the frame's own size with Pillow's bilinear filter
 (antialiased when shrinking), unless `keep_size=True` keeps 256x448. `blur` blurs the frame at the
