@@ -4,6 +4,7 @@ audio, the same pixels as `dtk run` on the clip's PNG frames, resume, refusals a
 from __future__ import annotations
 
 import json
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -241,7 +242,7 @@ def test_corrupt_frame_mid_stream_is_listed_exit_3_and_strict_exit_2(make_clip, 
 def interrupt_second_batch(monkeypatch) -> None:
     """Ctrl-C while the run deblurs its second batch of frames."""
     from engines import tiled
-    from toolkit.app import video_run
+    from toolkit.app import execute
 
     calls = []
 
@@ -251,7 +252,7 @@ def interrupt_second_batch(monkeypatch) -> None:
             raise KeyboardInterrupt
         return tiled.deblur_frames(*args, **kwargs)
 
-    monkeypatch.setattr(video_run, "deblur_frames", interrupted)
+    monkeypatch.setattr(execute, "deblur_frames", interrupted)
 
 
 def test_interrupted_run_leaves_no_video_under_the_final_name(make_clip, onnx_model, tmp_path, monkeypatch):
@@ -411,3 +412,35 @@ def test_folder_video_interrupted_resumes_with_resumable(make_clip, onnx_model, 
     row = json.loads(js.read_text())["videos"][0]
     assert (row["status"], row["written"], row["skipped_done"]) == ("written", 4, 4)
     assert len(decoded(out / "clip.mkv")) == 8 and not (out / ".clip.mkv.dtk-frames").exists()
+
+
+def test_decoding_and_encoding_overlap_compute(make_clip, tmp_path, monkeypatch):
+    """A clip runs through the folder run's loop: the next batch is decoded and the previous one
+    encoded (with the audio copied beside it) while the runner works on this one."""
+    from test_run import Sleepy  # tests/app/test_run.py
+
+    from toolkit.app.video_run import deblur_video, plan_video
+    from toolkit.core.video import VideoReader
+    from toolkit.core.videowrite import VideoWriter
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mkv"
+    make_clip(clip, 25, frames=10, size=(256, 448))
+    job = plan_video(clip, output=out, frames_out=None, codec="ffv1")
+    write, frames = VideoWriter.write, VideoReader.frames
+
+    def slow_write(self, image, pts):  # encoding a large frame
+        time.sleep(0.15)
+        write(self, image, pts)
+
+    def slow_frames(self, on_packet=None):  # decoding large frames
+        for f in frames(self, on_packet=on_packet):
+            time.sleep(0.15)
+            yield f
+
+    monkeypatch.setattr(VideoWriter, "write", slow_write)
+    monkeypatch.setattr(VideoReader, "frames", slow_frames)
+    s = deblur_video(job, Sleepy(0.3), batch=1)  # 10 batches: in turn >= 6 s, overlapped ~3.3 s
+    assert s.written == 10 and not s.failed and out.is_file()
+    assert s.decode_s + s.encode_s < 0.4 * s.compute_s, s.to_json()
+    assert s.wall_s < 1.4 * s.compute_s, s.to_json()
+    assert len(decoded(out)) == 10 and len(streams(out)[3]) == len(streams(clip)[3])  # every audio packet

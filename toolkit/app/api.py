@@ -392,10 +392,10 @@ class Deblurrer:
 
     def deblur_images(self, images: Sequence[Any], *, on_device: bool = False) -> list[Any]:
         """H x W x 3 uint8 frames (any sizes) -> their deblurred H x W x 3 uint8 frames, `batch`
-        frames per step as `dtk run` batches them (engines.tiled.deblur_frames, as
-        toolkit.app.run.deblur_batch calls it). With a runner that takes device tensors, frames
-        may be uint8 tensors on its GPU, and `on_device` returns tensors there."""
-        from engines.tiled import deblur_frames
+        frames per step as `dtk run` batches them (toolkit.app.execute.deblur_images, the path of
+        every run). With a runner that takes device tensors, frames may be uint8 tensors on its
+        GPU, and `on_device` returns tensors there."""
+        from toolkit.app.execute import deblur_images
 
         for i, im in enumerate(images):
             if _is_tensor(im):
@@ -414,7 +414,7 @@ class Deblurrer:
             for start in range(0, len(images), self.batch):
                 chunk = [im if _is_tensor(im) else np.ascontiguousarray(im)
                          for im in images[start:start + self.batch]]
-                res = deblur_frames(runner, chunk, self.tiling, batch=self.batch, on_device=on_device,
+                res = deblur_images(runner, chunk, self.tiling, batch=self.batch, on_device=on_device,
                                     known_blur=self.known_blur)
                 for k, (im, why) in enumerate(zip(res.images, res.failures, strict=True)):
                     if im is None:

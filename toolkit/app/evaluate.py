@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.tiled import Tiling, check_known_blur, deblur_frames
+from engines.tiled import Tiling, check_known_blur
+from toolkit.app.execute import deblur_images
 from toolkit.core.atomic import write_bytes_atomic
 from toolkit.core.baselines import BASELINES
 from toolkit.core.bounds import parse_list
@@ -265,12 +266,12 @@ def runner_method(runner, tiling: Tiling | None = None, batch: int = 8, told: bo
             known = np.concatenate([known_rows(k.name, 1) for k in kernels])
             return from_nchw(runner.infer(to_nchw(blurred), known=known))
         if told:  # one kernel per call: deblur_frames tells every frame of a call the same blur
-            results = [deblur_frames(runner, [b], tiling, batch=batch, known_blur=k.name)
+            results = [deblur_images(runner, [b], tiling, batch=batch, known_blur=k.name)
                        for b, k in zip(blurred, kernels, strict=True)]
             images = [res.images[0] for res in results]
             failures = [res.failures[0] for res in results]
         else:
-            res = deblur_frames(runner, blurred, tiling, batch=batch)
+            res = deblur_images(runner, blurred, tiling, batch=batch)
             images, failures = list(res.images), res.failures
         for why in failures:
             if why:

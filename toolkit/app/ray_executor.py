@@ -32,6 +32,7 @@ import numpy as np
 from engines.options import check_batch
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from engines.tiled import check_known_blur
+from toolkit.app.execute import deblur_batch
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
@@ -39,7 +40,6 @@ from toolkit.app.run import (
     check_mode,
     check_output_dir,
     claim_output,
-    deblur_batch,
     expected_output_size,
     is_done,
     output_path_for,
@@ -97,12 +97,15 @@ class DeblurActor:
         compute_s = 0.0
         for fb in loaded:
             t0 = time.perf_counter()
-            outputs, bad, _ = deblur_batch(self.runner, fb, tiling=self.tiling, keep_size=self.keep_size,
-                                           batch=self.batch, known_blur=self.known_blur)
+            res = deblur_batch(self.runner, fb.images, self.tiling, batch=self.batch,
+                               known_blur=self.known_blur)
             compute_s += time.perf_counter() - t0
-            failed.update(dict(bad))  # nothing of a failed frame is written
-            for frame, data, size in outputs:
-                write_output(output_path_for(frame, self.output_dir), data, size)
+            keep = fb.native or self.keep_size
+            for frame, data, why, size in zip(fb.frames, res.images, res.failures, fb.sizes, strict=True):
+                if data is None:  # nothing of a failed frame is written
+                    failed[str(frame.path)] = why or "no output"
+                else:
+                    write_output(output_path_for(frame, self.output_dir), data, None if keep else size)
         status = ["failed" if str(f.path) in failed else "written" for f in frames]
         share = compute_s / max(1, status.count("written"))
         return {"rel": rels, "status": status, "reason": [failed.get(str(f.path), "") for f in frames],

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import stat
 import threading
 import time
@@ -49,13 +48,14 @@ import numpy as np
 from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, batch_problem, check_known_blur, deblur_frames
+from engines.tiled import Tiling, check_known_blur
+from toolkit.app.execute import Timing, count_passes, deblur_batch, execute
 from toolkit.core import constants
 from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
 from toolkit.core.constants import FRAME_SIZE
-from toolkit.core.convert import to_host, to_uint8_hwc
+from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import check_known_blur_name, known_rows
+from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import (
     DEFAULT_MAX_PIXELS,
     Frame,
@@ -179,32 +179,6 @@ def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> 
 
 
 Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, size for write_output
-
-
-def deblur_batch(runner: Runner, fb: FrameBatch, *, tiling: Tiling, keep_size: bool, batch: int,
-                 on_tiles: Callable[[int], None] | None = None, known_blur: str | None = None
-                 ) -> tuple[list[Written], list[tuple[str, str]], tuple[int, int, int, dict[str, int]]]:
-    """Run one pipeline batch: ([(frame, data, size) for `write_output`], [(path, reason)
-    failed], (network passes, head-only passes, frames passed whole, {"HxW": passes of that tile
-    size})). Native batches go through tiles; 256x448 batches through one `infer` call, checked
-    (shape, finite) before anything is written. `known_blur`: told that blur, not decided. The
-    one path of the local and Ray runs."""
-    if fb.native:
-        res = deblur_frames(runner, fb.images, tiling, batch=batch, on_tiles=on_tiles, known_blur=known_blur)
-        done = [(f, im, None) for f, im in zip(fb.frames, res.images, strict=True) if im is not None]
-        failed = [(str(f.path), why) for f, why in zip(fb.frames, res.failures, strict=True) if why]
-        return done, failed, (res.tiles, res.evidence_tiles, res.passed_frames, res.tile_sizes)
-    check_known_blur(runner, known_blur)
-    told = {"known": known_rows(known_blur, len(fb))} if known_blur is not None else {}
-    out = to_host(runner.infer(fb.images, **told))
-    problem = batch_problem(out, tuple(fb.images.shape))
-    size = {"x".join(str(d) for d in fb.images.shape[2:]): len(fb)}
-    if problem:
-        return [], [(str(f.path), problem) for f in fb.frames], (len(fb), 0, 0, size)
-    if on_tiles is not None:
-        on_tiles(len(fb))
-    done = [(f, out[i], None if keep_size else fb.sizes[i]) for i, f in enumerate(fb.frames)]
-    return done, [], (len(fb), 0, 0, size)
 
 
 def io_threads() -> int:
@@ -561,25 +535,6 @@ class RunSummary(FrameRates):
         }
 
 
-@contextlib.contextmanager
-def sigint_sets(stop: threading.Event):
-    """First Ctrl-C sets `stop` (the run ends after the current batch); a second one interrupts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
             on_open: Callable[[Runner], None] | None = None,
             runner: Callable[[], Runner] | None = None, **options) -> RunSummary:
@@ -713,74 +668,77 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
         return summary
 
     device = "gpu" if runner.accepts_device_tensors else "cpu"
-    in_flight: list[tuple[Path, Future]] = []
-    write_errors: list[str] = []
 
-    def drain() -> None:
-        """Wait for the previous batch's PNGs; count them."""
-        t0 = time.perf_counter()
-        for path, fut in in_flight:
-            try:
-                summary.write_s += fut.result()
-                summary.written += 1
-            except OSError as exc:
-                write_errors.append(f"{path}: {exc}")
-        in_flight.clear()
-        summary.write_wait_s += time.perf_counter() - t0
+    def step(fb: FrameBatch) -> tuple[list[Written], list[tuple[str, str]]]:
+        """Deblur one pipeline batch: ([(frame, data, size) to write], [(path, why) failed])."""
+        summary.multi_frame.extend(fb.multi_frame)
+        if fb.failed:
+            if strict:
+                path, reason = fb.failed[0]
+                raise DtkError(f"cannot read frame {path}: {reason} (--strict; without it "
+                               "unreadable frames are skipped and listed)")
+            summary.failed.extend(fb.failed)
+            tick(len(fb.failed))
+        if len(fb) == 0:
+            return [], []
+        res = deblur_batch(runner, fb.images, tiling, batch=batch, known_blur=known_blur, on_tiles=on_tiles)
+        count_passes(summary, res)
+        keep = fb.native or keep_size
+        rows = list(zip(fb.frames, res.images, res.failures, fb.sizes, strict=True))
+        return ([(f, im, None if keep else size) for f, im, _, size in rows if im is not None],
+                [(str(f.path), why or "no output") for f, im, why, _ in rows if im is None])
 
-    t_start = time.perf_counter()
+    sink = PngTreeSink(output_dir, writers, summary, tick)
+    timing = Timing()
     batches = open_pipeline(todo, config, kind=pipeline, device=device)
-    pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="dtk-write")
     try:
-        with sigint_sets(stop):
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                fb = next(batches, None)
-                summary.data_wait_s += time.perf_counter() - t0
-                if fb is None:
-                    break
-                summary.multi_frame.extend(fb.multi_frame)
-                if fb.failed:
-                    if strict:
-                        path, reason = fb.failed[0]
-                        raise DtkError(f"cannot read frame {path}: {reason} (--strict; without it "
-                                       "unreadable frames are skipped and listed)")
-                    summary.failed.extend(fb.failed)
-                    tick(len(fb.failed))
-                if len(fb) == 0:
-                    continue
-                t0 = time.perf_counter()
-                outputs, failed, (passes, heads, whole, sizes) = deblur_batch(
-                    runner, fb, tiling=tiling, keep_size=keep_size, batch=batch, on_tiles=on_tiles,
-                    known_blur=known_blur)
-                summary.compute_s += time.perf_counter() - t0
-                summary.network_passes += passes
-                summary.head_passes += heads
-                summary.passed_whole += whole
-                for size, n in sizes.items():
-                    summary.tile_sizes[size] = summary.tile_sizes.get(size, 0) + n
-                drain()  # batch i-1 was written while batch i computed
-                if write_errors:
-                    break
-                if failed:
-                    summary.failed.extend(failed)
-                    tick(len(failed))
-                for frame, data, size in outputs:
-                    path = output_path_for(frame, output_dir)
-                    fut = pool.submit(write_output, path, data, size)
-                    fut.add_done_callback(lambda _f: tick())
-                    in_flight.append((path, fut))
-            summary.interrupted = stop.is_set()
-    except KeyboardInterrupt:
-        summary.interrupted = True
+        summary.interrupted = execute(batches, step, sink, timing=timing, stop=stop)
     finally:
-        with contextlib.suppress(Exception):
-            batches.close()
-        drain()
-        pool.shutdown(wait=True)
-        summary.wall_s = time.perf_counter() - t_start
+        sink.close()
+        summary.data_wait_s, summary.compute_s = timing.data_wait_s, timing.compute_s
+        summary.write_wait_s, summary.wall_s = timing.write_wait_s, timing.wall_s
         summary.peak_rss_mb = peak_rss_mb()
-    if write_errors:
-        raise DtkError(f"cannot write {len(write_errors)} output(s), first: {write_errors[0]} "
+    if sink.errors:
+        raise DtkError(f"cannot write {len(sink.errors)} output(s), first: {sink.errors[0]} "
                        "(check free space and permissions; rerun to resume)")
     return summary
+
+
+class PngTreeSink:
+    """Writes a folder run's outputs as PNGs under OUTPUT on `writers` threads; counts them and
+    their failures into `summary`, `tick()` per frame landed."""
+
+    def __init__(self, output_dir: Path, writers: int, summary: RunSummary, tick: Callable[..., None]):
+        self.output_dir, self.summary, self.tick = output_dir, summary, tick
+        self.pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="dtk-write")
+        self.in_flight: list[tuple[Path, Future]] = []
+        self.errors: list[str] = []
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def submit(self, fb: FrameBatch, result: tuple[list[Written], list[tuple[str, str]]]) -> None:
+        outputs, failed = result
+        if failed:
+            self.summary.failed.extend(failed)
+            self.tick(len(failed))
+        for frame, data, size in outputs:
+            path = output_path_for(frame, self.output_dir)
+            fut = self.pool.submit(write_output, path, data, size)
+            fut.add_done_callback(lambda _f: self.tick())
+            self.in_flight.append((path, fut))
+
+    def drain(self) -> None:
+        """Wait for the PNGs submitted so far; count them."""
+        for path, fut in self.in_flight:
+            try:
+                self.summary.write_s += fut.result()
+                self.summary.written += 1
+            except OSError as exc:
+                self.errors.append(f"{path}: {exc}")
+        self.in_flight.clear()
+
+    def close(self) -> None:
+        self.drain()
+        self.pool.shutdown(wait=True)

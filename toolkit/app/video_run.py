@@ -1,11 +1,12 @@
 """`dtk run CLIP -o OUT.mp4` (or `--frames-out DIR`): a video through dtk run's deblur path.
 
-Data flow: decode (core.video: RGB with the stream's matrix and range; audio packets handed on
-untouched; or DALI's video reader with PyAV's timestamps and audio, core.pipeline.dali_video, as
-`--pipeline` chooses) -> optional seed blur -> engines.tiled.deblur_frames (each frame at its own size in
-overlapping tiles, one blur decision per frame, or told the blur the user knows: --known-blur) ->
-encode (core.videowrite: the input's pts, time_base, size and colour tags; audio copied) or one PNG
-per frame (`DIR/<index:08d>.png`).
+Data flow, through the folder run's loop (app.execute: decode, compute and encode overlapped):
+decode on its own thread (core.video: RGB with the stream's matrix and range; audio packets handed
+on untouched; or DALI's video reader with PyAV's timestamps and audio, core.pipeline.dali_video, as
+`--pipeline` chooses) -> optional seed blur -> app.execute.deblur_images (each frame at its own
+size in one pass or overlapping tiles, one blur decision per frame, or told the blur the user
+knows: --known-blur) -> `VideoSink` on its own thread: encode (core.videowrite: the input's pts,
+time_base, size and colour tags; audio copied) or one PNG per frame (`DIR/<index:08d>.png`).
 
 Safety and resume:
 - OUT.mp4 is never INPUT (toolkit.core.safepaths). The video is written to
@@ -46,7 +47,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,8 @@ import numpy as np
 
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, check_known_blur, deblur_frames
+from engines.tiled import Tiling, check_known_blur
+from toolkit.app.execute import Timing, count_passes, deblur_images, execute, prefetched, sigint_sets
 from toolkit.app.run import (
     LOCK_NAME,
     MANIFEST_FORMAT,
@@ -74,7 +77,6 @@ from toolkit.app.run import (
     output_lock,
     read_manifest_file,
     run_frames,
-    sigint_sets,
     wall_shares,
 )
 from toolkit.core.atomic import temp_files_of, write_bytes_atomic
@@ -198,9 +200,9 @@ class VideoRunSummary(FrameRates):
     warnings: list[str] = field(default_factory=list)  # streams not copied, an output redone...
     interrupted: bool = False
     wall_s: float = 0.0
-    decode_s: float = 0.0  # demux + decode + conversion to RGB (+ audio packets copied)
+    decode_s: float = 0.0  # waiting for the decoder's thread (demux, decode, conversion to RGB)
     compute_s: float = 0.0  # blur (--blur) + tiles through the runner + stitch
-    encode_s: float = 0.0  # conversion from RGB + encode + mux (or PNG writing)
+    encode_s: float = 0.0  # waiting for the sink's thread (conversion from RGB, encode, mux or PNGs)
     batch: int = 8
     blur: str | None = None
     known_blur: str | None = None
@@ -355,33 +357,133 @@ def remove_work_dir(work_dir: Path) -> None:
         work_dir.rmdir()
 
 
-class _Sink:
-    """Where deblurred frames go: the encoder, or PNG files."""
+@dataclass
+class VideoItem:
+    """A frame of the clip as the run meets it: to deblur (`image`), already done (its PNG, resume),
+    or failed (`reason`: corrupt or dropped)."""
 
-    def __init__(self, job: VideoJob, reader: VideoReader):
-        self.job = job
+    frame: DecodedFrame
+    done: Path | None = None
+
+
+def video_batches(job: VideoJob, frames: Iterator[DecodedFrame], *, batch: int, strict: bool,
+                  redo_all: bool, encoding: bool) -> Iterator[list[VideoItem]]:
+    """The clip's frames in order, in lists holding `batch` frames to deblur each (frames already
+    done or failed ride along in their place: the encoder takes them in order). DtkError for a
+    failed frame with `strict`, or a size change mid-stream when encoding a video."""
+    info = job.info
+    pending: list[VideoItem] = []
+    todo = 0
+    for item in frames:
+        if item.image is None and strict:
+            raise DtkError(f"{job.input}: frame {item.index}: {item.reason} (--strict; without "
+                           "it a corrupt or dropped frame is left out and listed)")
+        if item.image is not None:
+            size = item.image.shape[:2]
+            if size != info.size and encoding:
+                raise DtkError(f"{job.input}: frame {item.index} (pts {item.pts}) is "
+                               f"{size[1]}x{size[0]}, the stream {info.width}x{info.height}: its size "
+                               "changes mid-stream and a video has one size; write its frames with "
+                               "--frames-out DIR (each PNG at its frame's size), or split the clip where "
+                               "the size changes")
+            png = frame_png(job.png_dir, item.index) if job.png_dir is not None else None
+            if not redo_all and png is not None and is_done(png, size):
+                pending.append(VideoItem(item, done=png))
+                continue
+            todo += 1
+        pending.append(VideoItem(item))
+        if todo >= batch:
+            yield pending
+            pending, todo = [], 0
+    if pending:
+        yield pending
+
+
+class VideoSink:
+    """Writes a clip's frames in order on one thread of its own: into the encoder (and the input's
+    audio packets beside them) and/or as PNGs (--frames-out, --resumable); counts them into
+    `summary`, `tick()` per frame. `close(ok)` renames the finished video into place, else deletes
+    its temporary file."""
+
+    def __init__(self, job: VideoJob, reader: VideoReader, summary: VideoRunSummary,
+                 tick: Callable[[], None]):
+        self.job, self.summary, self.tick = job, summary, tick
         self.writer = (VideoWriter(job.output, job.info, job.encode, reader.audio_streams)
                        if job.output is not None and job.encode is not None else None)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtk-encode")
+        self.in_flight: list[Future] = []
+        self.lock = threading.Lock()  # the decoder's thread adds audio packets to `in_flight`
+        self.error: BaseException | None = None
 
-    def put(self, frame: DecodedFrame, image: np.ndarray, *, done: bool = False) -> None:
-        """Write a deblurred frame: as a PNG (--frames-out, --resumable; not when `done`, read
-        from there) and into the video."""
-        if self.job.png_dir is not None and not done:
-            write_png_atomic(frame_png(self.job.png_dir, frame.index), image)
-        if self.writer is not None:
-            self.writer.write(image, frame.pts)
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def copy_packet(self) -> Callable[[Any], None] | None:
-        return self.writer.copy_packet if self.writer is not None else None
+        """For the decoder: an input packet (audio) to mux as it is, on the sink's thread."""
+        if self.writer is None:
+            return None
+        writer = self.writer
+        return lambda packet: self._queue(writer.copy_packet, packet)
+
+    def _queue(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.in_flight.append(self.pool.submit(fn, *args))
+
+    def submit(self, items: list[VideoItem], images: list[tuple[np.ndarray | None, str | None]]) -> None:
+        deblurred = iter(images)
+        for it in items:
+            f = it.frame
+            if f.image is None:
+                self.summary.failed.append((f"frame {f.index} (pts {f.pts})", f.reason or "corrupt"))
+                self.summary.dropped += f.dropped
+                self.tick()
+            elif it.done is not None:
+                self.summary.skipped_done += 1
+                self._queue(self._put, f, None, it.done)
+            else:
+                image, why = next(deblurred)
+                if image is None:
+                    self.summary.failed.append((f"frame {f.index} (pts {f.pts})", why or "no output"))
+                    self.tick()
+                else:
+                    self.summary.written += 1
+                    self._queue(self._put, f, image, None)
+
+    def _put(self, frame: DecodedFrame, image: np.ndarray | None, done: Path | None) -> None:
+        """Write a deblurred frame as a PNG (--frames-out, --resumable) and into the video; a frame
+        already done is read from its PNG, for the video only."""
+        if done is not None:
+            if self.writer is not None:
+                self.writer.write(read_frame(done), frame.pts)
+        else:
+            if self.job.png_dir is not None:
+                write_png_atomic(frame_png(self.job.png_dir, frame.index), image)
+            if self.writer is not None:
+                self.writer.write(image, frame.pts)
+        self.tick()
+
+    def drain(self) -> None:
+        """Wait for what was submitted; keep the first error (the run stops, `close` raises it)."""
+        with self.lock:
+            futures, self.in_flight = self.in_flight, []
+        for fut in futures:
+            exc = fut.exception()
+            if exc is not None and self.error is None:
+                self.error = exc
 
     def close(self, ok: bool) -> None:
-        """Rename the finished video into place (`ok`), else delete its temporary file."""
-        if self.writer is None:
-            return
-        if ok:
-            self.writer.commit()
-        else:
-            self.writer.abort()
+        """Wait for every write, then commit the video (`ok` and no error) or delete it."""
+        self.drain()
+        self.pool.shutdown(wait=True)
+        self.drain()
+        if self.writer is not None:
+            if ok and self.error is None:
+                self.writer.commit()
+            else:
+                self.writer.abort()
+        if self.error is not None:
+            raise self.error
 
 
 def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | None = None,
@@ -390,106 +492,63 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
                  on_tiles: Callable[[int], None] | None = None,
                  stop: threading.Event | None = None, known_blur: str | None = None,
                  max_tile_pixels: int | None = None) -> VideoRunSummary:
-    """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc).
-    `progress(finished, total)` after each frame (written, failed or already done); setting
-    `stop` (or Ctrl-C) ends the run after the current batch: no video is written then.
-    `known_blur`: the blur every frame carries, told to the runner."""
+    """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc):
+    decoding on a thread of its own, the runner on this one, encoding on the sink's, overlapped
+    (toolkit.app.execute). `progress(finished, total)` after each frame (written, failed or
+    already done); setting `stop` (or Ctrl-C) ends the run after the current batch: no video is
+    written then. `known_blur`: the blur every frame carries, told to the runner."""
     tiling = Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)
-    stop = stop or threading.Event()
     info = job.info
     summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
                               known_blur=known_blur, backend=runner.describe(), tile_overlap=tile_overlap,
                               decoder=job.decoder, max_tile_pixels=tiling.budget)
     finished = 0
+    tick_lock = threading.Lock()
 
     def tick() -> None:
         nonlocal finished
-        finished += 1
-        if progress is not None:
-            progress(finished, max(info.frames, finished))
+        with tick_lock:
+            finished += 1
+            if progress is not None:
+                progress(finished, max(info.frames, finished))
 
-    def deblur(pending: list[DecodedFrame]) -> None:
-        t0 = time.perf_counter()
-        images = [f.image if blur is None else blur_image(f.image, blur) for f in pending]
-        res = deblur_frames(runner, images, tiling, batch=batch, on_tiles=on_tiles, known_blur=known_blur)
-        summary.compute_s += time.perf_counter() - t0
-        summary.network_passes += res.tiles
-        summary.head_passes += res.evidence_tiles
-        summary.passed_whole += res.passed_frames
-        for size, n in res.tile_sizes.items():
-            summary.tile_sizes[size] = summary.tile_sizes.get(size, 0) + n
-        t0 = time.perf_counter()
-        for f, image, why in zip(pending, res.images, res.failures, strict=True):
-            if image is None:
-                summary.failed.append((f"frame {f.index} (pts {f.pts})", why or "no output"))
-            else:
-                sink.put(f, image)
-                summary.written += 1
-            tick()
-        summary.encode_s += time.perf_counter() - t0
+    def step(items: list[VideoItem]) -> list[tuple[np.ndarray | None, str | None]]:
+        images = [it.frame.image for it in items if it.frame.image is not None and it.done is None]
+        if not images:
+            return []
+        if blur is not None:
+            images = [blur_image(im, blur) for im in images]
+        res = deblur_images(runner, images, tiling, batch=batch, known_blur=known_blur, on_tiles=on_tiles)
+        count_passes(summary, res)
+        return list(zip(res.images, res.failures, strict=True))
 
-    t_start = time.perf_counter()
+    timing = Timing()
     ok = False
     with VideoReader(job.input, info) as reader:
-        sink = _Sink(job, reader)
+        sink = VideoSink(job, reader, summary, tick)
+
+        def frames() -> Iterator[list[VideoItem]]:
+            decoded = (reader.frames(on_packet=sink.copy_packet()) if job.decoder == "pyav" else
+                       accounted(dali_frames(reader, job.decoder.removeprefix("dali-"),
+                                             on_packet=sink.copy_packet()), info))
+            return video_batches(job, decoded, batch=batch, strict=strict, redo_all=redo_all,
+                                 encoding=sink.writer is not None)
+
         try:
-            frames = (reader.frames(on_packet=sink.copy_packet()) if job.decoder == "pyav" else
-                      accounted(dali_frames(reader, job.decoder.removeprefix("dali-"),
-                                            on_packet=sink.copy_packet()), info))
-            pending: list[DecodedFrame] = []
-            while True:
-                t0 = time.perf_counter()
-                item = next(frames, None)
-                summary.decode_s += time.perf_counter() - t0
-                if item is None or stop.is_set():
-                    break
-                if item.image is None:
-                    if strict:
-                        raise DtkError(f"{job.input}: frame {item.index}: {item.reason} (--strict; without "
-                                       "it a corrupt or dropped frame is left out and listed)")
-                    summary.failed.append((f"frame {item.index} (pts {item.pts})", item.reason or "corrupt"))
-                    summary.dropped += item.dropped
-                    tick()
-                    continue
-                size = item.image.shape[:2]
-                if size != info.size and sink.writer is not None:
-                    raise DtkError(f"{job.input}: frame {item.index} (pts {item.pts}) is "
-                                   f"{size[1]}x{size[0]}, the stream {info.width}x{info.height}: its size "
-                                   "changes mid-stream and a video has one size; write its frames with "
-                                   "--frames-out DIR (each PNG at its frame's size), or split the clip where "
-                                   "the size changes")
-                if not redo_all and job.png_dir is not None:
-                    png = frame_png(job.png_dir, item.index)
-                    if is_done(png, size):
-                        if pending:  # frames reach the encoder in order
-                            deblur(pending)
-                            pending = []
-                        if sink.writer is not None:
-                            t0 = time.perf_counter()
-                            sink.put(item, read_frame(png), done=True)
-                            summary.encode_s += time.perf_counter() - t0
-                        summary.skipped_done += 1
-                        tick()
-                        continue
-                pending.append(item)
-                if len(pending) >= batch:
-                    deblur(pending)
-                    pending = []
-            if pending and not stop.is_set():
-                deblur(pending)
-            summary.interrupted = stop.is_set()
+            summary.interrupted = execute(prefetched(frames), step, sink, timing=timing, stop=stop)
             ok = not summary.interrupted
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        except OSError as exc:
-            raise DtkError(f"cannot write {summary.output}: {exc} (check free space and permissions)"
-                           ) from None
         finally:
             t0 = time.perf_counter()
-            sink.close(ok)
-            summary.encode_s += time.perf_counter() - t0
-            summary.wall_s = time.perf_counter() - t_start
+            try:
+                sink.close(ok)
+            except OSError as exc:
+                raise DtkError(f"cannot write {summary.output}: {exc} (check free space and permissions)"
+                               ) from None
+            finally:
+                summary.decode_s, summary.compute_s = timing.data_wait_s, timing.compute_s
+                summary.encode_s = timing.write_wait_s + time.perf_counter() - t0
+                summary.wall_s = timing.wall_s + time.perf_counter() - t0
     return summary
 
 
