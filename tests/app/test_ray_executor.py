@@ -8,6 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.app.ray_executor import FAULT_ENV, actor_resources
+from toolkit.app.request import RunRequest
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames
 
@@ -45,7 +46,8 @@ def run_local(src, dst, model):
     from engines.onnxruntime import OrtRunner
     from toolkit.app.run import run_frames
 
-    return run_frames(src, dst, OrtRunner(model, threads=1), batch=1, blur="k7", pipeline="fallback")
+    return run_frames(src, dst, OrtRunner(model, threads=1), RunRequest(batch=1, blur="k7",
+                                                                        pipeline="fallback"))
 
 
 def run_ray(src, dst, model, backend="onnxruntime", **kw):
@@ -53,7 +55,7 @@ def run_ray(src, dst, model, backend="onnxruntime", **kw):
     from toolkit.app.ray_executor import run_frames_ray
 
     spec = RunnerSpec.choose(backend, model, size=(256, 448))
-    return run_frames_ray(src, dst, spec, batch=kw.pop("batch", 1), blur="k7", workers=2, **kw)
+    return run_frames_ray(src, dst, spec, RunRequest(**{"batch": 1, "blur": "k7", "workers": 2, **kw}))
 
 
 def test_ray_output_is_byte_identical_to_local(cluster, frames_in, onnx_model, tmp_path):
@@ -78,7 +80,8 @@ def test_openvino_on_ray_matches_local_openvino(cluster, frames_in, tmp_path):
     from toolkit.app.run import run_frames
 
     spec = RunnerSpec.choose("openvino", None, size=(256, 448))
-    local = run_frames(frames_in, tmp_path / "local", spec.open(), batch=2, blur="k7", pipeline="fallback")
+    local = run_frames(frames_in, tmp_path / "local", spec.open(),
+                       RunRequest(batch=2, blur="k7", pipeline="fallback"))
     summary = run_ray(frames_in, tmp_path / "ray", None, backend="openvino", batch=2)
     assert summary.written == local.written > 0
     assert tree(tmp_path / "ray") == tree(tmp_path / "local")
@@ -97,7 +100,7 @@ def test_partial_tree_is_completed(cluster, frames_in, onnx_model, tmp_path):
     from toolkit.app.run import RunSettings, write_manifest
 
     spec = RunnerSpec.choose("onnxruntime", onnx_model, size=(256, 448))
-    write_manifest(out, RunSettings.for_spec(spec, blur="k7"), redo_all=False)
+    write_manifest(out, RunSettings.for_spec(spec, RunRequest(blur="k7")), redo_all=False)
     summary = run_ray(frames_in, out, onnx_model, batch=2)
     assert summary.written == len(removed)
     assert set(tree(out)) == set(tree(tmp_path / "local"))
@@ -123,8 +126,8 @@ def test_known_blur_travels_to_the_actors(cluster, frames_in, tmp_path):
     from toolkit.core.modelfiles import resolve_model
 
     shipped = resolve_model(None, "onnxruntime")
-    local = run_frames(frames_in, tmp_path / "local", OrtRunner(shipped, threads=1), batch=1, blur="k7",
-                       known_blur="k11", pipeline="fallback")
+    local = run_frames(frames_in, tmp_path / "local", OrtRunner(shipped, threads=1),
+                       RunRequest(batch=1, blur="k7", known_blur="k11", pipeline="fallback"))
     res = CliRunner().invoke(app, ["run", str(frames_in), "-o", str(tmp_path / "ray"), "--executor", "ray",
                                    "--workers", "2", "--backend", "onnxruntime", "--batch", "1",
                                    "--blur", "k7", "--known-blur", "k11"])

@@ -22,6 +22,7 @@ from engines.onnxruntime import OrtRunner
 from engines.select import default_backend
 from engines.spec import RunnerSpec
 from toolkit.app.cli import app
+from toolkit.app.request import RunRequest
 from toolkit.app.run import check_output_dir, is_done, output_path_for, run_frames
 from toolkit.core.convert import to_nchw
 from toolkit.core.errors import DtkError
@@ -69,7 +70,7 @@ class Faulty(Runner):
 def test_writes_one_png_per_input_with_mirrored_names(demo_dir, runner, tmp_path):
     out = tmp_path / "out"
     seen = []
-    s = run_frames(demo_dir, out, runner, batch=4, progress=lambda d, n: seen.append((d, n)))
+    s = run_frames(demo_dir, out, runner, RunRequest(batch=4), progress=lambda d, n: seen.append((d, n)))
     n = len(discover_frames(demo_dir))
     assert outputs(out) == expected_names(demo_dir)
     assert (s.written, s.skipped_done, s.failed, s.interrupted) == (n, 0, [], False)
@@ -85,7 +86,7 @@ def test_writes_one_png_per_input_with_mirrored_names(demo_dir, runner, tmp_path
 
 def test_output_matches_runner_directly(demo_dir, runner, tmp_path):
     frame = discover_frames(demo_dir)[0]
-    run_frames(demo_dir, tmp_path / "o", runner, batch=3)
+    run_frames(demo_dir, tmp_path / "o", runner, RunRequest(batch=3))
     x = to_nchw([read_frame(frame.path)])  # the pipeline's own conversion
     ref = np.rint(np.clip(runner.infer(x)[0], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     np.testing.assert_array_equal(read_frame(output_path_for(frame, tmp_path / "o")), ref)
@@ -93,8 +94,8 @@ def test_output_matches_runner_directly(demo_dir, runner, tmp_path):
 
 def test_resume_skips_done_frames_and_redoes_bad_ones(demo_dir, runner, tmp_path):
     out = tmp_path / "out"
-    n = run_frames(demo_dir, out, runner, batch=4).written
-    again = run_frames(demo_dir, out, runner, batch=4)
+    n = run_frames(demo_dir, out, runner, RunRequest(batch=4)).written
+    again = run_frames(demo_dir, out, runner, RunRequest(batch=4))
     assert (again.written, again.skipped_done) == (0, n)
     frames = discover_frames(demo_dir)
     output_path_for(frames[1], out).unlink()  # missing
@@ -103,19 +104,19 @@ def test_resume_skips_done_frames_and_redoes_bad_ones(demo_dir, runner, tmp_path
     wrong = output_path_for(frames[3], out)
     write_png_atomic(wrong, np.zeros((10, 10, 3), np.uint8))  # wrong size
     assert not is_done(truncated, (256, 448)) and not is_done(wrong, (256, 448))
-    resumed = run_frames(demo_dir, out, runner, batch=4)
+    resumed = run_frames(demo_dir, out, runner, RunRequest(batch=4))
     assert (resumed.written, resumed.skipped_done) == (3, n - 3)
     assert all(is_done(output_path_for(f, out), (256, 448)) for f in frames)
-    assert run_frames(demo_dir, out, runner, batch=4, overwrite=True).written == n
+    assert run_frames(demo_dir, out, runner, RunRequest(batch=4, overwrite=True)).written == n
 
 
 def test_stop_event_ends_after_current_batch_with_whole_files(demo_dir, runner, tmp_path):
     out, stop = tmp_path / "out", threading.Event()
-    s = run_frames(demo_dir, out, Faulty(runner, 2, stop=stop), batch=3, stop=stop)
+    s = run_frames(demo_dir, out, Faulty(runner, 2, stop=stop), RunRequest(batch=3), stop=stop)
     assert s.interrupted and s.written == 6  # batches 1 and 2 finished, nothing after
     assert not list(out.rglob("*.tmp"))
     assert len(outputs(out)) == 6 and all(is_done(p, (256, 448)) for p in out.rglob("*.png"))
-    rest = run_frames(demo_dir, out, runner, batch=3)
+    rest = run_frames(demo_dir, out, runner, RunRequest(batch=3))
     assert rest.skipped_done == 6 and outputs(out) == expected_names(demo_dir)
 
 
@@ -124,11 +125,11 @@ def test_failure_mid_run_leaves_no_partial_file(demo_dir, runner, tmp_path, exc)
     out = tmp_path / "out"
     faulty = Faulty(runner, 3, exc=exc)
     if isinstance(exc, KeyboardInterrupt):
-        s = run_frames(demo_dir, out, faulty, batch=2)
+        s = run_frames(demo_dir, out, faulty, RunRequest(batch=2))
         assert s.interrupted and s.written == 4
     else:
         with pytest.raises(RuntimeError, match="device lost"):
-            run_frames(demo_dir, out, faulty, batch=2)
+            run_frames(demo_dir, out, faulty, RunRequest(batch=2))
     files = [out / p for p in outputs(out)]
     assert len(files) == 4 and all(p.suffix == ".png" and is_done(p, (256, 448)) for p in files)
 
@@ -158,25 +159,25 @@ def odd_tree(demo_dir, tmp_path):
 
 def test_corrupt_frame_is_reported_and_skipped(odd_tree, runner, tmp_path):
     out = tmp_path / "out"
-    s = run_frames(odd_tree, out, runner, batch=2)
+    s = run_frames(odd_tree, out, runner, RunRequest(batch=2))
     assert [p for p, _ in s.failed] == [str(odd_tree / "broken.png")] and s.failed[0][1]
     assert s.written == len(discover_frames(odd_tree)) - 1
     assert not (out / "broken.png").exists()
     with pytest.raises(DtkError, match="broken.png"):
-        run_frames(odd_tree, tmp_path / "strict", runner, batch=2, strict=True)
+        run_frames(odd_tree, tmp_path / "strict", runner, RunRequest(batch=2, strict=True))
 
 
 def test_other_sizes_come_back_at_their_own_size(odd_tree, runner, tmp_path):
     small = next(odd_tree.rglob("small.png"))
     rel = small.relative_to(odd_tree)
-    run_frames(odd_tree, tmp_path / "a", runner, batch=4)
+    run_frames(odd_tree, tmp_path / "a", runner, RunRequest(batch=4))
     assert read_frame(tmp_path / "a" / rel).shape == (200, 300, 3)
-    run_frames(odd_tree, tmp_path / "b", runner, batch=4, resize=True, keep_size=True)
+    run_frames(odd_tree, tmp_path / "b", runner, RunRequest(batch=4, resize=True, keep_size=True))
     assert read_frame(tmp_path / "b" / rel).shape == (256, 448, 3)
-    run_frames(odd_tree, tmp_path / "c", runner, batch=4, resize=True)
+    run_frames(odd_tree, tmp_path / "c", runner, RunRequest(batch=4, resize=True))
     assert read_frame(tmp_path / "c" / rel).shape == (200, 300, 3)
     with pytest.raises(DtkError, match="--keep-size"):
-        run_frames(odd_tree, tmp_path / "d", runner, batch=4, keep_size=True)
+        run_frames(odd_tree, tmp_path / "d", runner, RunRequest(batch=4, keep_size=True))
 
 
 def test_cli_run_json_summary_and_resume(demo_dir, onnx_model, tmp_path):
@@ -213,7 +214,7 @@ class SigintAt(Faulty):
 def test_sigint_finishes_the_current_batch_then_stops(demo_dir, runner, tmp_path):
     out = tmp_path / "out"
     before = signal.getsignal(signal.SIGINT)
-    s = run_frames(demo_dir, out, SigintAt(runner, 2), batch=3)
+    s = run_frames(demo_dir, out, SigintAt(runner, 2), RunRequest(batch=3))
     assert s.interrupted and s.written == 6 and len(outputs(out)) == 6
     assert all(is_done(p, (256, 448)) for p in out.rglob("*.png"))
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
@@ -254,7 +255,7 @@ class Sleepy(Runner):
 
 
 def test_decoding_and_writing_overlap_compute(demo_dir, tmp_path):
-    s = run_frames(demo_dir, tmp_path / "out", Sleepy(0.2), batch=1)  # 10 batches
+    s = run_frames(demo_dir, tmp_path / "out", Sleepy(0.2), RunRequest(batch=1))  # 10 batches
     assert s.written == 10
     # the next batch was decoded and the previous one written while the runner slept
     assert s.write_s > 0 and s.write_wait_s < 0.5 * s.write_s
@@ -267,8 +268,8 @@ def test_torch_cuda_run_matches_cpu_run(demo_dir, onnx_model, tmp_path):
     from engines.torch import TorchRunner
 
     ckpt = onnx_model.with_suffix(".safetensors")
-    run_frames(demo_dir, tmp_path / "cpu", TorchRunner(ckpt), batch=4)
-    s = run_frames(demo_dir, tmp_path / "gpu", TorchRunner(ckpt, device="cuda"), batch=4)
+    run_frames(demo_dir, tmp_path / "cpu", TorchRunner(ckpt), RunRequest(batch=4))
+    s = run_frames(demo_dir, tmp_path / "gpu", TorchRunner(ckpt, device="cuda"), RunRequest(batch=4))
     assert s.written == len(discover_frames(demo_dir)) and s.backend["device"].startswith("cuda")
     for f in discover_frames(demo_dir):
         a = read_frame(output_path_for(f, tmp_path / "cpu")).astype(int)
@@ -321,19 +322,19 @@ def test_interrupted_overwrite_is_finished_by_a_plain_rerun(demo_dir, runner, on
     from toolkit.app.run import RunSettings
 
     out, n = tmp_path / "out", len(discover_frames(demo_dir))
-    k7 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), blur="k7")
-    k11 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), blur="k11")
-    assert run_frames(demo_dir, out, runner, batch=4, blur="k7", settings=k7).written == n
+    k7 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), RunRequest(blur="k7"))
+    k11 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), RunRequest(blur="k11"))
+    assert run_frames(demo_dir, out, runner, RunRequest(batch=4, blur="k7"), settings=k7).written == n
     with pytest.raises(DtkError, match="blur"):
-        run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11)
+        run_frames(demo_dir, out, runner, RunRequest(batch=4, blur="k11"), settings=k11)
     stop = threading.Event()
-    s = run_frames(demo_dir, out, Faulty(runner, 1, stop=stop), batch=4, blur="k11", settings=k11,
-                   overwrite=True, stop=stop)
+    s = run_frames(demo_dir, out, Faulty(runner, 1, stop=stop),
+                   RunRequest(batch=4, blur="k11", overwrite=True), settings=k11, stop=stop)
     assert s.interrupted and s.written == 4 and manifest(out)["redo_all"]
-    again = run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11)
+    again = run_frames(demo_dir, out, runner, RunRequest(batch=4, blur="k11"), settings=k11)
     assert (again.written, again.skipped_done) == (n, 0)  # the k7 frames left are redone too
     assert not manifest(out)["redo_all"]
-    assert run_frames(demo_dir, out, runner, batch=4, blur="k11", settings=k11).skipped_done == n
+    assert run_frames(demo_dir, out, runner, RunRequest(batch=4, blur="k11"), settings=k11).skipped_done == n
 
 
 def test_second_run_into_the_same_output_is_refused(demo_dir, tmp_path):
@@ -450,7 +451,7 @@ def test_outputs_get_the_umask_mode(demo_dir, tmp_path):
 def test_resume_redoes_a_png_missing_its_last_bytes_and_clears_stale_temp_files(demo_dir, runner, tmp_path):
     out = tmp_path / "out"
     frames = discover_frames(demo_dir)
-    run_frames(demo_dir, out, runner, batch=5)
+    run_frames(demo_dir, out, runner, RunRequest(batch=5))
     for cut, frame in zip((1, 4), frames[:2], strict=True):
         p = output_path_for(frame, out)
         p.write_bytes(p.read_bytes()[:-cut])
@@ -459,7 +460,7 @@ def test_resume_redoes_a_png_missing_its_last_bytes_and_clears_stale_temp_files(
     stale.write_bytes(b"half a png")
     mine = output_path_for(frames[3], out).with_name(".notes.tmp")  # not dtk's naming: kept
     mine.write_bytes(b"keep")
-    s = run_frames(demo_dir, out, runner, batch=5)
+    s = run_frames(demo_dir, out, runner, RunRequest(batch=5))
     assert (s.written, s.skipped_done) == (2, len(frames) - 2)
     assert not stale.exists() and mine.exists()
     assert all(is_done(output_path_for(f, out), (256, 448)) for f in frames)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from videocli import dtk, run_video  # tests/app/videocli.py
 
+from toolkit.app.request import RunRequest
 from toolkit.core.frames import read_frame, write_png_atomic
 from toolkit.core.metrics import psnr
 
@@ -439,7 +440,7 @@ def test_decoding_and_encoding_overlap_compute(make_clip, tmp_path, monkeypatch)
 
     monkeypatch.setattr(VideoWriter, "write", slow_write)
     monkeypatch.setattr(VideoReader, "frames", slow_frames)
-    s = deblur_video(job, Sleepy(0.3), batch=1)  # 10 batches: in turn >= 6 s, overlapped ~3.3 s
+    s = deblur_video(job, Sleepy(0.3), RunRequest(batch=1))  # 10 batches: in turn >= 6 s, overlapped ~3.3 s
     assert s.written == 10 and not s.failed and out.is_file()
     assert s.decode_s + s.encode_s < 0.4 * s.compute_s, s.to_json()
     assert s.wall_s < 1.4 * s.compute_s, s.to_json()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.app import preflight
+from toolkit.app.request import RunRequest
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import DEFAULT_MAX_PIXELS
 from toolkit.core.tiles import DEFAULT_OVERLAP
@@ -39,8 +40,8 @@ if TYPE_CHECKING:  # the engines import torch: at run time they are imported on 
     from toolkit.app.run import RunSummary
     from toolkit.app.video_run import VideoRunSummary
 
-__all__ = ["Deblurrer", "Evaluation", "FramesError", "ModelOutputError", "bench", "evaluate_folder",
-           "run_folder", "run_video"]
+__all__ = ["Deblurrer", "Evaluation", "FramesError", "ModelOutputError", "RunRequest", "bench",
+           "evaluate_folder", "run_folder", "run_video"]
 
 
 class FramesError(DtkError):
@@ -53,20 +54,31 @@ class ModelOutputError(DtkError):
     `dtk run` prints for those frames."""
 
 
-def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *, batch: int = 8,
-               blur: str | None = None, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
-               keep_size: bool = False, overwrite: bool = False, strict: bool = False,
-               pipeline: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, executor: str = "local",
-               workers: int = 2, gpus_per_worker: float = 0.0, ray_address: str | None = None,
-               on_open: Callable[[Runner], None] | None = None,
+def run_request(request: RunRequest | None, options: dict[str, Any]) -> RunRequest:
+    """The run's options: `request`, or a RunRequest of the keywords given (its fields)."""
+    if request is not None and options:
+        raise DtkError(f"give the options in the RunRequest or as keywords, not both ({', '.join(options)})")
+    if request is not None:
+        return request
+    unknown = sorted(set(options) - set(RunRequest.__dataclass_fields__))
+    if unknown:
+        raise DtkError(f"unknown run option(s): {', '.join(unknown)} (RunRequest's fields: "
+                       f"{', '.join(RunRequest.__dataclass_fields__)})")
+    return RunRequest(**options)
+
+
+def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec,
+               request: RunRequest | None = None, *, on_open: Callable[[Runner], None] | None = None,
                progress: Callable[[int, int], None] | None = None,
                on_tiles: Callable[[int], None] | None = None,
-               runner: Callable[[], Runner] | None = None, codec: str | None = None,
-               crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
-               on_video: Callable[[int, int, Any], None] | None = None,
-               known_blur: str | None = None, max_tile_pixels: int | None = None) -> RunSummary:
-    """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd, the mode),
-    then the local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints.
+               runner: Callable[[], Runner] | None = None,
+               on_video: Callable[[int, int, Any], None] | None = None, **options: Any) -> RunSummary:
+    """`dtk run INPUT -o OUTPUT` with `spec`: the command's checks (preflight.run_cmd), then the
+    local job or the Ray one; returns the `RunSummary` whose `to_json()` `--json` prints. The run's
+    options: `request` (a `RunRequest`), or its fields as keywords (batch=, blur=, known_blur=,
+    resize=, keep_size=, tile_overlap=, max_tile_pixels=, overwrite=, strict=, pipeline=,
+    max_pixels=, codec=, crf=, pix_fmt=, resumable=, executor=, workers=, gpus_per_worker=,
+    ray_address=); defaults are `dtk run`'s.
 
     Videos under INPUT (any depth) are deblurred too, each into OUTPUT/<its path> as `run_video`
     writes one (`codec`, `crf`, `pix_fmt`, `resumable` apply to each; `on_video(i, n, video)`
@@ -77,71 +89,52 @@ def run_folder(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, 
 
     `known_blur` (k3, k7 or k11): the blur the frames carry, told to the network instead of
     decided (k3: a pass); recorded in the run manifest. `blur` still blurs the frames first.
-
     `max_tile_pixels`: the most pixels one runner call holds (None: a whole 1080p frame where
     the memory is there; engines.tiled); a frame that fits is deblurred in one pass.
     """
     from toolkit.app.ray_executor import run_frames_ray  # engines and torch: on first use
-    from toolkit.app.run import check_mode, run_job
+    from toolkit.app.run import run_job
     from toolkit.app.video_run import run_tree_job
 
+    request = run_request(request, options)
     unreadable: list[tuple[str, str]] = []
     videos = discover_videos(input_dir, unreadable) if Path(input_dir).is_dir() else []
-    preflight.run_cmd(input_dir=Path(input_dir), model=spec.model, batch=batch, max_pixels=max_pixels,
-                      threads=spec.threads, workers=workers, gpus_per_worker=gpus_per_worker,
-                      pipeline=pipeline, executor=executor, json_out=None, videos=videos, codec=codec,
-                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
-                      known_blur=known_blur)
-    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
-    job: dict[str, Any] = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize,
-                               tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                               max_pixels=max_pixels, known_blur=known_blur,
-                               max_tile_pixels=max_tile_pixels)
+    preflight.run_cmd(Path(input_dir), request, model=spec.model, threads=spec.threads, json_out=None,
+                      videos=videos)
     if videos:
-        return run_tree_job(input_dir, output_dir, spec, videos, unreadable=unreadable, codec=codec, crf=crf,
-                            pix_fmt=pix_fmt, resumable=resumable, batch=batch, blur=blur,
-                            known_blur=known_blur, tile_overlap=tile_overlap, overwrite=overwrite,
-                            max_tile_pixels=max_tile_pixels,
-                            strict=strict, pipeline=pipeline, max_pixels=max_pixels, on_open=on_open,
-                            runner=runner, on_video=on_video, progress=progress, on_tiles=on_tiles)
-    if executor == "ray":
-        return run_frames_ray(input_dir, output_dir, spec, workers=workers, gpus_per_worker=gpus_per_worker,
-                              ray_address=ray_address, **job)
-    return run_job(input_dir, output_dir, spec, pipeline=pipeline, on_open=on_open, progress=progress,
-                   on_tiles=on_tiles, runner=runner, **job)
+        return run_tree_job(input_dir, output_dir, spec, videos, request, unreadable=unreadable,
+                            on_open=on_open, runner=runner, on_video=on_video, progress=progress,
+                            on_tiles=on_tiles)
+    if request.executor == "ray":
+        return run_frames_ray(input_dir, output_dir, spec, request)
+    return run_job(input_dir, output_dir, spec, request, on_open=on_open, progress=progress,
+                   on_tiles=on_tiles, runner=runner)
 
 
-def run_video(input_path: Path | str, spec: RunnerSpec, *, output: Path | str | None = None,
-              frames_out: Path | str | None = None, codec: str | None = None, crf: int | None = None,
-              pix_fmt: str | None = None, batch: int = 8, blur: str | None = None,
-              tile_overlap: int = DEFAULT_OVERLAP, overwrite: bool = False, strict: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, resumable: bool = False, pipeline: str = "auto",
+def run_video(input_path: Path | str, spec: RunnerSpec, request: RunRequest | None = None, *,
+              output: Path | str | None = None, frames_out: Path | str | None = None,
               on_open: Callable[[Runner], None] | None = None,
               progress: Callable[[int, int], None] | None = None,
               on_tiles: Callable[[int], None] | None = None,
-              runner: Callable[[], Runner] | None = None, known_blur: str | None = None,
-              max_tile_pixels: int | None = None) -> VideoRunSummary:
+              runner: Callable[[], Runner] | None = None, **options: Any) -> VideoRunSummary:
     """`dtk run CLIP -o OUT.mp4` (or `frames_out=DIR`): the checks (paths, options, the clip probed,
     the encoder) before the model loads, then the clip deblurred; returns the summary `--json`
-    prints. `codec` None: libx264 when PyAV has it; `crf` None: the codec's default; `resumable`:
-    deblurred frames kept as PNGs beside the output until it is written, so a rerun resumes;
-    `pipeline`: the decoder (fallback: PyAV, dali: DALI, auto: DALI on a GPU when it can, else PyAV;
-    core.pipeline.dali_video); `known_blur`: as `run_folder`'s."""
-    from engines.tiled import Tiling
+    prints. Options as `run_folder`'s; for a clip: `codec` None: libx264 when PyAV has it; `crf`
+    None: the codec's default; `resumable`: deblurred frames kept as PNGs beside the output until
+    it is written, so a rerun resumes; `pipeline`: the decoder (fallback: PyAV, dali: DALI, auto:
+    DALI on a GPU when it can, else PyAV; core.pipeline.dali_video)."""
     from toolkit.app.video_run import plan_video, run_video_job  # engines and PyAV: on first use
-    from toolkit.core.constants import FRAME_SIZE
 
+    request = run_request(request, options)
     out = None if output is None else Path(output)
     frames = None if frames_out is None else Path(frames_out)
-    preflight.run_video_cmd(input_path=Path(input_path), output=out, frames_out=frames, model=spec.model,
-                            batch=batch, max_pixels=max_pixels, threads=spec.threads, overwrite=overwrite,
-                            json_out=None, resumable=resumable, pipeline=pipeline, known_blur=known_blur)
-    Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)  # --tile-overlap's and --max-tile-pixels' checks
-    job = plan_video(input_path, output=out, frames_out=frames, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                     max_pixels=max_pixels, resumable=resumable, pipeline=pipeline)
-    return run_video_job(job, spec, on_open=on_open, runner=runner, overwrite=overwrite, batch=batch,
-                         blur=blur, tile_overlap=tile_overlap, strict=strict, progress=progress,
-                         on_tiles=on_tiles, known_blur=known_blur, max_tile_pixels=max_tile_pixels)
+    preflight.run_video_cmd(Path(input_path), request, output=out, frames_out=frames, model=spec.model,
+                            threads=spec.threads, json_out=None)
+    job = plan_video(input_path, output=out, frames_out=frames, codec=request.codec, crf=request.crf,
+                     pix_fmt=request.pix_fmt, max_pixels=request.max_pixels, resumable=request.resumable,
+                     pipeline=request.pipeline)
+    return run_video_job(job, spec, request, on_open=on_open, runner=runner, progress=progress,
+                         on_tiles=on_tiles)
 
 
 @dataclass
@@ -302,20 +295,16 @@ class Deblurrer:
                  compile: bool = False, channels_last: bool = False,  # noqa: A002 - the CLI's name
                  cuda_graphs: bool | None = None, known_blur: str | None = None,
                  max_tile_pixels: int | None = None) -> None:
-        from engines.options import check_batch  # engines.spec imports torch: on construction
-        from engines.spec import RunnerSpec
-        from engines.tiled import Tiling
+        from engines.spec import RunnerSpec  # engines.spec imports torch: on construction
         from toolkit.core.constants import FRAME_SIZE
-        from toolkit.core.evidence import check_known_blur_name
 
         for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
                 raise DtkError(f"{flag} must be a whole number, got {value!r}")
-        check_batch(batch)
-        check_known_blur_name(known_blur)  # whether the model can be told: once it opens
-        self.tiling = Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)  # the options' checks and messages
-        self.batch = batch
-        self.known_blur = known_blur
+        # `dtk run`'s checks and messages; whether the model can be told the blur: once it opens
+        self.request = RunRequest(batch=batch, tile_overlap=tile_overlap, known_blur=known_blur,
+                                  max_tile_pixels=max_tile_pixels).check()
+        self.tiling, self.batch, self.known_blur = self.request.tiling, batch, known_blur
         self.spec: RunnerSpec = RunnerSpec.choose(
             backend, None if str(model) == "default" else model, precision=precision, compile=compile,
             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads, size=FRAME_SIZE)
@@ -447,14 +436,13 @@ class Deblurrer:
 
     # -- a folder: dtk run --------------------------------------------------------------------
 
-    def run(self, input_dir: Path | str, output_dir: Path | str, *, blur: str | None = None,
-            resize: bool = False, keep_size: bool = False, overwrite: bool = False, strict: bool = False,
-            pipeline: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, executor: str = "local",
-            workers: int = 2, gpus_per_worker: float = 0.0, ray_address: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> RunSummary:
+    def run(self, input_dir: Path | str, output_dir: Path | str, *,
+            progress: Callable[[int, int], None] | None = None, **options: Any) -> RunSummary:
         """`dtk run INPUT_DIR -o OUTPUT_DIR` with this model and options (same checks, resume and
         manifest), reusing the loaded runner (Ray workers load their own); returns the
-        `RunSummary` (`.to_json()` is what `dtk run --json` prints).
+        `RunSummary` (`.to_json()` is what `dtk run --json` prints). `options`: `run_folder`'s
+        (blur=, resize=, keep_size=, overwrite=, strict=, pipeline=, max_pixels=, executor=, ...);
+        batch, tile_overlap, max_tile_pixels and known_blur are this Deblurrer's.
 
         >>> import tempfile
         >>> from toolkit.core.demo import write_demo
@@ -466,14 +454,15 @@ class Deblurrer:
         (2, ['00000000.png', '00000000.png'])
         >>> import shutil; shutil.rmtree(root)
         """
+        mine = sorted(set(options) & {"batch", "tile_overlap", "max_tile_pixels", "known_blur"})
+        if mine:
+            raise DtkError(f"{', '.join(mine)}: set when the Deblurrer is made "
+                           f"(Deblurrer(..., {mine[0]}=...))")
+        r = self.request
+        request = run_request(None, {**options, "batch": r.batch, "tile_overlap": r.tile_overlap,
+                                     "max_tile_pixels": r.max_tile_pixels, "known_blur": r.known_blur})
         with self._lock:
-            return run_folder(input_dir, output_dir, self.spec, batch=self.batch, blur=blur, resize=resize,
-                              tile_overlap=self.tiling.overlap, keep_size=keep_size, overwrite=overwrite,
-                              strict=strict, pipeline=pipeline, max_pixels=max_pixels, executor=executor,
-                              workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                              progress=progress, runner=self.open, known_blur=self.known_blur,
-                              max_tile_pixels=self.tiling.max_tile_pixels)
-
+            return run_folder(input_dir, output_dir, self.spec, request, progress=progress, runner=self.open)
 
     # -- quality: dtk eval -------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,7 +34,6 @@ from engines.spec import BACKEND_CHOICES, RunnerSpec
 from engines.tensorrt.build import build_engine, parse_shapes
 from toolkit.app import api, preflight
 from toolkit.app import evaluate as ev
-from toolkit.app.preflight import EXECUTORS
 from toolkit.app.report import (
     eval_table,
     human_text,
@@ -44,7 +43,7 @@ from toolkit.app.report import (
     tile_text,
     videos_table,
 )
-from toolkit.app.run import check_mode
+from toolkit.app.request import EXECUTORS, RunRequest
 from toolkit.core.console import console, dumps, err_console, print_wide, write_json
 from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.demo import DEMO_PHOTOS, parse_frame_size, write_demo
@@ -578,39 +577,28 @@ def run_cmd(
     frames or videos failed or were skipped.
     """
 
+    request = RunRequest(batch=batch, blur=blur, known_blur=known_blur, resize=resize, keep_size=keep_size,
+                         tile_overlap=tile_overlap, max_tile_pixels=max_tile_pixels, overwrite=overwrite,
+                         strict=strict, pipeline=pipeline, max_pixels=max_pixels, codec=codec, crf=crf,
+                         pix_fmt=pix_fmt, resumable=resumable, executor=executor, workers=workers,
+                         gpus_per_worker=gpus_per_worker, ray_address=ray_address)
+    runner_options = dict(precision=precision, compile=compile_, channels_last=channels_last,
+                          cuda_graphs=cuda_graphs, threads=threads, hint=ov_mode, size=FRAME_SIZE)
     if input_dir.is_file():
-        video_run_cmd(input_dir, output=output, frames_out=frames_out, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                      resumable=resumable,
-                      model=model, backend=backend, batch=batch, blur=blur, known_blur=known_blur,
-                      resize=resize, tile_overlap=tile_overlap, keep_size=keep_size, overwrite=overwrite,
-                      strict=strict, max_tile_pixels=max_tile_pixels,
-                      precision=precision, compile_=compile_, channels_last=channels_last,
-                      cuda_graphs=cuda_graphs, threads=threads, ov_mode=ov_mode, pipeline=pipeline,
-                      executor=executor, max_pixels=max_pixels, json_out=json_out)
+        video_run_cmd(input_dir, request, output=output, frames_out=frames_out, model=model, backend=backend,
+                      runner_options=runner_options, json_out=json_out)
         return
     if output is None:
         raise DtkError("give the output folder: dtk run INPUT -o OUTPUT")
     videos = discover_videos(input_dir, []) if input_dir.is_dir() else []
-    preflight.run_cmd(input_dir=input_dir, model=model, batch=batch, max_pixels=max_pixels, threads=threads,
-                      workers=workers, gpus_per_worker=gpus_per_worker, pipeline=pipeline, executor=executor,
-                      json_out=json_out, ov_mode=ov_mode, videos=videos, frames_out=frames_out, codec=codec,
-                      crf=crf, pix_fmt=pix_fmt, resumable=resumable, resize=resize, keep_size=keep_size,
-                      known_blur=known_blur)
-    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
-    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
-                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
-                             hint=ov_mode, size=FRAME_SIZE)
+    preflight.run_cmd(input_dir, request, model=model, threads=threads, json_out=json_out, ov_mode=ov_mode,
+                      videos=videos, frames_out=frames_out)
+    spec = RunnerSpec.choose(backend, model, **runner_options)
     preflight.reports({"--json": json_out}, inputs=[spec.model])
-    job = dict(batch=batch, blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
-               max_tile_pixels=max_tile_pixels,
-               overwrite=overwrite, strict=strict, max_pixels=max_pixels, codec=codec, crf=crf,
-               pix_fmt=pix_fmt, resumable=resumable, known_blur=known_blur)
     total = len(tree_files(input_dir, IMAGE_EXTENSIONS, [])) if input_dir.is_dir() else 0
     if executor == "ray":
         with err_console.status(f"deblurring {total} frames on Ray with {workers} worker(s)..."):
-            summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, executor="ray",
-                                     workers=workers, gpus_per_worker=gpus_per_worker,
-                                     ray_address=ray_address, **job)
+            summary = api.run_folder(input_dir, output, spec, request)
     else:
         opened = announce_runner(spec)
         with make_progress() as bar:
@@ -625,9 +613,9 @@ def run_cmd(
                 bar.reset(task, total=frames, completed=done, description=label, label=label,
                           done_before=done)
 
-            summary = api.run_folder(input_dir, output, spec, pipeline=pipeline, on_open=opened,
+            summary = api.run_folder(input_dir, output, spec, request, on_open=opened,
                                      progress=resume_aware(bar, task), on_tiles=tile_counter(bar, task),
-                                     on_video=on_video, **job)
+                                     on_video=on_video)
     nothing_to_do = (summary.written == 0 and not summary.failed and not summary.interrupted
                      and summary.skipped_done == summary.frames_total
                      and all(v.status == "already done" for v in summary.videos))
@@ -689,21 +677,13 @@ def run_cmd(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | None, codec: str | None,
-                  crf: int | None, pix_fmt: str | None, resumable: bool, model: Path | None, backend: str,
-                  batch: int, blur: str | None, known_blur: str | None, resize: bool, tile_overlap: int,
-                  keep_size: bool, overwrite: bool, max_tile_pixels: int | None,
-                  strict: bool, precision: str, compile_: bool, channels_last: bool, cuda_graphs: bool | None,
-                  threads: int | None, ov_mode: str | None, pipeline: str, executor: str, max_pixels: int,
+def video_run_cmd(input_path: Path, request: RunRequest, *, output: Path | None, frames_out: Path | None,
+                  model: Path | None, backend: str, runner_options: dict[str, Any],
                   json_out: Path | None) -> None:
     """`dtk run CLIP -o OUT.mp4` / `--frames-out DIR`: parse, api.run_video, render."""
-    preflight.run_video_cmd(input_path=input_path, output=output, frames_out=frames_out, model=model,
-                            batch=batch, max_pixels=max_pixels, threads=threads, overwrite=overwrite,
-                            json_out=json_out, resize=resize, keep_size=keep_size, executor=executor,
-                            pipeline=pipeline, resumable=resumable, known_blur=known_blur)
-    spec = RunnerSpec.choose(backend, model, precision=precision, compile=compile_,
-                             channels_last=channels_last, cuda_graphs=cuda_graphs, threads=threads,
-                             hint=ov_mode, size=FRAME_SIZE)
+    preflight.run_video_cmd(input_path, request, output=output, frames_out=frames_out, model=model,
+                            threads=runner_options["threads"], json_out=json_out)
+    spec = RunnerSpec.choose(backend, model, **runner_options)
 
     announce = announce_runner(spec)
     with make_progress() as bar:  # shown once the runner opens: a refusal or "already done" shows none
@@ -716,13 +696,8 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = api.run_video(input_path, spec, output=output, frames_out=frames_out, codec=codec, crf=crf,
-                                pix_fmt=pix_fmt, batch=batch, blur=blur, known_blur=known_blur,
-                                tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                                max_tile_pixels=max_tile_pixels,
-                                max_pixels=max_pixels, resumable=resumable, pipeline=pipeline, on_open=opened,
-                                progress=progress,
-                                on_tiles=tile_counter(bar, task))
+        summary = api.run_video(input_path, spec, request, output=output, frames_out=frames_out,
+                                on_open=opened, progress=progress, on_tiles=tile_counter(bar, task))
     already = bool(summary.frames_total) and summary.skipped_done == summary.frames_total
     if str(json_out) != "-" and already:
         console.print(f"already done: {escape(summary.output)} was made with these settings from all "
@@ -762,8 +737,8 @@ def video_run_cmd(input_path: Path, *, output: Path | None, frames_out: Path | N
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] no video was written under the final name (PNG frames "
                           "written are complete); run the same command again"
-                          + (" to resume" if resumable or frames_out else " (it starts over; --resumable "
-                             "keeps finished frames)"))
+                          + (" to resume" if request.resumable or frames_out
+                             else " (it starts over; --resumable keeps finished frames)"))
         raise typer.Exit(130)
     if summary.failed:
         err_console.print(f"[yellow]{len(summary.failed)} frame(s) not written[/] (corrupt, dropped or "

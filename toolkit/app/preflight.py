@@ -12,6 +12,7 @@ from typing import Any
 from engines.openvino import HINTS as OV_MODES
 from engines.options import MAX_BATCH, check_batch, check_threads
 from engines.tensorrt.sidecar import sidecar_path
+from toolkit.app.request import RunRequest
 from toolkit.core.bounds import check_choice, check_number, check_tolerance, parse_list
 from toolkit.core.errors import DtkError
 from toolkit.core.evidence import check_known_blur_name
@@ -24,7 +25,6 @@ HOUR, DAY = 3600.0, 86400.0
 MAX_SIDE = 8192  # largest frame side (pixels) the export and bench accept
 # torch's TorchScript ONNX exporter (training/export.py, dynamo=False) writes opsets 17..20
 ONNX_OPSETS = (17, 20)
-EXECUTORS = ("local", "ray")  # dtk run --executor
 
 Paths = Iterable[Path | str | None]
 
@@ -157,14 +157,13 @@ def frame_only(given: dict[str, bool], why: str) -> None:
             raise DtkError(f"{flag} is for frame folders; {why}: drop it")
 
 
-def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int, threads: int | None,
-            workers: int, gpus_per_worker: float, pipeline: str, executor: str,
+def run_cmd(input_dir: Path, request: RunRequest, *, model: Path | None, threads: int | None,
             json_out: Path | None, ov_mode: str | None = None, videos: Sequence[Any] = (),
-            frames_out: Path | None = None, codec: str | None = None, crf: int | None = None,
-            pix_fmt: str | None = None, resumable: bool = False, resize: bool = False,
-            keep_size: bool = False, known_blur: str | None = None) -> None:
-    """`dtk run FOLDER`: its options, and those a folder's `videos` (core.video.discover_videos)
-    take or refuse; the paths of the videos are checked as each is planned (app.video_run)."""
+            frames_out: Path | None = None) -> None:
+    """`dtk run FOLDER`: its options (`request.check()`), and those a folder's `videos`
+    (core.video.discover_videos) take or refuse; the paths of the videos are checked as each is
+    planned (app.video_run)."""
+    r = request
     if not input_dir.exists():
         raise DtkError(f"INPUT {input_dir} does not exist: give a folder of frames or a video file")
     if frames_out is not None:
@@ -172,54 +171,46 @@ def run_cmd(*, input_dir: Path, model: Path | None, batch: int, max_pixels: int,
                        "are written as PNGs and its videos as videos under OUTPUT (OUTPUT/<path>, same "
                        "name and container): drop --frames-out")
     if videos:
-        frame_only({"--resize": resize, "--keep-size": keep_size, "--executor ray": executor == "ray"},
+        frame_only({"--resize": r.resize, "--keep-size": r.keep_size, "--executor ray": r.executor == "ray"},
                    f"{input_dir} holds {len(videos)} video(s) (first: {videos[0].rel}), decoded with PyAV on "
                    "this machine and deblurred at their own size (move them out of INPUT to run its frames "
                    "so)")
     else:
-        video_only = (("--codec", codec), ("--crf", crf), ("--pix-fmt", pix_fmt),
-                      ("--resumable", resumable or None))
+        video_only = (("--codec", r.codec), ("--crf", r.crf), ("--pix-fmt", r.pix_fmt),
+                      ("--resumable", r.resumable or None))
         for flag, value in video_only:
             if value is not None:
                 raise DtkError(f"{flag} is for videos; {input_dir} holds none (only frames)")
-    check_choice("--executor", executor, EXECUTORS)
-    check_known_blur_name(known_blur)
     if ov_mode is not None:
         check_choice("--ov-mode", ov_mode, OV_MODES)
-    check_choice("--pipeline", pipeline, PIPELINES)
-    check_max_pixels(max_pixels)
-    check_batch(batch)
+    r.check()
     check_threads(threads)
-    check_number("--workers", workers, min=1, max=1024)
-    check_number("--gpus-per-worker", gpus_per_worker, min=0, max=64)
     reports({"--json": json_out}, inputs=[input_dir, model])
 
 
-def run_video_cmd(*, input_path: Path, output: Path | None, frames_out: Path | None, model: Path | None,
-                  batch: int, max_pixels: int, threads: int | None, overwrite: bool, json_out: Path | None,
-                  resize: bool = False, keep_size: bool = False, executor: str = "local",
-                  pipeline: str = "auto", resumable: bool = False, known_blur: str | None = None) -> None:
-    """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video,
-    and paths that are not the input (an existing OUT.mp4 only with --overwrite, or with a run
-    manifest: video_run.video_output_done decides once the settings are known)."""
+def run_video_cmd(input_path: Path, request: RunRequest, *, output: Path | None, frames_out: Path | None,
+                  model: Path | None, threads: int | None, json_out: Path | None) -> None:
+    """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video
+    (`request.check()`), and paths that are not the input (an existing OUT.mp4 only with
+    --overwrite, or with a run manifest: video_run.video_output_done decides once the settings are
+    known)."""
     from toolkit.app.video_run import check_video_output, manifest_path  # PyAV stays unloaded
 
+    r = request
     if (output is None) == (frames_out is None):
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "
                        "give one of them")
-    frame_only({"--resize": resize, "--keep-size": keep_size, "--executor ray": executor != "local",
-                f"--pipeline {pipeline}": pipeline not in ("auto", "dali", "fallback")},
+    frame_only({"--resize": r.resize, "--keep-size": r.keep_size, "--executor ray": r.executor != "local",
+                f"--pipeline {r.pipeline}": r.pipeline not in ("auto", "dali", "fallback")},
                "a video is decoded by PyAV (--pipeline fallback) or DALI's video decoder (--pipeline dali; "
                "auto: DALI on a GPU when it can) and deblurred at its own size")
-    check_max_pixels(max_pixels)
-    check_batch(batch)
+    r.check()
     check_threads(threads)
-    check_known_blur_name(known_blur)
     inputs = [input_path, model]
     if output is not None:
         ours = manifest_path(output).is_file()
-        check_video_output(output, "-o", inputs=inputs, overwrite=overwrite or ours, resumable=resumable)
-    elif resumable:
+        check_video_output(output, "-o", inputs=inputs, overwrite=r.overwrite or ours, resumable=r.resumable)
+    elif r.resumable:
         raise DtkError("--resumable is for a video output (-o OUT.mp4); --frames-out DIR resumes anyway")
     else:
         check_output_folder(frames_out, "--frames-out", inputs=inputs)

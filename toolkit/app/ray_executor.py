@@ -29,15 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from engines.options import check_batch
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from engines.tiled import check_known_blur
 from toolkit.app.execute import deblur_batch
+from toolkit.app.request import RunRequest
 from toolkit.app.run import (
     RunSettings,
     RunSummary,
     check_frames_outside,
-    check_mode,
     check_output_dir,
     claim_output,
     expected_output_size,
@@ -48,12 +47,9 @@ from toolkit.app.run import (
     write_output,
 )
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import check_known_blur_name
-from toolkit.core.frames import DEFAULT_MAX_PIXELS, Frame, discover_frames
-from toolkit.core.kernels import get_kernel
+from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.lazy import optional_import
 from toolkit.core.pipeline import FrameBatch, open_pipeline
-from toolkit.core.tiles import DEFAULT_OVERLAP
 
 FAULT_ENV = "DTK_RAY_FAULT_MARKER"  # test hook: the first actor to see no marker file dies mid-batch
 
@@ -62,26 +58,20 @@ class DeblurActor:
     """One per Ray actor: opens the runner once; per batch it reads, resizes and blurs through the
     same pipeline as `dtk run` (DALI on a GPU when present, else the fallback), infers, writes PNGs."""
 
-    def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, *, blur: str | None,
-                 keep_size: bool, resize: bool = False, tile_overlap: int = DEFAULT_OVERLAP,
-                 batch: int = 8, fault_marker: str | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, known_blur: str | None = None,
-                 max_tile_pixels: int | None = None):
+    def __init__(self, input_dir: str, output_dir: str, spec: RunnerSpec, request: RunRequest,
+                 fault_marker: str | None = None):
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
-        self.blur, self.keep_size, self.resize, self.batch = blur, keep_size, resize, batch
-        self.known_blur = known_blur
-        self.tiling = check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
-        self.max_pixels = max_pixels
+        self.request = request.check()
         self.runner = spec.open()
-        check_known_blur(self.runner, known_blur)
+        check_known_blur(self.runner, request.known_blur)
         self.fault_marker = fault_marker
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rels = [str(r) for r in batch["rel"]]
         frames = [Frame(self.input_dir, PurePosixPath(rel)) for rel in rels]
-        config = pipeline_config(resize=self.resize, batch=max(1, len(frames)), blur=self.blur,
-                                 max_pixels=self.max_pixels, workers=1)
+        r = self.request
+        config = pipeline_config(r, batch=max(1, len(frames)), workers=1)
         device = "gpu" if self.runner.accepts_device_tensors else "cpu"
         failed: dict[str, str] = {}
         images: dict[str, int] = {}  # files of several images: how many (the first is deblurred)
@@ -97,10 +87,9 @@ class DeblurActor:
         compute_s = 0.0
         for fb in loaded:
             t0 = time.perf_counter()
-            res = deblur_batch(self.runner, fb.images, self.tiling, batch=self.batch,
-                               known_blur=self.known_blur)
+            res = deblur_batch(self.runner, fb.images, r.tiling, batch=r.batch, known_blur=r.known_blur)
             compute_s += time.perf_counter() - t0
-            keep = fb.native or self.keep_size
+            keep = fb.native or r.keep_size
             for frame, data, why, size in zip(fb.frames, res.images, res.failures, fb.sizes, strict=True):
                 if data is None:  # nothing of a failed frame is written
                     failed[str(frame.path)] = why or "no output"
@@ -128,78 +117,51 @@ def actor_resources(cluster_cpus: float, workers: int, gpus_per_worker: float) -
     return math.floor(max(per, 0.1) * 100) / 100
 
 
-def run_frames_ray(
-    input_dir: Path | str,
-    output_dir: Path | str,
-    spec: RunnerSpec,
-    *,
-    batch: int = 8,
-    blur: str | None = None,
-    known_blur: str | None = None,
-    keep_size: bool = False,
-    resize: bool = False,
-    tile_overlap: int = DEFAULT_OVERLAP,
-    max_tile_pixels: int | None = None,
-    overwrite: bool = False,
-    strict: bool = False,
-    workers: int = 2,
-    gpus_per_worker: float = 0.0,
-    ray_address: str | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> RunSummary:
-    """Deblur `input_dir` into `output_dir` on Ray with `spec` (each actor opens it once); the
-    output tree equals `toolkit.app.run.run_frames`'s. With `known_blur` the driver opens `spec`
-    once first to ask whether the model can be told (a refusal before OUTPUT is claimed)."""
+def run_frames_ray(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec,
+                   request: RunRequest) -> RunSummary:
+    """Deblur `input_dir` into `output_dir` on Ray with `spec` (each actor opens it once) as
+    `request` says (its executor options: workers, gpus_per_worker, ray_address); the output tree
+    equals `toolkit.app.run.run_frames`'s. With `known_blur` the driver opens `spec` once first to
+    ask whether the model can be told (a refusal before OUTPUT is claimed)."""
     ray = optional_import("ray")
-    if blur is not None:
-        get_kernel(blur)
-    check_batch(batch)
+    request.check()
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     check_output_dir(input_dir, output_dir)
-    check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
-    check_known_blur_name(known_blur)
-    settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, keep_size=keep_size,
-                                    resize=resize, tile_overlap=tile_overlap)
+    settings = RunSettings.for_spec(spec, request)
     unreadable: list[tuple[str, str]] = []
     frames = discover_frames(input_dir, unreadable)
     check_frames_outside(frames, output_dir)
-    if known_blur is not None:  # can the model be told? Asked here, once, before OUTPUT is claimed
+    if request.known_blur is not None:  # can the model be told? Asked here, once, before OUTPUT is claimed
         with spec.open() as runner:
-            check_known_blur(runner, known_blur)
-    with claim_output(output_dir, settings, overwrite) as claim:
-        summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, batch=batch, blur=blur,
-                                   keep_size=keep_size, resize=resize, tile_overlap=tile_overlap,
-                                   overwrite=claim["overwrite"], workers=workers,
-                                   gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                                   max_pixels=max_pixels, known_blur=known_blur,
-                                   max_tile_pixels=max_tile_pixels)
+            check_known_blur(runner, request.known_blur)
+    with claim_output(output_dir, settings, request.overwrite) as claim:
+        summary = _run_ray_claimed(ray, frames, input_dir, output_dir, spec, request,
+                                   overwrite=claim["overwrite"])
         summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
         claim["finished"] = not unreadable
-    if strict and summary.failed:
+    if request.strict and summary.failed:
         path, reason = summary.failed[0]
         raise DtkError(f"cannot read frame {path}: {reason} (--strict)")
     return summary
 
 
-def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, spec: RunnerSpec, *,
-                     batch: int, blur: str | None, keep_size: bool, resize: bool, tile_overlap: int,
-                     overwrite: bool,
-                     workers: int, gpus_per_worker: float, ray_address: str | None,
-                     max_pixels: int | None, known_blur: str | None = None,
-                     max_tile_pixels: int | None = None) -> RunSummary:
-    """run_frames_ray with OUTPUT locked and its manifest settled."""
+def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir: Path, spec: RunnerSpec,
+                     request: RunRequest, *, overwrite: bool) -> RunSummary:
+    """run_frames_ray with OUTPUT locked and its manifest settled (`overwrite`: redo every frame)."""
+    r = request
+    workers, gpus_per_worker = r.workers, r.gpus_per_worker
     t_plan = time.perf_counter()
-    todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
+    todo, done = split_done(frames, output_dir, keep_size=r.keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
-                         batch=batch, blur=blur, known_blur=known_blur, keep_size=keep_size, pipeline="ray",
-                         backend={"backend": spec.backend, "model": str(spec.model),
-                                  "executor": "ray", "workers": workers},
-                         mode="resize" if resize else "native", tile_overlap=None if resize else tile_overlap)
+                         batch=r.batch, blur=r.blur, known_blur=r.known_blur, keep_size=r.keep_size,
+                         pipeline="ray", backend={"backend": spec.backend, "model": str(spec.model),
+                                                  "executor": "ray", "workers": workers},
+                         mode=r.mode, tile_overlap=None if r.resize else r.tile_overlap)
     summary.plan_s = time.perf_counter() - t_plan
     if not todo:
         return summary
     if not ray.is_initialized():
-        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(address=r.ray_address, ignore_reinit_error=True, log_to_driver=False)
     from ray.data import ActorPoolStrategy
 
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
@@ -214,11 +176,9 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
     map_kwargs: dict[str, Any] = dict(
         fn_constructor_kwargs=dict(
             input_dir=str(input_dir), output_dir=str(output_dir), spec=spec.with_options(**options),
-            blur=blur, keep_size=keep_size, resize=resize, tile_overlap=tile_overlap, batch=batch,
-            fault_marker=os.environ.get(FAULT_ENV), max_pixels=max_pixels, known_blur=known_blur,
-            max_tile_pixels=max_tile_pixels),
+            request=r, fault_marker=os.environ.get(FAULT_ENV)),
         compute=ActorPoolStrategy(size=workers),
-        batch_size=batch,
+        batch_size=r.batch,
         num_cpus=num_cpus,
     )
     if gpus_per_worker > 0:
@@ -235,7 +195,7 @@ def _run_ray_claimed(ray: Any, frames: list[Frame], input_dir: Path, output_dir:
             continue
         if row is not None and int(row.get("images", 1)) > 1:
             summary.multi_frame.append((str(f.path), int(row["images"])))
-        size = expected_output_size(f, keep_size)
+        size = expected_output_size(f, r.keep_size)
         if size is not None and is_done(output_path_for(f, output_dir), size):
             summary.written += 1
             summary.compute_s += float(row["compute_s"]) if row else 0.0

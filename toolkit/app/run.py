@@ -1,17 +1,19 @@
 """The `dtk run` job: deblur a frame tree into a mirrored tree of PNGs, overlapped and resumable.
 
 Data flow: discover -> drop frames already done -> pipeline (decode/resize/blur, `prefetch`
-batches ahead on its own threads) -> runner.infer -> writer threads (to uint8, resize back,
-atomic PNG). While batch i computes, batch i+1 is being decoded and batch i-1 written.
+batches ahead on its own threads) -> app.execute.deblur_batch -> `PngTreeSink`'s writer threads
+(to uint8, resize back, atomic PNG), through app.execute's loop: while batch i computes, batch
+i+1 is being decoded and batch i-1 written.
 
-Sizes: by default every frame is deblurred at its own size, in one pass where it fits the pixel
-budget (`max_tile_pixels`), else in the fewest overlapping tiles that do, with one blur decision
-per frame (engines.tiled); the output has the input's size and nothing is
-resized. `resize=True` is the seed's benchmark protocol: every frame goes through the network at
-256x448 and the output is resized back to the frame's own size with Pillow's bilinear filter
-(antialiased when shrinking), unless `keep_size=True` keeps 256x448. `blur` blurs the frame at the
-size it is deblurred at. `known_blur` (k3, k7, k11: the blur the user knows the frames carry) tells
-the network that blur instead of letting it decide (engines.tiled; k3 is a pass).
+Sizes (the run's options are a `RunRequest`, app.request): by default every frame is deblurred at
+its own size, in one pass where it fits the pixel budget (`max_tile_pixels`), else in the fewest
+overlapping tiles that do, with one blur decision per frame (engines.tiled); the output has the
+input's size and nothing is resized. `resize` is the seed's benchmark protocol: every frame goes
+through the network at 256x448 and the output is resized back to the frame's own size with
+Pillow's bilinear filter (antialiased when shrinking), unless `keep_size` keeps 256x448. `blur`
+blurs the frame at the size it is deblurred at. `known_blur` (k3, k7, k11: the blur the user
+knows the frames carry) tells the network that blur instead of letting it decide (engines.tiled;
+k3 is a pass).
 
 Safety (README "What dtk writes"): OUTPUT may not be INPUT, inside it, or contain it, nor hold a
 symlink leading out of it, and no frame of INPUT may really be a file of OUTPUT; the manifest and
@@ -48,16 +50,15 @@ import numpy as np
 from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, check_known_blur
+from engines.tiled import check_known_blur
 from toolkit.app.execute import Timing, count_passes, deblur_batch, execute
+from toolkit.app.request import RunRequest
 from toolkit.core import constants
 from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
 from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import (
-    DEFAULT_MAX_PIXELS,
     Frame,
     discover_frames,
     ignore_pillow_bomb_warning,
@@ -65,7 +66,6 @@ from toolkit.core.frames import (
     resize_frame,
     write_png_atomic,
 )
-from toolkit.core.kernels import get_kernel
 from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
 from toolkit.core.safepaths import check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
@@ -187,21 +187,10 @@ def io_threads() -> int:
     return max(2, min(8, (os.cpu_count() or 2) // 2))
 
 
-def pipeline_config(*, resize: bool, batch: int, blur: str | None, max_pixels: int | None,
-                    workers: int = 2) -> PipelineConfig:
+def pipeline_config(request: RunRequest, *, batch: int | None = None, workers: int = 2) -> PipelineConfig:
     """The pipeline a run reads through: frames at their own size, or resized to 256x448."""
-    return PipelineConfig(batch_size=batch, size=FRAME_SIZE if resize else None, blur=blur,
-                          max_pixels=max_pixels, workers=workers)
-
-
-def check_mode(resize: bool, keep_size: bool, tile_overlap: int,
-               max_tile_pixels: int | None = None) -> Tiling:
-    """The tiling of a run; DtkError for --keep-size without --resize, a bad overlap or pixel budget."""
-    if keep_size and not resize:
-        raise DtkError("--keep-size keeps the network's 256x448 outputs of --resize; at native size "
-                       "(the default) outputs already have each input's size: add --resize or drop "
-                       "--keep-size")
-    return Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)
+    return PipelineConfig(batch_size=batch or request.batch, size=FRAME_SIZE if request.resize else None,
+                          blur=request.blur, max_pixels=request.max_pixels, workers=workers)
 
 
 MANIFEST_NAME = ".dtk-run.json"
@@ -266,14 +255,12 @@ class RunSettings:
     LEGACY = {"mode": "resize", "tile_overlap": None, "video": None, "known_blur": None}
 
     @classmethod
-    def for_spec(cls, spec: RunnerSpec, *, blur: str | None = None, known_blur: str | None = None,
-                 keep_size: bool = False, resize: bool = False,
-                 tile_overlap: int = DEFAULT_OVERLAP) -> RunSettings:
+    def for_spec(cls, spec: RunnerSpec, request: RunRequest | None = None) -> RunSettings:
         """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
+        r = request or RunRequest()
         return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
-                   blur=blur, known_blur=known_blur, keep_size=keep_size,
-                   mode="resize" if resize else "native", tile_overlap=None if resize else tile_overlap,
-                   model=str(spec.model))
+                   blur=r.blur, known_blur=r.known_blur, keep_size=r.keep_size, mode=r.mode,
+                   tile_overlap=None if r.resize else r.tile_overlap, model=str(spec.model))
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
@@ -535,33 +522,26 @@ class RunSummary(FrameRates):
         }
 
 
-def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, *,
+def run_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, request: RunRequest, *,
             on_open: Callable[[Runner], None] | None = None,
-            runner: Callable[[], Runner] | None = None, **options) -> RunSummary:
-    """`dtk run` on this machine: check INPUT/OUTPUT and the manifest before the model loads, open
-    the runner once (`on_open` sees it), deblur every frame (`run_frames`), close the runner.
-    `runner`: returns an open runner of `spec` that the caller owns (a Deblurrer's), called
-    after the checks and left open."""
+            runner: Callable[[], Runner] | None = None, **hooks: Any) -> RunSummary:
+    """`dtk run` on this machine: check INPUT/OUTPUT, the request and the manifest before the model
+    loads, open the runner once (`on_open` sees it), deblur every frame (`run_frames`; `hooks`:
+    its progress, on_tiles, stop), close the runner. `runner`: returns an open runner of `spec`
+    that the caller owns (a Deblurrer's), called after the checks and left open."""
     check_output_dir(input_dir, output_dir)
-    if options.get("blur") is not None:
-        get_kernel(options["blur"])  # a typo fails before the model loads
-    check_mode(options.get("resize", False), options.get("keep_size", False),
-               options.get("tile_overlap", DEFAULT_OVERLAP), options.get("max_tile_pixels"))
-    check_known_blur_name(options.get("known_blur"))  # a typo fails before the model loads
-    settings = RunSettings.for_spec(spec, blur=options.get("blur"), known_blur=options.get("known_blur"),
-                                    keep_size=options.get("keep_size", False),
-                                    resize=options.get("resize", False),
-                                    tile_overlap=options.get("tile_overlap", DEFAULT_OVERLAP))
-    found = find_frames(input_dir, output_dir, strict=options.get("strict", False))
+    request.check()  # a typo fails before the model loads
+    settings = RunSettings.for_spec(spec, request)
+    found = find_frames(input_dir, output_dir, strict=request.strict)
     if Path(output_dir).is_dir():  # refuse before the model loads; run_frames checks again under the lock
         with output_lock(output_dir):
-            check_manifest(output_dir, settings, options.get("overwrite", False))
+            check_manifest(output_dir, settings, request.overwrite)
     with contextlib.ExitStack() as stack:
         opened = runner() if runner is not None else stack.enter_context(spec.open())
-        check_known_blur(opened, options.get("known_blur"))  # before OUTPUT is claimed
+        check_known_blur(opened, request.known_blur)  # before OUTPUT is claimed
         if on_open is not None:
             on_open(opened)
-        return run_frames(input_dir, output_dir, opened, settings=settings, found=found, **options)
+        return run_frames(input_dir, output_dir, opened, request, settings=settings, found=found, **hooks)
 
 
 def find_frames(input_dir: Path | str, output_dir: Path | str, *, strict: bool = False
@@ -581,76 +561,58 @@ def run_frames(
     input_dir: Path | str,
     output_dir: Path | str,
     runner: Any,
+    request: RunRequest | None = None,
     *,
-    batch: int = 8,
-    blur: str | None = None,
-    known_blur: str | None = None,
-    keep_size: bool = False,
-    resize: bool = False,
-    tile_overlap: int = DEFAULT_OVERLAP,
-    max_tile_pixels: int | None = None,
-    overwrite: bool = False,
-    strict: bool = False,
-    pipeline: str = "auto",
     writers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_tiles: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     settings: RunSettings | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     found: tuple[list[Frame], list[tuple[str, str]]] | None = None,
 ) -> RunSummary:
-    """Deblur every frame under `input_dir` into `output_dir` with `runner`; see the module doc.
+    """Deblur every frame under `input_dir` into `output_dir` with `runner` as `request` says
+    (default: `dtk run`'s defaults); see the module doc.
 
     progress(finished, total) is called as each PNG lands on disk, from the writer threads, one
     call at a time (finished counts written, failed and already-done frames). Setting `stop`
     (or Ctrl-C) ends the run after the current batch; everything written by then is complete.
     `settings` (what made the outputs) is checked against and recorded in OUTPUT's manifest;
-    None (a runner object of unknown origin) skips the manifest. A frame over `max_pixels`
-    is an unreadable frame. `on_tiles(n)` is called after each runner call with its images.
-    `found`: what `find_frames` returned for these folders (else it is called here). `known_blur`:
-    the blur every frame carries, told to the runner (checked here, before OUTPUT is claimed).
-    `max_tile_pixels`: the pixel budget of one runner call (None: engines.tiled's default).
+    None (a runner object of unknown origin) skips the manifest. `on_tiles(n)` is called after
+    each runner call with its images. `found`: what `find_frames` returned for these folders
+    (else it is called here).
     """
-
-    if blur is not None:
-        get_kernel(blur)
-    check_known_blur(runner, known_blur)
+    request = (request or RunRequest()).check()
+    check_known_blur(runner, request.known_blur)
     writers = writers if writers is not None else io_threads()
     if writers < 1:
         raise DtkError(f"writers must be at least 1, got {writers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
-    tiling = check_mode(resize, keep_size, tile_overlap, max_tile_pixels)
-    config = pipeline_config(resize=resize, batch=batch, blur=blur, max_pixels=max_pixels,
-                             workers=io_threads())
-    frames, unreadable = found if found is not None else find_frames(input_dir, output_dir, strict=strict)
-    with claim_output(output_dir, settings, overwrite) as claim:
-        summary = _run_claimed(frames, input_dir, output_dir, runner, config, keep_size=keep_size,
-                               tiling=tiling, overwrite=claim["overwrite"], strict=strict,
-                               pipeline=pipeline, writers=writers, progress=progress,
-                               on_tiles=on_tiles, stop=stop, known_blur=known_blur)
+    frames, unreadable = found if found is not None else find_frames(input_dir, output_dir,
+                                                                     strict=request.strict)
+    with claim_output(output_dir, settings, request.overwrite) as claim:
+        summary = _run_claimed(frames, input_dir, output_dir, runner, request, overwrite=claim["overwrite"],
+                               writers=writers, progress=progress, on_tiles=on_tiles, stop=stop)
         summary.failed[:0] = unreadable  # folders left out are listed like unreadable frames
         claim["finished"] = not summary.interrupted and not unreadable
     return summary
 
 
-def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, config: Any, *,
-                 keep_size: bool, tiling: Tiling, overwrite: bool, strict: bool, pipeline: str,
-                 writers: int, progress: Callable[[int, int], None] | None,
-                 on_tiles: Callable[[int], None] | None, stop: threading.Event | None,
-                 known_blur: str | None = None) -> RunSummary:
-    """run_frames with OUTPUT locked and its manifest settled."""
+def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner: Any, request: RunRequest, *,
+                 overwrite: bool, writers: int, progress: Callable[[int, int], None] | None,
+                 on_tiles: Callable[[int], None] | None, stop: threading.Event | None) -> RunSummary:
+    """run_frames with OUTPUT locked and its manifest settled (`overwrite`: redo every frame)."""
 
-    batch, blur = config.batch_size, config.blur
+    batch, blur, keep_size, strict = request.batch, request.blur, request.keep_size, request.strict
+    known_blur, tiling = request.known_blur, request.tiling
+    config = pipeline_config(request, workers=io_threads())
     t_plan = time.perf_counter()
     todo, done = split_done(frames, output_dir, keep_size=keep_size, overwrite=overwrite)
     summary = RunSummary(str(input_dir), str(output_dir), len(frames), skipped_done=len(done),
                          batch=batch, blur=blur, known_blur=known_blur, keep_size=keep_size,
-                         pipeline=pipeline, backend=runner.describe(),
-                         mode="resize" if config.size else "native",
-                         tile_overlap=None if config.size else tiling.overlap,
-                         max_tile_pixels=None if config.size else tiling.budget)
+                         pipeline=request.pipeline, backend=runner.describe(), mode=request.mode,
+                         tile_overlap=None if request.resize else tiling.overlap,
+                         max_tile_pixels=None if request.resize else tiling.budget)
     summary.plan_s = time.perf_counter() - t_plan
     stop = stop or threading.Event()
     finished = len(done)
@@ -690,7 +652,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
 
     sink = PngTreeSink(output_dir, writers, summary, tick)
     timing = Timing()
-    batches = open_pipeline(todo, config, kind=pipeline, device=device)
+    batches = open_pipeline(todo, config, kind=request.pipeline, device=device)
     try:
         summary.interrupted = execute(batches, step, sink, timing=timing, stop=stop)
     finally:

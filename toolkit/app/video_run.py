@@ -57,8 +57,9 @@ import numpy as np
 
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import Tiling, check_known_blur
+from engines.tiled import check_known_blur
 from toolkit.app.execute import Timing, count_passes, deblur_images, execute, prefetched, sigint_sets
+from toolkit.app.request import RunRequest
 from toolkit.app.run import (
     LOCK_NAME,
     MANIFEST_FORMAT,
@@ -68,7 +69,6 @@ from toolkit.app.run import (
     RunSummary,
     check_frames_outside,
     check_manifest,
-    check_mode,
     check_output_dir,
     claim_output,
     file_lock,
@@ -80,11 +80,8 @@ from toolkit.app.run import (
     wall_shares,
 )
 from toolkit.core.atomic import temp_files_of, write_bytes_atomic
-from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.errors import DtkError
-from toolkit.core.evidence import check_known_blur_name
 from toolkit.core.frames import (
-    DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     Frame,
     read_frame,
@@ -92,7 +89,6 @@ from toolkit.core.frames import (
     write_png_atomic,
 )
 from toolkit.core.kernels import blur as blur_image
-from toolkit.core.kernels import get_kernel
 from toolkit.core.pipeline.dali_video import choose_decoder, dali_frames
 from toolkit.core.safepaths import check_output_file, check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
@@ -238,38 +234,32 @@ class VideoRunSummary(FrameRates):
         }
 
 
-def video_settings(spec: RunnerSpec, job: VideoJob, *, blur: str | None, tile_overlap: int,
-                   with_encoding: bool = True, known_blur: str | None = None) -> RunSettings:
+def video_settings(spec: RunnerSpec, job: VideoJob, request: RunRequest,
+                   with_encoding: bool = True) -> RunSettings:
     """The run settings of a video job (the manifest's)."""
-    base = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, tile_overlap=tile_overlap)
+    base = RunSettings.for_spec(spec, request)
     return RunSettings(**{**base.__dict__, "video": job.settings_json(with_encoding)})
 
 
-def check_png_dir(job: VideoJob, spec: RunnerSpec, *, blur: str | None, tile_overlap: int,
-                  overwrite: bool, known_blur: str | None = None) -> RunSettings:
+def check_png_dir(job: VideoJob, spec: RunnerSpec, request: RunRequest) -> RunSettings:
     """The settings of the job's PNGs (--frames-out or --resumable's work folder), checked against
     the folder's manifest when it exists (DtkError for other settings, unless `overwrite`)."""
-    png_settings = video_settings(spec, job, blur=blur, tile_overlap=tile_overlap, with_encoding=False,
-                                  known_blur=known_blur)
+    png_settings = video_settings(spec, job, request, with_encoding=False)
     if job.png_dir is not None and job.png_dir.is_dir():
         with output_lock(job.png_dir):
-            check_manifest(job.png_dir, png_settings, overwrite)
+            check_manifest(job.png_dir, png_settings, request.overwrite)
     return png_settings
 
 
-def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner], None] | None = None,
-                  runner: Callable[[], Runner] | None = None, overwrite: bool = False,
-                  **options: Any) -> VideoRunSummary:
+def run_video_job(job: VideoJob, spec: RunnerSpec, request: RunRequest, *,
+                  on_open: Callable[[Runner], None] | None = None,
+                  runner: Callable[[], Runner] | None = None, **hooks: Any) -> VideoRunSummary:
     """`dtk run CLIP` on this machine: the manifest checked before the model loads, the runner
-    opened once (`on_open` sees it; `runner`: an open one the caller owns), the clip deblurred."""
-    if options.get("blur") is not None:
-        get_kernel(options["blur"])
-    blur, overlap = options.get("blur"), options.get("tile_overlap", DEFAULT_OVERLAP)
-    known_blur = options.get("known_blur")
-    check_known_blur_name(known_blur)
-    settings = video_settings(spec, job, blur=blur, tile_overlap=overlap, known_blur=known_blur)
-    png_settings = check_png_dir(job, spec, blur=blur, tile_overlap=overlap, overwrite=overwrite,
-                                 known_blur=known_blur)
+    opened once (`on_open` sees it; `runner`: an open one the caller owns), the clip deblurred
+    (`deblur_video`; `hooks`: its progress, on_tiles, stop)."""
+    request.check()
+    settings = video_settings(spec, job, request)
+    png_settings = check_png_dir(job, spec, request)
     warnings = streams_warnings(job)
     with contextlib.ExitStack() as stack:
         if job.output is not None:
@@ -277,22 +267,23 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, *, on_open: Callable[[Runner]
             for tmp in temp_files_of(job.output):  # a killed run's: a live one would hold the lock
                 tmp.unlink(missing_ok=True)
             done, untrusted = video_output_done(job.output, settings, "-o", inputs=[job.input, spec.model],
-                                                overwrite=overwrite, resumable=job.work_dir is not None)
+                                                overwrite=request.overwrite,
+                                                resumable=job.work_dir is not None)
             if done:
-                return already_done(job, spec, warnings=warnings, **options)
+                return already_done(job, spec, request, warnings=warnings)
             warnings += [untrusted] if untrusted else []
         opened = runner() if runner is not None else stack.enter_context(spec.open())
-        check_known_blur(opened, known_blur)  # before a frame is written
+        check_known_blur(opened, request.known_blur)  # before a frame is written
         if on_open is not None:
             on_open(opened)
         if job.png_dir is not None:
-            with claim_output(job.png_dir, png_settings, overwrite) as claim:
-                summary = deblur_video(job, opened, redo_all=claim["overwrite"], **options)
+            with claim_output(job.png_dir, png_settings, request.overwrite) as claim:
+                summary = deblur_video(job, opened, request, redo_all=claim["overwrite"], **hooks)
                 claim["finished"] = not summary.interrupted
             if job.work_dir is not None and not summary.interrupted:
                 remove_work_dir(job.work_dir)
         else:
-            summary = deblur_video(job, opened, **options)
+            summary = deblur_video(job, opened, request, **hooks)
         summary.warnings[:0] = warnings
         if job.output is not None and not summary.interrupted:
             doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "input": str(job.input),
@@ -334,15 +325,14 @@ def output_problem(output: Path, recorded: Any) -> str | None:
                      if value != recorded.get(key)) or None
 
 
-def already_done(job: VideoJob, spec: RunnerSpec, *, batch: int = 8, blur: str | None = None,
-                 tile_overlap: int = DEFAULT_OVERLAP, warnings: list[str] | None = None,
-                 known_blur: str | None = None, **_options: Any) -> VideoRunSummary:
+def already_done(job: VideoJob, spec: RunnerSpec, request: RunRequest,
+                 warnings: list[str] | None = None) -> VideoRunSummary:
     """The summary of a rerun that found the video done with its settings: nothing decoded or run."""
     info = job.info
     return VideoRunSummary(str(job.input), str(job.output), info.frames, info.to_json(),
                            job.encode.to_json() if job.encode else None, skipped_done=info.frames,
-                           warnings=list(warnings or []), batch=batch, blur=blur, known_blur=known_blur,
-                           tile_overlap=tile_overlap,
+                           warnings=list(warnings or []), batch=request.batch, blur=request.blur,
+                           known_blur=request.known_blur, tile_overlap=request.tile_overlap,
                            decoder=job.decoder, backend={"backend": spec.backend, "model": str(spec.model)})
 
 
@@ -486,22 +476,21 @@ class VideoSink:
             raise self.error
 
 
-def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | None = None,
-                 tile_overlap: int = DEFAULT_OVERLAP, strict: bool = False, redo_all: bool = True,
+def deblur_video(job: VideoJob, runner: Runner, request: RunRequest | None = None, *, redo_all: bool = True,
                  progress: Callable[[int, int], None] | None = None,
                  on_tiles: Callable[[int], None] | None = None,
-                 stop: threading.Event | None = None, known_blur: str | None = None,
-                 max_tile_pixels: int | None = None) -> VideoRunSummary:
-    """Decode, deblur and write every frame of `job` with an open `runner` (see the module doc):
-    decoding on a thread of its own, the runner on this one, encoding on the sink's, overlapped
-    (toolkit.app.execute). `progress(finished, total)` after each frame (written, failed or
-    already done); setting `stop` (or Ctrl-C) ends the run after the current batch: no video is
-    written then. `known_blur`: the blur every frame carries, told to the runner."""
-    tiling = Tiling(FRAME_SIZE, tile_overlap, max_tile_pixels)
+                 stop: threading.Event | None = None) -> VideoRunSummary:
+    """Decode, deblur and write every frame of `job` with an open `runner` as `request` says (see
+    the module doc): decoding on a thread of its own, the runner on this one, encoding on the
+    sink's, overlapped (toolkit.app.execute). `progress(finished, total)` after each frame
+    (written, failed or already done); setting `stop` (or Ctrl-C) ends the run after the current
+    batch: no video is written then. `redo_all`: deblur frames whose PNG is done too."""
+    request = request or RunRequest()
+    tiling, batch, blur, known_blur = request.tiling, request.batch, request.blur, request.known_blur
     info = job.info
     summary = VideoRunSummary(str(job.input), str(job.output or job.frames_out), info.frames, info.to_json(),
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
-                              known_blur=known_blur, backend=runner.describe(), tile_overlap=tile_overlap,
+                              known_blur=known_blur, backend=runner.describe(), tile_overlap=tiling.overlap,
                               decoder=job.decoder, max_tile_pixels=tiling.budget)
     finished = 0
     tick_lock = threading.Lock()
@@ -532,7 +521,7 @@ def deblur_video(job: VideoJob, runner: Runner, *, batch: int = 8, blur: str | N
             decoded = (reader.frames(on_packet=sink.copy_packet()) if job.decoder == "pyav" else
                        accounted(dali_frames(reader, job.decoder.removeprefix("dali-"),
                                              on_packet=sink.copy_packet()), info))
-            return video_batches(job, decoded, batch=batch, strict=strict, redo_all=redo_all,
+            return video_batches(job, decoded, batch=batch, strict=request.strict, redo_all=redo_all,
                                  encoding=sink.writer is not None)
 
         try:
@@ -649,49 +638,41 @@ def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs:
     return done, untrusted
 
 
-def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec, *, codec: str | None,
-                       crf: int | None, pix_fmt: str | None, max_pixels: int | None, resumable: bool,
-                       blur: str | None, tile_overlap: int, overwrite: bool, strict: bool,
-                       pipeline: str = "auto", known_blur: str | None = None) -> list[FolderVideo]:
+def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec,
+                       request: RunRequest) -> list[FolderVideo]:
     """Each video of a folder run, planned before the model loads: the encoder options checked once
     (DtkError), each video probed and its decoder chosen (`pipeline` dali: DALI where it can decode
     the clip here, else PyAV) (one that cannot be read or written in its container is FAILED,
     listed; with `strict` a DtkError), found done (its manifest) or its paths checked as a single
     video's are (an existing video made otherwise needs --overwrite)."""
-    check_encoder(codec, crf, pix_fmt)
+    r = request
+    check_encoder(r.codec, r.crf, r.pix_fmt)
     planned = []
     for video in videos:
         fv = FolderVideo(str(video.rel), video.path, output_dir / Path(video.rel))
         planned.append(fv)
         try:
-            fv.job = plan_video(video.path, output=fv.output, frames_out=None, codec=codec, crf=crf,
-                                pix_fmt=pix_fmt, max_pixels=max_pixels, resumable=resumable,
-                                pipeline=pipeline, in_folder=True)
+            fv.job = plan_video(video.path, output=fv.output, frames_out=None, codec=r.codec, crf=r.crf,
+                                pix_fmt=r.pix_fmt, max_pixels=r.max_pixels, resumable=r.resumable,
+                                pipeline=r.pipeline, in_folder=True)
         except DtkError as exc:
-            if strict:
+            if r.strict:
                 raise DtkError(f"{exc} (--strict; without it the video is left out and listed)") from None
             fv.status, fv.reason = FAILED, str(exc)
             continue
-        done, untrusted = video_output_done(
-            fv.output, video_settings(spec, fv.job, blur=blur, tile_overlap=tile_overlap,
-                                      known_blur=known_blur),
-            "OUTPUT", inputs=[video.root, spec.model], overwrite=overwrite, resumable=resumable)
+        done, untrusted = video_output_done(fv.output, video_settings(spec, fv.job, r), "OUTPUT",
+                                            inputs=[video.root, spec.model], overwrite=r.overwrite,
+                                            resumable=r.resumable)
         if done:
             fv.status = DONE
             continue
         fv.notes += [untrusted] if untrusted else []
-        check_png_dir(fv.job, spec, blur=blur, tile_overlap=tile_overlap, overwrite=overwrite,
-                      known_blur=known_blur)
+        check_png_dir(fv.job, spec, r)
     return planned
 
 
-def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, videos: list[Frame], *,
-                 unreadable: list[tuple[str, str]] | None = None, codec: str | None = None,
-                 crf: int | None = None, pix_fmt: str | None = None, resumable: bool = False,
-                 batch: int = 8, blur: str | None = None, known_blur: str | None = None,
-                 tile_overlap: int = DEFAULT_OVERLAP, max_tile_pixels: int | None = None,
-                 overwrite: bool = False, strict: bool = False, pipeline: str = "auto",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec, videos: list[Frame],
+                 request: RunRequest, *, unreadable: list[tuple[str, str]] | None = None,
                  on_open: Callable[[Runner], None] | None = None, runner: Callable[[], Runner] | None = None,
                  on_video: Callable[[int, int, FolderVideo], None] | None = None,
                  progress: Callable[[int, int], None] | None = None,
@@ -705,42 +686,34 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir)
     check_frames_outside(videos, output_dir)
-    if blur is not None:
-        get_kernel(blur)
-    check_known_blur_name(known_blur)
-    check_mode(False, False, tile_overlap, max_tile_pixels)
+    request = request.but(resize=False, keep_size=False).check()  # a folder's videos: native size
     has_frames = bool(tree_files(input_dir, IMAGE_EXTENSIONS, []))
-    found = find_frames(input_dir, output_dir, strict=strict) if has_frames else None
-    settings = RunSettings.for_spec(spec, blur=blur, known_blur=known_blur, tile_overlap=tile_overlap)
+    found = find_frames(input_dir, output_dir, strict=request.strict) if has_frames else None
+    settings = RunSettings.for_spec(spec, request)
     if has_frames and output_dir.is_dir():
         with output_lock(output_dir):
-            check_manifest(output_dir, settings, overwrite)
-    if not has_frames and unreadable and strict:
+            check_manifest(output_dir, settings, request.overwrite)
+    if not has_frames and unreadable and request.strict:
         raise DtkError(f"cannot read {unreadable[0][0]}: {unreadable[0][1]} (--strict)")
-    planned = plan_folder_videos(videos, output_dir, spec, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                                 max_pixels=max_pixels, resumable=resumable, blur=blur,
-                                 tile_overlap=tile_overlap, overwrite=overwrite, strict=strict,
-                                 pipeline=pipeline, known_blur=known_blur)
+    planned = plan_folder_videos(videos, output_dir, spec, request)
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
         opened = None
         if has_frames or any(fv.status == TO_DO for fv in planned):  # else no model loads: nothing to do
             opened = runner() if runner is not None else stack.enter_context(spec.open())
-            check_known_blur(opened, known_blur)  # before OUTPUT is claimed
+            check_known_blur(opened, request.known_blur)  # before OUTPUT is claimed
             if on_open is not None:
                 on_open(opened)
         if has_frames:
-            summary = run_frames(input_dir, output_dir, opened, batch=batch, blur=blur, known_blur=known_blur,
-                                 tile_overlap=tile_overlap, max_tile_pixels=max_tile_pixels,
-                                 overwrite=overwrite, strict=strict,
-                                 pipeline=pipeline, progress=progress, on_tiles=on_tiles, stop=stop,
-                                 settings=settings, max_pixels=max_pixels, found=found)
+            summary = run_frames(input_dir, output_dir, opened, request, progress=progress, on_tiles=on_tiles,
+                                 stop=stop, settings=settings, found=found)
         else:
             summary = RunSummary(str(input_dir), str(output_dir), 0, failed=list(unreadable or []),
-                                 batch=batch, blur=blur, known_blur=known_blur, pipeline=pipeline,
+                                 batch=request.batch, blur=request.blur, known_blur=request.known_blur,
+                                 pipeline=request.pipeline,
                                  backend=opened.describe() if opened is not None else
                                  {"backend": spec.backend, "model": str(spec.model)},
-                                 tile_overlap=tile_overlap)
+                                 tile_overlap=request.tile_overlap)
         summary.videos = planned
         with output_lock(output_dir), sigint_sets(stop):
             for i, fv in enumerate(planned, 1):
@@ -750,25 +723,22 @@ def run_tree_job(input_dir: Path | str, output_dir: Path | str, spec: RunnerSpec
                 if on_video is not None:
                     on_video(i, len(planned), fv)
                 if fv.status == TO_DO:
-                    _run_folder_video(fv, spec, opened, overwrite=overwrite, strict=strict, stop=stop,
-                                      batch=batch, blur=blur, known_blur=known_blur,
-                                      tile_overlap=tile_overlap, max_tile_pixels=max_tile_pixels,
-                                      progress=progress, on_tiles=on_tiles)
+                    _run_folder_video(fv, spec, opened, request, stop=stop, progress=progress,
+                                      on_tiles=on_tiles)
                     summary.interrupted = summary.interrupted or fv.status == INTERRUPTED
     return summary
 
 
-def _run_folder_video(fv: FolderVideo, spec: RunnerSpec, runner: Runner, *, overwrite: bool, strict: bool,
-                      stop: threading.Event, **options: Any) -> None:
+def _run_folder_video(fv: FolderVideo, spec: RunnerSpec, runner: Runner, request: RunRequest, *,
+                      stop: threading.Event, **hooks: Any) -> None:
     """One planned video of a folder run through `run_video_job` with the open `runner`; its status
     and summary set on `fv`. Whatever fails this video (a DtkError, an error of the decoder or
     encoder) fails it alone, listed with the reason: the other videos are run (unless `strict`)."""
     try:
-        fv.run = run_video_job(fv.job, spec, runner=lambda: runner, overwrite=overwrite, strict=strict,
-                               stop=stop, **options)
+        fv.run = run_video_job(fv.job, spec, request, runner=lambda: runner, stop=stop, **hooks)
     except Exception as exc:  # noqa: BLE001 - one video's failure, listed; never the folder's end
         reason = str(exc) if isinstance(exc, DtkError) else f"{fv.input}: {type(exc).__name__}: {exc}"
-        if strict:
+        if request.strict:
             raise DtkError(reason) from None
         fv.status, fv.reason = FAILED, reason
         return
