@@ -32,6 +32,7 @@ from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame
 from toolkit.core.kernels import KERNELS
 from toolkit.core.lazy import optional_import
+from toolkit.core.metrics import psnr
 from toolkit.core.pipeline import PipelineConfig, open_pipeline
 
 CHECK_STATS = ("max", "mean", "median", "quantile")
@@ -97,9 +98,10 @@ def parse_runner(text: str, size: tuple[int, int] = FRAME_SIZE) -> tuple[str, Ru
 
 
 def psnr_between(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float | None:
-    """PSNR (dB) of `b` against `a` on the 0..`peak` scale; None when they are identical."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return None if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+    """PSNR (dB) of `b` against `a` on the 0..`peak` scale (core.metrics.psnr); None when they are
+    identical."""
+    value = psnr(a, b, data_range=peak)
+    return None if math.isinf(value) else value
 
 
 def run_outputs(specs: Sequence[tuple[str, RunnerSpec]], frames: Sequence[Frame], kernels: Sequence[str],

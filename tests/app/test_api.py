@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from engines.spec import RunnerSpec
 from toolkit.app import api
 from toolkit.app.cli import app
-from toolkit.app.run import RunSummary, output_path_for
+from toolkit.app.outputs import output_path_for
+from toolkit.app.run import RunSummary
 from toolkit.core.demo import photo_mosaic
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames, read_frame, write_png_atomic

@@ -97,7 +97,7 @@ def test_partial_tree_is_completed(cluster, frames_in, onnx_model, tmp_path):
     (out / "chelsea").mkdir(exist_ok=True)
     # a tree these settings made (issue 27: PNGs no manifest vouches for are never taken as done)
     from engines.spec import RunnerSpec
-    from toolkit.app.run import RunSettings, write_manifest
+    from toolkit.app.outputs import RunSettings, write_manifest
 
     spec = RunnerSpec.choose("onnxruntime", onnx_model, size=(256, 448))
     write_manifest(out, RunSettings.for_spec(spec, RunRequest(blur="k7")), redo_all=False)
@@ -122,7 +122,8 @@ def test_known_blur_travels_to_the_actors(cluster, frames_in, tmp_path):
     """`dtk run --executor ray --known-blur K`: the actors run told K, as the local run does."""
     from engines.onnxruntime import OrtRunner
     from toolkit.app.cli import app
-    from toolkit.app.run import read_manifest, run_frames
+    from toolkit.app.outputs import read_manifest
+    from toolkit.app.run import run_frames
     from toolkit.core.modelfiles import resolve_model
 
     shipped = resolve_model(None, "onnxruntime")

@@ -22,8 +22,9 @@ from engines.onnxruntime import OrtRunner
 from engines.select import default_backend
 from engines.spec import RunnerSpec
 from toolkit.app.cli import app
+from toolkit.app.outputs import check_output_dir, is_done, output_path_for
 from toolkit.app.request import RunRequest
-from toolkit.app.run import check_output_dir, is_done, output_path_for, run_frames
+from toolkit.app.run import run_frames
 from toolkit.core.convert import to_nchw
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import discover_frames, read_frame, write_png_atomic
@@ -319,7 +320,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(demo_dir, onnx_mo
 
 
 def test_interrupted_overwrite_is_finished_by_a_plain_rerun(demo_dir, runner, onnx_model, tmp_path):
-    from toolkit.app.run import RunSettings
+    from toolkit.app.outputs import RunSettings
 
     out, n = tmp_path / "out", len(discover_frames(demo_dir))
     k7 = RunSettings.for_spec(RunnerSpec("onnxruntime", onnx_model), RunRequest(blur="k7"))
@@ -338,7 +339,7 @@ def test_interrupted_overwrite_is_finished_by_a_plain_rerun(demo_dir, runner, on
 
 
 def test_second_run_into_the_same_output_is_refused(demo_dir, tmp_path):
-    from toolkit.app.run import output_lock
+    from toolkit.app.outputs import output_lock
 
     out = tmp_path / "out"
     with output_lock(out):  # another run holds OUTPUT

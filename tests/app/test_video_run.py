@@ -128,7 +128,7 @@ def test_existing_output_needs_overwrite_and_output_may_not_be_the_input(make_cl
 def test_a_rerun_skips_the_finished_video_clears_a_killed_runs_file_and_waits_for_no_one(
         make_clip, onnx_model, tmp_path, monkeypatch):
     from engines.spec import RunnerSpec
-    from toolkit.app.video_run import lock_path_for
+    from toolkit.app.outputs import lock_path_for
 
     clip, out, js = tmp_path / "clip.mkv", tmp_path / "sharp.mkv", tmp_path / "again.json"
     make_clip(clip, 25, frames=3, size=(256, 448), codec="ffv1", audio=False)
@@ -155,7 +155,7 @@ def test_a_rerun_skips_the_finished_video_clears_a_killed_runs_file_and_waits_fo
     assert result.exit_code == 2 and "other settings" in result.said and "--overwrite" in result.said
     assert out.stat().st_mtime_ns == before
 
-    from toolkit.app.run import file_lock
+    from toolkit.app.outputs import file_lock
 
     with file_lock(lock_path_for(out), out):  # a second run while one writes OUT: refused
         result = run_video(clip, "-o", out, "--codec", "ffv1", "--overwrite", model=onnx_model)

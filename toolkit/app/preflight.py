@@ -12,6 +12,7 @@ from typing import Any
 from engines.openvino import HINTS as OV_MODES
 from engines.options import MAX_BATCH, check_batch, check_threads
 from engines.tensorrt.sidecar import sidecar_path
+from toolkit.app.outputs import check_video_output, manifest_path
 from toolkit.app.request import RunRequest
 from toolkit.core.bounds import check_choice, check_number, check_tolerance, parse_list
 from toolkit.core.errors import DtkError
@@ -192,10 +193,8 @@ def run_video_cmd(input_path: Path, request: RunRequest, *, output: Path | None,
                   model: Path | None, threads: int | None, json_out: Path | None) -> None:
     """`dtk run CLIP`: one output (-o OUT.mp4 or --frames-out DIR), options that apply to a video
     (`request.check()`), and paths that are not the input (an existing OUT.mp4 only with
-    --overwrite, or with a run manifest: video_run.video_output_done decides once the settings are
+    --overwrite, or with a run manifest: outputs.video_output_done decides once the settings are
     known)."""
-    from toolkit.app.video_run import check_video_output, manifest_path  # PyAV stays unloaded
-
     r = request
     if (output is None) == (frames_out is None):
         raise DtkError("a video run writes either a video (-o OUT.mp4) or PNG frames (--frames-out DIR): "

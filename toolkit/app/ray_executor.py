@@ -1,7 +1,7 @@
 """`dtk run --executor ray`: the same job as `toolkit.app.run`, spread over a Ray cluster by Ray Data.
 
 Ray schedules; dtk does not. The driver lists the frames and drops those already done (the
-local resume rule, `toolkit.app.run.split_done`); only relative paths travel through Ray
+local resume rule, `toolkit.app.outputs.split_done`); only relative paths travel through Ray
 (`ray.data.from_items`), never pixels. Each actor of an `ActorPoolStrategy` pool loads the
 runner once and, per batch, reads, blurs when asked, infers and writes its own PNGs with the
 local executor's naming (`output_path_for`) and atomic writer (`write_output`). Ray Data's
@@ -32,20 +32,18 @@ import numpy as np
 from engines.spec import SUPPORTED_OPTIONS, RunnerSpec
 from engines.tiled import check_known_blur
 from toolkit.app.execute import deblur_batch
-from toolkit.app.request import RunRequest
-from toolkit.app.run import (
+from toolkit.app.outputs import (
     RunSettings,
-    RunSummary,
     check_frames_outside,
     check_output_dir,
     claim_output,
     expected_output_size,
     is_done,
     output_path_for,
-    pipeline_config,
     split_done,
-    write_output,
 )
+from toolkit.app.request import RunRequest
+from toolkit.app.run import RunSummary, pipeline_config, write_output
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.lazy import optional_import

@@ -34,15 +34,13 @@ skipped.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,118 +50,28 @@ from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import check_known_blur
 from toolkit.app.execute import Timing, count_passes, deblur_batch, execute
+from toolkit.app.outputs import (
+    RunSettings,
+    check_frames_outside,
+    check_manifest,
+    check_output_dir,
+    claim_output,
+    output_lock,
+    output_path_for,
+    split_done,
+)
 from toolkit.app.request import RunRequest
-from toolkit.core import constants
-from toolkit.core.atomic import file_sha256, making_dirs, stale_temp_files, write_bytes_atomic
 from toolkit.core.constants import FRAME_SIZE
 from toolkit.core.convert import to_uint8_hwc
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (
     Frame,
     discover_frames,
-    ignore_pillow_bomb_warning,
-    oriented_size,
     resize_frame,
     write_png_atomic,
 )
 from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
-from toolkit.core.safepaths import check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
-
-
-def output_path_for(frame: Frame, out_root: Path | str) -> Path:
-    """Where a frame's result goes: `<out_root>/<relative path with a .png suffix>`."""
-    return Path(out_root) / Path(PurePosixPath(frame.rel).with_suffix(".png"))
-
-
-def image_size(path: Path | str) -> tuple[int, int] | None:
-    """(H, W) from an image file's header (no full decode), EXIF orientation applied, or None when it
-    cannot be read."""
-    from PIL import Image
-
-    ignore_pillow_bomb_warning()
-    try:
-        with Image.open(path) as im:
-            return oriented_size(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None
-
-
-PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
-
-
-def is_done(path: Path | str, size: tuple[int, int] | None) -> bool:
-    """True when `path` is a complete PNG of `size` (H, W) (any size when None).
-
-    Decodes the pixels fully (a damaged image stream fails) and checks that the file ends with
-    the IEND chunk: Pillow stops reading after the image data, so a file missing its last bytes
-    would otherwise pass.
-    """
-    from PIL import Image
-
-    ignore_pillow_bomb_warning()
-    path = Path(path)
-    try:
-        if not path.is_file() or path.stat().st_size < len(PNG_END):
-            return False
-        with open(path, "rb") as fh:
-            fh.seek(-len(PNG_END), os.SEEK_END)
-            if fh.read() != PNG_END:
-                return False
-        with Image.open(path) as im:
-            if im.format != "PNG" or (size is not None and (im.size[1], im.size[0]) != tuple(size)):
-                return False
-            im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return False
-    return True
-
-
-def expected_output_size(frame: Frame, keep_size: bool) -> tuple[int, int] | None:
-    """The size a finished output has: 256x448 with keep_size, else the input's (None: unreadable)."""
-    return FRAME_SIZE if keep_size else image_size(frame.path)
-
-
-def split_done(frames: Sequence[Frame], out_root: Path | str, *, keep_size: bool = False,
-               overwrite: bool = False) -> tuple[list[Frame], list[Frame]]:
-    """(frames still to do, frames whose output is already done) under the resume rule."""
-    if overwrite:
-        return list(frames), []
-    todo, done = [], []
-    for f in frames:
-        size = expected_output_size(f, keep_size)
-        (done if size is not None and is_done(output_path_for(f, out_root), size) else todo).append(f)
-    return todo, done
-
-
-def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
-    """Refuse an OUTPUT equal to INPUT, inside it, or containing it (inputs could be overwritten
-    or outputs read back as inputs)."""
-    src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
-    if dst == src:
-        raise DtkError(f"OUTPUT is the input folder ({dst}): choose another folder; dtk never "
-                       "overwrites its inputs")
-    if src in dst.parents:
-        raise DtkError(f"OUTPUT {dst} is inside INPUT {src}: its PNGs would be read as frames next "
-                       "time; choose a folder outside the input")
-    if dst in src.parents:
-        raise DtkError(f"INPUT {src} is inside OUTPUT {dst}: outputs could overwrite input frames; "
-                       "choose an output folder that does not contain the input")
-    if dst.exists() and not dst.is_dir():
-        raise DtkError(f"OUTPUT {dst} exists and is not a folder")
-    check_output_folder(output_dir, "OUTPUT")  # writable, no symlink in it leading out of it
-
-
-def check_frames_outside(frames: Sequence[Frame], output_dir: Path | str) -> None:
-    """Refuse frames that are really files of OUTPUT (INPUT holds a symlink into OUTPUT): a rerun
-    would deblur its own outputs."""
-    dst = Path(os.path.realpath(output_dir))
-    for f in frames:
-        real = Path(os.path.realpath(f.path))
-        if dst in real.parents:
-            raise DtkError(f"frame {f.path} is {real}, inside OUTPUT {dst} (INPUT holds a symlink into "
-                           "OUTPUT): dtk would deblur its own outputs; remove the link or choose another "
-                           "OUTPUT")
 
 
 def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> float:
@@ -191,239 +99,6 @@ def pipeline_config(request: RunRequest, *, batch: int | None = None, workers: i
     """The pipeline a run reads through: frames at their own size, or resized to 256x448."""
     return PipelineConfig(batch_size=batch or request.batch, size=FRAME_SIZE if request.resize else None,
                           blur=request.blur, max_pixels=request.max_pixels, workers=workers)
-
-
-MANIFEST_NAME = ".dtk-run.json"
-LOCK_NAME = ".dtk-run.lock"
-MANIFEST_FORMAT = "dtk-run/1"
-MAX_MANIFEST_BYTES = 1 << 20
-
-
-def open_own_file(path: Path, flags: int) -> int:
-    """os.open for dtk's own files in OUTPUT (the manifest, the lock): never through a symlink
-    (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK); DtkError unless what is there is a
-    regular file with a single link (a hard link to another file would be truncated with it)."""
-    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    what = "lock" if path.name.endswith(LOCK_NAME) else "run manifest"
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as exc:
-        if not os.path.lexists(path):  # creating it failed: the folder is the problem, not the file
-            raise DtkError(f"cannot create the {what} {path}: {exc.strerror or exc}; is {path.parent} a "
-                           "writable folder? Choose another OUTPUT") from None
-        if os.path.islink(path):
-            reason = "it is a symlink; dtk never reads or writes its own files through a link"
-        elif os.path.isdir(path):
-            reason = "it is a folder"
-        else:
-            reason = exc.strerror or str(exc)
-        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another "
-                       "OUTPUT") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-        os.close(fd)
-        reason = "it has other hard links" if stat.S_ISREG(st.st_mode) else "it is not a regular file"
-        raise DtkError(f"{what} {path} cannot be used: {reason}; remove it, or choose another OUTPUT")
-    return fd
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What makes a run's outputs; recorded in OUTPUT/.dtk-run.json and compared on resume.
-
-    Compared: every field but `model` (the path, for people) and `dtk_version` (recorded for
-    provenance; a dtk upgrade alone does not invalidate finished frames).
-    """
-
-    model_sha256: str
-    backend: str
-    precision: str = "fp32"
-    blur: str | None = None
-    known_blur: str | None = None  # the blur the network is told (--known-blur), None: it decides
-    keep_size: bool = False
-    network_size: tuple[int, int] = FRAME_SIZE  # (H, W) of the network's input (tiles at native size)
-    mode: str = "native"  # "native" (tiles, no resize) or "resize" (the seed's protocol)
-    tile_overlap: int | None = DEFAULT_OVERLAP  # native only
-    model: str = ""
-    dtk_version: str = constants.__version__
-    # a video input (app.video_run): its stream, colour conversion and output encoding, JSON values
-    video: dict[str, Any] | None = field(default=None, hash=False)
-
-    COMPARED = ("model_sha256", "backend", "precision", "blur", "known_blur", "keep_size", "network_size",
-                "mode", "tile_overlap", "video")
-    # what a manifest written before a field existed meant by it
-    LEGACY = {"mode": "resize", "tile_overlap": None, "video": None, "known_blur": None}
-
-    @classmethod
-    def for_spec(cls, spec: RunnerSpec, request: RunRequest | None = None) -> RunSettings:
-        """Settings of a run of `spec` (its model file, the one the backend loads, is hashed here)."""
-        r = request or RunRequest()
-        return cls(model_sha256=file_sha256(spec.model), backend=spec.backend, precision=spec.precision,
-                   blur=r.blur, known_blur=r.known_blur, keep_size=r.keep_size, mode=r.mode,
-                   tile_overlap=None if r.resize else r.tile_overlap, model=str(spec.model))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "model_sha256": self.model_sha256, "backend": self.backend,
-                "precision": self.precision, "blur": self.blur, "known_blur": self.known_blur,
-                "keep_size": self.keep_size,
-                "network_size": list(self.network_size), "mode": self.mode,
-                "tile_overlap": self.tile_overlap, "dtk_version": self.dtk_version, "video": self.video}
-
-    def differences(self, recorded: dict[str, Any]) -> list[str]:
-        """'setting: recorded -> now' for each compared setting that differs from `recorded`."""
-        now = self.to_json()
-        return [f"{k}: {recorded.get(k, self.LEGACY.get(k))!r} in OUTPUT, {now[k]!r} now"
-                for k in self.COMPARED if recorded.get(k, self.LEGACY.get(k)) != now[k]]
-
-
-def read_manifest(output_dir: Path | str) -> dict[str, Any] | None:
-    """OUTPUT's run manifest, None when there is none; DtkError when it is unreadable."""
-    return read_manifest_file(Path(output_dir) / MANIFEST_NAME)
-
-
-def read_manifest_file(path: Path) -> dict[str, Any] | None:
-    """The run manifest `path` (OUTPUT's, or a video's `OUT.mp4.dtk-run.json`), None when there is
-    none; DtkError when it is unreadable or no manifest."""
-    if not os.path.lexists(path):
-        return None
-    try:
-        fd = open_own_file(path, os.O_RDONLY)
-        with os.fdopen(fd, "rb") as fh:
-            doc = json.loads(fh.read(MAX_MANIFEST_BYTES).decode())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DtkError(f"unreadable run manifest {path} ({exc}): rerun with --overwrite to redo every "
-                       "frame, or choose another OUTPUT") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
-        raise DtkError(f"{path} is not a dtk run manifest: rerun with --overwrite to redo every frame, "
-                       "or choose another OUTPUT")
-    return doc
-
-
-def write_manifest(output_dir: Path | str, settings: RunSettings, *, redo_all: bool) -> Path:
-    """Record `settings` in OUTPUT/.dtk-run.json; `redo_all`: an --overwrite run not finished yet."""
-    doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "redo_all": redo_all}
-    return write_bytes_atomic(Path(output_dir) / MANIFEST_NAME, (json.dumps(doc, indent=2) + "\n").encode())
-
-
-def check_manifest(output_dir: Path | str, settings: RunSettings, overwrite: bool = False) -> bool:
-    """Whether every frame must be redone: DtkError when OUTPUT was made with other settings
-    (unless `overwrite`); True also when an --overwrite run into it did not finish."""
-    if overwrite:  # its content is not read (a damaged one is replaced), but it must be dtk's own file
-        path = Path(output_dir) / MANIFEST_NAME
-        if os.path.lexists(path):
-            os.close(open_own_file(path, os.O_RDONLY))
-        return True
-    doc = read_manifest(output_dir)
-    if doc is None:
-        check_no_unvouched_outputs(output_dir)
-        return False
-    diffs = settings.differences(doc["settings"])
-    if diffs:
-        raise DtkError(f"{output_dir} holds outputs made with other settings ({'; '.join(diffs)}): "
-                       "rerun with --overwrite to redo every frame, or choose another OUTPUT")
-    return bool(doc.get("redo_all"))
-
-
-def check_no_unvouched_outputs(output_dir: Path | str) -> None:
-    """Refuse PNGs in an OUTPUT without a run manifest: nothing says what made them, so they are
-    never taken as done (README, "Resume"); --overwrite redoes every frame."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        pngs = sorted(f for f in files if f.lower().endswith(".png") and not f.startswith("."))
-        if pngs:
-            raise DtkError(f"{root} holds PNGs that no run manifest ({MANIFEST_NAME}) vouches for (first: "
-                           f"{Path(folder) / pngs[0]}): dtk does not take them as done; rerun with "
-                           "--overwrite to redo every frame, or choose an empty OUTPUT")
-
-
-@contextlib.contextmanager
-def output_lock(output_dir: Path | str):
-    """Hold OUTPUT/.dtk-run.lock (fcntl.flock, non-blocking); DtkError when another run holds it."""
-    with file_lock(Path(output_dir) / LOCK_NAME, output_dir):
-        yield
-
-
-LOCK_TRIES = 5  # a lock file its holder removed as we opened it: open the next one
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, target: Path | str):
-    """Hold the lock file `path` guarding `target` (an OUTPUT folder, a video); DtkError naming
-    `target` when another run holds it. One rule for every lock (README, "What dtk writes"): the
-    file exists only while a run holds it (deleted before the lock is released), and the folders
-    made for it are removed again when the run leaves them empty (`making_dirs`): a run refused
-    or failed leaves nothing behind."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
-        yield
-        return
-    with making_dirs(path.parent):
-        for _ in range(LOCK_TRIES):
-            fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                os.close(fd)
-                raise DtkError(f"another dtk run is writing into {target} (lock {path} held"
-                               + (f" by process {holder}" if holder else "") + "): wait for it to finish, "
-                               "or choose another OUTPUT") from None
-            if _same_file(fd, path):
-                break
-            os.close(fd)  # its holder removed it as we opened it: that run is over
-        else:  # pragma: no cover - five runs ending as we start
-            raise DtkError(f"another dtk run is writing into {target} (lock {path} keeps changing): wait "
-                           "for it to finish, or choose another OUTPUT")
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # before the lock is released: the next run makes its own
-            os.close(fd)  # releases the lock
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    own = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
-
-
-def remove_stale_temp_files(output_dir: Path | str) -> int:
-    """Delete the temporary PNGs (`.NAME.png.XXXXXXXX.tmp`) a killed run left; returns how many.
-    Call with the output lock held: a running writer's temporary files look the same."""
-    removed = 0
-    for path in stale_temp_files(output_dir, ".png"):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
-    return removed
-
-
-@contextlib.contextmanager
-def claim_output(output_dir: Path | str, settings: RunSettings | None, overwrite: bool):
-    """Lock OUTPUT, check and record its manifest (`settings` None: no manifest), clear stale
-    temporary files. Yields a dict: "overwrite" is what the run must apply (True also when an
-    earlier --overwrite run did not finish); the caller sets "finished" when every frame was
-    handled, which clears the manifest's unfinished-overwrite mark."""
-    output_dir = Path(output_dir)
-    with output_lock(output_dir):
-        redo_all = check_manifest(output_dir, settings, overwrite) if settings is not None else overwrite
-        if settings is not None:
-            write_manifest(output_dir, settings, redo_all=redo_all)
-        remove_stale_temp_files(output_dir)
-        state = {"overwrite": redo_all, "finished": False}
-        yield state
-        if settings is not None and redo_all and state["finished"]:
-            write_manifest(output_dir, settings, redo_all=False)
 
 
 def wall_shares(wall_s: float, **phases: float) -> dict[str, float]:

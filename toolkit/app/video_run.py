@@ -43,8 +43,6 @@ that cannot be read, or fails in any way while it runs, is listed and the others
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,27 +57,23 @@ from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import check_known_blur
 from toolkit.app.execute import Timing, count_passes, deblur_images, execute, prefetched, sigint_sets
-from toolkit.app.request import RunRequest
-from toolkit.app.run import (
-    LOCK_NAME,
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    FrameRates,
+from toolkit.app.outputs import (
     RunSettings,
-    RunSummary,
     check_frames_outside,
     check_manifest,
     check_output_dir,
     claim_output,
-    file_lock,
-    find_frames,
+    claim_video,
+    frame_png,
     is_done,
     output_lock,
-    read_manifest_file,
-    run_frames,
-    wall_shares,
+    remove_work_dir,
+    video_output_done,
+    work_dir_for,
+    write_video_manifest,
 )
-from toolkit.core.atomic import temp_files_of, write_bytes_atomic
+from toolkit.app.request import RunRequest
+from toolkit.app.run import FrameRates, RunSummary, find_frames, run_frames, wall_shares
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (
     IMAGE_EXTENSIONS,
@@ -90,35 +84,9 @@ from toolkit.core.frames import (
 )
 from toolkit.core.kernels import blur as blur_image
 from toolkit.core.pipeline.dali_video import choose_decoder, dali_frames
-from toolkit.core.safepaths import check_output_file, check_output_folder
 from toolkit.core.tiles import DEFAULT_OVERLAP
 from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, accounted, probe
 from toolkit.core.videowrite import EncodeSettings, VideoWriter, check_encoder, encode_settings
-
-MANIFEST_SUFFIX = ".dtk-run.json"
-
-
-def manifest_path(output: Path | str) -> Path:
-    """The run manifest of a video output: `OUT.mp4.dtk-run.json` beside it."""
-    output = Path(output)
-    return output.with_name(output.name + MANIFEST_SUFFIX)
-
-
-def lock_path_for(output: Path | str) -> Path:
-    """The lock file of a video output: `.OUT.mp4.dtk-run.lock` beside it while a run writes it."""
-    output = Path(output)
-    return output.with_name(f".{output.name}.dtk-run.lock")
-
-
-def work_dir_for(output: Path | str) -> Path:
-    """--resumable's folder of deblurred frames beside the output: `.OUT.mp4.dtk-frames`."""
-    output = Path(output)
-    return output.with_name(f".{output.name}.dtk-frames")
-
-
-def frame_png(frames_out: Path | str, index: int) -> Path:
-    """Where --frames-out puts frame `index` (0-based, presentation order)."""
-    return Path(frames_out) / f"{index:08d}.png"
 
 
 @dataclass(frozen=True)
@@ -148,17 +116,6 @@ class VideoJob:
         if self.decoder != "pyav":  # DALI's RGB differs slightly from PyAV's; PyAV runs' manifests unchanged
             doc["decoder"] = self.decoder
         return doc
-
-
-def check_video_output(output: Path, flag: str, *, inputs: list[Path | str | None], overwrite: bool,
-                       resumable: bool) -> None:
-    """May dtk write the video `output` (named `flag`), its run manifest and --resumable's work
-    folder? (toolkit.core.safepaths' rule; an existing video only with `overwrite`.)"""
-    check_output_file(output, flag, inputs=inputs, overwrite=overwrite)
-    check_output_file(manifest_path(output), f"{flag} (its run manifest)", inputs=inputs)
-    check_output_file(lock_path_for(output), f"{flag} (its lock file)", inputs=inputs)
-    if resumable:
-        check_output_folder(work_dir_for(output), "--resumable (its work folder)", inputs=inputs)
 
 
 def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path | None,
@@ -263,12 +220,9 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, request: RunRequest, *,
     warnings = streams_warnings(job)
     with contextlib.ExitStack() as stack:
         if job.output is not None:
-            stack.enter_context(file_lock(lock_path_for(job.output), job.output))
-            for tmp in temp_files_of(job.output):  # a killed run's: a live one would hold the lock
-                tmp.unlink(missing_ok=True)
-            done, untrusted = video_output_done(job.output, settings, "-o", inputs=[job.input, spec.model],
-                                                overwrite=request.overwrite,
-                                                resumable=job.work_dir is not None)
+            done, untrusted = stack.enter_context(claim_video(
+                job.output, settings, inputs=[job.input, spec.model], overwrite=request.overwrite,
+                resumable=job.work_dir is not None))
             if done:
                 return already_done(job, spec, request, warnings=warnings)
             warnings += [untrusted] if untrusted else []
@@ -286,10 +240,8 @@ def run_video_job(job: VideoJob, spec: RunnerSpec, request: RunRequest, *,
             summary = deblur_video(job, opened, request, **hooks)
         summary.warnings[:0] = warnings
         if job.output is not None and not summary.interrupted:
-            doc = {"format": MANIFEST_FORMAT, "settings": settings.to_json(), "input": str(job.input),
-                   "output": str(job.output), "written": summary.written, "failed": len(summary.failed),
-                   "check": output_check(job.output)}
-            write_bytes_atomic(manifest_path(job.output), (json.dumps(doc, indent=2) + "\n").encode())
+            write_video_manifest(job.output, settings, source=job.input, written=summary.written,
+                                 failed=len(summary.failed))
         return summary
 
 
@@ -301,30 +253,6 @@ def streams_warnings(job: VideoJob) -> list[str]:
     return [f"{job.input}: {note} is not copied ({kept})" for note in job.info.not_copied]
 
 
-def output_check(output: Path) -> dict[str, Any]:
-    """What a finished video output is, for its manifest and a rerun's check (a probe, no decode):
-    its bytes, frames, size and codec."""
-    found = probe(output)
-    return {"bytes": output.stat().st_size, "frames": found.frames, "size": [found.height, found.width],
-            "codec": found.codec}
-
-
-def output_problem(output: Path, recorded: Any) -> str | None:
-    """Why the video `output` is not the one its manifest recorded (`recorded`: the manifest's
-    "check"), or None when it is: its byte count first, then a probe of its frames, size, codec."""
-    if not isinstance(recorded, dict):
-        return "its manifest records no size or frame count to check it against"
-    size = output.stat().st_size
-    if size != recorded.get("bytes"):
-        return f"{recorded.get('bytes')} bytes recorded, {size} found"
-    try:
-        found = output_check(output)
-    except DtkError as exc:
-        return f"it cannot be read ({exc})"
-    return "; ".join(f"{key} {recorded.get(key)} recorded, {value} found" for key, value in found.items()
-                     if value != recorded.get(key)) or None
-
-
 def already_done(job: VideoJob, spec: RunnerSpec, request: RunRequest,
                  warnings: list[str] | None = None) -> VideoRunSummary:
     """The summary of a rerun that found the video done with its settings: nothing decoded or run."""
@@ -334,17 +262,6 @@ def already_done(job: VideoJob, spec: RunnerSpec, request: RunRequest,
                            warnings=list(warnings or []), batch=request.batch, blur=request.blur,
                            known_blur=request.known_blur, tile_overlap=request.tile_overlap,
                            decoder=job.decoder, backend={"backend": spec.backend, "model": str(spec.model)})
-
-
-def remove_work_dir(work_dir: Path) -> None:
-    """Delete --resumable's work folder once the video is in place: only the files dtk wrote there
-    (its frame PNGs, manifest and lock); a folder holding anything else is left."""
-    for path in work_dir.iterdir():
-        if path.is_file() and not path.is_symlink() and (
-                path.name in (MANIFEST_NAME, LOCK_NAME) or (path.suffix == ".png" and path.stem.isdigit())):
-            path.unlink()
-    with contextlib.suppress(OSError):
-        work_dir.rmdir()
 
 
 @dataclass
@@ -599,43 +516,6 @@ class FolderVideo:
                 "wall_s": run.wall_s if run else 0.0, "frames_per_s": run.frames_per_s if run else 0.0,
                 "encode": self.job.encode.to_json() if self.job and self.job.encode else None,
                 "decoder": self.job.decoder if self.job else None}
-
-
-def video_resume_state(output: Path, settings: RunSettings, overwrite: bool) -> tuple[bool, bool, str | None]:
-    """(done, ours, untrusted) for a video `output`: done when its manifest records a run with these
-    settings that left no frame out and the video is still the one it recorded (bytes, frames,
-    size, codec: `output_problem`): the rerun skips it; ours when the manifest records these
-    settings (the video may be redone without --overwrite); untrusted says why a video the manifest
-    vouched for is redone (it changed since: truncated, replaced), as a damaged PNG of a frame
-    folder is. A video made with other settings is refused unless `overwrite` (DtkError), as a
-    frame folder's outputs are."""
-    if overwrite:
-        return False, True, None
-    doc = read_manifest_file(manifest_path(output))
-    if doc is None:
-        return False, False, None
-    diffs = settings.differences(doc["settings"])
-    if diffs and os.path.lexists(output):
-        raise DtkError(f"{output} was made with other settings ({'; '.join(diffs)}): rerun with --overwrite "
-                       "to redo it, or choose another OUTPUT")
-    if diffs or doc.get("failed") != 0 or not output.is_file() or output.is_symlink():
-        return False, not diffs, None
-    problem = output_problem(output, doc.get("check"))
-    if problem is None:
-        return True, True, None
-    return False, True, f"{output} is not the video its run manifest recorded ({problem}): redoing it"
-
-
-def video_output_done(output: Path, settings: RunSettings, flag: str, *, inputs: list[Path | str | None],
-                      overwrite: bool, resumable: bool) -> tuple[bool, str | None]:
-    """The one rule for a video dtk writes, alone or in a folder run (before the model loads):
-    (done, untrusted): done (skip it) when its manifest records these settings, no frame left out,
-    and the video verifies; redone when it records these settings (untrusted: why a video it
-    vouched for is redone); an existing video made otherwise, or not by dtk, only with `overwrite`
-    (DtkError); the paths as check_video_output checks them."""
-    done, ours, untrusted = video_resume_state(output, settings, overwrite)
-    check_video_output(output, flag, inputs=inputs, overwrite=overwrite or ours, resumable=resumable)
-    return done, untrusted
 
 
 def plan_folder_videos(videos: list[Frame], output_dir: Path, spec: RunnerSpec,
