@@ -8,7 +8,8 @@ content category of `training.content` (own scale, upscaled, downscaled, JPEG, H
 denoised, screen, noisy) at two sizes: `--size` (several tiles, decided over the frame as
 `dtk run` decides) and 256x448 (one tile, the seed's protocol). Each is scored unblurred and
 blurred with k3, k7 and k11 at that size, through the same path as `dtk run` (engines.tiled on
-one runner):
+one runner). A blurred-first category (`recorded`: the camera's blur, then H.264) is blurred
+before its processing and scored against the unprocessed scene:
 
 - blind: the model deciding (what `dtk run` does);
 - told: the same network told the true kernel (`--known-blur`);
@@ -39,7 +40,7 @@ from toolkit.core.kernels import blur, get_kernel
 from toolkit.core.metrics import WORSE_DB, capped, psnr
 from toolkit.core.modelfiles import with_checkpoint_files
 from toolkit.core.safepaths import check_output_folder
-from training.content import CATEGORIES, category_frame
+from training.content import CATEGORIES, category_frame, category_scene
 
 KERNELS = ("none", "k3", "k7", "k11")
 TOLD = ("k7", "k11")  # told k3 is a pass: its input
@@ -61,13 +62,17 @@ def card_frames(photoset: Path, size: tuple[int, int], categories: Iterable[str]
         character = records[name].get("character", "crisp")
         for cat in categories:
             for label, shape in (("own", size), ("256x448", FRAME_SIZE)):
-                frame = category_frame(image, shape, cat, name)
-                if frame is None:
-                    continue
+                entry = {"photo": name, "character": character, "category": cat, "size": label}
                 group = CATEGORIES[cat].group
-                out.append({"photo": name, "character": character, "category": cat,
-                            "group": character if group == "own" else group, "size": label,
-                            "frame": frame})
+                entry["group"] = character if group == "own" else group
+                if CATEGORIES[cat].blurred_first:  # each kernel blurs the scene before the encoder
+                    entry["frame"] = category_scene(image, shape, cat)
+                    entry["inputs"] = {k: category_frame(image, shape, cat, name,
+                                                         blur=None if k == "none" else k) for k in KERNELS}
+                else:
+                    entry["frame"] = category_frame(image, shape, cat, name)
+                if entry["frame"] is not None:
+                    out.append(entry)
     return out
 
 
@@ -78,7 +83,8 @@ def score_frames(runner, frames: list[dict], kernels=KERNELS, batch: int = 8,
     for k in kernels:
         started = time.perf_counter()
         sharp = [f["frame"] for f in frames]
-        inputs = sharp if k == "none" else [blur(s, get_kernel(k)) for s in sharp]
+        inputs = [f["inputs"][k] if "inputs" in f else s if k == "none" else blur(s, get_kernel(k))
+                  for f, s in zip(frames, sharp, strict=True)]
         blind = deblur_frames(runner, inputs, Tiling(), batch=batch)
         told = deblur_frames(runner, inputs, Tiling(), batch=batch, known_blur=k) if k in TOLD else None
         for i, f in enumerate(frames):
@@ -124,7 +130,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def _group_order(group: str) -> int:
-    order = ["crisp", "soft", "upscaled", "downscaled", "jpeg", "video", "denoised", "screen", "noisy"]
+    order = ["crisp", "soft", "upscaled", "downscaled", "jpeg", "video", "recorded", "denoised", "screen",
+             "noisy"]
     return order.index(group) if group in order else len(order)
 
 

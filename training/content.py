@@ -3,7 +3,8 @@
 A category turns a photo into the frame a user has *before* any blur dtk is asked to undo: the
 photo at its own scale, upscaled for display (1.5x / 2x / 3x, bilinear, bicubic, Lanczos),
 downscaled with an antialiasing filter, JPEG, H.264 / HEVC (PyAV, a short pan so P-frames are
-scored), denoised as phones do, screen content with text, high-ISO noise. `category_frame`
+scored), denoised as phones do, screen content with text, high-ISO noise; and a blurred recording
+(`blurred_first`: the camera's blur, then H.264), which the card blurs before encoding. `category_frame`
 returns a `size` (H, W) uint8 frame of the category cut from the photo's centre, or None when the
 photo is too small for it. Everything is deterministic in (photo name, category).
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from toolkit.core.errors import DtkError
+from toolkit.core.kernels import blur as blur_kernel
+from toolkit.core.kernels import get_kernel
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Category:
     group: str
     source_scale: float
     make: Callable[[np.ndarray, tuple[int, int], np.random.Generator], np.ndarray]
+    pans: bool = False  # a video category: the frame is the last of a short pan over the window
+    blurred_first: bool = False  # the blur comes before this processing (a camera's, then the encoder)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
@@ -144,8 +149,10 @@ def _categories() -> dict[str, Category]:
         cats.append(Category(f"up{scale:g}x-{method}", "upscaled", 1.0 / scale, _resampled(method)))
     cats.append(Category("down1.5x-area", "downscaled", 1.5, _resampled("area")))
     cats.append(Category("jpeg", "jpeg", 1.0, _jpeg))
-    cats.append(Category("h264", "video", 1.0, _video("libx264")))
-    cats.append(Category("hevc", "video", 1.0, _video("libx265")))
+    cats.append(Category("h264", "video", 1.0, _video("libx264"), pans=True))
+    cats.append(Category("hevc", "video", 1.0, _video("libx265"), pans=True))
+    # a blurred recording: the blur happened in the camera, the encoder came after it
+    cats.append(Category("h264-recorded", "recorded", 1.0, _video("libx264"), pans=True, blurred_first=True))
     cats.append(Category("denoised", "denoised", 1.0, _denoised))
     cats.append(Category("screen", "screen", 1.0, _screen))
     cats.append(Category("noisy", "noisy", 1.0, _noisy))
@@ -154,6 +161,8 @@ def _categories() -> dict[str, Category]:
 
 CATEGORIES = _categories()
 GROUPS = tuple(dict.fromkeys(c.group for c in CATEGORIES.values()))
+# what training synthesises (then blurs): a blurred-first category carries its own blur
+TRAINING_CATEGORIES = tuple(n for n, c in CATEGORIES.items() if not c.blurred_first)
 
 
 def category_rng(photo: str, category: str, salt: str = "") -> np.random.Generator:
@@ -167,7 +176,7 @@ def source_window(image: np.ndarray, size: tuple[int, int], category: Category) 
     takes a few pixels more for its pan); None when the image is too small."""
     h, w = size
     sh, sw = round(h * category.source_scale), round(w * category.source_scale)
-    if category.group == "video":
+    if category.pans:
         sw += PAN * (CLIP_FRAMES - 1)
     ih, iw = image.shape[:2]
     if ih < sh or iw < sw:
@@ -177,22 +186,45 @@ def source_window(image: np.ndarray, size: tuple[int, int], category: Category) 
 
 
 def category_frame(image: np.ndarray, size: tuple[int, int], name: str, photo: str = "",
-                   salt: str = "") -> np.ndarray | None:
+                   salt: str = "", blur: str | None = None) -> np.ndarray | None:
     """A `size` (H, W) uint8 RGB frame of category `name` cut from `image`'s centre (None when too
-    small); `photo` names the image for the category's random choices (quality, strength)."""
-    if name not in CATEGORIES:
-        raise DtkError(f"unknown content category {name!r}: choose from {', '.join(CATEGORIES)}")
-    category = CATEGORIES[name]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    window = source_window(image, size, category)
+    small); `photo` names the image for the category's random choices (quality, strength).
+    `blur` (a seed kernel): blurred before the category's processing, as a camera blurs before its
+    encoder (the card's blurred-first categories)."""
+    category = _category(name)
+    window = source_window(_rgb(image), size, category)
     if window is None:
         return None
+    if blur is not None:
+        window = blur_kernel(window, get_kernel(blur))
     frame = category.make(window, size, category_rng(photo, name, salt))
     frame = np.ascontiguousarray(frame[: size[0], : size[1]])
     if frame.shape != (*size, 3) or frame.dtype != np.uint8:
         raise DtkError(f"content category {name} made a {frame.shape} {frame.dtype} frame, not {size}")
     return frame
+
+
+def category_scene(image: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray | None:
+    """The sharp scene a frame of category `name` shows, before any processing: what a
+    blurred-first frame is scored against (categories at the photo's own scale only)."""
+    category = _category(name)
+    if category.source_scale != 1.0:
+        raise DtkError(f"content category {name} resamples the photo: its frame shows no window of it")
+    window = source_window(_rgb(image), size, category)
+    if window is None:
+        return None
+    x = PAN * (CLIP_FRAMES - 1) if category.pans else 0
+    return np.ascontiguousarray(window[: size[0], x: x + size[1]])
+
+
+def _category(name: str) -> Category:
+    if name not in CATEGORIES:
+        raise DtkError(f"unknown content category {name!r}: choose from {', '.join(CATEGORIES)}")
+    return CATEGORIES[name]
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
 def random_crop(image: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
@@ -207,7 +239,7 @@ def training_frames(photos: dict[str, np.ndarray], size: tuple[int, int], per_ph
                     rng: np.random.Generator, categories=None, label: str = "") -> list[dict]:
     """`per_photo` frames of random categories and windows from each photo: {photo, category,
     group, size, frame} (a category the photo is too small for is skipped)."""
-    names = list(categories or CATEGORIES)
+    names = list(categories or TRAINING_CATEGORIES)
     out = []
     for photo, image in sorted(photos.items()):
         for _ in range(per_photo):

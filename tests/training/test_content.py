@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from toolkit.core.errors import DtkError
-from training.content import CATEGORIES, GROUPS, category_frame, training_frames
+from training.content import (
+    CATEGORIES,
+    GROUPS,
+    TRAINING_CATEGORIES,
+    category_frame,
+    category_scene,
+    training_frames,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +54,12 @@ def test_training_frames_cover_random_categories(photo):
     frames = training_frames({"coffee": photo}, (64, 96), 12, np.random.default_rng(0), label="t")
     assert len(frames) == 12 and {f["size"] for f in frames} == {"t"}
     assert len({f["category"] for f in frames}) > 4 and {f["group"] for f in frames} <= set(GROUPS)
+
+
+def test_training_leaves_out_blurred_first_categories_and_a_scene_needs_the_photos_scale(photo):
+    frames = training_frames({"coffee": photo}, (64, 96), 40, np.random.default_rng(1))
+    assert "h264-recorded" not in TRAINING_CATEGORIES
+    assert {f["category"] for f in frames} <= set(TRAINING_CATEGORIES)
+    assert category_scene(photo, (128, 224), "own").shape == (128, 224, 3)
+    with pytest.raises(DtkError, match="resamples"):
+        category_scene(photo, (128, 224), "up2x-lanczos")
