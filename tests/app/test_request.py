@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
+import numpy as np
 import pytest
 
 from toolkit.app import api
@@ -37,6 +38,19 @@ def test_a_request_is_frozen_picklable_and_equal_to_its_copy():
 def test_check_names_the_option(options, message):
     with pytest.raises(DtkError, match=message):
         RunRequest(**options).check()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"overwrite": "yes"}, "--overwrite must be True or False, got 'yes'"),
+    ({"workers": "2"}, "--workers must be a whole number, got '2'"),
+    ({"batch": True}, "--batch must be a whole number"),
+    ({"crf": 18.5}, "--crf must be a whole number or None"),
+    ({"ray_address": 3}, "--ray-address must be a string or None"),
+])
+def test_a_value_of_the_wrong_kind_is_named(options, message):
+    with pytest.raises(DtkError, match=message):
+        RunRequest(**options).check()
+    RunRequest(batch=np.int64(4), tile_overlap=np.int64(32)).check()  # NumPy integers are whole numbers
 
 
 def test_the_api_takes_a_request_or_its_fields_never_both_nor_a_typo(demo_dir, tmp_path, no_model_load):

@@ -8,8 +8,9 @@ cut (engines.tiled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
+from numbers import Integral, Real
 from typing import Any
 
 from engines.options import check_batch
@@ -24,6 +25,8 @@ from toolkit.core.pipeline import PIPELINES
 from toolkit.core.tiles import DEFAULT_OVERLAP
 
 EXECUTORS = ("local", "ray")  # dtk run --executor
+_KINDS = {"bool": "True or False", "int": "a whole number", "int | None": "a whole number or None",
+          "float": "a number", "str | None": "a string or None", "str": "a string"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class RunRequest:
     def check(self) -> RunRequest:
         """DtkError for an option out of range or a combination that does not go (before any model
         loads); returns itself."""
+        self._check_types()
         check_batch(self.batch)
         if self.blur is not None:
             get_kernel(self.blur)
@@ -69,6 +73,24 @@ class RunRequest:
         check_number("--workers", self.workers, min=1, max=1024)
         check_number("--gpus-per-worker", self.gpus_per_worker, min=0, max=64)
         return self
+
+    def _check_types(self) -> None:
+        """DtkError for a value of the wrong kind (the API takes keywords: "yes" for a flag, "8" for
+        a number), named as the CLI names the option."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            flag = "--" + f.name.replace("_", "-")
+            if kind == "bool":
+                ok = isinstance(value, bool)
+            elif kind.startswith("int"):
+                number = isinstance(value, Integral) and not isinstance(value, bool)
+                ok = number or (value is None and "None" in kind)
+            elif kind == "float":
+                ok = isinstance(value, Real) and not isinstance(value, bool)
+            else:  # str | None
+                ok = value is None or isinstance(value, str)
+            if not ok:
+                raise DtkError(f"{flag} must be {_KINDS.get(kind, kind)}, got {value!r}")
 
     @cached_property
     def tiling(self) -> Tiling:
