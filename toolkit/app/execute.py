@@ -17,13 +17,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from engines.base import Runner
 from engines.tiled import TiledResult, Tiling, batch_problem, check_known_blur, deblur_frames
 from toolkit.core.convert import to_host
 from toolkit.core.evidence import known_rows
+from toolkit.core.tiles import DEFAULT_OVERLAP
 
 B = TypeVar("B")
 R = TypeVar("R")
@@ -58,14 +59,46 @@ def deblur_batch(runner: Runner, images: Any, tiling: Tiling, *, batch: int, kno
     return TiledResult(list(out), [None] * n, tiles=n, tile_sizes=sizes)
 
 
-def count_passes(summary: Any, res: TiledResult) -> None:
-    """Add a batch's work to a run summary's counters (network and head-only passes, frames
-    passed whole, passes per tile size)."""
-    summary.network_passes += res.tiles
-    summary.head_passes += res.evidence_tiles
-    summary.passed_whole += res.passed_frames
-    for size, n in res.tile_sizes.items():
-        summary.tile_sizes[size] = summary.tile_sizes.get(size, 0) + n
+@dataclass(kw_only=True)
+class RunCounts:
+    """What every run reports, a folder's or a clip's (app.run.RunSummary, app.video_run.
+    VideoRunSummary add what is theirs): frames written, already done and failed, the time, the
+    options that shaped the frames, and the network's work (engines.tiled's counters)."""
+
+    written: int = 0
+    skipped_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (frame, why): unreadable, dropped, failed
+    interrupted: bool = False
+    wall_s: float = 0.0  # first batch requested -> last output written
+    compute_s: float = 0.0  # the runner: tiles through it, stitching, host<->device copies (+ --blur)
+    batch: int = 8
+    blur: str | None = None
+    known_blur: str | None = None
+    backend: dict[str, Any] = field(default_factory=dict)
+    tile_overlap: int | None = DEFAULT_OVERLAP  # None: --resize (no tiles)
+    network_passes: int = 0  # images through the whole network: tiles at native size, else frames
+    head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
+    passed_whole: int = 0  # frames passed as they are after their first (or only) tile
+    tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
+    max_tile_pixels: int | None = None  # native: the pixel budget of one runner call (engines.tiled)
+
+    @property
+    def frames_per_s(self) -> float:
+        """End to end: frames written per second of wall time."""
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def compute_frames_per_s(self) -> float:
+        """Compute only: frames written per second of compute time."""
+        return self.written / self.compute_s if self.compute_s > 0 else 0.0
+
+    def count(self, res: TiledResult) -> None:
+        """Add a batch's work: network and head-only passes, frames passed whole, passes per size."""
+        self.network_passes += res.tiles
+        self.head_passes += res.evidence_tiles
+        self.passed_whole += res.passed_frames
+        for size, n in res.tile_sizes.items():
+            self.tile_sizes[size] = self.tile_sizes.get(size, 0) + n
 
 
 @dataclass

@@ -49,7 +49,7 @@ from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import check_known_blur
-from toolkit.app.execute import Timing, count_passes, deblur_batch, execute
+from toolkit.app.execute import RunCounts, Timing, deblur_batch, execute
 from toolkit.app.outputs import (
     RunSettings,
     check_frames_outside,
@@ -71,7 +71,6 @@ from toolkit.core.frames import (
     write_png_atomic,
 )
 from toolkit.core.pipeline import FrameBatch, PipelineConfig, open_pipeline
-from toolkit.core.tiles import DEFAULT_OVERLAP
 
 
 def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> float:
@@ -109,54 +108,21 @@ def wall_shares(wall_s: float, **phases: float) -> dict[str, float]:
     return {**shares, "other": max(0.0, 1.0 - sum(shares.values()))}
 
 
-class FrameRates:
-    """Frames per second of a run summary with `written`, `wall_s` and `compute_s`."""
-
-    written: int
-    wall_s: float
-    compute_s: float
-
-    @property
-    def frames_per_s(self) -> float:
-        """End to end: frames written per second of wall time."""
-        return self.written / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def compute_frames_per_s(self) -> float:
-        """Compute only: frames written per second of compute time."""
-        return self.written / self.compute_s if self.compute_s > 0 else 0.0
-
-
 @dataclass
-class RunSummary(FrameRates):
-    """What a run did and where its time went (seconds; shares are of wall time)."""
+class RunSummary(RunCounts):
+    """What a folder run did and where its time went (seconds; shares are of wall time); the
+    counters every run keeps are RunCounts'."""
 
     input_dir: str
     output_dir: str
     frames_total: int
-    written: int = 0
-    skipped_done: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-    wall_s: float = 0.0  # first batch requested -> last PNG on disk
     plan_s: float = 0.0  # listing frames and checking existing outputs (resume)
     data_wait_s: float = 0.0  # main thread waiting for the pipeline's next batch
-    compute_s: float = 0.0  # runner.infer, including host<->device copies
     write_wait_s: float = 0.0  # main thread waiting for the writer threads
     write_s: float = 0.0  # writer threads' own time (convert, resize, encode, fsync), summed
-    batch: int = 8
-    blur: str | None = None
-    known_blur: str | None = None
     keep_size: bool = False
     pipeline: str = "auto"
-    backend: dict[str, Any] = field(default_factory=dict)
     mode: str = "native"
-    tile_overlap: int | None = DEFAULT_OVERLAP
-    network_passes: int = 0  # images through the whole network: tiles at native size, else frames
-    head_passes: int = 0  # tiles through the head only (one decision per frame of several tiles)
-    passed_whole: int = 0  # frames passed as they are after their first (or only) tile
-    tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
-    max_tile_pixels: int | None = None  # native: the pixel budget of one runner call (engines.tiled)
     peak_rss_mb: float | None = None  # the process's peak resident memory (MiB), model included
     multi_frame: list[tuple[str, int]] = field(default_factory=list)  # (path, images): the first deblurred
     videos: list[Any] = field(default_factory=list)  # the videos of INPUT (app.video_run.FolderVideo)
@@ -319,7 +285,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
         if len(fb) == 0:
             return [], []
         res = deblur_batch(runner, fb.images, tiling, batch=batch, known_blur=known_blur, on_tiles=on_tiles)
-        count_passes(summary, res)
+        summary.count(res)
         keep = fb.native or keep_size
         rows = list(zip(fb.frames, res.images, res.failures, fb.sizes, strict=True))
         return ([(f, im, None if keep else size) for f, im, _, size in rows if im is not None],

@@ -56,7 +56,7 @@ import numpy as np
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import check_known_blur
-from toolkit.app.execute import Timing, count_passes, deblur_images, execute, prefetched, sigint_sets
+from toolkit.app.execute import RunCounts, Timing, deblur_images, execute, prefetched, sigint_sets
 from toolkit.app.outputs import (
     RunSettings,
     check_frames_outside,
@@ -73,7 +73,7 @@ from toolkit.app.outputs import (
     write_video_manifest,
 )
 from toolkit.app.request import RunRequest
-from toolkit.app.run import FrameRates, RunSummary, find_frames, run_frames, wall_shares
+from toolkit.app.run import RunSummary, find_frames, run_frames, wall_shares
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import (
     IMAGE_EXTENSIONS,
@@ -84,7 +84,6 @@ from toolkit.core.frames import (
 )
 from toolkit.core.kernels import blur as blur_image
 from toolkit.core.pipeline.dali_video import choose_decoder, dali_frames
-from toolkit.core.tiles import DEFAULT_OVERLAP
 from toolkit.core.video import DecodedFrame, VideoInfo, VideoReader, accounted, probe
 from toolkit.core.videowrite import EncodeSettings, VideoWriter, check_encoder, encode_settings
 
@@ -138,34 +137,19 @@ def plan_video(input_path: Path | str, *, output: Path | None, frames_out: Path 
 
 
 @dataclass
-class VideoRunSummary(FrameRates):
-    """What a video run did and where its time went (seconds; shares are of wall time)."""
+class VideoRunSummary(RunCounts):
+    """What a video run did and where its time went (seconds; shares are of wall time); the
+    counters every run keeps are RunCounts' (`failed` lists dropped frames too)."""
 
     input: str
     output: str
     frames_total: int
     video: dict[str, Any]
     encode: dict[str, Any] | None
-    written: int = 0
-    skipped_done: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # dropped frames included
     dropped: int = 0  # frames the container holds that the demuxer never gave (listed in `failed`)
     warnings: list[str] = field(default_factory=list)  # streams not copied, an output redone...
-    interrupted: bool = False
-    wall_s: float = 0.0
     decode_s: float = 0.0  # waiting for the decoder's thread (demux, decode, conversion to RGB)
-    compute_s: float = 0.0  # blur (--blur) + tiles through the runner + stitch
     encode_s: float = 0.0  # waiting for the sink's thread (conversion from RGB, encode, mux or PNGs)
-    batch: int = 8
-    blur: str | None = None
-    known_blur: str | None = None
-    backend: dict[str, Any] = field(default_factory=dict)
-    tile_overlap: int = DEFAULT_OVERLAP
-    network_passes: int = 0
-    head_passes: int = 0
-    passed_whole: int = 0  # frames passed as they are after their first (or only) tile (engines.tiled)
-    tile_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> network passes of that size
-    max_tile_pixels: int | None = None  # the pixel budget of one runner call (engines.tiled)
     decoder: str = "pyav"  # which decoder ran: pyav | dali-cpu | dali-gpu
 
     def shares(self) -> dict[str, float]:
@@ -426,7 +410,7 @@ def deblur_video(job: VideoJob, runner: Runner, request: RunRequest | None = Non
         if blur is not None:
             images = [blur_image(im, blur) for im in images]
         res = deblur_images(runner, images, tiling, batch=batch, known_blur=known_blur, on_tiles=on_tiles)
-        count_passes(summary, res)
+        summary.count(res)
         return list(zip(res.images, res.failures, strict=True))
 
     timing = Timing()
