@@ -198,14 +198,15 @@ def test_the_bank_and_the_decision_stay_in_float(demo_dir, tmp_path, quantize_ba
     bank = [f"/bank/Conv{s}" for s in ("", "_1", "_2", "_3")]
     head = [f"/features/features.{i}/features.{i}.0/Conv" for i in range(4)]
     head += ["/bands/Conv", "/bands/Conv_1"]  # the gain head's band energies
-    concat_fed = [f"/refine/{n}/{n}.0/{n}.0.0/Conv" for n in ("enc1", "dec2", "dec1")]
+    concat_fed = ["/refine/Conv"]  # the one-hot pixel-unshuffle of [frame, bank]
+    concat_fed += [f"/refine/{n}/{n}.0/{n}.0.0/Conv" for n in ("enc1", "dec2", "dec1")]
     why = {**({} if quantize_bank else dict.fromkeys(bank, "fixed bank")), **dict.fromkeys(head, "decision"),
            **dict.fromkeys(concat_fed, "fed by a Concat")}
     assert report.fixed_float_why == why and report.float_layers == report.fixed_float_layers
     assert sorted(report.float_layers) == sorted(why)
     model, producers, _, _ = _graph(out)
     convs = {n.name: n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
-    assert set(bank) <= set(convs) and len(convs) == 24  # round 4: + the 2 band-energy convs
+    assert set(bank) <= set(convs) and len(convs) == 25  # round 4: + 2 band-energy convs, + unshuffle
     for name, node in convs.items():
         weight_from = getattr(producers.get(node.input[1]), "op_type", None)  # None: a float initializer
         assert (weight_from != "DequantizeLinear") == (name in why), name

@@ -121,6 +121,14 @@ class HalfResUNet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 3, width: int = 32, extra: int = 0):
         super().__init__()
         w = width
+        # exported graphs pixel-unshuffle with a grouped stride-2 conv of one-hot taps: exact in any
+        # precision, and faster than the 6-D Reshape/Transpose pixel_unshuffle exports to (ONNX
+        # Runtime, 2 cores: 1.07x a whole 256x448 frame, 1.04x a 1280x720 one, outputs bit-equal)
+        taps = torch.zeros(4 * in_channels, 1, 2, 2)
+        for i in range(4):
+            taps[i::4, 0, i // 2, i % 2] = 1.0
+        self.register_buffer("unshuffle", taps, persistent=False)  # not a weight: no checkpoint change
+        self.in_channels = in_channels
         self.enc1 = nn.Sequential(_conv(4 * in_channels + extra, w), _conv(w, w))
         self.enc2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
         self.enc3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w), _conv(4 * w, 4 * w))
@@ -133,7 +141,10 @@ class HalfResUNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        u = F.pixel_unshuffle(z, 2)
+        if torch.onnx.is_in_onnx_export():  # bit-equal to pixel_unshuffle; faster as an ONNX Conv
+            u = F.conv2d(z, self.unshuffle.to(z.dtype), stride=2, groups=self.in_channels)
+        else:  # eager torch: pixel_unshuffle is the faster copy (2.7x the conv's speed on 2 cores)
+            u = F.pixel_unshuffle(z, 2)
         e1 = self.enc1(u if extra is None else torch.cat([u, extra], dim=1))
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
