@@ -298,10 +298,9 @@ class Deblurrer:
         from engines.spec import RunnerSpec  # engines.spec imports torch: on construction
         from toolkit.core.constants import FRAME_SIZE
 
-        for flag, value in (("--batch", batch), ("--tile-overlap", tile_overlap), ("--threads", threads)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-                raise DtkError(f"{flag} must be a whole number, got {value!r}")
-        # `dtk run`'s checks and messages; whether the model can be told the blur: once it opens
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))):
+            raise DtkError(f"--threads must be a whole number, got {threads!r}")  # not a RunRequest field
+        # `dtk run`'s checks and messages (kinds too); whether the model can be told the blur: once it opens
         self.request = RunRequest(batch=batch, tile_overlap=tile_overlap, known_blur=known_blur,
                                   max_tile_pixels=max_tile_pixels).check()
         self.tiling, self.batch, self.known_blur = self.request.tiling, batch, known_blur

@@ -101,6 +101,24 @@ class RunCounts:
             self.tile_sizes[size] = self.tile_sizes.get(size, 0) + n
 
 
+def progress_counter(progress: Callable[[int, int], None] | None, total: int, done: int = 0
+                     ) -> Callable[..., None]:
+    """`tick(n=1)`: n more frames finished (written, failed or already done), reported as
+    `progress(finished, total)` from any thread, one call at a time (`total` grows with `finished`:
+    a clip's frame count is the container's estimate)."""
+    lock = threading.Lock()
+    finished = done
+
+    def tick(n: int = 1) -> None:
+        nonlocal finished
+        with lock:
+            finished += n
+            if progress is not None:
+                progress(finished, max(total, finished))
+
+    return tick
+
+
 @dataclass
 class Timing:
     """Where the calling thread's time went (seconds)."""

@@ -43,7 +43,7 @@ from toolkit.app.outputs import (
     split_done,
 )
 from toolkit.app.request import RunRequest
-from toolkit.app.run import RunSummary, pipeline_config, write_output
+from toolkit.app.run import RunSummary, batch_outputs, pipeline_config, write_output
 from toolkit.core.errors import DtkError
 from toolkit.core.frames import Frame, discover_frames
 from toolkit.core.lazy import optional_import
@@ -87,12 +87,10 @@ class DeblurActor:
             t0 = time.perf_counter()
             res = deblur_batch(self.runner, fb.images, r.tiling, batch=r.batch, known_blur=r.known_blur)
             compute_s += time.perf_counter() - t0
-            keep = fb.native or r.keep_size
-            for frame, data, why, size in zip(fb.frames, res.images, res.failures, fb.sizes, strict=True):
-                if data is None:  # nothing of a failed frame is written
-                    failed[str(frame.path)] = why or "no output"
-                else:
-                    write_output(output_path_for(frame, self.output_dir), data, None if keep else size)
+            outputs, bad = batch_outputs(fb, res, r.keep_size)
+            failed.update(bad)  # nothing of a failed frame is written
+            for frame, data, size in outputs:
+                write_output(output_path_for(frame, self.output_dir), data, size)
         status = ["failed" if str(f.path) in failed else "written" for f in frames]
         share = compute_s / max(1, status.count("written"))
         return {"rel": rels, "status": status, "reason": [failed.get(str(f.path), "") for f in frames],

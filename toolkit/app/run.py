@@ -48,8 +48,8 @@ import numpy as np
 from bench.memory import peak_rss_mb
 from engines.base import Runner
 from engines.spec import RunnerSpec
-from engines.tiled import check_known_blur
-from toolkit.app.execute import RunCounts, Timing, deblur_batch, execute
+from engines.tiled import TiledResult, check_known_blur
+from toolkit.app.execute import RunCounts, Timing, deblur_batch, execute, progress_counter
 from toolkit.app.outputs import (
     RunSettings,
     check_frames_outside,
@@ -86,6 +86,17 @@ def write_output(path: Path, data: np.ndarray, size: tuple[int, int] | None) -> 
 
 
 Written = tuple[Frame, np.ndarray, "tuple[int, int] | None"]  # frame, data, size for write_output
+
+
+def batch_outputs(fb: FrameBatch, res: TiledResult, keep_size: bool
+                  ) -> tuple[list[Written], list[tuple[str, str]]]:
+    """A deblurred pipeline batch as ([(frame, data, size) for `write_output`], [(path, why)
+    failed]): a --resize output goes back to its frame's size unless `keep_size`; nothing of a
+    failed frame is written. The local run's and the Ray actors' one rule."""
+    keep = fb.native or keep_size
+    rows = list(zip(fb.frames, res.images, res.failures, fb.sizes, strict=True))
+    return ([(f, im, None if keep else size) for f, im, _, size in rows if im is not None],
+            [(str(f.path), why or "no output") for f, im, why, _ in rows if im is None])
 
 
 def io_threads() -> int:
@@ -255,17 +266,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
                          tile_overlap=None if request.resize else tiling.overlap,
                          max_tile_pixels=None if request.resize else tiling.budget)
     summary.plan_s = time.perf_counter() - t_plan
-    stop = stop or threading.Event()
-    finished = len(done)
-    tick_lock = threading.Lock()
-
-    def tick(n: int = 1) -> None:
-        nonlocal finished
-        with tick_lock:
-            finished += n
-            if progress:
-                progress(finished, len(frames))
-
+    tick = progress_counter(progress, len(frames), done=len(done))
     tick(0)
     if not todo:
         return summary
@@ -286,10 +287,7 @@ def _run_claimed(frames: list[Frame], input_dir: Path, output_dir: Path, runner:
             return [], []
         res = deblur_batch(runner, fb.images, tiling, batch=batch, known_blur=known_blur, on_tiles=on_tiles)
         summary.count(res)
-        keep = fb.native or keep_size
-        rows = list(zip(fb.frames, res.images, res.failures, fb.sizes, strict=True))
-        return ([(f, im, None if keep else size) for f, im, _, size in rows if im is not None],
-                [(str(f.path), why or "no output") for f, im, why, _ in rows if im is None])
+        return batch_outputs(fb, res, keep_size)
 
     sink = PngTreeSink(output_dir, writers, summary, tick)
     timing = Timing()

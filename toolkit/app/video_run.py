@@ -56,7 +56,15 @@ import numpy as np
 from engines.base import Runner
 from engines.spec import RunnerSpec
 from engines.tiled import check_known_blur
-from toolkit.app.execute import RunCounts, Timing, deblur_images, execute, prefetched, sigint_sets
+from toolkit.app.execute import (
+    RunCounts,
+    Timing,
+    deblur_images,
+    execute,
+    prefetched,
+    progress_counter,
+    sigint_sets,
+)
 from toolkit.app.outputs import (
     RunSettings,
     check_frames_outside,
@@ -393,15 +401,7 @@ def deblur_video(job: VideoJob, runner: Runner, request: RunRequest | None = Non
                               job.encode.to_json() if job.encode else None, batch=batch, blur=blur,
                               known_blur=known_blur, backend=runner.describe(), tile_overlap=tiling.overlap,
                               decoder=job.decoder, max_tile_pixels=tiling.budget)
-    finished = 0
-    tick_lock = threading.Lock()
-
-    def tick() -> None:
-        nonlocal finished
-        with tick_lock:
-            finished += 1
-            if progress is not None:
-                progress(finished, max(info.frames, finished))
+    tick = progress_counter(progress, info.frames)
 
     def step(items: list[VideoItem]) -> list[tuple[np.ndarray | None, str | None]]:
         images = [it.frame.image for it in items if it.frame.image is not None and it.done is None]
@@ -436,9 +436,10 @@ def deblur_video(job: VideoJob, runner: Runner, request: RunRequest | None = Non
                 raise DtkError(f"cannot write {summary.output}: {exc} (check free space and permissions)"
                                ) from None
             finally:
+                closing = time.perf_counter() - t0  # the encoder's flush and the rename, waited for
                 summary.decode_s, summary.compute_s = timing.data_wait_s, timing.compute_s
-                summary.encode_s = timing.write_wait_s + time.perf_counter() - t0
-                summary.wall_s = timing.wall_s + time.perf_counter() - t0
+                summary.encode_s = timing.write_wait_s + closing
+                summary.wall_s = timing.wall_s + closing
     return summary
 
 
