@@ -78,7 +78,7 @@ class QuantizeReport:
     seconds: float = 0.0
 
     def float_summary(self) -> str:
-        """The layers kept in float, by reason: 'fixed bank (4), decision (4); by the guard: X'."""
+        """The layers kept in float, by reason: 'fixed bank (3), decision (6); by the guard: X'."""
         chosen = [n for n in self.float_layers if n not in self.fixed_float_why]
         parts = [_float_summary(self.fixed_float_why)] if self.fixed_float_why else []
         if chosen:
@@ -468,7 +468,7 @@ def quantize_model(model_onnx: Path | str, calib_dir: Path | str, out_path: Path
 
 
 def _float_summary(why: dict[str, str]) -> str:
-    """'fixed bank (4), decision (4), fed by a Concat (3)': the always-float layers by reason."""
+    """'fixed bank (3), decision (6), fed by a Concat (4)': the always-float layers by reason."""
     counts: dict[str, int] = {}
     for reason in why.values():
         counts[reason] = counts.get(reason, 0) + 1

@@ -302,7 +302,7 @@ def test_readme_int8_recipe_gives_a_model_both_cpu_backends_deblur(demo, tmp_pat
     int8 = tmp_path / "dtk-unet-int8.onnx"
     res, out = dtk("quantize", "--calib", demo, "-o", int8)
     assert res.exit_code == 0, out
-    assert "layers kept in float decision (6), fixed bank (4), fed by a Concat (4); by the guard:" in out
+    assert "layers kept in float decision (6), fixed bank (3), fed by a Concat (4); by the guard:" in out
     report = tmp_path / "b.json"
     res, out = dtk("bench", "--model", ROOT / "toolkit" / "assets" / "dtk-unet.onnx", "--model", int8,
                    "--backend", "onnxruntime,openvino", "--variants", "cpu-fp32,cpu-latency", "--batch", "1",

@@ -107,7 +107,7 @@ def test_export_folds_constants_of_the_shipped_model(tmp_path):
     graph = onnx.load(str(path)).graph
     inits = {i.name for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    assert len(convs) == 25 and all(n.input[1] in inits for n in convs)  # 22 + 2 band-energy + unshuffle
+    assert len(convs) == 24 and all(n.input[1] in inits for n in convs)  # 21 + 2 band-energy + unshuffle
     assert not [n.name for n in graph.node if n.op_type == "Constant"]
     res = check_parity(model, path, 256, 448)
     assert res["real_k7_max_abs"] < 1e-4 and res["real_k11_max_abs"] < 1e-4
