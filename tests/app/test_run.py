@@ -111,6 +111,21 @@ def test_resume_skips_done_frames_and_redoes_bad_ones(demo_dir, runner, tmp_path
     assert run_frames(demo_dir, out, runner, RunRequest(batch=4, overwrite=True)).written == n
 
 
+def test_planning_reads_an_input_only_where_its_output_exists(demo_dir, tmp_path, monkeypatch):
+    """A fresh run plans without opening its inputs (a PNG's EXIF check decodes the whole frame:
+    1 s for 24 1080p frames); a resume still checks each existing output against its input."""
+    import toolkit.app.outputs as outputs_mod
+
+    frames = discover_frames(demo_dir)
+    opened: list[Path] = []
+    real = outputs_mod.image_size
+    monkeypatch.setattr(outputs_mod, "image_size", lambda p: opened.append(Path(p)) or real(p))
+    out = tmp_path / "out"
+    assert outputs_mod.split_done(frames, out) == (frames, []) and opened == []
+    write_png_atomic(output_path_for(frames[0], out), np.asarray(Image.open(frames[0].path).convert("RGB")))
+    assert outputs_mod.split_done(frames, out) == (frames[1:], frames[:1]) and opened == [frames[0].path]
+
+
 def test_stop_event_ends_after_current_batch_with_whole_files(demo_dir, runner, tmp_path):
     out, stop = tmp_path / "out", threading.Event()
     s = run_frames(demo_dir, out, Faulty(runner, 2, stop=stop), RunRequest(batch=3), stop=stop)

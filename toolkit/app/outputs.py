@@ -92,8 +92,10 @@ def split_done(frames: Sequence[Frame], out_root: Path | str, *, keep_size: bool
         return list(frames), []
     todo, done = [], []
     for f in frames:
-        size = expected_output_size(f, keep_size)
-        (done if size is not None and is_done(output_path_for(f, out_root), size) else todo).append(f)
+        out = output_path_for(f, out_root)
+        # no output yet: to do, without reading the input's header (a PNG's EXIF check decodes it)
+        size = expected_output_size(f, keep_size) if out.is_file() else None
+        (done if size is not None and is_done(out, size) else todo).append(f)
     return todo, done
 
 
