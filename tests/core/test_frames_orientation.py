@@ -63,3 +63,43 @@ def test_dali_is_fed_exif_rotated_photos_already_upright(astronaut, tmp_path):
 
     with Image.open(io.BytesIO(data)) as im:
         assert im.format == "PNG" and im.size == (448, 256)
+
+
+def _exif_after_pixels(path, image: np.ndarray, orientation: int):
+    """A PNG whose eXIf chunk follows the pixel data (allowed; Pillow writes it before)."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    data = buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = data.rindex(b"IEND") - 4  # the IEND chunk's length field
+    path.write_bytes(data[:end] + chunk + data[end:])
+    return path
+
+
+def test_png_orientation_is_read_without_decoding_the_pixels(astronaut, tmp_path):
+    """exif_orientation scans a PNG's chunks (Pillow's getexif decodes the whole image to find an
+    eXIf chunk after the pixels: a resume's size check and DALI's byte check paid a decode)."""
+    from toolkit.app.outputs import image_size
+    from toolkit.core.frames import exif_orientation
+
+    stored = astronaut[:64, :96].copy()
+    late = _exif_after_pixels(tmp_path / "late.png", stored, 6)
+    with Image.open(late) as im:
+        assert exif_orientation(im) == 6
+        assert im.tile  # the pixels are still not decoded
+    with Image.open(late) as im:
+        shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert np.array_equal(read_frame(late), shown) and shown.shape == (96, 64, 3)
+    assert image_size(late) == (96, 64)
+    early = _tagged(tmp_path / "early.png", stored, 8)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(stored).save(plain)
+    with Image.open(early) as a, Image.open(plain) as b:
+        assert (exif_orientation(a), exif_orientation(b)) == (8, 1) and a.tile and b.tile
