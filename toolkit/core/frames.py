@@ -351,7 +351,7 @@ def exif_orientation(im) -> int:
         else:
             exif = im.getexif()
         value = int(exif.get(EXIF_ORIENTATION, 1))
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, AttributeError, struct.error):
         return 1
     return value if 1 <= value <= 8 else 1
 
