@@ -268,7 +268,10 @@ def test_bf16_is_asked_for_and_said(runners, demo_dir, tmp_path):
     x = blurred_batch(demo_dir, n=1)
     err = float(np.abs(half.infer(x) - ovr.infer(x)).max())
     if granted == "bf16":
-        assert BF16_MIN_ABS < err < BF16_MAX_ABS and not half.warnings
+        assert BF16_MIN_ABS < err < BF16_MAX_ABS
+        # a model that decides is warned about: bf16 runs its decision too (k11 -2.76 dB on the demo)
+        decision = [w for w in half.warnings if "decided otherwise" in w]
+        assert len(decision) == len(half.warnings) == int(half.takes_evidence)
     else:
         assert granted == "f32" and err <= FP32_MAX_ABS and "runs f32 here" in half.warnings[-1]
 
