@@ -345,9 +345,10 @@ def exif_orientation(im) -> int:
     try:
         if im.format == "PNG" and "exif" not in im.info and im.tile:
             raw = png_exif(im.fp)
+            if raw is None:
+                return 1
             exif = Image.Exif()
-            if raw is not None:
-                exif.load(raw)
+            exif.load(raw)
         else:
             exif = im.getexif()
         value = int(exif.get(EXIF_ORIENTATION, 1))
